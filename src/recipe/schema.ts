@@ -1,0 +1,148 @@
+import { z } from 'zod';
+
+/**
+ * The recipe schema: the one place that says which keys a recipe may have, their types and
+ * defaults. `recipe/load.ts` parses YAML through it once; everything downstream trusts the
+ * resulting `Recipe` type. Objects are strict so a typo is an error, not a silent default.
+ */
+
+const posInt = z.number().int().positive();
+const fraction = z.number().min(0).max(1);
+
+export const ActivationSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('quad') }),
+  z.strictObject({ kind: z.literal('poly'), degree: z.number().int().min(1).max(8) }),
+  z.strictObject({ kind: z.literal('square') }),
+  z.strictObject({ kind: z.literal('relu') }),
+  z.strictObject({
+    kind: z.literal('relu-approx'),
+    degree: z.number().int().min(2).max(8).default(2),
+    range: z.tuple([z.number(), z.number()]).default([-4, 4]),
+    trainable: z.boolean().default(false),
+  }),
+]);
+
+const FilePair = z.strictObject({ images: z.string(), labels: z.string() });
+
+const Normalize = z.union([
+  z.enum(['standard', 'minmax', 'none']),
+  z.strictObject({ scale: z.number(), shift: z.number().default(0) }),
+]);
+
+const Split = z.strictObject({ validation: fraction.default(0.2) });
+
+const CsvData = z.strictObject({
+  source: z.literal('csv'),
+  path: z.string(),
+  label: z.string(),
+  /** feature columns to use, in order; default: every column but the label */
+  features: z.array(z.string()).min(1).optional(),
+  /** reshape each row's features into an image [H, W, C] (for a CNN on CSV data) */
+  shape: z.array(posInt).min(1).max(3).optional(),
+  normalize: Normalize.default('standard'),
+  split: Split.default({ validation: 0.2 }),
+  limit: posInt.optional(),
+});
+
+const IdxData = z.strictObject({
+  source: z.literal('idx'),
+  train: FilePair,
+  test: FilePair.optional(),
+  /** default: bytes scaled to [0, 1] */
+  normalize: Normalize.default({ scale: 1 / 255, shift: 0 }),
+  split: Split.default({ validation: 0.1 }),
+  limit: posInt.optional(),
+  /** optional cap on test samples (for quick runs) */
+  test_limit: posInt.optional(),
+});
+
+export const DataSchema = z.discriminatedUnion('source', [CsvData, IdxData]);
+
+const Padding = z.enum(['same', 'valid']);
+
+export const CnnLayerSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('conv'),
+    filters: posInt,
+    kernel: posInt.default(3),
+    stride: posInt.default(1),
+    padding: Padding.default('same'),
+    bias: z.boolean().default(true),
+  }),
+  /** without `activation`, the model's `activation` is used */
+  z.strictObject({ type: z.literal('activation'), activation: ActivationSchema.optional() }),
+  z.strictObject({ type: z.literal('avgpool'), size: posInt.default(2), stride: posInt.optional() }),
+  z.strictObject({ type: z.literal('maxpool'), size: posInt.default(2), stride: posInt.optional() }),
+  z.strictObject({ type: z.literal('global_avgpool') }),
+  z.strictObject({
+    type: z.literal('batchnorm'),
+    momentum: z.number().min(0).max(1).default(0.9),
+    epsilon: z.number().positive().default(1e-3),
+  }),
+  z.strictObject({ type: z.literal('flatten') }),
+  z.strictObject({
+    type: z.literal('pad'),
+    /** pad H and W with zeros to this size (e.g. 28 -> 32) */
+    to: posInt,
+  }),
+  /** `units` defaults to the number of classes for the last layer */
+  z.strictObject({ type: z.literal('dense'), units: posInt.optional(), bias: z.boolean().default(true) }),
+]);
+
+const MlpModel = z.strictObject({
+  kind: z.literal('mlp'),
+  hidden: z.array(posInt).default([32]),
+  activation: ActivationSchema.default({ kind: 'quad' }),
+  batchnorm: z.boolean().default(false),
+});
+
+const CnnModel = z.strictObject({
+  kind: z.literal('cnn'),
+  layers: z.array(CnnLayerSchema).min(1),
+  activation: ActivationSchema.default({ kind: 'quad' }),
+});
+
+export const ModelSchema = z.discriminatedUnion('kind', [MlpModel, CnnModel]);
+
+const Optimizer = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('adam'), lr: z.number().positive().default(1e-3), beta1: fraction.default(0.9), beta2: fraction.default(0.999) }),
+  z.strictObject({ kind: z.literal('sgd'), lr: z.number().positive().default(1e-2), momentum: fraction.default(0.9) }),
+]);
+
+const Schedule = z.union([
+  z.enum(['constant', 'cosine', 'step']),
+  z.strictObject({ kind: z.literal('step'), every: posInt.default(10), gamma: z.number().positive().max(1).default(0.1) }),
+  z.strictObject({ kind: z.literal('cosine'), min_lr: z.number().min(0).default(0) }),
+]);
+
+export const TrainSchema = z.strictObject({
+  epochs: posInt.default(10),
+  batch: posInt.default(32),
+  optimizer: Optimizer.default({ kind: 'adam', lr: 1e-3, beta1: 0.9, beta2: 0.999 }),
+  schedule: Schedule.default('constant'),
+  /** global gradient-norm clipping; null: none */
+  clip: z.number().positive().nullable().default(null),
+  /** a batch loss above this counts as exploding and stops the run */
+  max_loss: z.number().positive().default(1e4),
+  /** stop when validation accuracy has not improved for this many epochs */
+  early_stopping: z.strictObject({ patience: posInt }).optional(),
+});
+
+export const RecipeSchema = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" or "-" (it names the checkpoint folder)'),
+  description: z.string().optional(),
+  seed: z.number().int().min(0).default(42),
+  data: DataSchema,
+  model: ModelSchema,
+  train: TrainSchema.default(TrainSchema.parse({})),
+});
+
+export type Recipe = z.infer<typeof RecipeSchema>;
+export type DataConfig = z.infer<typeof DataSchema>;
+export type CsvDataConfig = z.infer<typeof CsvData>;
+export type IdxDataConfig = z.infer<typeof IdxData>;
+export type NormalizeConfig = z.infer<typeof Normalize>;
+export type ModelConfig = z.infer<typeof ModelSchema>;
+export type CnnLayerConfig = z.infer<typeof CnnLayerSchema>;
+export type TrainConfig = z.infer<typeof TrainSchema>;
+export type ActivationConfig = z.infer<typeof ActivationSchema>;
