@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-core/dist/public/chained_ops/register_all_chained_ops.js';
+// the union package's node bundle is what registers tfjs-core's gradient functions
+import '@tensorflow/tfjs';
 import { HepolyError } from '../util/errors.js';
 
 /**

@@ -1,0 +1,326 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Recipe } from '../recipe/schema.js';
+import { buildGraph } from '../models/build.js';
+import { type Graph, type GraphNode, type WeightMap, isTrainableParam, weightKey } from '../models/graph.js';
+import { forward, initWeights, type ParamMap } from '../models/tf-interpreter.js';
+import { summarize } from '../models/summary.js';
+import { loadData, type LoadedData, type Split } from '../data/index.js';
+import { initBackend } from './backend.js';
+import { learningRate } from './schedule.js';
+import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
+import {
+  loadCheckpoint,
+  saveCheckpoint,
+  type Checkpoint,
+  type MetricsRow,
+  type OptimizerState,
+  type TrainState,
+} from './checkpoint.js';
+import type { TrainCallbacks, TrainResult } from './callbacks.js';
+import { HepolyError } from '../util/errors.js';
+import { makeRng, permutation } from '../util/rng.js';
+import { shortPath } from '../recipe/load.js';
+import { existsSync } from 'node:fs';
+
+export interface TrainOptions {
+  recipe: Recipe;
+  recipeFile: string;
+  outDir?: string;
+  resume?: boolean;
+  backend?: string;
+  callbacks?: TrainCallbacks;
+}
+
+let runCounter = 0;
+
+/** Trains a recipe into a checkpoint directory; one epoch = one atomic checkpoint save. */
+export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const { recipe, recipeFile } = opts;
+  const cb = opts.callbacks ?? {};
+  const outDir = resolve(opts.outDir ?? `checkpoints/${recipe.name}`);
+  const backend = await initBackend(opts.backend);
+
+  let previous: Checkpoint | null = null;
+  if (opts.resume) previous = checkResumable(outDir, recipe);
+  else if (existsSync(outDir)) cb.onMessage?.(`note: ${shortPath(outDir)} exists and will be replaced (use --resume to continue it)`);
+
+  const data = await loadData(recipe.data, { seed: recipe.seed, recipeFile, preprocess: previous?.preprocess });
+  const classes = data.preprocess.labels.length;
+  const graph = previous?.graph ?? buildGraph(recipe.model, data.preprocess.inputShape, classes, recipeFile);
+  const weights = previous?.weights ?? initWeights(graph, recipe.seed);
+
+  const t = recipe.train;
+  const startEpoch = previous?.state.epochs_done ?? 0;
+  const metrics: MetricsRow[] = previous ? previous.metrics.slice(0, startEpoch) : [];
+  const batches = Math.ceil(data.train.count / t.batch);
+  cb.onStart?.({
+    backend,
+    recipe,
+    graph,
+    outDir,
+    trainCount: data.train.count,
+    valCount: data.validation.count,
+    testCount: data.test?.count ?? 0,
+    startEpoch,
+    batchesPerEpoch: batches,
+  });
+
+  const run = new Run(graph, weights, recipe, ++runCounter);
+  try {
+    if (previous?.optimizer) await run.restoreOptimizer(previous.optimizer);
+    let best = Math.max(-Infinity, ...metrics.map((m) => m.val_accuracy));
+    let sinceBest = metrics.length - 1 - metrics.findIndex((m) => m.val_accuracy === best);
+    let stoppedEarly = false;
+    for (let epoch = startEpoch; epoch < t.epochs; epoch++) {
+      const lr = learningRate(t, epoch);
+      cb.onEpochStart?.(epoch + 1, lr);
+      const started = performance.now();
+      const { loss, accuracy } = run.trainEpoch(data.train, epoch, lr, (b, l) => cb.onBatch?.(epoch + 1, b, batches, l));
+      const trainSeconds = (performance.now() - started) / 1000;
+      const val = evaluateSplit(graph, run.params, data.validation);
+      const row: MetricsRow = {
+        epoch: epoch + 1,
+        loss,
+        accuracy,
+        val_loss: val.loss,
+        val_accuracy: val.accuracy,
+        lr,
+        samples_per_s: data.train.count / trainSeconds,
+        seconds: (performance.now() - started) / 1000,
+      };
+      metrics.push(row);
+      if (t.early_stopping) {
+        if (val.accuracy > best) {
+          best = val.accuracy;
+          sinceBest = 0;
+        } else sinceBest++;
+        stoppedEarly = sinceBest >= t.early_stopping.patience && epoch + 1 < t.epochs;
+      }
+      const done = epoch + 1 === t.epochs || stoppedEarly;
+      await run.save(outDir, data, metrics, { epochs_done: epoch + 1, complete: false, backend, seed: recipe.seed }, false);
+      cb.onEpoch?.(row);
+      if (done) break;
+    }
+    if (stoppedEarly) cb.onMessage?.(`early stopping: validation accuracy has not improved for ${t.early_stopping!.patience} epochs`);
+    const epochsDone = metrics.length;
+    const final = await run.save(outDir, data, metrics, { epochs_done: epochsDone, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly }, true);
+    const result: TrainResult = {
+      checkpoint: outDir,
+      epochs: epochsDone,
+      train_accuracy: final.trainAccuracy,
+      val_accuracy: metrics[metrics.length - 1]?.val_accuracy ?? NaN,
+      test_accuracy: final.testAccuracy,
+      samples_per_s: mean(metrics.slice(startEpoch).map((m) => m.samples_per_s)),
+      backend,
+    };
+    cb.onEnd?.(result);
+    return result;
+  } finally {
+    run.dispose();
+  }
+}
+
+function mean(xs: number[]): number {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+}
+
+function checkResumable(outDir: string, recipe: Recipe): Checkpoint | null {
+  if (!existsSync(outDir)) {
+    throw new HepolyError(`--resume: no checkpoint at ${shortPath(outDir)} to resume. Drop --resume to start a new run, or pass --out pointing at the checkpoint`);
+  }
+  const ckpt = loadCheckpoint(outDir);
+  const a = { ...ckpt.recipe, train: { ...ckpt.recipe.train, epochs: 0 } };
+  const b = { ...recipe, train: { ...recipe.train, epochs: 0 } };
+  if (!isDeepStrictEqual(JSON.parse(JSON.stringify(a)), JSON.parse(JSON.stringify(b)))) {
+    const diff = firstDifference(a, b);
+    throw new HepolyError(
+      `--resume: the recipe differs from the one ${shortPath(outDir)} was trained with (at ${diff}). Resume with the same recipe (only train.epochs may change), or drop --resume to start over`,
+    );
+  }
+  if (ckpt.state.epochs_done >= recipe.train.epochs && ckpt.state.complete) {
+    throw new HepolyError(`--resume: ${shortPath(outDir)} already finished ${ckpt.state.epochs_done} epochs. Raise train.epochs (e.g. --set train.epochs=${ckpt.state.epochs_done + 10}) to train further`);
+  }
+  if (!ckpt.optimizer) throw new HepolyError(`--resume: ${shortPath(outDir)} holds no optimizer state. Start a new run without --resume`);
+  return ckpt;
+}
+
+function firstDifference(a: unknown, b: unknown, path = ''): string {
+  if (a && b && typeof a === 'object' && typeof b === 'object') {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], path ? `${path}.${k}` : k);
+      if (d) return d;
+    }
+    return '';
+  }
+  return JSON.stringify(a) === JSON.stringify(b) ? '' : path || '(top level)';
+}
+
+/** The tensors of one training run: variables, optimizer, and the step function. */
+class Run {
+  readonly params: ParamMap = new Map();
+  private readonly trainable: { key: string; node: GraphNode; variable: tf.Variable }[] = [];
+  private readonly optimizer: tf.Optimizer;
+  private readonly bnNodes: GraphNode[];
+  private readonly xBuf: Float32Array;
+  private readonly yBuf: Int32Array;
+
+  constructor(
+    private readonly graph: Graph,
+    weights: WeightMap,
+    private readonly recipe: Recipe,
+    id: number,
+  ) {
+    for (const node of graph.nodes) {
+      for (const [key, w] of weights) {
+        if (!key.startsWith(`${node.name}/`)) continue;
+        const param = key.slice(node.name.length + 1);
+        const trainable = isTrainableParam(node, param);
+        const v = tf.variable(tf.tensor(w.data, w.shape), trainable, `run${id}/${key}`);
+        this.params.set(key, v);
+        if (trainable) this.trainable.push({ key, node, variable: v });
+      }
+    }
+    const o = recipe.train.optimizer;
+    this.optimizer = o.kind === 'adam' ? tf.train.adam(o.lr, o.beta1, o.beta2) : tf.train.momentum(o.lr, o.momentum);
+    this.bnNodes = graph.nodes.filter((n) => n.layer.op === 'batchnorm');
+    const per = graph.inputShape.reduce((a, b) => a * b, 1);
+    this.xBuf = new Float32Array(recipe.train.batch * per);
+    this.yBuf = new Int32Array(recipe.train.batch);
+  }
+
+  trainEpoch(train: Split, epoch: number, lr: number, onBatch: (b: number, loss: number) => void): { loss: number; accuracy: number } {
+    (this.optimizer as unknown as { learningRate: number }).learningRate = lr;
+    const { batch, clip, max_loss: maxLoss } = this.recipe.train;
+    const per = this.graph.inputShape.reduce((a, b) => a * b, 1);
+    const order = permutation(train.count, makeRng(this.recipe.seed, `shuffle:${epoch}`));
+    let lossSum = 0;
+    let correctSum: tf.Tensor = tf.scalar(0);
+    const batches = Math.ceil(train.count / batch);
+    for (let b = 0; b < batches; b++) {
+      const start = b * batch;
+      const n = Math.min(batch, train.count - start);
+      for (let i = 0; i < n; i++) {
+        const src = order[start + i];
+        this.xBuf.set(train.x.subarray(src * per, (src + 1) * per), i * per);
+        this.yBuf[i] = train.y[src];
+      }
+      const { loss, correct } = this.step(this.xBuf.subarray(0, n * per), this.yBuf.subarray(0, n), n, clip);
+      const next = tf.add(correctSum, correct);
+      correctSum.dispose();
+      correct.dispose();
+      correctSum = next;
+      if (!Number.isFinite(loss) || loss > maxLoss) {
+        correctSum.dispose();
+        const what = Number.isNaN(loss) ? 'NaN' : !Number.isFinite(loss) ? 'infinite' : `exploding (${loss.toExponential(2)} > train.max_loss ${maxLoss})`;
+        throw new HepolyError(
+          `training diverged: the loss became ${what} at epoch ${epoch + 1}, batch ${b + 1}/${batches}. Try a lower train.optimizer.lr (now ${lr.toPrecision(3)}), gradient clipping (train.clip: 1.0), or normalized inputs (data.normalize: standard); polynomial activations grow fast outside their range. The last completed checkpoint was left as it was`,
+          { exitCode: 3 },
+        );
+      }
+      lossSum += loss * n;
+      onBatch(b + 1, loss);
+    }
+    const correct = correctSum.dataSync()[0];
+    correctSum.dispose();
+    return { loss: lossSum / train.count, accuracy: correct / train.count };
+  }
+
+  /** One optimizer step; returns the batch loss and the number of correct predictions (a tensor, read once per epoch). */
+  private step(x: Float32Array, y: Int32Array, n: number, clip: number | null): { loss: number; correct: tf.Tensor } {
+    let correct: tf.Tensor | null = null;
+    const captured = new Map<string, { mean: tf.Tensor; variance: tf.Tensor }>();
+    const lossValue = tf.tidy(() => {
+      const xb = tf.tensor(x, [n, ...this.graph.inputShape]);
+      const yb = tf.tensor1d(y, 'int32');
+      const vars = this.trainable.map((t) => t.variable);
+      const { value, grads } = tf.variableGrads(() => {
+        const out = forward(this.graph, this.params, xb, { training: true });
+        for (const [name, s] of out.batchStats) captured.set(name, { mean: tf.keep(s.mean), variance: tf.keep(s.variance) });
+        correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), yb), 'float32')));
+        return tf.losses.softmaxCrossEntropy(tf.oneHot(yb, this.graph.classes), out.logits) as tf.Scalar;
+      }, vars);
+      let named: tf.NamedTensorMap = grads;
+      if (clip !== null) {
+        // global-norm clipping on device: scale = clip / max(norm, clip)
+        const norm = tf.sqrt(tf.addN(vars.map((v) => tf.sum(tf.square(grads[v.name])))));
+        const scale = tf.div(clip, tf.maximum(norm, clip));
+        named = Object.fromEntries(vars.map((v) => [v.name, tf.mul(grads[v.name], scale)]));
+      }
+      this.optimizer.applyGradients(named);
+      return value.dataSync()[0];
+    });
+    for (const node of this.bnNodes) {
+      const s = captured.get(node.name);
+      if (!s || node.layer.op !== 'batchnorm') continue;
+      const m = node.layer.momentum;
+      tf.tidy(() => {
+        const mm = this.params.get(weightKey(node.name, 'moving_mean')) as tf.Variable;
+        const mv = this.params.get(weightKey(node.name, 'moving_variance')) as tf.Variable;
+        mm.assign(tf.add(tf.mul(mm, m), tf.mul(s.mean, 1 - m)));
+        // unbiased batch variance, as Keras and PyTorch keep in the running estimate
+        const unbias = n > 1 ? n / (n - 1) : 1;
+        mv.assign(tf.add(tf.mul(mv, m), tf.mul(s.variance, (1 - m) * unbias)));
+      });
+      s.mean.dispose();
+      s.variance.dispose();
+    }
+    return { loss: lossValue, correct: correct! };
+  }
+
+  weightMap(): WeightMap {
+    const out: WeightMap = new Map();
+    for (const [k, t] of this.params) out.set(k, { shape: t.shape.slice(), data: Float32Array.from(t.dataSync() as Float32Array) });
+    return out;
+  }
+
+  async optimizerState(): Promise<OptimizerState> {
+    const named = await this.optimizer.getWeights();
+    return {
+      names: named.map((w) => w.name),
+      shapes: named.map((w) => w.tensor.shape.slice()),
+      data: named.map((w) => Float32Array.from(w.tensor.dataSync() as Float32Array)),
+    };
+  }
+
+  async restoreOptimizer(s: OptimizerState): Promise<void> {
+    await this.optimizer.setWeights(s.names.map((name, i) => ({ name, tensor: tf.tensor(s.data[i], s.shapes[i]) })));
+  }
+
+  /** Writes the checkpoint; the final save also measures ranges and train/test accuracy. */
+  async save(outDir: string, data: LoadedData, metrics: MetricsRow[], state: TrainState, final: boolean): Promise<{ trainAccuracy: number; testAccuracy: number | null }> {
+    let ranges = null;
+    let trainAccuracy = metrics[metrics.length - 1]?.accuracy ?? NaN;
+    let testAccuracy: number | null = null;
+    if (final) {
+      const r = evaluateWithRanges(this.graph, this.params, data.train);
+      ranges = { input: r.input, activations: r.activations };
+      trainAccuracy = r.accuracy;
+      if (data.test) testAccuracy = evaluateSplit(this.graph, this.params, data.test).accuracy;
+    }
+    const summary = {
+      ...summarize(this.graph, ranges),
+      train_accuracy: trainAccuracy,
+      val_accuracy: metrics[metrics.length - 1]?.val_accuracy ?? null,
+      test_accuracy: testAccuracy,
+    };
+    saveCheckpoint(outDir, {
+      graph: this.graph,
+      weights: this.weightMap(),
+      recipe: this.recipe,
+      preprocess: data.preprocess,
+      ranges,
+      metrics,
+      state,
+      optimizer: await this.optimizerState(),
+      summary,
+    });
+    return { trainAccuracy, testAccuracy };
+  }
+
+  dispose(): void {
+    for (const t of this.params.values()) t.dispose();
+    this.optimizer.dispose();
+  }
+}
