@@ -1,4 +1,4 @@
-import { loadRecipe } from '../recipe/load.js';
+import { loadRecipe, shortPath } from '../recipe/load.js';
 import { train } from '../train/loop.js';
 import { consoleCallbacks } from './progress.js';
 
@@ -15,7 +15,7 @@ export async function runTrain(a: TrainArgs): Promise<void> {
   const { recipe, file } = loadRecipe(a.recipe, a.set ?? []);
   const result = await train({
     recipe,
-    recipeFile: file,
+    recipeFile: shortPath(file),
     outDir: a.out,
     resume: a.resume,
     backend: a.backend,

@@ -27,9 +27,11 @@ async function tryWasm(): Promise<boolean> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
     const { registerWasmGradientKernels } = await import('./kernels/wasm-grad-kernels.js');
+    const { registerWasmMatMul } = await import('./kernels/wasm-matmul.js');
     if (!(await tf.setBackend('wasm'))) return false;
     await tf.ready();
     registerWasmGradientKernels();
+    registerWasmMatMul();
     return true;
   } catch {
     return false;

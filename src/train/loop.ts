@@ -101,6 +101,8 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const done = epoch + 1 === t.epochs || stoppedEarly;
       await run.save(outDir, data, metrics, { epochs_done: epoch + 1, complete: false, backend, seed: recipe.seed }, false);
       cb.onEpoch?.(row);
+      // test hook: a real kill -9 right after a checkpoint, to check --resume
+      if (Number(process.env.HEPOLY_TEST_KILL_AFTER_EPOCH) === epoch + 1) process.kill(process.pid, 'SIGKILL');
       if (done) break;
     }
     if (stoppedEarly) cb.onMessage?.(`early stopping: validation accuracy has not improved for ${t.early_stopping!.patience} epochs`);
