@@ -1,0 +1,111 @@
+import type { Conv2dGeometry } from './tensor-ops.js';
+
+/**
+ * The compiled HE program: what the server evaluates, independent of packing. Tensors are
+ * whole per-sample tensors; each packing decides how their elements sit in ciphertext slots.
+ *
+ * Three step kinds:
+ * - `linear`: out = sum over terms of op(src) + bias. Costs one level: every term is a
+ *   plaintext product (scalar weights in batch packing, diagonals in sample packing), the sum
+ *   is rescaled once.
+ * - `power`: out = a * b (a square when a === b), ciphertext-ciphertext, relinearized and
+ *   rescaled: one level.
+ * - `struct`: additions and relabelings only (sum pooling, zero padding, flatten), plus an
+ *   optional constant: no level.
+ */
+
+export type StructOp =
+  | { kind: 'sumpool'; size: number; stride: number }
+  | { kind: 'globalsum' }
+  | { kind: 'pad'; top: number; bottom: number; left: number; right: number }
+  | { kind: 'flatten' };
+
+export type WeightedOp =
+  /** y = x * kernel, kernel [inSize, units] row-major */
+  | { kind: 'dense'; inSize: number; units: number; kernel: Float64Array }
+  /** kernel HWIO flat */
+  | { kind: 'conv'; geom: Conv2dGeometry; kernel: Float64Array }
+  /** element-wise factors over the whole tensor (a diagonal; d = 0 in sample packing) */
+  | { kind: 'scale'; factors: Float64Array };
+
+export interface LinearTerm {
+  src: number;
+  op: WeightedOp;
+}
+
+export type Step =
+  | { kind: 'linear'; out: number; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] }
+  | { kind: 'power'; out: number; a: number; b: number; nodes: string[] }
+  | { kind: 'struct'; out: number; src: number; op: StructOp; bias: Float64Array | null; nodes: string[] };
+
+export interface TensorInfo {
+  id: number;
+  shape: number[];
+  /** levels consumed between the encrypted input and this tensor */
+  depth: number;
+  /** human label: which graph value this tensor holds (for --trace) */
+  label: string;
+}
+
+export interface LayerBudget {
+  node: string;
+  op: string;
+  /** levels this layer's own steps consume (0: folded into a neighbour or additions only) */
+  levels: number;
+  /** how the layer is realized, e.g. "folded into conv2", "square (1 level)" */
+  how: string;
+}
+
+export interface HeProgram {
+  inputShape: number[];
+  classes: number;
+  tensors: TensorInfo[];
+  steps: Step[];
+  input: number;
+  output: number;
+  depth: number;
+  layers: LayerBudget[];
+}
+
+/** Which steps read each tensor (to free ciphertexts after their last use). */
+export function lastUses(p: HeProgram): Map<number, number> {
+  const last = new Map<number, number>();
+  p.steps.forEach((s, i) => {
+    for (const src of stepSources(s)) last.set(src, i);
+  });
+  last.set(p.output, p.steps.length);
+  return last;
+}
+
+export function stepSources(s: Step): number[] {
+  if (s.kind === 'linear') return s.terms.map((t) => t.src);
+  if (s.kind === 'power') return [s.a, s.b];
+  return [s.src];
+}
+
+export function structOutShape(op: StructOp, inShape: number[]): number[] {
+  switch (op.kind) {
+    case 'sumpool':
+      return [Math.floor((inShape[0] - op.size) / op.stride) + 1, Math.floor((inShape[1] - op.size) / op.stride) + 1, inShape[2]];
+    case 'globalsum':
+      return [inShape[2]];
+    case 'pad':
+      return [inShape[0] + op.top + op.bottom, inShape[1] + op.left + op.right, inShape[2]];
+    case 'flatten':
+      return [inShape.reduce((a, b) => a * b, 1)];
+  }
+}
+
+export function weightedOutShape(op: WeightedOp, inShape: number[]): number[] {
+  switch (op.kind) {
+    case 'dense':
+      return [op.units];
+    case 'conv':
+      return [op.geom.outH, op.geom.outW, op.geom.cout];
+    case 'scale':
+      return inShape;
+  }
+}
+
+/** Serializable form (for worker threads): typed arrays survive structured clone as is. */
+export type ProgramMessage = HeProgram;

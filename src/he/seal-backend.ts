@@ -1,0 +1,247 @@
+import type { CipherText } from 'node-seal/implementation/cipher-text';
+import type { PlainText } from 'node-seal/implementation/plain-text';
+import type { Evaluator } from 'node-seal/implementation/evaluator';
+import type { CKKSEncoder } from 'node-seal/implementation/ckks-encoder';
+import type { RelinKeys } from 'node-seal/implementation/relin-keys';
+import type { GaloisKeys } from 'node-seal/implementation/galois-keys';
+import type { Encryptor } from 'node-seal/implementation/encryptor';
+import type { PublicKey } from 'node-seal/implementation/public-key';
+import type { CkksBackend } from './backend.js';
+import type { CkksContext } from './seal.js';
+
+/** Keys the server may hold: all public. There is deliberately no secret-key field. */
+export interface EvaluationKeys {
+  publicKey: PublicKey;
+  relinKeys: RelinKeys;
+  galoisKeys: GaloisKeys | null;
+}
+
+/**
+ * Scale tags that differ only in their last bits (two products computed in a different
+ * order) are the same scale; anything further apart is a scheduling bug.
+ */
+const SCALE_TOLERANCE = 1e-9;
+
+/**
+ * CKKS on real SEAL ciphertexts. Constants (batch packing multiplies by one scalar weight per
+ * ciphertext) are built directly as SEAL plaintexts: a constant slot vector is the constant
+ * polynomial, whose NTT form is the same residue in every coefficient, so the serialized
+ * plaintext can be written without the FFT and NTT that `encode` would spend on it.
+ */
+export class SealBackend implements CkksBackend<CipherText, PlainText> {
+  readonly slots: number;
+  readonly topLevel: number;
+  readonly scale: number;
+  private readonly ev: Evaluator;
+  private readonly encoder: CKKSEncoder;
+  private readonly encryptor: Encryptor;
+  private readonly constTemplates: Uint8Array[] = [];
+  private readonly constPlains: PlainText[] = [];
+
+  constructor(
+    readonly ctx: CkksContext,
+    private readonly keys: EvaluationKeys,
+  ) {
+    const seal = ctx.seal;
+    this.slots = ctx.slots;
+    this.topLevel = ctx.topLevel;
+    this.scale = 2 ** ctx.params.scaleBits;
+    this.ev = seal.Evaluator(ctx.context);
+    this.encoder = seal.CKKSEncoder(ctx.context);
+    this.encryptor = seal.Encryptor(ctx.context, keys.publicKey);
+  }
+
+  prime(level: number): number {
+    return this.ctx.prime(level);
+  }
+
+  levelOf(c: CipherText): number {
+    // data primes q0..q_level: cheaper than looking the parms id up (no wasm wrappers)
+    return c.coeffModulusSize - 1;
+  }
+
+  scaleOf(c: CipherText): number {
+    return c.scale;
+  }
+
+  setScale(c: CipherText, scale: number): void {
+    c.setScale(scale);
+  }
+
+  free(c: CipherText): void {
+    c.delete();
+  }
+
+  clone(c: CipherText): CipherText {
+    return c.clone();
+  }
+
+  private fresh(): CipherText {
+    return this.ctx.seal.CipherText();
+  }
+
+  private align(a: CipherText, b: CipherText): void {
+    const sa = a.scale;
+    const sb = b.scale;
+    if (sa !== sb) {
+      if (Math.abs(sa - sb) > SCALE_TOLERANCE * Math.max(sa, sb)) {
+        throw new Error(`internal: adding ciphertexts with scales 2^${Math.log2(sa).toFixed(3)} and 2^${Math.log2(sb).toFixed(3)}`);
+      }
+      b.setScale(sa);
+    }
+  }
+
+  add(a: CipherText, b: CipherText): CipherText {
+    this.align(a, b);
+    const out = this.fresh();
+    this.ev.add(a, b, out);
+    return out;
+  }
+
+  addInPlace(acc: CipherText, b: CipherText): void {
+    this.align(acc, b);
+    this.ev.add(acc, b, acc);
+  }
+
+  subInPlace(acc: CipherText, b: CipherText): void {
+    this.align(acc, b);
+    this.ev.sub(acc, b, acc);
+  }
+
+  /** A reusable plaintext holding `value * scale` in every slot, at `level`. */
+  private constPlain(value: number, scale: number, level: number): PlainText {
+    let template = this.constTemplates[level];
+    if (!template) {
+      // a real plaintext at this level gives the exact header and parms id bytes
+      const pt = this.encode(new Float64Array(1), this.scale, level);
+      template = pt.saveArray(this.ctx.seal.ComprModeType.none);
+      pt.delete();
+      this.constTemplates[level] = template;
+      this.constPlains[level] = this.ctx.seal.PlainText();
+    }
+    const scaled = Math.round(value * scale);
+    if (!Number.isFinite(scaled) || Math.abs(scaled) >= 2 ** 62) {
+      throw new Error(`internal: constant ${value} at scale 2^${Math.log2(scale).toFixed(1)} does not fit a plaintext`);
+    }
+    const view = new DataView(template.buffer, template.byteOffset, template.byteLength);
+    view.setFloat64(56, scale, true);
+    const N = this.ctx.params.polyModulusDegree;
+    const data = new BigUint64Array(template.buffer, template.byteOffset + 88, N * (level + 1));
+    const big = BigInt(scaled);
+    const primes = this.ctx.levels[level].primes;
+    for (let j = 0; j <= level; j++) {
+      const q = primes[j];
+      const r = ((big % q) + q) % q;
+      data.fill(r, j * N, (j + 1) * N);
+    }
+    const plain = this.constPlains[level];
+    plain.loadArray(this.ctx.context, template);
+    return plain;
+  }
+
+  mulConst(c: CipherText, value: number, ptScale: number): CipherText {
+    const out = this.fresh();
+    this.ev.multiplyPlain(c, this.constPlain(value, ptScale, this.levelOf(c)), out);
+    return out;
+  }
+
+  mulConstAddInPlace(acc: CipherText, c: CipherText, value: number, ptScale: number): void {
+    const t = this.mulConst(c, value, ptScale);
+    this.addInPlace(acc, t);
+    t.delete();
+  }
+
+  addConstInPlace(c: CipherText, value: number): void {
+    this.ev.addPlain(c, this.constPlain(value, c.scale, this.levelOf(c)), c);
+  }
+
+  encode(values: Float64Array, scale: number, level: number): PlainText {
+    const full = values.length === this.slots ? values : padTo(values, this.slots);
+    const pt = this.encoder.encode(full, scale) as PlainText;
+    if (level < this.topLevel) this.ev.plainModSwitchTo(pt, this.ctx.levels[level].parmsId, pt);
+    return pt;
+  }
+
+  freePlain(p: PlainText): void {
+    p.delete();
+  }
+
+  mulPlain(c: CipherText, p: PlainText): CipherText {
+    const out = this.fresh();
+    this.ev.multiplyPlain(c, p, out);
+    return out;
+  }
+
+  mulPlainAddInPlace(acc: CipherText, c: CipherText, p: PlainText): void {
+    const t = this.mulPlain(c, p);
+    this.addInPlace(acc, t);
+    t.delete();
+  }
+
+  addVecInPlace(c: CipherText, values: Float64Array): void {
+    const p = this.encode(values, c.scale, this.levelOf(c));
+    this.ev.addPlain(c, p, c);
+    p.delete();
+  }
+
+  multiply(a: CipherText, b: CipherText): CipherText {
+    const out = this.fresh();
+    this.ev.multiply(a, b, out);
+    this.ev.relinearize(out, this.keys.relinKeys, out);
+    return out;
+  }
+
+  square(c: CipherText): CipherText {
+    const out = this.fresh();
+    this.ev.square(c, out);
+    this.ev.relinearize(out, this.keys.relinKeys, out);
+    return out;
+  }
+
+  rescaleInPlace(c: CipherText): void {
+    this.ev.rescaleToNext(c, c);
+  }
+
+  modSwitchInPlace(c: CipherText, level: number): void {
+    if (this.levelOf(c) !== level) this.ev.cipherModSwitchTo(c, this.ctx.levels[level].parmsId, c);
+  }
+
+  rotate(c: CipherText, steps: number): CipherText {
+    if (!this.keys.galoisKeys) throw new Error('internal: rotation without Galois keys');
+    const s = ((steps % this.slots) + this.slots) % this.slots;
+    const out = this.fresh();
+    this.ev.rotateVector(c, s, this.keys.galoisKeys, out);
+    return out;
+  }
+
+  encryptVec(values: Float64Array, scale: number, level: number): CipherText {
+    const p = this.encode(values, scale, level);
+    const out = this.fresh();
+    this.encryptor.encrypt(p, out);
+    p.delete();
+    return out;
+  }
+
+  serialize(c: CipherText): Uint8Array {
+    return c.saveArray(this.ctx.seal.ComprModeType.none);
+  }
+
+  deserialize(bytes: Uint8Array): CipherText {
+    const c = this.fresh();
+    c.loadArray(this.ctx.context, bytes);
+    return c;
+  }
+
+  delete(): void {
+    this.ev.delete();
+    this.encoder.delete();
+    this.encryptor.delete();
+    for (const p of this.constPlains) p?.delete();
+  }
+}
+
+export function padTo(values: Float64Array, n: number): Float64Array {
+  const out = new Float64Array(n);
+  out.set(values.length > n ? values.subarray(0, n) : values);
+  return out;
+}

@@ -1,0 +1,90 @@
+import SEAL from 'node-seal';
+import type { SEALLibrary } from 'node-seal/implementation/seal';
+import type { Context } from 'node-seal/implementation/context';
+import type { ParmsIdType } from 'node-seal/implementation/parms-id-type';
+import { HepolyError } from '../util/errors.js';
+import { type HeParams, describeParams, TC128_MAX_BITS, totalBits } from './params.js';
+
+/**
+ * Loading node-seal (one WebAssembly instance per thread) and building a CKKS context from
+ * `HeParams`. Everything SEAL allocates lives in the wasm heap, so every object made here has
+ * an owner that calls `.delete()`.
+ */
+
+export type Seal = SEALLibrary;
+
+let sealPromise: Promise<Seal> | null = null;
+
+/** The thread's SEAL instance (loaded once; each worker thread has its own). */
+export function loadSeal(): Promise<Seal> {
+  if (!sealPromise) sealPromise = (SEAL as unknown as () => Promise<Seal>)();
+  return sealPromise;
+}
+
+/** Per chain level: the parms id SEAL tags ciphertexts with, and the primes below it. */
+export interface LevelInfo {
+  level: number;
+  parmsId: ParmsIdType;
+  /** q0 .. q_level as bigint */
+  primes: bigint[];
+}
+
+/** A CKKS context plus the level table every evaluator needs. */
+export class CkksContext {
+  readonly levels: LevelInfo[];
+  readonly topLevel: number;
+  readonly slots: number;
+
+  private constructor(
+    readonly seal: Seal,
+    readonly context: Context,
+    readonly params: HeParams,
+  ) {
+    const levels: LevelInfo[] = [];
+    let cd = context.firstContextData;
+    for (;;) {
+      const level = cd.chainIndex;
+      const primes = Array.from(cd.parms.coeffModulus);
+      levels[level] = { level, parmsId: cd.parmsId, primes };
+      if (level === 0) break;
+      cd = cd.nextContextData;
+    }
+    this.levels = levels;
+    this.topLevel = levels.length - 1;
+    this.slots = params.polyModulusDegree / 2;
+  }
+
+  static create(seal: Seal, params: HeParams): CkksContext {
+    const N = params.polyModulusDegree;
+    if (totalBits(params) > (TC128_MAX_BITS[N] ?? 0)) {
+      throw new HepolyError(`CKKS parameters ${describeParams(params)} are not 128-bit secure`);
+    }
+    const parms = seal.EncryptionParameters(seal.SchemeType.ckks);
+    parms.setPolyModulusDegree(N);
+    let coeff;
+    try {
+      coeff = seal.CoeffModulus.Create(N, Int32Array.from(params.coeffModulusBits));
+    } catch (e) {
+      parms.delete();
+      throw new HepolyError(`SEAL cannot make primes [${params.coeffModulusBits.join(', ')}] for N=${N} (${(e as Error).message}). Use prime sizes between 20 and 60 bits`);
+    }
+    parms.setCoeffModulus(coeff);
+    coeff.delete();
+    const context = seal.Context(parms, true, seal.SecurityLevel.tc128);
+    parms.delete();
+    if (!context.parametersSet()) {
+      context.delete();
+      throw new HepolyError(`SEAL rejects the CKKS parameters ${describeParams(params)} at 128-bit security`);
+    }
+    return new CkksContext(seal, context, params);
+  }
+
+  /** The prime dropped when rescaling a ciphertext at `level`. */
+  prime(level: number): number {
+    return Number(this.levels[level].primes[level]);
+  }
+
+  delete(): void {
+    this.context.delete();
+  }
+}
