@@ -1,11 +1,5 @@
-import type { SecretKey } from 'node-seal/implementation/secret-key';
-import type { KeyGenerator } from 'node-seal/implementation/key-generator';
-import type { Encryptor } from 'node-seal/implementation/encryptor';
-import type { Decryptor } from 'node-seal/implementation/decryptor';
-import type { CKKSEncoder } from 'node-seal/implementation/ckks-encoder';
-import type { PlainText } from 'node-seal/implementation/plain-text';
-import type { CipherText } from 'node-seal/implementation/cipher-text';
 import { CkksContext, loadSeal } from './seal.js';
+import type { CipherText, CKKSEncoder, Decryptor, Encryptor, KeyGenerator, PlainText, SecretKey } from './seal.js';
 import type { HeParams } from './params.js';
 import { padTo } from './seal-backend.js';
 

@@ -1,13 +1,5 @@
-import type { CipherText } from 'node-seal/implementation/cipher-text';
-import type { PlainText } from 'node-seal/implementation/plain-text';
-import type { Evaluator } from 'node-seal/implementation/evaluator';
-import type { CKKSEncoder } from 'node-seal/implementation/ckks-encoder';
-import type { RelinKeys } from 'node-seal/implementation/relin-keys';
-import type { GaloisKeys } from 'node-seal/implementation/galois-keys';
-import type { Encryptor } from 'node-seal/implementation/encryptor';
-import type { PublicKey } from 'node-seal/implementation/public-key';
 import type { CkksBackend } from './backend.js';
-import type { CkksContext } from './seal.js';
+import type { CipherText, CkksContext, CKKSEncoder, Encryptor, Evaluator, GaloisKeys, PlainText, PublicKey, RelinKeys } from './seal.js';
 
 /** Keys the server may hold: all public. There is deliberately no secret-key field. */
 export interface EvaluationKeys {

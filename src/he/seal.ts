@@ -1,7 +1,4 @@
-import SEAL from 'node-seal';
-import type { SEALLibrary } from 'node-seal/implementation/seal';
-import type { Context } from 'node-seal/implementation/context';
-import type { ParmsIdType } from 'node-seal/implementation/parms-id-type';
+import SEALModule from 'node-seal';
 import { HepolyError } from '../util/errors.js';
 import { type HeParams, describeParams, TC128_MAX_BITS, totalBits } from './params.js';
 
@@ -11,13 +8,32 @@ import { type HeParams, describeParams, TC128_MAX_BITS, totalBits } from './para
  * an owner that calls `.delete()`.
  */
 
-export type Seal = SEALLibrary;
+type SealLoader = typeof SEALModule extends { default: infer D extends () => Promise<unknown> } ? D : never;
+// node-seal is a CommonJS bundle: depending on the loader the default import is the factory
+// itself or a namespace holding it
+const SEAL: SealLoader =
+  typeof SEALModule === 'function' ? (SEALModule as unknown as SealLoader) : (SEALModule as unknown as { default: SealLoader }).default;
+export type Seal = Awaited<ReturnType<SealLoader>>;
+// node-seal's object types, named from the library itself (its deep .d.ts paths are not exports)
+export type Context = ReturnType<Seal['Context']>;
+export type ParmsIdType = Context['firstParmsId'];
+export type CipherText = ReturnType<Seal['CipherText']>;
+export type PlainText = ReturnType<Seal['PlainText']>;
+export type Evaluator = ReturnType<Seal['Evaluator']>;
+export type CKKSEncoder = ReturnType<Seal['CKKSEncoder']>;
+export type KeyGenerator = ReturnType<Seal['KeyGenerator']>;
+export type SecretKey = ReturnType<KeyGenerator['secretKey']>;
+export type PublicKey = ReturnType<Seal['PublicKey']>;
+export type RelinKeys = ReturnType<Seal['RelinKeys']>;
+export type GaloisKeys = ReturnType<Seal['GaloisKeys']>;
+export type Encryptor = ReturnType<Seal['Encryptor']>;
+export type Decryptor = ReturnType<Seal['Decryptor']>;
 
-let sealPromise: Promise<Seal> | null = null;
+let sealPromise: Promise<Seal> | undefined;
 
 /** The thread's SEAL instance (loaded once; each worker thread has its own). */
 export function loadSeal(): Promise<Seal> {
-  if (!sealPromise) sealPromise = (SEAL as unknown as () => Promise<Seal>)();
+  sealPromise ??= SEAL();
   return sealPromise;
 }
 
@@ -44,7 +60,7 @@ export class CkksContext {
     let cd = context.firstContextData;
     for (;;) {
       const level = cd.chainIndex;
-      const primes = Array.from(cd.parms.coeffModulus);
+      const primes = Array.from(cd.parms.coeffModulus as BigUint64Array);
       levels[level] = { level, parmsId: cd.parmsId, primes };
       if (level === 0) break;
       cd = cd.nextContextData;
