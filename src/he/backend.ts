@@ -34,6 +34,8 @@ export interface CkksBackend<C = unknown, P = unknown> {
   addConstInPlace(c: C, value: number): void;
 
   encode(values: Float64Array, scale: number, level: number): P;
+  /** the constant `value` in every slot (cheaper than encode) */
+  encodeConst(value: number, scale: number, level: number): P;
   freePlain(p: P): void;
   mulPlain(c: C, p: P): C;
   mulPlainAddInPlace(acc: C, c: C, p: P): void;
@@ -103,6 +105,7 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     mulConstAddInPlace: (a, c, v, s) => (counts.ptMults++, counts.additions++, inner.mulConstAddInPlace(a, c, v, s)),
     addConstInPlace: (c, v) => (counts.additions++, inner.addConstInPlace(c, v)),
     encode: (v, s, l) => inner.encode(v, s, l),
+    encodeConst: (v, s, l) => inner.encodeConst(v, s, l),
     freePlain: (p) => inner.freePlain(p),
     mulPlain: (c, p) => (counts.ptMults++, inner.mulPlain(c, p)),
     mulPlainAddInPlace: (a, c, p) => (counts.ptMults++, counts.additions++, inner.mulPlainAddInPlace(a, c, p)),

@@ -101,7 +101,7 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
   }
 
   /** A reusable plaintext holding `value * scale` in every slot, at `level`. */
-  private constPlain(value: number, scale: number, level: number): PlainText {
+  private constPlain(value: number, scale: number, level: number, into?: PlainText): PlainText {
     let template = this.constTemplates[level];
     if (!template) {
       // a real plaintext at this level gives the exact header and parms id bytes
@@ -126,7 +126,7 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
       const r = ((big % q) + q) % q;
       data.fill(r, j * N, (j + 1) * N);
     }
-    const plain = this.constPlains[level];
+    const plain = into ?? this.constPlains[level];
     plain.loadArray(this.ctx.context, template);
     return plain;
   }
@@ -152,6 +152,10 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     const pt = this.encoder.encode(full, scale) as PlainText;
     if (level < this.topLevel) this.ev.plainModSwitchTo(pt, this.ctx.levels[level].parmsId, pt);
     return pt;
+  }
+
+  encodeConst(value: number, scale: number, level: number): PlainText {
+    return this.constPlain(value, scale, level, this.ctx.seal.PlainText());
   }
 
   freePlain(p: PlainText): void {

@@ -1,0 +1,400 @@
+import type { CkksBackend } from '../backend.js';
+import type { HeProgram, Step, WeightedOp } from '../program.js';
+import { stepSources } from '../program.js';
+import { orderByInput, structEntries, weightedEntries } from '../linear-map.js';
+import { size } from '../tensor-ops.js';
+
+/**
+ * Batch packing (CryptoNets): slot s of every ciphertext belongs to sample s, and each tensor
+ * element is its own ciphertext. Linear layers are sums of ciphertext * scalar weight, no
+ * rotations at all; one pass serves up to N/2 samples, so throughput is high and latency is
+ * the whole pass.
+ *
+ * Memory: a convolution's full output (28x28x32 ciphertexts for fmnist-cnn) would not fit, so
+ * the program is cut into *stages*: a step plus the element-wise steps after it (square, sum
+ * pooling, flatten) that only mix elements of the same channel. A stage runs one group of
+ * output channels at a time (conv -> square -> pool for channel c), keeps only the tensors
+ * later stages read, and frees the rest; worker threads take different channel groups.
+ */
+
+export interface Stage {
+  /** indices into program.steps */
+  steps: number[];
+  /** channel count of the stage's tensors (element i belongs to channel i % channels) */
+  channels: number;
+  /** tensors produced here that later stages (or the caller) read */
+  exports: number[];
+}
+
+/** Splits the program into stages (see above). */
+export function planStages(p: HeProgram, keepAll = false): Stage[] {
+  const stages: Stage[] = [];
+  const producedIn = new Map<number, number>();
+  let cur: Stage | null = null;
+  const lastDim = (t: number) => {
+    const s = p.tensors[t].shape;
+    return s[s.length - 1];
+  };
+  p.steps.forEach((s, idx) => {
+    let joins = false;
+    if (cur && s.kind !== 'linear') {
+      const C = cur.channels;
+      const srcs = stepSources(s);
+      const outOk = s.kind === 'struct' && s.op.kind === 'flatten' ? size(p.tensors[s.out].shape) % C === 0 : lastDim(s.out) === C;
+      joins = outOk && srcs.every((t) => size(p.tensors[t].shape) % C === 0 && (lastDim(t) === C || producedIn.get(t) === stages.length - 1));
+    }
+    if (!joins) {
+      cur = { steps: [], channels: lastDim(s.out), exports: [] };
+      stages.push(cur);
+    }
+    cur!.steps.push(idx);
+    producedIn.set(s.out, stages.length - 1);
+  });
+  // a stage exports what a later stage reads, plus the program output
+  stages.forEach((st, k) => {
+    const mine = new Set(st.steps.map((i) => p.steps[i].out));
+    const needed = new Set<number>();
+    for (let j = k + 1; j < stages.length; j++) for (const i of stages[j].steps) for (const t of stepSources(p.steps[i])) if (mine.has(t)) needed.add(t);
+    if (mine.has(p.output)) needed.add(p.output);
+    if (keepAll) for (const t of mine) needed.add(t);
+    st.exports = [...needed];
+  });
+  return stages;
+}
+
+/** Where stage inputs come from and exports go: live objects, or bytes in worker threads. */
+export interface TensorStore<C> {
+  /** a ciphertext to read (do not modify it); null is a known zero */
+  acquire(t: number, i: number): C | null;
+  /** done reading what `acquire` returned */
+  release(c: C): void;
+}
+
+export interface BatchContext<C> {
+  program: HeProgram;
+  be: CkksBackend<C>;
+  store: TensorStore<C>;
+}
+
+export function levelOfTensor(p: HeProgram, top: number, t: number): number {
+  return top - p.tensors[t].depth;
+}
+
+/** Bytes of one size-2 ciphertext at a level (for sizing channel groups). */
+export function ciphertextBytes(N: number, level: number): number {
+  return 2 * N * (level + 1) * 8;
+}
+
+/**
+ * Channel groups for a stage so that the accumulators of its first step fit `budget` bytes.
+ */
+export function channelGroups(p: HeProgram, st: Stage, top: number, N: number, budget: number, parts = 1): number[][] {
+  const first = p.steps[st.steps[0]];
+  const perChannel = size(p.tensors[first.out].shape) / st.channels;
+  const level = Math.max(0, levelOfTensor(p, top, first.out) + 1);
+  const bytes = perChannel * ciphertextBytes(N, level) * 1.5;
+  let g = Math.max(1, Math.floor(budget / bytes));
+  // enough groups that every worker has work
+  g = Math.min(g, Math.max(1, Math.ceil(st.channels / parts)));
+  const groups: number[][] = [];
+  for (let c = 0; c < st.channels; c += g) groups.push(Array.from({ length: Math.min(g, st.channels - c) }, (_, k) => c + k));
+  return groups;
+}
+
+type Local<C> = Map<number, Map<number, C | null>>;
+
+/**
+ * Runs one stage for one group of channels; returns the group's elements of the exported
+ * tensors (owned by the caller).
+ */
+export function runStageGroup<C>(ctx: BatchContext<C>, st: Stage, group: number[]): Map<number, Map<number, C | null>> {
+  const { program: p, be } = ctx;
+  const C = st.channels;
+  const inGroup = new Set(group);
+  const keep = (o: number) => inGroup.has(o % C);
+  const local: Local<C> = new Map();
+  const inStage = new Set(st.steps.map((i) => p.steps[i].out));
+  // last in-stage use, to free intermediates early
+  const lastUse = new Map<number, number>();
+  st.steps.forEach((i, k) => stepSources(p.steps[i]).forEach((t) => lastUse.set(t, k)));
+  const exported = new Set(st.exports);
+
+  const read = (t: number, i: number): { c: C | null; release: () => void } => {
+    if (inStage.has(t)) {
+      const m = local.get(t);
+      if (!m) throw new Error(`internal: tensor ${t} not computed yet`);
+      return { c: m.get(i) ?? null, release: () => {} };
+    }
+    const c = ctx.store.acquire(t, i);
+    return { c, release: () => c !== null && ctx.store.release(c) };
+  };
+
+  st.steps.forEach((stepIdx, k) => {
+    const s = p.steps[stepIdx];
+    const out = new Map<number, C | null>();
+    local.set(s.out, out);
+    if (s.kind === 'linear') runLinear(ctx, s, keep, out, read);
+    else if (s.kind === 'power') runPower(ctx, s, keep, out, read);
+    else runStruct(ctx, s, keep, out, read);
+    for (const [t, last] of lastUse) {
+      if (last === k && inStage.has(t) && !exported.has(t)) {
+        for (const c of local.get(t)!.values()) if (c) be.free(c);
+        local.delete(t);
+      }
+    }
+  });
+  const result = new Map<number, Map<number, C | null>>();
+  for (const [t, m] of local) {
+    if (exported.has(t)) result.set(t, m);
+    else for (const c of m.values()) if (c) be.free(c);
+  }
+  return result;
+}
+
+type Reader<C> = (t: number, i: number) => { c: C | null; release: () => void };
+
+function elementsOf(n: number, keep: (o: number) => boolean): number[] {
+  const r: number[] = [];
+  for (let i = 0; i < n; i++) if (keep(i)) r.push(i);
+  return r;
+}
+
+/** A constant tensor element: encrypted with the public key (only for outputs no input reaches). */
+function constant<C>(be: CkksBackend<C>, value: number, scale: number, level: number): C | null {
+  return value === 0 ? null : be.encryptVec(new Float64Array(be.slots).fill(value), scale, level);
+}
+
+function runLinear<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'linear' }>, keep: (o: number) => boolean, out: Map<number, C | null>, read: Reader<C>): void {
+  const { program: p, be } = ctx;
+  const levelIn = levelOfTensor(p, be.topLevel, s.out) + 1;
+  // every term's products land on scale*q so their sum rescales back to exactly `scale`
+  const target = be.scale * be.prime(levelIn);
+  const acc = new Map<number, C>();
+  for (const term of s.terms) {
+    if (term.op.kind === 'conv') {
+      convTerm(ctx, term.src, term.op, keep, levelIn, target, acc, read);
+      continue;
+    }
+    const e = weightedEntries(term.op, keep);
+    if (!e.length) continue;
+    const nIn = size(p.tensors[term.src].shape);
+    const order = orderByInput(e, nIn);
+    let k = 0;
+    while (k < order.length) {
+      const i = e.inp[order[k]];
+      const { c, release } = read(term.src, i);
+      let x = c;
+      let tmp: C | null = null;
+      if (x && be.levelOf(x) > levelIn) {
+        tmp = be.clone(x);
+        be.modSwitchInPlace(tmp, levelIn);
+        x = tmp;
+      }
+      for (; k < order.length && e.inp[order[k]] === i; k++) {
+        if (!x) continue;
+        const j = order[k];
+        const o = e.out[j];
+        const ptScale = target / be.scaleOf(x);
+        const a = acc.get(o);
+        if (a) be.mulConstAddInPlace(a, x, e.w[j], ptScale);
+        else acc.set(o, be.mulConst(x, e.w[j], ptScale));
+      }
+      if (tmp) be.free(tmp);
+      release();
+    }
+  }
+  const levelOut = levelIn - 1;
+  for (const o of elementsOf(size(p.tensors[s.out].shape), keep)) {
+    const a = acc.get(o);
+    const b = s.bias ? s.bias[o] : 0;
+    if (!a) {
+      out.set(o, constant(be, b, be.scale, levelOut));
+      continue;
+    }
+    if (b !== 0) be.addConstInPlace(a, b);
+    be.rescaleInPlace(a);
+    out.set(o, a);
+  }
+}
+
+/**
+ * A convolution term, input channel by input channel: the channel's ciphertexts are read once
+ * and each kernel weight becomes one plaintext, reused at every output position.
+ */
+function convTerm<C>(
+  ctx: BatchContext<C>,
+  src: number,
+  op: Extract<WeightedOp, { kind: 'conv' }>,
+  keep: (o: number) => boolean,
+  levelIn: number,
+  target: number,
+  acc: Map<number, C>,
+  read: Reader<C>,
+): void {
+  const { be } = ctx;
+  const { inH, inW, cin, cout, kernel: k, stride, outH, outW, padTop, padLeft } = op.geom;
+  const cos: number[] = [];
+  for (let co = 0; co < cout; co++) if (keep(co)) cos.push(co);
+  for (let ci = 0; ci < cin; ci++) {
+    const xs: (C | null)[] = new Array(inH * inW).fill(null);
+    const owned: C[] = [];
+    const releases: (() => void)[] = [];
+    let scale = 0;
+    for (let pos = 0; pos < inH * inW; pos++) {
+      const r = read(src, pos * cin + ci);
+      releases.push(r.release);
+      let x = r.c;
+      if (x && be.levelOf(x) > levelIn) {
+        x = be.clone(x);
+        be.modSwitchInPlace(x, levelIn);
+        owned.push(x);
+      }
+      if (x) scale = be.scaleOf(x);
+      xs[pos] = x;
+    }
+    if (scale) {
+      const ptScale = target / scale;
+      for (const co of cos) {
+        for (let ky = 0; ky < k; ky++) {
+          for (let kx = 0; kx < k; kx++) {
+            const w = op.kernel[((ky * k + kx) * cin + ci) * cout + co];
+            if (w === 0) continue;
+            const pt = be.encodeConst(w, ptScale, levelIn);
+            for (let oy = 0; oy < outH; oy++) {
+              const iy = oy * stride + ky - padTop;
+              if (iy < 0 || iy >= inH) continue;
+              for (let ox = 0; ox < outW; ox++) {
+                const ix = ox * stride + kx - padLeft;
+                if (ix < 0 || ix >= inW) continue;
+                const x = xs[iy * inW + ix];
+                if (!x) continue;
+                const o = (oy * outW + ox) * cout + co;
+                const a = acc.get(o);
+                if (a) be.mulPlainAddInPlace(a, x, pt);
+                else acc.set(o, be.mulPlain(x, pt));
+              }
+            }
+            be.freePlain(pt);
+          }
+        }
+      }
+    }
+    for (const x of owned) be.free(x);
+    for (const r of releases) r();
+  }
+}
+
+function runPower<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'power' }>, keep: (o: number) => boolean, out: Map<number, C | null>, read: Reader<C>): void {
+  const { program: p, be } = ctx;
+  for (const o of elementsOf(size(p.tensors[s.out].shape), keep)) {
+    const A = read(s.a, o);
+    const B = s.b === s.a ? A : read(s.b, o);
+    if (!A.c || !B.c) {
+      out.set(o, null);
+    } else {
+      let a: C = A.c;
+      let b: C = B.c;
+      const tmps: C[] = [];
+      const l = Math.min(be.levelOf(a), be.levelOf(b));
+      if (be.levelOf(a) > l) tmps.push((a = be.clone(a)));
+      if (be.levelOf(b) > l) tmps.push((b = be.clone(b)));
+      for (const t of tmps) be.modSwitchInPlace(t, l);
+      const r = s.a === s.b ? be.square(a) : be.multiply(a, b);
+      be.rescaleInPlace(r);
+      for (const t of tmps) be.free(t);
+      out.set(o, r);
+    }
+    A.release();
+    if (s.b !== s.a) B.release();
+  }
+}
+
+function runStruct<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'struct' }>, keep: (o: number) => boolean, out: Map<number, C | null>, read: Reader<C>): void {
+  const { program: p, be } = ctx;
+  const e = structEntries(s.op, p.tensors[s.src].shape, keep);
+  const sums = new Map<number, C>();
+  let scale = be.scale;
+  for (let k = 0; k < e.length; k++) {
+    const { c, release } = read(s.src, e.inp[k]);
+    if (c) {
+      scale = be.scaleOf(c);
+      const o = e.out[k];
+      const a = sums.get(o);
+      if (a) be.addInPlace(a, c);
+      else sums.set(o, be.clone(c));
+    }
+    release();
+  }
+  const level = levelOfTensor(p, be.topLevel, s.out);
+  for (const o of elementsOf(size(p.tensors[s.out].shape), keep)) {
+    const a = sums.get(o) ?? null;
+    const b = s.bias ? s.bias[o] : 0;
+    if (!a) out.set(o, constant(be, b, scale, level));
+    else {
+      if (b !== 0) be.addConstInPlace(a, b);
+      out.set(o, a);
+    }
+  }
+}
+
+/** Everything in one thread: the reference schedule the worker pool parallelizes. */
+export function runBatchInProcess<C>(
+  p: HeProgram,
+  be: CkksBackend<C>,
+  inputs: (C | null)[],
+  opts: { memoryBudget?: number; keepAll?: boolean; N?: number } = {},
+): Map<number, (C | null)[]> {
+  const tensors = new Map<number, (C | null)[]>([[p.input, inputs]]);
+  const store: TensorStore<C> = {
+    acquire: (t, i) => {
+      const arr = tensors.get(t);
+      if (!arr) throw new Error(`internal: tensor ${t} was freed too early`);
+      return arr[i] ?? null;
+    },
+    release: () => {},
+  };
+  const stages = planStages(p, opts.keepAll);
+  const lastStage = new Map<number, number>();
+  stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+  stages.forEach((st, k) => {
+    for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
+    for (const group of channelGroups(p, st, be.topLevel, opts.N ?? be.slots * 2, opts.memoryBudget ?? 1.5e9)) {
+      const res = runStageGroup({ program: p, be, store }, st, group);
+      for (const [t, m] of res) {
+        const arr = tensors.get(t)!;
+        for (const [i, c] of m) arr[i] = c;
+      }
+    }
+    if (!opts.keepAll) {
+      for (const [t, last] of lastStage) {
+        if (last === k && t !== p.output && tensors.has(t)) {
+          for (const c of tensors.get(t)!) if (c) be.free(c);
+          tensors.delete(t);
+        }
+      }
+    }
+  });
+  return tensors;
+}
+
+/** Client side: sample s of the chunk goes to slot s of every element's vector. */
+export function packBatch(x: ArrayLike<number>, per: number, start: number, count: number, slots: number): Float64Array[] {
+  const vecs: Float64Array[] = [];
+  for (let e = 0; e < per; e++) {
+    const v = new Float64Array(slots);
+    for (let s = 0; s < count; s++) v[s] = x[(start + s) * per + e];
+    vecs.push(v);
+  }
+  return vecs;
+}
+
+/** Client side: logits of the chunk's samples from the decrypted output vectors. */
+export function unpackBatch(outputs: (Float64Array | null)[], classes: number, count: number): Float64Array {
+  const logits = new Float64Array(count * classes);
+  for (let k = 0; k < classes; k++) {
+    const v = outputs[k];
+    if (!v) continue;
+    for (let s = 0; s < count; s++) logits[s * classes + k] = v[s];
+  }
+  return logits;
+}
