@@ -2,6 +2,7 @@ import type { ModelConfig } from '../recipe/schema.js';
 import type { Graph } from './graph.js';
 import { buildMlp } from './mlp.js';
 import { buildCnn } from './cnn.js';
+import { buildResnet } from './resnet.js';
 
 /** Recipe `model` section -> the shared network description. */
 export function buildGraph(cfg: ModelConfig, inputShape: number[], classes: number, recipeFile?: string): Graph {
@@ -10,5 +11,7 @@ export function buildGraph(cfg: ModelConfig, inputShape: number[], classes: numb
       return buildMlp(cfg, inputShape, classes);
     case 'cnn':
       return buildCnn(cfg, inputShape, classes, recipeFile);
+    case 'resnet':
+      return buildResnet(cfg, inputShape, classes, recipeFile);
   }
 }

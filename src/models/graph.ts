@@ -25,7 +25,16 @@ export type ActivationSpec =
 
 export type LayerSpec =
   | { op: 'dense'; units: number; bias: boolean }
-  | { op: 'conv2d'; filters: number; kernel: number; stride: number; padding: 'same' | 'valid'; bias: boolean }
+  | {
+      op: 'conv2d';
+      filters: number;
+      kernel: number;
+      stride: number;
+      padding: 'same' | 'valid';
+      bias: boolean;
+      /** Dirac parameterization: effective kernel = W + alpha * identity (weights `alpha`, per output channel) */
+      dirac?: boolean;
+    }
   | { op: 'activation'; activation: ActivationSpec }
   | { op: 'avgpool'; size: number; stride: number }
   | { op: 'maxpool'; size: number; stride: number }
@@ -177,7 +186,11 @@ export function paramShapes(node: GraphNode, inShape: number[]): Record<string, 
     case 'dense':
       return { kernel: [inShape[0], L.units], ...(L.bias ? { bias: [L.units] } : {}) };
     case 'conv2d':
-      return { kernel: [L.kernel, L.kernel, inShape[2], L.filters], ...(L.bias ? { bias: [L.filters] } : {}) };
+      return {
+        kernel: [L.kernel, L.kernel, inShape[2], L.filters],
+        ...(L.bias ? { bias: [L.filters] } : {}),
+        ...(L.dirac ? { alpha: [L.filters] } : {}),
+      };
     case 'activation': {
       const n = activationCoeffCount(L.activation);
       return n > 0 ? { coeffs: [n] } : {};

@@ -53,7 +53,9 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
         break;
       }
       case 'conv2d': {
-        out = tf.conv2d(inp as tf.Tensor4D, p(node, 'kernel') as tf.Tensor4D, L.stride, L.padding);
+        let kernel = p(node, 'kernel') as tf.Tensor4D;
+        if (L.dirac) kernel = tf.add(kernel, tf.mul(diracDelta(kernel.shape), p(node, 'alpha'))) as tf.Tensor4D;
+        out = tf.conv2d(inp as tf.Tensor4D, kernel, L.stride, L.padding);
         if (L.bias) out = tf.add(out, p(node, 'bias'));
         break;
       }
@@ -108,6 +110,29 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
   return { logits: values.get(graph.output)! as tf.Tensor2D, activationInputs, batchStats };
 }
 
+const deltas = new Map<string, tf.Tensor4D>();
+
+/** The identity convolution kernel (1 at the centre tap, channel i -> i), cached per shape. */
+function diracDelta(shape: number[]): tf.Tensor4D {
+  const key = shape.join('x');
+  let d = deltas.get(key);
+  if (!d || d.isDisposed) {
+    d = tf.keep(tf.tensor4d(diracDeltaValues(shape), shape as [number, number, number, number]));
+    deltas.set(key, d);
+  }
+  return d;
+}
+
+/** Values of the identity kernel [k, k, c, c] in HWIO order. */
+export function diracDeltaValues(shape: number[]): Float32Array {
+  const [kh, kw, cin, cout] = shape;
+  const v = new Float32Array(kh * kw * cin * cout);
+  const ch = Math.floor(kh / 2);
+  const cw = Math.floor(kw / 2);
+  for (let c = 0; c < Math.min(cin, cout); c++) v[((ch * kw + cw) * cin + c) * cout + c] = 1;
+  return v;
+}
+
 /**
  * Seeded initial weights, drawn in plain JS so the same seed gives the same network on every
  * backend: Glorot-uniform kernels, zero biases, identity-like batchnorm, near-identity
@@ -128,7 +153,7 @@ export function initWeights(graph: Graph, seed: number): WeightMap {
         const limit = Math.sqrt(6 / (fanIn + fanOut));
         const rng = makeRng(seed, `init:${node.name}/${param}`);
         for (let i = 0; i < size; i++) data[i] = (rng.next() * 2 - 1) * limit;
-      } else if (param === 'gamma' || param === 'moving_variance') {
+      } else if (param === 'gamma' || param === 'moving_variance' || param === 'alpha') {
         data.fill(1);
       } else if (param === 'coeffs' && L.op === 'activation') {
         const a = L.activation;

@@ -102,7 +102,28 @@ const CnnModel = z.strictObject({
   activation: ActivationSchema.default({ kind: 'quad' }),
 });
 
-export const ModelSchema = z.discriminatedUnion('kind', [MlpModel, CnnModel]);
+const ResnetModel = z.strictObject({
+  kind: z.literal('resnet'),
+  /** 6n+2 layers with weights: n basic blocks per stage (20 -> 3 blocks per stage) */
+  depth: z
+    .number()
+    .int()
+    .refine((d) => d >= 8 && (d - 2) % 6 === 0, 'expected 6n+2 (8, 14, 20, 32, ...)')
+    .default(20),
+  /** channels of the stem and of the three stages */
+  widths: z.array(posInt).length(3).default([16, 32, 64]),
+  /**
+   * standard: identity / 1x1-projection shortcut per block; dirac: no shortcut, each 3x3 conv
+   * is (alpha*I + W) (one conv after folding); shared-source: every block of a stage adds the
+   * same source (the stage input), so fewer distinct values must be level-aligned under HE
+   */
+  skip: z.enum(['standard', 'dirac', 'shared-source']).default('standard'),
+  activation: ActivationSchema.default({ kind: 'quad' }),
+  /** zero-pad the input image to this height and width (e.g. 28 -> 32) */
+  pad_to: posInt.optional(),
+});
+
+export const ModelSchema = z.discriminatedUnion('kind', [MlpModel, CnnModel, ResnetModel]);
 
 const Optimizer = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('adam'), lr: z.number().positive().default(1e-3), beta1: fraction.default(0.9), beta2: fraction.default(0.999) }),
@@ -128,6 +149,23 @@ export const TrainSchema = z.strictObject({
   early_stopping: z.strictObject({ patience: posInt }).optional(),
 });
 
+export const DistillSchema = z.strictObject({
+  /** a hepoly checkpoint directory (any activation) or an .onnx file */
+  teacher: z.string(),
+  temperature: z.number().positive().default(4),
+  /** weight of the distillation term; 1 - alpha goes to the hard-label loss */
+  alpha: fraction.default(0.7),
+  /** ONNX teachers: input layout (default: read from the model's input shape) */
+  teacher_layout: z.enum(['nchw', 'nhwc']).optional(),
+});
+
+export const RangeSchema = z.strictObject({
+  /** activation inputs should stay inside [-bound, bound] */
+  bound: z.number().positive(),
+  /** weight of the penalty mean(relu(|x| - bound)^2), summed over activation layers */
+  weight: z.number().min(0).default(0.01),
+});
+
 export const RecipeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" or "-" (it names the checkpoint folder)'),
   description: z.string().optional(),
@@ -135,6 +173,12 @@ export const RecipeSchema = z.strictObject({
   data: DataSchema,
   model: ModelSchema,
   train: TrainSchema.default(TrainSchema.parse({})),
+  /** knowledge distillation from a pretrained teacher */
+  distill: DistillSchema.optional(),
+  /** range-aware training: penalize activation inputs outside [-bound, bound] */
+  range: RangeSchema.optional(),
+  /** start from the weights of a compatible checkpoint (same layer names and shapes) */
+  init_from: z.string().optional(),
 });
 
 export type Recipe = z.infer<typeof RecipeSchema>;
@@ -145,4 +189,6 @@ export type NormalizeConfig = z.infer<typeof Normalize>;
 export type ModelConfig = z.infer<typeof ModelSchema>;
 export type CnnLayerConfig = z.infer<typeof CnnLayerSchema>;
 export type TrainConfig = z.infer<typeof TrainSchema>;
+export type DistillConfig = z.infer<typeof DistillSchema>;
+export type RangeConfig = z.infer<typeof RangeSchema>;
 export type ActivationConfig = z.infer<typeof ActivationSchema>;

@@ -19,6 +19,8 @@ import {
   type TrainState,
 } from './checkpoint.js';
 import type { TrainCallbacks, TrainResult } from './callbacks.js';
+import { loadTeacher } from './teacher.js';
+import { crossEntropy, distillationLoss, outOfRangeFraction, rangePenalty } from './losses.js';
 import { HepolyError } from '../util/errors.js';
 import { makeRng, permutation } from '../util/rng.js';
 import { shortPath } from '../recipe/load.js';
@@ -44,13 +46,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   let previous: Checkpoint | null = null;
   if (opts.resume) previous = checkResumable(outDir, recipe);
-  else if (existsSync(outDir)) cb.onMessage?.(`note: ${shortPath(outDir)} exists and will be replaced (use --resume to continue it)`);
+  const replacing = !opts.resume && existsSync(outDir);
 
   const data = await loadData(recipe.data, { seed: recipe.seed, recipeFile, preprocess: previous?.preprocess });
   const classes = data.preprocess.labels.length;
   const graph = previous?.graph ?? buildGraph(recipe.model, data.preprocess.inputShape, classes, recipeFile);
   const weights = previous?.weights ?? initWeights(graph, recipe.seed);
-
   const t = recipe.train;
   const startEpoch = previous?.state.epochs_done ?? 0;
   const metrics: MetricsRow[] = previous ? previous.metrics.slice(0, startEpoch) : [];
@@ -67,7 +68,21 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     batchesPerEpoch: batches,
   });
 
-  const run = new Run(graph, weights, recipe, ++runCounter);
+  if (replacing) cb.onMessage?.(`note: ${shortPath(outDir)} exists; it is replaced after the first epoch (use --resume to continue it instead)`);
+  if (!previous && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
+  let teacherLogits: Float32Array | null = null;
+  if (recipe.distill) {
+    const teacher = await loadTeacher(recipe.distill, graph.inputShape, data.preprocess, recipeFile);
+    try {
+      teacherLogits = await teacher.logits(data.train.x, data.train.count);
+    } finally {
+      teacher.dispose();
+    }
+    const agree = argmaxAgreement(teacherLogits, data.train.y, classes);
+    cb.onMessage?.(`distilling from ${teacher.description}: T=${recipe.distill.temperature}, alpha=${recipe.distill.alpha}, teacher train accuracy ${agree.toFixed(4)}`);
+  }
+
+  const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);
   try {
     if (previous?.optimizer) await run.restoreOptimizer(previous.optimizer);
     let best = Math.max(-Infinity, ...metrics.map((m) => m.val_accuracy));
@@ -77,7 +92,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const lr = learningRate(t, epoch);
       cb.onEpochStart?.(epoch + 1, lr);
       const started = performance.now();
-      const { loss, accuracy } = run.trainEpoch(data.train, epoch, lr, (b, l) => cb.onBatch?.(epoch + 1, b, batches, l));
+      const { loss, accuracy, outOfRange } = run.trainEpoch(data.train, epoch, lr, (b, l) => cb.onBatch?.(epoch + 1, b, batches, l));
       const trainSeconds = (performance.now() - started) / 1000;
       const val = evaluateSplit(graph, run.params, data.validation);
       const row: MetricsRow = {
@@ -89,6 +104,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         lr,
         samples_per_s: data.train.count / trainSeconds,
         seconds: (performance.now() - started) / 1000,
+        ...outOfRange,
       };
       metrics.push(row);
       if (t.early_stopping) {
@@ -126,6 +142,40 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
 function mean(xs: number[]): number {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN;
+}
+
+function argmaxAgreement(logits: Float32Array, y: Int32Array, classes: number): number {
+  let hits = 0;
+  for (let i = 0; i < y.length; i++) {
+    let best = 0;
+    for (let c = 1; c < classes; c++) if (logits[i * classes + c] > logits[i * classes + best]) best = c;
+    if (best === y[i]) hits++;
+  }
+  return y.length ? hits / y.length : NaN;
+}
+
+/** Copies every weight of a compatible checkpoint (same name and shape) into `weights`. */
+function initFrom(weights: WeightMap, dir: string, recipeFile: string): string {
+  const src = loadCheckpoint(dir);
+  const copied: string[] = [];
+  const mismatched: string[] = [];
+  for (const [key, w] of weights) {
+    const s = src.weights.get(key);
+    if (!s) continue;
+    if (s.shape.join(',') !== w.shape.join(',')) mismatched.push(`${key} [${s.shape}] vs [${w.shape}]`);
+    else {
+      w.data.set(s.data);
+      copied.push(key);
+    }
+  }
+  if (mismatched.length) {
+    throw new HepolyError(`${recipeFile}: init_from: ${shortPath(src.dir)} is not compatible: ${mismatched.slice(0, 3).join('; ')}${mismatched.length > 3 ? ` (+${mismatched.length - 3} more)` : ''}. Use a checkpoint of the same architecture`);
+  }
+  if (!copied.length) {
+    throw new HepolyError(`${recipeFile}: init_from: ${shortPath(src.dir)} shares no layer with this model. Use a checkpoint of the same architecture`);
+  }
+  const fresh = [...weights.keys()].filter((k) => !copied.includes(k));
+  return `init_from ${shortPath(src.dir)}: copied ${copied.length} weight tensors${fresh.length ? `, kept ${fresh.length} fresh (${fresh.slice(0, 4).join(', ')}${fresh.length > 4 ? ', ...' : ''})` : ''}`;
 }
 
 function checkResumable(outDir: string, recipe: Recipe): Checkpoint | null {
@@ -173,6 +223,7 @@ class Run {
     weights: WeightMap,
     private readonly recipe: Recipe,
     id: number,
+    private readonly teacherLogits: Float32Array | null = null,
   ) {
     for (const node of graph.nodes) {
       for (const [key, w] of weights) {
@@ -190,15 +241,28 @@ class Run {
     const per = graph.inputShape.reduce((a, b) => a * b, 1);
     this.xBuf = new Float32Array(recipe.train.batch * per);
     this.yBuf = new Int32Array(recipe.train.batch);
+    this.tBuf = new Float32Array(recipe.train.batch * graph.classes);
+    this.actNodes = graph.nodes.filter((n) => n.layer.op === 'activation').map((n) => n.name);
   }
 
-  trainEpoch(train: Split, epoch: number, lr: number, onBatch: (b: number, loss: number) => void): { loss: number; accuracy: number } {
+  private readonly tBuf: Float32Array;
+  private readonly actNodes: string[];
+
+  trainEpoch(
+    train: Split,
+    epoch: number,
+    lr: number,
+    onBatch: (b: number, loss: number) => void,
+  ): { loss: number; accuracy: number; outOfRange: Record<string, number> } {
     (this.optimizer as unknown as { learningRate: number }).learningRate = lr;
     const { batch, clip, max_loss: maxLoss } = this.recipe.train;
     const per = this.graph.inputShape.reduce((a, b) => a * b, 1);
     const order = permutation(train.count, makeRng(this.recipe.seed, `shuffle:${epoch}`));
     let lossSum = 0;
     let correctSum: tf.Tensor = tf.scalar(0);
+    // per activation layer: sum over batches of (fraction out of range * batch size)
+    let oorSum: tf.Tensor | null = null;
+    const C = this.graph.classes;
     const batches = Math.ceil(train.count / batch);
     for (let b = 0; b < batches; b++) {
       const start = b * batch;
@@ -207,14 +271,28 @@ class Run {
         const src = order[start + i];
         this.xBuf.set(train.x.subarray(src * per, (src + 1) * per), i * per);
         this.yBuf[i] = train.y[src];
+        if (this.teacherLogits) this.tBuf.set(this.teacherLogits.subarray(src * C, (src + 1) * C), i * C);
       }
-      const { loss, correct } = this.step(this.xBuf.subarray(0, n * per), this.yBuf.subarray(0, n), n, clip);
+      const { loss, correct, oor } = this.step(
+        this.xBuf.subarray(0, n * per),
+        this.yBuf.subarray(0, n),
+        this.teacherLogits ? this.tBuf.subarray(0, n * C) : null,
+        n,
+        clip,
+      );
       const next = tf.add(correctSum, correct);
       correctSum.dispose();
       correct.dispose();
       correctSum = next;
+      if (oor) {
+        const acc: tf.Tensor = oorSum ? tf.add(oorSum, tf.mul(oor, n)) : tf.mul(oor, n);
+        oorSum?.dispose();
+        oor.dispose();
+        oorSum = acc;
+      }
       if (!Number.isFinite(loss) || loss > maxLoss) {
         correctSum.dispose();
+        (oorSum as tf.Tensor | null)?.dispose();
         const what = Number.isNaN(loss) ? 'NaN' : !Number.isFinite(loss) ? 'infinite' : `exploding (${loss.toExponential(2)} > train.max_loss ${maxLoss})`;
         throw new HepolyError(
           `training diverged: the loss became ${what} at epoch ${epoch + 1}, batch ${b + 1}/${batches}. Try a lower train.optimizer.lr (now ${lr.toPrecision(3)}), gradient clipping (train.clip: 1.0), or normalized inputs (data.normalize: standard); polynomial activations grow fast outside their range. The last completed checkpoint was left as it was`,
@@ -226,22 +304,45 @@ class Run {
     }
     const correct = correctSum.dataSync()[0];
     correctSum.dispose();
-    return { loss: lossSum / train.count, accuracy: correct / train.count };
+    const outOfRange: Record<string, number> = {};
+    if (oorSum) {
+      const fr = (oorSum as tf.Tensor).dataSync();
+      this.actNodes.forEach((name, i) => (outOfRange[`out_of_range_${name}`] = fr[i] / train.count));
+      (oorSum as tf.Tensor).dispose();
+    }
+    return { loss: lossSum / train.count, accuracy: correct / train.count, outOfRange };
   }
 
   /** One optimizer step; returns the batch loss and the number of correct predictions (a tensor, read once per epoch). */
-  private step(x: Float32Array, y: Int32Array, n: number, clip: number | null): { loss: number; correct: tf.Tensor } {
+  private step(
+    x: Float32Array,
+    y: Int32Array,
+    teacher: Float32Array | null,
+    n: number,
+    clip: number | null,
+  ): { loss: number; correct: tf.Tensor; oor: tf.Tensor | null } {
     let correct: tf.Tensor | null = null;
+    let oor: tf.Tensor | null = null;
+    const { distill, range } = this.recipe;
     const captured = new Map<string, { mean: tf.Tensor; variance: tf.Tensor }>();
     const lossValue = tf.tidy(() => {
       const xb = tf.tensor(x, [n, ...this.graph.inputShape]);
       const yb = tf.tensor1d(y, 'int32');
       const vars = this.trainable.map((t) => t.variable);
       const { value, grads } = tf.variableGrads(() => {
-        const out = forward(this.graph, this.params, xb, { training: true });
+        const out = forward(this.graph, this.params, xb, { training: true, recordActivationInputs: !!range });
         for (const [name, s] of out.batchStats) captured.set(name, { mean: tf.keep(s.mean), variance: tf.keep(s.variance) });
         correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), yb), 'float32')));
-        return tf.losses.softmaxCrossEntropy(tf.oneHot(yb, this.graph.classes), out.logits) as tf.Scalar;
+        let loss =
+          distill && teacher
+            ? distillationLoss(out.logits, tf.tensor2d(teacher, [n, this.graph.classes]), yb, this.graph.classes, distill.temperature, distill.alpha)
+            : crossEntropy(out.logits, yb, this.graph.classes);
+        if (range && this.actNodes.length) {
+          const acts = this.actNodes.map((a) => out.activationInputs.get(a)!);
+          oor = tf.keep(tf.stack(acts.map((a) => outOfRangeFraction(a, range.bound))));
+          if (range.weight > 0) loss = tf.add(loss, tf.mul(tf.addN(acts.map((a) => rangePenalty(a, range.bound))), range.weight)) as tf.Scalar;
+        }
+        return loss;
       }, vars);
       let named: tf.NamedTensorMap = grads;
       if (clip !== null) {
@@ -268,7 +369,7 @@ class Run {
       s.mean.dispose();
       s.variance.dispose();
     }
-    return { loss: lossValue, correct: correct! };
+    return { loss: lossValue, correct: correct!, oor };
   }
 
   weightMap(): WeightMap {
