@@ -39,6 +39,8 @@ export interface CkksBackend<C = unknown, P = unknown> {
   freePlain(p: P): void;
   mulPlain(c: C, p: P): C;
   mulPlainAddInPlace(acc: C, c: C, p: P): void;
+  /** adds a plaintext encoded at the ciphertext's scale and level */
+  addPlainInPlace(c: C, p: P): void;
   /** adds a vector at the ciphertext's scale */
   addVecInPlace(c: C, values: Float64Array): void;
 
@@ -109,6 +111,7 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     freePlain: (p) => inner.freePlain(p),
     mulPlain: (c, p) => (counts.ptMults++, inner.mulPlain(c, p)),
     mulPlainAddInPlace: (a, c, p) => (counts.ptMults++, counts.additions++, inner.mulPlainAddInPlace(a, c, p)),
+    addPlainInPlace: (c, p) => (counts.additions++, inner.addPlainInPlace(c, p)),
     addVecInPlace: (c, v) => (counts.additions++, inner.addVecInPlace(c, v)),
     multiply: (a, b) => (counts.ctCtMults++, inner.multiply(a, b)),
     square: (c) => (counts.ctCtMults++, inner.square(c)),

@@ -174,6 +174,11 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     t.delete();
   }
 
+  addPlainInPlace(c: CipherText, p: PlainText): void {
+    if (p.scale !== c.scale) p.setScale(c.scale);
+    this.ev.addPlain(c, p, c);
+  }
+
   addVecInPlace(c: CipherText, values: Float64Array): void {
     const p = this.encode(values, c.scale, this.levelOf(c));
     this.ev.addPlain(c, p, c);

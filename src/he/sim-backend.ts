@@ -155,6 +155,10 @@ export class SimBackend implements CkksBackend<SimCt, SimPt> {
   mulPlainAddInPlace(acc: SimCt, c: SimCt, p: SimPt): void {
     for (let i = 0; i < acc.v.length; i++) acc.v[i] += c.v[i] * p.v[i];
   }
+  addPlainInPlace(c: SimCt, p: SimPt): void {
+    if (p.level !== c.level || Math.abs(p.scale - c.scale) > 1e-9 * c.scale) throw new Error('internal: plaintext level/scale mismatch');
+    for (let i = 0; i < c.v.length; i++) c.v[i] += p.v[i];
+  }
   addVecInPlace(c: SimCt, values: Float64Array): void {
     for (let i = 0; i < Math.min(values.length, c.v.length); i++) c.v[i] += this.quantize(values[i], c.scale);
   }

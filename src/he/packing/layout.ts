@@ -1,0 +1,132 @@
+/**
+ * Where each element of a tensor sits in sample packing: a global slot index
+ * `ct * slots + slot`, possibly at several places (replicas), or -1 when the element is a
+ * known zero (padding). Every linear map is compiled from an input layout to an output
+ * layout, so layouts are the one thing the packing decides.
+ *
+ * Images use *planes*: channel c occupies a block of S slots (S a power of two, k = slots/S
+ * blocks per ciphertext), pixel (h, w) at `offset + h*rowStride + w*colStride` in it. Because
+ * k*S = slots, rotating by a multiple of S moves every channel block cyclically, so a
+ * convolution's diagonals are (channel offset mod k) x (kernel tap): few rotations. Pooling
+ * and stride-2 convolutions keep the grid and double the strides ("gapped" planes) instead of
+ * compacting, which would cost a level.
+ */
+export interface PlaneInfo {
+  H: number;
+  W: number;
+  C: number;
+  /** slots per channel block (power of two) */
+  S: number;
+  /** channel blocks per ciphertext = slots / S */
+  k: number;
+  rowStride: number;
+  colStride: number;
+  offset: number;
+}
+
+export interface Layout {
+  shape: number[];
+  cts: number;
+  /** replicas[r][element] = global slot, or -1; replica 0 always exists for present elements */
+  replicas: Int32Array[];
+  plane?: PlaneInfo;
+  /** dense outputs: value of element o repeats every `period` slots (rotate-and-sum fold) */
+  period?: number;
+}
+
+export function nextPow2(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+export function elementCount(shape: number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** Plane layout positions; `replicate` copies the channels into unused blocks of each ciphertext. */
+export function planeLayout(plane: PlaneInfo, slots: number, replicate = false): Layout {
+  const { H, W, C, S, k, rowStride, colStride, offset } = plane;
+  const n = H * W * C;
+  const cts = Math.ceil(C / k);
+  const copies = replicate && C <= k ? Math.floor(k / C) : 1;
+  const replicas: Int32Array[] = [];
+  for (let r = 0; r < copies; r++) {
+    const pos = new Int32Array(n);
+    for (let h = 0; h < H; h++) {
+      for (let w = 0; w < W; w++) {
+        for (let c = 0; c < C; c++) {
+          const block = (c % k) + r * C;
+          const ct = Math.floor(c / k);
+          pos[(h * W + w) * C + c] = ct * slots + block * S + offset + h * rowStride + w * colStride;
+        }
+      }
+    }
+    replicas.push(pos);
+  }
+  return { shape: [H, W, C], cts, replicas, plane };
+}
+
+/** A compact image plane for an [H, W, C] tensor. */
+export function compactPlane(shape: number[], slots: number): PlaneInfo | null {
+  const [H, W, C] = shape;
+  const S = nextPow2(H * W);
+  if (S > slots) return null;
+  return { H, W, C, S, k: slots / S, rowStride: W, colStride: 1, offset: 0 };
+}
+
+/** A vector at slots [0, n) of consecutive ciphertexts. */
+export function vectorLayout(n: number, slots: number): Layout {
+  const pos = new Int32Array(n);
+  for (let i = 0; i < n; i++) pos[i] = i;
+  return { shape: [n], cts: Math.ceil(n / slots), replicas: [pos] };
+}
+
+/**
+ * A dense layer's output after the rotate-and-sum fold: element o at every o + j*period, in one
+ * ciphertext (period = next power of two >= units).
+ */
+export function foldedLayout(units: number, slots: number): Layout {
+  const period = nextPow2(units);
+  const replicas: Int32Array[] = [];
+  for (let j = 0; j < slots / period; j++) {
+    const pos = new Int32Array(units);
+    for (let o = 0; o < units; o++) pos[o] = o + j * period;
+    replicas.push(pos);
+  }
+  return { shape: [units], cts: 1, replicas, period };
+}
+
+/** Same slots, new shape (flatten): element order is unchanged. */
+export function relabel(l: Layout, shape: number[]): Layout {
+  return { shape, cts: l.cts, replicas: l.replicas, period: l.period };
+}
+
+/** Zero padding: the new border elements have no slot (known zeros). */
+export function padLayout(l: Layout, p: { top: number; bottom: number; left: number; right: number }): Layout {
+  const [H, W, C] = l.shape;
+  const H2 = H + p.top + p.bottom;
+  const W2 = W + p.left + p.right;
+  const replicas = l.replicas.map((src) => {
+    const pos = new Int32Array(H2 * W2 * C).fill(-1);
+    for (let h = 0; h < H; h++) for (let w = 0; w < W; w++) for (let c = 0; c < C; c++) pos[((h + p.top) * W2 + w + p.left) * C + c] = src[(h * W + w) * C + c];
+    return pos;
+  });
+  const plane = l.plane ? { ...l.plane, H: H2, W: W2, offset: l.plane.offset - p.top * l.plane.rowStride - p.left * l.plane.colStride } : undefined;
+  return { shape: [H2, W2, C], cts: l.cts, replicas, plane };
+}
+
+/** Slot vector placing `values[o]` at every position of element o (for biases). */
+export function placeValues(l: Layout, values: ArrayLike<number>, slots: number, ct: number): Float64Array | null {
+  const v = new Float64Array(slots);
+  let any = false;
+  for (const rep of l.replicas) {
+    for (let o = 0; o < rep.length; o++) {
+      const g = rep[o];
+      if (g < 0 || Math.floor(g / slots) !== ct || values[o] === 0) continue;
+      v[g % slots] = values[o];
+      any = true;
+    }
+  }
+  return any ? v : null;
+}

@@ -1,0 +1,542 @@
+import type { CkksBackend } from '../backend.js';
+import type { HeProgram, Step, StructOp, WeightedOp } from '../program.js';
+import { lastUses, stepSources } from '../program.js';
+import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
+import { applyWeighted } from '../compile.js';
+import { applyStructOp } from '../reference.js';
+import { HepolyError } from '../../util/errors.js';
+import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs } from './diagonals.js';
+import {
+  type Layout,
+  type PlaneInfo,
+  compactPlane,
+  elementCount,
+  foldedLayout,
+  padLayout,
+  placeValues,
+  planeLayout,
+  relabel,
+  vectorLayout,
+} from './layout.js';
+
+/**
+ * Sample packing (LoLa / Gazelle style): one sample's tensor is spread over the slots of a
+ * few ciphertexts, and linear layers become sums of rotated ciphertexts times diagonal
+ * plaintexts. Latency is one sample's pass; the diagonals are encoded once per program and
+ * reused for every sample.
+ *
+ * Layout choices (see layout.ts): images as channel planes, convolutions write their output
+ * on the input's grid (stride and pooling double the strides), dense layers use the folded
+ * diagonal method and leave their output repeated across the ciphertext, which is exactly
+ * what the next dense layer wants. Sum pooling is rotate-and-add (no level).
+ */
+
+/** A tensor that is never put in ciphertexts: a struct op folded into its consumers. */
+interface VirtualTensor {
+  base: number;
+  /** (virtual element, base element, weight) */
+  entries: Entries;
+  bias: Float64Array | null;
+}
+
+export type SampleStep =
+  | {
+      kind: 'linear';
+      step: number;
+      inputs: { tensor: number; ct: number }[];
+      bsgs: BsgsPlan;
+      /** rotate-and-add steps after the sum (folded dense outputs) */
+      fold: number[];
+      bias: Float64Array | null;
+    }
+  | { kind: 'power'; step: number }
+  /** sum pooling: per pass, add rotations of the running sum by these steps */
+  | { kind: 'rotsum'; step: number; passes: number[][] }
+  | { kind: 'relabel'; step: number }
+  | { kind: 'virtual'; step: number };
+
+export interface SamplePlan {
+  slots: number;
+  /** per tensor; null for virtual tensors */
+  layouts: (Layout | null)[];
+  steps: SampleStep[];
+  /** every rotation step the program uses (Galois keys to generate) */
+  rotationSteps: number[];
+  stats: { rotations: number; diagonals: number; ciphertexts: number };
+}
+
+export function planSample(p: HeProgram, slots: number): SamplePlan {
+  const layouts: (Layout | null)[] = new Array(p.tensors.length).fill(null);
+  const virtuals = new Map<number, VirtualTensor>();
+  layouts[p.input] = inputLayout(p.inputShape, slots);
+  const steps: SampleStep[] = [];
+  const rot = new Set<number>();
+  let rotations = 0;
+  let diagonals = 0;
+  p.steps.forEach((s, idx) => {
+    if (s.kind === 'linear') {
+      const ls = planLinear(p, s, idx, slots, layouts, virtuals);
+      steps.push(ls.plan);
+      layouts[s.out] = ls.out;
+      for (const bs of ls.plan.bsgs.babies.values()) for (const b of bs) if (b) rot.add(b);
+      for (const blocks of ls.plan.bsgs.outputs.values()) for (const bl of blocks) if (bl.g) rot.add(bl.g % slots);
+      for (const f of ls.plan.fold) rot.add(f);
+      rotations += ls.plan.bsgs.rotations + ls.plan.fold.length;
+      diagonals += ls.plan.bsgs.diagonals;
+    } else if (s.kind === 'power') {
+      const la = layouts[s.a];
+      const lb = layouts[s.b];
+      if (!la || !lb) throw unsupported(`a polynomial of a pooled-to-one-value tensor (${p.tensors[s.a].label})`);
+      if (la.replicas[0] !== lb.replicas[0] && !sameLayout(la, lb)) throw new Error('internal: power of tensors in different layouts');
+      layouts[s.out] = la;
+      steps.push({ kind: 'power', step: idx });
+    } else {
+      const src = layouts[s.src];
+      const inShape = p.tensors[s.src].shape;
+      if (s.op.kind === 'sumpool' && src?.plane) {
+        const out = pooledLayout(src, s.op, slots);
+        layouts[s.out] = out;
+        const passes = [
+          range(1, s.op.size).map((dx) => dx * src.plane!.colStride),
+          range(1, s.op.size).map((dy) => dy * src.plane!.rowStride),
+        ].filter((x) => x.length);
+        for (const pass of passes) for (const r of pass) rot.add(r);
+        rotations += passes.flat().length * src.cts;
+        steps.push({ kind: 'rotsum', step: idx, passes });
+      } else if ((s.op.kind === 'flatten' || s.op.kind === 'pad') && src) {
+        const out = s.op.kind === 'flatten' ? relabel(src, p.tensors[s.out].shape) : padLayout(src, s.op);
+        if (s.bias) {
+          for (let o = 0; o < s.bias.length; o++) {
+            if (s.bias[o] !== 0 && out.replicas[0][o] < 0) throw unsupported(`a constant on zero padding (${p.tensors[s.out].label})`);
+          }
+        }
+        layouts[s.out] = out;
+        steps.push({ kind: 'relabel', step: idx });
+      } else {
+        virtuals.set(s.out, composeVirtual(s.op, inShape, s.src, virtuals, s.bias));
+        steps.push({ kind: 'virtual', step: idx });
+      }
+    }
+  });
+  const out = layouts[p.output];
+  if (!out) throw unsupported('a network whose output is a global pooling');
+  const ciphertexts = layouts.reduce((a, l) => a + (l ? l.cts : 0), 0);
+  return { slots, layouts, steps, rotationSteps: [...rot].sort((a, b) => a - b), stats: { rotations, diagonals, ciphertexts } };
+}
+
+function unsupported(what: string): HepolyError {
+  return new HepolyError(`sample packing does not support ${what}. Use --packing batch`);
+}
+
+function range(a: number, b: number): number[] {
+  const r: number[] = [];
+  for (let i = a; i < b; i++) r.push(i);
+  return r;
+}
+
+function sameLayout(a: Layout, b: Layout): boolean {
+  if (a.replicas.length !== b.replicas.length) return false;
+  return a.replicas.every((r, k) => r.length === b.replicas[k].length && r.every((v, i) => v === b.replicas[k][i]));
+}
+
+/** Client input: image planes (replicated into free channel blocks) or a plain vector. */
+export function inputLayout(shape: number[], slots: number): Layout {
+  if (shape.length === 3) {
+    const plane = compactPlane(shape, slots);
+    if (!plane) throw new HepolyError(`sample packing: one ${shape[0]}x${shape[1]} image plane needs ${shape[0] * shape[1]} slots, the ring has ${slots}. Use larger parameters or --packing batch`);
+    return planeLayout(plane, slots, true);
+  }
+  return vectorLayout(elementCount(shape), slots);
+}
+
+function pooledLayout(src: Layout, op: Extract<StructOp, { kind: 'sumpool' }>, slots: number): Layout {
+  const pl = src.plane!;
+  const [H, W, C] = src.shape;
+  const oh = Math.floor((H - op.size) / op.stride) + 1;
+  const ow = Math.floor((W - op.size) / op.stride) + 1;
+  const replicas = src.replicas.map((rep) => {
+    const pos = new Int32Array(oh * ow * C);
+    for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) for (let c = 0; c < C; c++) pos[(y * ow + x) * C + c] = rep[(y * op.stride * W + x * op.stride) * C + c];
+    return pos;
+  });
+  void slots;
+  return {
+    shape: [oh, ow, C],
+    cts: src.cts,
+    replicas,
+    plane: { ...pl, H: oh, W: ow, rowStride: pl.rowStride * op.stride, colStride: pl.colStride * op.stride },
+  };
+}
+
+/** Output grid of a convolution: the input's grid, strides multiplied by the conv stride. */
+function convOutLayout(inPlane: PlaneInfo, op: Extract<WeightedOp, { kind: 'conv' }>, slots: number): Layout {
+  const g = op.geom;
+  const rowStride = inPlane.rowStride * g.stride;
+  const colStride = inPlane.colStride * g.stride;
+  const span = (g.outH - 1) * rowStride + (g.outW - 1) * colStride;
+  if (span < inPlane.S) {
+    const offset = Math.min(Math.max(inPlane.offset, 0), inPlane.S - 1 - span);
+    return planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset }, slots);
+  }
+  return planeLayout(compactPlane([g.outH, g.outW, g.cout], slots)!, slots);
+}
+
+function composeVirtual(op: StructOp, inShape: number[], src: number, virtuals: Map<number, VirtualTensor>, bias: Float64Array | null): VirtualTensor {
+  const e = structEntries(op, inShape);
+  const prev = virtuals.get(src);
+  let entries = e;
+  let base = src;
+  let b = bias ? Float64Array.from(bias) : null;
+  if (prev) {
+    entries = compose(e, prev.entries);
+    base = prev.base;
+    if (prev.bias) {
+      const pb = applyStructOp(op, prev.bias, inShape);
+      b = b ? b.map((v, i) => v + pb[i]) : Float64Array.from(pb);
+    }
+  }
+  return { base, entries, bias: b };
+}
+
+/** (o, j, w) after (j, i, v) = (o, i, w v). */
+function compose(outer: Entries, inner: Entries): Entries {
+  const byOut = new Map<number, number[]>();
+  for (let k = 0; k < inner.length; k++) {
+    const j = inner.out[k];
+    if (!byOut.has(j)) byOut.set(j, []);
+    byOut.get(j)!.push(k);
+  }
+  const o: number[] = [];
+  const i: number[] = [];
+  const w: number[] = [];
+  for (let k = 0; k < outer.length; k++) {
+    for (const m of byOut.get(outer.inp[k]) ?? []) {
+      const v = outer.w[k] * inner.w[m];
+      if (v === 0) continue;
+      o.push(outer.out[k]);
+      i.push(inner.inp[m]);
+      w.push(v);
+    }
+  }
+  return { out: Int32Array.from(o), inp: Int32Array.from(i), w: Float64Array.from(w), length: o.length };
+}
+
+function planLinear(
+  p: HeProgram,
+  s: Extract<Step, { kind: 'linear' }>,
+  idx: number,
+  slots: number,
+  layouts: (Layout | null)[],
+  virtuals: Map<number, VirtualTensor>,
+): { plan: Extract<SampleStep, { kind: 'linear' }>; out: Layout } {
+  const outShape = p.tensors[s.out].shape;
+  const nOut = elementCount(outShape);
+  let bias = s.bias ? Float64Array.from(s.bias) : null;
+  const terms = s.terms.map((t) => {
+    const v = virtuals.get(t.src);
+    let entries = weightedEntries(t.op);
+    let base = t.src;
+    if (v) {
+      entries = compose(entries, v.entries);
+      base = v.base;
+      if (v.bias) {
+        const vb = applyWeighted(t.op, v.bias, p.tensors[t.src].shape);
+        bias = bias ? bias.map((x, i) => x + vb[i]) : Float64Array.from(vb);
+      }
+    }
+    const layout = layouts[base];
+    if (!layout) throw new Error(`internal: tensor ${base} has no layout`);
+    return { op: t.op, entries, base, layout, virtual: !!v };
+  });
+  const first = terms[0];
+  let out: Layout;
+  let period = 0;
+  if (first.op.kind === 'conv' && !first.virtual && first.layout.plane) out = convOutLayout(first.layout.plane, first.op, slots);
+  else if (first.op.kind === 'scale' && !first.virtual) out = { ...first.layout, shape: outShape };
+  else if (nOut <= slots) {
+    out = foldedLayout(nOut, slots);
+    period = out.period!;
+  } else out = vectorLayout(nOut, slots);
+  const ds = new DiagSet(slots);
+  const inputs: { tensor: number; ct: number }[] = [];
+  for (const t of terms) {
+    const baseIdx = inputs.length;
+    for (let c = 0; c < t.layout.cts; c++) inputs.push({ tensor: t.base, ct: c });
+    if (period) addFolded(ds, t.entries, t.layout, baseIdx, period);
+    else addPlaced(ds, t.entries, t.layout, baseIdx, out);
+  }
+  const fold: number[] = [];
+  if (period) for (let st = period; st < slots; st *= 2) fold.push(st);
+  return { plan: { kind: 'linear', step: idx, inputs, bsgs: planBsgs(ds), fold, bias }, out };
+}
+
+// ---------------------------------------------------------------- client side
+
+/** One sample's input tensor as slot vectors, one per ciphertext of the input layout. */
+export function packSample(plan: SamplePlan, p: HeProgram, x: ArrayLike<number>): Float64Array[] {
+  const l = plan.layouts[p.input]!;
+  const vecs = Array.from({ length: l.cts }, () => new Float64Array(plan.slots));
+  for (const rep of l.replicas) {
+    for (let e = 0; e < rep.length; e++) {
+      const g = rep[e];
+      if (g >= 0) vecs[Math.floor(g / plan.slots)][g % plan.slots] = x[e];
+    }
+  }
+  return vecs;
+}
+
+/** A tensor's element values from its decrypted ciphertexts. */
+export function unpackTensor(plan: SamplePlan, tensor: number, decrypted: Float64Array[]): Float64Array {
+  const l = plan.layouts[tensor]!;
+  const rep = l.replicas[0];
+  const out = new Float64Array(rep.length);
+  for (let e = 0; e < rep.length; e++) {
+    const g = rep[e];
+    out[e] = g < 0 ? 0 : decrypted[Math.floor(g / plan.slots)][g % plan.slots];
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- server side
+
+interface PreparedLinear<P> {
+  levelIn: number;
+  target: number;
+  /** plaintexts parallel to bsgs.outputs blocks' items */
+  plains: Map<number, P[][]>;
+  bias: Map<number, P>;
+}
+
+/**
+ * Diagonals and biases encoded as plaintexts at the level and scale each step will meet.
+ * Done once per program and backend; every sample reuses them.
+ */
+export class SampleEvaluator<C, P> {
+  private prepared = new Map<number, PreparedLinear<P>>();
+  private scales: number[] = [];
+
+  constructor(
+    readonly program: HeProgram,
+    readonly plan: SamplePlan,
+    readonly be: CkksBackend<C, P>,
+  ) {
+    this.predictScales();
+    for (const st of plan.steps) if (st.kind === 'linear') this.prepare(st);
+  }
+
+  private level(t: number): number {
+    return this.be.topLevel - this.program.tensors[t].depth;
+  }
+
+  /** The scale every tensor will carry, computed the way SEAL computes it. */
+  private predictScales(): void {
+    const { program: p, be } = this;
+    this.scales[p.input] = be.scale;
+    for (const s of p.steps) {
+      if (s.kind === 'linear') {
+        const l = this.level(s.out) + 1;
+        this.scales[s.out] = (be.scale * be.prime(l)) / be.prime(l);
+      } else if (s.kind === 'power') {
+        const l = Math.min(this.level(s.a), this.level(s.b));
+        this.scales[s.out] = (this.scales[s.a] * this.scales[s.b]) / be.prime(l);
+      } else this.scales[s.out] = this.scales[s.src];
+    }
+  }
+
+  private baseOf(t: number): number {
+    const s = this.program.steps.find((x) => x.out === t);
+    if (s && s.kind === 'struct' && !this.plan.layouts[t]) return this.baseOf(s.src);
+    return t;
+  }
+
+  private prepare(st: Extract<SampleStep, { kind: 'linear' }>): void {
+    const { program: p, be, plan } = this;
+    const s = p.steps[st.step] as Extract<Step, { kind: 'linear' }>;
+    const levelIn = this.level(s.out) + 1;
+    const target = be.scale * be.prime(levelIn);
+    const plains = new Map<number, P[][]>();
+    for (const [ct, blocks] of st.bsgs.outputs) {
+      plains.set(
+        ct,
+        blocks.map((bl) => bl.items.map((it) => be.encode(it.v, target / this.scales[this.baseOf(st.inputs[it.input].tensor)], levelIn))),
+      );
+    }
+    const bias = new Map<number, P>();
+    if (st.bias) {
+      const out = plan.layouts[s.out]!;
+      for (let ct = 0; ct < out.cts; ct++) {
+        const v = placeValues(out, st.bias, plan.slots, ct);
+        if (v) bias.set(ct, be.encode(v, target, levelIn));
+      }
+    }
+    this.prepared.set(st.step, { levelIn, target, plains, bias });
+  }
+
+  /** Evaluates one sample: input ciphertexts in, output ciphertexts out (caller frees both). */
+  run(inputs: C[], onTensor?: (t: number, cts: C[]) => void): C[] {
+    const { program: p, be, plan } = this;
+    const vals = new Map<number, C[]>([[p.input, inputs]]);
+    const last = lastUses(p);
+    // a virtual tensor is read through its base: the base lives as long as the virtual one
+    for (const st of plan.steps) {
+      if (st.kind !== 'virtual') continue;
+      const out = p.steps[st.step].out;
+      const base = this.baseOf(out);
+      last.set(base, Math.max(last.get(base) ?? -1, last.get(out) ?? -1));
+    }
+    const owned = new Set<number>();
+    plan.steps.forEach((st, k) => {
+      const s = p.steps[st.step];
+      let out: C[] | null = null;
+      if (st.kind === 'linear') out = this.linear(st, vals);
+      else if (st.kind === 'power' && s.kind === 'power') out = this.power(s, vals);
+      else if (st.kind === 'rotsum' && s.kind === 'struct') out = this.rotsum(st, s, vals);
+      else if (st.kind === 'relabel' && s.kind === 'struct') {
+        out = vals.get(s.src)!.map((c) => be.clone(c));
+        if (s.bias) this.addBias(out, s.out, s.bias);
+      }
+      if (out) {
+        vals.set(s.out, out);
+        owned.add(s.out);
+        onTensor?.(s.out, out);
+      }
+      for (const t of new Set([...stepSources(s), ...(st.kind === 'linear' ? st.inputs.map((i) => i.tensor) : [])])) {
+        if ((last.get(t) ?? -1) <= k && owned.has(t) && t !== p.output) {
+          for (const c of vals.get(t)!) be.free(c);
+          vals.delete(t);
+          owned.delete(t);
+        }
+      }
+    });
+    const result = vals.get(p.output)!;
+    for (const [t, cs] of vals) if (t !== p.output && owned.has(t)) for (const c of cs) be.free(c);
+    return result;
+  }
+
+  private addBias(cts: C[], t: number, bias: Float64Array): void {
+    const l = this.plan.layouts[t]!;
+    cts.forEach((c, ct) => {
+      const v = placeValues(l, bias, this.plan.slots, ct);
+      if (v) this.be.addVecInPlace(c, v);
+    });
+  }
+
+  private linear(st: Extract<SampleStep, { kind: 'linear' }>, vals: Map<number, C[]>): C[] {
+    const be = this.be;
+    const prep = this.prepared.get(st.step)!;
+    const outLayout = this.plan.layouts[this.program.steps[st.step].out]!;
+    // inputs at the step's level, then their baby-step rotations
+    const babies = new Map<number, Map<number, C>>();
+    const temps: C[] = [];
+    for (const [input, bs] of st.bsgs.babies) {
+      const ref = st.inputs[input];
+      let x = vals.get(ref.tensor)![ref.ct];
+      if (be.levelOf(x) > prep.levelIn) {
+        x = be.clone(x);
+        be.modSwitchInPlace(x, prep.levelIn);
+        temps.push(x);
+      }
+      const m = new Map<number, C>();
+      for (const b of bs) {
+        if (b === 0) m.set(0, x);
+        else {
+          const r = be.rotate(x, b);
+          temps.push(r);
+          m.set(b, r);
+        }
+      }
+      babies.set(input, m);
+    }
+    const outs: C[] = [];
+    for (let ct = 0; ct < outLayout.cts; ct++) {
+      const blocks = st.bsgs.outputs.get(ct) ?? [];
+      const plains = prep.plains.get(ct) ?? [];
+      let acc: C | null = null;
+      for (let bi = 0; bi < blocks.length; bi++) {
+        const bl = blocks[bi];
+        let inner: C | null = null;
+        for (let ii = 0; ii < bl.items.length; ii++) {
+          const it = bl.items[ii];
+          const x = babies.get(it.input)!.get(it.b)!;
+          const pt = plains[bi][ii];
+          if (inner) be.mulPlainAddInPlace(inner, x, pt);
+          else inner = be.mulPlain(x, pt);
+        }
+        if (!inner) continue;
+        if (bl.g !== 0) {
+          const r = be.rotate(inner, bl.g);
+          be.free(inner);
+          inner = r;
+        }
+        if (acc) {
+          be.addInPlace(acc, inner);
+          be.free(inner);
+        } else acc = inner;
+      }
+      if (!acc) {
+        // no input reaches this ciphertext: it holds only the bias (or zeros)
+        const v = st.bias ? placeValues(outLayout, st.bias, this.plan.slots, ct) : null;
+        outs.push(be.encryptVec(v ?? new Float64Array(this.plan.slots), be.scale, prep.levelIn - 1));
+        continue;
+      }
+      const a: C = acc;
+      for (const f of st.fold) {
+        const r = be.rotate(a, f);
+        be.addInPlace(a, r);
+        be.free(r);
+      }
+      const bp = prep.bias.get(ct);
+      if (bp) be.addPlainInPlace(a, bp);
+      be.rescaleInPlace(a);
+      outs.push(a);
+    }
+    for (const t of temps) be.free(t);
+    return outs;
+  }
+
+  private power(s: Extract<Step, { kind: 'power' }>, vals: Map<number, C[]>): C[] {
+    const be = this.be;
+    const A = vals.get(s.a)!;
+    const B = vals.get(s.b)!;
+    return A.map((a0, k) => {
+      let a = a0;
+      let b = B[k];
+      const tmps: C[] = [];
+      const l = Math.min(be.levelOf(a), be.levelOf(b));
+      if (be.levelOf(a) > l) tmps.push((a = be.clone(a)));
+      if (be.levelOf(b) > l) tmps.push((b = be.clone(b)));
+      for (const t of tmps) be.modSwitchInPlace(t, l);
+      const r = s.a === s.b ? be.square(a) : be.multiply(a, b);
+      be.rescaleInPlace(r);
+      for (const t of tmps) be.free(t);
+      return r;
+    });
+  }
+
+  private rotsum(st: Extract<SampleStep, { kind: 'rotsum' }>, s: Extract<Step, { kind: 'struct' }>, vals: Map<number, C[]>): C[] {
+    const be = this.be;
+    const out = vals.get(s.src)!.map((c) => {
+      const acc = be.clone(c);
+      for (const pass of st.passes) {
+        const base = be.clone(acc);
+        for (const r of pass) {
+          const t = be.rotate(base, r);
+          be.addInPlace(acc, t);
+          be.free(t);
+        }
+        be.free(base);
+      }
+      return acc;
+    });
+    if (s.bias) this.addBias(out, s.out, s.bias);
+    return out;
+  }
+
+  delete(): void {
+    for (const prep of this.prepared.values()) {
+      for (const blocks of prep.plains.values()) for (const b of blocks) for (const pt of b) this.be.freePlain(pt);
+      for (const pt of prep.bias.values()) this.be.freePlain(pt);
+    }
+    this.prepared.clear();
+  }
+}
