@@ -10,6 +10,7 @@ import {
 } from './graph.js';
 import { initialPolynomialCoeffs, polynomialTf } from '../layers/polynomial.js';
 import { fitReluPolynomial } from '../layers/relu-approx.js';
+import { batchNormTrain } from '../layers/batchnorm.js';
 import { makeRng } from '../util/rng.js';
 
 /**
@@ -91,16 +92,16 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
         out = ins.slice(1).reduce((acc, t) => tf.add(acc, t), inp);
         break;
       case 'batchnorm': {
-        const axes = inp.rank === 4 ? [0, 1, 2] : [0];
         let mean: tf.Tensor;
         let variance: tf.Tensor;
         if (opts.training) {
-          ({ mean, variance } = tf.moments(inp, axes));
-          batchStats.set(node.name, { mean, variance });
-        } else {
-          mean = p(node, 'moving_mean');
-          variance = p(node, 'moving_variance');
+          const bn = batchNormTrain(inp, p(node, 'gamma'), p(node, 'beta'), L.epsilon);
+          batchStats.set(node.name, { mean: bn.mean, variance: bn.variance });
+          out = bn.y;
+          break;
         }
+        mean = p(node, 'moving_mean');
+        variance = p(node, 'moving_variance');
         out = tf.batchNorm(inp, mean, variance, p(node, 'beta'), p(node, 'gamma'), L.epsilon);
         break;
       }
