@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { DistillConfig } from '../recipe/schema.js';
 import type { Preprocess } from '../data/index.js';
@@ -7,7 +7,7 @@ import { loadCheckpoint } from './checkpoint.js';
 import { forward } from '../models/tf-interpreter.js';
 import { toParams } from './evaluate.js';
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shippedRecipes, shortPath } from '../recipe/load.js';
 
 /**
  * A pretrained teacher for distillation: a hepoly checkpoint (any activation) or an ONNX file
@@ -26,6 +26,10 @@ export async function loadTeacher(cfg: DistillConfig, inputShape: number[], prep
   const path = resolve(cfg.teacher);
   const where = `${recipeFile}: distill.teacher`;
   if (!existsSync(path)) {
+    const shipped = shippedRecipes().get(basename(path));
+    if (shipped) {
+      throw new HepolyError(`${where}: ${cfg.teacher} not found: train the teacher first with \`hepoly train ${shortPath(shipped)}\` (it writes ${cfg.teacher})`);
+    }
     throw new HepolyError(`${where}: ${cfg.teacher} not found. Point it at a hepoly checkpoint directory (e.g. checkpoints/fmnist-cnn-relu, made by hepoly train) or an .onnx file`);
   }
   const classes = preprocess.labels.length;
