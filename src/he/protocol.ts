@@ -1,0 +1,47 @@
+import type { HeParams } from './params.js';
+import type { HeProgram } from './program.js';
+import type { OpCounts } from './backend.js';
+
+/**
+ * Messages between the server's main thread and its worker threads. Everything a worker
+ * receives is plain data: parameters, key bytes, the plaintext program (weights as typed
+ * arrays) and ciphertext bytes. No SEAL object crosses a thread boundary (none could), and no
+ * secret key exists on this side to send.
+ */
+
+export type Packing = 'batch' | 'sample';
+
+export interface WorkerInit {
+  params: HeParams;
+  publicKey: Uint8Array;
+  relinKeys: Uint8Array;
+  galoisKeys: Uint8Array | null;
+  program: HeProgram;
+  packing: Packing;
+  /** batch packing: keep every tensor (for --trace) */
+  keepAll: boolean;
+  /** bytes of accumulators a batch stage group may hold */
+  memoryBudget: number;
+  /** 'seal' evaluates ciphertexts; 'simulate' float64 vectors with the same schedule */
+  mode: 'seal' | 'simulate';
+}
+
+/** Where one serialized ciphertext lives: [buffer index, byte offset, byte length], or null. */
+export type Ref = [number, number, number] | null;
+
+export interface TensorRefs {
+  tensor: number;
+  elems: Ref[];
+}
+
+export type ToWorker =
+  | { type: 'init'; init: WorkerInit }
+  | { type: 'stage'; id: number; stage: number; group: number[]; buffers: SharedArrayBuffer[]; sources: TensorRefs[] }
+  | { type: 'sample'; id: number; inputs: Uint8Array[]; trace: boolean }
+  | { type: 'close' };
+
+export type FromWorker =
+  | { type: 'ready'; prepareMs: number }
+  | { type: 'stageDone'; id: number; buffer: SharedArrayBuffer; exports: { tensor: number; elems: [number, number, number][] }[]; counts: OpCounts; ms: number }
+  | { type: 'sampleDone'; id: number; outputs: Uint8Array[]; trace: { tensor: number; cts: Uint8Array[] }[]; counts: OpCounts; ms: number }
+  | { type: 'error'; id: number; message: string; stack?: string };

@@ -1,0 +1,243 @@
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import type { PublicBundle } from './client.js';
+import type { HeProgram } from './program.js';
+import { stepSources } from './program.js';
+import { type OpCounts, addCounts, zeroCounts } from './backend.js';
+import { channelGroups, planStages, type Stage } from './packing/batch.js';
+import { levelsOf } from './params.js';
+import type { FromWorker, Packing, Ref, TensorRefs, ToWorker, WorkerInit } from './protocol.js';
+
+/**
+ * The evaluating party. It receives bytes only (public, relinearization and Galois keys, the
+ * plaintext program, ciphertexts) and hands them to worker threads, one per core; this thread
+ * never even loads SEAL. It has no way to decrypt: no secret key is ever given to it.
+ */
+
+export interface ServerOptions {
+  workers?: number;
+  mode?: 'seal' | 'simulate';
+  /** batch packing: return every intermediate tensor (for --trace) */
+  keepAll?: boolean;
+  /** accumulator bytes per batch stage group and worker */
+  memoryBudget?: number;
+  /** also keep every input ciphertext in `received` (tests; costs memory) */
+  audit?: boolean;
+}
+
+interface Pending {
+  resolve: (m: FromWorker) => void;
+  reject: (e: Error) => void;
+}
+
+class WorkerHandle {
+  private pending = new Map<number, Pending>();
+  private ready: Promise<number>;
+  busy = false;
+
+  constructor(
+    readonly worker: Worker,
+    init: WorkerInit,
+  ) {
+    this.ready = new Promise((resolve, reject) => {
+      const onMsg = (m: FromWorker) => {
+        if (m.type === 'ready') resolve(m.prepareMs);
+        else if (m.type === 'error' && m.id === -1) reject(new Error(m.message));
+        else if ('id' in m) {
+          const p = this.pending.get(m.id);
+          if (!p) return;
+          this.pending.delete(m.id);
+          if (m.type === 'error') p.reject(Object.assign(new Error(m.message), { stack: m.stack }));
+          else p.resolve(m);
+        }
+      };
+      worker.on('message', onMsg);
+      worker.on('error', (e) => {
+        reject(e);
+        for (const p of this.pending.values()) p.reject(e);
+        this.pending.clear();
+      });
+    });
+    this.post({ type: 'init', init });
+  }
+
+  whenReady(): Promise<number> {
+    return this.ready;
+  }
+
+  post(msg: ToWorker): void {
+    this.worker.postMessage(msg);
+  }
+
+  request(msg: ToWorker & { id: number }): Promise<FromWorker> {
+    return new Promise((resolve, reject) => {
+      this.pending.set(msg.id, { resolve, reject });
+      this.post(msg);
+    });
+  }
+}
+
+/**
+ * Compiled: worker.js next to this file. Under tsx (tests, benches) the worker is worker.ts
+ * and worker threads do not inherit tsx's loader, so a bootstrap registers it first.
+ */
+function spawnWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url));
+  const url = new URL('./worker.ts', import.meta.url).href;
+  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
+}
+
+export class HEServer {
+  /** everything this server was given, kept so tests can prove none of it is a secret key */
+  readonly received: { what: string; bytes: Uint8Array }[] = [];
+  counts: OpCounts = zeroCounts();
+  prepareMs = 0;
+  private nextId = 1;
+  private stages: Stage[] | null = null;
+
+  private constructor(
+    private readonly handles: WorkerHandle[],
+    readonly program: HeProgram,
+    readonly packing: Packing,
+    private readonly init: WorkerInit,
+    private readonly audit: boolean,
+  ) {}
+
+  static async start(bundle: PublicBundle, program: HeProgram, packing: Packing, opts: ServerOptions = {}): Promise<HEServer> {
+    const init: WorkerInit = {
+      params: bundle.params,
+      publicKey: bundle.publicKey,
+      relinKeys: bundle.relinKeys,
+      galoisKeys: bundle.galoisKeys,
+      program,
+      packing,
+      keepAll: !!opts.keepAll,
+      memoryBudget: opts.memoryBudget ?? 1.2e9,
+      mode: opts.mode ?? 'seal',
+    };
+    const n = Math.max(1, opts.workers ?? availableParallelism());
+    const handles = Array.from({ length: n }, () => new WorkerHandle(spawnWorker(), init));
+    const server = new HEServer(handles, program, packing, init, !!opts.audit);
+    server.received.push({ what: 'public key', bytes: bundle.publicKey }, { what: 'relinearization keys', bytes: bundle.relinKeys });
+    if (bundle.galoisKeys) server.received.push({ what: 'Galois keys', bytes: bundle.galoisKeys });
+    try {
+      const times = await Promise.all(handles.map((h) => h.whenReady()));
+      server.prepareMs = Math.max(...times);
+    } catch (e) {
+      await server.close();
+      throw e;
+    }
+    if (packing === 'batch') server.stages = planStages(program, init.keepAll);
+    return server;
+  }
+
+  get workerCount(): number {
+    return this.handles.length;
+  }
+
+  /** Runs `jobs` on whichever worker is free next. */
+  private async schedule<T>(jobs: ((h: WorkerHandle) => Promise<T>)[]): Promise<T[]> {
+    const results: T[] = new Array(jobs.length);
+    let next = 0;
+    const loop = async (h: WorkerHandle) => {
+      while (next < jobs.length) {
+        const k = next++;
+        results[k] = await jobs[k](h);
+      }
+    };
+    await Promise.all(this.handles.map(loop));
+    return results;
+  }
+
+  /**
+   * Batch packing: one ciphertext per input element (slot s = sample s) in, one per logit
+   * out. With keepAll, every tensor's ciphertexts come back too.
+   */
+  async evaluateBatch(inputs: (Uint8Array | null)[]): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
+    if (this.packing !== 'batch' || !this.stages) throw new Error('server was started for sample packing');
+    const p = this.program;
+    if (this.audit) for (const b of inputs) if (b) this.received.push({ what: 'input ciphertext', bytes: b });
+    const buffers: SharedArrayBuffer[] = [];
+    const store = new Map<number, Ref[]>();
+    // the inputs, copied once into shared memory that every worker reads in place
+    {
+      const total = inputs.reduce((a, b) => a + (b ? b.length : 0), 0);
+      const sab = new SharedArrayBuffer(Math.max(1, total));
+      const view = new Uint8Array(sab);
+      let off = 0;
+      const refs: Ref[] = inputs.map((b) => {
+        if (!b) return null;
+        view.set(b, off);
+        const r: Ref = [0, off, b.length];
+        off += b.length;
+        return r;
+      });
+      buffers.push(sab);
+      store.set(p.input, refs);
+    }
+    const top = levelsOf(this.init.params);
+    const N = this.init.params.polyModulusDegree;
+    const lastStage = new Map<number, number>();
+    this.stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+    for (let k = 0; k < this.stages.length; k++) {
+      const st = this.stages[k];
+      const produced = new Set(st.steps.map((i) => p.steps[i].out));
+      const srcTensors = new Set<number>();
+      for (const i of st.steps) for (const t of stepSources(p.steps[i])) if (!produced.has(t)) srcTensors.add(t);
+      const sources: TensorRefs[] = [...srcTensors].map((t) => {
+        const elems = store.get(t);
+        if (!elems) throw new Error(`internal: tensor ${t} needed by stage ${k} is not available`);
+        return { tensor: t, elems };
+      });
+      const groups = channelGroups(p, st, top, N, this.init.memoryBudget, this.handles.length);
+      for (const t of st.exports) store.set(t, new Array(p.tensors[t].shape.reduce((a, b) => a * b, 1)).fill(null));
+      const results = await this.schedule(
+        groups.map((group) => (h: WorkerHandle) => h.request({ type: 'stage', id: this.nextId++, stage: k, group, buffers, sources })),
+      );
+      for (const r of results) {
+        if (r.type !== 'stageDone') continue;
+        const bi = buffers.length;
+        buffers.push(r.buffer);
+        this.counts = addCounts(this.counts, r.counts);
+        for (const e of r.exports) {
+          const arr = store.get(e.tensor)!;
+          for (const [i, off, len] of e.elems) arr[i] = [bi, off, len];
+        }
+      }
+      if (!this.init.keepAll) {
+        for (const [t, last] of lastStage) if (last === k && t !== p.output) store.delete(t);
+      }
+    }
+    const bytesOf = (refs: Ref[]) => refs.map((r) => (r ? Uint8Array.from(new Uint8Array(buffers[r[0]], r[1], r[2])) : null));
+    const tensors = new Map<number, (Uint8Array | null)[]>();
+    if (this.init.keepAll) for (const [t, refs] of store) tensors.set(t, bytesOf(refs));
+    return { outputs: bytesOf(store.get(p.output)!), tensors };
+  }
+
+  /** Sample packing: many samples, each sample's ciphertexts to one worker. */
+  async evaluateSamples(samples: Uint8Array[][], trace = false): Promise<{ outputs: Uint8Array[][]; trace: { tensor: number; cts: Uint8Array[] }[][]; ms: number[] }> {
+    if (this.packing !== 'sample') throw new Error('server was started for batch packing');
+    if (this.audit) for (const s of samples) for (const b of s) this.received.push({ what: 'input ciphertext', bytes: b });
+    const results = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => h.request({ type: 'sample', id: this.nextId++, inputs, trace })));
+    const outputs: Uint8Array[][] = [];
+    const traces: { tensor: number; cts: Uint8Array[] }[][] = [];
+    const ms: number[] = [];
+    for (const r of results) {
+      if (r.type !== 'sampleDone') continue;
+      outputs.push(r.outputs);
+      traces.push(r.trace);
+      ms.push(r.ms);
+      this.counts = addCounts(this.counts, r.counts);
+    }
+    return { outputs, trace: traces, ms };
+  }
+
+  /** Hands the received blobs to a check (tests) without exposing the worker plumbing. */
+  initMessageFields(): string[] {
+    return Object.keys(this.init);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.handles.map((h) => h.worker.terminate()));
+  }
+}
