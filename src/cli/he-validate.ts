@@ -1,0 +1,52 @@
+import { writeFileSync } from 'node:fs';
+import { HepolyError } from '../util/errors.js';
+import { validate, reportJson, type PackingChoice } from '../he/validate.js';
+import { reportMarkdown, reportText } from '../he/report.js';
+
+/** Options of `hepoly he-validate`, as the CLI parses them. */
+export interface HeValidateArgs {
+  checkpoint: string;
+  samples?: number | string;
+  packing?: string;
+  params?: string;
+  report?: string;
+  json?: boolean;
+  trace?: boolean;
+  mode?: string;
+  workers?: number;
+}
+
+/**
+ * `hepoly he-validate CHECKPOINT`: human output on stdout, the markdown report with --report,
+ * and with --json one JSON object as the last stdout line.
+ */
+export async function runHeValidate(a: HeValidateArgs): Promise<void> {
+  const samples = parseSamples(a.samples);
+  if (a.report !== undefined && !a.report.endsWith('.md')) {
+    throw new HepolyError(`--report ${a.report}: expected a markdown file name ending in .md`);
+  }
+  const report = await validate({
+    checkpoint: a.checkpoint,
+    samples,
+    packing: (a.packing ?? 'auto') as PackingChoice,
+    params: a.params ?? 'auto',
+    trace: !!a.trace,
+    mode: (a.mode ?? 'encrypt') as 'encrypt' | 'simulate',
+    workers: a.workers,
+    log: (line) => console.log(line),
+  });
+  for (const line of reportText(report)) console.log(line);
+  if (a.report) {
+    writeFileSync(a.report, reportMarkdown(report));
+    console.log(`report written to ${a.report}`);
+  }
+  if (a.json) console.log(JSON.stringify(reportJson(report)));
+}
+
+function parseSamples(v: number | string | undefined): number | 'all' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'all') return 'all';
+  const n = typeof v === 'number' ? v : Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new HepolyError(`--samples: expected a positive integer or "all", found ${JSON.stringify(v)}`);
+  return n;
+}

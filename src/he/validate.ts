@@ -1,0 +1,570 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { availableParallelism } from 'node:os';
+import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js';
+import { heldOutSplit, toParams } from '../train/evaluate.js';
+import { initBackend } from '../train/backend.js';
+import { forward } from '../models/tf-interpreter.js';
+import { HepolyError } from '../util/errors.js';
+import { compileProgram } from './compile.js';
+import { programForward } from './reference.js';
+import type { HeProgram, LayerBudget } from './program.js';
+import {
+  type HeParams,
+  type ParamsSummary,
+  checkParams,
+  chooseParams,
+  describeParams,
+  levelsOf,
+  loadParamsFile,
+  summarize,
+} from './params.js';
+import { HEClient } from './client.js';
+import { type ClientLike, SimClient } from './sim-client.js';
+import { HEServer } from './server.js';
+import { type OpCounts, zeroCounts } from './backend.js';
+import { packBatch, unpackBatch } from './packing/batch.js';
+import { type SamplePlan, packSample, planSample, unpackTensor } from './packing/sample.js';
+import { weightedEntries } from './linear-map.js';
+import { nextPow2 } from './packing/layout.js';
+import { size } from './tensor-ops.js';
+
+/**
+ * `hepoly he-validate`: the same held-out samples through the plaintext model and through
+ * encrypt (client) -> evaluate on ciphertexts (server workers) -> decrypt (client), and a typed
+ * report of how far apart they are, what it cost and with which parameters.
+ */
+
+export type PackingChoice = 'auto' | 'batch' | 'sample';
+
+export interface ValidateOptions {
+  checkpoint: string;
+  /** number of held-out samples; 'all' or 0 for the whole split */
+  samples?: number | 'all';
+  packing?: PackingChoice;
+  /** 'auto' or a JSON file */
+  params?: string;
+  /** decrypt every layer's output and compare (debug only: the client sees intermediates) */
+  trace?: boolean;
+  mode?: 'encrypt' | 'simulate';
+  workers?: number;
+  log?: (line: string) => void;
+}
+
+export interface LayerError {
+  tensor: number;
+  label: string;
+  level: number;
+  scaleBits: number;
+  maxAbsError: number;
+  maxAbsValue: number;
+}
+
+export interface OutOfRange {
+  /** samples with at least one input value outside ranges.json's observed [min, max] */
+  inputSamples: number;
+  inputValues: number;
+  /** samples with at least one activation input outside its trained range */
+  activationSamples: number;
+  perActivation: Record<string, number>;
+  /** false when the checkpoint has no ranges.json */
+  checked: boolean;
+}
+
+export interface ValidationReport {
+  checkpoint: string;
+  split: 'test' | 'validation';
+  samples: number;
+  mode: 'encrypt' | 'simulate';
+  packing: 'batch' | 'sample';
+  packingReason: string;
+  params: ParamsSummary;
+  paramsSource: string;
+  depth: number;
+  layers: LayerBudget[];
+  plaintextAccuracy: number;
+  encryptedAccuracy: number;
+  agreement: number;
+  disagreements: number;
+  maxAbsError: number;
+  meanAbsError: number;
+  logitRange: number;
+  relativeError: number;
+  layerErrors: LayerError[] | null;
+  timings: { keygenMs: number; serverSetupMs: number; encryptMs: number; evaluateMs: number; decryptMs: number; totalMs: number };
+  latencyMsPerSample: number;
+  amortizedMsPerSample: number;
+  bytes: { keys: number; clientToServer: number; serverToClient: number };
+  ciphertexts: { input: number; output: number; perPass: number };
+  ops: OpCounts;
+  rotationKeys: number;
+  peakRssMb: number;
+  workers: number;
+  outOfRange: OutOfRange;
+  estimatedSeconds: { batch: number; sample: number | null };
+}
+
+const noop = () => {};
+
+export async function validate(opts: ValidateOptions): Promise<ValidationReport> {
+  const log = opts.log ?? noop;
+  const t0 = performance.now();
+  const mode = opts.mode ?? 'encrypt';
+  if (mode !== 'encrypt' && mode !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(mode)}`);
+  const packingOpt = opts.packing ?? 'auto';
+  if (!['auto', 'batch', 'sample'].includes(packingOpt)) throw new HepolyError(`--packing: expected auto, batch or sample, found ${JSON.stringify(packingOpt)}`);
+  const ckpt = loadCheckpoint(opts.checkpoint);
+  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  await initBackend();
+  const split = await heldOutSplit(ckpt);
+  const n = sampleCount(opts.samples, split.count);
+  const per = size(ckpt.graph.inputShape);
+  const x = split.x.subarray(0, n * per);
+  const y = split.y.subarray(0, n);
+  const classes = ckpt.graph.classes;
+
+  // plaintext model (the trainer's tfjs interpreter) and range checks in one pass
+  const plain = plaintextPass(ckpt, x, n);
+  const maxAbs = calibrate(program, x, Math.min(n, 32));
+  const rssPeak = trackRss();
+  const workers = Math.max(1, opts.workers ?? availableParallelism());
+
+  // parameters
+  let params: HeParams;
+  let paramsSource = 'auto';
+  const minSlots = ckpt.graph.inputShape.length === 3 ? nextPow2(ckpt.graph.inputShape[0] * ckpt.graph.inputShape[1]) : undefined;
+  if (!opts.params || opts.params === 'auto') {
+    params = chooseParams({ depth: program.depth, maxAbs });
+  } else {
+    params = loadParamsFile(opts.params);
+    paramsSource = opts.params;
+    checkParams(params, { depth: program.depth, maxAbs }, opts.params);
+  }
+
+  // packing
+  const slots = params.polyModulusDegree / 2;
+  let plan: SamplePlan | null = null;
+  let planError: string | null = null;
+  const needPlan = packingOpt !== 'batch';
+  if (needPlan) {
+    if (minSlots && slots < minSlots) planError = `an image plane needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}`;
+    else {
+      try {
+        plan = planSample(program, slots);
+      } catch (e) {
+        if (!(e instanceof HepolyError) || packingOpt === 'sample') throw e;
+        planError = e.message;
+      }
+    }
+  }
+  if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
+  const est = {
+    batch: estimateBatchSeconds(program, params, n, workers),
+    sample: plan ? estimateSampleSeconds(plan, program, params, n, workers) : null,
+  };
+  let packing: 'batch' | 'sample';
+  let packingReason: string;
+  if (packingOpt !== 'auto') {
+    packing = packingOpt;
+    packingReason = 'chosen with --packing';
+  } else if (!plan || est.sample === null || est.batch <= est.sample) {
+    packing = 'batch';
+    packingReason = plan ? `estimated ${fmtS(est.batch)} vs ${fmtS(est.sample!)} for sample packing` : `sample packing unavailable (${planError})`;
+  } else {
+    packing = 'sample';
+    packingReason = `estimated ${fmtS(est.sample!)} vs ${fmtS(est.batch)} for batch packing`;
+  }
+
+  log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);
+  log(`program: depth ${program.depth}, ${program.steps.length} steps`);
+  for (const l of program.layers) log(`  ${l.node.padEnd(12)} ${l.op.padEnd(22)} ${String(l.levels).padStart(2)} level${l.levels === 1 ? ' ' : 's'}  ${l.how}`);
+  log(`parameters (${paramsSource}): ${describeParams(params)}, 128-bit security (SEAL tc128)`);
+  log(`packing: ${packing} (${packingReason})`);
+  if (mode === 'simulate') log('mode: simulate (float64, same packing and rescale points, no encryption)');
+
+  // client: keys
+  const tk = performance.now();
+  const client: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
+  const rotationSteps = packing === 'sample' ? plan!.rotationSteps : [];
+  const bundle = client.publicBundle(rotationSteps);
+  const keygenMs = performance.now() - tk;
+  const keyBytes = bundle.publicKey.length + bundle.relinKeys.length + (bundle.galoisKeys?.length ?? 0);
+  log(`keys: ${fmtMs(keygenMs)}, ${fmtBytes(keyBytes)} (public + relinearization${bundle.galoisKeys ? ` + ${rotationSteps.length} Galois` : ''})`);
+
+  const ts = performance.now();
+  const server = await HEServer.start(bundle, program, packing, { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && packing === 'batch' });
+  const serverSetupMs = performance.now() - ts;
+  log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
+
+  const he = new Float64Array(n * classes);
+  let encryptMs = 0;
+  let evaluateMs = 0;
+  let decryptMs = 0;
+  let up = keyBytes;
+  let down = 0;
+  let ctIn = 0;
+  let ctOut = 0;
+  let perPass = 0;
+  let latency = 0;
+  let layerErrors: LayerError[] | null = null;
+  try {
+    if (packing === 'batch') {
+      for (let start = 0; start < n; start += slots) {
+        const cnt = Math.min(slots, n - start);
+        let t = performance.now();
+        const cts = client.encrypt(packBatch(x, per, start, cnt, slots));
+        const enc = performance.now() - t;
+        t = performance.now();
+        const res = await server.evaluateBatch(cts);
+        const ev = performance.now() - t;
+        t = performance.now();
+        const outs = res.outputs.map((b) => (b ? client.decrypt(b) : null));
+        const dec = performance.now() - t;
+        he.set(unpackBatch(outs, classes, cnt), start * classes);
+        encryptMs += enc;
+        evaluateMs += ev;
+        decryptMs += dec;
+        latency = Math.max(latency, enc + ev + dec);
+        up += cts.reduce((a, b) => a + b.length, 0);
+        down += res.outputs.reduce((a, b) => a + (b ? b.length : 0), 0);
+        ctIn += cts.length;
+        ctOut += res.outputs.length;
+        perPass = cts.length + res.outputs.length;
+        log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
+        if (opts.trace && start === 0) layerErrors = traceBatch(program, client, res.tensors, x, Math.min(cnt, 16), per);
+      }
+    } else {
+      const p = plan!;
+      let t = performance.now();
+      const samples: Uint8Array[][] = [];
+      for (let s = 0; s < n; s++) samples.push(client.encrypt(packSample(p, program, x.subarray(s * per, (s + 1) * per))));
+      encryptMs = performance.now() - t;
+      t = performance.now();
+      const res = await server.evaluateSamples(samples, !!opts.trace);
+      evaluateMs = performance.now() - t;
+      t = performance.now();
+      res.outputs.forEach((o, s) => he.set(unpackTensor(p, program.output, o.map((b) => client.decrypt(b))), s * classes));
+      decryptMs = performance.now() - t;
+      const meanWorker = res.ms.reduce((a, b) => a + b, 0) / Math.max(1, res.ms.length);
+      latency = (encryptMs + decryptMs) / n + meanWorker;
+      up += samples.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
+      down += res.outputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
+      ctIn = samples.reduce((a, s) => a + s.length, 0);
+      ctOut = res.outputs.reduce((a, s) => a + s.length, 0);
+      perPass = samples[0].length + res.outputs[0].length;
+      log(`  ${n} samples: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per sample on one worker), decrypt ${fmtMs(decryptMs)}`);
+      if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, 8), x, per);
+    }
+  } finally {
+    await server.close();
+    client.delete();
+  }
+  const peakRssMb = rssPeak.stop();
+
+  // comparison
+  let agree = 0;
+  let heCorrect = 0;
+  let plainCorrect = 0;
+  let maxErr = 0;
+  let sumErr = 0;
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let s = 0; s < n; s++) {
+    const a = argmax(plain.logits, s, classes);
+    const b = argmax(he, s, classes);
+    if (a === b) agree++;
+    if (a === y[s]) plainCorrect++;
+    if (b === y[s]) heCorrect++;
+    for (let k = 0; k < classes; k++) {
+      const v = plain.logits[s * classes + k];
+      const e = Math.abs(v - he[s * classes + k]);
+      if (!(e <= maxErr)) maxErr = Number.isNaN(e) ? Infinity : e;
+      sumErr += e;
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
+  }
+  const range = hi - lo;
+  const totalMs = performance.now() - t0;
+  const report: ValidationReport = {
+    checkpoint: ckpt.dir,
+    split: split.name,
+    samples: n,
+    mode,
+    packing,
+    packingReason,
+    params: summarize(params, { depth: program.depth, maxAbs }),
+    paramsSource,
+    depth: program.depth,
+    layers: program.layers,
+    plaintextAccuracy: plainCorrect / n,
+    encryptedAccuracy: heCorrect / n,
+    agreement: agree / n,
+    disagreements: n - agree,
+    maxAbsError: maxErr,
+    meanAbsError: sumErr / (n * classes),
+    logitRange: range,
+    relativeError: range > 0 ? maxErr / range : maxErr,
+    layerErrors,
+    timings: { keygenMs, serverSetupMs, encryptMs, evaluateMs, decryptMs, totalMs },
+    latencyMsPerSample: latency,
+    amortizedMsPerSample: (encryptMs + evaluateMs + decryptMs) / n,
+    bytes: { keys: keyBytes, clientToServer: up, serverToClient: down },
+    ciphertexts: { input: ctIn, output: ctOut, perPass },
+    ops: server.counts,
+    rotationKeys: rotationSteps.length,
+    peakRssMb,
+    workers: server.workerCount,
+    outOfRange: plain.outOfRange,
+    estimatedSeconds: est,
+  };
+  return report;
+}
+
+function sampleCount(samples: number | 'all' | undefined, available: number): number {
+  if (samples === undefined) return Math.min(available, 100);
+  if (samples === 'all' || samples === 0) return available;
+  if (typeof samples !== 'number' || !Number.isInteger(samples) || samples < 0) {
+    throw new HepolyError(`--samples: expected a positive integer or "all", found ${JSON.stringify(samples)}`);
+  }
+  return Math.min(samples, available);
+}
+
+function argmax(v: ArrayLike<number>, s: number, classes: number): number {
+  let best = 0;
+  for (let k = 1; k < classes; k++) if (v[s * classes + k] > v[s * classes + best]) best = k;
+  return best;
+}
+
+/** Plaintext logits (tfjs, inference mode) and the count of values outside ranges.json. */
+function plaintextPass(ckpt: Checkpoint, x: Float32Array, n: number): { logits: Float32Array; outOfRange: OutOfRange } {
+  const g = ckpt.graph;
+  const per = size(g.inputShape);
+  const params = toParams(ckpt.weights);
+  const logits = new Float32Array(n * g.classes);
+  const r = ckpt.ranges;
+  const oor: OutOfRange = { inputSamples: 0, inputValues: 0, activationSamples: 0, perActivation: {}, checked: !!r };
+  try {
+    for (let start = 0; start < n; start += 128) {
+      const m = Math.min(128, n - start);
+      const xb = x.subarray(start * per, (start + m) * per);
+      tf.tidy(() => {
+        const out = forward(g, params, tf.tensor(xb, [m, ...g.inputShape]), { training: false, recordActivationInputs: !!r });
+        logits.set(out.logits.dataSync(), start * g.classes);
+        if (!r) return;
+        for (let s = 0; s < m; s++) {
+          let bad = 0;
+          for (let i = 0; i < per; i++) {
+            const v = xb[s * per + i];
+            if (v < r.input.min || v > r.input.max) bad++;
+          }
+          if (bad) oor.inputSamples++;
+          oor.inputValues += bad;
+        }
+        const badSample = new Uint8Array(m);
+        for (const [name, t] of out.activationInputs) {
+          const st = r.activations[name];
+          if (!st) continue;
+          const d = t.dataSync();
+          const k = d.length / m;
+          let count = 0;
+          for (let s = 0; s < m; s++) {
+            for (let i = 0; i < k; i++) {
+              const v = d[s * k + i];
+              if (v < st.min || v > st.max) {
+                count++;
+                badSample[s] = 1;
+                break;
+              }
+            }
+          }
+          oor.perActivation[name] = (oor.perActivation[name] ?? 0) + count;
+        }
+        oor.activationSamples += badSample.reduce((a, b) => a + b, 0);
+      });
+    }
+  } finally {
+    for (const t of params.values()) t.dispose();
+  }
+  return { logits, outOfRange: oor };
+}
+
+/**
+ * Largest |value| any tensor of the program takes on a few samples, with a 4x margin: it sets
+ * how many bits q0 needs above the scale.
+ */
+function calibrate(p: HeProgram, x: Float32Array, count: number): number {
+  const per = size(p.inputShape);
+  let m = 1;
+  for (let s = 0; s < count; s++) {
+    const vals = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)));
+    for (const v of vals) if (v) for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
+  }
+  return 4 * m;
+}
+
+// rough per-operation costs of node-seal (wasm) per ring coefficient and prime, measured on
+// this project's reference machine; only the ratio between packings matters
+const NS_MUL = 60e-9;
+const NS_CRAFT = 30e-9;
+const NS_KEYSWITCH = 130e-9;
+
+function estimateBatchSeconds(p: HeProgram, params: HeParams, n: number, workers: number): number {
+  const N = params.polyModulusDegree;
+  const L = levelsOf(params) / 2 + 1;
+  let products = 0;
+  let dense = 0;
+  let squares = 0;
+  for (const s of p.steps) {
+    if (s.kind === 'linear') {
+      for (const t of s.terms) {
+        const c = entryCount(t.op);
+        products += c;
+        if (t.op.kind !== 'conv') dense += c;
+      }
+    } else if (s.kind === 'power') squares += size(p.tensors[s.out].shape);
+  }
+  const pass = products * NS_MUL * N * L + dense * NS_CRAFT * N * L + squares * (NS_MUL + NS_KEYSWITCH * L) * N * L;
+  return (Math.ceil(n / (N / 2)) * pass) / workers;
+}
+
+function entryCount(op: Parameters<typeof weightedEntries>[0]): number {
+  if (op.kind === 'conv') {
+    const g = op.geom;
+    return g.outH * g.outW * g.kernel * g.kernel * g.cin * g.cout;
+  }
+  if (op.kind === 'dense') {
+    let c = 0;
+    for (const v of op.kernel) if (v !== 0) c++;
+    return c;
+  }
+  return op.factors.length;
+}
+
+function estimateSampleSeconds(plan: SamplePlan, p: HeProgram, params: HeParams, n: number, workers: number): number {
+  const N = params.polyModulusDegree;
+  const L = levelsOf(params) / 2 + 1;
+  let squares = 0;
+  for (const s of p.steps) if (s.kind === 'power') squares += plan.layouts[s.out]?.cts ?? 0;
+  const one = plan.stats.diagonals * NS_MUL * N * L + (plan.stats.rotations + squares) * NS_KEYSWITCH * L * N * L;
+  return (n * one) / workers;
+}
+
+/** Peak resident memory of the process (all worker threads' wasm heaps included). */
+function trackRss(): { stop: () => number } {
+  let peak = process.memoryUsage().rss;
+  const timer = setInterval(() => {
+    peak = Math.max(peak, process.memoryUsage().rss);
+  }, 100);
+  timer.unref();
+  return {
+    stop: () => {
+      clearInterval(timer);
+      peak = Math.max(peak, process.memoryUsage().rss);
+      return peak / 2 ** 20;
+    },
+  };
+}
+
+function traceBatch(p: HeProgram, client: ClientLike, tensors: Map<number, (Uint8Array | null)[]>, x: Float32Array, count: number, per: number): LayerError[] {
+  const expected = Array.from({ length: count }, (_, s) => programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per))));
+  const out: LayerError[] = [];
+  for (const t of p.tensors) {
+    const cts = tensors.get(t.id);
+    if (!cts) continue;
+    let err = 0;
+    let mag = 0;
+    let level = -1;
+    let scaleBits = 0;
+    cts.forEach((b, e) => {
+      const v = b ? client.decrypt(b) : null;
+      if (b && level < 0) ({ level, scaleBits } = client.describe(b));
+      for (let s = 0; s < count; s++) {
+        const want = expected[s][t.id][e];
+        err = Math.max(err, Math.abs((v ? v[s] : 0) - want));
+        mag = Math.max(mag, Math.abs(want));
+      }
+    });
+    out.push({ tensor: t.id, label: t.label, level, scaleBits, maxAbsError: err, maxAbsValue: mag });
+  }
+  return out;
+}
+
+function traceSamples(
+  p: HeProgram,
+  plan: SamplePlan,
+  client: ClientLike,
+  traces: { tensor: number; cts: Uint8Array[] }[][],
+  x: Float32Array,
+  per: number,
+): LayerError[] {
+  const rows = new Map<number, LayerError>();
+  traces.forEach((tr, s) => {
+    const expected = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)));
+    for (const { tensor, cts } of tr) {
+      const got = unpackTensor(plan, tensor, cts.map((b) => client.decrypt(b)));
+      const want = expected[tensor];
+      const row = rows.get(tensor) ?? { tensor, label: p.tensors[tensor].label, ...client.describe(cts[0]), maxAbsError: 0, maxAbsValue: 0 };
+      for (let i = 0; i < want.length; i++) {
+        row.maxAbsError = Math.max(row.maxAbsError, Math.abs(got[i] - want[i]));
+        row.maxAbsValue = Math.max(row.maxAbsValue, Math.abs(want[i]));
+      }
+      rows.set(tensor, row);
+    }
+  });
+  return [...rows.values()];
+}
+
+export function fmtMs(ms: number): string {
+  return ms >= 60000 ? `${(ms / 60000).toFixed(1)} min` : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`;
+}
+
+function fmtS(s: number): string {
+  return fmtMs(s * 1000);
+}
+
+export function fmtBytes(b: number): string {
+  return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : b >= 2 ** 20 ? `${(b / 2 ** 20).toFixed(1)} MiB` : `${(b / 1024).toFixed(1)} KiB`;
+}
+
+/** The JSON object `--json` prints (snake_case, stable keys). */
+export function reportJson(r: ValidationReport): Record<string, unknown> {
+  return {
+    checkpoint: r.checkpoint,
+    split: r.split,
+    samples: r.samples,
+    mode: r.mode,
+    packing: r.packing,
+    plaintext_accuracy: r.plaintextAccuracy,
+    encrypted_accuracy: r.encryptedAccuracy,
+    agreement: r.agreement,
+    max_abs_error: r.maxAbsError,
+    mean_abs_error: r.meanAbsError,
+    logit_range: r.logitRange,
+    relative_error: r.relativeError,
+    latency_ms_per_sample: r.latencyMsPerSample,
+    amortized_ms_per_sample: r.amortizedMsPerSample,
+    ciphertexts: r.ciphertexts.input + r.ciphertexts.output,
+    ciphertexts_in: r.ciphertexts.input,
+    ciphertexts_out: r.ciphertexts.output,
+    poly_modulus_degree: r.params.polyModulusDegree,
+    coeff_modulus_bits: r.params.coeffModulusBits,
+    scale_bits: r.params.scaleBits,
+    security_bits: r.params.securityBits,
+    depth: r.depth,
+    levels: r.params.levels,
+    rotations: r.ops.rotations,
+    ct_ct_mults: r.ops.ctCtMults,
+    pt_mults: r.ops.ptMults,
+    rotation_keys: r.rotationKeys,
+    keygen_ms: r.timings.keygenMs,
+    encrypt_ms: r.timings.encryptMs,
+    evaluate_ms: r.timings.evaluateMs,
+    decrypt_ms: r.timings.decryptMs,
+    bytes_client_to_server: r.bytes.clientToServer,
+    bytes_server_to_client: r.bytes.serverToClient,
+    peak_rss_mb: r.peakRssMb,
+    workers: r.workers,
+    out_of_range_input_samples: r.outOfRange.inputSamples,
+    out_of_range_activation_samples: r.outOfRange.activationSamples,
+  };
+}
