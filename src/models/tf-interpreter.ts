@@ -5,9 +5,12 @@ import {
   type WeightMap,
   INPUT,
   inferShapes,
+  isSequenceOp,
+  layerOf,
   paramShapes,
   weightKey,
 } from './graph.js';
+import { sequenceForward, sequenceInit, geluTf } from './sequence-ops.js';
 import { initialPolynomialCoeffs, polynomialTf } from '../layers/polynomial.js';
 import { fitReluPolynomial } from '../layers/relu-approx.js';
 import { batchNormTrain } from '../layers/batchnorm.js';
@@ -31,12 +34,20 @@ export interface ForwardResult {
   activationInputs: Map<string, tf.Tensor>;
   /** batch mean and variance of each batchnorm node (training mode only) */
   batchStats: Map<string, { mean: tf.Tensor; variance: tf.Tensor }>;
+  /**
+   * with `recordActivationInputs`: intermediate values whose range the HE evaluator needs
+   * besides activation inputs, keyed `${node}/${what}`: `attn1/denominator` (power-softmax's
+   * sum of s^p), `ln1/variance` (layer-norm variance). They are also put in
+   * `activationInputs`, so range statistics (ranges.json) record them under the same keys.
+   */
+  rangeProbes: Map<string, tf.Tensor>;
 }
 
 export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: ForwardOptions): ForwardResult {
   const values = new Map<string, tf.Tensor>([[INPUT, x]]);
   const activationInputs = new Map<string, tf.Tensor>();
   const batchStats = new Map<string, { mean: tf.Tensor; variance: tf.Tensor }>();
+  const rangeProbes = new Map<string, tf.Tensor>();
   const p = (node: GraphNode, name: string): tf.Tensor => {
     const t = params.get(weightKey(node.name, name));
     if (!t) throw new Error(`missing weight ${weightKey(node.name, name)}`);
@@ -47,6 +58,17 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
     const inp = ins[0];
     const L = node.layer;
     let out: tf.Tensor;
+    const seq = layerOf(node);
+    if (isSequenceOp(seq)) {
+      const probe = opts.recordActivationInputs
+        ? (what: string, t: tf.Tensor) => {
+            rangeProbes.set(`${node.name}/${what}`, t);
+            activationInputs.set(`${node.name}/${what}`, t);
+          }
+        : null;
+      values.set(node.name, sequenceForward(seq, ins, (name) => p(node, name), probe));
+      continue;
+    }
     switch (L.op) {
       case 'dense': {
         out = tf.matMul(inp as tf.Tensor2D, p(node, 'kernel') as tf.Tensor2D);
@@ -64,6 +86,7 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
         if (opts.recordActivationInputs) activationInputs.set(node.name, inp);
         const a = L.activation;
         if (a.kind === 'relu') out = tf.relu(inp);
+        else if (a.kind === 'gelu') out = geluTf(inp);
         else if (a.kind === 'square') out = tf.square(inp);
         else out = polynomialTf(inp, p(node, 'coeffs') as tf.Tensor1D);
         break;
@@ -108,7 +131,7 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
     }
     values.set(node.name, out);
   }
-  return { logits: values.get(graph.output)! as tf.Tensor2D, activationInputs, batchStats };
+  return { logits: values.get(graph.output)! as tf.Tensor2D, activationInputs, batchStats, rangeProbes };
 }
 
 const deltas = new Map<string, tf.Tensor4D>();
@@ -148,7 +171,9 @@ export function initWeights(graph: Graph, seed: number): WeightMap {
       const size = shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(size);
       const L = node.layer;
-      if (param === 'kernel') {
+      if (isSequenceOp(layerOf(node)) && param !== 'kernel' && param !== 'gamma') {
+        sequenceInit(layerOf(node).op, param, data, shape, makeRng(seed, `init:${node.name}/${param}`));
+      } else if (param === 'kernel') {
         const fanIn = shape.slice(0, -1).reduce((a, b) => a * b, 1);
         const fanOut = L.op === 'conv2d' ? shape[0] * shape[1] * shape[3] : shape[shape.length - 1];
         const limit = Math.sqrt(6 / (fanIn + fanOut));

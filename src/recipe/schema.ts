@@ -14,6 +14,8 @@ export const ActivationSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('poly'), degree: z.number().int().min(1).max(8) }),
   z.strictObject({ kind: z.literal('square') }),
   z.strictObject({ kind: z.literal('relu') }),
+  /** not polynomial: the baseline of transformers (softmax twins) and teachers only */
+  z.strictObject({ kind: z.literal('gelu') }),
   z.strictObject({
     kind: z.literal('relu-approx'),
     degree: z.number().int().min(2).max(8).default(2),
@@ -57,6 +59,30 @@ const IdxData = z.strictObject({
 });
 
 export const DataSchema = z.discriminatedUnion('source', [CsvData, IdxData]);
+
+/**
+ * A character-level language-modelling text: every window of `context` characters is a sample
+ * whose class is the character that follows it (so the classification loop trains it). The
+ * text is split into contiguous parts, train first, then validation, then test.
+ */
+const TextData = z.strictObject({
+  source: z.literal('text'),
+  path: z.string(),
+  /** characters per sample (the model's context) */
+  context: posInt.max(1024),
+  /** the vocabulary, as one string of distinct characters; default: every character of the text */
+  vocab: z.string().min(2).optional(),
+  /** characters between the starts of consecutive training windows (validation and test use every window) */
+  stride: posInt.default(1),
+  split: z.strictObject({ validation: fraction.default(0.05), test: fraction.default(0.05) }).default({ validation: 0.05, test: 0.05 }),
+  /** optional cap on training samples */
+  limit: posInt.optional(),
+  /** optional cap on validation and test samples each */
+  test_limit: posInt.optional(),
+});
+
+/** Every data source a recipe may name (the tabular/image loaders take `DataSchema`, text its own). */
+export const AnyDataSchema = z.discriminatedUnion('source', [CsvData, IdxData, TextData]);
 
 const Padding = z.enum(['same', 'valid']);
 
@@ -123,7 +149,64 @@ const ResnetModel = z.strictObject({
   pad_to: posInt.optional(),
 });
 
-export const ModelSchema = z.discriminatedUnion('kind', [MlpModel, CnnModel, ResnetModel]);
+const Attention = z.discriminatedUnion('kind', [
+  z.strictObject({
+    kind: z.literal('power-softmax'),
+    /** x^p / sum x^p: p must be even so every term is >= 0 without max-subtraction */
+    p: z
+      .number()
+      .int()
+      .refine((p) => p >= 2 && p % 2 === 0, 'p must be an even integer >= 2 (2, 4, 6, ...): x^p / sum x^p needs x^p >= 0, which an odd p does not give')
+      .default(2),
+    /** added to the denominator sum x^p (keeps an all-zero row finite) */
+    eps: z.number().min(0).default(1e-3),
+  }),
+  z.strictObject({ kind: z.literal('softmax') }),
+]);
+
+const Norm = z.union([
+  z.enum(['layernorm', 'batchnorm', 'poly-layernorm']),
+  z.strictObject({
+    kind: z.literal('poly-layernorm'),
+    /** variance range the Newton inverse square root is fitted to */
+    range: z
+      .tuple([z.number().positive(), z.number().positive()])
+      .refine(([lo, hi]) => lo < hi, 'expected [lo, hi] with 0 < lo < hi')
+      .default([0.05, 20]),
+    /** Newton iterations of the inverse square root (2 CKKS levels each) */
+    iterations: z.number().int().min(0).max(12).default(5),
+  }),
+  z.strictObject({ kind: z.literal('layernorm'), epsilon: z.number().positive().default(1e-5) }),
+  z.strictObject({
+    kind: z.literal('batchnorm'),
+    momentum: z.number().min(0).max(1).default(0.9),
+    epsilon: z.number().positive().default(1e-3),
+  }),
+]);
+
+const TransformerModel = z.strictObject({
+  kind: z.literal('transformer'),
+  /** classify: images -> class (ViT); lm: text window -> next character */
+  task: z.enum(['classify', 'lm']).default('classify'),
+  layers: posInt.max(24).default(2),
+  dim: posInt.default(64),
+  heads: posInt.default(4),
+  /** hidden width of each block's MLP, in multiples of dim */
+  mlp_ratio: z.number().positive().default(2),
+  /** classify: square patch size in pixels (7 on 28x28 -> 16 tokens) */
+  patch: posInt.optional(),
+  /** lm: characters of context (default: data.context; must equal it) */
+  context: posInt.optional(),
+  /** lm: vocabulary size (default: the data's; must equal it) */
+  vocab: posInt.optional(),
+  attention: Attention.default({ kind: 'power-softmax', p: 2, eps: 1e-3 }),
+  norm: Norm.default('batchnorm'),
+  activation: ActivationSchema.default({ kind: 'quad' }),
+  /** a normalization before the classifier head */
+  final_norm: z.boolean().default(true),
+});
+
+export const ModelSchema = z.discriminatedUnion('kind', [MlpModel, CnnModel, ResnetModel, TransformerModel]);
 
 const Optimizer = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('adam'), lr: z.number().positive().default(1e-3), beta1: fraction.default(0.9), beta2: fraction.default(0.999) }),
@@ -170,7 +253,7 @@ export const RecipeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" or "-" (it names the checkpoint folder)'),
   description: z.string().optional(),
   seed: z.number().int().min(0).default(42),
-  data: DataSchema,
+  data: AnyDataSchema,
   model: ModelSchema,
   train: TrainSchema.default(TrainSchema.parse({})),
   /** knowledge distillation from a pretrained teacher */
@@ -185,6 +268,9 @@ export type Recipe = z.infer<typeof RecipeSchema>;
 export type DataConfig = z.infer<typeof DataSchema>;
 export type CsvDataConfig = z.infer<typeof CsvData>;
 export type IdxDataConfig = z.infer<typeof IdxData>;
+export type TextDataConfig = z.infer<typeof TextData>;
+export type AnyDataConfig = z.infer<typeof AnyDataSchema>;
+export type TransformerConfig = z.infer<typeof TransformerModel>;
 export type NormalizeConfig = z.infer<typeof Normalize>;
 export type ModelConfig = z.infer<typeof ModelSchema>;
 export type CnnLayerConfig = z.infer<typeof CnnLayerSchema>;
