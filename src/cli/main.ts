@@ -4,6 +4,8 @@ import { HepolyError } from '../util/errors.js';
 import { runTrain } from './train.js';
 import { runEval } from './eval.js';
 import { runSummary } from './summary.js';
+import { runHeValidate } from './he-validate.js';
+import { runSample } from './sample.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -40,7 +42,48 @@ export async function main(argv: string[]): Promise<number> {
         (y) => y.positional('checkpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
         (a) => runSummary({ checkpoint: a.checkpoint, json: a.json }),
       )
-      .demandCommand(1, 'name a command: train, eval, summary')
+      .command(
+        'he-validate <checkpoint>',
+        'run the checkpoint on CKKS-encrypted inputs and compare with the plaintext model',
+        (y) =>
+          y
+            .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('samples', { type: 'string', describe: 'held-out samples to encrypt (a number or "all")' })
+            .option('packing', { type: 'string', default: 'auto', choices: ['auto', 'batch', 'sample'], describe: 'batch: samples across slots (throughput); sample: one sample per ciphertext (latency)' })
+            .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
+            .option('mode', { type: 'string', default: 'encrypt', choices: ['encrypt', 'simulate'], describe: 'simulate: float64 with the same packing and rescale points, no encryption' })
+            .option('trace', { type: 'boolean', default: false, describe: 'decrypt every layer (debug only) and report its error, level and scale' })
+            .option('workers', { type: 'number', describe: 'server worker threads (default: one per core)' })
+            .option('report', { type: 'string', describe: 'write a markdown report to this file' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) =>
+          runHeValidate({
+            checkpoint: a.checkpoint,
+            samples: a.samples,
+            packing: a.packing,
+            params: a.params,
+            mode: a.mode,
+            trace: a.trace,
+            workers: a.workers,
+            report: a.report,
+            json: a.json,
+          }),
+      )
+      .command(
+        'sample <checkpoint>',
+        'generate text with a character-level language model (a text recipe, e.g. charlm-poly)',
+        (y) =>
+          y
+            .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('prompt', { type: 'string', default: '', describe: 'text to continue (at most the model\'s context, only characters of its vocabulary)' })
+            .option('length', { type: 'number', default: 200, describe: 'characters to generate' })
+            .option('temperature', { type: 'number', default: 0.8, describe: 'sampling temperature; 0 picks the most likely character' })
+            .option('seed', { type: 'number', default: 0, describe: 'random seed of the sampling' })
+            .option('backend', { type: 'string' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runSample({ checkpoint: a.checkpoint, prompt: a.prompt, length: a.length, temperature: a.temperature, seed: a.seed, backend: a.backend, json: a.json }),
+      )
+      .demandCommand(1, 'name a command: train, eval, summary, he-validate, sample')
       .strict()
       .recommendCommands()
       .fail((msg, err) => {
