@@ -15,8 +15,8 @@
  *
  * Inverse square root. Iterate y <- y (3 - a y^2) / 2. With e = 1 - a y^2:
  *   e_{k+1} = e_k^2 (3 + e_k) / 4,
- * converging for -3 < e0 < 1. The linear start is the secant of a^-1/2 through lo and hi,
- * scaled by the factor that minimizes max |e0| on [lo, hi] (golden-section search).
+ * converging to +a^-1/2 for -2 < e0 < 1 (a positive start). The linear start minimizes the
+ * error after the first step over [lo, hi] (see `fitInvSqrt`).
  *
  * Levels (multiplicative depth) under CKKS, counting one level per ciphertext product:
  * reciprocal: 1 (linear start, a plaintext product) + 2 per iteration (a*y, then y*(2 - a y));
@@ -77,44 +77,85 @@ export function reciprocalDepth(iterations: number): number {
   return 1 + 2 * iterations;
 }
 
-function invSqrtStartError(lo: number, hi: number, c0: number, c1: number): number {
-  // |1 - a y0(a)^2| is smooth; sample densely on a log grid (plus the end points)
-  let worst = 0;
-  const n = 512;
-  for (let i = 0; i <= n; i++) {
-    const a = lo * (hi / lo) ** (i / n);
-    const y = c0 - c1 * a;
-    worst = Math.max(worst, Math.abs(1 - a * y * y));
-  }
-  return worst;
+/** e = 1 - a y^2 after one Newton step for the inverse square root, from e. */
+function invSqrtStep(e: number): number {
+  return (e * e * (3 + e)) / 4;
 }
 
-/** Linear start for a^-1/2 on [lo, hi] (scaled secant) and the error bound after `iterations`. */
+/** Exact extremes of e0(a) = 1 - a (c0 - c1 a)^2 on [lo, hi] (a cubic: ends and critical points). */
+function invSqrtStartRange(lo: number, hi: number, c0: number, c1: number): [number, number] {
+  const pts = [lo, hi];
+  if (c1 !== 0) for (const a of [c0 / c1, c0 / (3 * c1)]) if (a > lo && a < hi) pts.push(a);
+  const es = pts.map((a) => 1 - a * (c0 - c1 * a) ** 2);
+  return [Math.min(...es), Math.max(...es)];
+}
+
+/**
+ * The error after one step, bounded over [lo, hi]: e' = e^2 (3 + e) / 4 is increasing in e
+ * on [0, 1) and decreasing on (-2, 0], so its maximum over [emin, emax] is at an end. After
+ * that every error is in [0, 1) and each further step maps the bound through the same
+ * increasing function.
+ */
+function invSqrtBound(emin: number, emax: number, iterations: number): number {
+  if (!(emin > -2 && emax < 1)) return Infinity;
+  if (iterations === 0) return Math.max(Math.abs(emin), Math.abs(emax));
+  let e = Math.max(invSqrtStep(emin), invSqrtStep(emax));
+  for (let k = 1; k < iterations; k++) e = invSqrtStep(e);
+  return e;
+}
+
+const invSqrtFits = new Map<string, NewtonApprox>();
+
+/**
+ * Linear start for a^-1/2 on [lo, hi] minimizing the error after the first Newton step (which,
+ * the step being monotone from then on, minimizes the bound after any number of steps), by a
+ * refined grid search over the start's values at lo and hi; and the proven bound after
+ * `iterations` steps, from the exact range of the start error on [lo, hi].
+ */
 export function fitInvSqrt(lo: number, hi: number, iterations: number): NewtonApprox {
   checkRange(lo, hi, 'inverse square root');
-  const ylo = 1 / Math.sqrt(lo);
-  const yhi = 1 / Math.sqrt(hi);
-  const slope = hi > lo ? (ylo - yhi) / (hi - lo) : 0;
-  const base0 = ylo + slope * lo;
-  // scale s of the secant (c0, c1) = s (base0, slope): golden-section search on max|e0|
-  const err = (s: number) => invSqrtStartError(lo, hi, s * base0, s * slope);
-  let a = 0.3;
-  let b = 1.5;
-  const g = (Math.sqrt(5) - 1) / 2;
-  for (let i = 0; i < 60; i++) {
-    const m1 = b - g * (b - a);
-    const m2 = a + g * (b - a);
-    if (err(m1) < err(m2)) b = m2;
-    else a = m1;
+  const key = `${lo}:${hi}:${iterations}`;
+  const cached = invSqrtFits.get(key);
+  if (cached) return cached;
+  // the start y0 = c0 - c1 a through (lo, u) and (hi, v), 0 < u < 2/sqrt(lo), 0 < v < 2/sqrt(hi)
+  const line = (u: number, v: number): [number, number] => {
+    if (hi === lo) return [u, 0];
+    const c1 = (u - v) / (hi - lo);
+    return [u + c1 * lo, c1];
+  };
+  const score = (u: number, v: number) => {
+    const [c0, c1] = line(u, v);
+    const [emin, emax] = invSqrtStartRange(lo, hi, c0, c1);
+    return invSqrtBound(emin, emax, 1);
+  };
+  let uLo = 0;
+  let uHi = 2 / Math.sqrt(lo);
+  let vLo = 0;
+  let vHi = 2 / Math.sqrt(hi);
+  let best = { u: 1 / Math.sqrt(lo), v: 1 / Math.sqrt(hi), s: Infinity };
+  best.s = score(best.u, best.v);
+  const n = 48;
+  for (let round = 0; round < 6; round++) {
+    for (let i = 1; i < n; i++) {
+      for (let j = 1; j < n; j++) {
+        const u = uLo + ((uHi - uLo) * i) / n;
+        const v = vLo + ((vHi - vLo) * j) / n;
+        const sc = score(u, v);
+        if (sc < best.s) best = { u, v, s: sc };
+      }
+    }
+    const du = (uHi - uLo) / 8;
+    const dv = (vHi - vLo) / 8;
+    uLo = Math.max(0, best.u - du);
+    uHi = best.u + du;
+    vLo = Math.max(0, best.v - dv);
+    vHi = best.v + dv;
   }
-  const s = (a + b) / 2;
-  const c0 = s * base0;
-  const c1 = s * slope;
-  const startError = err(s);
-  let e = startError;
-  // the recursion e' = e^2 (3 + e) / 4 is increasing in |e| for e in (-1, 1): iterate the bound
-  for (let k = 0; k < iterations; k++) e = (e * e * (3 + e)) / 4;
-  return { lo, hi, c0, c1, iterations, startError, errorBound: e };
+  const [c0, c1] = line(best.u, best.v);
+  const [emin, emax] = invSqrtStartRange(lo, hi, c0, c1);
+  const fit = { lo, hi, c0, c1, iterations, startError: Math.max(Math.abs(emin), Math.abs(emax)), errorBound: invSqrtBound(emin, emax, iterations) };
+  invSqrtFits.set(key, fit);
+  return fit;
 }
 
 /** y_k ~ a^-1/2 for one number. */

@@ -48,7 +48,7 @@ export function buildTransformer(cfg: TransformerConfig, inputShape: number[], c
       case 'layernorm':
         return seq(name, { op: 'layernorm', epsilon: 'epsilon' in n ? n.epsilon : 1e-5, poly: null }, [from]);
       case 'poly-layernorm': {
-        const range: [number, number] = 'range' in n ? [n.range[0], n.range[1]] : [0.05, 20];
+        const range: [number, number] = 'range' in n ? [n.range[0], n.range[1]] : [0.1, 10];
         return seq(name, { op: 'layernorm', epsilon: 0, poly: { range, iterations: 'iterations' in n ? n.iterations : 5 } }, [from]);
       }
     }

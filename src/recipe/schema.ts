@@ -172,7 +172,7 @@ const Norm = z.union([
     range: z
       .tuple([z.number().positive(), z.number().positive()])
       .refine(([lo, hi]) => lo < hi, 'expected [lo, hi] with 0 < lo < hi')
-      .default([0.05, 20]),
+      .default([0.1, 10]),
     /** Newton iterations of the inverse square root (2 CKKS levels each) */
     iterations: z.number().int().min(0).max(12).default(5),
   }),
