@@ -1,0 +1,341 @@
+import type { CkksBackend } from '../backend.js';
+import {
+  type Graph,
+  type GraphNode,
+  type WeightMap,
+  INPUT,
+  inferShapes,
+  isSequenceOp,
+  layerOf,
+  weightKey,
+} from '../../models/graph.js';
+import type { Ranges } from '../../train/checkpoint.js';
+import { fitInvSqrt, fitReciprocal, reciprocalIterationsFor, type NewtonApprox } from '../../layers/reciprocal.js';
+import { HeOps } from './ops.js';
+
+/**
+ * Encrypted evaluation of transformer graphs (the sequence ops of models/graph.ts plus dense,
+ * add, batchnorm, polynomial activations), batch-packed (slot s = sample s, one ciphertext per
+ * tensor element), against `CkksBackend`. It is a direct interpreter, not a compiled program:
+ * each node's output ciphertexts are computed from its inputs' in graph order.
+ *
+ * Attention (power-softmax, per sample, per head h):
+ *   q, k, v  = x Wqkv + b                     (plaintext products, 1 level; 1/sqrt(dh) folded into q)
+ *   s[t][u]  = sum_c q[t][c] k[u][c]          ("attention products": ct x ct, 1 level)
+ *   e        = s^p                            (power: log2 p levels)
+ *   D[t]     = eps + sum_u e[t][u]            (additions)
+ *   r[t]     = 1 / D[t]                       (Newton, fitted to the observed range of D: 1 + 2k levels)
+ *   o[t][c]  = (sum_u e[t][u] v[u][c]) r[t]   (ct x ct: the value product, then the normalization, 1 level each)
+ *   out      = o Wout + b                     (1 level)
+ * The reciprocal is applied after the value product, T x dh products instead of T x T.
+ *
+ * The client encodes text inputs as one-hot rows ([T, vocab] values of 0/1: the embedding is
+ * then a plaintext matrix product) and images as pixels; see `encodeInputs`.
+ */
+
+export type Component = 'embedding' | 'attention_products' | 'power_softmax' | 'reciprocal' | 'mlp' | 'norm' | 'head';
+
+export interface ReciprocalChoice {
+  node: string;
+  /** the range the Newton start was fitted to: the observed denominator range widened by the margin */
+  lo: number;
+  hi: number;
+  iterations: number;
+  /** relative error bound of 1/D on [lo, hi] */
+  errorBound: number;
+  levels: number;
+}
+
+export interface SequenceEvalReport {
+  /** wall-clock milliseconds per component (for the whole batch) */
+  ms: Record<Component, number>;
+  /** levels consumed from input to output */
+  levelsUsed: number;
+  /** level of each node's output (top level = the input's) */
+  nodeLevels: Record<string, number>;
+  reciprocals: ReciprocalChoice[];
+  ctCtMults: number;
+  ptMults: number;
+}
+
+export interface SequenceEvalOptions {
+  /** the observed denominator range is widened to [min / margin, max * margin] (default 1.5) */
+  margin?: number;
+  /** relative accuracy the reciprocal is sized for (default 1e-3) */
+  tolerance?: number;
+  /** keep every node's output ciphertexts (for --trace) */
+  keepAll?: boolean;
+}
+
+/** Newton reciprocal for a power-softmax node, from the range recorded in training. */
+export function chooseReciprocal(node: string, ranges: Ranges | null, eps: number, margin = 1.5, tolerance = 1e-3): { approx: NewtonApprox; choice: ReciprocalChoice } {
+  const r = ranges?.activations[`${node}/denominator`];
+  if (!r) {
+    throw new Error(`${node}: no observed range for the power-softmax denominator (ranges.json "${node}/denominator"): retrain the checkpoint with this version, the range is recorded after the last epoch`);
+  }
+  const lo = Math.max(eps, r.min / margin, 1e-9);
+  const hi = Math.max(lo * 1.0001, r.max * margin);
+  const iterations = reciprocalIterationsFor(lo, hi, tolerance);
+  const approx = fitReciprocal(lo, hi, iterations);
+  return { approx, choice: { node, lo, hi, iterations, errorBound: approx.errorBound, levels: 1 + 2 * iterations } };
+}
+
+/** The plaintext values the client encrypts (one vector per input element, one slot per sample). */
+export function encodeInputs(graph: Graph, x: Float32Array, count: number): { shape: number[]; values: Float64Array[] } {
+  const per = graph.inputShape.reduce((a, b) => a * b, 1);
+  const first = graph.nodes.find((n) => n.inputs.includes(INPUT));
+  const L = first ? layerOf(first) : null;
+  if (L && L.op === 'embedding') {
+    const T = graph.inputShape[0];
+    const values = Array.from({ length: T * L.vocab }, () => new Float64Array(count));
+    for (let s = 0; s < count; s++) for (let t = 0; t < T; t++) values[t * L.vocab + x[s * per + t]][s] = 1;
+    return { shape: [T, L.vocab], values };
+  }
+  const values = Array.from({ length: per }, (_, i) => Float64Array.from({ length: count }, (_, s) => x[s * per + i]));
+  return { shape: graph.inputShape, values };
+}
+
+export function evaluateSequenceModel<C>(
+  be: CkksBackend<C>,
+  graph: Graph,
+  weights: WeightMap,
+  ranges: Ranges | null,
+  input: C[],
+  opts: SequenceEvalOptions = {},
+): { output: C[]; report: SequenceEvalReport; values: Map<string, C[]> } {
+  const ops = new HeOps(be);
+  const shapes = inferShapes(graph);
+  const ms: Record<Component, number> = { embedding: 0, attention_products: 0, power_softmax: 0, reciprocal: 0, mlp: 0, norm: 0, head: 0 };
+  const reciprocals: ReciprocalChoice[] = [];
+  const values = new Map<string, C[]>([[INPUT, input]]);
+  const nodeLevels: Record<string, number> = {};
+  const top = Math.min(...input.map((c) => be.levelOf(c)));
+  const w = (node: GraphNode, p: string) => {
+    const t = weights.get(weightKey(node.name, p));
+    if (!t) throw new Error(`missing weight ${weightKey(node.name, p)}`);
+    return t.data;
+  };
+  const timed = <T>(c: Component, f: () => T): T => {
+    const t0 = performance.now();
+    const r = f();
+    ms[c] += performance.now() - t0;
+    return r;
+  };
+  const readers = new Map<string, number>();
+  for (const n of graph.nodes) for (const i of n.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
+
+  for (const node of graph.nodes) {
+    const ins = node.inputs.map((n) => values.get(n)!);
+    const x = ins[0];
+    const inShape = shapes.get(node.inputs[0])!;
+    const L = layerOf(node);
+    let out: C[];
+    switch (L.op) {
+      case 'patchify': {
+        const [H, W, Cc] = inShape;
+        const s = L.size;
+        out = [];
+        for (let ph = 0; ph < H / s; ph++)
+          for (let pw = 0; pw < W / s; pw++)
+            for (let i = 0; i < s; i++) for (let j = 0; j < s; j++) for (let c = 0; c < Cc; c++) out.push(be.clone(x[((ph * s + i) * W + pw * s + j) * Cc + c]));
+        break;
+      }
+      case 'embedding': {
+        const table = w(node, 'table');
+        const T = inShape[0];
+        out = timed('embedding', () => {
+          const o: C[] = [];
+          for (let t = 0; t < T; t++) o.push(...ops.linear(x.slice(t * L.vocab, (t + 1) * L.vocab), L.dim, (i, j) => table[i * L.dim + j], () => 0));
+          return o;
+        });
+        break;
+      }
+      case 'pos_embedding': {
+        const table = w(node, 'table');
+        out = x.map((c, i) => ops.addConst(c, table[i]));
+        break;
+      }
+      case 'token_dense': {
+        const [T, F] = inShape;
+        const k = w(node, 'kernel');
+        const b = L.bias ? w(node, 'bias') : null;
+        const comp: Component = node.name === 'embed' ? 'embedding' : 'mlp';
+        out = timed(comp, () => {
+          const o: C[] = [];
+          for (let t = 0; t < T; t++) o.push(...ops.linear(x.slice(t * F, (t + 1) * F), L.units, (i, j) => k[i * L.units + j], (j) => (b ? b[j] : 0)));
+          return o;
+        });
+        break;
+      }
+      case 'attention': {
+        if (L.attention.kind !== 'power-softmax') throw new Error(`${node.name}: softmax attention is not polynomial; train with attention: {kind: power-softmax}`);
+        const { p, eps } = L.attention;
+        const [T, D] = inShape;
+        const H = L.heads;
+        const dh = D / H;
+        const kq = w(node, 'qkv_kernel');
+        const bq = w(node, 'qkv_bias');
+        const ko = w(node, 'out_kernel');
+        const bo = w(node, 'out_bias');
+        const { approx, choice } = chooseReciprocal(node.name, ranges, eps, opts.margin, opts.tolerance);
+        reciprocals.push(choice);
+        const scale = 1 / Math.sqrt(dh);
+        // q | k | v per token, 1/sqrt(dh) folded into q's columns
+        const qkv = timed('attention_products', () => {
+          const o: C[][] = [];
+          for (let t = 0; t < T; t++) {
+            o.push(ops.linear(x.slice(t * D, (t + 1) * D), 3 * D, (i, j) => kq[i * 3 * D + j] * (j < D ? scale : 1), (j) => bq[j] * (j < D ? scale : 1)));
+          }
+          return o;
+        });
+        const ctx: C[][] = Array.from({ length: T }, () => new Array<C>(D));
+        for (let h = 0; h < H; h++) {
+          for (let t = 0; t < T; t++) {
+            const s = timed('attention_products', () =>
+              Array.from({ length: T }, (_, u) => {
+                const prods = Array.from({ length: dh }, (_, c) => ops.mul(qkv[t][h * dh + c], qkv[u][D + h * dh + c]));
+                const r = ops.sum(prods);
+                prods.forEach((c) => be.free(c));
+                return r;
+              }),
+            );
+            const e = timed('power_softmax', () => s.map((c) => ops.power(c, p)));
+            s.forEach((c) => be.free(c));
+            const den = timed('power_softmax', () => ops.addConst(ops.sum(e), eps));
+            const r = timed('reciprocal', () => ops.reciprocal(den, approx));
+            be.free(den);
+            timed('attention_products', () => {
+              for (let c = 0; c < dh; c++) {
+                const prods = Array.from({ length: T }, (_, u) => ops.mul(e[u], qkv[u][2 * D + h * dh + c]));
+                const num = ops.sum(prods);
+                prods.forEach((q) => be.free(q));
+                ctx[t][h * dh + c] = ops.mul(num, r);
+                be.free(num);
+              }
+            });
+            e.forEach((c) => be.free(c));
+            be.free(r);
+          }
+        }
+        qkv.flat().forEach((c) => be.free(c));
+        out = timed('attention_products', () => ctx.flatMap((row) => ops.linear(row, D, (i, j) => ko[i * D + j], (j) => bo[j])));
+        ctx.flat().forEach((c) => be.free(c));
+        break;
+      }
+      case 'layernorm': {
+        if (!L.poly) throw new Error(`${node.name}: exact layer normalization is not polynomial; train with norm: poly-layernorm or batchnorm`);
+        const poly = L.poly;
+        const [T, D] = inShape;
+        const g = w(node, 'gamma');
+        const b = w(node, 'beta');
+        const f = fitInvSqrt(poly.range[0], poly.range[1], poly.iterations);
+        out = timed('norm', () => {
+          const o: C[] = [];
+          for (let t = 0; t < T; t++) {
+            const xc = ops.linear(x.slice(t * D, (t + 1) * D), D, (i, j) => (i === j ? 1 : 0) - 1 / D, () => 0);
+            const sq = xc.map((c) => ops.square(c));
+            const v = ops.addConst(ops.mulConst(ops.sum(sq), 1 / D), L.epsilon);
+            sq.forEach((c) => be.free(c));
+            const r = ops.invSqrt(v, f);
+            const y = xc.map((c) => ops.mul(c, r));
+            o.push(...ops.linear(y, D, (i, j) => (i === j ? g[i] : 0), (j) => b[j]));
+            [...xc, ...y, v, r].forEach((c) => be.free(c));
+          }
+          return o;
+        });
+        break;
+      }
+      case 'seq_pool': {
+        const [T, D] = inShape;
+        out = timed('head', () =>
+          L.mode === 'last'
+            ? x.slice((T - 1) * D).map((c) => be.clone(c))
+            : ops.linear(
+                Array.from({ length: D }, (_, d) => ops.sum(Array.from({ length: T }, (_, t) => x[t * D + d]))),
+                D,
+                (i, j) => (i === j ? 1 / T : 0),
+                () => 0,
+              ),
+        );
+        break;
+      }
+      case 'dense': {
+        const k = w(node, 'kernel');
+        const b = L.bias ? w(node, 'bias') : null;
+        out = timed('head', () => ops.linear(x, L.units, (i, j) => k[i * L.units + j], (j) => (b ? b[j] : 0)));
+        break;
+      }
+      case 'add':
+        out = x.map((c, i) => ins.slice(1).reduce((acc, other) => {
+          const r = ops.add(acc, other[i]);
+          if (acc !== c) be.free(acc);
+          return r;
+        }, c));
+        break;
+      case 'batchnorm': {
+        const g = w(node, 'gamma');
+        const b = w(node, 'beta');
+        const m = w(node, 'moving_mean');
+        const v = w(node, 'moving_variance');
+        const C = g.length;
+        out = timed('norm', () =>
+          x.map((c, i) => {
+            const ch = i % C;
+            const s = g[ch] / Math.sqrt(v[ch] + L.epsilon);
+            return ops.addConst(ops.mulConst(c, s), b[ch] - s * m[ch]);
+          }),
+        );
+        break;
+      }
+      case 'activation': {
+        const a = L.activation;
+        if (a.kind === 'relu' || a.kind === 'gelu') throw new Error(`${node.name}: activation ${a.kind} is not polynomial`);
+        const coeffs = a.kind === 'square' ? Float32Array.from([0, 0, 1]) : w(node, 'coeffs');
+        out = timed('mlp', () => x.map((c) => horner(ops, c, coeffs)));
+        break;
+      }
+      case 'flatten':
+        out = x.map((c) => be.clone(c));
+        break;
+      default:
+        throw new Error(`${node.name}: layer ${L.op} is not supported by the transformer evaluator`);
+    }
+    values.set(node.name, out);
+    nodeLevels[node.name] = top - Math.min(...out.map((c) => be.levelOf(c)));
+    // free what no later node reads
+    if (!opts.keepAll) {
+      for (const i of node.inputs) {
+        const left = (readers.get(i) ?? 1) - 1;
+        readers.set(i, left);
+        if (left === 0 && i !== INPUT) {
+          values.get(i)!.forEach((c) => be.free(c));
+          values.delete(i);
+        }
+      }
+    }
+  }
+  const output = values.get(graph.output)!;
+  return {
+    output,
+    values,
+    report: { ms, levelsUsed: nodeLevels[graph.output], nodeLevels, reciprocals, ctCtMults: ops.ctCt, ptMults: ops.ptMults },
+  };
+}
+
+/** c0 + c1 x + ... by x (c1 + x (c2 + ...)): a quad a x^2 + b x + c costs two levels. */
+function horner<C>(ops: HeOps<C>, x: C, coeffs: ArrayLike<number>): C {
+  const n = coeffs.length - 1;
+  if (n === 0) throw new Error('internal: constant activation');
+  let acc = ops.addConst(ops.mulConst(x, coeffs[n]), coeffs[n - 1]);
+  for (let i = n - 2; i >= 0; i--) {
+    const next = ops.addConst(ops.mul(acc, x), coeffs[i]);
+    ops.be.free(acc);
+    acc = next;
+  }
+  return acc;
+}
+
+/** Whether a graph needs this evaluator (it holds sequence ops) rather than the compiled program. */
+export function isSequenceGraph(graph: Graph): boolean {
+  return graph.nodes.some((n) => isSequenceOp(layerOf(n)));
+}

@@ -1,0 +1,195 @@
+import type { CkksBackend } from '../backend.js';
+import type { NewtonApprox } from '../../layers/reciprocal.js';
+
+/**
+ * CKKS building blocks of the transformer evaluator, written against `CkksBackend` only (so
+ * they run on SEAL and on the float64 simulation alike). Values are batch-packed: one
+ * ciphertext holds one scalar of the network for every sample (slot s = sample s), so a
+ * matrix product is sums of ciphertext products and needs no rotation.
+ *
+ * Level and scale discipline: every ciphertext is at scale `be.scale` (Delta) between ops.
+ * A plaintext factor is encoded at the scale of the prime the next rescale drops, so the
+ * rescale brings the product back to exactly Delta; a ciphertext product Delta^2 / q is set
+ * back to Delta (the primes are chosen ~Delta; the relative error is that of q vs Delta).
+ * Operands at different levels are brought to the lower one by modulus switching (free).
+ */
+
+export class HeOps<C> {
+  /** ciphertext-ciphertext products, for the report */
+  ctCt = 0;
+  ptMults = 0;
+
+  constructor(readonly be: CkksBackend<C>) {}
+
+  level(c: C): number {
+    return this.be.levelOf(c);
+  }
+
+  /** A copy of `c` at `level` (<= its own). */
+  at(c: C, level: number): C {
+    const out = this.be.clone(c);
+    if (this.be.levelOf(out) > level) this.be.modSwitchInPlace(out, level);
+    return out;
+  }
+
+  private rescaled(c: C): C {
+    this.be.rescaleInPlace(c);
+    const s = this.be.scaleOf(c);
+    if (Math.abs(s / this.be.scale - 1) > 1e-3) throw new Error(`internal: scale 2^${Math.log2(s).toFixed(2)} drifted from 2^${Math.log2(this.be.scale)}: the primes must be close to the scale`);
+    this.be.setScale(c, this.be.scale);
+    return c;
+  }
+
+  /** a * b, one level. */
+  mul(a: C, b: C): C {
+    const L = Math.min(this.level(a), this.level(b));
+    const aa = this.level(a) > L ? this.at(a, L) : a;
+    const bb = this.level(b) > L ? this.at(b, L) : b;
+    this.ctCt++;
+    const out = aa === bb ? this.be.square(aa) : this.be.multiply(aa, bb);
+    if (aa !== a) this.be.free(aa);
+    if (bb !== b) this.be.free(bb);
+    return this.rescaled(out);
+  }
+
+  square(a: C): C {
+    this.ctCt++;
+    return this.rescaled(this.be.square(a));
+  }
+
+  /** c * value, one level (value 0 gives an encryption of zeros one level down). */
+  mulConst(c: C, value: number): C {
+    const L = this.level(c);
+    if (value === 0) return this.zero(L - 1);
+    this.ptMults++;
+    return this.rescaled(this.be.mulConst(c, value, this.be.prime(L)));
+  }
+
+  zero(level: number): C {
+    return this.be.encryptVec(new Float64Array(this.be.slots), this.be.scale, level);
+  }
+
+  /** a + b (a new ciphertext, at the lower level). */
+  add(a: C, b: C): C {
+    const L = Math.min(this.level(a), this.level(b));
+    const out = this.at(a, L);
+    const bb = this.level(b) > L ? this.at(b, L) : b;
+    this.be.addInPlace(out, bb);
+    if (bb !== b) this.be.free(bb);
+    return out;
+  }
+
+  /** a - b. */
+  sub(a: C, b: C): C {
+    const L = Math.min(this.level(a), this.level(b));
+    const out = this.at(a, L);
+    const bb = this.level(b) > L ? this.at(b, L) : b;
+    this.be.subInPlace(out, bb);
+    if (bb !== b) this.be.free(bb);
+    return out;
+  }
+
+  addConst(c: C, value: number): C {
+    const out = this.be.clone(c);
+    if (value !== 0) this.be.addConstInPlace(out, value);
+    return out;
+  }
+
+  /** sum of ciphertexts (additions only). */
+  sum(cs: C[]): C {
+    const L = Math.min(...cs.map((c) => this.level(c)));
+    const acc = this.at(cs[0], L);
+    for (let i = 1; i < cs.length; i++) {
+      const b = this.level(cs[i]) > L ? this.at(cs[i], L) : cs[i];
+      this.be.addInPlace(acc, b);
+      if (b !== cs[i]) this.be.free(b);
+    }
+    return acc;
+  }
+
+  /**
+   * out_j = sum_i w(i, j) x_i + bias_j for j < units: one level. Zero weights are skipped.
+   * `w(i, j)` reads the (folded) kernel.
+   */
+  linear(xs: C[], units: number, w: (i: number, j: number) => number, bias: (j: number) => number): C[] {
+    const L = Math.min(...xs.map((c) => this.level(c)));
+    const al = xs.map((c) => (this.level(c) > L ? this.at(c, L) : c));
+    const q = this.be.prime(L);
+    const out: C[] = [];
+    for (let j = 0; j < units; j++) {
+      let acc: C | null = null;
+      for (let i = 0; i < al.length; i++) {
+        const v = w(i, j);
+        if (v === 0) continue;
+        this.ptMults++;
+        if (!acc) acc = this.be.mulConst(al[i], v, q);
+        else this.be.mulConstAddInPlace(acc, al[i], v, q);
+      }
+      const o = acc ? this.rescaled(acc) : this.zero(L - 1);
+      const b = bias(j);
+      if (b !== 0) this.be.addConstInPlace(o, b);
+      out.push(o);
+    }
+    al.forEach((c, i) => c !== xs[i] && this.be.free(c));
+    return out;
+  }
+
+  /** x^p for an even p by repeated squaring: log2(p) levels for a power of two. */
+  power(x: C, p: number): C {
+    let result: C | null = null;
+    let base = this.be.clone(x);
+    let e = p;
+    while (e > 0) {
+      if (e & 1) {
+        const next: C = result ? this.mul(result, base) : this.be.clone(base);
+        if (result) this.be.free(result);
+        result = next;
+      }
+      e >>= 1;
+      if (e > 0) {
+        const sq = this.square(base);
+        this.be.free(base);
+        base = sq;
+      }
+    }
+    this.be.free(base);
+    return result!;
+  }
+
+  /**
+   * 1/a by Newton from the linear start fitted to the range (layers/reciprocal.ts):
+   * y0 = c0 - c1 a (1 level), then y <- 2y - y (a y) (2 levels per iteration).
+   */
+  reciprocal(a: C, f: NewtonApprox): C {
+    let y = this.addConst(this.mulConst(a, -f.c1), f.c0);
+    for (let k = 0; k < f.iterations; k++) {
+      const ay = this.mul(a, y);
+      const yay = this.mul(y, ay);
+      const twoY = this.add(y, y);
+      const next = this.sub(twoY, yay);
+      [ay, yay, twoY, y].forEach((c) => this.be.free(c));
+      y = next;
+    }
+    return y;
+  }
+
+  /**
+   * a^-1/2 by Newton: y0 = c0 - c1 a, then y <- 1.5 y + (-0.5 a y) y^2, where y^2, (-0.5 a) y
+   * and 1.5 y run in parallel: 2 levels per iteration (plus one for -0.5 a, off the path).
+   */
+  invSqrt(a: C, f: NewtonApprox): C {
+    let y = this.addConst(this.mulConst(a, -f.c1), f.c0);
+    const halfA = this.mulConst(a, -0.5);
+    for (let k = 0; k < f.iterations; k++) {
+      const y2 = this.square(y);
+      const u = this.mul(halfA, y);
+      const w = this.mul(u, y2);
+      const m = this.mulConst(y, 1.5);
+      const next = this.add(m, w);
+      [y2, u, w, m, y].forEach((c) => this.be.free(c));
+      y = next;
+    }
+    this.be.free(halfA);
+    return y;
+  }
+}
