@@ -1,0 +1,115 @@
+import { expect } from 'chai';
+import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadRecipe } from '../../src/recipe/load.js';
+import { train } from '../../src/train/loop.js';
+import { HepolyError } from '../../src/util/errors.js';
+import { validate, reportJson } from '../../src/he/validate.js';
+import { reportMarkdown } from '../../src/he/report.js';
+import { runHeValidate } from '../../src/cli/he-validate.js';
+import { tempDir } from '../helpers/tmp.js';
+
+/** A small real checkpoint: the quickstart recipe shrunk to seconds of training. */
+async function trainTiny(dir: string, set: string[]): Promise<string> {
+  const { recipe } = loadRecipe('recipes/quickstart.yaml', ['train.epochs=3', 'model.hidden=[8, 4]', ...set]);
+  await train({ recipe, recipeFile: 'quickstart.yaml', outDir: dir, callbacks: {} });
+  return dir;
+}
+
+async function expectRefusal(p: Promise<unknown>, pattern: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).to.be.instanceOf(HepolyError);
+    expect((e as Error).message).to.match(pattern);
+    return;
+  }
+  expect.fail('expected a HepolyError');
+}
+
+describe('he/validate: the he-validate pipeline', function () {
+  this.timeout(300000);
+  const tmp = tempDir('hepoly-he-');
+  let ckpt = '';
+  before(async () => {
+    ckpt = await trainTiny(join(tmp.path, 'quad'), []);
+  });
+  after(() => tmp.cleanup());
+
+  it('encrypts, evaluates and decrypts held-out samples: full agreement, small logit error, a complete report', async () => {
+    const r = await validate({ checkpoint: ckpt, samples: 24, packing: 'batch', workers: 2 });
+    expect(r.mode).to.equal('encrypt');
+    expect(r.packing).to.equal('batch');
+    expect(r.samples).to.equal(24);
+    expect(r.agreement).to.equal(1);
+    expect(r.encryptedAccuracy).to.equal(r.plaintextAccuracy);
+    expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange);
+    expect(r.params.securityBits).to.equal(128);
+    expect(r.params.totalBits).to.be.at.most(r.params.maxBitsFor128);
+    expect(r.params.levels).to.be.at.least(r.depth);
+    expect(r.ops.ptMults).to.be.above(0);
+    expect(r.ops.ctCtMults).to.be.above(0);
+    expect(r.ciphertexts.input).to.equal(30);
+    expect(r.bytes.clientToServer).to.be.above(r.bytes.keys);
+    expect(r.timings.evaluateMs).to.be.above(0);
+    const md = reportMarkdown(r);
+    for (const h of ['## Agreement', '## Parameters', '## Level budget per layer', '## Cost']) expect(md).to.include(h);
+  });
+
+  it('--mode simulate runs the same schedule without encryption, in sample packing too', async () => {
+    const r = await validate({ checkpoint: ckpt, samples: 12, packing: 'sample', mode: 'simulate', trace: true, workers: 2 });
+    expect(r.mode).to.equal('simulate');
+    expect(r.packing).to.equal('sample');
+    expect(r.agreement).to.equal(1);
+    expect(r.ops.rotations).to.be.above(0);
+    expect(r.layerErrors!.length).to.be.above(3);
+    for (const e of r.layerErrors!) expect(e.maxAbsError).to.be.below(1e-2 * Math.max(1, e.maxAbsValue));
+  });
+
+  it('--json prints one JSON object with the documented keys as the last stdout line', async () => {
+    const lines: string[] = [];
+    const orig = console.log;
+    console.log = (...a: unknown[]) => void lines.push(a.join(' '));
+    try {
+      await runHeValidate({ checkpoint: ckpt, samples: 4, mode: 'simulate', json: true, report: join(tmp.path, 'r.md') });
+    } finally {
+      console.log = orig;
+    }
+    const j = JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+    for (const k of ['samples', 'plaintext_accuracy', 'encrypted_accuracy', 'agreement', 'max_abs_error', 'latency_ms_per_sample', 'amortized_ms_per_sample', 'ciphertexts', 'poly_modulus_degree', 'coeff_modulus_bits', 'security_bits', 'packing']) {
+      expect(j, k).to.have.property(k);
+    }
+    expect(j.samples).to.equal(4);
+    expect(readFileSync(join(tmp.path, 'r.md'), 'utf8')).to.include('# Encrypted validation');
+  });
+
+  it('refuses a relu checkpoint with one message naming the layer and the fix', async () => {
+    const relu = await trainTiny(join(tmp.path, 'relu'), ['model.activation={kind: relu}']);
+    await expectRefusal(validate({ checkpoint: relu, samples: 2 }), /layer act1 \(activation relu\), act2 \(activation relu\) is not a polynomial.*activation: quad.*distill/);
+  });
+
+  it('refuses a network too deep for any 128-bit-secure parameters', async () => {
+    const deep = await trainTiny(join(tmp.path, 'deep'), [`model.hidden=[${new Array(40).fill(2).join(', ')}]`, 'train.epochs=1']);
+    await expectRefusal(validate({ checkpoint: deep, samples: 2 }), /no 128-bit-secure CKKS parameters fit this network: it needs multiplicative depth 81/);
+  });
+
+  it('refuses --params FILE with too few levels, naming depth needed vs available', async () => {
+    const f = join(tmp.path, 'params.json');
+    writeFileSync(f, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [40, 30, 30, 40], scale_bits: 30 }));
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, params: f }), /params\.json: coeff_modulus_bits: the network needs depth 5 but these 4 primes give 2 levels/);
+  });
+
+  it('refuses a corrupt checkpoint, naming the file', async () => {
+    const bad = await trainTiny(join(tmp.path, 'corrupt'), ['train.epochs=1']);
+    truncateSync(join(bad, 'weights.bin'), 100);
+    await expectRefusal(validate({ checkpoint: bad, samples: 2 }), /corrupt.*weights\.bin|weights\.bin.*(truncated|bytes)/);
+  });
+
+  it('reportJson carries the parameters actually used', async () => {
+    const r = await validate({ checkpoint: ckpt, samples: 3, mode: 'simulate' });
+    const j = reportJson(r);
+    expect(j.poly_modulus_degree).to.equal(r.params.polyModulusDegree);
+    expect(j.coeff_modulus_bits).to.deep.equal(r.params.coeffModulusBits);
+    expect(j.security_bits).to.equal(128);
+  });
+});
