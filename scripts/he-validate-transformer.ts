@@ -1,0 +1,23 @@
+/**
+ * Encrypted (simulated CKKS) validation of a transformer checkpoint, until `hepoly he-validate`
+ * dispatches transformer graphs to src/he/transformer/: agreement, per-layer error, latency per
+ * component. Usage: npx tsx scripts/he-validate-transformer.ts CHECKPOINT [SAMPLES] [--trace]
+ */
+import { loadCheckpoint } from '../src/train/checkpoint.js';
+import { initBackend } from '../src/train/backend.js';
+import { validateSequenceCheckpoint } from '../src/he/transformer/validate.js';
+
+const [dir, samples = '10'] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
+const trace = process.argv.includes('--trace');
+await initBackend('cpu');
+const ckpt = loadCheckpoint(dir);
+const t0 = performance.now();
+const r = await validateSequenceCheckpoint(ckpt, { samples: Number(samples), trace });
+const fmt = (v: number) => (Math.abs(v) >= 1e-2 || v === 0 ? v.toFixed(4) : v.toExponential(2));
+console.log(`${dir}: ${r.samples} samples, simulated CKKS (scale 2^${r.params.scaleBits}, ${r.report.levelsUsed} levels used)`);
+console.log(`agreement ${fmt(r.agreement)}  encrypted accuracy ${fmt(r.encryptedAccuracy)}  plaintext accuracy ${fmt(r.plaintextAccuracy)}  max |logit error| ${fmt(r.maxLogitError)}`);
+for (const c of r.report.reciprocals) console.log(`reciprocal ${c.node}: Newton on [${fmt(c.lo)}, ${fmt(c.hi)}], ${c.iterations} iterations, ${c.levels} levels, relative error bound ${fmt(c.errorBound)}`);
+console.log(`latency per component (ms per sample, batch of ${r.samples} in one pass): ${Object.entries(r.msPerSample).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+console.log(`ciphertext products ${r.report.ctCtMults}, plaintext products ${r.report.ptMults}, wall ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+if (trace) for (const l of r.layers) console.log(`  ${l.node.padEnd(12)} level ${String(l.level).padStart(3)}  max|err| ${fmt(l.maxAbsError)}  (max|value| ${fmt(l.maxAbs)})`);
+console.log(JSON.stringify({ checkpoint: dir, samples: r.samples, agreement: r.agreement, levels: r.report.levelsUsed, ms_per_sample: r.msPerSample, reciprocals: r.report.reciprocals }));
