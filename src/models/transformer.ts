@@ -7,6 +7,8 @@ import {
   type SequenceLayerSpec,
   INPUT,
   inferShapes,
+  isSequenceOp,
+  layerOf,
   sequenceNode,
 } from './graph.js';
 import { toActivationSpec } from './activation.js';
@@ -149,4 +151,20 @@ export function sequenceOpDepth(L: SequenceLayerSpec, denominator?: { min: numbe
       return { levels: 1 + 1 + power + reciprocalDepth(k) + 1 + 1, parts };
     }
   }
+}
+
+/**
+ * For `models/summary.ts`: the HE depth of a graph node holding a sequence op (null when it
+ * is not polynomial: softmax attention, exact layernorm; undefined when the node is not a
+ * sequence op), and the recorded range to show for it (power-softmax denominator, norm variance).
+ */
+export function sequenceNodeSummary(
+  node: GraphNode,
+  ranges: { activations: Record<string, { min: number; max: number; p001: number; p999: number }> } | null,
+): { depth: number | null; range: { min: number; max: number; p001: number; p999: number } | null } | undefined {
+  const L = layerOf(node);
+  if (!isSequenceOp(L)) return undefined;
+  const range = ranges?.activations[`${node.name}/denominator`] ?? ranges?.activations[`${node.name}/variance`] ?? null;
+  const d = sequenceOpDepth(L, L.op === 'attention' ? range : null);
+  return { depth: d ? d.levels : null, range };
 }
