@@ -12,6 +12,8 @@ import { sequenceForward } from '../../src/models/sequence-ops.js';
 import { sequenceOpDepth } from '../../src/models/transformer.js';
 import { powerSoftmax } from '../../src/layers/power-softmax.js';
 import { hepoly } from '../helpers/cli.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { validateSequenceCheckpoint } from '../../src/he/transformer/validate.js';
 import { tempDir } from '../helpers/tmp.js';
 import { expectAllClose } from '../helpers/close.js';
 
@@ -188,6 +190,17 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect((s.json!.generated as string).length).to.equal(30);
     const again = hepoly(['sample', out, '--prompt', 'the cat', '--length', '30', '--seed', '3', '--json']);
     expect(again.json!.generated).to.equal(s.json!.generated);
+  });
+
+  it('the trained LM checkpoint agrees under (simulated) CKKS: next-character agreement, per-layer error, levels', async () => {
+    await tf.setBackend('cpu');
+    const v = await validateSequenceCheckpoint(loadCheckpoint(out), { samples: 8, trace: true, ringDegree: 256 });
+    expect(v.samples).to.equal(8);
+    expect(v.agreement).to.equal(1);
+    expect(v.maxLogitError).to.be.below(1e-2);
+    expect(v.layers.map((l) => l.node)).to.include.members(['b1_attn', 'logits']);
+    expect(v.report.reciprocals[0].node).to.equal('b1_attn');
+    expect(v.report.levelsUsed).to.be.above(v.report.reciprocals[0].levels);
   });
 
   it('sample: a prompt longer than the context, or with characters outside the vocabulary, is refused', () => {
