@@ -203,6 +203,12 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(v.report.levelsUsed).to.be.above(v.report.reciprocals[0].levels);
   });
 
+  it('distils from a transformer teacher (the softmax-twin path)', () => {
+    const r = hepoly(['train', recipe, '--set', 'train.epochs=1', '--set', `distill.teacher=${out}`, '--out', join(tmp.path, 'student'), '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.stdout).to.match(/distilling from hepoly checkpoint/);
+  });
+
   it('sample: a prompt longer than the context, or with characters outside the vocabulary, is refused', () => {
     const long = hepoly(['sample', out, '--prompt', 'the cat sat on']);
     expect(long.code).to.equal(2);
