@@ -59,6 +59,14 @@ export function compileProgram(graph: Graph, weights: WeightMap, opts: CompileOp
 
 /** One message naming every layer that CKKS cannot evaluate, and what to do about it. */
 export function refuseNonPolynomial(graph: Graph, source: string): void {
+  const known = new Set(['dense', 'conv2d', 'activation', 'avgpool', 'maxpool', 'global_avgpool', 'batchnorm', 'flatten', 'pad', 'add']);
+  const sequence = graph.nodes.filter((n) => !known.has(n.layer.op));
+  if (sequence.length) {
+    throw new HepolyError(
+      `${source}: layer ${sequence.map((n) => `${n.name} (${n.layer.op})`).join(', ')} is a sequence (transformer) layer, which this CNN/MLP compiler does not evaluate. ` +
+        'Validate transformer checkpoints on simulated CKKS with scripts/he-validate-transformer.ts',
+    );
+  }
   const bad = graph.nodes.filter((n) => !isPolynomial(n.layer));
   if (!bad.length) return;
   const what = bad.map((n) => `${n.name} (${n.layer.op === 'activation' ? `activation ${n.layer.activation.kind}` : n.layer.op})`).join(', ');

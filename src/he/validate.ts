@@ -389,15 +389,33 @@ function plaintextPass(ckpt: Checkpoint, x: Float32Array, n: number): { logits: 
 }
 
 /**
- * Largest |value| any tensor of the program takes on a few samples, with a 4x margin: it sets
- * how many bits q0 needs above the scale.
+ * How large the values are that must fit in q0 above the scale, with a 4x margin. Only the
+ * last level is tight: a ciphertext at level l >= 1 has q1..ql (each about the scale) of extra
+ * room. So the bound covers the tensors computed into the last level and, for the linear steps
+ * producing them, every partial sum an evaluation order could form (sum_i |w_i x_i| + |b|).
  */
 function calibrate(p: HeProgram, x: Float32Array, count: number): number {
   const per = size(p.inputShape);
+  const last = p.steps.filter((s) => p.tensors[s.out].depth === p.depth);
+  const entries = new Map(
+    last.flatMap((s, k) => (s.kind === 'linear' ? s.terms.map((t, j) => [`${k}:${j}`, weightedEntries(t.op)] as const) : [])),
+  );
   let m = 1;
-  for (let s = 0; s < count; s++) {
-    const vals = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)));
-    for (const v of vals) if (v) for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
+  for (let smp = 0; smp < count; smp++) {
+    const vals = programForward(p, Float64Array.from(x.subarray(smp * per, (smp + 1) * per)));
+    last.forEach((s, k) => {
+      const v = vals[s.out];
+      for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
+      if (s.kind !== 'linear') return;
+      const l1 = new Float64Array(v.length);
+      if (s.bias) for (let o = 0; o < l1.length; o++) l1[o] = Math.abs(s.bias[o]);
+      s.terms.forEach((t, j) => {
+        const e = entries.get(`${k}:${j}`)!;
+        const src = vals[t.src];
+        for (let q = 0; q < e.length; q++) l1[e.out[q]] += Math.abs(e.w[q] * src[e.inp[q]]);
+      });
+      for (const a of l1) m = Math.max(m, a);
+    });
   }
   return 4 * m;
 }

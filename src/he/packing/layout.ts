@@ -30,8 +30,25 @@ export interface Layout {
   /** replicas[r][element] = global slot, or -1; replica 0 always exists for present elements */
   replicas: Int32Array[];
   plane?: PlaneInfo;
+  /** phase-grouped images (see phaseLayout) */
+  phase?: PhaseInfo;
   /** dense outputs: value of element o repeats every `period` slots (rotate-and-sum fold) */
   period?: number;
+}
+
+/**
+ * Phase-grouped image: pixel (h, w) belongs to group (h mod s, w mod s); each group is a stack
+ * of compact (H/s x W/s) channel planes in its own ciphertexts. An s x s stride-s sum pool is
+ * then the sum of the groups' ciphertexts (additions, no rotation) and its result is a compact
+ * plane layout, and a stride-1 convolution between two phase-grouped layouts has offsets that
+ * depend only on the tap and the group: few diagonals.
+ */
+export interface PhaseInfo {
+  s: number;
+  /** ciphertexts per group */
+  ctsPerGroup: number;
+  /** the compact plane of one group (H/s x W/s, all channels) */
+  group: PlaneInfo;
 }
 
 export function nextPow2(n: number): number {
@@ -73,6 +90,31 @@ export function compactPlane(shape: number[], slots: number): PlaneInfo | null {
   const S = nextPow2(H * W);
   if (S > slots) return null;
   return { H, W, C, S, k: slots / S, rowStride: W, colStride: 1, offset: 0 };
+}
+
+export function phaseLayout(shape: number[], s: number, slots: number, replicate = false): Layout | null {
+  const [H, W, C] = shape;
+  if (s < 2 || H % s || W % s) return null;
+  const group = compactPlane([H / s, W / s, C], slots);
+  if (!group) return null;
+  const ctsPerGroup = Math.ceil(C / group.k);
+  const copies = replicate && C <= group.k ? Math.floor(group.k / C) : 1;
+  const replicas: Int32Array[] = [];
+  for (let r = 0; r < copies; r++) {
+    const pos = new Int32Array(H * W * C);
+    for (let h = 0; h < H; h++) {
+      for (let w = 0; w < W; w++) {
+        const g = (h % s) * s + (w % s);
+        for (let c = 0; c < C; c++) {
+          const ct = g * ctsPerGroup + Math.floor(c / group.k);
+          const block = (c % group.k) + r * C;
+          pos[(h * W + w) * C + c] = ct * slots + block * group.S + Math.floor(h / s) * group.rowStride + Math.floor(w / s) * group.colStride;
+        }
+      }
+    }
+    replicas.push(pos);
+  }
+  return { shape: [H, W, C], cts: s * s * ctsPerGroup, replicas, phase: { s, ctsPerGroup, group } };
 }
 
 /** A vector at slots [0, n) of consecutive ciphertexts. */

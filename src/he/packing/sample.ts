@@ -12,6 +12,7 @@ import {
   compactPlane,
   elementCount,
   foldedLayout,
+  phaseLayout,
   padLayout,
   placeValues,
   planeLayout,
@@ -53,6 +54,8 @@ export type SampleStep =
   /** sum pooling: per pass, add rotations of the running sum by these steps */
   | { kind: 'rotsum'; step: number; passes: number[][] }
   | { kind: 'relabel'; step: number }
+  /** sum pooling of a phase-grouped layout: output ciphertext j = sum over groups of their j-th */
+  | { kind: 'groupsum'; step: number; groups: number; ctsPerGroup: number }
   | { kind: 'virtual'; step: number };
 
 export interface SamplePlan {
@@ -68,7 +71,7 @@ export interface SamplePlan {
 export function planSample(p: HeProgram, slots: number): SamplePlan {
   const layouts: (Layout | null)[] = new Array(p.tensors.length).fill(null);
   const virtuals = new Map<number, VirtualTensor>();
-  layouts[p.input] = inputLayout(p.inputShape, slots);
+  layouts[p.input] = inputLayout(p.inputShape, slots, inputPhase(p));
   const steps: SampleStep[] = [];
   const rot = new Set<number>();
   let rotations = 0;
@@ -93,7 +96,11 @@ export function planSample(p: HeProgram, slots: number): SamplePlan {
     } else {
       const src = layouts[s.src];
       const inShape = p.tensors[s.src].shape;
-      if (s.op.kind === 'sumpool' && src?.plane) {
+      if (s.op.kind === 'sumpool' && src?.phase && s.op.size === src.phase.s && s.op.stride === src.phase.s) {
+        const ph = src.phase;
+        layouts[s.out] = planeLayout(ph.group, slots);
+        steps.push({ kind: 'groupsum', step: idx, groups: ph.s * ph.s, ctsPerGroup: ph.ctsPerGroup });
+      } else if (s.op.kind === 'sumpool' && src?.plane) {
         const out = pooledLayout(src, s.op, slots);
         layouts[s.out] = out;
         const passes = [
@@ -139,9 +146,35 @@ function sameLayout(a: Layout, b: Layout): boolean {
   return a.replicas.every((r, k) => r.length === b.replicas[k].length && r.every((v, i) => v === b.replicas[k][i]));
 }
 
-/** Client input: image planes (replicated into free channel blocks) or a plain vector. */
-export function inputLayout(shape: number[], slots: number): Layout {
+/**
+ * The pooling factor s when the input feeds a stride-1 convolution whose output (or its powers)
+ * is sum-pooled s x s with stride s: then the client sends the image phase-grouped and the
+ * pooling becomes ciphertext additions. 1 otherwise.
+ */
+export function inputPhase(p: HeProgram): number {
+  const convOuts = p.steps.filter((s) => s.kind === 'linear' && s.terms.some((t) => t.src === p.input));
+  if (!convOuts.length) return 1;
+  let phase = 0;
+  for (const s of convOuts) {
+    if (s.kind !== 'linear' || !s.terms.every((t) => t.src !== p.input || (t.op.kind === 'conv' && t.op.geom.stride === 1))) return 1;
+    const derived = new Set([s.out]);
+    for (const q of p.steps) if (q.kind === 'power' && (derived.has(q.a) || derived.has(q.b))) derived.add(q.out);
+    for (const q of p.steps) {
+      if (q.kind !== 'struct' || !derived.has(q.src)) continue;
+      if (q.op.kind !== 'sumpool' || q.op.size !== q.op.stride || (phase && q.op.size !== phase)) return 1;
+      phase = q.op.size;
+    }
+  }
+  return phase || 1;
+}
+
+/** Client input: image planes (replicated into free channel blocks), phase-grouped planes, or a plain vector. */
+export function inputLayout(shape: number[], slots: number, phase = 1): Layout {
   if (shape.length === 3) {
+    if (phase > 1) {
+      const l = phaseLayout(shape, phase, slots, true);
+      if (l) return l;
+    }
     const plane = compactPlane(shape, slots);
     if (!plane) throw new HepolyError(`sample packing: one ${shape[0]}x${shape[1]} image plane needs ${shape[0] * shape[1]} slots, the ring has ${slots}. Use larger parameters or --packing batch`);
     return planeLayout(plane, slots, true);
@@ -251,7 +284,11 @@ function planLinear(
   const first = terms[0];
   let out: Layout;
   let period = 0;
-  if (first.op.kind === 'conv' && !first.virtual && first.layout.plane) out = convOutLayout(first.layout.plane, first.op, slots);
+  const phased = first.op.kind === 'conv' && !first.virtual && first.layout.phase && first.op.geom.stride === 1
+    ? phaseLayout([first.op.geom.outH, first.op.geom.outW, first.op.geom.cout], first.layout.phase.s, slots)
+    : null;
+  if (phased) out = phased;
+  else if (first.op.kind === 'conv' && !first.virtual && first.layout.plane) out = convOutLayout(first.layout.plane, first.op, slots);
   else if (first.op.kind === 'scale' && !first.virtual) out = { ...first.layout, shape: outShape };
   else if (nOut <= slots) {
     out = foldedLayout(nOut, slots);
@@ -391,6 +428,16 @@ export class SampleEvaluator<C, P> {
       if (st.kind === 'linear') out = this.linear(st, vals);
       else if (st.kind === 'power' && s.kind === 'power') out = this.power(s, vals);
       else if (st.kind === 'rotsum' && s.kind === 'struct') out = this.rotsum(st, s, vals);
+      else if (st.kind === 'groupsum' && s.kind === 'struct') {
+        const src = vals.get(s.src)!;
+        out = [];
+        for (let j = 0; j < st.ctsPerGroup; j++) {
+          const acc = be.clone(src[j]);
+          for (let g = 1; g < st.groups; g++) be.addInPlace(acc, src[g * st.ctsPerGroup + j]);
+          out.push(acc);
+        }
+        if (s.bias) this.addBias(out, s.out, s.bias);
+      }
       else if (st.kind === 'relabel' && s.kind === 'struct') {
         out = vals.get(s.src)!.map((c) => be.clone(c));
         if (s.bias) this.addBias(out, s.out, s.bias);
