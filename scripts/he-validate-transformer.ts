@@ -1,7 +1,8 @@
 /**
  * Encrypted (simulated CKKS) validation of a transformer checkpoint, until `hepoly he-validate`
  * dispatches transformer graphs to src/he/transformer/: agreement, per-layer error, latency per
- * component. Usage: npx tsx scripts/he-validate-transformer.ts CHECKPOINT [SAMPLES] [--trace]
+ * component. Usage: npx tsx scripts/he-validate-transformer.ts CHECKPOINT [SAMPLES] [--trace] [--ring=N]
+ * (--ring: ring degree of the simulation's noise model and slot count, default 4096)
  */
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { initBackend } from '../src/train/backend.js';
@@ -9,12 +10,13 @@ import { validateSequenceCheckpoint } from '../src/he/transformer/validate.js';
 
 const [dir, samples = '10'] = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const trace = process.argv.includes('--trace');
+const ring = process.argv.find((a) => a.startsWith('--ring='));
 await initBackend('cpu');
 const ckpt = loadCheckpoint(dir);
 const t0 = performance.now();
-const r = await validateSequenceCheckpoint(ckpt, { samples: Number(samples), trace });
+const r = await validateSequenceCheckpoint(ckpt, { samples: Number(samples), trace, ringDegree: ring ? Number(ring.slice(7)) : undefined });
 const fmt = (v: number) => (Math.abs(v) >= 1e-2 || v === 0 ? v.toFixed(4) : v.toExponential(2));
-console.log(`${dir}: ${r.samples} samples, simulated CKKS (scale 2^${r.params.scaleBits}, ${r.report.levelsUsed} levels used)`);
+console.log(`${dir}: ${r.samples} samples, simulated CKKS (N=${r.params.polyModulusDegree}, scale 2^${r.params.scaleBits}, ${r.report.levelsUsed} levels used)`);
 console.log(`agreement ${fmt(r.agreement)}  encrypted accuracy ${fmt(r.encryptedAccuracy)}  plaintext accuracy ${fmt(r.plaintextAccuracy)}  max |logit error| ${fmt(r.maxLogitError)}`);
 for (const c of r.report.reciprocals) console.log(`reciprocal ${c.node}: Newton on [${fmt(c.lo)}, ${fmt(c.hi)}], ${c.iterations} iterations, ${c.levels} levels, relative error bound ${fmt(c.errorBound)}`);
 console.log(`latency per component (ms per sample, batch of ${r.samples} in one pass): ${Object.entries(r.msPerSample).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
