@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { POLYNOMIAL, hasFusedPolynomial } from '../train/kernels/fused-kernels.js';
 
 /**
  * Polynomial activations, written once: `evalPolynomial` (plain numbers) is the reference the
@@ -13,9 +14,18 @@ export function evalPolynomial(coeffs: ArrayLike<number>, x: number): number {
   return y;
 }
 
-/** Horner's rule on a tensor; `coeffs` is a 1-D tensor (trainable) of length degree+1. */
+/**
+ * Horner's rule on a tensor; `coeffs` is a 1-D tensor (trainable) of length degree+1.
+ * Where the active backend has the fused kernel (wasm SIMD, cpu; see
+ * src/train/kernels/fused-kernels.ts) the forward pass is one kernel and the backward pass one
+ * more (dx = dy p'(x), dcoeffs[k] = sum(dy x^k)); elsewhere (tfjs-node) the op-by-op formula
+ * below, differentiated by tfjs. Both compute the same f32 Horner steps.
+ */
 export function polynomialTf(x: tf.Tensor, coeffs: tf.Tensor1D): tf.Tensor {
   const n = coeffs.shape[0];
+  if (n >= 2 && x.dtype === 'float32' && coeffs.dtype === 'float32' && hasFusedPolynomial()) {
+    return tf.engine().runKernel(POLYNOMIAL, { x, coeffs }) as tf.Tensor;
+  }
   const c = tf.unstack(coeffs);
   let y: tf.Tensor = c[n - 1];
   for (let i = n - 2; i >= 0; i--) y = tf.add(tf.mul(y, x), c[i]);

@@ -14,6 +14,7 @@ import { sequenceForward, sequenceInit, geluTf } from './sequence-ops.js';
 import { initialPolynomialCoeffs, polynomialTf } from '../layers/polynomial.js';
 import { fitReluPolynomial } from '../layers/relu-approx.js';
 import { batchNormTrain } from '../layers/batchnorm.js';
+import { batchNormTrainFused } from '../train/kernels/fused-kernels.js';
 import { makeRng } from '../util/rng.js';
 
 /**
@@ -118,7 +119,8 @@ export function forward(graph: Graph, params: ParamMap, x: tf.Tensor, opts: Forw
         let mean: tf.Tensor;
         let variance: tf.Tensor;
         if (opts.training) {
-          const bn = batchNormTrain(inp, p(node, 'gamma'), p(node, 'beta'), L.epsilon);
+          const bn =
+            batchNormTrainFused(inp, p(node, 'gamma'), p(node, 'beta'), L.epsilon) ?? batchNormTrain(inp, p(node, 'gamma'), p(node, 'beta'), L.epsilon);
           batchStats.set(node.name, { mean: bn.mean, variance: bn.variance });
           out = bn.y;
           break;

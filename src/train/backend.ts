@@ -26,12 +26,12 @@ async function tryNative(pkg: string): Promise<boolean> {
 async function tryWasm(): Promise<boolean> {
   try {
     await import('@tensorflow/tfjs-backend-wasm');
-    const { registerWasmGradientKernels } = await import('./kernels/wasm-grad-kernels.js');
-    const { registerWasmMatMul } = await import('./kernels/wasm-matmul.js');
-    if (!(await tf.setBackend('wasm'))) return false;
+    const { registerWasmKernels, wasmThreadsWanted, withWasmThreads } = await import('./kernels/index.js');
+    const threads = wasmThreadsWanted();
+    const start = () => tf.setBackend('wasm');
+    if (!(threads > 1 ? await withWasmThreads(threads, start) : await start())) return false;
     await tf.ready();
-    registerWasmGradientKernels();
-    registerWasmMatMul();
+    registerWasmKernels();
     return true;
   } catch {
     return false;
@@ -40,6 +40,8 @@ async function tryWasm(): Promise<boolean> {
 
 async function tryCpu(): Promise<boolean> {
   await import('@tensorflow/tfjs-backend-cpu');
+  const { registerCpuKernels } = await import('./kernels/index.js');
+  registerCpuKernels();
   return tf.setBackend('cpu');
 }
 

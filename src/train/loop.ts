@@ -209,8 +209,11 @@ function firstDifference(a: unknown, b: unknown, path = ''): string {
   return JSON.stringify(a) === JSON.stringify(b) ? '' : path || '(top level)';
 }
 
-/** The tensors of one training run: variables, optimizer, and the step function. */
-class Run {
+/**
+ * The tensors of one training run: variables, optimizer, and the step function. Exported for
+ * bench/train-speed.ts, which times `trainEpoch` (the trainer's own step code) on random data.
+ */
+export class Run {
   readonly params: ParamMap = new Map();
   private readonly trainable: { key: string; node: GraphNode; variable: tf.Variable }[] = [];
   private readonly optimizer: tf.Optimizer;

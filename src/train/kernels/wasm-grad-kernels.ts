@@ -104,6 +104,8 @@ import type {
   TensorInfo,
 } from '@tensorflow/tfjs-core';
 
+import { addr, simdFor } from './fused-kernels.js';
+
 const BACKEND = 'wasm';
 
 /** Minimal view of the wasm backend used here. */
@@ -291,6 +293,30 @@ function filterGradIm2col(
   return scope.transpose(scope.reshape(g, [ci, kh, kw, co]), [1, 2, 0, 3]);
 }
 
+/**
+ * dW by the SIMD kernel conv_filter_grad of simd-kernels.ts (NHWC, dilation 1, Co % 4 == 0):
+ * no transposes, no im2col buffer, padding handled by index ranges. Null when the SIMD module
+ * is unavailable.
+ */
+function filterGradDirect(backend: object, x: TensorInfo, dy: TensorInfo, info: tf.backend_util.Conv2DInfo): TensorInfo | null {
+  const simd = simdFor(backend);
+  if (!simd) return null;
+  const b = backend as WasmBackendLike;
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = info;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const { top: pt, left: pl } = info.padInfo;
+  const out = b.makeOutput([kh, kw, ci, co], 'float32');
+  const ranges = b.makeOutput([2 * kw + 2], 'int32');
+  try {
+    writeColumnRanges(new Int32Array(simd.memory.buffer, addr(b, ranges), 2 * kw + 2), kw, sw, pl, w, ow);
+    new Float32Array(simd.memory.buffer, addr(b, out), kh * kw * ci * co).fill(0);
+    simd.k.conv_filter_grad(addr(b, x), addr(b, dy), addr(b, out), n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, addr(b, ranges));
+  } finally {
+    b.disposeData(ranges.dataId);
+  }
+  return out;
+}
+
 export const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
   const a = attrs as unknown as tf.Conv2DBackpropFilterAttrs;
@@ -311,6 +337,10 @@ export const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend, attrs })
     : [info.batchSize, info.outChannels, info.outHeight, info.outWidth];
   if (!tf.util.arraysEqual(dy.shape, expectDy)) {
     throw new Error(`Conv2DBackpropFilter(wasm): dy shape ${dy.shape} != expected ${expectDy}`);
+  }
+  if (channelsLast && info.outChannels % 4 === 0 && info.dilationHeight === 1 && info.dilationWidth === 1) {
+    const direct = filterGradDirect(backend, x, dy, info);
+    if (direct) return direct;
   }
   const scope = new KernelScope(backend as WasmBackendLike);
   try {
@@ -673,8 +703,53 @@ function preferNativeBackpropInput(attrs: NamedAttrMap | undefined, filter: Tens
   return (sh * sw > 1 && inChannels <= 2) || sh * sw >= 9;
 }
 
+/**
+ * dx by the SIMD kernel conv_input_grad of simd-kernels.ts (NHWC, Ci % 4 == 0): a scatter of
+ * W_tap dy per output position, so strided convs cost no zero-upsampling. Null when not
+ * applicable or the SIMD module is unavailable.
+ */
+function inputGradDirect(args: Parameters<KernelFunc>[0]): TensorInfo | null {
+  const { dy, filter } = args.inputs as { dy: TensorInfo; filter: TensorInfo };
+  const a = args.attrs as unknown as tf.Conv2DBackpropInputAttrs;
+  if (tf.backend_util.convertConv2DDataFormat(a.dataFormat) !== 'channelsLast') return null;
+  const info = tf.backend_util.computeConv2DInfo(a.inputShape as Shape4, filter.shape as Shape4, a.strides, 1, a.pad, a.dimRoundingMode, false);
+  const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = info;
+  if (ci % 4 !== 0 || !tf.util.arraysEqual(dy.shape, [n, oh, ow, co])) return null;
+  const simd = simdFor(args.backend);
+  if (!simd) return null;
+  const b = args.backend as WasmBackendLike;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
+  const { top: pt, left: pl } = info.padInfo;
+  const scope = new KernelScope(b);
+  try {
+    const wT = scope.transpose(filter, [0, 1, 3, 2]); // [KH, KW, Co, Ci]
+    const ranges = scope.adopt(b.makeOutput([2 * kw + 2], 'int32'));
+    const r = new Int32Array(simd.memory.buffer, addr(b, ranges), 2 * kw + 2);
+    writeColumnRanges(r, kw, sw, pl, w, ow);
+    const out = b.makeOutput([n, h, w, ci], 'float32');
+    new Float32Array(simd.memory.buffer, addr(b, out), n * h * w * ci).fill(0);
+    simd.k.conv_input_grad(addr(b, dy), addr(b, wT), addr(b, out), n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, addr(b, ranges));
+    return out;
+  } finally {
+    scope.dispose();
+  }
+}
+
+/** r[2k], r[2k+1]: output columns [lo, hi) whose input column ow*sw + k - pl is in [0, w); r[2 kw] = pl. */
+function writeColumnRanges(r: Int32Array, kw: number, sw: number, pl: number, w: number, ow: number): void {
+  for (let k = 0; k < kw; k++) {
+    const lo = Math.max(0, Math.ceil((pl - k) / sw));
+    const hi = Math.min(ow, Math.floor((w - 1 + pl - k) / sw) + 1);
+    r[2 * k] = lo;
+    r[2 * k + 1] = Math.max(lo, hi);
+  }
+  r[2 * kw] = pl;
+}
+
 export const conv2DBackpropInputWasm: KernelFunc = (args) => {
   const filter = args.inputs.filter as TensorInfo;
+  const direct = inputGradDirect(args);
+  if (direct) return direct;
   if (preferNativeBackpropInput(args.attrs, filter)) return nativeConv2DBackpropInput!(args);
   return conv2DBackpropInputViaConv(args);
 };
