@@ -63,14 +63,14 @@ function row(r: ValidationReport, name: string, note: string): string {
     `${r.ops.rotations}`,
     `${r.ops.ctCtMults}`,
     `${r.ops.ptMults}`,
-    `${(r.peakRssMb / 1024).toFixed(2)} GiB`,
+    `${(r.peakRssMb / 1024).toFixed(2)} GiB (wasm ${(r.workerHeapMb / 1024).toFixed(2)})`,
   ].join(' | ');
 }
 
 async function main(): Promise<void> {
   const o = args();
   const header =
-    '| checkpoint | packing | samples | plain acc | HE acc | agreement | max abs err (of range) | latency/sample | amortized/sample | N / coeff bits | levels | ct per pass | rotations | ct-ct mults | pt mults | peak RSS |\n' +
+    '| checkpoint | packing | samples | plain acc | HE acc | agreement | max abs err (of range) | latency/sample | amortized/sample | N / coeff bits | levels | ct per pass | rotations | ct-ct mults | pt mults | peak RSS (SEAL heaps) |\n' +
     '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|';
   const rows: string[] = [];
   const missing: string[] = [];

@@ -26,6 +26,7 @@ export interface CkksBackend<C = unknown, P = unknown> {
   add(a: C, b: C): C;
   addInPlace(acc: C, b: C): void;
   subInPlace(acc: C, b: C): void;
+  negateInPlace(c: C): void;
   /** c * value, with the constant encoded at `ptScale`; the product has scale scaleOf(c)*ptScale. value must be non-zero. */
   mulConst(c: C, value: number, ptScale: number): C;
   /** acc += c * value (same scale rules as mulConst); saves a temporary */
@@ -103,6 +104,7 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     add: (a, b) => (counts.additions++, inner.add(a, b)),
     addInPlace: (a, b) => (counts.additions++, inner.addInPlace(a, b)),
     subInPlace: (a, b) => (counts.additions++, inner.subInPlace(a, b)),
+    negateInPlace: (c) => inner.negateInPlace(c),
     mulConst: (c, v, s) => (counts.ptMults++, inner.mulConst(c, v, s)),
     mulConstAddInPlace: (a, c, v, s) => (counts.ptMults++, counts.additions++, inner.mulConstAddInPlace(a, c, v, s)),
     addConstInPlace: (c, v) => (counts.additions++, inner.addConstInPlace(c, v)),

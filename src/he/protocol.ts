@@ -40,8 +40,9 @@ export type ToWorker =
   | { type: 'sample'; id: number; inputs: Uint8Array[]; trace: boolean }
   | { type: 'close' };
 
+/** heapBytes: the worker isolate's external memory, i.e. its SEAL wasm heap (it only grows). */
 export type FromWorker =
-  | { type: 'ready'; prepareMs: number }
-  | { type: 'stageDone'; id: number; buffer: SharedArrayBuffer; exports: { tensor: number; elems: [number, number, number][] }[]; counts: OpCounts; ms: number }
-  | { type: 'sampleDone'; id: number; outputs: Uint8Array[]; trace: { tensor: number; cts: Uint8Array[] }[]; counts: OpCounts; ms: number }
+  | { type: 'ready'; prepareMs: number; heapBytes: number }
+  | { type: 'stageDone'; id: number; buffer: SharedArrayBuffer; exports: { tensor: number; elems: [number, number, number][] }[]; counts: OpCounts; ms: number; heapBytes: number }
+  | { type: 'sampleDone'; id: number; outputs: Uint8Array[]; trace: { tensor: number; cts: Uint8Array[] }[]; counts: OpCounts; ms: number; heapBytes: number }
   | { type: 'error'; id: number; message: string; stack?: string };

@@ -52,6 +52,7 @@ export function reportMarkdown(r: ValidationReport): string {
   lines.push(`| plaintext mults | ${r.ops.ptMults} |`);
   lines.push(`| rescales | ${r.ops.rescales} |`);
   lines.push(`| peak memory (process RSS, all workers) | ${r.peakRssMb.toFixed(0)} MiB |`);
+  lines.push(`| SEAL wasm heaps (sum over workers) | ${r.workerHeapMb.toFixed(0)} MiB |`);
   lines.push('');
   return lines.join('\n');
 }
@@ -66,7 +67,7 @@ export function reportText(r: ValidationReport): string[] {
     `time: keygen ${fmtMs(r.timings.keygenMs)}, encrypt ${fmtMs(r.timings.encryptMs)}, evaluate ${fmtMs(r.timings.evaluateMs)}, decrypt ${fmtMs(r.timings.decryptMs)}`,
     `bytes: client->server ${fmtBytes(r.bytes.clientToServer)}, server->client ${fmtBytes(r.bytes.serverToClient)}; ciphertexts ${r.ciphertexts.input} in, ${r.ciphertexts.output} out`,
     `ops: ${r.ops.rotations} rotations, ${r.ops.ctCtMults} ct-ct mults, ${r.ops.ptMults} plaintext mults, ${r.ops.rescales} rescales; levels ${r.depth} of ${r.params.levels}`,
-    `peak memory ${r.peakRssMb.toFixed(0)} MiB`,
+    `peak memory ${r.peakRssMb.toFixed(0)} MiB RSS (SEAL wasm heaps ${r.workerHeapMb.toFixed(0)} MiB over ${r.workers} workers)`,
   ];
   const o = r.outOfRange;
   if (o.checked && (o.inputSamples || o.activationSamples)) {

@@ -95,6 +95,10 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     this.ev.add(acc, b, acc);
   }
 
+  negateInPlace(c: CipherText): void {
+    this.ev.negate(c, c);
+  }
+
   subInPlace(acc: CipherText, b: CipherText): void {
     this.align(acc, b);
     this.ev.sub(acc, b, acc);

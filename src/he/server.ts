@@ -33,7 +33,8 @@ interface Pending {
 class WorkerHandle {
   private pending = new Map<number, Pending>();
   private ready: Promise<number>;
-  busy = false;
+  /** largest wasm heap this worker reported */
+  heapBytes = 0;
 
   constructor(
     readonly worker: Worker,
@@ -41,6 +42,7 @@ class WorkerHandle {
   ) {
     this.ready = new Promise((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
+        if ('heapBytes' in m) this.heapBytes = Math.max(this.heapBytes, m.heapBytes);
         if (m.type === 'ready') resolve(m.prepareMs);
         else if (m.type === 'error' && m.id === -1) reject(new Error(m.message));
         else if ('id' in m) {
@@ -112,7 +114,7 @@ export class HEServer {
       program,
       packing,
       keepAll: !!opts.keepAll,
-      memoryBudget: opts.memoryBudget ?? 1.2e9,
+      memoryBudget: opts.memoryBudget ?? 2e9,
       mode: opts.mode ?? 'seal',
     };
     const n = Math.max(1, opts.workers ?? availableParallelism());
@@ -129,6 +131,11 @@ export class HEServer {
     }
     if (packing === 'batch') server.stages = planStages(program, init.keepAll);
     return server;
+  }
+
+  /** Sum over workers of their largest SEAL wasm heap. */
+  get workerHeapBytes(): number {
+    return this.handles.reduce((a, h) => a + h.heapBytes, 0);
   }
 
   get workerCount(): number {

@@ -116,6 +116,9 @@ export class SimBackend implements CkksBackend<SimCt, SimPt> {
     this.same(acc, b);
     for (let i = 0; i < acc.v.length; i++) acc.v[i] += b.v[i];
   }
+  negateInPlace(c: SimCt): void {
+    for (let i = 0; i < c.v.length; i++) c.v[i] = -c.v[i];
+  }
   subInPlace(acc: SimCt, b: SimCt): void {
     this.same(acc, b);
     for (let i = 0; i < acc.v.length; i++) acc.v[i] -= b.v[i];

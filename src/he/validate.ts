@@ -98,6 +98,8 @@ export interface ValidationReport {
   ops: OpCounts;
   rotationKeys: number;
   peakRssMb: number;
+  /** sum over worker threads of their SEAL wasm heap (each is capped at 4 GiB by wasm32) */
+  workerHeapMb: number;
   workers: number;
   outOfRange: OutOfRange;
   estimatedSeconds: { batch: number; sample: number | null };
@@ -206,6 +208,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   let perPass = 0;
   let latency = 0;
   let layerErrors: LayerError[] | null = null;
+  let workerHeapMb = 0;
   try {
     if (packing === 'batch') {
       for (let start = 0; start < n; start += slots) {
@@ -254,6 +257,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       log(`  ${n} samples: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per sample on one worker), decrypt ${fmtMs(decryptMs)}`);
       if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, 8), x, per);
     }
+    workerHeapMb = server.workerHeapBytes / 2 ** 20;
   } finally {
     await server.close();
     client.delete();
@@ -313,6 +317,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     ops: server.counts,
     rotationKeys: rotationSteps.length,
     peakRssMb,
+    workerHeapMb,
     workers: server.workerCount,
     outOfRange: plain.outOfRange,
     estimatedSeconds: est,
@@ -581,6 +586,7 @@ export function reportJson(r: ValidationReport): Record<string, unknown> {
     bytes_client_to_server: r.bytes.clientToServer,
     bytes_server_to_client: r.bytes.serverToClient,
     peak_rss_mb: r.peakRssMb,
+    worker_heap_mb: r.workerHeapMb,
     workers: r.workers,
     out_of_range_input_samples: r.outOfRange.inputSamples,
     out_of_range_activation_samples: r.outOfRange.activationSamples,

@@ -81,7 +81,7 @@ function runStage(s: State, msg: Extract<ToWorker, { type: 'stage' }>): void {
     release: (c) => s.be.free(c),
   };
   const stage = s.stages![msg.stage];
-  const result = runStageGroup({ program: s.init.program, be: s.be, store }, stage, msg.group);
+  const result = runStageGroup({ program: s.init.program, be: s.be, store, memoryBudget: s.init.memoryBudget }, stage, msg.group);
   const parts: Uint8Array[] = [];
   const index: { tensor: number; elems: [number, number, number][] }[] = [];
   for (const [tensor, m] of result) {
@@ -97,7 +97,7 @@ function runStage(s: State, msg: Extract<ToWorker, { type: 'stage' }>): void {
   }
   const { buffer, offsets } = pack(parts);
   for (const e of index) for (const el of e.elems) el[1] = offsets[el[1]];
-  send({ type: 'stageDone', id: msg.id, buffer, exports: index, counts: takeCounts(s), ms: performance.now() - t0 });
+  send({ type: 'stageDone', id: msg.id, buffer, exports: index, counts: takeCounts(s), ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
 }
 
 function runSample(s: State, msg: Extract<ToWorker, { type: 'sample' }>): void {
@@ -109,7 +109,7 @@ function runSample(s: State, msg: Extract<ToWorker, { type: 'sample' }>): void {
   const outputs = outs.map((c) => be.serialize(c));
   for (const c of outs) be.free(c);
   for (const c of inputs) be.free(c);
-  send({ type: 'sampleDone', id: msg.id, outputs, trace, counts: takeCounts(s), ms: performance.now() - t0 });
+  send({ type: 'sampleDone', id: msg.id, outputs, trace, counts: takeCounts(s), ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
 }
 
 port.on('message', (msg: ToWorker) => {
@@ -119,7 +119,7 @@ port.on('message', (msg: ToWorker) => {
       if (msg.type === 'init') {
         const t0 = performance.now();
         state = await setup(msg.init);
-        send({ type: 'ready', prepareMs: performance.now() - t0 });
+        send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
       } else if (msg.type === 'close') {
         port.close();
       } else if (!state) {

@@ -29,12 +29,13 @@ export function tinyMlp(): Graph {
   ]);
 }
 
+/** conv1 (2 filters) takes the direct batch path, conv2 (4 filters) the Winograd one. */
 export function tinyCnn(): Graph {
   return chain([6, 6, 1], 3, [
     ['conv1', { op: 'conv2d', filters: 2, kernel: 3, stride: 1, padding: 'same', bias: true }],
     ['act1', quad],
     ['avgpool1', { op: 'avgpool', size: 2, stride: 2 }],
-    ['conv2', { op: 'conv2d', filters: 3, kernel: 3, stride: 1, padding: 'same', bias: true }],
+    ['conv2', { op: 'conv2d', filters: 4, kernel: 3, stride: 1, padding: 'same', bias: true }],
     ['act2', quad],
     ['avgpool2', { op: 'avgpool', size: 2, stride: 2 }],
     ['flatten1', { op: 'flatten' }],
