@@ -1,4 +1,4 @@
-import { writeFileSync } from 'node:fs';
+import { writeFileAtomic } from '../util/atomic-file.js';
 import { HepolyError } from '../util/errors.js';
 import { validate, reportJson, type PackingChoice } from '../he/validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
@@ -37,7 +37,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   });
   for (const line of reportText(report)) console.log(line);
   if (a.report) {
-    writeFileSync(a.report, reportMarkdown(report));
+    writeFileAtomic(a.report, reportMarkdown(report));
     console.log(`report written to ${a.report}`);
   }
   if (a.json) console.log(JSON.stringify(reportJson(report)));

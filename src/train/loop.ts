@@ -83,6 +83,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
 
   const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);
+  run.recipeFile = recipeFile;
   try {
     if (previous?.optimizer) await run.restoreOptimizer(previous.optimizer);
     let best = Math.max(-Infinity, ...metrics.map((m) => m.val_accuracy));
@@ -214,6 +215,8 @@ function firstDifference(a: unknown, b: unknown, path = ''): string {
  * bench/train-speed.ts, which times `trainEpoch` (the trainer's own step code) on random data.
  */
 export class Run {
+  /** named in error messages */
+  recipeFile = 'the recipe';
   readonly params: ParamMap = new Map();
   private readonly trainable: { key: string; node: GraphNode; variable: tf.Variable }[] = [];
   private readonly optimizer: tf.Optimizer;
@@ -298,7 +301,7 @@ export class Run {
         (oorSum as tf.Tensor | null)?.dispose();
         const what = Number.isNaN(loss) ? 'NaN' : !Number.isFinite(loss) ? 'infinite' : `exploding (${loss.toExponential(2)} > train.max_loss ${maxLoss})`;
         throw new HepolyError(
-          `training diverged: the loss became ${what} at epoch ${epoch + 1}, batch ${b + 1}/${batches}. Try a lower train.optimizer.lr (now ${lr.toPrecision(3)}), gradient clipping (train.clip: 1.0), or normalized inputs (data.normalize: standard); polynomial activations grow fast outside their range. The last completed checkpoint was left as it was`,
+          `${this.recipeFile}: training diverged: the loss became ${what} at epoch ${epoch + 1}, batch ${b + 1}/${batches}. Try a lower train.optimizer.lr (now ${lr.toPrecision(3)}), ${clip === null ? 'gradient clipping (train.clip: 1.0)' : `tighter gradient clipping (train.clip: ${clip} now, try ${clip / 5})`}, ${this.recipe.range ? 'a larger range.weight' : 'range regularization (range: {bound: 8, weight: 0.001})'} or normalized inputs (data.normalize: standard); polynomial activations grow fast outside their range. The last completed checkpoint was left as it was`,
           { exitCode: 3 },
         );
       }

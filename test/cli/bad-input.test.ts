@@ -36,6 +36,13 @@ describe('bad input (end to end)', function () {
     expectCleanFailure(hepoly(['train', p, '--out', out]), out, /unknown\.yaml:5: trian: unknown key "trian" \(did you mean "train"\?\)/);
   });
 
+  it('NaN loss: exit code 3, the recipe file, what to change, no checkpoint', () => {
+    const out = join(tmp.path, 'o-nan');
+    const r = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.optimizer.lr=100000', '--set', 'train.clip=null', '--out', out]);
+    expect(r.code, r.stderr).to.equal(3);
+    expectCleanFailure(r, out, /quickstart\.yaml: training diverged: the loss became (NaN|infinite|exploding)/, /train\.optimizer\.lr/, /train\.clip/);
+  });
+
   it('wrong type', () => {
     const out = join(tmp.path, 'o2');
     const p = recipe('wrongtype.yaml', qs().replace('epochs: 2', 'epochs: two'));
