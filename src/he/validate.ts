@@ -18,7 +18,7 @@ import {
   loadParamsFile,
   summarize,
 } from './params.js';
-import { HEClient } from './client.js';
+import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
 import { HEServer } from './server.js';
 import { type OpCounts, zeroCounts } from './backend.js';
@@ -152,6 +152,11 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     else {
       try {
         plan = planSample(program, slots);
+        const keyBytes = galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, slots).length);
+        if (keyBytes > GALOIS_KEY_BUDGET) {
+          planError = `its ${plan.rotationSteps.length} rotation steps need ${fmtBytes(keyBytes)} of Galois keys at N=${params.polyModulusDegree}, more than the ${fmtBytes(GALOIS_KEY_BUDGET)} SEAL's wasm heap holds safely`;
+          plan = null;
+        }
       } catch (e) {
         if (!(e instanceof HepolyError) || packingOpt === 'sample') throw e;
         planError = e.message;
