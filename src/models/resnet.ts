@@ -7,7 +7,7 @@ type ResnetConfig = Extract<ModelConfig, { kind: 'resnet' }>;
 
 /**
  * A CIFAR-style ResNet (He et al.): stem conv3x3 -> BN -> act, three stages of n basic
- * blocks (conv3x3 -> BN -> act -> conv3x3 -> BN, plus a shortcut, -> act), the first block of
+ * blocks (conv3x3 -> BN -> act -> conv3x3 -> BN, plus a shortcut, -> BN -> act), the first block of
  * stages 2 and 3 with stride 2, then global average pooling and a dense classifier.
  * depth = 6n + 2. With `skip`:
  *   standard      identity shortcut, 1x1 stride-2 conv + BN where the shape changes;
@@ -58,7 +58,9 @@ export function buildResnet(cfg: ResnetConfig, inputShape: number[], classes: nu
           shortcut = bn(`${p}_proj_bn`, conv(`${p}_proj`, x, width, 1, stride));
           source = shortcut;
         }
-        h = add(`${p}_add`, { op: 'add' }, [h, shortcut]);
+        // a polynomial on the un-normalized residual stream compounds block after block
+        // (x + 0.1x^2 nine times overflows float32 at init); the BN folds into the add
+        h = bn(`${p}_bn3`, add(`${p}_add`, { op: 'add' }, [h, shortcut]));
       }
       x = activation(`${p}_act2`, h);
       channels = width;
