@@ -157,6 +157,9 @@ function argmaxAgreement(logits: Float32Array, y: Int32Array, classes: number): 
 
 /** Copies every weight of a compatible checkpoint (same name and shape) into `weights`. */
 function initFrom(weights: WeightMap, dir: string, recipeFile: string): string {
+  if (!existsSync(dir)) {
+    throw new HepolyError(`${recipeFile}: init_from: ${dir} not found. Train that checkpoint first (hepoly train RECIPE; recipes/resnet-poly.yaml starts from recipes/resnet-relu.yaml) or remove init_from`);
+  }
   const src = loadCheckpoint(dir);
   const copied: string[] = [];
   const mismatched: string[] = [];

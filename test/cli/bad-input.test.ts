@@ -43,6 +43,12 @@ describe('bad input (end to end)', function () {
     expectCleanFailure(r, out, /quickstart\.yaml: training diverged: the loss became (NaN|infinite|exploding)/, /train\.optimizer\.lr/, /train\.clip/);
   });
 
+  it('init_from pointing at a missing checkpoint names the recipe key and what to train', () => {
+    const out = join(tmp.path, 'o-init');
+    const p = recipe('initfrom.yaml', qs('init_from: checkpoints/no-such-run\n'));
+    expectCleanFailure(hepoly(['train', p, '--out', out]), out, /initfrom\.yaml: init_from: checkpoints\/no-such-run not found/, /hepoly train/);
+  });
+
   it('wrong type', () => {
     const out = join(tmp.path, 'o2');
     const p = recipe('wrongtype.yaml', qs().replace('epochs: 2', 'epochs: two'));
