@@ -1,7 +1,7 @@
 /**
- * Encrypted (simulated CKKS) validation of a transformer checkpoint, until `hepoly he-validate`
- * dispatches transformer graphs to src/he/transformer/: agreement, per-layer error, latency per
- * component. Usage: npx tsx scripts/he-validate-transformer.ts CHECKPOINT [SAMPLES] [--trace] [--ring=N]
+ * Quick check of a transformer checkpoint on a simulated chain as tall as it is deep (no
+ * security check, no refresh): agreement, per-layer error, latency per component. The real,
+ * secure run is `hepoly he-validate CHECKPOINT [--refresh client]`. Usage: npx tsx scripts/he-validate-transformer.ts CHECKPOINT [SAMPLES] [--trace] [--ring=N]
  * (--ring: ring degree of the simulation's noise model and slot count, default 4096)
  */
 import { loadCheckpoint } from '../src/train/checkpoint.js';

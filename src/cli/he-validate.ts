@@ -2,6 +2,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { HepolyError } from '../util/errors.js';
 import { validate, reportJson, type PackingChoice } from '../he/validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
+import { runSequenceHeValidate, sequenceCheckpoint } from '../he/transformer/cli.js';
 
 /** Options of `hepoly he-validate`, as the CLI parses them. */
 export interface HeValidateArgs {
@@ -14,6 +15,8 @@ export interface HeValidateArgs {
   trace?: boolean;
   mode?: string;
   workers?: number;
+  /** 'client': the client decrypts and re-encrypts where the chain runs out of levels */
+  refresh?: string;
 }
 
 /**
@@ -25,6 +28,9 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   if (a.report !== undefined && !a.report.endsWith('.md')) {
     throw new HepolyError(`--report ${a.report}: expected a markdown file name ending in .md`);
   }
+  // transformers (sequence layers) have their own evaluator, src/he/transformer/
+  const seq = sequenceCheckpoint(a.checkpoint);
+  if (seq) return runSequenceHeValidate(seq, { ...a, samples });
   const report = await validate({
     checkpoint: a.checkpoint,
     samples,

@@ -53,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
             .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
             .option('mode', { type: 'string', default: 'encrypt', choices: ['encrypt', 'simulate'], describe: 'simulate: float64 with the same packing and rescale points, no encryption' })
             .option('trace', { type: 'boolean', default: false, describe: 'decrypt every layer (debug only) and report its error, level and scale' })
+            .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: where the depth exceeds the chain, the client decrypts and re-encrypts at a fresh level (each refresh reported)' })
             .option('workers', { type: 'number', describe: 'server worker threads (default: one per core)' })
             .option('report', { type: 'string', describe: 'write a markdown report to this file' })
             .option('json', { type: 'boolean', default: false }),
@@ -65,6 +66,7 @@ export async function main(argv: string[]): Promise<number> {
             mode: a.mode,
             trace: a.trace,
             workers: a.workers,
+            refresh: a.refresh,
             report: a.report,
             json: a.json,
           }),

@@ -11,7 +11,9 @@ import {
 } from '../../models/graph.js';
 import type { Ranges } from '../../train/checkpoint.js';
 import { fitInvSqrt, fitReciprocal, reciprocalIterationsFor, type NewtonApprox } from '../../layers/reciprocal.js';
+import { HepolyError } from '../../util/errors.js';
 import { HeOps } from './ops.js';
+import type { EnsureLevels } from './refresh.js';
 
 /**
  * Encrypted evaluation of transformer graphs (the sequence ops of models/graph.ts plus dense,
@@ -59,6 +61,13 @@ export interface SequenceEvalReport {
 }
 
 export interface SequenceEvalOptions {
+  /**
+   * Called before every step that spends levels (see refresh.ts); without it the chain must
+   * hold the whole depth. `ms()` is the time it spent, kept out of the components.
+   */
+  levels?: { ensure: EnsureLevels<unknown>; ms(): number };
+  /** sees each node's output ciphertexts before they may be freed (for --trace) */
+  onNode?: (node: string, cts: unknown[]) => void;
   /** the observed denominator range is widened to [min / margin, max * margin] (default 1.5) */
   margin?: number;
   /** relative accuracy the reciprocal is sized for (default 1e-3) */
@@ -71,7 +80,7 @@ export interface SequenceEvalOptions {
 export function chooseReciprocal(node: string, ranges: Ranges | null, eps: number, margin = 1.5, tolerance = 1e-3): { approx: NewtonApprox; choice: ReciprocalChoice } {
   const r = ranges?.activations[`${node}/denominator`];
   if (!r) {
-    throw new Error(`${node}: no observed range for the power-softmax denominator (ranges.json "${node}/denominator"): retrain the checkpoint with this version, the range is recorded after the last epoch`);
+    throw new HepolyError(`${node}: no observed range for the power-softmax denominator (ranges.json "${node}/denominator"): retrain the checkpoint with this version, the range is recorded after the last epoch`);
   }
   const lo = Math.max(eps, r.min / margin, 1e-9);
   const hi = Math.max(lo * 1.0001, r.max * margin);
@@ -104,6 +113,15 @@ export function evaluateSequenceModel<C>(
   opts: SequenceEvalOptions = {},
 ): { output: C[]; report: SequenceEvalReport; values: Map<string, C[]> } {
   const ops = new HeOps(be);
+  const keeper = opts.levels as { ensure: EnsureLevels<C>; ms(): number } | undefined;
+  /** cts with `need` levels left, the replaced ones freed when `owned` */
+  const ensure = (cts: C[], need: number, at: string, owned: boolean): C[] => {
+    if (!keeper) return cts;
+    const out = keeper.ensure(cts, need, at);
+    if (owned && out !== cts) cts.forEach((c, i) => out[i] !== c && be.free(c));
+    return out;
+  };
+  ops.ensure = ensure;
   const shapes = inferShapes(graph);
   const ms: Record<Component, number> = { embedding: 0, attention_products: 0, power_softmax: 0, reciprocal: 0, mlp: 0, norm: 0, head: 0 };
   const reciprocals: ReciprocalChoice[] = [];
@@ -117,18 +135,27 @@ export function evaluateSequenceModel<C>(
   };
   const timed = <T>(c: Component, f: () => T): T => {
     const t0 = performance.now();
+    const r0 = keeper?.ms() ?? 0;
     const r = f();
-    ms[c] += performance.now() - t0;
+    ms[c] += performance.now() - t0 - ((keeper?.ms() ?? 0) - r0);
     return r;
+  };
+  /** a node's input with `need` levels; refreshed inputs replace the stored ones (other readers share them) */
+  const nodeInput = (name: string, need: number, at: string): C[] => {
+    const cur = values.get(name)!;
+    const out = ensure(cur, need, at, name !== INPUT);
+    values.set(name, out);
+    return out;
   };
   const readers = new Map<string, number>();
   for (const n of graph.nodes) for (const i of n.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
 
   for (const node of graph.nodes) {
-    const ins = node.inputs.map((n) => values.get(n)!);
+    const L = layerOf(node);
+    const need = levelsAtEntry(L);
+    const ins = node.inputs.map((n) => (need > 0 ? nodeInput(n, need, node.name) : values.get(n)!));
     const x = ins[0];
     const inShape = shapes.get(node.inputs[0])!;
-    const L = layerOf(node);
     let out: C[];
     switch (L.op) {
       case 'patchify': {
@@ -180,46 +207,60 @@ export function evaluateSequenceModel<C>(
         const { approx, choice } = chooseReciprocal(node.name, ranges, eps, opts.margin, opts.tolerance);
         reciprocals.push(choice);
         const scale = 1 / Math.sqrt(dh);
-        // q | k | v per token, 1/sqrt(dh) folded into q's columns
-        const qkv = timed('attention_products', () => {
-          const o: C[][] = [];
-          for (let t = 0; t < T; t++) {
-            o.push(ops.linear(x.slice(t * D, (t + 1) * D), 3 * D, (i, j) => kq[i * 3 * D + j] * (j < D ? scale : 1), (j) => bq[j] * (j < D ? scale : 1)));
-          }
-          return o;
-        });
+        const at = (step: string) => `${node.name}/${step}`;
         const ctx: C[][] = Array.from({ length: T }, () => new Array<C>(D));
+        // one head at a time: only its q | k | v columns are alive (batch-packed tensors are
+        // one ciphertext per element, memory is the limit)
         for (let h = 0; h < H; h++) {
-          for (let t = 0; t < T; t++) {
+          const cols = [...range(h * dh, dh), ...range(D + h * dh, dh), ...range(2 * D + h * dh, dh)];
+          // q | k | v of this head per token, 1/sqrt(dh) folded into q's columns
+          let qkv = timed('attention_products', () =>
+            Array.from({ length: T }, (_, t) =>
+              ops.linear(x.slice(t * D, (t + 1) * D), 3 * dh, (i, j) => kq[i * 3 * D + cols[j]] * (j < dh ? scale : 1), (j) => bq[cols[j]] * (j < dh ? scale : 1)),
+            ),
+          );
+          // scores, their power and the value product in one stretch of levels
+          const flat = ensure(qkv.flat(), 2 + powerLevels(p), at('qkv'), true);
+          qkv = Array.from({ length: T }, (_, t) => flat.slice(t * 3 * dh, (t + 1) * 3 * dh));
+          const e = Array.from({ length: T }, (_, t) => {
             const s = timed('attention_products', () =>
               Array.from({ length: T }, (_, u) => {
-                const prods = Array.from({ length: dh }, (_, c) => ops.mul(qkv[t][h * dh + c], qkv[u][D + h * dh + c]));
+                const prods = Array.from({ length: dh }, (_, c) => ops.mul(qkv[t][c], qkv[u][dh + c]));
                 const r = ops.sum(prods);
                 prods.forEach((c) => be.free(c));
                 return r;
               }),
             );
-            const e = timed('power_softmax', () => s.map((c) => ops.power(c, p)));
+            const pw = timed('power_softmax', () => s.map((c) => ops.power(c, p)));
             s.forEach((c) => be.free(c));
-            const den = timed('power_softmax', () => ops.addConst(ops.sum(e), eps));
-            const r = timed('reciprocal', () => ops.reciprocal(den, approx));
-            be.free(den);
-            timed('attention_products', () => {
-              for (let c = 0; c < dh; c++) {
-                const prods = Array.from({ length: T }, (_, u) => ops.mul(e[u], qkv[u][2 * D + h * dh + c]));
-                const num = ops.sum(prods);
+            return pw;
+          });
+          const den = timed('power_softmax', () => e.map((row) => ops.addConst(ops.sum(row), eps)));
+          let r = timed('reciprocal', () => ops.reciprocalMany(den, approx, at('reciprocal')));
+          den.forEach((c) => be.free(c));
+          for (let t = 0; t < T; t++) {
+            let num = timed('attention_products', () =>
+              Array.from({ length: dh }, (_, c) => {
+                const prods = Array.from({ length: T }, (_, u) => ops.mul(e[t][u], qkv[u][2 * dh + c]));
+                const n = ops.sum(prods);
                 prods.forEach((q) => be.free(q));
-                ctx[t][h * dh + c] = ops.mul(num, r);
-                be.free(num);
-              }
-            });
-            e.forEach((c) => be.free(c));
-            be.free(r);
+                return n;
+              }),
+            );
+            num = ensure(num, 1, at('normalize'), true);
+            r = ensure(r, 1, at('normalize'), true);
+            timed('attention_products', () => num.forEach((n, c) => (ctx[t][h * dh + c] = ops.mul(n, r[t]))));
+            num.forEach((c) => be.free(c));
           }
+          e.flat().forEach((c) => be.free(c));
+          r.forEach((c) => be.free(c));
+          qkv.flat().forEach((c) => be.free(c));
         }
-        qkv.flat().forEach((c) => be.free(c));
-        out = timed('attention_products', () => ctx.flatMap((row) => ops.linear(row, D, (i, j) => ko[i * D + j], (j) => bo[j])));
-        ctx.flat().forEach((c) => be.free(c));
+        const ctxFlat = ensure(ctx.flat(), 1, at('out'), true);
+        out = timed('attention_products', () =>
+          Array.from({ length: T }, (_, t) => ops.linear(ctxFlat.slice(t * D, (t + 1) * D), D, (i, j) => ko[i * D + j], (j) => bo[j])).flat(),
+        );
+        ctxFlat.forEach((c) => be.free(c));
         break;
       }
       case 'layernorm': {
@@ -232,11 +273,14 @@ export function evaluateSequenceModel<C>(
         out = timed('norm', () => {
           const o: C[] = [];
           for (let t = 0; t < T; t++) {
-            const xc = ops.linear(x.slice(t * D, (t + 1) * D), D, (i, j) => (i === j ? 1 : 0) - 1 / D, () => 0);
+            let xc = ops.linear(x.slice(t * D, (t + 1) * D), D, (i, j) => (i === j ? 1 : 0) - 1 / D, () => 0);
+            xc = ensure(xc, 2, `${node.name}/variance`, true);
             const sq = xc.map((c) => ops.square(c));
             const v = ops.addConst(ops.mulConst(ops.sum(sq), 1 / D), L.epsilon);
             sq.forEach((c) => be.free(c));
-            const r = ops.invSqrt(v, f);
+            let [r] = ops.invSqrtMany([v], f, `${node.name}/inverse-sqrt`);
+            [r] = ensure([r], 1, `${node.name}/scale`, true);
+            xc = ensure(xc, 1, `${node.name}/scale`, true);
             const y = xc.map((c) => ops.mul(c, r));
             o.push(...ops.linear(y, D, (i, j) => (i === j ? g[i] : 0), (j) => b[j]));
             [...xc, ...y, v, r].forEach((c) => be.free(c));
@@ -302,6 +346,7 @@ export function evaluateSequenceModel<C>(
     }
     values.set(node.name, out);
     nodeLevels[node.name] = top - Math.min(...out.map((c) => be.levelOf(c)));
+    opts.onNode?.(node.name, out);
     // free what no later node reads
     if (!opts.keepAll) {
       for (const i of node.inputs) {
@@ -320,6 +365,46 @@ export function evaluateSequenceModel<C>(
     values,
     report: { ms, levelsUsed: nodeLevels[graph.output], nodeLevels, reciprocals, ctCtMults: ops.ctCt, ptMults: ops.ptMults },
   };
+}
+
+/** Levels a node spends before any internal refresh point (attention and layernorm have their own). */
+function levelsAtEntry(L: ReturnType<typeof layerOf>): number {
+  switch (L.op) {
+    case 'embedding':
+    case 'token_dense':
+    case 'dense':
+    case 'batchnorm':
+    case 'attention':
+    case 'layernorm':
+      return 1;
+    case 'seq_pool':
+      return L.mode === 'last' ? 0 : 1;
+    case 'activation':
+      return L.activation.kind === 'square' ? 2 : activationDegree(L.activation);
+    default:
+      return 0;
+  }
+}
+
+function activationDegree(a: { kind: string; degree?: number }): number {
+  return a.kind === 'quad' ? 2 : (a.degree ?? 2);
+}
+
+/** Levels `HeOps.power` spends for x^p. */
+export function powerLevels(p: number): number {
+  let levels = 0;
+  let resultLevel = -1;
+  let baseLevel = 0;
+  for (let e = p; e > 0; e >>= 1) {
+    if (e & 1) resultLevel = resultLevel < 0 ? baseLevel : Math.max(resultLevel, baseLevel) + 1;
+    if (e > 1) baseLevel++;
+  }
+  levels = resultLevel;
+  return levels;
+}
+
+function range(start: number, count: number): number[] {
+  return Array.from({ length: count }, (_, i) => start + i);
 }
 
 /** c0 + c1 x + ... by x (c1 + x (c2 + ...)): a quad a x^2 + b x + c costs two levels. */

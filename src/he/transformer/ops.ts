@@ -18,6 +18,11 @@ export class HeOps<C> {
   /** ciphertext-ciphertext products, for the report */
   ctCt = 0;
   ptMults = 0;
+  /**
+   * Gives ciphertexts `need` levels before a step that spends them (client refresh, see
+   * refresh.ts), freeing the replaced ones when `owned`. The default trusts the chain.
+   */
+  ensure: (cts: C[], need: number, at: string, owned: boolean) => C[] = (cts) => cts;
 
   constructor(readonly be: CkksBackend<C>) {}
 
@@ -170,6 +175,53 @@ export class HeOps<C> {
       [ay, yay, twoY, y].forEach((c) => this.be.free(c));
       y = next;
     }
+    return y;
+  }
+
+  /**
+   * `reciprocal` of several ciphertexts in lock step, so that a refresh between iterations
+   * sends them back together. The inputs stay owned by the caller.
+   */
+  reciprocalMany(as: C[], f: NewtonApprox, at: string): C[] {
+    // own copies: a refresh replaces (and frees) them
+    let a = this.ensure(as.map((c) => this.be.clone(c)), 1, at, true);
+    let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
+    for (let k = 0; k < f.iterations; k++) {
+      a = this.ensure(a, 2, at, true);
+      y = this.ensure(y, 2, at, true);
+      y = y.map((yi, i) => {
+        const ay = this.mul(a[i], yi);
+        const yay = this.mul(yi, ay);
+        const twoY = this.add(yi, yi);
+        const next = this.sub(twoY, yay);
+        [ay, yay, twoY, yi].forEach((c) => this.be.free(c));
+        return next;
+      });
+    }
+    a.forEach((c) => this.be.free(c));
+    return y;
+  }
+
+  /** `invSqrt` of several ciphertexts in lock step (refreshes between iterations); inputs stay the caller's. */
+  invSqrtMany(as: C[], f: NewtonApprox, at: string): C[] {
+    const a = this.ensure(as.map((c) => this.be.clone(c)), 1, at, true);
+    let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
+    let halfA = a.map((c) => this.mulConst(c, -0.5));
+    a.forEach((c) => this.be.free(c));
+    for (let k = 0; k < f.iterations; k++) {
+      halfA = this.ensure(halfA, 2, at, true);
+      y = this.ensure(y, 2, at, true);
+      y = y.map((yi, i) => {
+        const y2 = this.square(yi);
+        const u = this.mul(halfA[i], yi);
+        const w = this.mul(u, y2);
+        const m = this.mulConst(yi, 1.5);
+        const next = this.add(m, w);
+        [y2, u, w, m, yi].forEach((c) => this.be.free(c));
+        return next;
+      });
+    }
+    halfA.forEach((c) => this.be.free(c));
     return y;
   }
 

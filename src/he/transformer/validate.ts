@@ -2,67 +2,181 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Checkpoint } from '../../train/checkpoint.js';
 import { heldOutSplit, toParams } from '../../train/evaluate.js';
 import { forward } from '../../models/tf-interpreter.js';
+import { type Graph, type WeightMap, layerOf } from '../../models/graph.js';
+import type { CkksBackend } from '../backend.js';
 import { SimBackend } from '../sim-backend.js';
-import type { HeParams } from '../params.js';
-import { encodeInputs, evaluateSequenceModel, type SequenceEvalReport } from './evaluator.js';
+import { HepolyError } from '../../util/errors.js';
+import { HEClient } from '../client.js';
+import { SimClient, type ClientLike } from '../sim-client.js';
+import { CkksContext, loadSeal } from '../seal.js';
+import { SealBackend } from '../seal-backend.js';
+import { deleteEvaluationKeys, loadEvaluationKeys } from '../keys.js';
+import { type HeParams, loadParamsFile, summarize, type ParamsSummary } from '../params.js';
+import type { Ranges } from '../../train/checkpoint.js';
+import { encodeInputs, evaluateSequenceModel, type Component, type ReciprocalChoice } from './evaluator.js';
+import { ClientRefresher, describeRefreshes } from './refresh.js';
+import { type RefreshMode, checkSequenceParams, chooseRefreshParams, chooseUnrefreshedParams } from './params.js';
 
 /**
- * Plaintext vs encrypted agreement of a transformer checkpoint on held-out samples, with the
- * error of every layer (`trace`) and the time per component. Runs on the float64 CKKS
- * simulation (the real schedule of levels, scales, rescales and the calibrated noise): the
- * depth of power-softmax attention (the Newton reciprocal alone is 1 + 2k levels) is beyond
- * what 128-bit-secure SEAL parameters hold without bootstrapping for all but the smallest
- * ranges, see the report's `levelsUsed`.
+ * `hepoly he-validate` for transformer checkpoints: the held-out samples through the plaintext
+ * model and through encrypt (client) -> evaluate on ciphertexts (a backend built from the
+ * client's public bytes only) -> decrypt (client). Batch packing: slot s = sample s, one
+ * ciphertext per tensor element, so one pass covers up to N/2 samples.
  */
 
-export interface LayerError {
+export interface SequenceLayerError {
   node: string;
+  /** chain level of the node's output (after any refresh) */
+  level: number;
   /** max |decrypted - plaintext| over the samples and the node's elements */
   maxAbsError: number;
   /** max |plaintext| of the node (scale of the error) */
   maxAbs: number;
-  level: number;
 }
 
-export interface SequenceValidation {
+export interface SequenceValidateOptions {
   samples: number;
-  /** fraction of samples whose encrypted argmax equals the plaintext argmax */
-  agreement: number;
-  /** accuracy of the encrypted predictions against the labels */
-  encryptedAccuracy: number;
-  plaintextAccuracy: number;
-  maxLogitError: number;
-  report: SequenceEvalReport;
-  /** milliseconds per sample of each component (the batch's time / samples) */
-  msPerSample: Record<string, number>;
-  layers: LayerError[];
-  params: HeParams;
+  mode?: 'encrypt' | 'simulate';
+  refresh?: RefreshMode;
+  /** 'auto' or a JSON file */
+  params?: string;
+  trace?: boolean;
+  log?: (line: string) => void;
 }
 
-export async function validateSequenceCheckpoint(
-  ckpt: Checkpoint,
-  opts: { samples: number; trace?: boolean; levels?: number; scaleBits?: number; seed?: number; ringDegree?: number },
-): Promise<SequenceValidation> {
+export interface SequenceReport {
+  checkpoint: string;
+  split: 'test' | 'validation';
+  task: 'classify' | 'lm';
+  samples: number;
+  mode: 'encrypt' | 'simulate';
+  refresh: RefreshMode;
+  params: ParamsSummary;
+  paramsSource: string;
+  /** levels the whole network needs without refresh */
+  depth: number;
+  reciprocals: ReciprocalChoice[];
+  plaintextAccuracy: number;
+  encryptedAccuracy: number;
+  agreement: number;
+  maxAbsError: number;
+  /** server time per component for the whole batch, refresh time excluded */
+  componentMs: Record<Component, number>;
+  /** client time spent decrypting and re-encrypting at refresh points */
+  refreshMs: number;
+  refreshes: { count: number; ciphertexts: number; where: { at: string; times: number; ciphertexts: number }[] };
+  timings: { keygenMs: number; encryptMs: number; evaluateMs: number; decryptMs: number; totalMs: number };
+  latencyMsPerSample: number;
+  amortizedMsPerSample: number;
+  ciphertexts: { input: number; output: number; refreshed: number };
+  bytes: { keys: number; clientToServer: number; serverToClient: number };
+  ctCtMults: number;
+  ptMults: number;
+  layers: SequenceLayerError[] | null;
+}
+
+/** Levels the network spends from input to output, measured by running it on a tall simulated chain. */
+export function measureDepth(graph: Graph, weights: WeightMap, ranges: Ranges | null, x: Float32Array, count: number): { depth: number; maxAbs: number; reciprocals: ReciprocalChoice[] } {
+  const levels = 600;
+  const be = new SimBackend({ polyModulusDegree: Math.max(16, 2 ** Math.ceil(Math.log2(2 * count))), coeffModulusBits: [60, ...new Array<number>(levels).fill(40), 60], scaleBits: 40 }, { noise: false });
+  const enc = encodeInputs(graph, x, count);
+  let maxAbs = 1;
+  const track = (cts: { v: Float64Array }[]) => {
+    for (const c of cts) for (let s = 0; s < count; s++) maxAbs = Math.max(maxAbs, Math.abs(c.v[s]));
+  };
+  const { output, report } = evaluateSequenceModel(be, graph, weights, ranges, enc.values.map((v) => be.encryptInput(v)), {
+    onNode: (_n, cts) => track(cts as { v: Float64Array }[]),
+  });
+  // power-softmax denominators are formed inside the attention node: their range bounds them
+  for (const r of report.reciprocals) maxAbs = Math.max(maxAbs, r.hi);
+  return { depth: report.levelsUsed, maxAbs: 4 * maxAbs, reciprocals: report.reciprocals };
+}
+
+export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateOptions): Promise<SequenceReport> {
+  const log = opts.log ?? (() => {});
+  const t0 = performance.now();
+  const mode = opts.mode ?? 'encrypt';
+  const refresh = opts.refresh ?? 'none';
+  const graph = ckpt.graph;
   const split = await heldOutSplit(ckpt);
   const n = Math.min(opts.samples, split.count);
-  const graph = ckpt.graph;
   const per = graph.inputShape.reduce((a, b) => a * b, 1);
   const x = split.x.subarray(0, n * per);
-  const scaleBits = opts.scaleBits ?? 40;
-  const levels = opts.levels ?? 120;
-  // the noise model scales with the ring degree: 4096 at least (slots are cheap in the simulation)
-  const ringDegree = opts.ringDegree ?? Math.max(4096, 2 ** Math.ceil(Math.log2(2 * n)));
-  const params: HeParams = { polyModulusDegree: ringDegree, coeffModulusBits: [60, ...new Array<number>(levels).fill(scaleBits), 60], scaleBits };
-  const be = new SimBackend(params, { noise: true, seed: opts.seed ?? 1 });
-  const enc = encodeInputs(graph, x, n);
-  const cts = enc.values.map((v) => be.encryptInput(v));
-  const { output, report, values } = evaluateSequenceModel(be, graph, ckpt.weights, ckpt.ranges, cts, { keepAll: !!opts.trace });
+  const y = split.y.subarray(0, n);
+  const task = graph.nodes.some((nd) => layerOf(nd).op === 'embedding') ? 'lm' : 'classify';
 
-  const params64 = toParams(ckpt.weights);
-  const C = graph.classes;
+  const { depth, maxAbs, reciprocals } = measureDepth(graph, ckpt.weights, ckpt.ranges, x.subarray(0, Math.min(n, 8) * per), Math.min(n, 8));
+  let params: HeParams;
+  let paramsSource = 'auto';
+  if (!opts.params || opts.params === 'auto') {
+    params = refresh === 'client' ? chooseRefreshParams(maxAbs) : chooseUnrefreshedParams(depth, maxAbs);
+  } else {
+    params = loadParamsFile(opts.params);
+    paramsSource = opts.params;
+    checkSequenceParams(params, depth, maxAbs, refresh, opts.params);
+  }
+  if (n > params.polyModulusDegree / 2) throw new HepolyError(`--samples ${n}: more than the ${params.polyModulusDegree / 2} slots of one batch at N=${params.polyModulusDegree}; use at most ${params.polyModulusDegree / 2}`);
+  const summary = summarize(params, { depth, maxAbs });
+  log(`checkpoint ${ckpt.dir}: transformer (${task}), ${split.name} split, ${n} of ${split.count} samples, batch packing (slot = sample)`);
+  log(`depth ${depth} levels without refresh; ${reciprocals.map((r) => `${r.node} reciprocal: Newton on [${fmt(r.lo)}, ${fmt(r.hi)}], ${r.iterations} iterations = ${r.levels} levels`).join('; ')}`);
+  log(`parameters (${paramsSource}): N=${params.polyModulusDegree}, coeff modulus [${params.coeffModulusBits.join(', ')}], scale 2^${params.scaleBits}, ${summary.levels} levels, 128-bit security${refresh === 'client' ? ', client refresh when a step needs more levels than are left' : ''}`);
+  log(`mode: ${mode === 'simulate' ? 'simulate (float64 with the same levels, scales and noise model, no encryption)' : 'encrypt (SEAL)'}`);
+
+  // client: keys and inputs; the evaluator side is built from the public bytes only
+  let t = performance.now();
+  const client: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
+  const bundle = client.publicBundle([]);
+  const keygenMs = performance.now() - t;
+  const keyBytes = bundle.publicKey.length + bundle.relinKeys.length;
+  const server = await evaluationBackend(bundle, mode);
+  const be = server.be;
+
+  const plainParams = toParams(ckpt.weights);
+  const plainOf = (node: string): Float32Array =>
+    tf.tidy(() => forward({ ...graph, output: node }, plainParams, tf.tensor(x, [n, ...graph.inputShape]), { training: false }).logits.dataSync() as Float32Array);
+  const decryptAll = (cts: unknown[]) => cts.map((c) => client.decrypt(be.serialize(c)));
   try {
-    const plainOf = (node: string): Float32Array => tf.tidy(() => forward({ ...graph, output: node }, params64, tf.tensor(x, [n, ...graph.inputShape]), { training: false }).logits.dataSync() as Float32Array);
+    t = performance.now();
+    const enc = encodeInputs(graph, x, n);
+    const sent = client.encrypt(enc.values);
+    const encryptMs = performance.now() - t;
+    const input = sent.map((b) => be.deserialize(b));
+
+    const layers: SequenceLayerError[] = [];
+    const refresher = refresh === 'client' ? new ClientRefresher(be, client) : null;
+    const onNode = opts.trace
+      ? (node: string, cts: unknown[]) => {
+          const ref = plainOf(node);
+          const got = decryptAll(cts);
+          let err = 0;
+          let mx = 0;
+          for (let s = 0; s < n; s++) {
+            for (let i = 0; i < got.length; i++) {
+              const r = ref[s * got.length + i];
+              err = Math.max(err, Math.abs(got[i][s] - r));
+              mx = Math.max(mx, Math.abs(r));
+            }
+          }
+          layers.push({ node, level: Math.min(...cts.map((c) => be.levelOf(c))), maxAbsError: err, maxAbs: mx });
+          log(`  ${node.padEnd(12)} level ${String(layers[layers.length - 1].level).padStart(2)}  max|err| ${fmt(err)}  (max|value| ${fmt(mx)})`);
+        }
+      : undefined;
+    t = performance.now();
+    const { output, report } = evaluateSequenceModel(be, graph, ckpt.weights, ckpt.ranges, input, {
+      levels: refresher ? { ensure: refresher.ensure as never, ms: () => refresher.ms } : undefined,
+      onNode,
+    });
+    const evalWall = performance.now() - t;
+    const traceMs = opts.trace ? evalWall - Object.values(report.ms).reduce((a, b) => a + b, 0) - (refresher?.ms ?? 0) : 0;
+    const evaluateMs = evalWall - (refresher?.ms ?? 0) - traceMs;
+    t = performance.now();
+    const outBytes = output.map((c) => be.serialize(c));
+    const logits = outBytes.map((b) => client.decrypt(b));
+    const decryptMs = performance.now() - t;
+    output.forEach((c) => be.free(c));
+
     const plain = plainOf(graph.output);
+    const C = graph.classes;
     let agree = 0;
     let encHits = 0;
     let plainHits = 0;
@@ -71,37 +185,76 @@ export async function validateSequenceCheckpoint(
       let pb = 0;
       let eb = 0;
       for (let c = 0; c < C; c++) {
-        const e = output[c].v[s];
-        maxErr = Math.max(maxErr, Math.abs(e - plain[s * C + c]));
+        const e = logits[c][s];
+        const d = Math.abs(e - plain[s * C + c]);
+        maxErr = Number.isNaN(d) ? Infinity : Math.max(maxErr, d);
         if (plain[s * C + c] > plain[s * C + pb]) pb = c;
-        if (e > output[eb].v[s]) eb = c;
+        if (e > logits[eb][s]) eb = c;
       }
       if (pb === eb) agree++;
-      if (eb === split.y[s]) encHits++;
-      if (pb === split.y[s]) plainHits++;
+      if (eb === y[s]) encHits++;
+      if (pb === y[s]) plainHits++;
     }
-    const layers: LayerError[] = [];
-    if (opts.trace) {
-      for (const node of graph.nodes) {
-        const cts = values.get(node.name);
-        if (!cts) continue;
-        const ref = plainOf(node.name);
-        const E = cts.length;
-        let err = 0;
-        let mx = 0;
-        for (let s = 0; s < n; s++) {
-          for (let i = 0; i < E; i++) {
-            const r = ref[s * E + i];
-            err = Math.max(err, Math.abs(cts[i].v[s] - r));
-            mx = Math.max(mx, Math.abs(r));
-          }
-        }
-        layers.push({ node: node.name, maxAbsError: err, maxAbs: mx, level: report.nodeLevels[node.name] });
-      }
-    }
-    const msPerSample = Object.fromEntries(Object.entries(report.ms).map(([k, v]) => [k, v / n]));
-    return { samples: n, agreement: agree / n, encryptedAccuracy: encHits / n, plaintextAccuracy: plainHits / n, maxLogitError: maxErr, report, msPerSample, layers, params };
+    const refreshMs = refresher?.ms ?? 0;
+    const pass = encryptMs + evaluateMs + refreshMs + decryptMs;
+    const refreshed = refresher?.ciphertexts ?? 0;
+    return {
+      checkpoint: ckpt.dir,
+      split: split.name,
+      task,
+      samples: n,
+      mode,
+      refresh,
+      params: summary,
+      paramsSource,
+      depth,
+      reciprocals,
+      plaintextAccuracy: plainHits / n,
+      encryptedAccuracy: encHits / n,
+      agreement: agree / n,
+      maxAbsError: maxErr,
+      componentMs: report.ms,
+      refreshMs,
+      refreshes: { count: refresher?.count ?? 0, ciphertexts: refreshed, where: refresher ? describeRefreshes(refresher.events) : [] },
+      timings: { keygenMs, encryptMs, evaluateMs, decryptMs, totalMs: performance.now() - t0 },
+      latencyMsPerSample: pass,
+      amortizedMsPerSample: pass / n,
+      ciphertexts: { input: sent.length, output: outBytes.length, refreshed },
+      bytes: {
+        keys: keyBytes,
+        clientToServer: keyBytes + sent.reduce((a, b) => a + b.length, 0) + (refresher?.bytesDown ?? 0),
+        serverToClient: outBytes.reduce((a, b) => a + b.length, 0) + (refresher?.bytesUp ?? 0),
+      },
+      ctCtMults: report.ctCtMults,
+      ptMults: report.ptMults,
+      layers: opts.trace ? layers : null,
+    };
   } finally {
-    for (const t of params64.values()) t.dispose();
+    for (const p of plainParams.values()) p.dispose();
+    server.close();
+    client.delete();
   }
 }
+
+/** The evaluator's backend, from the client's public bundle (bytes) only: it never sees the secret key. */
+async function evaluationBackend(bundle: ReturnType<ClientLike['publicBundle']>, mode: 'encrypt' | 'simulate'): Promise<{ be: CkksBackend<unknown>; close: () => void }> {
+  if (mode === 'simulate') return { be: new SimBackend(bundle.params, { noise: true, seed: 11 }) as CkksBackend<unknown>, close: () => {} };
+  const seal = await loadSeal();
+  const ctx = CkksContext.create(seal, bundle.params);
+  const keys = loadEvaluationKeys(ctx, bundle);
+  const be = new SealBackend(ctx, keys);
+  return {
+    be: be as CkksBackend<unknown>,
+    close: () => {
+      be.delete();
+      deleteEvaluationKeys(keys);
+      ctx.delete();
+    },
+  };
+}
+
+export function fmt(v: number): string {
+  return Math.abs(v) >= 1e-2 || v === 0 ? v.toFixed(4) : v.toExponential(2);
+}
+
+export { validateSequenceCheckpoint, type SequenceValidation } from './simulate-tall.js';
