@@ -127,7 +127,7 @@ export function evaluateSequenceModel<C>(
   const reciprocals: ReciprocalChoice[] = [];
   const values = new Map<string, C[]>([[INPUT, input]]);
   const nodeLevels: Record<string, number> = {};
-  const top = Math.min(...input.map((c) => be.levelOf(c)));
+  const top = Math.min(...present(input).map((c) => be.levelOf(c)));
   const w = (node: GraphNode, p: string) => {
     const t = weights.get(weightKey(node.name, p));
     if (!t) throw new Error(`missing weight ${weightKey(node.name, p)}`);
@@ -147,6 +147,9 @@ export function evaluateSequenceModel<C>(
     values.set(name, out);
     return out;
   };
+  const lastOnly = lastRowOnly(graph);
+  /** token rows a node computes: only the last one when every reader needs no other (a language model's last position) */
+  const rowsOf = (node: string, T: number): number[] => (lastOnly.has(node) ? [T - 1] : range(0, T));
   const readers = new Map<string, number>();
   for (const n of graph.nodes) for (const i of n.inputs) readers.set(i, (readers.get(i) ?? 0) + 1);
 
@@ -171,8 +174,8 @@ export function evaluateSequenceModel<C>(
         const table = w(node, 'table');
         const T = inShape[0];
         out = timed('embedding', () => {
-          const o: C[] = [];
-          for (let t = 0; t < T; t++) o.push(...ops.linear(x.slice(t * L.vocab, (t + 1) * L.vocab), L.dim, (i, j) => table[i * L.dim + j], () => 0));
+          const o: C[] = new Array<C>(T * L.dim);
+          for (const t of rowsOf(node.name, T)) place(o, t * L.dim, ops.linear(x.slice(t * L.vocab, (t + 1) * L.vocab), L.dim, (i, j) => table[i * L.dim + j], () => 0));
           return o;
         });
         break;
@@ -188,8 +191,8 @@ export function evaluateSequenceModel<C>(
         const b = L.bias ? w(node, 'bias') : null;
         const comp: Component = node.name === 'embed' ? 'embedding' : 'mlp';
         out = timed(comp, () => {
-          const o: C[] = [];
-          for (let t = 0; t < T; t++) o.push(...ops.linear(x.slice(t * F, (t + 1) * F), L.units, (i, j) => k[i * L.units + j], (j) => (b ? b[j] : 0)));
+          const o: C[] = new Array<C>(T * L.units);
+          for (const t of rowsOf(node.name, T)) place(o, t * L.units, ops.linear(x.slice(t * F, (t + 1) * F), L.units, (i, j) => k[i * L.units + j], (j) => (b ? b[j] : 0)));
           return o;
         });
         break;
@@ -208,24 +211,27 @@ export function evaluateSequenceModel<C>(
         reciprocals.push(choice);
         const scale = 1 / Math.sqrt(dh);
         const at = (step: string) => `${node.name}/${step}`;
-        const ctx: C[][] = Array.from({ length: T }, () => new Array<C>(D));
+        // the query rows this node must produce (all, or only the last for a language model's
+        // last block); keys and values are needed for every token either way
+        const rows = rowsOf(node.name, T);
+        const ctx: C[][] = rows.map(() => new Array<C>(D));
         // one head at a time: only its q | k | v columns are alive (batch-packed tensors are
         // one ciphertext per element, memory is the limit)
         for (let h = 0; h < H; h++) {
-          const cols = [...range(h * dh, dh), ...range(D + h * dh, dh), ...range(2 * D + h * dh, dh)];
-          // q | k | v of this head per token, 1/sqrt(dh) folded into q's columns
-          let qkv = timed('attention_products', () =>
-            Array.from({ length: T }, (_, t) =>
-              ops.linear(x.slice(t * D, (t + 1) * D), 3 * dh, (i, j) => kq[i * 3 * D + cols[j]] * (j < dh ? scale : 1), (j) => bq[cols[j]] * (j < dh ? scale : 1)),
-            ),
-          );
+          const qCols = range(h * dh, dh);
+          const kvCols = [...range(D + h * dh, dh), ...range(2 * D + h * dh, dh)];
+          const proj = (t: number, cols: number[]) =>
+            ops.linear(x.slice(t * D, (t + 1) * D), cols.length, (i, j) => kq[i * 3 * D + cols[j]] * (cols[j] < D ? scale : 1), (j) => bq[cols[j]] * (cols[j] < D ? scale : 1));
+          // q (1/sqrt(dh) folded into its columns) for the query rows, k | v for every token
+          const qkv0 = timed('attention_products', () => [...rows.map((t) => proj(t, qCols)), ...range(0, T).map((t) => proj(t, kvCols))]);
           // scores, their power and the value product in one stretch of levels
-          const flat = ensure(qkv.flat(), 2 + powerLevels(p), at('qkv'), true);
-          qkv = Array.from({ length: T }, (_, t) => flat.slice(t * 3 * dh, (t + 1) * 3 * dh));
-          const e = Array.from({ length: T }, (_, t) => {
+          const flat = ensure(qkv0.flat(), 2 + powerLevels(p), at('qkv'), true);
+          const q = rows.map((_, i) => flat.slice(i * dh, (i + 1) * dh));
+          const kv = range(0, T).map((u) => flat.slice((rows.length + u * 2) * dh, (rows.length + u * 2 + 2) * dh));
+          const e = q.map((qt) => {
             const s = timed('attention_products', () =>
               Array.from({ length: T }, (_, u) => {
-                const prods = Array.from({ length: dh }, (_, c) => ops.mul(qkv[t][c], qkv[u][dh + c]));
+                const prods = Array.from({ length: dh }, (_, c) => ops.mul(qt[c], kv[u][c]));
                 const r = ops.sum(prods);
                 prods.forEach((c) => be.free(c));
                 return r;
@@ -238,10 +244,10 @@ export function evaluateSequenceModel<C>(
           const den = timed('power_softmax', () => e.map((row) => ops.addConst(ops.sum(row), eps)));
           let r = timed('reciprocal', () => ops.reciprocalMany(den, approx, at('reciprocal')));
           den.forEach((c) => be.free(c));
-          for (let t = 0; t < T; t++) {
+          for (let i = 0; i < rows.length; i++) {
             let num = timed('attention_products', () =>
               Array.from({ length: dh }, (_, c) => {
-                const prods = Array.from({ length: T }, (_, u) => ops.mul(e[t][u], qkv[u][2 * dh + c]));
+                const prods = Array.from({ length: T }, (_, u) => ops.mul(e[i][u], kv[u][dh + c]));
                 const n = ops.sum(prods);
                 prods.forEach((q) => be.free(q));
                 return n;
@@ -249,17 +255,19 @@ export function evaluateSequenceModel<C>(
             );
             num = ensure(num, 1, at('normalize'), true);
             r = ensure(r, 1, at('normalize'), true);
-            timed('attention_products', () => num.forEach((n, c) => (ctx[t][h * dh + c] = ops.mul(n, r[t]))));
+            timed('attention_products', () => num.forEach((n, c) => (ctx[i][h * dh + c] = ops.mul(n, r[i]))));
             num.forEach((c) => be.free(c));
           }
           e.flat().forEach((c) => be.free(c));
           r.forEach((c) => be.free(c));
-          qkv.flat().forEach((c) => be.free(c));
+          flat.forEach((c) => be.free(c));
         }
         const ctxFlat = ensure(ctx.flat(), 1, at('out'), true);
-        out = timed('attention_products', () =>
-          Array.from({ length: T }, (_, t) => ops.linear(ctxFlat.slice(t * D, (t + 1) * D), D, (i, j) => ko[i * D + j], (j) => bo[j])).flat(),
-        );
+        out = timed('attention_products', () => {
+          const o = new Array<C>(T * D);
+          rows.forEach((t, i) => place(o, t * D, ops.linear(ctxFlat.slice(i * D, (i + 1) * D), D, (a, j) => ko[a * D + j], (j) => bo[j])));
+          return o;
+        });
         ctxFlat.forEach((c) => be.free(c));
         break;
       }
@@ -271,8 +279,8 @@ export function evaluateSequenceModel<C>(
         const b = w(node, 'beta');
         const f = fitInvSqrt(poly.range[0], poly.range[1], poly.iterations);
         out = timed('norm', () => {
-          const o: C[] = [];
-          for (let t = 0; t < T; t++) {
+          const o: C[] = new Array<C>(T * D);
+          for (const t of rowsOf(node.name, T)) {
             let xc = ops.linear(x.slice(t * D, (t + 1) * D), D, (i, j) => (i === j ? 1 : 0) - 1 / D, () => 0);
             xc = ensure(xc, 2, `${node.name}/variance`, true);
             const sq = xc.map((c) => ops.square(c));
@@ -282,7 +290,7 @@ export function evaluateSequenceModel<C>(
             [r] = ensure([r], 1, `${node.name}/scale`, true);
             xc = ensure(xc, 1, `${node.name}/scale`, true);
             const y = xc.map((c) => ops.mul(c, r));
-            o.push(...ops.linear(y, D, (i, j) => (i === j ? g[i] : 0), (j) => b[j]));
+            place(o, t * D, ops.linear(y, D, (i, j) => (i === j ? g[i] : 0), (j) => b[j]));
             [...xc, ...y, v, r].forEach((c) => be.free(c));
           }
           return o;
@@ -310,7 +318,8 @@ export function evaluateSequenceModel<C>(
         break;
       }
       case 'add':
-        out = x.map((c, i) => ins.slice(1).reduce((acc, other) => {
+        // only where the node computes rows: an input may hold more rows than this node needs
+        out = (lastOnly.has(node.name) ? onlyLastRow(x, shapes.get(node.name)!) : x).map((c, i) => ins.slice(1).reduce((acc, other) => {
           const r = ops.add(acc, other[i]);
           if (acc !== c) be.free(acc);
           return r;
@@ -345,7 +354,7 @@ export function evaluateSequenceModel<C>(
         throw new Error(`${node.name}: layer ${L.op} is not supported by the transformer evaluator`);
     }
     values.set(node.name, out);
-    nodeLevels[node.name] = top - Math.min(...out.map((c) => be.levelOf(c)));
+    nodeLevels[node.name] = top - Math.min(...present(out).map((c) => be.levelOf(c)));
     opts.onNode?.(node.name, out);
     // free what no later node reads
     if (!opts.keepAll) {
@@ -365,6 +374,45 @@ export function evaluateSequenceModel<C>(
     values,
     report: { ms, levelsUsed: nodeLevels[graph.output], nodeLevels, reciprocals, ctCtMults: ops.ctCt, ptMults: ops.ptMults },
   };
+}
+
+/**
+ * Nodes of which only the last token row is ever read: a language model pools the last
+ * position, so its last block's per-token layers (and the queries of its attention) need no
+ * other row. Keys and values of an attention need every row of their input.
+ */
+export function lastRowOnly(graph: Graph): Set<string> {
+  const readersOf = new Map<string, GraphNode[]>();
+  for (const n of graph.nodes) for (const i of n.inputs) readersOf.set(i, [...(readersOf.get(i) ?? []), n]);
+  const perToken = new Set(['embedding', 'pos_embedding', 'token_dense', 'batchnorm', 'activation', 'add', 'layernorm']);
+  const last = new Set<string>();
+  for (const n of [...graph.nodes].reverse()) {
+    if (n.name === graph.output) continue;
+    const rs = readersOf.get(n.name) ?? [];
+    const onlyLast = rs.length > 0 && rs.every((r) => {
+      const L = layerOf(r);
+      return (L.op === 'seq_pool' && L.mode === 'last') || (perToken.has(L.op) && last.has(r.name));
+    });
+    if (onlyLast) last.add(n.name);
+  }
+  return last;
+}
+
+/** Ciphertexts of a tensor that were computed (rows a node skipped are holes). */
+function present<C>(cts: C[]): C[] {
+  return cts.filter(() => true);
+}
+
+function place<C>(into: C[], at: number, cts: C[]): void {
+  cts.forEach((c, i) => (into[at + i] = c));
+}
+
+/** The same tensor with every row but the last left as holes. */
+function onlyLastRow<C>(cts: C[], shape: number[]): C[] {
+  const F = shape[shape.length - 1];
+  const out = new Array<C>(cts.length);
+  place(out, cts.length - F, cts.slice(cts.length - F));
+  return out;
 }
 
 /** Levels a node spends before any internal refresh point (attention and layernorm have their own). */

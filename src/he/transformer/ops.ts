@@ -187,8 +187,10 @@ export class HeOps<C> {
     let a = this.ensure(as.map((c) => this.be.clone(c)), 1, at, true);
     let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
     for (let k = 0; k < f.iterations; k++) {
-      a = this.ensure(a, 2, at, true);
-      y = this.ensure(y, 2, at, true);
+      // one round trip for both (a keeps its level: products copy it down)
+      const both = this.ensure([...a, ...y], 2, at, true);
+      a = both.slice(0, a.length);
+      y = both.slice(a.length);
       y = y.map((yi, i) => {
         const ay = this.mul(a[i], yi);
         const yay = this.mul(yi, ay);
@@ -209,8 +211,9 @@ export class HeOps<C> {
     let halfA = a.map((c) => this.mulConst(c, -0.5));
     a.forEach((c) => this.be.free(c));
     for (let k = 0; k < f.iterations; k++) {
-      halfA = this.ensure(halfA, 2, at, true);
-      y = this.ensure(y, 2, at, true);
+      const both = this.ensure([...halfA, ...y], 2, at, true);
+      halfA = both.slice(0, halfA.length);
+      y = both.slice(halfA.length);
       y = y.map((yi, i) => {
         const y2 = this.square(yi);
         const u = this.mul(halfA[i], yi);
