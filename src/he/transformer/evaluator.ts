@@ -242,7 +242,7 @@ export function evaluateSequenceModel<C>(
             return pw;
           });
           const den = timed('power_softmax', () => e.map((row) => ops.addConst(ops.sum(row), eps)));
-          let r = timed('reciprocal', () => ops.reciprocalMany(den, approx, at('reciprocal')));
+          const r = timed('reciprocal', () => ops.reciprocalMany(den, approx, at('reciprocal')));
           den.forEach((c) => be.free(c));
           for (let i = 0; i < rows.length; i++) {
             let num = timed('attention_products', () =>
@@ -253,8 +253,10 @@ export function evaluateSequenceModel<C>(
                 return n;
               }),
             );
-            num = ensure(num, 1, at('normalize'), true);
-            r = ensure(r, 1, at('normalize'), true);
+            // one round trip for the row's numerators and its reciprocal
+            const both = ensure([...num, r[i]], 1, at('normalize'), true);
+            num = both.slice(0, dh);
+            r[i] = both[dh];
             timed('attention_products', () => num.forEach((n, c) => (ctx[i][h * dh + c] = ops.mul(n, r[i]))));
             num.forEach((c) => be.free(c));
           }
