@@ -6,6 +6,7 @@ import { runEval } from './eval.js';
 import { runSummary } from './summary.js';
 import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
+import { runPrune } from './prune.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -72,6 +73,23 @@ export async function main(argv: string[]): Promise<number> {
           }),
       )
       .command(
+        'prune <checkpoint>',
+        'HE-aware pruning: remove whole units (ciphertexts) or small weights, then fine-tune with the mask fixed',
+        (y) =>
+          y
+            .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('sparsity', { type: 'number', demandOption: true, describe: 'fraction of units (hepex) or weights (magnitude) to remove, in [0, 1)' })
+            .option('method', { type: 'string', default: 'hepex', choices: ['hepex', 'magnitude'], describe: 'hepex: permute units and prune whole tiles; magnitude: smallest weights' })
+            .option('tile', { type: 'number', default: 1, describe: 'units per tile (ciphertext); hepex prunes whole tiles' })
+            .option('epochs', { type: 'number', default: 3, describe: 'fine-tuning epochs with the mask held fixed' })
+            .option('lr', { type: 'number', describe: 'fine-tuning learning rate (default: a third of the recipe\'s)' })
+            .option('expand', { type: 'boolean', default: true, describe: 'hepex: keep every weight of the surviving tiles' })
+            .option('out', { type: 'string', describe: 'output checkpoint (default CHECKPOINT-METHOD-PERCENT)' })
+            .option('backend', { type: 'string' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runPrune({ checkpoint: a.checkpoint, sparsity: a.sparsity, method: a.method, tile: a.tile, epochs: a.epochs, lr: a.lr, expand: a.expand, out: a.out, backend: a.backend, json: a.json }),
+      )
+      .command(
         'sample <checkpoint>',
         'generate text with a character-level language model (a text recipe, e.g. charlm-poly)',
         (y) =>
@@ -85,7 +103,7 @@ export async function main(argv: string[]): Promise<number> {
             .option('json', { type: 'boolean', default: false }),
         (a) => runSample({ checkpoint: a.checkpoint, prompt: a.prompt, length: a.length, temperature: a.temperature, seed: a.seed, backend: a.backend, json: a.json }),
       )
-      .demandCommand(1, 'name a command: train, eval, summary, he-validate, sample')
+      .demandCommand(1, 'name a command: train, eval, summary, he-validate, prune, sample')
       .strict()
       .recommendCommands()
       .fail((msg, err) => {

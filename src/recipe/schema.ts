@@ -249,6 +249,22 @@ export const RangeSchema = z.strictObject({
   weight: z.number().min(0).default(0.01),
 });
 
+/** HE-aware pruning after training (src/train/prune.ts); also `hepoly prune CHECKPOINT` */
+export const PruneSchema = z.strictObject({
+  /** what the pruning should remove: whole ciphertexts (pruned units fill whole tiles) */
+  target: z.enum(['ciphertexts']).default('ciphertexts'),
+  /** fraction of weights (magnitude) or of hidden units (HE-PEx) to remove */
+  sparsity: z.number().min(0).lt(1, 'sparsity must be below 1 (1 would remove every weight)'),
+  /** HE-PEx: reorder units so the pruned ones fill whole tiles; false: plain magnitude pruning */
+  permute: z.boolean().default(true),
+  /** HE-PEx expansion: weights inside surviving tiles are restored, then fine-tuned with the mask fixed */
+  expand: z.boolean().default(true),
+  /** units per tile (a ciphertext's worth of neurons/channels); pruned units come in whole tiles */
+  tile: posInt.default(1),
+  /** fine-tuning epochs after pruning (mask held fixed) */
+  epochs: z.number().int().min(0).default(3),
+});
+
 export const RecipeSchema = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" or "-" (it names the checkpoint folder)'),
   description: z.string().optional(),
@@ -262,6 +278,8 @@ export const RecipeSchema = z.strictObject({
   range: RangeSchema.optional(),
   /** start from the weights of a compatible checkpoint (same layer names and shapes) */
   init_from: z.string().optional(),
+  /** prune after training (HE-PEx or magnitude), then fine-tune with the mask fixed */
+  prune: PruneSchema.optional(),
 });
 
 export type Recipe = z.infer<typeof RecipeSchema>;
@@ -277,4 +295,5 @@ export type CnnLayerConfig = z.infer<typeof CnnLayerSchema>;
 export type TrainConfig = z.infer<typeof TrainSchema>;
 export type DistillConfig = z.infer<typeof DistillSchema>;
 export type RangeConfig = z.infer<typeof RangeSchema>;
+export type PruneConfig = z.infer<typeof PruneSchema>;
 export type ActivationConfig = z.infer<typeof ActivationSchema>;

@@ -66,6 +66,8 @@ export interface Checkpoint {
   state: TrainState;
   optimizer: OptimizerState | null;
   summary: unknown;
+  /** pruning record and masks (prune.json), kept so fine-tuning and --resume hold the mask */
+  prune?: unknown;
 }
 
 const FORMAT = 'hepoly-checkpoint';
@@ -125,6 +127,8 @@ export interface CheckpointContents {
   state: TrainState;
   optimizer: OptimizerState | null;
   summary: unknown;
+  /** written as prune.json when present (src/train/prune.ts) */
+  prune?: unknown;
 }
 
 export function saveCheckpoint(dir: string, c: CheckpointContents): void {
@@ -139,6 +143,7 @@ export function saveCheckpoint(dir: string, c: CheckpointContents): void {
     ['summary.json', JSON.stringify(c.summary, null, 2)],
   ];
   if (c.ranges) files.push(['ranges.json', JSON.stringify(c.ranges, null, 2)]);
+  if (c.prune) files.push(['prune.json', JSON.stringify(c.prune)]);
   if (c.optimizer) {
     files.push(['optimizer.bin', packFloats(c.optimizer.data)]);
     files.push(['optimizer.json', JSON.stringify({ names: c.optimizer.names, shapes: c.optimizer.shapes })]);
@@ -243,6 +248,7 @@ export function loadCheckpoint(dirArg: string): Checkpoint {
     state: json<TrainState>('state.json'),
     optimizer,
     summary: json<unknown>('summary.json'),
+    ...(m.files['prune.json'] ? { prune: json<unknown>('prune.json') } : {}),
   };
 }
 

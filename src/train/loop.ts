@@ -25,6 +25,7 @@ import { HepolyError } from '../util/errors.js';
 import { makeRng, permutation } from '../util/rng.js';
 import { shortPath } from '../recipe/load.js';
 import { existsSync } from 'node:fs';
+import { holdPruneMask } from './prune-mask.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -84,6 +85,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);
   run.recipeFile = recipeFile;
+  if (previous?.prune) holdPruneMask(run, previous.prune);
   try {
     if (previous?.optimizer) await run.restoreOptimizer(previous.optimizer);
     let best = Math.max(-Infinity, ...metrics.map((m) => m.val_accuracy));
@@ -220,6 +222,10 @@ function firstDifference(a: unknown, b: unknown, path = ''): string {
 export class Run {
   /** named in error messages */
   recipeFile = 'the recipe';
+  /** runs after every optimizer step (pruning holds its mask here) */
+  afterStep: (() => void) | null = null;
+  /** saved as prune.json with every checkpoint */
+  prune: unknown = null;
   readonly params: ParamMap = new Map();
   private readonly trainable: { key: string; node: GraphNode; variable: tf.Variable }[] = [];
   private readonly optimizer: tf.Optimizer;
@@ -378,6 +384,7 @@ export class Run {
       s.mean.dispose();
       s.variance.dispose();
     }
+    this.afterStep?.();
     return { loss: lossValue, correct: correct!, oor };
   }
 
@@ -427,6 +434,7 @@ export class Run {
       state,
       optimizer: await this.optimizerState(),
       summary,
+      prune: this.prune,
     });
     return { trainAccuracy, testAccuracy };
   }
