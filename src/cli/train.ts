@@ -1,6 +1,7 @@
 import { loadRecipe, shortPath } from '../recipe/load.js';
 import { train } from '../train/loop.js';
 import { consoleCallbacks } from './progress.js';
+import { checkPrunable, pruneCheckpoint, specFromRecipe } from '../train/prune.js';
 
 export interface TrainArgs {
   recipe: string;
@@ -13,6 +14,8 @@ export interface TrainArgs {
 
 export async function runTrain(a: TrainArgs): Promise<void> {
   const { recipe, file } = loadRecipe(a.recipe, a.set ?? []);
+  // refused before training, not after an hour of it
+  if (recipe.prune) checkPrunable(recipe.model, specFromRecipe(recipe.prune), shortPath(file));
   const result = await train({
     recipe,
     recipeFile: shortPath(file),
@@ -21,5 +24,16 @@ export async function runTrain(a: TrainArgs): Promise<void> {
     backend: a.backend,
     callbacks: consoleCallbacks((l) => console.log(l), !!process.stdout.isTTY && !a.json),
   });
+  if (recipe.prune) {
+    const pruned = await pruneCheckpoint({
+      checkpoint: result.checkpoint,
+      out: result.checkpoint,
+      spec: specFromRecipe(recipe.prune),
+      epochs: recipe.prune.epochs,
+      backend: a.backend,
+      log: (l) => console.log(l),
+    });
+    Object.assign(result, pruned.split === 'test' ? { test_accuracy: pruned.accuracy_finetuned } : {}, { prune: pruned });
+  }
   if (a.json) console.log(JSON.stringify(result));
 }
