@@ -63,7 +63,7 @@ export const REFERENCE_MODELS: Record<ModelName, { model: Record<string, unknown
     inputShape: [28, 28, 1],
   },
   // ResNet-14 (2 basic blocks per stage, 16/32/64), bias-free convs, BN, quad, 1x1 projections
-  resnet: { model: { kind: 'resnet', depth: 14, widths: [16, 32, 64], skip: 'standard', activation: { kind: 'quad' } }, inputShape: [32, 32, 3] },
+  resnet: { model: { kind: 'resnet', depth: 14, widths: [16, 32, 64], skip: 'standard', post_add_bn: false, activation: { kind: 'quad' } }, inputShape: [32, 32, 3] },
 };
 
 interface Args {

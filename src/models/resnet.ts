@@ -60,7 +60,8 @@ export function buildResnet(cfg: ResnetConfig, inputShape: number[], classes: nu
         }
         // a polynomial on the un-normalized residual stream compounds block after block
         // (x + 0.1x^2 nine times overflows float32 at init); the BN folds into the add
-        h = bn(`${p}_bn3`, add(`${p}_add`, { op: 'add' }, [h, shortcut]));
+        h = add(`${p}_add`, { op: 'add' }, [h, shortcut]);
+        if (cfg.post_add_bn) h = bn(`${p}_bn3`, h);
       }
       x = activation(`${p}_act2`, h);
       channels = width;

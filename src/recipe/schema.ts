@@ -144,6 +144,11 @@ const ResnetModel = z.strictObject({
    * same source (the stage input), so fewer distinct values must be level-aligned under HE
    */
   skip: z.enum(['standard', 'dirac', 'shared-source']).default('standard'),
+  /**
+   * batchnorm after each residual add, before the activation: without it a polynomial on the
+   * residual stream compounds block after block (a ResNet-20 of quads overflows at init)
+   */
+  post_add_bn: z.boolean().default(true),
   activation: ActivationSchema.default({ kind: 'quad' }),
   /** zero-pad the input image to this height and width (e.g. 28 -> 32) */
   pad_to: posInt.optional(),
