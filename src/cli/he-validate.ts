@@ -39,6 +39,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
     trace: !!a.trace,
     mode: (a.mode ?? 'encrypt') as 'encrypt' | 'simulate',
     workers: a.workers,
+    refresh: (a.refresh ?? 'none') as 'none' | 'client',
     log: (line) => console.log(line),
   });
   for (const line of reportText(report)) console.log(line);

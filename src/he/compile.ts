@@ -8,6 +8,7 @@ import {
   weightKey,
 } from '../models/graph.js';
 import { HepolyError } from '../util/errors.js';
+import { foldForInference } from '../models/fold.js';
 import type { HeProgram, LayerBudget, StructOp, Step, TensorInfo, WeightedOp } from './program.js';
 import { structOutShape, weightedOutShape } from './program.js';
 import { conv2d, convGeometry, dense, globalSum, pad, size, sumpool } from './tensor-ops.js';
@@ -52,8 +53,10 @@ export interface CompileOptions {
   source?: string;
 }
 
-export function compileProgram(graph: Graph, weights: WeightMap, opts: CompileOptions = {}): HeProgram {
-  refuseNonPolynomial(graph, opts.source ?? 'checkpoint');
+export function compileProgram(trained: Graph, trainedWeights: WeightMap, opts: CompileOptions = {}): HeProgram {
+  refuseNonPolynomial(trained, opts.source ?? 'checkpoint');
+  // Dirac convs (alpha*I + W) become one plain conv: no skip addition left to encrypt
+  const { graph, weights } = foldForInference(trained, trainedWeights);
   return new Compiler(graph, weights, opts.source ?? 'checkpoint').run();
 }
 

@@ -108,26 +108,42 @@ export function chooseParams(req: ParamsRequirement): HeParams {
   const head = headroomBitsFor(req.maxAbs);
   for (const N of RING_DEGREES) {
     if (req.minSlots && N / 2 < req.minSlots) continue;
-    const budget = TC128_MAX_BITS[N];
-    for (let s = MAX_USEFUL_SCALE_BITS; s >= minScale; s--) {
-      const q0 = Math.min(MAX_PRIME_BITS, s + head);
-      if (q0 - s < head) continue;
-      const special = Math.max(q0, s);
-      const bits = [q0, ...new Array<number>(req.depth).fill(s), special];
-      if (bits.reduce((a, b) => a + b, 0) <= budget && primesExist(N, s, req.depth)) {
-        return { polyModulusDegree: N, coeffModulusBits: bits, scaleBits: s };
-      }
-    }
+    const p = paramsAtRing(N, req);
+    if (p) return p;
   }
   const maxN = RING_DEGREES[RING_DEGREES.length - 1];
   const q0 = Math.min(MAX_PRIME_BITS, minScale + head);
-  const maxDepth = Math.floor((TC128_MAX_BITS[maxN] - 2 * q0) / minScale);
+  const maxDepth = maxDepthAtRing(maxN, req.maxAbs, minScale);
   throw new HepolyError(
     `no 128-bit-secure CKKS parameters fit this network: it needs multiplicative depth ${req.depth} ` +
       `(${req.depth} levels of ${minScale} bits plus ${2 * q0} bits for the first and special primes = ${req.depth * minScale + 2 * q0} bits), ` +
       `but the largest secure ring (N=${maxN}) allows ${TC128_MAX_BITS[maxN]} bits, i.e. depth ${maxDepth}. ` +
-      `Use fewer activation layers or lower-degree polynomials (each quad costs 1 level, a degree-d poly ceil(log2 d)), then retrain`,
+      `Use fewer activation layers or lower-degree polynomials (each quad costs 1 level, a degree-d poly ceil(log2 d)), then retrain; ` +
+      `or pass --refresh client (the client re-encrypts where the levels run out: interactive, counted in the report)`,
   );
+}
+
+/** The largest scale ring N allows for the requirement's depth, or null when it does not fit. */
+export function paramsAtRing(N: number, req: ParamsRequirement): HeParams | null {
+  const minScale = req.minScaleBits ?? DEFAULT_SCALE_BITS;
+  const head = headroomBitsFor(req.maxAbs);
+  const budget = TC128_MAX_BITS[N];
+  for (let s = MAX_USEFUL_SCALE_BITS; s >= minScale; s--) {
+    const q0 = Math.min(MAX_PRIME_BITS, s + head);
+    if (q0 - s < head) continue;
+    const special = Math.max(q0, s);
+    const bits = [q0, ...new Array<number>(req.depth).fill(s), special];
+    if (bits.reduce((a, b) => a + b, 0) <= budget && primesExist(N, s, req.depth)) {
+      return { polyModulusDegree: N, coeffModulusBits: bits, scaleBits: s };
+    }
+  }
+  return null;
+}
+
+/** Most levels a 128-bit-secure chain at ring N holds at the smallest default scale. */
+export function maxDepthAtRing(N: number, maxAbs: number, minScale = DEFAULT_SCALE_BITS): number {
+  const q0 = Math.min(MAX_PRIME_BITS, minScale + headroomBitsFor(maxAbs));
+  return Math.max(0, Math.floor((TC128_MAX_BITS[N] - 2 * q0) / minScale));
 }
 
 /** SEAL needs `count` distinct primes of `bits` bits congruent to 1 mod 2N. */
@@ -172,7 +188,8 @@ export function checkParams(p: HeParams, req: ParamsRequirement, file = '--param
     fail(
       'coeff_modulus_bits',
       `the network needs depth ${req.depth} but these ${bits.length} primes give ${levels} levels ([q0, ${levels} level primes, special])`,
-      `Add ${req.depth - levels} more level prime(s) of ${p.scaleBits} bits${total + (req.depth - levels) * p.scaleBits > max ? ` and raise poly_modulus_degree (the total would exceed ${max} bits)` : ''}, or use --params auto`,
+      `Add ${req.depth - levels} more level prime(s) of ${p.scaleBits} bits${total + (req.depth - levels) * p.scaleBits > max ? ` and raise poly_modulus_degree (the total would exceed ${max} bits)` : ''}, or use --params auto, ` +
+        'or pass --refresh client (the client re-encrypts where the levels run out: interactive, counted in the report), or use a shallower model (fewer activation layers)',
     );
   }
   if (!Number.isFinite(p.scaleBits) || p.scaleBits < MIN_SCALE_BITS) {

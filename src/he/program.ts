@@ -65,6 +65,17 @@ export interface HeProgram {
   output: number;
   depth: number;
   layers: LayerBudget[];
+  /**
+   * `--refresh client` only: points where the chain ran out of levels. Before step `before`,
+   * each `src` goes back to the client, which decrypts it and encrypts the same slots again as
+   * `out` (depth 0); later steps read `out`. Absent or empty: the program is one segment.
+   */
+  refreshes?: RefreshPoint[];
+}
+
+export interface RefreshPoint {
+  before: number;
+  tensors: { src: number; out: number }[];
 }
 
 /** Which steps read each tensor (to free ciphertexts after their last use). */

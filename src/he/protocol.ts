@@ -38,6 +38,8 @@ export type ToWorker =
   | { type: 'init'; init: WorkerInit }
   | { type: 'stage'; id: number; stage: number; group: number[]; buffers: SharedArrayBuffer[]; sources: TensorRefs[] }
   | { type: 'sample'; id: number; inputs: Uint8Array[]; trace: boolean }
+  /** sample packing with client refreshes: one segment [from, to) of one sample's pass */
+  | { type: 'segment'; id: number; from: number; to: number; tensors: { tensor: number; cts: Uint8Array[] }[]; keep: number[] }
   | { type: 'close' };
 
 /** heapBytes: the worker isolate's external memory, i.e. its SEAL wasm heap (it only grows). */
@@ -45,4 +47,5 @@ export type FromWorker =
   | { type: 'ready'; prepareMs: number; heapBytes: number }
   | { type: 'stageDone'; id: number; buffer: SharedArrayBuffer; exports: { tensor: number; elems: [number, number, number][] }[]; counts: OpCounts; ms: number; heapBytes: number }
   | { type: 'sampleDone'; id: number; outputs: Uint8Array[]; trace: { tensor: number; cts: Uint8Array[] }[]; counts: OpCounts; ms: number; heapBytes: number }
+  | { type: 'segmentDone'; id: number; outputs: { tensor: number; cts: Uint8Array[] }[]; counts: OpCounts; ms: number; heapBytes: number }
   | { type: 'error'; id: number; message: string; stack?: string };

@@ -97,7 +97,10 @@ export function applyStructOp(op: StructOp, x: Float64Array, shape: number[]): F
 export function programForward(p: HeProgram, x: Float64Array): Float64Array[] {
   const vals: Float64Array[] = [];
   vals[p.input] = x;
-  for (const s of p.steps) {
+  const refreshAt = new Map((p.refreshes ?? []).map((r) => [r.before, r.tensors]));
+  for (const [i, s] of p.steps.entries()) {
+    // a client refresh re-encrypts the same values: exact arithmetic sees no change
+    for (const { src, out } of refreshAt.get(i) ?? []) vals[out] = vals[src];
     if (s.kind === 'linear') {
       const out = new Float64Array(size(p.tensors[s.out].shape));
       for (const t of s.terms) {

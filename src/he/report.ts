@@ -30,6 +30,7 @@ export function reportMarkdown(r: ValidationReport): string {
   lines.push(`| scale | 2^${p.scaleBits}, q0 headroom ${p.headroomBits} bits |`);
   lines.push(`| levels | ${p.levels} available, ${r.depth} used |`);
   lines.push(`| security | ${p.securityBits}-bit (SEAL tc128) |`, '');
+  if (r.refreshes) lines.push(...refreshMarkdown(r));
   lines.push('## Level budget per layer', '', '| layer | op | levels | how |', '|---|---|---|---|');
   for (const l of r.layers) lines.push(`| ${l.node} | ${l.op} | ${l.levels} | ${l.how} |`);
   lines.push('');
@@ -69,6 +70,15 @@ export function reportText(r: ValidationReport): string[] {
     `ops: ${r.ops.rotations} rotations, ${r.ops.ctCtMults} ct-ct mults, ${r.ops.ptMults} plaintext mults, ${r.ops.rescales} rescales; levels ${r.depth} of ${r.params.levels}`,
     `peak memory ${r.peakRssMb.toFixed(0)} MiB RSS (SEAL wasm heaps ${r.workerHeapMb.toFixed(0)} MiB over ${r.workers} workers)`,
   ];
+  if (r.refreshes) {
+    const f = r.refreshes;
+    lines.push(
+      f.perPass
+        ? `interactive steps (--refresh client): ${f.perPass} client refresh${f.perPass === 1 ? '' : 'es'} per sample, ${f.total} in all (depth ${r.depth} on ${r.params.levels} levels)`
+        : `interactive steps (--refresh client): none needed (depth ${r.depth} fits ${r.params.levels} levels)`,
+    );
+    for (const p of f.points) lines.push(`  refresh before ${p.before}: ${p.ciphertexts} ciphertexts, ${fmtBytes(p.bytesToClient)} to the client, ${fmtBytes(p.bytesToServer)} back (${p.tensors.join('; ')})`);
+  }
   const o = r.outOfRange;
   if (o.checked && (o.inputSamples || o.activationSamples)) {
     lines.push(
@@ -83,6 +93,24 @@ export function reportText(r: ValidationReport): string[] {
     for (const e of r.layerErrors) {
       lines.push(`  level ${e.level}, scale 2^${e.scaleBits.toFixed(2)}  max err ${e.maxAbsError.toExponential(2)}  max |v| ${e.maxAbsValue.toPrecision(3)}  ${e.label}`);
     }
+  }
+  return lines;
+}
+
+/** The interactive steps of a --refresh client run: each round trip to the client, named. */
+function refreshMarkdown(r: ValidationReport): string[] {
+  const f = r.refreshes!;
+  const lines = ['## Interactive steps (--refresh client)', ''];
+  lines.push(
+    `The network needs depth ${r.depth}; the chain has ${r.params.levels} levels and SEAL has no bootstrapping, so the server sent ` +
+      `ciphertexts back to the client ${f.perPass} time${f.perPass === 1 ? '' : 's'} per sample (${f.total} in all), which decrypted and re-encrypted them at the top level. ` +
+      'In this validation run the client is the model owner; in a deployment each refresh shows the data owner an intermediate activation.',
+    '',
+  );
+  if (f.points.length) {
+    lines.push('| # | before layer | tensors | ciphertexts / sample | to client / sample | to server / sample |', '|---|---|---|---|---|---|');
+    f.points.forEach((p, i) => lines.push(`| ${i + 1} | ${p.before} | ${p.tensors.join('; ')} | ${p.ciphertexts} | ${fmtBytes(p.bytesToClient)} | ${fmtBytes(p.bytesToServer)} |`));
+    lines.push('');
   }
   return lines;
 }

@@ -7,6 +7,7 @@ import { type OpCounts, addCounts, zeroCounts } from './backend.js';
 import { channelGroups, planStages, type Stage } from './packing/batch.js';
 import { levelsOf } from './params.js';
 import type { FromWorker, Packing, Ref, TensorRefs, ToWorker, WorkerInit } from './protocol.js';
+import { type RefreshChannel, type RefreshRecord, programSegments, refreshPointName } from './refresh.js';
 
 /**
  * The evaluating party. It receives bytes only (public, relinearization and Galois keys, the
@@ -94,6 +95,8 @@ export class HEServer {
   readonly received: { what: string; bytes: Uint8Array }[] = [];
   counts: OpCounts = zeroCounts();
   prepareMs = 0;
+  /** per refresh point, summed over every sample that crossed it */
+  readonly refreshes: RefreshRecord[] = [];
   private nextId = 1;
   private stages: Stage[] | null = null;
 
@@ -221,10 +224,23 @@ export class HEServer {
     return { outputs: bytesOf(store.get(p.output)!), tensors };
   }
 
-  /** Sample packing: many samples, each sample's ciphertexts to one worker. */
-  async evaluateSamples(samples: Uint8Array[][], trace = false): Promise<{ outputs: Uint8Array[][]; trace: { tensor: number; cts: Uint8Array[] }[][]; ms: number[] }> {
+  /**
+   * Sample packing: many samples, each sample's ciphertexts to one worker. A program cut for
+   * `--refresh client` runs segment by segment; between two, the tensors the rest needs go
+   * through `refresh` (the client) and come back as fresh ciphertexts.
+   */
+  async evaluateSamples(
+    samples: Uint8Array[][],
+    trace = false,
+    refresh?: RefreshChannel,
+  ): Promise<{ outputs: Uint8Array[][]; trace: { tensor: number; cts: Uint8Array[] }[][]; ms: number[] }> {
     if (this.packing !== 'sample') throw new Error('server was started for batch packing');
     if (this.audit) for (const s of samples) for (const b of s) this.received.push({ what: 'input ciphertext', bytes: b });
+    if (this.program.refreshes?.length) {
+      if (!refresh) throw new Error('internal: a program cut for --refresh client needs a refresh channel to the client');
+      const runs = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => this.runSegmented(h, inputs, refresh)));
+      return { outputs: runs.map((r) => r.outputs), trace: runs.map(() => []), ms: runs.map((r) => r.ms) };
+    }
     const results = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => h.request({ type: 'sample', id: this.nextId++, inputs, trace })));
     const outputs: Uint8Array[][] = [];
     const traces: { tensor: number; cts: Uint8Array[] }[][] = [];
@@ -237,6 +253,34 @@ export class HEServer {
       this.counts = addCounts(this.counts, r.counts);
     }
     return { outputs, trace: traces, ms };
+  }
+
+  private async runSegmented(h: WorkerHandle, inputs: Uint8Array[], refresh: RefreshChannel): Promise<{ outputs: Uint8Array[]; ms: number }> {
+    const p = this.program;
+    const segs = programSegments(p);
+    let carry = [{ tensor: p.input, cts: inputs }];
+    let ms = 0;
+    for (let j = 0; j < segs.length; j++) {
+      const seg = segs[j];
+      const r = await h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors: carry, keep: seg.outputs });
+      if (r.type !== 'segmentDone') throw new Error('internal: unexpected worker reply');
+      ms += r.ms;
+      this.counts = addCounts(this.counts, r.counts);
+      if (j === segs.length - 1) return { outputs: r.outputs[0].cts, ms };
+      const point = p.refreshes![j];
+      const rec = (this.refreshes[j] ??= { before: refreshPointName(p, point), tensors: point.tensors.map((t) => p.tensors[t.src].label), ciphertexts: 0, bytesToClient: 0, bytesToServer: 0 });
+      carry = [];
+      for (const { src, out } of point.tensors) {
+        const sent = r.outputs.find((o) => o.tensor === src)!.cts;
+        const back = await refresh(p.tensors[src].label, sent);
+        rec.ciphertexts += sent.length;
+        rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
+        rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
+        if (this.audit) for (const b of back) this.received.push({ what: 'refreshed ciphertext', bytes: b });
+        carry.push({ tensor: out, cts: back });
+      }
+    }
+    throw new Error('internal: a program has at least one segment');
   }
 
   /** Hands the received blobs to a check (tests) without exposing the worker plumbing. */

@@ -11,13 +11,17 @@ import type { HeProgram, LayerBudget } from './program.js';
 import {
   type HeParams,
   type ParamsSummary,
+  RING_DEGREES,
   checkParams,
   chooseParams,
   describeParams,
   levelsOf,
   loadParamsFile,
+  maxDepthAtRing,
+  paramsAtRing,
   summarize,
 } from './params.js';
+import { type RefreshSummary, refreshCiphertexts, refreshPointName, segmentProgram } from './refresh.js';
 import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
 import { HEServer } from './server.js';
@@ -47,6 +51,8 @@ export interface ValidateOptions {
   trace?: boolean;
   mode?: 'encrypt' | 'simulate';
   workers?: number;
+  /** 'client': where the chain runs out of levels, the client decrypts and re-encrypts (interactive) */
+  refresh?: 'none' | 'client';
   log?: (line: string) => void;
 }
 
@@ -103,6 +109,8 @@ export interface ValidationReport {
   workers: number;
   outOfRange: OutOfRange;
   estimatedSeconds: { batch: number; sample: number | null };
+  /** --refresh client: the interactive re-encryptions this run needed (null: none allowed) */
+  refreshes: RefreshSummary | null;
 }
 
 const noop = () => {};
@@ -114,8 +122,11 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (mode !== 'encrypt' && mode !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(mode)}`);
   const packingOpt = opts.packing ?? 'auto';
   if (!['auto', 'batch', 'sample'].includes(packingOpt)) throw new HepolyError(`--packing: expected auto, batch or sample, found ${JSON.stringify(packingOpt)}`);
+  const refreshMode = opts.refresh ?? 'none';
+  if (refreshMode !== 'none' && refreshMode !== 'client') throw new HepolyError(`--refresh: expected none or client, found ${JSON.stringify(refreshMode)}`);
   const ckpt = loadCheckpoint(opts.checkpoint);
-  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  let program = compiled;
   await initBackend();
   const split = await heldOutSplit(ckpt);
   const n = sampleCount(opts.samples, split.count);
@@ -126,7 +137,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
 
   // plaintext model (the trainer's tfjs interpreter) and range checks in one pass
   const plain = plaintextPass(ckpt, x, n);
-  const maxAbs = calibrate(program, x, Math.min(n, 32));
+  let maxAbs = calibrate(program, x, Math.min(n, 32));
   const rssPeak = trackRss();
   const workers = Math.max(1, opts.workers ?? availableParallelism());
 
@@ -134,12 +145,26 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   let params: HeParams;
   let paramsSource = 'auto';
   const minSlots = ckpt.graph.inputShape.length === 3 ? nextPow2(ckpt.graph.inputShape[0] * ckpt.graph.inputShape[1]) : undefined;
+  let refreshChoice: string | null = null;
   if (!opts.params || opts.params === 'auto') {
-    params = chooseParams({ depth: program.depth, maxAbs });
+    if (refreshMode === 'client') {
+      // refreshes make every ring usable: pick the fastest estimate, cut or not
+      const best = chooseWithRefresh(compiled, x, n, maxAbs, workers, minSlots, packingOpt);
+      ({ params, program, maxAbs } = best);
+      refreshChoice = best.why;
+    } else params = chooseParams({ depth: program.depth, maxAbs });
   } else {
     params = loadParamsFile(opts.params);
     paramsSource = opts.params;
+    if (refreshMode === 'client' && levelsOf(params) < program.depth && levelsOf(params) >= 1) {
+      program = segmentProgram(compiled, levelsOf(params));
+      maxAbs = calibrate(program, x, Math.min(n, 32));
+    }
     checkParams(params, { depth: program.depth, maxAbs }, opts.params);
+  }
+  const cut = (program.refreshes ?? []).length > 0;
+  if (cut && packingOpt === 'batch') {
+    throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto');
   }
 
   // packing
@@ -164,6 +189,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     }
   }
   if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
+  if (cut && !plan) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
   const est = {
     batch: estimateBatchSeconds(program, params, n, workers),
     sample: plan ? estimateSampleSeconds(plan, program, params, n, workers) : null,
@@ -173,6 +199,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (packingOpt !== 'auto') {
     packing = packingOpt;
     packingReason = 'chosen with --packing';
+  } else if (cut) {
+    packing = 'sample';
+    packingReason = 'client refreshes run per sample';
   } else if (!plan || est.sample === null || est.batch <= est.sample) {
     packing = 'batch';
     packingReason = plan ? `estimated ${fmtS(est.batch)} vs ${fmtS(est.sample!)} for sample packing` : `sample packing unavailable (${planError})`;
@@ -182,7 +211,11 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   }
 
   log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);
-  log(`program: depth ${program.depth}, ${program.steps.length} steps`);
+  log(`program: depth ${compiled.depth}, ${compiled.steps.length} steps`);
+  if (refreshChoice) log(`--refresh client: ${refreshChoice}`);
+  if (cut) {
+    for (const r of program.refreshes!) log(`  client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
+  }
   for (const l of program.layers) log(`  ${l.node.padEnd(12)} ${l.op.padEnd(22)} ${String(l.levels).padStart(2)} level${l.levels === 1 ? ' ' : 's'}  ${l.how}`);
   log(`parameters (${paramsSource}): ${describeParams(params)}, 128-bit security (SEAL tc128)`);
   log(`packing: ${packing} (${packingReason})`);
@@ -247,19 +280,29 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       for (let s = 0; s < n; s++) samples.push(client.encrypt(packSample(p, program, x.subarray(s * per, (s + 1) * per))));
       encryptMs = performance.now() - t;
       t = performance.now();
-      const res = await server.evaluateSamples(samples, !!opts.trace);
+      let refreshMs = 0;
+      const res = await server.evaluateSamples(samples, !!opts.trace && !cut, (_label, cts) => {
+        const tr = performance.now();
+        const fresh = refreshCiphertexts(client, cts);
+        refreshMs += performance.now() - tr;
+        return fresh;
+      });
       evaluateMs = performance.now() - t;
       t = performance.now();
       res.outputs.forEach((o, s) => he.set(unpackTensor(p, program.output, o.map((b) => client.decrypt(b))), s * classes));
       decryptMs = performance.now() - t;
       const meanWorker = res.ms.reduce((a, b) => a + b, 0) / Math.max(1, res.ms.length);
-      latency = (encryptMs + decryptMs) / n + meanWorker;
+      latency = (encryptMs + decryptMs + refreshMs) / n + meanWorker;
       up += samples.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
       down += res.outputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
       ctIn = samples.reduce((a, s) => a + s.length, 0);
       ctOut = res.outputs.reduce((a, s) => a + s.length, 0);
       perPass = samples[0].length + res.outputs[0].length;
-      log(`  ${n} samples: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per sample on one worker), decrypt ${fmtMs(decryptMs)}`);
+      log(`  ${n} samples: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per sample on one worker${cut ? `, client refreshes ${fmtMs(refreshMs)} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
+      for (const r of server.refreshes) {
+        up += r.bytesToServer;
+        down += r.bytesToClient;
+      }
       if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, 8), x, per);
     }
     workerHeapMb = server.workerHeapBytes / 2 ** 20;
@@ -303,7 +346,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     packingReason,
     params: summarize(params, { depth: program.depth, maxAbs }),
     paramsSource,
-    depth: program.depth,
+    depth: compiled.depth,
     layers: program.layers,
     plaintextAccuracy: plainCorrect / n,
     encryptedAccuracy: heCorrect / n,
@@ -326,8 +369,77 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     workers: server.workerCount,
     outOfRange: plain.outOfRange,
     estimatedSeconds: est,
+    refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, n) : null,
   };
   return report;
+}
+
+function summarizeRefreshes(points: RefreshSummary['points'], passes: number): RefreshSummary {
+  return {
+    perPass: points.length,
+    total: points.length * passes,
+    points: points.map((r) => ({ ...r, ciphertexts: r.ciphertexts / passes, bytesToClient: r.bytesToClient / passes, bytesToServer: r.bytesToServer / passes })),
+  };
+}
+
+/**
+ * `--params auto --refresh client`: for each ring, the most levels it holds, the program cut
+ * to fit them, and the estimated time of the run (sample packing, whose Galois keys must fit
+ * the wasm heap). Small rings need more round trips but make each operation cheaper.
+ */
+function chooseWithRefresh(
+  compiled: HeProgram,
+  x: Float32Array,
+  n: number,
+  maxAbs0: number,
+  workers: number,
+  minSlots: number | undefined,
+  packingOpt: PackingChoice,
+): { params: HeParams; program: HeProgram; maxAbs: number; why: string } {
+  type Option = { params: HeParams; program: HeProgram; maxAbs: number; seconds: number };
+  const options: Option[] = [];
+  const uncut = (() => {
+    try {
+      return chooseParams({ depth: compiled.depth, maxAbs: maxAbs0 });
+    } catch {
+      return null;
+    }
+  })();
+  if (uncut && packingOpt !== 'sample') {
+    options.push({ params: uncut, program: compiled, maxAbs: maxAbs0, seconds: estimateBatchSeconds(compiled, uncut, n, workers) });
+  }
+  for (const N of RING_DEGREES) {
+    if (minSlots && N / 2 < minSlots) continue;
+    for (let L = Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0)); L >= 1 && L >= Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0)) - 2; L--) {
+      let program: HeProgram;
+      try {
+        program = L >= compiled.depth ? compiled : segmentProgram(compiled, L);
+      } catch {
+        break;
+      }
+      const maxAbs = calibrate(program, x, Math.min(n, 32));
+      const params = paramsAtRing(N, { depth: program.depth, maxAbs });
+      if (!params) continue;
+      try {
+        const plan = planSample(program, N / 2);
+        if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) break;
+        options.push({ params, program, maxAbs, seconds: estimateSampleSeconds(plan, program, params, n, workers) });
+      } catch (e) {
+        if (!(e instanceof HepolyError)) throw e;
+      }
+      break;
+    }
+  }
+  if (!options.length) {
+    throw new HepolyError(`--refresh client: no ring fits this network even when cut into segments (depth ${compiled.depth}); use a shallower model or --params FILE`);
+  }
+  options.sort((a, b) => a.seconds - b.seconds);
+  const best = options[0];
+  const cuts = best.program.refreshes?.length ?? 0;
+  const why =
+    `N=${best.params.polyModulusDegree} with ${levelsOf(best.params)} levels, ${cuts} refresh${cuts === 1 ? '' : 'es'} per pass (estimated ${fmtS(best.seconds)}; ` +
+    options.slice(1).map((o) => `N=${o.params.polyModulusDegree}: ${o.program.refreshes?.length ?? 0} refreshes, ${fmtS(o.seconds)}`).join(', ') + ')';
+  return { params: best.params, program: best.program, maxAbs: best.maxAbs, why };
 }
 
 function sampleCount(samples: number | 'all' | undefined, available: number): number {
@@ -595,5 +707,12 @@ export function reportJson(r: ValidationReport): Record<string, unknown> {
     workers: r.workers,
     out_of_range_input_samples: r.outOfRange.inputSamples,
     out_of_range_activation_samples: r.outOfRange.activationSamples,
+    refreshes: r.refreshes
+      ? {
+          per_pass: r.refreshes.perPass,
+          total: r.refreshes.total,
+          points: r.refreshes.points.map((p) => ({ before: p.before, tensors: p.tensors, ciphertexts: p.ciphertexts, bytes_to_client: p.bytesToClient, bytes_to_server: p.bytesToServer })),
+        }
+      : null,
   };
 }

@@ -112,6 +112,17 @@ function runSample(s: State, msg: Extract<ToWorker, { type: 'sample' }>): void {
   send({ type: 'sampleDone', id: msg.id, outputs, trace, counts: takeCounts(s), ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
 }
 
+function runSegment(s: State, msg: Extract<ToWorker, { type: 'segment' }>): void {
+  const t0 = performance.now();
+  const be = s.be;
+  const given = new Map(msg.tensors.map((t) => [t.tensor, t.cts.map((b) => be.deserialize(b))]));
+  const kept = s.sample!.runRange(given, msg.from, msg.to, msg.keep);
+  const outputs = [...kept].map(([tensor, cts]) => ({ tensor, cts: cts.map((c) => be.serialize(c)) }));
+  for (const cts of kept.values()) for (const c of cts) be.free(c);
+  for (const cts of given.values()) for (const c of cts) be.free(c);
+  send({ type: 'segmentDone', id: msg.id, outputs, counts: takeCounts(s), ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
+}
+
 port.on('message', (msg: ToWorker) => {
   void (async () => {
     const id = 'id' in msg ? msg.id : -1;
@@ -126,6 +137,7 @@ port.on('message', (msg: ToWorker) => {
         throw new Error('worker used before init');
       } else if (msg.type === 'stage') runStage(state, msg);
       else if (msg.type === 'sample') runSample(state, msg);
+      else if (msg.type === 'segment') runSegment(state, msg);
     } catch (e) {
       const err = e as Error;
       send({ type: 'error', id, message: err?.message ?? String(e), stack: err?.stack });

@@ -71,12 +71,18 @@ export interface SamplePlan {
 export function planSample(p: HeProgram, slots: number): SamplePlan {
   const layouts: (Layout | null)[] = new Array(p.tensors.length).fill(null);
   const virtuals = new Map<number, VirtualTensor>();
-  layouts[p.input] = inputLayout(p.inputShape, slots, inputPhase(p));
+  layouts[p.input] = inputLayout(p.inputShape, slots, inputPhase(p), inputPad(p));
   const steps: SampleStep[] = [];
   const rot = new Set<number>();
   let rotations = 0;
   let diagonals = 0;
+  const refreshAt = new Map((p.refreshes ?? []).map((r) => [r.before, r.tensors]));
   p.steps.forEach((s, idx) => {
+    // the client re-encrypts every slot as it was: a refreshed tensor keeps its layout
+    for (const { src, out } of refreshAt.get(idx) ?? []) {
+      if (!layouts[src]) throw unsupported(`a client refresh of ${p.tensors[src].label}, which has no ciphertexts of its own`);
+      layouts[out] = layouts[src];
+    }
     if (s.kind === 'linear') {
       const ls = planLinear(p, s, idx, slots, layouts, virtuals);
       steps.push(ls.plan);
@@ -168,12 +174,29 @@ export function inputPhase(p: HeProgram): number {
   return phase || 1;
 }
 
+/**
+ * The zero padding applied to the input, when its only use is a pad (ResNet's pad_to). The
+ * client then leaves the border's slots empty: a plane as tight as the image would give the
+ * padded grid more columns than the row stride, and two outputs of the next convolution would
+ * share a slot.
+ */
+export function inputPad(p: HeProgram): Extract<StructOp, { kind: 'pad' }> | null {
+  const users = p.steps.filter((s) => stepSources(s).includes(p.input));
+  const only = users.length === 1 ? users[0] : null;
+  return only && only.kind === 'struct' && only.op.kind === 'pad' ? only.op : null;
+}
+
 /** Client input: image planes (replicated into free channel blocks), phase-grouped planes, or a plain vector. */
-export function inputLayout(shape: number[], slots: number, phase = 1): Layout {
+export function inputLayout(shape: number[], slots: number, phase = 1, pad: Extract<StructOp, { kind: 'pad' }> | null = null): Layout {
   if (shape.length === 3) {
     if (phase > 1) {
       const l = phaseLayout(shape, phase, slots, true);
       if (l) return l;
+    }
+    if (pad) {
+      const [H, W, C] = shape;
+      const framed = compactPlane([H + pad.top + pad.bottom, W + pad.left + pad.right, C], slots);
+      if (framed) return planeLayout({ ...framed, H, W, offset: pad.top * framed.rowStride + pad.left }, slots, true);
     }
     const plane = compactPlane(shape, slots);
     if (!plane) throw new HepolyError(`sample packing: one ${shape[0]}x${shape[1]} image plane needs ${shape[0] * shape[1]} slots, the ring has ${slots}. Use larger parameters or --packing batch`);
@@ -369,6 +392,7 @@ export class SampleEvaluator<C, P> {
   private predictScales(): void {
     const { program: p, be } = this;
     this.scales[p.input] = be.scale;
+    for (const r of p.refreshes ?? []) for (const { out } of r.tensors) this.scales[out] = be.scale;
     for (const s of p.steps) {
       if (s.kind === 'linear') {
         const l = this.level(s.out) + 1;
@@ -411,8 +435,19 @@ export class SampleEvaluator<C, P> {
 
   /** Evaluates one sample: input ciphertexts in, output ciphertexts out (caller frees both). */
   run(inputs: C[], onTensor?: (t: number, cts: C[]) => void): C[] {
+    const p = this.program;
+    return this.runRange(new Map([[p.input, inputs]]), 0, p.steps.length, [p.output], onTensor).get(p.output)!;
+  }
+
+  /**
+   * Evaluates program steps [from, to) (one segment between client refreshes) on the given
+   * tensors, which stay the caller's. Returns the `keep` tensors (the caller frees them);
+   * every other intermediate is freed after its last use.
+   */
+  runRange(given: Map<number, C[]>, from: number, to: number, keep: number[], onTensor?: (t: number, cts: C[]) => void): Map<number, C[]> {
     const { program: p, be, plan } = this;
-    const vals = new Map<number, C[]>([[p.input, inputs]]);
+    const vals = new Map(given);
+    const kept = new Set(keep);
     const last = lastUses(p);
     // a virtual tensor is read through its base: the base lives as long as the virtual one
     for (const st of plan.steps) {
@@ -423,6 +458,7 @@ export class SampleEvaluator<C, P> {
     }
     const owned = new Set<number>();
     plan.steps.forEach((st, k) => {
+      if (st.step < from || st.step >= to) return;
       const s = p.steps[st.step];
       let out: C[] | null = null;
       if (st.kind === 'linear') out = this.linear(st, vals);
@@ -448,15 +484,21 @@ export class SampleEvaluator<C, P> {
         onTensor?.(s.out, out);
       }
       for (const t of new Set([...stepSources(s), ...(st.kind === 'linear' ? st.inputs.map((i) => i.tensor) : [])])) {
-        if ((last.get(t) ?? -1) <= k && owned.has(t) && t !== p.output) {
+        if ((last.get(t) ?? -1) <= k && owned.has(t) && !kept.has(t)) {
           for (const c of vals.get(t)!) be.free(c);
           vals.delete(t);
           owned.delete(t);
         }
       }
     });
-    const result = vals.get(p.output)!;
-    for (const [t, cs] of vals) if (t !== p.output && owned.has(t)) for (const c of cs) be.free(c);
+    const result = new Map<number, C[]>();
+    for (const t of kept) {
+      const cts = vals.get(t);
+      if (!cts) throw new Error(`internal: tensor ${t} was not computed in steps ${from}..${to}`);
+      // a kept tensor the caller gave us is cloned, so the caller can free both
+      result.set(t, owned.has(t) ? cts : cts.map((c) => be.clone(c)));
+    }
+    for (const [t, cs] of vals) if (!kept.has(t) && owned.has(t)) for (const c of cs) be.free(c);
     return result;
   }
 

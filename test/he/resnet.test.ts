@@ -1,0 +1,155 @@
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Graph, WeightMap } from '../../src/models/graph.js';
+import { buildResnet } from '../../src/models/resnet.js';
+import { forward } from '../../src/models/tf-interpreter.js';
+import { toParams } from '../../src/train/evaluate.js';
+import { initBackend } from '../../src/train/backend.js';
+import { loadRecipe } from '../../src/recipe/load.js';
+import { train } from '../../src/train/loop.js';
+import { compileProgram } from '../../src/he/compile.js';
+import { programForward } from '../../src/he/reference.js';
+import { programSegments, refreshCiphertexts, segmentProgram } from '../../src/he/refresh.js';
+import { HEClient } from '../../src/he/client.js';
+import { HEServer } from '../../src/he/server.js';
+import { packSample, planSample, unpackTensor } from '../../src/he/packing/sample.js';
+import { validate, reportJson } from '../../src/he/validate.js';
+import { reportMarkdown } from '../../src/he/report.js';
+import { HepolyError } from '../../src/util/errors.js';
+import { TEST_PARAMS } from './pipeline.js';
+import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
+import { tempDir } from '../helpers/tmp.js';
+
+type Skip = 'standard' | 'dirac' | 'shared-source';
+
+/** A ResNet as the recipe builds it, shrunk: 6x6 input padded to 8, widths [2, 2, 4]. */
+function tinyResnet(skip: Skip, depth = 8): { graph: Graph; weights: WeightMap } {
+  const graph = buildResnet({ kind: 'resnet', depth, widths: [2, 2, 4], skip, pad_to: 8, activation: { kind: 'quad' } }, [6, 6, 1], 3);
+  const weights = randomWeights(graph, 11);
+  // a visible identity share, so a missed Dirac fold changes the logits
+  for (const [k, t] of weights) if (k.endsWith('/alpha')) t.data.fill(0.8);
+  return { graph, weights };
+}
+
+/** The trainer's tfjs interpreter: what "plaintext" means in the report. */
+function plaintextLogits(g: Graph, w: WeightMap, x: Float32Array, count: number): Float32Array {
+  const params = toParams(w);
+  try {
+    return tf.tidy(() => forward(g, params, tf.tensor(x, [count, ...g.inputShape]), { training: false }).logits.dataSync() as Float32Array);
+  } finally {
+    for (const t of params.values()) t.dispose();
+  }
+}
+
+/** Client encrypts, server (worker threads, bytes only) evaluates segment by segment, client refreshes and decrypts. */
+async function encryptedWithRefresh(g: Graph, w: WeightMap, x: Float32Array, count: number) {
+  const program = segmentProgram(compileProgram(g, w), TEST_PARAMS.coeffModulusBits.length - 2);
+  const per = g.inputShape.reduce((a, b) => a * b, 1);
+  const client = await HEClient.create(TEST_PARAMS);
+  const plan = planSample(program, client.slots);
+  const server = await HEServer.start(client.publicBundle(plan.rotationSteps), program, 'sample', { workers: 1, audit: true });
+  const sent: string[] = [];
+  try {
+    const samples = Array.from({ length: count }, (_, s) => client.encrypt(packSample(plan, program, x.subarray(s * per, (s + 1) * per))));
+    const res = await server.evaluateSamples(samples, false, (label, cts) => {
+      sent.push(label);
+      return refreshCiphertexts(client, cts);
+    });
+    const logits = new Float64Array(count * g.classes);
+    res.outputs.forEach((o, s) => logits.set(unpackTensor(plan, program.output, o.map((b) => client.decrypt(b))), s * g.classes));
+    return { logits, program, server, sent };
+  } finally {
+    await server.close();
+    client.delete();
+  }
+}
+
+describe('he/resnet: residual networks under encryption and --refresh client', function () {
+  this.timeout(300000);
+  const tmp = tempDir('hepoly-resnet-');
+  before(async () => {
+    await initBackend('cpu');
+  });
+  after(() => tmp.cleanup());
+
+  it('cuts a program deeper than the chain into segments that fit, refreshing every tensor still needed', () => {
+    const { graph, weights } = tinyResnet('shared-source', 14);
+    const full = compileProgram(graph, weights);
+    expect(full.depth).to.be.above(5);
+    const cut = segmentProgram(full, 5);
+    expect(cut.depth).to.be.at.most(5);
+    expect(cut.refreshes!.length).to.be.at.least(Math.ceil(full.depth / 5) - 1);
+    // shared-source: the stage's source crosses a cut next to the block's own value
+    expect(cut.refreshes!.some((r) => r.tensors.length > 1)).to.equal(true);
+    const segs = programSegments(cut);
+    expect(segs.length).to.equal(cut.refreshes!.length + 1);
+    expect(segs[segs.length - 1].to).to.equal(cut.steps.length);
+    const x = Float64Array.from(randomInputs(graph, 1, 5));
+    expect(maxAbsDiff(programForward(cut, x)[cut.output], programForward(full, x)[full.output])).to.be.below(1e-9);
+  });
+
+  it('a standard ResNet deeper than N=8192 allows: refreshed by the client, it agrees with plaintext (encrypt, evaluate on ciphertexts only, decrypt)', async () => {
+    const { graph, weights } = tinyResnet('standard');
+    const x = randomInputs(graph, 3, 21, 0, 1);
+    const plain = plaintextLogits(graph, weights, x, 3);
+    const r = await encryptedWithRefresh(graph, weights, x, 3);
+    expect(compileProgram(graph, weights).depth).to.be.above(5);
+    expect(r.program.refreshes!.length).to.be.at.least(2);
+    expect(r.server.refreshes.length).to.equal(r.program.refreshes!.length);
+    expect(r.sent.length).to.equal(3 * r.server.refreshes.reduce((a, p) => a + p.tensors.length, 0));
+    expect(argmaxRows(r.logits, 3)).to.deep.equal(argmaxRows(plain, 3));
+    expect(maxAbsDiff(r.logits, plain)).to.be.below(1e-2);
+    // the server was handed ciphertexts and public material only
+    expect(r.server.received.map((b) => b.what)).to.include('refreshed ciphertext');
+    expect(r.server.received.every((b) => !/secret/i.test(b.what))).to.equal(true);
+  });
+
+  for (const skip of ['dirac', 'shared-source'] as const) {
+    it(`a ${skip} ResNet agrees with plaintext under encryption`, async () => {
+      const { graph, weights } = tinyResnet(skip, skip === 'shared-source' ? 14 : 8);
+      const x = randomInputs(graph, 3, 22, 0, 1);
+      const plain = plaintextLogits(graph, weights, x, 3);
+      const r = await encryptedWithRefresh(graph, weights, x, 3);
+      expect(argmaxRows(r.logits, 3)).to.deep.equal(argmaxRows(plain, 3));
+      expect(maxAbsDiff(r.logits, plain)).to.be.below(1e-2);
+    });
+  }
+
+  it('he-validate refuses a too-deep ResNet without --refresh client, naming depth needed vs available and both options; with it, reports the refreshes', async () => {
+    const recipe = join(tmp.path, 'tiny-resnet.yaml');
+    writeFileSync(
+      recipe,
+      [
+        'name: tiny-resnet',
+        `extends: ${join(process.cwd(), 'recipes/fmnist-base.yaml')}`,
+        'model: {kind: resnet, depth: 8, widths: [2, 2, 4], skip: standard, pad_to: 32, activation: {kind: quad}}',
+        'data: {limit: 64, test_limit: 8, split: {validation: 0.01}}',
+        'train: {epochs: 1, batch: 32}',
+      ].join('\n'),
+    );
+    const { recipe: r } = loadRecipe(recipe, []);
+    const ckpt = join(tmp.path, 'ckpt');
+    await train({ recipe: r, recipeFile: recipe, outDir: ckpt, callbacks: {} });
+    const params = join(tmp.path, 'params.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [40, 27, 27, 27, 27, 27, 40], scale_bits: 27 }));
+    try {
+      await validate({ checkpoint: ckpt, samples: 3, params, workers: 2 });
+      expect.fail('expected a refusal');
+    } catch (e) {
+      expect(e).to.be.instanceOf(HepolyError);
+      expect((e as Error).message).to.match(/needs depth 15 but these 7 primes give 5 levels.*--refresh client.*shallower model/);
+    }
+    const rep = await validate({ checkpoint: ckpt, samples: 3, params, workers: 2, mode: 'simulate', refresh: 'client' });
+    expect(rep.agreement).to.equal(1);
+    expect(rep.depth).to.equal(15);
+    expect(rep.refreshes!.perPass).to.equal(2);
+    expect(rep.refreshes!.total).to.equal(6);
+    expect(rep.refreshes!.points[0].bytesToClient).to.be.above(0);
+    expect(reportMarkdown(rep)).to.include('## Interactive steps (--refresh client)');
+    const json = reportJson(rep) as { refreshes: { per_pass: number; points: { before: string }[] } };
+    expect(json.refreshes.per_pass).to.equal(2);
+    expect(json.refreshes.points[0].before).to.be.a('string');
+  });
+});
