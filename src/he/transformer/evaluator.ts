@@ -122,6 +122,7 @@ export function evaluateSequenceModel<C>(
     return out;
   };
   ops.ensure = ensure;
+  ops.linearAtLowest = !!keeper;
   const shapes = inferShapes(graph);
   const ms: Record<Component, number> = { embedding: 0, attention_products: 0, power_softmax: 0, reciprocal: 0, mlp: 0, norm: 0, head: 0 };
   const reciprocals: ReciprocalChoice[] = [];
@@ -291,7 +292,12 @@ export function evaluateSequenceModel<C>(
             let [r] = ops.invSqrtMany([v], f, `${node.name}/inverse-sqrt`);
             [r] = ensure([r], 1, `${node.name}/scale`, true);
             xc = ensure(xc, 1, `${node.name}/scale`, true);
-            const y = xc.map((c) => ops.mul(c, r));
+            const y = ensure(
+              xc.map((c) => ops.mul(c, r)),
+              1,
+              `${node.name}/affine`,
+              true,
+            );
             place(o, t * D, ops.linear(y, D, (i, j) => (i === j ? g[i] : 0), (j) => b[j]));
             [...xc, ...y, v, r].forEach((c) => be.free(c));
           }

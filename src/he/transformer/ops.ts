@@ -23,6 +23,13 @@ export class HeOps<C> {
    * refresh.ts), freeing the replaced ones when `owned`. The default trusts the chain.
    */
   ensure: (cts: C[], need: number, at: string, owned: boolean) => C[] = (cts) => cts;
+  /**
+   * Run plaintext-weight layers on the last level that still allows their rescale (inputs
+   * modulus-switched down first). With client refresh this pays: a linear layer multiplies
+   * each input by as many weights as it has outputs, at a cost proportional to the primes
+   * left, while refreshing its outputs afterwards costs one round trip per output.
+   */
+  linearAtLowest = false;
 
   constructor(readonly be: CkksBackend<C>) {}
 
@@ -117,7 +124,8 @@ export class HeOps<C> {
    * `w(i, j)` reads the (folded) kernel.
    */
   linear(xs: C[], units: number, w: (i: number, j: number) => number, bias: (j: number) => number): C[] {
-    const L = Math.min(...xs.map((c) => this.level(c)));
+    const low = Math.min(...xs.map((c) => this.level(c)));
+    const L = this.linearAtLowest ? Math.min(1, low) : low;
     const al = xs.map((c) => (this.level(c) > L ? this.at(c, L) : c));
     const q = this.be.prime(L);
     const out: C[] = [];
@@ -183,8 +191,9 @@ export class HeOps<C> {
    * sends them back together. The inputs stay owned by the caller.
    */
   reciprocalMany(as: C[], f: NewtonApprox, at: string): C[] {
-    // own copies: a refresh replaces (and frees) them
-    let a = this.ensure(as.map((c) => this.be.clone(c)), 1, at, true);
+    // own copies (a refresh replaces and frees them); a is read by every step, so a refresh
+    // brings it to the top level, where it stays
+    let a = this.ensure(as.map((c) => this.be.clone(c)), this.be.topLevel, at, true);
     let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
     for (let k = 0; k < f.iterations; k++) {
       // one round trip for both (a keeps its level: products copy it down)
@@ -206,7 +215,7 @@ export class HeOps<C> {
 
   /** `invSqrt` of several ciphertexts in lock step (refreshes between iterations); inputs stay the caller's. */
   invSqrtMany(as: C[], f: NewtonApprox, at: string): C[] {
-    const a = this.ensure(as.map((c) => this.be.clone(c)), 1, at, true);
+    const a = this.ensure(as.map((c) => this.be.clone(c)), this.be.topLevel, at, true);
     let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
     let halfA = a.map((c) => this.mulConst(c, -0.5));
     a.forEach((c) => this.be.free(c));
