@@ -99,7 +99,8 @@ export function segmentProgram(p: HeProgram, levels: number): HeProgram {
           let out = renamed.get(cur);
           if (out === undefined) {
             out = tensors.length;
-            tensors.push({ id: out, shape: tensors[cur].shape, depth: 0, label: `${tensors[cur].label} (refreshed by the client)` });
+            const label = tensors[cur].label.endsWith(REFRESHED) ? tensors[cur].label : `${tensors[cur].label}${REFRESHED}`;
+            tensors.push({ id: out, shape: tensors[cur].shape, depth: 0, label });
             renamed.set(cur, out);
             pairs.push({ src: cur, out });
             fresh.add(out);
@@ -118,6 +119,8 @@ export function segmentProgram(p: HeProgram, levels: number): HeProgram {
   const output = id(p.output);
   return { ...p, tensors, steps, output, depth: Math.max(...tensors.map((t) => t.depth)), refreshes };
 }
+
+const REFRESHED = ' (refreshed by the client)';
 
 function rewire(s: Step, id: (t: number) => number, tensors: TensorInfo[], stepDepth: (s: Step) => number): Step {
   const depth = stepDepth(s);

@@ -387,6 +387,9 @@ function summarizeRefreshes(points: RefreshSummary['points'], passes: number): R
  * to fit them, and the estimated time of the run (sample packing, whose Galois keys must fit
  * the wasm heap). Small rings need more round trips but make each operation cheaper.
  */
+/** Seconds one client refresh adds per sample in --params auto's choice (network round trip and client work). */
+const REFRESH_ROUND_TRIP_S = 1;
+
 function chooseWithRefresh(
   compiled: HeProgram,
   x: Float32Array,
@@ -433,7 +436,10 @@ function chooseWithRefresh(
   if (!options.length) {
     throw new HepolyError(`--refresh client: no ring fits this network even when cut into segments (depth ${compiled.depth}); use a shallower model or --params FILE`);
   }
-  options.sort((a, b) => a.seconds - b.seconds);
+  // each refresh is a round trip the data owner takes part in: priced, so a small ring's
+  // cheaper operations do not win by interacting at every layer
+  const cost = (o: Option) => o.seconds + (o.program.refreshes?.length ?? 0) * n * REFRESH_ROUND_TRIP_S;
+  options.sort((a, b) => cost(a) - cost(b));
   const best = options[0];
   const cuts = best.program.refreshes?.length ?? 0;
   const why =
@@ -516,7 +522,7 @@ function plaintextPass(ckpt: Checkpoint, x: Float32Array, n: number): { logits: 
  * room. So the bound covers the tensors computed into the last level and, for the linear steps
  * producing them, every partial sum an evaluation order could form (sum_i |w_i x_i| + |b|).
  */
-function calibrate(p: HeProgram, x: Float32Array, count: number): number {
+export function calibrate(p: HeProgram, x: Float32Array, count: number): number {
   const per = size(p.inputShape);
   const last = p.steps.filter((s) => p.tensors[s.out].depth === p.depth);
   const entries = new Map(
