@@ -2,6 +2,7 @@ import { loadRecipe, shortPath } from '../recipe/load.js';
 import { train } from '../train/loop.js';
 import { consoleCallbacks } from './progress.js';
 import { checkPrunable, pruneCheckpoint, specFromRecipe } from '../train/prune.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
 
 export interface TrainArgs {
   recipe: string;
@@ -24,7 +25,8 @@ export async function runTrain(a: TrainArgs): Promise<void> {
     backend: a.backend,
     callbacks: consoleCallbacks((l) => console.log(l), !!process.stdout.isTTY && !a.json),
   });
-  if (recipe.prune) {
+  // a resumed run of an already pruned checkpoint keeps its mask and is not pruned again
+  if (recipe.prune && !loadCheckpoint(result.checkpoint).prune) {
     const pruned = await pruneCheckpoint({
       checkpoint: result.checkpoint,
       out: result.checkpoint,
