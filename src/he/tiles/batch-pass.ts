@@ -1,0 +1,40 @@
+import type { CkksBackend } from '../backend.js';
+import type { HeProgram } from '../program.js';
+import { stepSources } from '../program.js';
+import { channelGroups, planStages, runStageGroup, type TensorStore } from '../packing/batch.js';
+import { size } from '../tensor-ops.js';
+
+/**
+ * A batch-packing pass in one thread, split into channel groups exactly as the server splits
+ * it for `workers` threads (grouping changes how partial sums are formed, hence the counts).
+ * Both the dry run and the measured run use it, so they evaluate the same schedule.
+ */
+export const SERVER_MEMORY_BUDGET = 2e9;
+
+export function runBatchGrouped<C>(p: HeProgram, be: CkksBackend<C>, inputs: (C | null)[], opts: { workers: number; N: number; memoryBudget?: number }): (C | null)[] {
+  const budget = opts.memoryBudget ?? SERVER_MEMORY_BUDGET;
+  const tensors = new Map<number, (C | null)[]>([[p.input, inputs]]);
+  const store: TensorStore<C> = {
+    acquire: (t, i) => tensors.get(t)?.[i] ?? null,
+    release: () => {},
+  };
+  const stages = planStages(p);
+  const lastStage = new Map<number, number>();
+  stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+  stages.forEach((st, k) => {
+    for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
+    for (const group of channelGroups(p, st, be.topLevel, opts.N, budget, opts.workers)) {
+      for (const [t, m] of runStageGroup({ program: p, be, store, memoryBudget: budget }, st, group)) {
+        const arr = tensors.get(t)!;
+        for (const [i, c] of m) arr[i] = c;
+      }
+    }
+    for (const [t, last] of lastStage) {
+      if (last === k && t !== p.output && tensors.has(t)) {
+        for (const c of tensors.get(t)!) if (c) be.free(c);
+        tensors.delete(t);
+      }
+    }
+  });
+  return tensors.get(p.output)!;
+}

@@ -1,0 +1,123 @@
+import type { OpCounts } from '../backend.js';
+import type { HeParams } from '../params.js';
+import type { HeProgram } from '../program.js';
+import { galoisKeyBytes, normalizeSteps } from '../client.js';
+import { SampleEvaluator, type SamplePlan } from '../packing/sample.js';
+import { size } from '../tensor-ops.js';
+import { type Calibration, opMs } from './calibrate.js';
+import { type DryCt, OP_KINDS, type OpKind, dryBackend } from './dry-run.js';
+import { runBatchGrouped } from './batch-pass.js';
+
+/**
+ * The cost of one evaluation pass of a packing: operation counts (those of the evaluator
+ * itself, from a dry run), then time from the calibrated per-operation costs at the level
+ * each operation runs at, and memory from the peak of live ciphertexts and plaintexts plus the
+ * evaluation keys.
+ */
+
+export type PackingKind = 'batch' | 'sample' | 'stacked';
+
+export interface PassShape {
+  kind: PackingKind;
+  params: HeParams;
+  /** the program the evaluator runs (stacked: the m-sample program) */
+  program: HeProgram;
+  /** sample/stacked: the sample-packing plan of `program` */
+  plan: SamplePlan | null;
+  /** samples one pass serves */
+  samplesPerPass: number;
+  /** batch: the server threads its channel groups are split for (default 1) */
+  workers?: number;
+}
+
+export interface PassCost {
+  counts: OpCounts;
+  /** ops[kind][level] for one pass, client encrypt/decrypt included */
+  ops: Record<OpKind, number[]>;
+  /** ops spent once per model (encoding the diagonals) */
+  setupOps: Record<OpKind, number[]>;
+  inputCiphertexts: number;
+  outputCiphertexts: number;
+  /** peak bytes of ciphertexts and plaintexts during the pass */
+  workingBytes: number;
+  keyBytes: number;
+  rotationKeys: number;
+}
+
+export function passCost(s: PassShape): PassCost {
+  const { be, dry, counts } = dryBackend(s.params);
+  let outputs: (DryCt | null)[];
+  let inputCiphertexts: number;
+  let setupOps = emptyOps(be.topLevel);
+  if (s.kind === 'batch') {
+    inputCiphertexts = size(s.program.inputShape);
+    const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
+    outputs = runBatchGrouped(s.program, be, inputs, { workers: s.workers ?? 1, N: s.params.polyModulusDegree });
+  } else {
+    const ev = new SampleEvaluator(s.program, s.plan!, be);
+    setupOps = snapshot(dry.tally.ops);
+    for (const k of OP_KINDS) dry.tally.ops[k].fill(0);
+    inputCiphertexts = s.plan!.layouts[s.program.input]!.cts;
+    const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
+    outputs = ev.run(inputs);
+    for (const c of inputs) be.free(c);
+  }
+  let outputCiphertexts = 0;
+  for (const c of outputs) {
+    if (!c) continue;
+    dry.output(c);
+    be.free(c);
+    outputCiphertexts++;
+  }
+  const steps = s.plan ? normalizeSteps(s.plan.rotationSteps, s.params.polyModulusDegree / 2).length : 0;
+  return {
+    counts: { ...counts },
+    ops: snapshot(dry.tally.ops),
+    setupOps,
+    inputCiphertexts,
+    outputCiphertexts,
+    workingBytes: dry.tally.peakBytes,
+    keyBytes: evaluationKeyBytes(s.params, steps),
+    rotationKeys: steps,
+  };
+}
+
+function emptyOps(top: number): Record<OpKind, number[]> {
+  return Object.fromEntries(OP_KINDS.map((k) => [k, new Array(top + 1).fill(0)])) as Record<OpKind, number[]>;
+}
+
+function snapshot(ops: Record<OpKind, number[]>): Record<OpKind, number[]> {
+  return Object.fromEntries(OP_KINDS.map((k) => [k, [...ops[k]]])) as Record<OpKind, number[]>;
+}
+
+/** Public key, relinearization key and one Galois key per rotation step, as SEAL holds them. */
+export function evaluationKeyBytes(p: HeParams, rotationKeys: number): number {
+  const primes = p.coeffModulusBits.length;
+  const N = p.polyModulusDegree;
+  const publicKey = 2 * primes * N * 8;
+  return publicKey + galoisKeyBytes(p, rotationKeys + 1);
+}
+
+export function opsMs(c: Calibration, ops: Record<OpKind, number[]>): number {
+  let ms = 0;
+  for (const k of OP_KINDS) ops[k].forEach((n, level) => (ms += n ? n * opMs(c, k, level) : 0));
+  return ms;
+}
+
+export interface Prediction {
+  /** one pass: encrypt, evaluate, decrypt, on one thread */
+  latencyMs: number;
+  amortizedMs: number;
+  setupMs: number;
+  memoryBytes: number;
+}
+
+export function predict(s: PassShape, cost: PassCost, c: Calibration): Prediction {
+  const latencyMs = opsMs(c, cost.ops);
+  return {
+    latencyMs,
+    amortizedMs: latencyMs / s.samplesPerPass,
+    setupMs: opsMs(c, cost.setupOps),
+    memoryBytes: cost.workingBytes + cost.keyBytes,
+  };
+}

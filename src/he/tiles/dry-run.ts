@@ -1,0 +1,201 @@
+import { type CkksBackend, type OpCounts, counting, zeroCounts } from '../backend.js';
+import type { HeParams } from '../params.js';
+import { levelsOf } from '../params.js';
+
+/**
+ * A backend that evaluates nothing: a ciphertext is its level and scale. Running an evaluator
+ * on it walks the exact schedule the real run walks (the packings decide everything from
+ * shapes, levels and weights, never from slot values), so the operation counts it yields are
+ * the evaluator's own counts, by construction, at the cost of a few loops. It also tallies
+ * every operation by the level it runs at (cost grows with the primes left) and tracks live
+ * ciphertext and plaintext bytes for the memory prediction.
+ */
+
+export interface DryCt {
+  level: number;
+  scale: number;
+}
+
+/** Server-side operations, plus the client's encrypt/decrypt, each timed by the calibration. */
+export type OpKind = 'rotate' | 'multiply' | 'mulPlain' | 'mulConst' | 'add' | 'rescale' | 'encode' | 'clone' | 'serialize' | 'deserialize' | 'encrypt' | 'decrypt';
+
+export const OP_KINDS: OpKind[] = ['rotate', 'multiply', 'mulPlain', 'mulConst', 'add', 'rescale', 'encode', 'clone', 'serialize', 'deserialize', 'encrypt', 'decrypt'];
+
+export interface DryTally {
+  /** ops[kind][level] = count */
+  ops: Record<OpKind, number[]>;
+  liveBytes: number;
+  peakBytes: number;
+  /** plaintext bytes alive at the peak of the run (diagonals, biases) */
+  plainBytes: number;
+}
+
+export class DryBackend implements CkksBackend<DryCt, DryCt> {
+  readonly slots: number;
+  readonly topLevel: number;
+  readonly scale: number;
+  readonly tally: DryTally;
+  private readonly bits: number[];
+  private readonly N: number;
+  private plainLive = 0;
+
+  constructor(params: HeParams) {
+    this.N = params.polyModulusDegree;
+    this.slots = this.N / 2;
+    this.topLevel = levelsOf(params);
+    this.scale = 2 ** params.scaleBits;
+    this.bits = params.coeffModulusBits.slice(0, -1);
+    const ops = Object.fromEntries(OP_KINDS.map((k) => [k, new Array(this.topLevel + 1).fill(0)])) as Record<OpKind, number[]>;
+    this.tally = { ops, liveBytes: 0, peakBytes: 0, plainBytes: 0 };
+  }
+
+  prime(level: number): number {
+    return 2 ** this.bits[level];
+  }
+
+  private op(kind: OpKind, level: number): void {
+    this.tally.ops[kind][level]++;
+  }
+
+  private ct(level: number, scale: number): DryCt {
+    this.tally.liveBytes += ciphertextMemory(this.N, level);
+    this.tally.peakBytes = Math.max(this.tally.peakBytes, this.tally.liveBytes + this.plainLive);
+    return { level, scale };
+  }
+
+  private pt(level: number, scale: number): DryCt {
+    this.plainLive += plaintextMemory(this.N, level);
+    this.tally.plainBytes = Math.max(this.tally.plainBytes, this.plainLive);
+    this.tally.peakBytes = Math.max(this.tally.peakBytes, this.tally.liveBytes + this.plainLive);
+    return { level, scale };
+  }
+
+  levelOf(c: DryCt): number {
+    return c.level;
+  }
+  scaleOf(c: DryCt): number {
+    return c.scale;
+  }
+  setScale(c: DryCt, scale: number): void {
+    c.scale = scale;
+  }
+  free(c: DryCt): void {
+    this.tally.liveBytes -= ciphertextMemory(this.N, c.level);
+  }
+  clone(c: DryCt): DryCt {
+    this.op('clone', c.level);
+    return this.ct(c.level, c.scale);
+  }
+  add(a: DryCt): DryCt {
+    this.op('add', a.level);
+    return this.ct(a.level, a.scale);
+  }
+  addInPlace(a: DryCt): void {
+    this.op('add', a.level);
+  }
+  subInPlace(a: DryCt): void {
+    this.op('add', a.level);
+  }
+  negateInPlace(c: DryCt): void {
+    this.op('add', c.level);
+  }
+  mulConst(c: DryCt, _v: number, s: number): DryCt {
+    this.op('mulConst', c.level);
+    return this.ct(c.level, c.scale * s);
+  }
+  mulConstAddInPlace(_acc: DryCt, c: DryCt): void {
+    this.op('mulConst', c.level);
+    this.op('add', c.level);
+  }
+  addConstInPlace(c: DryCt): void {
+    this.op('add', c.level);
+  }
+  encode(_v: Float64Array, scale: number, level: number): DryCt {
+    this.op('encode', level);
+    return this.pt(level, scale);
+  }
+  encodeConst(_v: number, scale: number, level: number): DryCt {
+    return this.pt(level, scale);
+  }
+  freePlain(p: DryCt): void {
+    this.plainLive -= plaintextMemory(this.N, p.level);
+  }
+  mulPlain(c: DryCt, p: DryCt): DryCt {
+    this.op('mulPlain', c.level);
+    return this.ct(c.level, c.scale * p.scale);
+  }
+  mulPlainAddInPlace(_acc: DryCt, c: DryCt): void {
+    this.op('mulPlain', c.level);
+    this.op('add', c.level);
+  }
+  addPlainInPlace(c: DryCt): void {
+    this.op('add', c.level);
+  }
+  addVecInPlace(c: DryCt): void {
+    // encodes the vector, then adds it
+    this.op('encode', c.level);
+    this.op('add', c.level);
+  }
+  multiply(a: DryCt, b: DryCt): DryCt {
+    this.op('multiply', a.level);
+    return this.ct(a.level, a.scale * b.scale);
+  }
+  square(c: DryCt): DryCt {
+    this.op('multiply', c.level);
+    return this.ct(c.level, c.scale * c.scale);
+  }
+  rescaleInPlace(c: DryCt): void {
+    this.op('rescale', c.level);
+    this.tally.liveBytes -= ciphertextMemory(this.N, c.level) - ciphertextMemory(this.N, c.level - 1);
+    c.scale /= this.prime(c.level);
+    c.level--;
+  }
+  modSwitchInPlace(c: DryCt, level: number): void {
+    this.tally.liveBytes -= ciphertextMemory(this.N, c.level) - ciphertextMemory(this.N, level);
+    c.level = level;
+  }
+  rotate(c: DryCt): DryCt {
+    this.op('rotate', c.level);
+    return this.ct(c.level, c.scale);
+  }
+  encryptVec(_v: Float64Array, scale: number, level: number): DryCt {
+    return this.ct(level, scale);
+  }
+  serialize(c: DryCt): Uint8Array {
+    this.op('serialize', c.level);
+    return Uint8Array.of(c.level);
+  }
+  deserialize(b: Uint8Array): DryCt {
+    this.op('deserialize', b[0]);
+    return this.ct(b[0], this.scale);
+  }
+
+  /** A fresh input ciphertext at the top level, as the client encrypts it. */
+  input(): DryCt {
+    this.op('encrypt', this.topLevel);
+    this.op('deserialize', this.topLevel);
+    return this.ct(this.topLevel, this.scale);
+  }
+
+  /** An output ciphertext sent back and decrypted by the client. */
+  output(c: DryCt): void {
+    this.op('serialize', c.level);
+    this.op('decrypt', c.level);
+  }
+}
+
+/** Bytes of a ciphertext in memory: two polynomials of N 64-bit words per remaining prime. */
+export function ciphertextMemory(N: number, level: number): number {
+  return 2 * N * (level + 1) * 8;
+}
+
+export function plaintextMemory(N: number, level: number): number {
+  return N * (level + 1) * 8;
+}
+
+/** A dry backend and the OpCounts the workers' `counting` wrapper would report for it. */
+export function dryBackend(params: HeParams): { be: CkksBackend<DryCt, DryCt>; dry: DryBackend; counts: OpCounts } {
+  const dry = new DryBackend(params);
+  const counts = zeroCounts();
+  return { be: counting(dry, counts), dry, counts };
+}

@@ -1,0 +1,146 @@
+import { expect } from 'chai';
+import { compileProgram } from '../../src/he/compile.js';
+import { programForward } from '../../src/he/reference.js';
+import { packBatch } from '../../src/he/packing/batch.js';
+import { packSample, planSample } from '../../src/he/packing/sample.js';
+import { HepolyError } from '../../src/util/errors.js';
+import { type DimOrder, ciphertextCount, packTiles, tileLayout, unpackTiles, batchTiles, sampleTiles, stackedTiles } from '../../src/he/tiles/tile-tensor.js';
+import { stackInputs, stackProgram, unstackOutputs } from '../../src/he/tiles/stacked.js';
+import { passCost } from '../../src/he/tiles/cost.js';
+import { measurePass } from '../../src/he/tiles/measure.js';
+import { parseGoal, parseMemory, rank, candidates } from '../../src/he/tiles/optimizer.js';
+import type { Calibration } from '../../src/he/tiles/calibrate.js';
+import { OP_KINDS } from '../../src/he/tiles/dry-run.js';
+import { TEST_PARAMS, encryptedLogits } from './pipeline.js';
+import { maxAbsDiff, randomInputs, randomWeights, tinyCnn, tinyMlp } from './fixtures.js';
+
+function tileShapes(shape: number[], slots: number): number[][] {
+  // every way of writing `slots` (a power of two) as a product of per-dimension extents
+  const out: number[][] = [];
+  const rec = (d: number, left: number, acc: number[]) => {
+    if (d === shape.length - 1) return void out.push([...acc, left]);
+    for (let t = 1; t <= left; t *= 2) rec(d + 1, left / t, [...acc, t]);
+  };
+  rec(0, slots, []);
+  return out;
+}
+
+function orders(rank: number): DimOrder[][] {
+  return Array.from({ length: 2 ** rank }, (_, b) => Array.from({ length: rank }, (_, d) => ((b >> d) & 1 ? 'interleave' : 'block')));
+}
+
+describe('he/tiles: tile tensors', () => {
+  it('packs and unpacks every tile layout of several tensors back to the same values', () => {
+    let layouts = 0;
+    for (const shape of [[3, 5], [4, 7, 2], [1, 6], [5, 1, 3]]) {
+      const values = Float64Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) => i + 1);
+      for (const tile of tileShapes(shape, 8)) {
+        for (const order of orders(shape.length)) {
+          const l = tileLayout(shape, tile, order);
+          const tiles = packTiles(l, values);
+          expect(tiles.length).to.equal(ciphertextCount(l));
+          expect(Array.from(unpackTiles(l, tiles))).to.deep.equal(Array.from(values), `shape [${shape}] tile [${tile}] ${order}`);
+          layouts++;
+        }
+      }
+    }
+    expect(layouts).to.be.greaterThan(100);
+  });
+
+  it('replicates a size-1 dimension across its tile extent', () => {
+    const l = tileLayout([1, 3], [4, 2]);
+    const [t0, t1] = packTiles(l, [7, 8, 9]);
+    expect(Array.from(t0)).to.deep.equal([7, 8, 7, 8, 7, 8, 7, 8]);
+    expect(Array.from(t1)).to.deep.equal([9, 0, 9, 0, 9, 0, 9, 0]);
+  });
+
+  it('batch and sample packing are the tile layouts [slots, 1] and [1, slots]', () => {
+    const g = tinyMlp();
+    const p = compileProgram(g, randomWeights(g, 3));
+    const slots = 16;
+    const x = randomInputs(g, 5, 4);
+    const batch = packTiles(batchTiles(5, 6, slots), x);
+    expect(batch.map((v) => Array.from(v))).to.deep.equal(packBatch(x, 6, 0, 5, slots).map((v) => Array.from(v)));
+    const plan = planSample(p, slots);
+    const one = x.subarray(0, 6);
+    expect(Array.from(packTiles(sampleTiles(6, slots), one)[0])).to.deep.equal(Array.from(packSample(plan, p, one)[0]));
+    // stacked: m samples in blocks of slots/m, what the stacked program's input is
+    const sp = stackProgram(p, 2, slots / 2);
+    expect(Array.from(packTiles(stackedTiles(2, 6, slots, 2), x.subarray(0, 12))[0])).to.deep.equal(Array.from(packSample(planSample(sp.program, slots), sp.program, stackInputs(sp, x, 6, 2))[0]));
+  });
+});
+
+describe('he/tiles: stacked packing under encryption', () => {
+  for (const [name, make] of [['dense', tinyMlp], ['conv', tinyCnn]] as const) {
+    for (const m of [1, 2, 4]) {
+      it(`${name}: ${m} sample${m > 1 ? 's' : ''} per ciphertext agree with plaintext on SEAL, with the cost model's counts`, async function () {
+        const g = make();
+        const p = compileProgram(g, randomWeights(g, 11));
+        const per = g.inputShape.reduce((a, b) => a * b, 1);
+        const x = randomInputs(g, m, 12);
+        const slots = TEST_PARAMS.polyModulusDegree / 2;
+        const sp = stackProgram(p, m, g.inputShape.length === 3 ? undefined : slots / m);
+        const plan = planSample(sp.program, slots);
+        const res = await measurePass({ kind: m === 1 ? 'sample' : 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, m), count: 1 });
+        const he = unstackOutputs(sp, res.outputs, m);
+        for (let s = 0; s < m; s++) {
+          const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
+          expect(maxAbsDiff(he.subarray(s * g.classes, (s + 1) * g.classes), want)).to.be.below(1e-2, `sample ${s}`);
+        }
+        const cost = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: m });
+        expect(cost.counts).to.deep.equal(res.counts);
+      });
+    }
+  }
+});
+
+describe("he/tiles: the cost model's counts equal the server's", () => {
+  for (const [name, make] of [['mlp', tinyMlp], ['cnn', tinyCnn]] as const) {
+    for (const packing of ['batch', 'sample'] as const) {
+      it(`${name}, ${packing} packing`, async function () {
+        const g = make();
+        const w = randomWeights(g, 5);
+        const p = compileProgram(g, w);
+        const count = 3;
+        const { server, client } = await encryptedLogits(g, w, randomInputs(g, count, 6), count, packing);
+        await server.close();
+        client.delete();
+        const slots = TEST_PARAMS.polyModulusDegree / 2;
+        const plan = packing === 'sample' ? planSample(p, slots) : null;
+        const cost = passCost({ kind: packing, params: TEST_PARAMS, program: p, plan, samplesPerPass: packing === 'batch' ? slots : 1, workers: 2 });
+        const passes = packing === 'batch' ? 1 : count;
+        const want = Object.fromEntries(Object.entries(cost.counts).map(([k, v]) => [k, v * passes]));
+        expect(server.counts).to.deep.equal(want);
+      });
+    }
+  }
+});
+
+describe('he/tiles: optimizer', () => {
+  const flat: Calibration = {
+    key: 'test',
+    measuredAt: '',
+    ops: Object.fromEntries(OP_KINDS.map((k) => [k, { base: k === 'rotate' || k === 'multiply' ? 1 : 0.1, perPrime: 0.1 }])) as Calibration['ops'],
+  };
+  const g = tinyMlp();
+  const p = compileProgram(g, randomWeights(g, 3));
+  const cands = candidates(p, TEST_PARAMS, { rings: 1, maxStack: 8 });
+
+  it('offers batch, sample and stacked candidates and ranks them per goal', () => {
+    expect(cands.map((c) => c.name)).to.include.members(['batch N=8192', 'sample N=8192', 'stacked x2 N=8192', 'stacked x8 N=8192']);
+    const lat = rank(cands, () => flat, 'latency', 2 ** 40);
+    const thr = rank(cands, () => flat, 'throughput', 2 ** 40);
+    const mem = rank(cands, () => flat, 'memory', 2 ** 40);
+    expect(lat[0].prediction.latencyMs).to.equal(Math.min(...lat.map((c) => c.prediction.latencyMs)));
+    expect(thr[0].name).to.equal('batch N=8192');
+    expect(mem[0].prediction.memoryBytes).to.equal(Math.min(...mem.map((c) => c.prediction.memoryBytes)));
+  });
+
+  it('refuses bad options naming the option and the fix', () => {
+    expect(() => parseGoal('speed')).to.throw(HepolyError, /--goal.*latency, throughput or memory/);
+    expect(() => parseMemory('8GB?')).to.throw(HepolyError, /--memory.*8GiB/);
+    expect(parseMemory('8GiB')).to.equal(8 * 2 ** 30);
+    expect(parseMemory('512MB')).to.equal(512e6);
+    expect(() => rank(cands, () => flat, 'latency', 1000)).to.throw(HepolyError, /--memory.*Raise --memory to at least/);
+  });
+});
