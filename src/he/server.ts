@@ -238,8 +238,8 @@ export class HEServer {
     if (this.audit) for (const s of samples) for (const b of s) this.received.push({ what: 'input ciphertext', bytes: b });
     if (this.program.refreshes?.length) {
       if (!refresh) throw new Error('internal: a program cut for --refresh client needs a refresh channel to the client');
-      const runs = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => this.runSegmented(h, inputs, refresh)));
-      return { outputs: runs.map((r) => r.outputs), trace: runs.map(() => []), ms: runs.map((r) => r.ms) };
+      const runs = await this.runSegmented(samples, refresh);
+      return { outputs: runs.outputs, trace: runs.outputs.map(() => []), ms: runs.ms };
     }
     const results = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => h.request({ type: 'sample', id: this.nextId++, inputs, trace })));
     const outputs: Uint8Array[][] = [];
@@ -255,29 +255,43 @@ export class HEServer {
     return { outputs, trace: traces, ms };
   }
 
-  private async runSegmented(h: WorkerHandle, inputs: Uint8Array[], refresh: RefreshChannel): Promise<{ outputs: Uint8Array[]; ms: number }> {
+  /**
+   * Segment by segment over all samples (not sample by sample), so each worker encodes one
+   * segment's diagonals at a time and only once: a deep network's diagonals together exceed
+   * a wasm heap.
+   */
+  private async runSegmented(samples: Uint8Array[][], refresh: RefreshChannel): Promise<{ outputs: Uint8Array[][]; ms: number[] }> {
     const p = this.program;
     const segs = programSegments(p);
-    let carry = [{ tensor: p.input, cts: inputs }];
-    let ms = 0;
+    let carry = samples.map((inputs) => [{ tensor: p.input, cts: inputs }]);
+    const ms = samples.map(() => 0);
     for (let j = 0; j < segs.length; j++) {
       const seg = segs[j];
-      const r = await h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors: carry, keep: seg.outputs });
-      if (r.type !== 'segmentDone') throw new Error('internal: unexpected worker reply');
-      ms += r.ms;
-      this.counts = addCounts(this.counts, r.counts);
-      if (j === segs.length - 1) return { outputs: r.outputs[0].cts, ms };
+      const results = await this.schedule(
+        carry.map((tensors) => (h: WorkerHandle) => h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors, keep: seg.outputs })),
+      );
+      const outs = results.map((r, s) => {
+        if (r.type !== 'segmentDone') throw new Error('internal: unexpected worker reply');
+        ms[s] += r.ms;
+        this.counts = addCounts(this.counts, r.counts);
+        return r.outputs;
+      });
+      if (j === segs.length - 1) return { outputs: outs.map((o) => o[0].cts), ms };
       const point = p.refreshes![j];
       const rec = (this.refreshes[j] ??= { before: refreshPointName(p, point), tensors: point.tensors.map((t) => p.tensors[t.src].label), ciphertexts: 0, bytesToClient: 0, bytesToServer: 0 });
       carry = [];
-      for (const { src, out } of point.tensors) {
-        const sent = r.outputs.find((o) => o.tensor === src)!.cts;
-        const back = await refresh(p.tensors[src].label, sent);
-        rec.ciphertexts += sent.length;
-        rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
-        rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
-        if (this.audit) for (const b of back) this.received.push({ what: 'refreshed ciphertext', bytes: b });
-        carry.push({ tensor: out, cts: back });
+      for (const o of outs) {
+        const next: { tensor: number; cts: Uint8Array[] }[] = [];
+        for (const { src, out } of point.tensors) {
+          const sent = o.find((x) => x.tensor === src)!.cts;
+          const back = await refresh(p.tensors[src].label, sent);
+          rec.ciphertexts += sent.length;
+          rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
+          rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
+          if (this.audit) for (const b of back) this.received.push({ what: 'refreshed ciphertext', bytes: b });
+          next.push({ tensor: out, cts: back });
+        }
+        carry.push(next);
       }
     }
     throw new Error('internal: a program has at least one segment');

