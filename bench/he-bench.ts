@@ -233,6 +233,9 @@ interface Row {
    * on an idle machine; far above 1 when other processes share the cores
    */
   server_wall_over_cpu: number;
+  /** the server worker's SEAL wasm heap: keys, encoded plaintexts and ciphertexts (this model only) */
+  worker_heap_mb: number;
+  /** the whole bench process so far (monotonic over the models of one run) */
   peak_rss_mb: number;
 }
 
@@ -259,17 +262,18 @@ function toRow(name: string, r: ValidationReport, prof: Profile): Row {
     ops_alone_ms: prof.aloneMs,
     overhead_ratio: prof.passMs / prof.aloneMs,
     server_wall_over_cpu: server / prof.passMs,
+    worker_heap_mb: r.workerHeapMb,
     peak_rss_mb: r.peakRssMb,
   };
 }
 
 function table(rows: Row[]): string {
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-  const head = '| model | packing | samples | plain / HE acc | latency/sample | amortized/sample | ct per pass | rotations | ct-ct mults | pt mults | additions | rescales | N | pass CPU (in process) | same ops alone (CPU) | overhead ratio | server pass (wall) | wall / CPU |';
-  const lines = [head, `|${'---|'.repeat(18)}`];
+  const head = '| model | packing | samples | plain / HE acc | latency/sample | amortized/sample | ct per pass | rotations | ct-ct mults | pt mults | additions | rescales | N | server memory (SEAL heap) | pass CPU (in process) | same ops alone (CPU) | overhead ratio | server pass (wall) | wall / CPU |';
+  const lines = [head, `|${'---|'.repeat(19)}`];
   for (const r of rows) {
     lines.push(
-      `| ${r.model} | ${r.packing} | ${r.samples} | ${pct(r.plaintext_accuracy)} / ${pct(r.encrypted_accuracy)} | ${fmtMs(r.latency_ms_per_sample)} | ${fmtMs(r.amortized_ms_per_sample)} | ${r.ciphertexts_per_pass} | ${r.rotations} | ${r.ct_ct_mults} | ${r.pt_mults} | ${r.additions} | ${r.rescales} | ${r.poly_modulus_degree} | ${fmtMs(r.pass_ms)} | ${fmtMs(r.ops_alone_ms)} | ${r.overhead_ratio.toFixed(3)}${r.overhead_ratio <= 1.15 ? '' : ' (> 1.15)'} | ${fmtMs(r.server_ms_per_pass)} | ${r.server_wall_over_cpu.toFixed(2)} |`,
+      `| ${r.model} | ${r.packing} | ${r.samples} | ${pct(r.plaintext_accuracy)} / ${pct(r.encrypted_accuracy)} | ${fmtMs(r.latency_ms_per_sample)} | ${fmtMs(r.amortized_ms_per_sample)} | ${r.ciphertexts_per_pass} | ${r.rotations} | ${r.ct_ct_mults} | ${r.pt_mults} | ${r.additions} | ${r.rescales} | ${r.poly_modulus_degree} | ${(r.worker_heap_mb / 1024).toFixed(2)} GiB | ${fmtMs(r.pass_ms)} | ${fmtMs(r.ops_alone_ms)} | ${r.overhead_ratio.toFixed(3)}${r.overhead_ratio <= 1.15 ? '' : ' (> 1.15)'} | ${fmtMs(r.server_ms_per_pass)} | ${r.server_wall_over_cpu.toFixed(2)} |`,
     );
   }
   return lines.join('\n');
