@@ -7,6 +7,7 @@ import { runSummary } from './summary.js';
 import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
 import { runPrune } from './prune.js';
+import { runHePlan } from './he-plan.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -71,6 +72,20 @@ export async function main(argv: string[]): Promise<number> {
             report: a.report,
             json: a.json,
           }),
+      )
+      .command(
+        'he-plan <checkpoint>',
+        'rank packings (batch, sample, stacked) by predicted latency, time per sample or memory; --measure runs them',
+        (y) =>
+          y
+            .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('goal', { type: 'string', default: 'latency', describe: 'latency | throughput | memory' })
+            .option('memory', { type: 'string', default: '8GiB', describe: 'memory limit, e.g. 8GiB or 512MiB' })
+            .option('measure', { type: 'boolean', default: false, describe: 'also run each shown candidate once on SEAL and report measured vs predicted' })
+            .option('top', { type: 'number', describe: 'candidates to show (default 5)' })
+            .option('calibrate', { type: 'boolean', default: false, describe: 'redo the node-seal micro-benchmark instead of using the cached one' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runHePlan({ checkpoint: a.checkpoint, goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, json: a.json }),
       )
       .command(
         'prune <checkpoint>',

@@ -31,6 +31,7 @@ import { type SamplePlan, packSample, planSample, unpackTensor } from './packing
 import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
+import { chooseServerPacking } from './tiles/choose.js';
 
 /**
  * `hepoly he-validate`: the same held-out samples through the plaintext model and through
@@ -202,12 +203,11 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   } else if (cut) {
     packing = 'sample';
     packingReason = 'client refreshes run per sample';
-  } else if (!plan || est.sample === null || est.batch <= est.sample) {
+  } else if (!plan) {
     packing = 'batch';
-    packingReason = plan ? `estimated ${fmtS(est.batch)} vs ${fmtS(est.sample!)} for sample packing` : `sample packing unavailable (${planError})`;
+    packingReason = `sample packing unavailable (${planError})`;
   } else {
-    packing = 'sample';
-    packingReason = `estimated ${fmtS(est.sample!)} vs ${fmtS(est.batch)} for batch packing`;
+    ({ packing, reason: packingReason } = await chooseServerPacking(program, params, plan, n, workers));
   }
 
   log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);

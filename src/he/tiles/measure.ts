@@ -1,22 +1,23 @@
 import { Worker } from 'node:worker_threads';
 import { type OpCounts, counting, zeroCounts } from '../backend.js';
-import { HEClient } from '../client.js';
+import { HEClient, type PublicBundle } from '../client.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from '../keys.js';
+import { CkksContext, loadSeal } from '../seal.js';
 import { SealBackend } from '../seal-backend.js';
 import type { CipherText } from '../seal.js';
 import type { HeParams } from '../params.js';
 import type { HeProgram } from '../program.js';
 import { packBatch, unpackBatch } from '../packing/batch.js';
-import { runBatchGrouped } from './batch-pass.js';
 import { SampleEvaluator, packSample, planSample, unpackTensor } from '../packing/sample.js';
 import { size } from '../tensor-ops.js';
+import { runBatchGrouped } from './batch-pass.js';
 import type { PackingKind } from './cost.js';
 
 /**
- * One real pass of a candidate on one thread: the client encrypts, the evaluator (the very
- * code the server's workers run) evaluates, the client decrypts; timed, counted, and with the
- * SEAL heap it needed. In its own worker thread (`measureInWorker`) the heap is a fresh
- * wasm instance, so its growth is this candidate's memory and nothing else's.
+ * One real pass of a candidate: the client encrypts, the evaluator (the very code the
+ * server's workers run) evaluates on one thread, the client decrypts; timed and counted. The
+ * evaluating side can run in its own worker thread (`inWorker`), whose SEAL heap is a fresh
+ * wasm instance: its growth is then the server's memory for this candidate and nothing else's.
  */
 
 export interface PassRequest {
@@ -36,46 +37,72 @@ export interface PassMeasurement {
   decryptMs: number;
   latencyMs: number;
   counts: OpCounts;
-  /** wasm heap growth from before key generation to the end of the pass */
+  /** wasm heap growth of the evaluating side: keys loaded, pass evaluated */
   heapBytes: number;
   /** decrypted outputs: batch, count x classes; else the output tensor */
   outputs: Float64Array;
 }
 
-export async function measurePass(r: PassRequest): Promise<PassMeasurement> {
+interface EvalRequest {
+  kind: PackingKind;
+  program: HeProgram;
+  bundle: PublicBundle;
+  uploads: Uint8Array[];
+  workers: number;
+}
+
+interface EvalResult {
+  downloads: (Uint8Array | null)[];
+  evaluateMs: number;
+  counts: OpCounts;
+  heapBytes: number;
+}
+
+/** The server's side of a pass, from bytes to bytes. */
+export async function evaluatePass(r: EvalRequest): Promise<EvalResult> {
+  const seal = await loadSeal();
   const heap0 = process.memoryUsage().external;
-  const client = await HEClient.create(r.params);
-  const slots = client.slots;
-  const plan = r.kind === 'batch' ? null : planSample(r.program, slots);
-  const bundle = client.publicBundle(plan ? plan.rotationSteps : []);
-  const keys = loadEvaluationKeys(client.ctx, bundle);
+  const ctx = CkksContext.create(seal, r.bundle.params);
+  const keys = loadEvaluationKeys(ctx, r.bundle);
   const counts = zeroCounts();
-  const be = counting(new SealBackend(client.ctx, keys), counts);
-  const sample = plan ? new SampleEvaluator(r.program, plan, be) : null;
-  let t = performance.now();
-  const per = size(r.program.inputShape);
-  const uploads = plan ? client.encrypt(packSample(plan, r.program, r.x)) : client.encrypt(packBatch(r.x, per, 0, r.count, slots));
-  const encryptMs = performance.now() - t;
-  t = performance.now();
-  const inputs = uploads.map((b) => be.deserialize(b));
+  const be = counting(new SealBackend(ctx, keys), counts);
+  const sample = r.kind === 'batch' ? null : new SampleEvaluator(r.program, planSample(r.program, be.slots), be);
+  const t = performance.now();
+  const inputs = r.uploads.map((b) => be.deserialize(b));
   let outs: (CipherText | null)[];
   if (sample) {
     outs = sample.run(inputs);
     for (const c of inputs) be.free(c);
-  } else {
-    outs = runBatchGrouped(r.program, be, inputs, { workers: r.workers ?? 1, N: r.params.polyModulusDegree });
-  }
+  } else outs = runBatchGrouped(r.program, be, inputs, { workers: r.workers, N: r.bundle.params.polyModulusDegree });
   const downloads = outs.map((c) => (c ? be.serialize(c) : null));
   const evaluateMs = performance.now() - t;
-  t = performance.now();
-  const plainOuts = downloads.map((b) => (b ? client.decrypt(b) : null));
-  const decryptMs = performance.now() - t;
   const heapBytes = process.memoryUsage().external - heap0;
   for (const c of outs) if (c) be.free(c);
-  const outputs = plan ? unpackTensor(plan, r.program.output, plainOuts as Float64Array[]) : unpackBatch(plainOuts, r.program.classes, r.count);
   deleteEvaluationKeys(keys);
-  client.delete();
-  return { encryptMs, evaluateMs, decryptMs, latencyMs: encryptMs + evaluateMs + decryptMs, counts: { ...counts }, heapBytes, outputs };
+  ctx.delete();
+  return { downloads, evaluateMs, counts: { ...counts }, heapBytes };
+}
+
+export async function measurePass(r: PassRequest, opts: { inWorker?: boolean } = {}): Promise<PassMeasurement> {
+  const client = await HEClient.create(r.params);
+  try {
+    const slots = client.slots;
+    const plan = r.kind === 'batch' ? null : planSample(r.program, slots);
+    const bundle = client.publicBundle(plan ? plan.rotationSteps : []);
+    let t = performance.now();
+    const per = size(r.program.inputShape);
+    const uploads = plan ? client.encrypt(packSample(plan, r.program, r.x)) : client.encrypt(packBatch(r.x, per, 0, r.count, slots));
+    const encryptMs = performance.now() - t;
+    const req: EvalRequest = { kind: r.kind, program: r.program, bundle, uploads, workers: r.workers ?? 1 };
+    const ev = opts.inWorker ? await inWorker(req) : await evaluatePass(req);
+    t = performance.now();
+    const plainOuts = ev.downloads.map((b) => (b ? client.decrypt(b) : null));
+    const decryptMs = performance.now() - t;
+    const outputs = plan ? unpackTensor(plan, r.program.output, plainOuts as Float64Array[]) : unpackBatch(plainOuts, r.program.classes, r.count);
+    return { encryptMs, evaluateMs: ev.evaluateMs, decryptMs, latencyMs: encryptMs + ev.evaluateMs + decryptMs, counts: ev.counts, heapBytes: ev.heapBytes, outputs };
+  } finally {
+    client.delete();
+  }
 }
 
 /** Compiled: measure-worker.js next to this file; under tsx, a bootstrap registers tsx first (as the server does). */
@@ -85,10 +112,10 @@ function spawn(): Worker {
   return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
 }
 
-export function measureInWorker(r: PassRequest): Promise<PassMeasurement> {
+function inWorker(r: EvalRequest): Promise<EvalResult> {
   const w = spawn();
-  return new Promise<PassMeasurement>((resolve, reject) => {
-    w.once('message', (m: { ok: true; result: PassMeasurement } | { ok: false; message: string }) => {
+  return new Promise<EvalResult>((resolve, reject) => {
+    w.once('message', (m: { ok: true; result: EvalResult } | { ok: false; message: string }) => {
       if (m.ok) resolve(m.result);
       else reject(new Error(m.message));
     });

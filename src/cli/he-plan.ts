@@ -1,0 +1,49 @@
+import { plan, type PlanResult } from '../he/tiles/plan.js';
+import { fmtGiB, parseGoal, parseMemory } from '../he/tiles/optimizer.js';
+import { HepolyError } from '../util/errors.js';
+
+export interface HePlanArgs {
+  checkpoint: string;
+  goal?: string;
+  memory?: string;
+  measure?: boolean;
+  top?: number;
+  calibrate?: boolean;
+  json?: boolean;
+}
+
+/** `hepoly he-plan CHECKPOINT`: a table of the best packings; with --json one JSON object last. */
+export async function runHePlan(a: HePlanArgs): Promise<void> {
+  const goal = parseGoal(a.goal);
+  const memoryLimit = parseMemory(a.memory);
+  if (a.top !== undefined && !(Number.isInteger(a.top) && a.top >= 1)) throw new HepolyError(`--top: expected a positive integer, found ${a.top}`);
+  const r = await plan({ checkpoint: a.checkpoint, goal, memoryLimit, measure: !!a.measure, top: a.top, recalibrate: !!a.calibrate, log: (l) => console.log(l) });
+  for (const line of planTable(r)) console.log(line);
+  if (a.json) console.log(JSON.stringify(r));
+}
+
+function ms(v: number): string {
+  return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 2 : 0)} ms`;
+}
+
+export function planTable(r: PlanResult): string[] {
+  const measured = r.rows.some((x) => x.measured);
+  const head = ['#', 'packing', 'samples/pass', 'cts in', 'rot keys', 'rotations', 'ct*ct', 'pt*ct', 'pred latency', 'pred per sample', 'pred memory'];
+  if (measured) head.push('meas latency', 'ratio', 'meas memory', 'ratio');
+  const rows = r.rows.map((x, i) => {
+    const row = [String(i + 1), x.name, String(x.samplesPerPass), String(x.ciphertextsIn), String(x.rotationKeys), String(x.counts.rotations), String(x.counts.ctCtMults), String(x.counts.ptMults), ms(x.predicted.latencyMs), ms(x.predicted.amortizedMs), fmtGiB(x.predicted.memoryBytes)];
+    if (measured) {
+      const m = x.measured;
+      row.push(m ? ms(m.latencyMs) : '-', m ? (m.latencyMs / x.predicted.latencyMs).toFixed(2) : '-', m ? fmtGiB(m.memoryBytes) : '-', m ? (m.memoryBytes / x.predicted.memoryBytes).toFixed(2) : '-');
+    }
+    return row;
+  });
+  const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
+  const fmt = (row: string[]) => row.map((v, c) => (c === 1 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join('  ');
+  return [
+    `he-plan ${r.checkpoint}: goal ${r.goal}, memory limit ${fmtGiB(r.memoryLimit)}; latency = encrypt + evaluate + decrypt of one pass on one thread`,
+    fmt(head),
+    ...rows.map(fmt),
+    `choice: ${r.rows[0].name}`,
+  ];
+}
