@@ -1,5 +1,5 @@
 import type { HeParams } from '../params.js';
-import { paramsAtRing, RING_DEGREES } from '../params.js';
+import { RING_DEGREES } from '../params.js';
 import type { HeProgram } from '../program.js';
 import { planSample } from '../packing/sample.js';
 import { nextPow2 } from '../packing/layout.js';
@@ -37,20 +37,17 @@ const MAX_STACK_IMAGE = 8;
 
 export function candidates(program: HeProgram, base: HeParams, opts: { rings?: number; maxStack?: number } = {}): Candidate[] {
   const out: Candidate[] = [];
-  const req = { depth: base.coeffModulusBits.length - 2, maxAbs: 0 };
   const rings = RING_DEGREES.filter((N) => N >= base.polyModulusDegree).slice(0, opts.rings ?? 2);
-  for (const N of rings) {
-    const params = N === base.polyModulusDegree ? base : sameHeadroom(base, N, req.depth);
-    if (!params) continue;
-    out.push(...candidatesAtRing(program, params, opts.maxStack));
-  }
+  for (const N of rings) out.push(...candidatesAtRing(program, N === base.polyModulusDegree ? base : sameChain(base, N), opts.maxStack));
   return out;
 }
 
-/** A larger ring keeps the base chain's first prime (its headroom) and scale. */
-function sameHeadroom(base: HeParams, N: number, depth: number): HeParams | null {
-  const p = paramsAtRing(N, { depth, maxAbs: 2 ** (base.coeffModulusBits[0] - base.scaleBits - 1), minScaleBits: base.scaleBits });
-  return p;
+/**
+ * A larger ring with the base chain unchanged (same primes, scale and headroom, so the same
+ * values fit): more slots, and a larger ring is only more secure for the same modulus.
+ */
+function sameChain(base: HeParams, N: number): HeParams {
+  return { ...base, polyModulusDegree: N };
 }
 
 function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infinity): Candidate[] {
