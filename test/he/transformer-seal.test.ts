@@ -7,6 +7,11 @@ import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { validateSequence } from '../../src/he/transformer/validate.js';
+import { encodeInputs, evaluateSequenceModel } from '../../src/he/transformer/evaluator.js';
+import { ClientRefresher } from '../../src/he/transformer/refresh.js';
+import { SimBackend } from '../../src/he/sim-backend.js';
+import { SimClient } from '../../src/he/sim-client.js';
+import { heldOutSplit } from '../../src/train/evaluate.js';
 import { HepolyError } from '../../src/util/errors.js';
 
 /**
@@ -48,6 +53,35 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(r.refreshes.where.map((w) => w.at).join(' ')).to.match(/b1_attn\/reciprocal/);
     expect(r.layers!.map((l) => l.node)).to.include.members(['b1_attn', 'logits']);
     for (const k of ['attention_products', 'power_softmax', 'reciprocal', 'mlp', 'norm']) expect(r.componentMs[k as keyof typeof r.componentMs]).to.be.above(0);
+  });
+
+  it('frees every intermediate ciphertext, refreshes included (SEAL objects live in a 4 GiB wasm heap)', async () => {
+    const ckpt = loadCheckpoint(out);
+    const params = { polyModulusDegree: 64, coeffModulusBits: [50, 30, 30, 30, 30, 50], scaleBits: 30 };
+    const be = new SimBackend(params, { noise: false });
+    const live = new Set<unknown>();
+    const track = be as unknown as Record<string, (...a: unknown[]) => unknown>;
+    for (const m of ['clone', 'add', 'mulConst', 'mulPlain', 'multiply', 'square', 'rotate', 'encryptVec', 'deserialize']) {
+      const f = track[m].bind(be);
+      track[m] = (...a: unknown[]) => {
+        const r = f(...a);
+        live.add(r);
+        return r;
+      };
+    }
+    const free = be.free.bind(be);
+    be.free = (c) => {
+      expect(live.delete(c), 'a ciphertext freed twice or never made').to.equal(true);
+      free(c);
+    };
+    const split = await heldOutSplit(ckpt);
+    const n = 4;
+    const client = new SimClient(params);
+    const input = client.encrypt(encodeInputs(ckpt.graph, split.x.subarray(0, n * 4), n).values).map((b) => be.deserialize(b));
+    const refresher = new ClientRefresher(be, client);
+    const { output } = evaluateSequenceModel(be, ckpt.graph, ckpt.weights, ckpt.ranges, input, { levels: { ensure: refresher.ensure as never, ms: () => refresher.ms } });
+    expect(refresher.count).to.be.above(0);
+    expect(live.size).to.equal(input.length + output.length);
   });
 
   it('without refresh, a network deeper than the chain is refused with depth needed vs available and the options', async () => {

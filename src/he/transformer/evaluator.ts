@@ -242,7 +242,7 @@ export function evaluateSequenceModel<C>(
             s.forEach((c) => be.free(c));
             return pw;
           });
-          const den = timed('power_softmax', () => e.map((row) => ops.addConst(ops.sum(row), eps)));
+          const den = timed('power_softmax', () => e.map((row) => ops.shifted(ops.sum(row), eps)));
           const r = timed('reciprocal', () => ops.reciprocalMany(den, approx, at('reciprocal')));
           den.forEach((c) => be.free(c));
           for (let i = 0; i < rows.length; i++) {
@@ -287,7 +287,9 @@ export function evaluateSequenceModel<C>(
             let xc = ops.linear(x.slice(t * D, (t + 1) * D), D, (i, j) => (i === j ? 1 : 0) - 1 / D, () => 0);
             xc = ensure(xc, 2, `${node.name}/variance`, true);
             const sq = xc.map((c) => ops.square(c));
-            const v = ops.addConst(ops.mulConst(ops.sum(sq), 1 / D), L.epsilon);
+            const total = ops.sum(sq);
+            const v = ops.shifted(ops.mulConst(total, 1 / D), L.epsilon);
+            be.free(total);
             sq.forEach((c) => be.free(c));
             let [r] = ops.invSqrtMany([v], f, `${node.name}/inverse-sqrt`);
             [r] = ensure([r], 1, `${node.name}/scale`, true);
@@ -310,12 +312,12 @@ export function evaluateSequenceModel<C>(
         out = timed('head', () =>
           L.mode === 'last'
             ? x.slice((T - 1) * D).map((c) => be.clone(c))
-            : ops.linear(
-                Array.from({ length: D }, (_, d) => ops.sum(Array.from({ length: T }, (_, t) => x[t * D + d]))),
-                D,
-                (i, j) => (i === j ? 1 / T : 0),
-                () => 0,
-              ),
+            : (() => {
+                const sums = Array.from({ length: D }, (_, d) => ops.sum(Array.from({ length: T }, (_, t) => x[t * D + d])));
+                const mean = ops.linear(sums, D, (i, j) => (i === j ? 1 / T : 0), () => 0);
+                sums.forEach((c) => be.free(c));
+                return mean;
+              })(),
         );
         break;
       }
@@ -343,7 +345,7 @@ export function evaluateSequenceModel<C>(
           x.map((c, i) => {
             const ch = i % C;
             const s = g[ch] / Math.sqrt(v[ch] + L.epsilon);
-            return ops.addConst(ops.mulConst(c, s), b[ch] - s * m[ch]);
+            return ops.shifted(ops.mulConst(c, s), b[ch] - s * m[ch]);
           }),
         );
         break;
@@ -467,9 +469,9 @@ function range(start: number, count: number): number[] {
 function horner<C>(ops: HeOps<C>, x: C, coeffs: ArrayLike<number>): C {
   const n = coeffs.length - 1;
   if (n === 0) throw new Error('internal: constant activation');
-  let acc = ops.addConst(ops.mulConst(x, coeffs[n]), coeffs[n - 1]);
+  let acc = ops.shifted(ops.mulConst(x, coeffs[n]), coeffs[n - 1]);
   for (let i = n - 2; i >= 0; i--) {
-    const next = ops.addConst(ops.mul(acc, x), coeffs[i]);
+    const next = ops.shifted(ops.mul(acc, x), coeffs[i]);
     ops.be.free(acc);
     acc = next;
   }

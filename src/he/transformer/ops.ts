@@ -101,6 +101,12 @@ export class HeOps<C> {
     return out;
   }
 
+  /** c + value on a temporary the caller hands over (no copy: SEAL's heap is the limit). */
+  shifted(c: C, value: number): C {
+    if (value !== 0) this.be.addConstInPlace(c, value);
+    return c;
+  }
+
   addConst(c: C, value: number): C {
     const out = this.be.clone(c);
     if (value !== 0) this.be.addConstInPlace(out, value);
@@ -174,7 +180,7 @@ export class HeOps<C> {
    * y0 = c0 - c1 a (1 level), then y <- 2y - y (a y) (2 levels per iteration).
    */
   reciprocal(a: C, f: NewtonApprox): C {
-    let y = this.addConst(this.mulConst(a, -f.c1), f.c0);
+    let y = this.shifted(this.mulConst(a, -f.c1), f.c0);
     for (let k = 0; k < f.iterations; k++) {
       const ay = this.mul(a, y);
       const yay = this.mul(y, ay);
@@ -194,7 +200,7 @@ export class HeOps<C> {
     // own copies (a refresh replaces and frees them); a is read by every step, so a refresh
     // brings it to the top level, where it stays
     let a = this.ensure(as.map((c) => this.be.clone(c)), this.be.topLevel, at, true);
-    let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
+    let y = a.map((c) => this.shifted(this.mulConst(c, -f.c1), f.c0));
     for (let k = 0; k < f.iterations; k++) {
       // one round trip for both (a keeps its level: products copy it down)
       const both = this.ensure([...a, ...y], 2, at, true);
@@ -216,7 +222,7 @@ export class HeOps<C> {
   /** `invSqrt` of several ciphertexts in lock step (refreshes between iterations); inputs stay the caller's. */
   invSqrtMany(as: C[], f: NewtonApprox, at: string): C[] {
     const a = this.ensure(as.map((c) => this.be.clone(c)), this.be.topLevel, at, true);
-    let y = a.map((c) => this.addConst(this.mulConst(c, -f.c1), f.c0));
+    let y = a.map((c) => this.shifted(this.mulConst(c, -f.c1), f.c0));
     let halfA = a.map((c) => this.mulConst(c, -0.5));
     a.forEach((c) => this.be.free(c));
     for (let k = 0; k < f.iterations; k++) {
@@ -242,7 +248,7 @@ export class HeOps<C> {
    * and 1.5 y run in parallel: 2 levels per iteration (plus one for -0.5 a, off the path).
    */
   invSqrt(a: C, f: NewtonApprox): C {
-    let y = this.addConst(this.mulConst(a, -f.c1), f.c0);
+    let y = this.shifted(this.mulConst(a, -f.c1), f.c0);
     const halfA = this.mulConst(a, -0.5);
     for (let k = 0; k < f.iterations; k++) {
       const y2 = this.square(y);
