@@ -22,6 +22,7 @@ import {
   summarize,
 } from './params.js';
 import { type RefreshSummary, refreshCiphertexts, refreshPointName, segmentProgram } from './refresh.js';
+import { coreReportJson } from './report-json.js';
 import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
 import { HEServer } from './server.js';
@@ -676,39 +677,14 @@ export function fmtBytes(b: number): string {
 /** The JSON object `--json` prints (snake_case, stable keys). */
 export function reportJson(r: ValidationReport): Record<string, unknown> {
   return {
-    checkpoint: r.checkpoint,
-    split: r.split,
-    samples: r.samples,
-    mode: r.mode,
-    packing: r.packing,
-    plaintext_accuracy: r.plaintextAccuracy,
-    encrypted_accuracy: r.encryptedAccuracy,
-    agreement: r.agreement,
-    max_abs_error: r.maxAbsError,
+    ...coreReportJson(r),
     mean_abs_error: r.meanAbsError,
     logit_range: r.logitRange,
     relative_error: r.relativeError,
-    latency_ms_per_sample: r.latencyMsPerSample,
-    amortized_ms_per_sample: r.amortizedMsPerSample,
-    ciphertexts: r.ciphertexts.input + r.ciphertexts.output,
-    ciphertexts_in: r.ciphertexts.input,
-    ciphertexts_out: r.ciphertexts.output,
-    poly_modulus_degree: r.params.polyModulusDegree,
-    coeff_modulus_bits: r.params.coeffModulusBits,
-    scale_bits: r.params.scaleBits,
-    security_bits: r.params.securityBits,
-    depth: r.depth,
-    levels: r.params.levels,
     rotations: r.ops.rotations,
     ct_ct_mults: r.ops.ctCtMults,
     pt_mults: r.ops.ptMults,
     rotation_keys: r.rotationKeys,
-    keygen_ms: r.timings.keygenMs,
-    encrypt_ms: r.timings.encryptMs,
-    evaluate_ms: r.timings.evaluateMs,
-    decrypt_ms: r.timings.decryptMs,
-    bytes_client_to_server: r.bytes.clientToServer,
-    bytes_server_to_client: r.bytes.serverToClient,
     peak_rss_mb: r.peakRssMb,
     worker_heap_mb: r.workerHeapMb,
     workers: r.workers,

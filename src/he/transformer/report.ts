@@ -1,4 +1,5 @@
 import type { SequenceReport } from './validate.js';
+import { coreReportJson } from '../report-json.js';
 import { fmt } from './validate.js';
 
 /** Human lines and the `--json` object of a transformer he-validate run (same keys as the CNN path where they mean the same). */
@@ -38,27 +39,8 @@ export function sequenceReportText(r: SequenceReport): string[] {
 
 export function sequenceReportJson(r: SequenceReport): Record<string, unknown> {
   return {
-    checkpoint: r.checkpoint,
-    split: r.split,
+    ...coreReportJson({ ...r, packing: 'batch' }),
     task: r.task,
-    samples: r.samples,
-    mode: r.mode,
-    packing: 'batch',
-    plaintext_accuracy: r.plaintextAccuracy,
-    encrypted_accuracy: r.encryptedAccuracy,
-    agreement: r.agreement,
-    max_abs_error: r.maxAbsError,
-    latency_ms_per_sample: r.latencyMsPerSample,
-    amortized_ms_per_sample: r.amortizedMsPerSample,
-    ciphertexts: r.ciphertexts.input + r.ciphertexts.output,
-    ciphertexts_in: r.ciphertexts.input,
-    ciphertexts_out: r.ciphertexts.output,
-    poly_modulus_degree: r.params.polyModulusDegree,
-    coeff_modulus_bits: r.params.coeffModulusBits,
-    scale_bits: r.params.scaleBits,
-    security_bits: r.params.securityBits,
-    levels: r.params.levels,
-    depth: r.depth,
     refresh: r.refresh,
     refreshes: r.refreshes.count,
     refreshed_ciphertexts: r.refreshes.ciphertexts,
@@ -68,12 +50,6 @@ export function sequenceReportJson(r: SequenceReport): Record<string, unknown> {
     reciprocals: r.reciprocals.map((c) => ({ node: c.node, lo: c.lo, hi: c.hi, iterations: c.iterations, levels: c.levels, error_bound: c.errorBound })),
     ct_ct_mults: r.ctCtMults,
     pt_mults: r.ptMults,
-    keygen_ms: r.timings.keygenMs,
-    encrypt_ms: r.timings.encryptMs,
-    evaluate_ms: r.timings.evaluateMs,
-    decrypt_ms: r.timings.decryptMs,
-    bytes_client_to_server: r.bytes.clientToServer,
-    bytes_server_to_client: r.bytes.serverToClient,
     layers: r.layers?.map((l) => ({ node: l.node, level: l.level, max_abs_error: l.maxAbsError, max_abs: l.maxAbs })) ?? null,
   };
 }
