@@ -116,15 +116,19 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
       this.constPlains[level] = this.ctx.seal.PlainText();
     }
     const scaled = Math.round(value * scale);
-    if (!Number.isFinite(scaled) || Math.abs(scaled) >= 2 ** 62) {
-      throw new Error(`internal: constant ${value} at scale 2^${Math.log2(scale).toFixed(1)} does not fit a plaintext`);
+    const primes = this.ctx.levels[level].primes;
+    // value*scale may exceed 64 bits (an accumulator at scale*q before its rescale): exact as a
+    // BigInt, it only has to stay below half the level's modulus to decode
+    const bound = Math.log2(Math.abs(scaled)) + 1;
+    const modulusBits = primes.reduce((a, q) => a + Math.log2(Number(q)), 0);
+    if (!Number.isFinite(scaled) || bound >= modulusBits) {
+      throw new Error(`internal: constant ${value} at scale 2^${Math.log2(scale).toFixed(1)} does not fit a plaintext at level ${level} (${modulusBits.toFixed(0)} bits)`);
     }
     const view = new DataView(template.buffer, template.byteOffset, template.byteLength);
     view.setFloat64(56, scale, true);
     const N = this.ctx.params.polyModulusDegree;
     const data = new BigUint64Array(template.buffer, template.byteOffset + 88, N * (level + 1));
     const big = BigInt(scaled);
-    const primes = this.ctx.levels[level].primes;
     for (let j = 0; j <= level; j++) {
       const q = primes[j];
       const r = ((big % q) + q) % q;

@@ -24,6 +24,8 @@ export interface ServerOptions {
   memoryBudget?: number;
   /** also keep every input ciphertext in `received` (tests; costs memory) */
   audit?: boolean;
+  /** batch packing: replace a worker between stages once its heap reaches this (see recycleGrownWorkers) */
+  recycleHeapBytes?: number;
 }
 
 interface Pending {
@@ -90,6 +92,9 @@ function spawnWorker(): Worker {
   return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
 }
 
+/** A batch worker's heap beyond which it is replaced between stages (see recycleGrownWorkers). */
+const RECYCLE_HEAP_BYTES = 2 ** 30;
+
 export class HEServer {
   /** everything this server was given, kept so tests can prove none of it is a secret key */
   readonly received: { what: string; bytes: Uint8Array }[] = [];
@@ -99,6 +104,11 @@ export class HEServer {
   readonly refreshes: RefreshRecord[] = [];
   private nextId = 1;
   private stages: Stage[] | null = null;
+  /** per worker slot, the largest heap of the workers retired from it */
+  private retiredHeapBytes: number[];
+  /** workers replaced by fresh ones between batch stages */
+  recycledWorkers = 0;
+  private recycleHeapBytes = RECYCLE_HEAP_BYTES;
 
   private constructor(
     private readonly handles: WorkerHandle[],
@@ -106,7 +116,9 @@ export class HEServer {
     readonly packing: Packing,
     private readonly init: WorkerInit,
     private readonly audit: boolean,
-  ) {}
+  ) {
+    this.retiredHeapBytes = handles.map(() => 0);
+  }
 
   static async start(bundle: PublicBundle, program: HeProgram, packing: Packing, opts: ServerOptions = {}): Promise<HEServer> {
     const init: WorkerInit = {
@@ -123,6 +135,7 @@ export class HEServer {
     const n = Math.max(1, opts.workers ?? availableParallelism());
     const handles = Array.from({ length: n }, () => new WorkerHandle(spawnWorker(), init));
     const server = new HEServer(handles, program, packing, init, !!opts.audit);
+    if (opts.recycleHeapBytes !== undefined) server.recycleHeapBytes = opts.recycleHeapBytes;
     server.received.push({ what: 'public key', bytes: bundle.publicKey }, { what: 'relinearization keys', bytes: bundle.relinKeys });
     if (bundle.galoisKeys) server.received.push({ what: 'Galois keys', bytes: bundle.galoisKeys });
     try {
@@ -138,7 +151,27 @@ export class HEServer {
 
   /** Sum over workers of their largest SEAL wasm heap. */
   get workerHeapBytes(): number {
-    return this.handles.reduce((a, h) => a + h.heapBytes, 0);
+    return this.handles.reduce((a, h, k) => a + Math.max(h.heapBytes, this.retiredHeapBytes[k]), 0);
+  }
+
+  /**
+   * SEAL keeps freed ciphertext memory in pools per allocation size and a wasm heap never
+   * shrinks, so after a stage at one level its memory cannot serve the next stage's smaller
+   * ciphertexts: two big stages in one worker add up past wasm32's 4 GiB. A worker that has
+   * grown past `recycleHeapBytes` is replaced by a fresh one (same keys, under a second).
+   */
+  private async recycleGrownWorkers(): Promise<void> {
+    await Promise.all(
+      this.handles.map(async (h, k) => {
+        if (h.heapBytes < this.recycleHeapBytes) return;
+        this.retiredHeapBytes[k] = Math.max(this.retiredHeapBytes[k], h.heapBytes);
+        await h.worker.terminate();
+        const fresh = new WorkerHandle(spawnWorker(), this.init);
+        this.handles[k] = fresh;
+        this.recycledWorkers++;
+        this.prepareMs += await fresh.whenReady();
+      }),
+    );
   }
 
   get workerCount(): number {
@@ -217,6 +250,7 @@ export class HEServer {
       if (!this.init.keepAll) {
         for (const [t, last] of lastStage) if (last === k && t !== p.output) store.delete(t);
       }
+      if (k < this.stages.length - 1) await this.recycleGrownWorkers();
     }
     const bytesOf = (refs: Ref[]) => refs.map((r) => (r ? Uint8Array.from(new Uint8Array(buffers[r[0]], r[1], r[2])) : null));
     const tensors = new Map<number, (Uint8Array | null)[]>();

@@ -57,4 +57,37 @@ describe('he: encrypted inference matches the plaintext model', function () {
       }
     });
   }
+
+  it('batch packing at scale 2^40 (N=16384): bias constants above 64 bits encode exactly, logits within 1e-5', async () => {
+    const g = tinyMlp();
+    const w = randomWeights(g, 12);
+    const x = randomInputs(g, 6, 12);
+    const plain = predict(g, w, x, 6);
+    // biases are added to accumulators at scale 2^40 * q ~ 2^80, past a 64-bit integer
+    const params = { polyModulusDegree: 16384, coeffModulusBits: [60, 40, 40, 40, 40, 40, 60], scaleBits: 40 };
+    const { logits, server, client } = await encryptedLogits(g, w, x, 6, 'batch', params);
+    try {
+      // float32 plaintext vs float64 CKKS at 2^40: far tighter than the 5e-3 of scale 2^27
+      expect(maxAbsDiff(logits, plain)).to.be.below(1e-5);
+    } finally {
+      await server.close();
+      client.delete();
+    }
+  });
+
+  it('batch packing replaces grown workers between stages and still agrees', async () => {
+    const g = tinyCnn();
+    const w = randomWeights(g, 13);
+    const x = randomInputs(g, 4, 13);
+    const plain = predict(g, w, x, 4);
+    const { logits, server, client } = await encryptedLogits(g, w, x, 4, 'batch', undefined, { recycleHeapBytes: 1 });
+    try {
+      expect(server.recycledWorkers).to.be.above(0);
+      expect(maxAbsDiff(logits, plain)).to.be.below(5e-3);
+      expect(argmaxRows(logits, g.classes)).to.deep.equal(argmaxRows(plain, g.classes));
+    } finally {
+      await server.close();
+      client.delete();
+    }
+  });
 });
