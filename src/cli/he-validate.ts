@@ -10,6 +10,8 @@ export interface HeValidateArgs {
   samples?: number | string;
   packing?: string;
   params?: string;
+  /** with --params auto: the smallest scale (bits) to accept */
+  scaleBits?: number;
   report?: string;
   json?: boolean;
   trace?: boolean;
@@ -36,6 +38,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
     samples,
     packing: (a.packing ?? 'auto') as PackingChoice,
     params: a.params ?? 'auto',
+    scaleBits: a.scaleBits,
     trace: !!a.trace,
     mode: (a.mode ?? 'encrypt') as 'encrypt' | 'simulate',
     workers: a.workers,

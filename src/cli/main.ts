@@ -53,6 +53,7 @@ export async function main(argv: string[]): Promise<number> {
             .option('samples', { type: 'string', describe: 'held-out samples to encrypt (a number or "all")' })
             .option('packing', { type: 'string', default: 'auto', choices: ['auto', 'batch', 'sample'], describe: 'batch: samples across slots (throughput); sample: one sample per ciphertext (latency)' })
             .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
+            .option('scale-bits', { type: 'number', describe: 'with --params auto: at least this CKKS scale in bits (20-40; more precision, maybe a larger ring)' })
             .option('mode', { type: 'string', default: 'encrypt', choices: ['encrypt', 'simulate'], describe: 'simulate: float64 with the same packing and rescale points, no encryption' })
             .option('trace', { type: 'boolean', default: false, describe: 'decrypt every layer (debug only) and report its error, level and scale' })
             .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: where the depth exceeds the chain, the client decrypts and re-encrypts at a fresh level (each refresh reported)' })
@@ -65,6 +66,7 @@ export async function main(argv: string[]): Promise<number> {
             samples: a.samples,
             packing: a.packing,
             params: a.params,
+            scaleBits: a.scaleBits,
             mode: a.mode,
             trace: a.trace,
             workers: a.workers,

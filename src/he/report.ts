@@ -16,6 +16,7 @@ export function reportMarkdown(r: ValidationReport): string {
   lines.push(`| plaintext accuracy | ${pct(r.plaintextAccuracy)} |`);
   lines.push(`| encrypted accuracy | ${pct(r.encryptedAccuracy)} |`);
   lines.push(`| argmax agreement | ${pct(r.agreement)} (${r.disagreements} disagreements) |`);
+  if (r.disagreements) lines.push(`| disagreeing samples (plaintext top-2 gap) | ${disagreementList(r)} |`);
   lines.push(`| max abs logit error | ${sci(r.maxAbsError)} (${sci(r.relativeError)} of the logit range ${r.logitRange.toFixed(3)}) |`);
   lines.push(`| mean abs logit error | ${sci(r.meanAbsError)} |`);
   const o = r.outOfRange;
@@ -63,6 +64,7 @@ export function reportText(r: ValidationReport): string[] {
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
   const lines = [
     `accuracy: plaintext ${pct(r.plaintextAccuracy)}, encrypted ${pct(r.encryptedAccuracy)}; argmax agreement ${pct(r.agreement)} (${r.disagreements} of ${r.samples} differ)`,
+    ...(r.disagreements ? [disagreementLine(r)] : []),
     `logit error: max ${r.maxAbsError.toExponential(2)} (${r.relativeError.toExponential(2)} of the range ${r.logitRange.toFixed(3)}), mean ${r.meanAbsError.toExponential(2)}`,
     `latency ${fmtMs(r.latencyMsPerSample)} per sample, amortized ${fmtMs(r.amortizedMsPerSample)} per sample (${r.packing} packing, ${r.workers} workers)`,
     `time: keygen ${fmtMs(r.timings.keygenMs)}, encrypt ${fmtMs(r.timings.encryptMs)}, evaluate ${fmtMs(r.timings.evaluateMs)}, decrypt ${fmtMs(r.timings.decryptMs)}`,
@@ -113,4 +115,18 @@ function refreshMarkdown(r: ValidationReport): string[] {
     lines.push('');
   }
   return lines;
+}
+
+function disagreementList(r: ValidationReport): string {
+  const shown = r.disagreementSamples.map((d) => `#${d.index} (${d.plaintextGap.toExponential(1)})`).join(', ');
+  return r.disagreements > r.disagreementSamples.length ? `${shown}, ...` : shown;
+}
+
+/** Which samples differ and whether CKKS noise can explain it (a plaintext near-tie). */
+function disagreementLine(r: ValidationReport): string {
+  const why =
+    r.nearTies === r.disagreements
+      ? `all ${r.nearTies} are plaintext near-ties (their error is no larger than the agreeing samples' ${r.agreeingMaxError.toExponential(1)}): CKKS noise decides them; raise precision with --scale-bits 40`
+      : `${r.nearTies} of ${r.disagreements} are plaintext near-ties; the others have errors beyond the agreeing samples' ${r.agreeingMaxError.toExponential(1)}: rerun with --trace to find the layer`;
+  return `  differing ${r.split} samples (plaintext top-2 gap): ${disagreementList(r)}; ${why}`;
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { availableParallelism } from 'node:os';
 import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { heldOutSplit, toParams } from '../train/evaluate.js';
+import { compareLogits } from './compare.js';
 import { initBackend } from '../train/backend.js';
 import { forward } from '../models/tf-interpreter.js';
 import { HepolyError } from '../util/errors.js';
@@ -14,6 +15,8 @@ import {
   RING_DEGREES,
   checkParams,
   chooseParams,
+  MAX_USEFUL_SCALE_BITS,
+  MIN_SCALE_BITS,
   describeParams,
   levelsOf,
   loadParamsFile,
@@ -49,6 +52,8 @@ export interface ValidateOptions {
   packing?: PackingChoice;
   /** 'auto' or a JSON file */
   params?: string;
+  /** --params auto: at least this scale (bits); more precision, maybe a larger ring */
+  scaleBits?: number;
   /** decrypt every layer's output and compare (debug only: the client sees intermediates) */
   trace?: boolean;
   mode?: 'encrypt' | 'simulate';
@@ -93,6 +98,11 @@ export interface ValidationReport {
   encryptedAccuracy: number;
   agreement: number;
   disagreements: number;
+  /** the first disagreeing samples, with the plaintext gap between their two top logits */
+  disagreementSamples: { index: number; plaintextGap: number }[];
+  /** disagreements explained by CKKS noise (see LogitComparison.nearTies) */
+  nearTies: number;
+  agreeingMaxError: number;
   maxAbsError: number;
   meanAbsError: number;
   logitRange: number;
@@ -126,6 +136,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (!['auto', 'batch', 'sample'].includes(packingOpt)) throw new HepolyError(`--packing: expected auto, batch or sample, found ${JSON.stringify(packingOpt)}`);
   const refreshMode = opts.refresh ?? 'none';
   if (refreshMode !== 'none' && refreshMode !== 'client') throw new HepolyError(`--refresh: expected none or client, found ${JSON.stringify(refreshMode)}`);
+  if (opts.scaleBits !== undefined && !(Number.isInteger(opts.scaleBits) && opts.scaleBits >= MIN_SCALE_BITS && opts.scaleBits <= MAX_USEFUL_SCALE_BITS)) {
+    throw new HepolyError(`--scale-bits: expected a whole number from ${MIN_SCALE_BITS} to ${MAX_USEFUL_SCALE_BITS}, found ${opts.scaleBits}`);
+  }
   const ckpt = loadCheckpoint(opts.checkpoint);
   const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
   let program = compiled;
@@ -151,11 +164,12 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (!opts.params || opts.params === 'auto') {
     if (refreshMode === 'client') {
       // refreshes make every ring usable: pick the fastest estimate, cut or not
-      const best = chooseWithRefresh(compiled, x, n, maxAbs, workers, minSlots, packingOpt);
+      const best = chooseWithRefresh(compiled, x, n, maxAbs, workers, minSlots, packingOpt, opts.scaleBits);
       ({ params, program, maxAbs } = best);
       refreshChoice = best.why;
-    } else params = chooseParams({ depth: program.depth, maxAbs });
+    } else params = chooseParams({ depth: program.depth, maxAbs, minScaleBits: opts.scaleBits });
   } else {
+    if (opts.scaleBits !== undefined) throw new HepolyError('--scale-bits applies to --params auto; a --params file sets scale_bits itself');
     params = loadParamsFile(opts.params);
     paramsSource = opts.params;
     if (refreshMode === 'client' && levelsOf(params) < program.depth && levelsOf(params) >= 1) {
@@ -315,29 +329,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const peakRssMb = rssPeak.stop();
 
   // comparison
-  let agree = 0;
-  let heCorrect = 0;
-  let plainCorrect = 0;
-  let maxErr = 0;
-  let sumErr = 0;
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let s = 0; s < n; s++) {
-    const a = argmax(plain.logits, s, classes);
-    const b = argmax(he, s, classes);
-    if (a === b) agree++;
-    if (a === y[s]) plainCorrect++;
-    if (b === y[s]) heCorrect++;
-    for (let k = 0; k < classes; k++) {
-      const v = plain.logits[s * classes + k];
-      const e = Math.abs(v - he[s * classes + k]);
-      if (!(e <= maxErr)) maxErr = Number.isNaN(e) ? Infinity : e;
-      sumErr += e;
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-  }
-  const range = hi - lo;
+  const cmp = compareLogits(plain.logits, he, y, n, classes);
   const totalMs = performance.now() - t0;
   const report: ValidationReport = {
     checkpoint: ckpt.dir,
@@ -350,14 +342,17 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     paramsSource,
     depth: compiled.depth,
     layers: program.layers,
-    plaintextAccuracy: plainCorrect / n,
-    encryptedAccuracy: heCorrect / n,
-    agreement: agree / n,
-    disagreements: n - agree,
-    maxAbsError: maxErr,
-    meanAbsError: sumErr / (n * classes),
-    logitRange: range,
-    relativeError: range > 0 ? maxErr / range : maxErr,
+    plaintextAccuracy: cmp.plainCorrect / n,
+    encryptedAccuracy: cmp.heCorrect / n,
+    agreement: cmp.agree / n,
+    disagreements: n - cmp.agree,
+    disagreementSamples: cmp.disagreements.slice(0, 20),
+    nearTies: cmp.nearTies,
+    agreeingMaxError: cmp.agreeingMaxError,
+    maxAbsError: cmp.maxAbsError,
+    meanAbsError: cmp.meanAbsError,
+    logitRange: cmp.logitRange,
+    relativeError: cmp.logitRange > 0 ? cmp.maxAbsError / cmp.logitRange : cmp.maxAbsError,
     layerErrors,
     timings: { keygenMs, serverSetupMs, encryptMs, evaluateMs, decryptMs, totalMs },
     latencyMsPerSample: latency,
@@ -400,12 +395,13 @@ function chooseWithRefresh(
   workers: number,
   minSlots: number | undefined,
   packingOpt: PackingChoice,
+  minScaleBits?: number,
 ): { params: HeParams; program: HeProgram; maxAbs: number; why: string } {
   type Option = { params: HeParams; program: HeProgram; maxAbs: number; seconds: number };
   const options: Option[] = [];
   const uncut = (() => {
     try {
-      return chooseParams({ depth: compiled.depth, maxAbs: maxAbs0 });
+      return chooseParams({ depth: compiled.depth, maxAbs: maxAbs0, minScaleBits });
     } catch {
       return null;
     }
@@ -415,7 +411,7 @@ function chooseWithRefresh(
   }
   for (const N of RING_DEGREES) {
     if (minSlots && N / 2 < minSlots) continue;
-    for (let L = Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0)); L >= 1 && L >= Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0)) - 2; L--) {
+    for (let L = Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0, minScaleBits)); L >= 1 && L >= Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0, minScaleBits)) - 2; L--) {
       let program: HeProgram;
       try {
         program = L >= compiled.depth ? compiled : segmentProgram(compiled, L);
@@ -423,7 +419,7 @@ function chooseWithRefresh(
         break;
       }
       const maxAbs = calibrate(program, x, Math.min(n, 32));
-      const params = paramsAtRing(N, { depth: program.depth, maxAbs });
+      const params = paramsAtRing(N, { depth: program.depth, maxAbs, minScaleBits });
       if (!params) continue;
       try {
         const plan = planSample(program, N / 2);
@@ -457,12 +453,6 @@ function sampleCount(samples: number | 'all' | undefined, available: number): nu
     throw new HepolyError(`--samples: expected a positive integer or "all", found ${JSON.stringify(samples)}`);
   }
   return Math.min(samples, available);
-}
-
-function argmax(v: ArrayLike<number>, s: number, classes: number): number {
-  let best = 0;
-  for (let k = 1; k < classes; k++) if (v[s * classes + k] > v[s * classes + best]) best = k;
-  return best;
 }
 
 /** Plaintext logits (tfjs, inference mode) and the count of values outside ranges.json. */

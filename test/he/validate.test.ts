@@ -105,6 +105,19 @@ describe('he/validate: the he-validate pipeline', function () {
     await expectRefusal(validate({ checkpoint: bad, samples: 2 }), /corrupt.*weights\.bin|weights\.bin.*(truncated|bytes)/);
   });
 
+  it('--scale-bits 40 buys precision with a larger ring; out-of-range values are refused', async () => {
+    const base = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', mode: 'simulate' });
+    const precise = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', mode: 'simulate', scaleBits: 40 });
+    expect(base.params.scaleBits).to.be.below(40);
+    expect(precise.params.scaleBits).to.equal(40);
+    expect(precise.params.polyModulusDegree).to.be.above(base.params.polyModulusDegree);
+    expect(precise.params.totalBits).to.be.at.most(precise.params.maxBitsFor128);
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, scaleBits: 50 }), /--scale-bits: expected a whole number from 20 to 40, found 50/);
+    const f = join(tmp.path, 'p40.json');
+    writeFileSync(f, JSON.stringify({ poly_modulus_degree: 16384, coeff_modulus_bits: [60, 40, 40, 40, 40, 40, 60], scale_bits: 40 }));
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, params: f, scaleBits: 40 }), /--scale-bits applies to --params auto/);
+  });
+
   it('reportJson carries the parameters actually used', async () => {
     const r = await validate({ checkpoint: ckpt, samples: 3, mode: 'simulate' });
     const j = reportJson(r);

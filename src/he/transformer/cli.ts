@@ -13,6 +13,7 @@ export interface SequenceCliArgs {
   samples?: number | 'all';
   packing?: string;
   params?: string;
+  scaleBits?: number;
   mode?: string;
   refresh?: string;
   trace?: boolean;
@@ -32,6 +33,7 @@ export async function runSequenceHeValidate(ckpt: Checkpoint, a: SequenceCliArgs
   }
   const mode = a.mode ?? 'encrypt';
   if (mode !== 'encrypt' && mode !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(mode)}`);
+  if (a.scaleBits !== undefined) throw new HepolyError('--scale-bits: transformer checkpoints choose their scale per segment; pass a --params file to fix it');
   await initBackend();
   const samples = a.samples === undefined ? 10 : a.samples === 'all' || a.samples === 0 ? Infinity : a.samples;
   const r = await validateSequence(ckpt, {
