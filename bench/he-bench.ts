@@ -18,11 +18,13 @@ import { validate, fmtMs, type ValidationReport } from '../src/he/validate.js';
 import { HEClient } from '../src/he/client.js';
 import { loadEvaluationKeys } from '../src/he/keys.js';
 import { SealBackend } from '../src/he/seal-backend.js';
-import type { HeParams } from '../src/he/params.js';
+import { type HeParams, levelsOf } from '../src/he/params.js';
 import type { CkksBackend } from '../src/he/backend.js';
 import type { CipherText, PlainText } from '../src/he/seal.js';
 import { loadCheckpoint } from '../src/train/checkpoint.js';
 import { compileProgram } from '../src/he/compile.js';
+import type { HeProgram } from '../src/he/program.js';
+import { programSegments, refreshCiphertexts, refreshPointName, segmentProgram } from '../src/he/refresh.js';
 import { SampleEvaluator, packSample, planSample } from '../src/he/packing/sample.js';
 import { packBatch, runBatchInProcess } from '../src/he/packing/batch.js';
 
@@ -31,13 +33,18 @@ interface Model {
   recipe: string;
   samples: number;
   quickSamples: number;
+  /**
+   * 'client': deeper than any 128-bit-secure chain, so validated with `--refresh client`
+   * (cut into segments; the client decrypts and re-encrypts in between)
+   */
+  refresh?: 'client';
 }
 
 const MODELS: Model[] = [
   { name: 'he-bench-mnist', recipe: 'recipes/he-bench-mnist.yaml', samples: 32, quickSamples: 8 },
   { name: 'fmnist-mlp', recipe: 'recipes/fmnist-mlp.yaml', samples: 16, quickSamples: 4 },
   { name: 'fmnist-cnn', recipe: 'recipes/fmnist-cnn.yaml', samples: 4, quickSamples: 2 },
-  { name: 'resnet-poly', recipe: 'recipes/resnet-poly.yaml (after recipes/resnet-relu.yaml)', samples: 2, quickSamples: 1 },
+  { name: 'resnet-poly', recipe: 'recipes/resnet-poly.yaml (after recipes/resnet-relu.yaml)', samples: 2, quickSamples: 1, refresh: 'client' },
 ];
 
 /** Published figures, with their hardware, to read next to ours (MNIST; ours are Fashion-MNIST). */
@@ -65,6 +72,10 @@ function args() {
  * then each (operation, level) is timed alone on fresh ciphertexts, and the counts times
  * those times give what the same operations cost without the evaluator around them. Both
  * sides are CPU time of this one thread (wall time on a shared machine measures the load).
+ * A program cut for `--refresh client` runs segment by segment; the client refreshes between
+ * segments (decrypt, encrypt again at the top level) stay outside the timed window, as does
+ * encoding each segment's diagonals (server setup, as in the worker): the pass is server
+ * evaluation only.
  */
 const OPS = [
   'mulPlain', 'mulPlainAddInPlace', 'mulConst', 'mulConstAddInPlace', 'add', 'addInPlace', 'subInPlace', 'negateInPlace',
@@ -109,8 +120,9 @@ function recording(be: SealBackend, calls: Map<string, number>): SealBackend {
 
 async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   const ckpt = loadCheckpoint(dir);
-  const program = compileProgram(ckpt.graph, ckpt.weights, { source: dir });
+  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: dir });
   const params: HeParams = { polyModulusDegree: r.params.polyModulusDegree, coeffModulusBits: r.params.coeffModulusBits, scaleBits: r.params.scaleBits };
+  const program = programAsValidated(compiled, params, r);
   const client = await HEClient.create(params);
   const slots = client.slots;
   const plan = r.packing === 'sample' ? planSample(program, slots) : null;
@@ -122,12 +134,38 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   let passMs: number;
   if (plan) {
     const ev = new SampleEvaluator(program, plan, be as unknown as CkksBackend<CipherText, PlainText>);
+    const segs = programSegments(program);
     const once = () => {
       const ins = client.encrypt(packSample(plan, program, x)).map((b) => base.deserialize(b));
-      const t = cpuMs();
-      const outs = ev.run(ins);
-      const ms = cpuMs() - t;
-      for (const c of [...ins, ...outs]) base.free(c);
+      if (segs.length === 1) {
+        const t = cpuMs();
+        const outs = ev.run(ins);
+        const ms = cpuMs() - t;
+        for (const c of [...ins, ...outs]) base.free(c);
+        return ms;
+      }
+      // segment by segment, as the server's runSegmented; only runRange is timed
+      let given = new Map<number, CipherText[]>([[program.input, ins]]);
+      let ms = 0;
+      for (let j = 0; j < segs.length; j++) {
+        const seg = segs[j];
+        ev.prepareRange(seg.from, seg.to); // this segment's diagonals: setup, as in the worker
+        const t = cpuMs();
+        const kept = ev.runRange(given, seg.from, seg.to, seg.outputs);
+        ms += cpuMs() - t;
+        for (const cts of given.values()) for (const c of cts) base.free(c);
+        if (j === segs.length - 1) {
+          for (const cts of kept.values()) for (const c of cts) base.free(c);
+          break;
+        }
+        // the client refresh (decrypt, encrypt again at the top level), outside the timed window
+        given = new Map();
+        for (const { src, out } of program.refreshes![j].tensors) {
+          const sent = kept.get(src)!.map((c) => base.serialize(c));
+          given.set(out, refreshCiphertexts(client, sent).map((b) => base.deserialize(b)));
+        }
+        for (const cts of kept.values()) for (const c of cts) base.free(c);
+      }
       return ms;
     };
     once(); // warm: diagonals are encoded once per program
@@ -149,6 +187,28 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   base.delete();
   client.delete();
   return { passMs, calls, aloneMs };
+}
+
+/**
+ * The program validate() evaluated: the compiled one, or for `--refresh client` the same cut.
+ * validate() cuts with segmentProgram(compiled, L) and then sizes the chain to the cut
+ * program's depth, so the report's parameters give levelsOf(params) = that depth, and cutting
+ * at that depth gives the same segments (the greedy cut only fires where a step would exceed
+ * the depth the first cut reached). Checked against the refresh points the report names.
+ */
+function programAsValidated(compiled: HeProgram, params: HeParams, r: ValidationReport): HeProgram {
+  const levels = levelsOf(params);
+  if (!r.refreshes?.perPass) {
+    if (compiled.depth > levels) throw new Error(`internal: depth ${compiled.depth} > ${levels} levels, but the report has no refreshes`);
+    return compiled;
+  }
+  const program = segmentProgram(compiled, levels);
+  const names = (program.refreshes ?? []).map((p) => refreshPointName(program, p));
+  const want = r.refreshes.points.map((p) => p.before);
+  if (names.length !== want.length || names.some((n, i) => n !== want[i])) {
+    throw new Error(`internal: the bench's cut (${names.length} refreshes) differs from validate()'s (${want.length}): ${names.join(' | ')} vs ${want.join(' | ')}`);
+  }
+  return program;
 }
 
 /** Each recorded (operation, level) timed alone on fresh ciphertexts at that level. */
@@ -221,6 +281,8 @@ interface Row {
   additions: number;
   rescales: number;
   poly_modulus_degree: number;
+  /** `--refresh client` round trips per sample (0: the chain holds the whole program) */
+  refreshes_per_sample: number;
   /** the server's evaluation time per pass (worker thread, ciphertext transfer included) */
   server_ms_per_pass: number;
   /** one pass of the evaluator in this process, and the same SEAL operations timed alone */
@@ -257,6 +319,7 @@ function toRow(name: string, r: ValidationReport, prof: Profile): Row {
     additions: r.ops.additions,
     rescales: r.ops.rescales,
     poly_modulus_degree: r.params.polyModulusDegree,
+    refreshes_per_sample: r.refreshes?.perPass ?? 0,
     server_ms_per_pass: server,
     pass_ms: prof.passMs,
     ops_alone_ms: prof.aloneMs,
@@ -269,11 +332,11 @@ function toRow(name: string, r: ValidationReport, prof: Profile): Row {
 
 function table(rows: Row[]): string {
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-  const head = '| model | packing | samples | plain / HE acc | latency/sample | amortized/sample | ct per pass | rotations | ct-ct mults | pt mults | additions | rescales | N | server memory (SEAL heap) | pass CPU (in process) | same ops alone (CPU) | overhead ratio | server pass (wall) | wall / CPU |';
-  const lines = [head, `|${'---|'.repeat(19)}`];
+  const head = '| model | packing | samples | plain / HE acc | latency/sample | amortized/sample | ct per pass | rotations | ct-ct mults | pt mults | additions | rescales | N | refreshes / sample | server memory (SEAL heap) | pass CPU (in process) | same ops alone (CPU) | overhead ratio | server pass (wall) | wall / CPU |';
+  const lines = [head, `|${'---|'.repeat(20)}`];
   for (const r of rows) {
     lines.push(
-      `| ${r.model} | ${r.packing} | ${r.samples} | ${pct(r.plaintext_accuracy)} / ${pct(r.encrypted_accuracy)} | ${fmtMs(r.latency_ms_per_sample)} | ${fmtMs(r.amortized_ms_per_sample)} | ${r.ciphertexts_per_pass} | ${r.rotations} | ${r.ct_ct_mults} | ${r.pt_mults} | ${r.additions} | ${r.rescales} | ${r.poly_modulus_degree} | ${(r.worker_heap_mb / 1024).toFixed(2)} GiB | ${fmtMs(r.pass_ms)} | ${fmtMs(r.ops_alone_ms)} | ${r.overhead_ratio.toFixed(3)}${r.overhead_ratio <= 1.15 ? '' : ' (> 1.15)'} | ${fmtMs(r.server_ms_per_pass)} | ${r.server_wall_over_cpu.toFixed(2)} |`,
+      `| ${r.model} | ${r.packing} | ${r.samples} | ${pct(r.plaintext_accuracy)} / ${pct(r.encrypted_accuracy)} | ${fmtMs(r.latency_ms_per_sample)} | ${fmtMs(r.amortized_ms_per_sample)} | ${r.ciphertexts_per_pass} | ${r.rotations} | ${r.ct_ct_mults} | ${r.pt_mults} | ${r.additions} | ${r.rescales} | ${r.poly_modulus_degree} | ${r.refreshes_per_sample} | ${(r.worker_heap_mb / 1024).toFixed(2)} GiB | ${fmtMs(r.pass_ms)} | ${fmtMs(r.ops_alone_ms)} | ${r.overhead_ratio.toFixed(3)}${r.overhead_ratio <= 1.15 ? '' : ' (> 1.15)'} | ${fmtMs(r.server_ms_per_pass)} | ${r.server_wall_over_cpu.toFixed(2)} |`,
     );
   }
   return lines.join('\n');
@@ -284,7 +347,7 @@ async function main(): Promise<void> {
   const rows: Row[] = [];
   const missing: { model: string; train: string }[] = [];
   // --only may also name other checkpoints (e.g. pruned variants) to measure the same way
-  const extra = (o.only ?? []).filter((n) => !MODELS.some((m) => m.name === n)).map((name) => ({ name, recipe: 'its recipe', samples: 4, quickSamples: 2 }));
+  const extra: Model[] = (o.only ?? []).filter((n) => !MODELS.some((m) => m.name === n)).map((name) => ({ name, recipe: 'its recipe', samples: 4, quickSamples: 2 }));
   for (const m of [...MODELS, ...extra]) {
     if (o.only && !o.only.includes(m.name)) continue;
     const dir = join('checkpoints', m.name);
@@ -294,9 +357,10 @@ async function main(): Promise<void> {
       continue;
     }
     const samples = o.samples ?? (o.quick ? m.quickSamples : m.samples);
-    process.stderr.write(`he-validate ${dir} --packing ${o.packing} --samples ${samples} --workers 1 ...\n`);
+    const refresh = m.refresh;
+    process.stderr.write(`he-validate ${dir} --packing ${o.packing} --samples ${samples} --workers 1${refresh ? ` --refresh ${refresh}` : ''} ...\n`);
     try {
-      const r = await validate({ checkpoint: dir, samples, packing: o.packing, workers: 1, log: (l) => process.stderr.write(`  ${l}\n`) });
+      const r = await validate({ checkpoint: dir, samples, packing: o.packing, workers: 1, refresh, log: (l) => process.stderr.write(`  ${l}\n`) });
       process.stderr.write('  profiling one pass in process, then its SEAL operations alone ...\n');
       rows.push(toRow(m.name, r, await profilePass(dir, r)));
       process.stderr.write(`${table(rows.slice(-1)).split('\n').pop()}\n`);
