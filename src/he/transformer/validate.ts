@@ -131,6 +131,7 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
   const keygenMs = performance.now() - t;
   const keyBytes = bundle.publicKey.length + bundle.relinKeys.length;
   const server = await evaluationBackend(bundle, mode);
+  let failed = false;
   const be = server.be;
 
   const plainParams = toParams(ckpt.weights);
@@ -233,10 +234,17 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
       ptMults: report.ptMults,
       layers: opts.trace ? layers : null,
     };
+  } catch (e) {
+    failed = true;
+    throw e;
   } finally {
     for (const p of plainParams.values()) p.dispose();
-    server.close();
-    client.delete();
+    // after a SEAL abort (its wasm heap full) the heap is in an undefined state and freeing
+    // into it can spin forever: leave it to the process, which is about to report the error
+    if (!failed) {
+      server.close();
+      client.delete();
+    }
   }
 }
 
