@@ -24,6 +24,36 @@ export interface Calibration {
   key: string;
   measuredAt: string;
   ops: Record<OpKind, OpTiming>;
+  /** ms of speedProbe() when the operations were timed (absent in old caches) */
+  probeMs?: number;
+}
+
+/**
+ * A fixed piece of single-thread work, timed when the operations are and again whenever the
+ * cache is read: on shared cores the same operations run slower or faster with the load, and
+ * the ratio of the two probe times carries a calibration over to the load of now.
+ */
+export function speedProbe(): number {
+  // ~150 ms in all: long enough to span many scheduler slices, so it sees the share of a core
+  // this process gets (a min over short runs would find an uncontended slice and miss the load)
+  const t0 = performance.now();
+  let h = 0x9e3779b9;
+  const buf = new Float64Array(4096);
+  for (let i = 0; i < 120_000_000; i++) {
+    h = Math.imul(h ^ (h >>> 15), 0x85ebca6b) >>> 0;
+    buf[i & 4095] += h * 1e-9;
+  }
+  const ms = performance.now() - t0;
+  return buf[7] === -1 ? ms + 1 : ms; // the read keeps the loop from being optimized away
+}
+
+/** The calibration with every time scaled by how much slower (or faster) this machine runs now. */
+export function atCurrentSpeed(c: Calibration, probeNow = speedProbe()): Calibration {
+  if (!c.probeMs || !(probeNow > 0)) return c;
+  const f = probeNow / c.probeMs;
+  const ops = {} as Record<OpKind, OpTiming>;
+  for (const [k, t] of Object.entries(c.ops) as [OpKind, OpTiming][]) ops[k] = { base: t.base * f, perPrime: t.perPrime * f };
+  return { ...c, ops, probeMs: probeNow };
 }
 
 export function opMs(c: Calibration, kind: OpKind, level: number): number {
@@ -55,7 +85,7 @@ export async function calibration(p: HeParams, opts: { cachePath?: string; force
   const path = opts.cachePath ?? defaultCachePath();
   const key = calibrationKey(p);
   const cache = readCache(path);
-  if (!opts.force && cache[key]) return cache[key];
+  if (!opts.force && cache[key]) return atCurrentSpeed(cache[key]);
   opts.log?.(`calibrating node-seal operations at N=${p.polyModulusDegree} (cached in ${path})`);
   const c = await microBenchmark(p);
   writeFileAtomic(path, JSON.stringify({ ...readCache(path), [key]: c }, null, 1));
@@ -131,5 +161,5 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
     const perPrime = Math.max(0, (hi[k] - lo[k]) / (top - low));
     ops[k] = { base: Math.max(0, hi[k] - perPrime * (top + 1)), perPrime };
   }
-  return { key: calibrationKey(p), measuredAt: new Date().toISOString(), ops };
+  return { key: calibrationKey(p), measuredAt: new Date().toISOString(), ops, probeMs: speedProbe() };
 }
