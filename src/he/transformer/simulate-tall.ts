@@ -3,6 +3,8 @@ import type { Checkpoint } from '../../train/checkpoint.js';
 import { heldOutSplit, toParams } from '../../train/evaluate.js';
 import { forward } from '../../models/tf-interpreter.js';
 import { SimBackend } from '../sim-backend.js';
+import { compareLogits } from '../compare.js';
+import { unpackBatch } from '../packing/batch.js';
 import type { HeParams } from '../params.js';
 import { encodeInputs, evaluateSequenceModel, type SequenceEvalReport } from './evaluator.js';
 
@@ -61,23 +63,7 @@ export async function validateSequenceCheckpoint(
   try {
     const plainOf = (node: string): Float32Array => tf.tidy(() => forward({ ...graph, output: node }, params64, tf.tensor(x, [n, ...graph.inputShape]), { training: false }).logits.dataSync() as Float32Array);
     const plain = plainOf(graph.output);
-    let agree = 0;
-    let encHits = 0;
-    let plainHits = 0;
-    let maxErr = 0;
-    for (let s = 0; s < n; s++) {
-      let pb = 0;
-      let eb = 0;
-      for (let c = 0; c < C; c++) {
-        const e = output[c].v[s];
-        maxErr = Math.max(maxErr, Math.abs(e - plain[s * C + c]));
-        if (plain[s * C + c] > plain[s * C + pb]) pb = c;
-        if (e > output[eb].v[s]) eb = c;
-      }
-      if (pb === eb) agree++;
-      if (eb === split.y[s]) encHits++;
-      if (pb === split.y[s]) plainHits++;
-    }
+    const cmp = compareLogits(plain, unpackBatch(output.map((c) => c.v), C, n), split.y, n, C);
     const layers: TallLayerError[] = [];
     if (opts.trace) {
       for (const node of graph.nodes) {
@@ -99,7 +85,7 @@ export async function validateSequenceCheckpoint(
       }
     }
     const msPerSample = Object.fromEntries(Object.entries(report.ms).map(([k, v]) => [k, v / n]));
-    return { samples: n, agreement: agree / n, encryptedAccuracy: encHits / n, plaintextAccuracy: plainHits / n, maxLogitError: maxErr, report, msPerSample, layers, params };
+    return { samples: n, agreement: cmp.agree / n, encryptedAccuracy: cmp.heCorrect / n, plaintextAccuracy: cmp.plainCorrect / n, maxLogitError: cmp.maxAbsError, report, msPerSample, layers, params };
   } finally {
     for (const t of params64.values()) t.dispose();
   }

@@ -15,6 +15,8 @@ import { type HeParams, loadParamsFile, summarize, type ParamsSummary } from '..
 import type { Ranges } from '../../train/checkpoint.js';
 import { encodeInputs, evaluateSequenceModel, type Component, type ReciprocalChoice } from './evaluator.js';
 import { ClientRefresher, describeRefreshes } from './refresh.js';
+import { compareLogits } from '../compare.js';
+import { unpackBatch } from '../packing/batch.js';
 import { type RefreshMode, checkSequenceParams, chooseRefreshParams, chooseUnrefreshedParams } from './params.js';
 
 /**
@@ -181,25 +183,7 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
     output.forEach((c) => be.free(c));
 
     const plain = plainOf(graph.output);
-    const C = graph.classes;
-    let agree = 0;
-    let encHits = 0;
-    let plainHits = 0;
-    let maxErr = 0;
-    for (let s = 0; s < n; s++) {
-      let pb = 0;
-      let eb = 0;
-      for (let c = 0; c < C; c++) {
-        const e = logits[c][s];
-        const d = Math.abs(e - plain[s * C + c]);
-        maxErr = Number.isNaN(d) ? Infinity : Math.max(maxErr, d);
-        if (plain[s * C + c] > plain[s * C + pb]) pb = c;
-        if (e > logits[eb][s]) eb = c;
-      }
-      if (pb === eb) agree++;
-      if (eb === y[s]) encHits++;
-      if (pb === y[s]) plainHits++;
-    }
+    const cmp = compareLogits(plain, unpackBatch(logits, graph.classes, n), y, n, graph.classes);
     const refreshMs = refresher?.ms ?? 0;
     const pass = encryptMs + evaluateMs + refreshMs + decryptMs;
     const refreshed = refresher?.ciphertexts ?? 0;
@@ -214,10 +198,10 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
       paramsSource,
       depth,
       reciprocals,
-      plaintextAccuracy: plainHits / n,
-      encryptedAccuracy: encHits / n,
-      agreement: agree / n,
-      maxAbsError: maxErr,
+      plaintextAccuracy: cmp.plainCorrect / n,
+      encryptedAccuracy: cmp.heCorrect / n,
+      agreement: cmp.agree / n,
+      maxAbsError: cmp.maxAbsError,
       componentMs: report.ms,
       refreshMs,
       refreshes: { count: refresher?.count ?? 0, ciphertexts: refreshed, where: refresher ? describeRefreshes(refresher.events) : [] },
