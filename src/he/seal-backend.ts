@@ -116,11 +116,10 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
       this.constPlains[level] = this.ctx.seal.PlainText();
     }
     const scaled = Math.round(value * scale);
-    const primes = this.ctx.levels[level].primes;
+    const { primes, modulusBits } = this.ctx.levels[level];
     // value*scale may exceed 64 bits (an accumulator at scale*q before its rescale): exact as a
     // BigInt, it only has to stay below half the level's modulus to decode
     const bound = Math.log2(Math.abs(scaled)) + 1;
-    const modulusBits = primes.reduce((a, q) => a + Math.log2(Number(q)), 0);
     if (!Number.isFinite(scaled) || bound >= modulusBits) {
       throw new Error(`internal: constant ${value} at scale 2^${Math.log2(scale).toFixed(1)} does not fit a plaintext at level ${level} (${modulusBits.toFixed(0)} bits)`);
     }

@@ -43,6 +43,8 @@ export interface LevelInfo {
   parmsId: ParmsIdType;
   /** q0 .. q_level as bigint */
   primes: bigint[];
+  /** log2 of their product: the largest integer a plaintext at this level holds */
+  modulusBits: number;
 }
 
 /** A CKKS context plus the level table every evaluator needs. */
@@ -61,7 +63,7 @@ export class CkksContext {
     for (;;) {
       const level = cd.chainIndex;
       const primes = Array.from(cd.parms.coeffModulus as BigUint64Array);
-      levels[level] = { level, parmsId: cd.parmsId, primes };
+      levels[level] = { level, parmsId: cd.parmsId, primes, modulusBits: primes.reduce((a, q) => a + Math.log2(Number(q)), 0) };
       if (level === 0) break;
       cd = cd.nextContextData;
     }
