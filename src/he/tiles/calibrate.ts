@@ -47,13 +47,23 @@ export function speedProbe(): number {
   return buf[7] === -1 ? ms + 1 : ms; // the read keeps the loop from being optimized away
 }
 
+/** One probe serves every calibration read within this window (a plan reads one per ring). */
+const PROBE_REUSE_MS = 30_000;
+let lastProbe: { at: number; ms: number } | null = null;
+
+function probeNow(): number {
+  const now = performance.now();
+  if (!lastProbe || now - lastProbe.at > PROBE_REUSE_MS) lastProbe = { at: now, ms: speedProbe() };
+  return lastProbe.ms;
+}
+
 /** The calibration with every time scaled by how much slower (or faster) this machine runs now. */
-export function atCurrentSpeed(c: Calibration, probeNow = speedProbe()): Calibration {
-  if (!c.probeMs || !(probeNow > 0)) return c;
-  const f = probeNow / c.probeMs;
+export function atCurrentSpeed(c: Calibration, probeMs = probeNow()): Calibration {
+  if (!c.probeMs || !(probeMs > 0)) return c;
+  const f = probeMs / c.probeMs;
   const ops = {} as Record<OpKind, OpTiming>;
   for (const [k, t] of Object.entries(c.ops) as [OpKind, OpTiming][]) ops[k] = { base: t.base * f, perPrime: t.perPrime * f };
-  return { ...c, ops, probeMs: probeNow };
+  return { ...c, ops, probeMs };
 }
 
 export function opMs(c: Calibration, kind: OpKind, level: number): number {
