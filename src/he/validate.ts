@@ -127,11 +127,17 @@ export interface ValidationReport {
 
 const noop = () => {};
 
+/** `--mode`, checked once for both evaluators (CNN/MLP and transformer). */
+export function parseMode(mode: string | undefined): 'encrypt' | 'simulate' {
+  const m = mode ?? 'encrypt';
+  if (m !== 'encrypt' && m !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(m)}`);
+  return m;
+}
+
 export async function validate(opts: ValidateOptions): Promise<ValidationReport> {
   const log = opts.log ?? noop;
   const t0 = performance.now();
-  const mode = opts.mode ?? 'encrypt';
-  if (mode !== 'encrypt' && mode !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(mode)}`);
+  const mode = parseMode(opts.mode);
   const packingOpt = opts.packing ?? 'auto';
   if (!['auto', 'batch', 'sample'].includes(packingOpt)) throw new HepolyError(`--packing: expected auto, batch or sample, found ${JSON.stringify(packingOpt)}`);
   const refreshMode = opts.refresh ?? 'none';

@@ -6,6 +6,7 @@ import { isSequenceGraph } from './evaluator.js';
 import { parseRefresh } from './params.js';
 import { sequenceReportJson, sequenceReportText } from './report.js';
 import { validateSequence } from './validate.js';
+import { parseMode } from '../validate.js';
 
 /** `hepoly he-validate` on a transformer checkpoint (the CLI hands over when `sequenceCheckpoint` finds one). */
 
@@ -31,8 +32,7 @@ export async function runSequenceHeValidate(ckpt: Checkpoint, a: SequenceCliArgs
   if (a.packing && a.packing !== 'auto' && a.packing !== 'batch') {
     throw new HepolyError(`--packing ${a.packing}: transformer checkpoints run batch-packed (slot = sample, no rotations); use --packing batch or auto`);
   }
-  const mode = a.mode ?? 'encrypt';
-  if (mode !== 'encrypt' && mode !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(mode)}`);
+  const mode = parseMode(a.mode);
   if (a.scaleBits !== undefined) throw new HepolyError('--scale-bits: transformer checkpoints choose their scale per segment; pass a --params file to fix it');
   await initBackend();
   const samples = a.samples === undefined ? 10 : a.samples === 'all' || a.samples === 0 ? Infinity : a.samples;
