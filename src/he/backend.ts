@@ -48,6 +48,13 @@ export interface CkksBackend<C = unknown, P = unknown> {
   /** a*b, relinearized; the two must be at the same level */
   multiply(a: C, b: C): C;
   square(c: C): C;
+  /**
+   * a*b without relinearization (a size-3 ciphertext that only adds to its kind), and the
+   * relinearization done later: a sum of n products then pays one relinearization, not n.
+   * Optional: a backend without them (the simulation, whose values are exact) gets `multiply`.
+   */
+  multiplyNoRelin?(a: C, b: C): C;
+  relinearizeInPlace?(c: C): void;
   rescaleInPlace(c: C): void;
   modSwitchInPlace(c: C, level: number): void;
   /** result[i] = c[i + steps] (cyclic) */

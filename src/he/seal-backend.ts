@@ -199,6 +199,17 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     return out;
   }
 
+  /** a*b left as three polynomials: sums of products relinearize once (see HeOps.dot) */
+  multiplyNoRelin(a: CipherText, b: CipherText): CipherText {
+    const out = this.fresh();
+    this.ev.multiply(a, b, out);
+    return out;
+  }
+
+  relinearizeInPlace(c: CipherText): void {
+    this.ev.relinearize(c, this.keys.relinKeys, c);
+  }
+
   square(c: CipherText): CipherText {
     const out = this.fresh();
     this.ev.square(c, out);

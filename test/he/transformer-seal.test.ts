@@ -55,6 +55,18 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     for (const k of ['attention_products', 'power_softmax', 'reciprocal', 'mlp', 'norm']) expect(r.componentMs[k as keyof typeof r.componentMs]).to.be.above(0);
   });
 
+  it('the evaluator\'s SEAL heap can be replaced between every two nodes and the result stays the same', async () => {
+    const ckpt = loadCheckpoint(out);
+    const once = await validateSequence(ckpt, { samples: 6, mode: 'encrypt', refresh: 'client' });
+    const recycled = await validateSequence(ckpt, { samples: 6, mode: 'encrypt', refresh: 'client', recycleBudgetBytes: 0 });
+    expect(once.heapRecycles.count).to.equal(0);
+    // every node made ciphertexts, so each one is followed by a fresh heap
+    expect(recycled.heapRecycles.count).to.equal(ckpt.graph.nodes.length);
+    expect(recycled.agreement).to.equal(1);
+    expect(recycled.maxAbsError).to.be.below(1e-2);
+    expect(recycled.refreshes.count).to.equal(once.refreshes.count);
+  });
+
   it('frees every intermediate ciphertext, refreshes included (SEAL objects live in a 4 GiB wasm heap)', async () => {
     const ckpt = loadCheckpoint(out);
     const params = { polyModulusDegree: 64, coeffModulusBits: [50, 30, 30, 30, 30, 50], scaleBits: 30 };

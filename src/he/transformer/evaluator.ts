@@ -104,6 +104,13 @@ export function encodeInputs(graph: Graph, x: Float32Array, count: number): { sh
   return { shape: graph.inputShape, values };
 }
 
+export interface SequenceEvalResult<C> {
+  output: C[];
+  report: SequenceEvalReport;
+  values: Map<string, C[]>;
+}
+
+/** The whole network in one go (the simulation, tests). */
 export function evaluateSequenceModel<C>(
   be: CkksBackend<C>,
   graph: Graph,
@@ -111,7 +118,45 @@ export function evaluateSequenceModel<C>(
   ranges: Ranges | null,
   input: C[],
   opts: SequenceEvalOptions = {},
-): { output: C[]; report: SequenceEvalReport; values: Map<string, C[]> } {
+): SequenceEvalResult<C> {
+  const steps = sequenceSteps(be, graph, weights, ranges, input, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/**
+ * The same, awaiting `between(node)` after every node: where the real-SEAL evaluator swaps
+ * its grown wasm heap for a fresh one (recycling-backend.ts) while nothing but the nodes'
+ * output ciphertexts is alive.
+ */
+export async function evaluateSequenceModelAsync<C>(
+  be: CkksBackend<C>,
+  graph: Graph,
+  weights: WeightMap,
+  ranges: Ranges | null,
+  input: C[],
+  opts: SequenceEvalOptions,
+  between: (node: string) => Promise<void>,
+): Promise<SequenceEvalResult<C>> {
+  const steps = sequenceSteps(be, graph, weights, ranges, input, opts);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+    await between(r.value);
+  }
+}
+
+/** The interpreter, one node per step: yields each node's name once its outputs are computed and its dead inputs freed. */
+function* sequenceSteps<C>(
+  be: CkksBackend<C>,
+  graph: Graph,
+  weights: WeightMap,
+  ranges: Ranges | null,
+  input: C[],
+  opts: SequenceEvalOptions,
+): Generator<string, SequenceEvalResult<C>, void> {
   const ops = new HeOps(be);
   const keeper = opts.levels as { ensure: EnsureLevels<C>; ms(): number } | undefined;
   /** cts with `need` levels left, the replaced ones freed when `owned` */
@@ -231,12 +276,7 @@ export function evaluateSequenceModel<C>(
           const kv = range(0, T).map((u) => flat.slice((rows.length + u * 2) * dh, (rows.length + u * 2 + 2) * dh));
           const e = q.map((qt) => {
             const s = timed('attention_products', () =>
-              Array.from({ length: T }, (_, u) => {
-                const prods = Array.from({ length: dh }, (_, c) => ops.mul(qt[c], kv[u][c]));
-                const r = ops.sum(prods);
-                prods.forEach((c) => be.free(c));
-                return r;
-              }),
+              Array.from({ length: T }, (_, u) => ops.dot(qt, kv[u].slice(0, dh))),
             );
             const pw = timed('power_softmax', () => s.map((c) => ops.power(c, p)));
             s.forEach((c) => be.free(c));
@@ -247,12 +287,7 @@ export function evaluateSequenceModel<C>(
           den.forEach((c) => be.free(c));
           for (let i = 0; i < rows.length; i++) {
             let num = timed('attention_products', () =>
-              Array.from({ length: dh }, (_, c) => {
-                const prods = Array.from({ length: T }, (_, u) => ops.mul(e[i][u], kv[u][dh + c]));
-                const n = ops.sum(prods);
-                prods.forEach((q) => be.free(q));
-                return n;
-              }),
+              Array.from({ length: dh }, (_, c) => ops.dot(e[i], kv.map((k) => k[dh + c]))),
             );
             // one round trip for the row's numerators and its reciprocal
             const both = ensure([...num, r[i]], 1, at('normalize'), true);
@@ -354,7 +389,17 @@ export function evaluateSequenceModel<C>(
         const a = L.activation;
         if (a.kind === 'relu' || a.kind === 'gelu') throw new Error(`${node.name}: activation ${a.kind} is not polynomial`);
         const coeffs = a.kind === 'square' ? Float32Array.from([0, 0, 1]) : w(node, 'coeffs');
-        out = timed('mlp', () => x.map((c) => horner(ops, c, coeffs)));
+        // the last reader of its input frees each input ciphertext once used: an MLP's hidden
+        // layer is the widest tensor of a block, and input and output need not coexist
+        const consume = !opts.keepAll && node.inputs[0] !== INPUT && readers.get(node.inputs[0]) === 1;
+        out = timed('mlp', () =>
+          x.map((c) => {
+            const y = horner(ops, c, coeffs);
+            if (consume) be.free(c);
+            return y;
+          }),
+        );
+        if (consume) values.set(node.inputs[0], []);
         break;
       }
       case 'flatten':
@@ -377,6 +422,7 @@ export function evaluateSequenceModel<C>(
         }
       }
     }
+    yield node.name;
   }
   const output = values.get(graph.output)!;
   return {

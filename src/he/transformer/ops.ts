@@ -64,6 +64,33 @@ export class HeOps<C> {
     return this.rescaled(out);
   }
 
+  /**
+   * sum_i a_i b_i, one level: the products stay unrelinearized while they are summed, so the
+   * sum pays one relinearization and one rescale instead of one per product (attention's
+   * score and value products are such sums).
+   */
+  dot(as: C[], bs: C[]): C {
+    const L = Math.min(...as.map((c) => this.level(c)), ...bs.map((c) => this.level(c)));
+    const lazy = !!(this.be.multiplyNoRelin && this.be.relinearizeInPlace);
+    let acc: C | null = null;
+    for (let i = 0; i < as.length; i++) {
+      const a = this.level(as[i]) > L ? this.at(as[i], L) : as[i];
+      const b = this.level(bs[i]) > L ? this.at(bs[i], L) : bs[i];
+      this.ctCt++;
+      const p = lazy ? this.be.multiplyNoRelin!(a, b) : this.be.multiply(a, b);
+      if (a !== as[i]) this.be.free(a);
+      if (b !== bs[i]) this.be.free(b);
+      if (!acc) acc = p;
+      else {
+        this.be.addInPlace(acc, p);
+        this.be.free(p);
+      }
+    }
+    if (!acc) throw new Error('internal: empty dot product');
+    if (lazy) this.be.relinearizeInPlace!(acc);
+    return this.rescaled(acc);
+  }
+
   square(a: C): C {
     this.ctCt++;
     return this.rescaled(this.be.square(a));

@@ -34,6 +34,7 @@ export function sequenceReportText(r: SequenceReport): string[] {
     `keys ${ms(r.timings.keygenMs)}, encrypt ${ms(r.timings.encryptMs)}, evaluate ${ms(r.timings.evaluateMs)}, refresh (client) ${ms(r.refreshMs)}, decrypt ${ms(r.timings.decryptMs)}; latency ${ms(r.latencyMsPerSample)} per sample, amortized ${ms(r.amortizedMsPerSample)}`,
   );
   lines.push(`ciphertexts: ${r.ciphertexts.input} in, ${r.ciphertexts.output} out; ${r.ctCtMults} ciphertext and ${r.ptMults} plaintext products`);
+  if (r.heapRecycles.count) lines.push(`SEAL heap replaced ${r.heapRecycles.count}x between nodes (${ms(r.heapRecycles.ms)}, inside evaluate)`);
   return lines;
 }
 
@@ -50,6 +51,8 @@ export function sequenceReportJson(r: SequenceReport): Record<string, unknown> {
     reciprocals: r.reciprocals.map((c) => ({ node: c.node, lo: c.lo, hi: c.hi, iterations: c.iterations, levels: c.levels, error_bound: c.errorBound })),
     ct_ct_mults: r.ctCtMults,
     pt_mults: r.ptMults,
+    heap_recycles: r.heapRecycles.count,
+    heap_recycle_ms: r.heapRecycles.ms,
     layers: r.layers?.map((l) => ({ node: l.node, level: l.level, max_abs_error: l.maxAbsError, max_abs: l.maxAbs })) ?? null,
   };
 }

@@ -8,12 +8,10 @@ import { SimBackend } from '../sim-backend.js';
 import { HepolyError } from '../../util/errors.js';
 import { HEClient } from '../client.js';
 import { SimClient, type ClientLike } from '../sim-client.js';
-import { CkksContext, loadSeal } from '../seal.js';
-import { SealBackend } from '../seal-backend.js';
-import { deleteEvaluationKeys, loadEvaluationKeys } from '../keys.js';
+import { RecyclingSealBackend } from '../recycling-backend.js';
 import { type HeParams, loadParamsFile, summarize, type ParamsSummary } from '../params.js';
 import type { Ranges } from '../../train/checkpoint.js';
-import { encodeInputs, evaluateSequenceModel, type Component, type ReciprocalChoice } from './evaluator.js';
+import { encodeInputs, evaluateSequenceModel, evaluateSequenceModelAsync, type Component, type ReciprocalChoice } from './evaluator.js';
 import { ClientRefresher, describeRefreshes } from './refresh.js';
 import { compareLogits } from '../compare.js';
 import { unpackBatch } from '../packing/batch.js';
@@ -44,6 +42,8 @@ export interface SequenceValidateOptions {
   params?: string;
   trace?: boolean;
   log?: (line: string) => void;
+  /** replace the evaluator's SEAL heap between nodes once this many ciphertext bytes were made (default 1 GiB) */
+  recycleBudgetBytes?: number;
 }
 
 export interface SequenceReport {
@@ -74,6 +74,8 @@ export interface SequenceReport {
   bytes: { keys: number; clientToServer: number; serverToClient: number };
   ctCtMults: number;
   ptMults: number;
+  /** times the evaluator's SEAL heap was replaced by a fresh one between nodes, and the time it took */
+  heapRecycles: { count: number; ms: number };
   layers: SequenceLayerError[] | null;
 }
 
@@ -132,7 +134,7 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
   const bundle = client.publicBundle([]);
   const keygenMs = performance.now() - t;
   const keyBytes = bundle.publicKey.length + bundle.relinKeys.length;
-  const server = await evaluationBackend(bundle, mode);
+  const server = await evaluationBackend(bundle, mode, opts.recycleBudgetBytes ?? RECYCLE_BUDGET_BYTES);
   let failed = false;
   const be = server.be;
 
@@ -169,12 +171,21 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
         }
       : undefined;
     t = performance.now();
-    const { output, report } = evaluateSequenceModel(be, graph, ckpt.weights, ckpt.ranges, input, {
-      levels: refresher ? { ensure: refresher.ensure as never, ms: () => refresher.ms } : undefined,
-      onNode,
-    });
+    const { output, report } = await evaluateSequenceModelAsync(
+      be,
+      graph,
+      ckpt.weights,
+      ckpt.ranges,
+      input,
+      {
+        levels: refresher ? { ensure: refresher.ensure as never, ms: () => refresher.ms } : undefined,
+        onNode,
+      },
+      server.between,
+    );
     const evalWall = performance.now() - t;
-    const traceMs = opts.trace ? evalWall - Object.values(report.ms).reduce((a, b) => a + b, 0) - (refresher?.ms ?? 0) : 0;
+    const recycleMs = server.recycled().ms;
+    const traceMs = opts.trace ? evalWall - Object.values(report.ms).reduce((a, b) => a + b, 0) - (refresher?.ms ?? 0) - recycleMs : 0;
     const evaluateMs = evalWall - (refresher?.ms ?? 0) - traceMs;
     t = performance.now();
     const outBytes = output.map((c) => be.serialize(c));
@@ -216,6 +227,7 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
       },
       ctCtMults: report.ctCtMults,
       ptMults: report.ptMults,
+      heapRecycles: server.recycled(),
       layers: opts.trace ? layers : null,
     };
   } catch (e) {
@@ -232,22 +244,36 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
   }
 }
 
-/** The evaluator's backend, from the client's public bundle (bytes) only: it never sees the secret key. */
-async function evaluationBackend(bundle: ReturnType<ClientLike['publicBundle']>, mode: 'encrypt' | 'simulate'): Promise<{ be: CkksBackend<unknown>; close: () => void }> {
-  if (mode === 'simulate') return { be: new SimBackend(bundle.params, { noise: true, seed: 11 }) as CkksBackend<unknown>, close: () => {} };
-  const seal = await loadSeal();
-  const ctx = CkksContext.create(seal, bundle.params);
-  const keys = loadEvaluationKeys(ctx, bundle);
-  const be = new SealBackend(ctx, keys);
+interface EvaluationSide {
+  be: CkksBackend<unknown>;
+  /** run between nodes: replaces a grown SEAL heap (see recycling-backend.ts) */
+  between: () => Promise<void>;
+  recycled: () => { count: number; ms: number };
+  close: () => void;
+}
+
+/**
+ * The evaluator's backend, from the client's public bundle (bytes) only: it never sees the
+ * secret key. Under SEAL it has a wasm instance of its own (the client keeps the thread's),
+ * swapped for a fresh one between nodes once a heap's worth of ciphertexts has been made.
+ */
+async function evaluationBackend(bundle: ReturnType<ClientLike['publicBundle']>, mode: 'encrypt' | 'simulate', recycleBudget: number): Promise<EvaluationSide> {
+  if (mode === 'simulate') {
+    return { be: new SimBackend(bundle.params, { noise: true, seed: 11 }) as CkksBackend<unknown>, between: async () => {}, recycled: () => ({ count: 0, ms: 0 }), close: () => {} };
+  }
+  const be = await RecyclingSealBackend.create(bundle);
   return {
     be: be as CkksBackend<unknown>,
-    close: () => {
-      be.delete();
-      deleteEvaluationKeys(keys);
-      ctx.delete();
+    between: async () => {
+      await be.recycleIfGrown(recycleBudget);
     },
+    recycled: () => ({ count: be.recycles, ms: be.recycleMs }),
+    close: () => be.delete(),
   };
 }
+
+/** SEAL's wasm heap is capped at 4 GiB; the live tensors of a block take up to ~2 of it. */
+const RECYCLE_BUDGET_BYTES = 2 ** 30;
 
 export function fmt(v: number): string {
   return Math.abs(v) >= 1e-2 || v === 0 ? v.toFixed(4) : v.toExponential(2);
