@@ -5,9 +5,12 @@
  * encrypted latency and agreement with the plaintext model.
  *
  *   nice -n 10 npx tsx bench/resnet-skips.ts [--dir DIR] [--samples 3] [--depth 14] [--epochs 3] [--limit 12000] [--mode encrypt|simulate]
+ *   npx tsx bench/resnet-skips.ts --checkpoints standard=checkpoints/resnet-poly,shared-source=checkpoints/resnet-poly-shared-source,dirac=checkpoints/resnet-poly-dirac
  *
  * Checkpoints are DIR/<variant> (default bench-out/resnet-skips); a missing one is trained
  * first (widths [8, 16, 32], quad activations, range regularization, no distillation).
+ * `--checkpoints` names trained ones instead (e.g. resnet-poly trained with each
+ * `--set model.skip=...`); the table is written to DIR all the same.
  * Prints a markdown table and writes DIR/table.md and DIR/table.json.
  */
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
@@ -27,7 +30,8 @@ const opt = (name: string, dflt: string) => {
 const dir = resolve(opt('dir', 'bench-out/resnet-skips'));
 const samples = Number(opt('samples', '3'));
 const mode = opt('mode', 'encrypt') as 'encrypt' | 'simulate';
-const variants = ['standard', 'dirac', 'shared-source'] as const;
+const given = args.includes('--checkpoints') ? new Map(opt('checkpoints', '').split(',').map((kv) => kv.split('=') as [string, string])) : null;
+const variants = given ? [...given.keys()] : ['standard', 'dirac', 'shared-source'];
 
 /** The recipe every variant shares: only model.skip differs. */
 function overrides(skip: string): string[] {
@@ -49,8 +53,9 @@ mkdirSync(dir, { recursive: true });
 await initBackend();
 const rows: Record<string, unknown>[] = [];
 for (const skip of variants) {
-  const ckptDir = join(dir, skip);
+  const ckptDir = given ? resolve(given.get(skip)!) : join(dir, skip);
   if (!existsSync(join(ckptDir, 'model.json'))) {
+    if (given) throw new Error(`${ckptDir}: no checkpoint there`);
     console.error(`training ${skip} -> ${ckptDir}`);
     const { recipe } = loadRecipe('recipes/resnet-relu.yaml', overrides(skip));
     await train({ recipe: { ...recipe, name: `resnet-${skip}` }, recipeFile: 'recipes/resnet-relu.yaml', outDir: ckptDir, callbacks: {} });

@@ -38,8 +38,10 @@ export interface PassCost {
   setupOps: Record<OpKind, number[]>;
   inputCiphertexts: number;
   outputCiphertexts: number;
-  /** peak bytes of ciphertexts and plaintexts during the pass */
+  /** peak bytes of ciphertexts and plaintexts live at once during the pass */
   workingBytes: number;
+  /** what SEAL's heap keeps for them: each allocation size's own peak (see DryTally.poolBytes) */
+  poolBytes: number;
   keyBytes: number;
   rotationKeys: number;
 }
@@ -77,6 +79,7 @@ export function passCost(s: PassShape): PassCost {
     inputCiphertexts,
     outputCiphertexts,
     workingBytes: dry.tally.peakBytes,
+    poolBytes: dry.tally.poolBytes,
     keyBytes: evaluationKeyBytes(s.params, steps),
     rotationKeys: steps,
   };
@@ -106,10 +109,12 @@ export function opsMs(c: Calibration, ops: Record<OpKind, number[]>): number {
 
 /**
  * Loading keys from their (compressed, seeded) bytes holds the serialized copy, the expanded
- * one and the key objects at once, and the wasm heap never shrinks from that high-water mark:
- * measured with he-plan --measure on this machine, about 2.5x the keys' own size.
+ * one and the key objects at once, and the wasm heap never shrinks from that high-water mark.
+ * Fitted with the pool model of the ciphertexts (memory = this x keys + pools) to he-plan
+ * --measure on quickstart and fmnist-mlp (14 candidates: sample, stacked x2-x8 and batch, N =
+ * 8192 and 16384; 2026-11-28): measured/predicted 0.76-1.19.
  */
-const KEY_LOAD_PEAK = 2.5;
+const KEY_LOAD_PEAK = 2.25;
 
 export interface Prediction {
   /** one pass: encrypt, evaluate, decrypt, on one thread */
@@ -125,6 +130,8 @@ export function predict(s: PassShape, cost: PassCost, c: Calibration): Predictio
     latencyMs,
     amortizedMs: latencyMs / s.samplesPerPass,
     setupMs: opsMs(c, cost.setupOps),
-    memoryBytes: Math.max(KEY_LOAD_PEAK * cost.keyBytes, cost.keyBytes + cost.workingBytes),
+    // the key-loading high-water mark stays in the heap (pools never shrink) and ciphertexts come
+    // in other sizes, so the two add up
+    memoryBytes: KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes,
   };
 }

@@ -14,6 +14,8 @@ import { levelsOf } from '../params.js';
 export interface DryCt {
   level: number;
   scale: number;
+  /** the size of its allocation in SEAL's heap, fixed when it was made (see `poolBytes`) */
+  bytes?: number;
 }
 
 /** Server-side operations, plus the client's encrypt/decrypt, each timed by the calibration. */
@@ -28,6 +30,12 @@ export interface DryTally {
   peakBytes: number;
   /** plaintext bytes alive at the peak of the run (diagonals, biases) */
   plainBytes: number;
+  /**
+   * What SEAL's heap holds at the end: its memory pools are per allocation size and keep what
+   * is freed for the next allocation of that size, never for another, so the heap is the sum
+   * over sizes of each size's own peak (a ciphertext at every level is a different size).
+   */
+  poolBytes: number;
 }
 
 export class DryBackend implements CkksBackend<DryCt, DryCt> {
@@ -38,6 +46,8 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
   private readonly bits: number[];
   private readonly N: number;
   private plainLive = 0;
+  /** live allocations and their peak, per allocation size in bytes */
+  private readonly pools = new Map<number, { live: number; peak: number }>();
 
   constructor(params: HeParams) {
     this.N = params.polyModulusDegree;
@@ -46,7 +56,7 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
     this.scale = 2 ** params.scaleBits;
     this.bits = params.coeffModulusBits.slice(0, -1);
     const ops = Object.fromEntries(OP_KINDS.map((k) => [k, new Array(this.topLevel + 1).fill(0)])) as Record<OpKind, number[]>;
-    this.tally = { ops, liveBytes: 0, peakBytes: 0, plainBytes: 0 };
+    this.tally = { ops, liveBytes: 0, peakBytes: 0, plainBytes: 0, poolBytes: 0 };
   }
 
   prime(level: number): number {
@@ -57,17 +67,45 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
     this.tally.ops[kind][level]++;
   }
 
-  private ct(level: number, scale: number): DryCt {
-    this.tally.liveBytes += ciphertextMemory(this.N, level);
-    this.tally.peakBytes = Math.max(this.tally.peakBytes, this.tally.liveBytes + this.plainLive);
-    return { level, scale };
+  private alloc(bytes: number): void {
+    const p = this.pools.get(bytes) ?? { live: 0, peak: 0 };
+    p.live++;
+    if (p.live > p.peak) {
+      p.peak = p.live;
+      this.tally.poolBytes += bytes;
+    }
+    this.pools.set(bytes, p);
   }
 
-  private pt(level: number, scale: number): DryCt {
+  private release(bytes: number): void {
+    this.pools.get(bytes)!.live--;
+  }
+
+  /**
+   * SEAL's in-place rescale and modulus switch shrink a ciphertext within its allocation (a
+   * vector's capacity stays): live data shrinks, the heap does not (measured on node-seal).
+   */
+  private shrink(c: DryCt, level: number): void {
+    this.tally.liveBytes -= ciphertextMemory(this.N, c.level) - ciphertextMemory(this.N, level);
+  }
+
+  /** `polys` = 3 for a product: SEAL grows it to three polynomials before relinearizing, and the capacity stays */
+  private ct(level: number, scale: number, polys = 2): DryCt {
+    const bytes = (ciphertextMemory(this.N, level) / 2) * polys;
+    this.alloc(bytes);
+    this.tally.liveBytes += ciphertextMemory(this.N, level);
+    this.tally.peakBytes = Math.max(this.tally.peakBytes, this.tally.liveBytes + this.plainLive);
+    return { level, scale, bytes };
+  }
+
+  /** `allocLevel`: SEAL encodes at the top level and switches down in place (the allocation stays) */
+  private pt(level: number, scale: number, allocLevel = level): DryCt {
+    const bytes = plaintextMemory(this.N, allocLevel);
+    this.alloc(bytes);
     this.plainLive += plaintextMemory(this.N, level);
     this.tally.plainBytes = Math.max(this.tally.plainBytes, this.plainLive);
     this.tally.peakBytes = Math.max(this.tally.peakBytes, this.tally.liveBytes + this.plainLive);
-    return { level, scale };
+    return { level, scale, bytes };
   }
 
   levelOf(c: DryCt): number {
@@ -80,6 +118,7 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
     c.scale = scale;
   }
   free(c: DryCt): void {
+    this.release(c.bytes ?? ciphertextMemory(this.N, c.level));
     this.tally.liveBytes -= ciphertextMemory(this.N, c.level);
   }
   clone(c: DryCt): DryCt {
@@ -112,12 +151,13 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
   }
   encode(_v: Float64Array, scale: number, level: number): DryCt {
     this.op('encode', level);
-    return this.pt(level, scale);
+    return this.pt(level, scale, this.topLevel);
   }
   encodeConst(_v: number, scale: number, level: number): DryCt {
     return this.pt(level, scale);
   }
   freePlain(p: DryCt): void {
+    this.release(p.bytes ?? plaintextMemory(this.N, p.level));
     this.plainLive -= plaintextMemory(this.N, p.level);
   }
   mulPlain(c: DryCt, p: DryCt): DryCt {
@@ -138,20 +178,20 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
   }
   multiply(a: DryCt, b: DryCt): DryCt {
     this.op('multiply', a.level);
-    return this.ct(a.level, a.scale * b.scale);
+    return this.ct(a.level, a.scale * b.scale, 3);
   }
   square(c: DryCt): DryCt {
     this.op('multiply', c.level);
-    return this.ct(c.level, c.scale * c.scale);
+    return this.ct(c.level, c.scale * c.scale, 3);
   }
   rescaleInPlace(c: DryCt): void {
     this.op('rescale', c.level);
-    this.tally.liveBytes -= ciphertextMemory(this.N, c.level) - ciphertextMemory(this.N, c.level - 1);
+    this.shrink(c, c.level - 1);
     c.scale /= this.prime(c.level);
     c.level--;
   }
   modSwitchInPlace(c: DryCt, level: number): void {
-    this.tally.liveBytes -= ciphertextMemory(this.N, c.level) - ciphertextMemory(this.N, level);
+    if (level !== c.level) this.shrink(c, level);
     c.level = level;
   }
   rotate(c: DryCt): DryCt {

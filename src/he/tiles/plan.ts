@@ -34,7 +34,7 @@ export interface PlanRow {
   ciphertextsIn: number;
   rotationKeys: number;
   counts: Ranked['cost']['counts'];
-  predicted: { latencyMs: number; amortizedMs: number; memoryBytes: number; setupMs: number };
+  predicted: { latencyMs: number; amortizedMs: number; memoryBytes: number; setupMs: number; keyBytes: number; poolBytes: number };
   measured: { latencyMs: number; amortizedMs: number; memoryBytes: number; counts: PassMeasurement['counts'] } | null;
 }
 
@@ -90,7 +90,7 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
       ciphertextsIn: c.cost.inputCiphertexts,
       rotationKeys: c.cost.rotationKeys,
       counts: c.cost.counts,
-      predicted: c.prediction,
+      predicted: { ...c.prediction, keyBytes: c.cost.keyBytes, poolBytes: c.cost.poolBytes },
       measured,
     });
   }

@@ -389,16 +389,24 @@ function* sequenceSteps<C>(
         const a = L.activation;
         if (a.kind === 'relu' || a.kind === 'gelu') throw new Error(`${node.name}: activation ${a.kind} is not polynomial`);
         const coeffs = a.kind === 'square' ? Float32Array.from([0, 0, 1]) : w(node, 'coeffs');
-        // the last reader of its input frees each input ciphertext once used: an MLP's hidden
-        // layer is the widest tensor of a block, and input and output need not coexist
+        // An MLP's hidden layer is the widest tensor of a block: it is refreshed and activated a
+        // chunk at a time, and the last reader of its input frees each input ciphertext once
+        // used, so that input, refreshed copy and output never all coexist.
         const consume = !opts.keepAll && node.inputs[0] !== INPUT && readers.get(node.inputs[0]) === 1;
-        out = timed('mlp', () =>
-          x.map((c) => {
-            const y = horner(ops, c, coeffs);
-            if (consume) be.free(c);
-            return y;
-          }),
-        );
+        const need = a.kind === 'square' ? 2 : activationDegree(a);
+        out = timed('mlp', () => {
+          const o = new Array<C>(x.length);
+          for (let i0 = 0; i0 < x.length; i0 += ACTIVATION_CHUNK) {
+            const idx = range(i0, Math.min(ACTIVATION_CHUNK, x.length - i0)).filter((i) => x[i] !== undefined);
+            const part = ensure(idx.map((i) => x[i]), need, node.name, consume);
+            idx.forEach((i, k) => {
+              o[i] = horner(ops, part[k], coeffs);
+              // a refreshed copy is this node's own; an original only when this node is its last reader
+              if (consume || part[k] !== x[i]) be.free(part[k]);
+            });
+          }
+          return o;
+        });
         if (consume) values.set(node.inputs[0], []);
         break;
       }
@@ -484,7 +492,8 @@ function levelsAtEntry(L: ReturnType<typeof layerOf>): number {
     case 'seq_pool':
       return L.mode === 'last' ? 0 : 1;
     case 'activation':
-      return L.activation.kind === 'square' ? 2 : activationDegree(L.activation);
+      // refreshed chunk by chunk inside the node
+      return 0;
     default:
       return 0;
   }
@@ -506,6 +515,9 @@ export function powerLevels(p: number): number {
   levels = resultLevel;
   return levels;
 }
+
+/** ciphertexts an activation refreshes and evaluates at a time */
+const ACTIVATION_CHUNK = 256;
 
 function range(start: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => start + i);

@@ -52,6 +52,18 @@ export class HeOps<C> {
     return c;
   }
 
+  /**
+   * SEAL grows a product to three polynomials and keeps that allocation after relinearizing
+   * and rescaling: a copy takes two thirds of it (a third less at the next level), and the big
+   * block goes back to the pool for the next product. Wide tensors of products (an MLP's
+   * activation, attention scores) are what fills the heap.
+   */
+  private compact(c: C): C {
+    const out = this.be.clone(c);
+    this.be.free(c);
+    return out;
+  }
+
   /** a * b, one level. */
   mul(a: C, b: C): C {
     const L = Math.min(this.level(a), this.level(b));
@@ -61,7 +73,7 @@ export class HeOps<C> {
     const out = aa === bb ? this.be.square(aa) : this.be.multiply(aa, bb);
     if (aa !== a) this.be.free(aa);
     if (bb !== b) this.be.free(bb);
-    return this.rescaled(out);
+    return this.compact(this.rescaled(out));
   }
 
   /**
@@ -88,12 +100,12 @@ export class HeOps<C> {
     }
     if (!acc) throw new Error('internal: empty dot product');
     if (lazy) this.be.relinearizeInPlace!(acc);
-    return this.rescaled(acc);
+    return this.compact(this.rescaled(acc));
   }
 
   square(a: C): C {
     this.ctCt++;
-    return this.rescaled(this.be.square(a));
+    return this.compact(this.rescaled(this.be.square(a)));
   }
 
   /** c * value, one level (value 0 gives an encryption of zeros one level down). */
