@@ -1,5 +1,8 @@
 import { expect } from 'chai';
-import { atCurrentSpeed, type Calibration } from '../../src/he/tiles/calibrate.js';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { atCurrentSpeed, calibration, calibrationKey, type Calibration } from '../../src/he/tiles/calibrate.js';
+import { tempDir } from '../helpers/tmp.js';
 import { OP_KINDS, type OpKind } from '../../src/he/tiles/dry-run.js';
 
 describe('he/tiles/calibrate: a cached calibration follows the load of now', () => {
@@ -19,5 +22,25 @@ describe('he/tiles/calibrate: a cached calibration follows the load of now', () 
   it('leaves a cache entry without a probe time as it was', () => {
     const old = { ...cached, probeMs: undefined };
     expect(atCurrentSpeed(old, 250).ops).to.deep.equal(ops);
+  });
+
+  it('measures again instead of trusting a cached entry that has no probe time (it cannot be scaled to now)', async function () {
+    this.timeout(120000);
+    const tmp = tempDir();
+    try {
+      const params = { polyModulusDegree: 4096, coeffModulusBits: [40, 30, 39], scaleBits: 30 };
+      const cachePath = join(tmp.path, 'cal.json');
+      const key = calibrationKey(params);
+      writeFileSync(cachePath, JSON.stringify({ [key]: { ...cached, key, probeMs: undefined } }));
+      const c = await calibration(params, { cachePath });
+      expect(c.probeMs).to.be.above(0);
+      expect(c.measuredAt).to.not.equal(cached.measuredAt);
+      const stored = JSON.parse(readFileSync(cachePath, 'utf8'))[key] as Calibration;
+      expect(stored.probeMs).to.be.above(0);
+      // with its probe it is now served from the cache
+      expect((await calibration(params, { cachePath })).measuredAt).to.equal(stored.measuredAt);
+    } finally {
+      tmp.cleanup();
+    }
   });
 });
