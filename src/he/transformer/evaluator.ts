@@ -285,17 +285,17 @@ function* sequenceSteps<C>(
           const den = timed('power_softmax', () => e.map((row) => ops.shifted(ops.sum(row), eps)));
           const r = timed('reciprocal', () => ops.reciprocalMany(den, approx, at('reciprocal')));
           den.forEach((c) => be.free(c));
-          for (let i = 0; i < rows.length; i++) {
-            let num = timed('attention_products', () =>
-              Array.from({ length: dh }, (_, c) => ops.dot(e[i], kv.map((k) => k[dh + c]))),
-            );
-            // one round trip for the row's numerators and its reciprocal
-            const both = ensure([...num, r[i]], 1, at('normalize'), true);
-            num = both.slice(0, dh);
-            r[i] = both[dh];
+          const nums = rows.map((_, i) =>
+            timed('attention_products', () => Array.from({ length: dh }, (_, c) => ops.dot(e[i], kv.map((k) => k[dh + c])))),
+          );
+          // one round trip for the head's numerators and reciprocals together
+          const both = ensure([...nums.flat(), ...r], 1, at('normalize'), true);
+          rows.forEach((_, i) => {
+            const num = both.slice(i * dh, (i + 1) * dh);
+            r[i] = both[rows.length * dh + i];
             timed('attention_products', () => num.forEach((n, c) => (ctx[i][h * dh + c] = ops.mul(n, r[i]))));
             num.forEach((c) => be.free(c));
-          }
+          });
           e.flat().forEach((c) => be.free(c));
           r.forEach((c) => be.free(c));
           flat.forEach((c) => be.free(c));
