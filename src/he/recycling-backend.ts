@@ -1,8 +1,7 @@
-import SEALModule from 'node-seal';
 import type { CkksBackend } from './backend.js';
 import type { PublicBundle } from './client.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from './keys.js';
-import { CkksContext, type CipherText, type PlainText, type Seal } from './seal.js';
+import { CkksContext, type CipherText, type PlainText, newSeal } from './seal.js';
 import { type EvaluationKeys, SealBackend } from './seal-backend.js';
 
 /**
@@ -24,9 +23,6 @@ export interface CtHandle {
   ct: CipherText;
 }
 
-type SealLoader = () => Promise<Seal>;
-const SEAL: SealLoader = typeof SEALModule === 'function' ? (SEALModule as unknown as SealLoader) : (SEALModule as unknown as { default: SealLoader }).default;
-
 interface Instance {
   ctx: CkksContext;
   keys: EvaluationKeys;
@@ -35,7 +31,7 @@ interface Instance {
 
 async function instanceFor(bundle: PublicBundle): Promise<Instance> {
   // a new module instance, not the thread's shared one: its heap is this backend's alone
-  const seal = await SEAL();
+  const seal = await newSeal();
   const ctx = CkksContext.create(seal, bundle.params);
   const keys = loadEvaluationKeys(ctx, bundle);
   return { ctx, keys, be: new SealBackend(ctx, keys) };

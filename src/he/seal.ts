@@ -31,6 +31,11 @@ export type Decryptor = ReturnType<Seal['Decryptor']>;
 
 let sealPromise: Promise<Seal> | undefined;
 
+/** A SEAL instance of its own, with a heap of its own (see recycling-backend.ts). */
+export function newSeal(): Promise<Seal> {
+  return SEAL();
+}
+
 /** The thread's SEAL instance (loaded once; each worker thread has its own). */
 export function loadSeal(): Promise<Seal> {
   sealPromise ??= SEAL();
