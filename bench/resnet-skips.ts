@@ -9,6 +9,7 @@
  *
  * Checkpoints are DIR/<variant> (default bench-out/resnet-skips); a missing one is trained
  * first (widths [8, 16, 32], quad activations, range regularization, no distillation).
+ * `--params FILE` fixes the CKKS parameters for every variant (default auto).
  * `--checkpoints` names trained ones instead (e.g. resnet-poly trained with each
  * `--set model.skip=...`); the table is written to DIR all the same.
  * Prints a markdown table and writes DIR/table.md and DIR/table.json.
@@ -66,7 +67,7 @@ for (const skip of variants) {
   const acc = evaluateSplit(ckpt.graph, params, split).accuracy;
   for (const t of params.values()) t.dispose();
   console.error(`validating ${skip} under CKKS (${mode}, ${samples} samples, --refresh client)`);
-  const r = await validate({ checkpoint: ckptDir, samples, refresh: 'client', mode, workers: 2, log: (l) => console.error(`  ${l}`) });
+  const r = await validate({ checkpoint: ckptDir, samples, refresh: 'client', mode, workers: 2, params: opt('params', 'auto'), log: (l) => console.error(`  ${l}`) });
   const per = (v: number) => Math.round(v / r.samples);
   rows.push({
     variant: skip,

@@ -139,15 +139,26 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
   }
 
   mulConst(c: CipherText, value: number, ptScale: number): CipherText {
+    if (Math.round(value * ptScale) === 0) return this.zeroProduct(c, ptScale);
     const out = this.fresh();
     this.ev.multiplyPlain(c, this.constPlain(value, ptScale, this.levelOf(c)), out);
     return out;
   }
 
   mulConstAddInPlace(acc: CipherText, c: CipherText, value: number, ptScale: number): void {
+    if (Math.round(value * ptScale) === 0) return;
     const t = this.mulConst(c, value, ptScale);
     this.addInPlace(acc, t);
     t.delete();
+  }
+
+  /**
+   * The product with a plaintext that encodes to all zeros (a weight below the scale's
+   * resolution): SEAL refuses it ('result ciphertext is transparent'), and its value is an
+   * encryption of zeros at the product's level and scale, which the public key gives.
+   */
+  private zeroProduct(c: CipherText, ptScale: number): CipherText {
+    return this.encryptVec(new Float64Array(1), c.scale * ptScale, this.levelOf(c));
   }
 
   addConstInPlace(c: CipherText, value: number): void {
@@ -170,12 +181,14 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
   }
 
   mulPlain(c: CipherText, p: PlainText): CipherText {
+    if (p.isZero) return this.zeroProduct(c, p.scale);
     const out = this.fresh();
     this.ev.multiplyPlain(c, p, out);
     return out;
   }
 
   mulPlainAddInPlace(acc: CipherText, c: CipherText, p: PlainText): void {
+    if (p.isZero) return;
     const t = this.mulPlain(c, p);
     this.addInPlace(acc, t);
     t.delete();
