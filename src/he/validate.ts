@@ -36,6 +36,10 @@ import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
 import { chooseServerPacking } from './tiles/choose.js';
+import { refreshedSampleMemory } from './tiles/cost.js';
+
+/** wasm32's memory limit, which caps every SEAL instance's heap */
+const WASM_HEAP_MAX = 4 * 2 ** 30;
 
 /**
  * `hepoly he-validate`: the same held-out samples through the plaintext model and through
@@ -405,6 +409,7 @@ function chooseWithRefresh(
 ): { params: HeParams; program: HeProgram; maxAbs: number; why: string } {
   type Option = { params: HeParams; program: HeProgram; maxAbs: number; seconds: number };
   const options: Option[] = [];
+  const tooBig: string[] = [];
   const uncut = (() => {
     try {
       return chooseParams({ depth: compiled.depth, maxAbs: maxAbs0, minScaleBits });
@@ -430,6 +435,12 @@ function chooseWithRefresh(
       try {
         const plan = planSample(program, N / 2);
         if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) break;
+        // a worker's SEAL heap is capped by wasm32: an option the memory model already puts
+        // past the cap would end in std::bad_alloc (fewer levels at this ring may still fit)
+        if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
+          tooBig.push(`N=${N} with ${levelsOf(params)} levels`);
+          continue;
+        }
         options.push({ params, program, maxAbs, seconds: estimateSampleSeconds(plan, program, params, n, workers) });
       } catch (e) {
         if (!(e instanceof HepolyError)) throw e;
@@ -438,7 +449,9 @@ function chooseWithRefresh(
     }
   }
   if (!options.length) {
-    throw new HepolyError(`--refresh client: no ring fits this network even when cut into segments (depth ${compiled.depth}); use a shallower model or --params FILE`);
+    throw new HepolyError(
+      `--refresh client: no ring fits this network even when cut into segments (depth ${compiled.depth})${tooBig.length ? `; ${tooBig.join(', ')} would need more than a worker's 4 GiB SEAL heap` : ''}; use a shallower model or --params FILE`,
+    );
   }
   // each refresh is a round trip the data owner takes part in: priced, so a small ring's
   // cheaper operations do not win by interacting at every layer
@@ -448,7 +461,9 @@ function chooseWithRefresh(
   const cuts = best.program.refreshes?.length ?? 0;
   const why =
     `N=${best.params.polyModulusDegree} with ${levelsOf(best.params)} levels, ${cuts} refresh${cuts === 1 ? '' : 'es'} per pass (estimated ${fmtS(best.seconds)}; ` +
-    options.slice(1).map((o) => `N=${o.params.polyModulusDegree}: ${o.program.refreshes?.length ?? 0} refreshes, ${fmtS(o.seconds)}`).join(', ') + ')';
+    options.slice(1).map((o) => `N=${o.params.polyModulusDegree}: ${o.program.refreshes?.length ?? 0} refreshes, ${fmtS(o.seconds)}`).join(', ') +
+    (tooBig.length ? `${options.length > 1 ? '; ' : ''}over a worker's 4 GiB SEAL heap: ${tooBig.join(', ')}` : '') +
+    ')';
   return { params: best.params, program: best.program, maxAbs: best.maxAbs, why };
 }
 

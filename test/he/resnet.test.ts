@@ -18,6 +18,8 @@ import { packSample, planSample, unpackTensor } from '../../src/he/packing/sampl
 import { validate, reportJson } from '../../src/he/validate.js';
 import { reportMarkdown } from '../../src/he/report.js';
 import { HepolyError } from '../../src/util/errors.js';
+import { refreshedSampleMemory } from '../../src/he/tiles/cost.js';
+import { paramsAtRing } from '../../src/he/params.js';
 import { TEST_PARAMS } from './pipeline.js';
 import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -88,6 +90,23 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     expect(segs[segs.length - 1].to).to.equal(cut.steps.length);
     const x = Float64Array.from(randomInputs(graph, 1, 5));
     expect(maxAbsDiff(programForward(cut, x)[cut.output], programForward(full, x)[full.output])).to.be.below(1e-9);
+  });
+
+  it('prices the SEAL heap of a refreshed run segment by segment (what --params auto checks against the 4 GiB cap)', () => {
+    const { graph, weights } = tinyResnet('standard', 14);
+    const full = compileProgram(graph, weights);
+    const heap = (N: number, levels: number) => {
+      const cut = segmentProgram(full, levels);
+      const params = paramsAtRing(N, { depth: cut.depth, maxAbs: 10 })!;
+      return refreshedSampleMemory(cut, planSample(cut, N / 2), params);
+    };
+    const m8 = heap(8192, 3);
+    const m16 = heap(16384, 3);
+    expect(m8).to.be.above(0);
+    // twice the ring: twice every ciphertext, plaintext and key
+    expect(m16 / m8).to.be.within(1.6, 2.4);
+    // more levels per segment: bigger ciphertexts and keys
+    expect(heap(8192, 5)).to.be.above(m8);
   });
 
   it('a standard ResNet deeper than N=8192 allows: refreshed by the client, it agrees with plaintext (encrypt, evaluate on ciphertexts only, decrypt)', async () => {

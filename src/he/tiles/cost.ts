@@ -7,6 +7,7 @@ import { size } from '../tensor-ops.js';
 import { type Calibration, opMs } from './calibrate.js';
 import { type DryCt, OP_KINDS, type OpKind, dryBackend } from './dry-run.js';
 import { runBatchGrouped } from './batch-pass.js';
+import { programSegments } from '../refresh.js';
 
 /**
  * The cost of one evaluation pass of a packing: operation counts (those of the evaluator
@@ -135,3 +136,22 @@ export function predict(s: PassShape, cost: PassCost, c: Calibration): Predictio
     memoryBytes: KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes,
   };
 }
+
+/**
+ * The SEAL heap of one server worker running a program cut for client refreshes with sample
+ * packing: segment after segment, each with its own diagonals encoded (those of the previous
+ * segment freed), inputs fresh at the top level. Same model as `predict`: pools plus keys.
+ */
+export function refreshedSampleMemory(program: HeProgram, plan: SamplePlan, params: HeParams): number {
+  const { be, dry } = dryBackend(params);
+  const ev = new SampleEvaluator(program, plan, be);
+  for (const seg of programSegments(program)) {
+    const given = new Map(seg.inputs.map((t) => [t, Array.from({ length: plan.layouts[t]!.cts }, () => dry.input())]));
+    const kept = ev.runRange(given, seg.from, seg.to, seg.outputs);
+    for (const cts of kept.values()) for (const c of cts) if (c) be.free(c);
+    for (const cts of given.values()) for (const c of cts) be.free(c);
+  }
+  const steps = normalizeSteps(plan.rotationSteps, params.polyModulusDegree / 2).length;
+  return KEY_LOAD_PEAK * evaluationKeyBytes(params, steps) + dry.tally.poolBytes;
+}
+
