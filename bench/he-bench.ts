@@ -27,6 +27,7 @@ import type { HeProgram } from '../src/he/program.js';
 import { programSegments, refreshCiphertexts, refreshPointName, segmentProgram } from '../src/he/refresh.js';
 import { SampleEvaluator, packSample, planSample } from '../src/he/packing/sample.js';
 import { packBatch, runBatchInProcess } from '../src/he/packing/batch.js';
+import { stackProgram } from '../src/he/tiles/stacked.js';
 
 interface Model {
   name: string;
@@ -122,10 +123,13 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   const ckpt = loadCheckpoint(dir);
   const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: dir });
   const params: HeParams = { polyModulusDegree: r.params.polyModulusDegree, coeffModulusBits: r.params.coeffModulusBits, scaleBits: r.params.scaleBits };
-  const program = programAsValidated(compiled, params, r);
+  const validated = programAsValidated(compiled, params, r);
   const client = await HEClient.create(params);
   const slots = client.slots;
-  const plan = r.packing === 'sample' ? planSample(program, slots) : null;
+  // stacked xM: the server ran sample packing of the M-sample program
+  const m = r.packing.startsWith('stacked') ? r.samplesPerPass : 1;
+  const program = m > 1 ? stackProgram(validated, m, validated.inputShape.length === 3 ? undefined : slots / m).program : validated;
+  const plan = r.packing !== 'batch' ? planSample(program, slots) : null;
   const bundle = client.publicBundle(plan ? plan.rotationSteps : [1]);
   const base = new SealBackend(client.ctx, loadEvaluationKeys(client.ctx, bundle));
   const calls = new Map<string, number>();
@@ -302,7 +306,7 @@ interface Row {
 }
 
 function toRow(name: string, r: ValidationReport, prof: Profile): Row {
-  const passes = r.packing === 'sample' ? r.samples : Math.ceil(r.samples / (r.params.polyModulusDegree / 2));
+  const passes = Math.ceil(r.samples / r.samplesPerPass);
   const server = r.timings.evaluateMs / passes;
   return {
     model: name,

@@ -35,11 +35,22 @@ import { type SamplePlan, packSample, planSample, unpackTensor } from './packing
 import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
-import { chooseServerPacking } from './tiles/choose.js';
+import { type ServerPacking, chooseServerPacking } from './tiles/choose.js';
+import { type StackedProgram, stackInputs, stackProgram, unstackOutputs } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
 
 /** wasm32's memory limit, which caps every SEAL instance's heap */
 const WASM_HEAP_MAX = 4 * 2 ** 30;
+/** --packing auto/stacked: the most SEAL heap the memory model may predict for a stacked pass (it is within 25%; the rest is the worker's margin) */
+const STACKED_HEAP_LIMIT = 3 * 2 ** 30;
+
+/** Why a sample plan's Galois keys cannot be loaded, or null. */
+function galoisKeyProblem(params: HeParams, plan: SamplePlan): string | null {
+  const slots = params.polyModulusDegree / 2;
+  const keyBytes = galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, slots).length);
+  if (keyBytes <= GALOIS_KEY_BUDGET) return null;
+  return `its ${plan.rotationSteps.length} rotation steps need ${fmtBytes(keyBytes)} of Galois keys at N=${params.polyModulusDegree}, more than the ${fmtBytes(GALOIS_KEY_BUDGET)} SEAL's wasm heap holds safely`;
+}
 
 /**
  * `hepoly he-validate`: the same held-out samples through the plaintext model and through
@@ -47,7 +58,18 @@ const WASM_HEAP_MAX = 4 * 2 ** 30;
  * report of how far apart they are, what it cost and with which parameters.
  */
 
-export type PackingChoice = 'auto' | 'batch' | 'sample';
+export type PackingChoice = 'auto' | 'batch' | 'sample' | 'stacked' | `stacked:${number}`;
+
+/** `--packing`: auto, batch, sample, stacked (M by the cost model) or stacked:M. */
+export function parsePacking(v: string | undefined): { kind: 'auto' | 'batch' | 'sample' | 'stacked'; m: number | null } {
+  const s = v ?? 'auto';
+  if (s === 'auto' || s === 'batch' || s === 'sample' || s === 'stacked') return { kind: s, m: null };
+  const m = /^stacked:(\d+)$/.exec(s);
+  if (m && Number(m[1]) >= 2) return { kind: 'stacked', m: Number(m[1]) };
+  throw new HepolyError(
+    `--packing: expected auto, batch, sample, stacked or stacked:M (M >= 2 samples per ciphertext), found ${JSON.stringify(s)}. Use --packing stacked to let the cost model choose M`,
+  );
+}
 
 export interface ValidateOptions {
   checkpoint: string;
@@ -92,8 +114,11 @@ export interface ValidationReport {
   split: 'test' | 'validation';
   samples: number;
   mode: 'encrypt' | 'simulate';
-  packing: 'batch' | 'sample';
+  /** batch, sample or "stacked xM" */
+  packing: string;
   packingReason: string;
+  /** samples one pass serves: batch, up to the slot count; sample, 1; stacked, M */
+  samplesPerPass: number;
   params: ParamsSummary;
   paramsSource: string;
   depth: number;
@@ -142,8 +167,8 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const log = opts.log ?? noop;
   const t0 = performance.now();
   const mode = parseMode(opts.mode);
-  const packingOpt = opts.packing ?? 'auto';
-  if (!['auto', 'batch', 'sample'].includes(packingOpt)) throw new HepolyError(`--packing: expected auto, batch or sample, found ${JSON.stringify(packingOpt)}`);
+  const packingSpec = parsePacking(opts.packing);
+  const packingOpt = packingSpec.kind;
   const refreshMode = opts.refresh ?? 'none';
   if (refreshMode !== 'none' && refreshMode !== 'client') throw new HepolyError(`--refresh: expected none or client, found ${JSON.stringify(refreshMode)}`);
   if (opts.scaleBits !== undefined && !(Number.isInteger(opts.scaleBits) && opts.scaleBits >= MIN_SCALE_BITS && opts.scaleBits <= MAX_USEFUL_SCALE_BITS)) {
@@ -192,6 +217,12 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (cut && packingOpt === 'batch') {
     throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto');
   }
+  if (cut && packingOpt === 'stacked') {
+    throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto, not stacked');
+  }
+  if (opts.trace && packingOpt === 'stacked') {
+    throw new HepolyError('--trace compares every layer of single samples; use --packing sample or batch with --trace, not stacked');
+  }
 
   // packing
   const slots = params.polyModulusDegree / 2;
@@ -203,11 +234,8 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     else {
       try {
         plan = planSample(program, slots);
-        const keyBytes = galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, slots).length);
-        if (keyBytes > GALOIS_KEY_BUDGET) {
-          planError = `its ${plan.rotationSteps.length} rotation steps need ${fmtBytes(keyBytes)} of Galois keys at N=${params.polyModulusDegree}, more than the ${fmtBytes(GALOIS_KEY_BUDGET)} SEAL's wasm heap holds safely`;
-          plan = null;
-        }
+        planError = galoisKeyProblem(params, plan);
+        if (planError) plan = null;
       } catch (e) {
         if (!(e instanceof HepolyError) || packingOpt === 'sample') throw e;
         planError = e.message;
@@ -215,14 +243,24 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     }
   }
   if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
+  if (packingOpt === 'stacked' && !plan) throw new HepolyError(`--packing stacked needs sample packing, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
   if (cut && !plan) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
   const est = {
     batch: estimateBatchSeconds(program, params, n, workers),
     sample: plan ? estimateSampleSeconds(plan, program, params, n, workers) : null,
   };
-  let packing: 'batch' | 'sample';
+  let packing: 'batch' | 'sample' | 'stacked';
   let packingReason: string;
-  if (packingOpt !== 'auto') {
+  let stacked: StackedProgram | null = null;
+  if (packingOpt === 'stacked' && packingSpec.m !== null) {
+    const m = packingSpec.m;
+    stacked = stackProgram(program, m, program.inputShape.length === 3 ? undefined : slots / m);
+    plan = planSample(stacked.program, slots);
+    const problem = galoisKeyProblem(params, plan);
+    if (problem) throw new HepolyError(`--packing stacked:${m}: ${problem}. Use fewer samples per ciphertext`);
+    packing = 'stacked';
+    packingReason = 'chosen with --packing';
+  } else if (packingOpt === 'batch' || packingOpt === 'sample') {
     packing = packingOpt;
     packingReason = 'chosen with --packing';
   } else if (cut) {
@@ -232,8 +270,15 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     packing = 'batch';
     packingReason = `sample packing unavailable (${planError})`;
   } else {
-    ({ packing, reason: packingReason } = await chooseServerPacking(program, params, plan, n, workers));
+    const kinds: ServerPacking[] = packingOpt === 'stacked' ? ['stacked'] : opts.trace ? ['batch', 'sample'] : ['batch', 'sample', 'stacked'];
+    const d = await chooseServerPacking(program, params, plan, n, workers, { kinds, heapLimit: STACKED_HEAP_LIMIT });
+    if (!d) throw new HepolyError(`--packing stacked: no stacked packing fits N=${params.polyModulusDegree} (its slots, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
+    ({ packing, stacked, reason: packingReason } = d);
+    plan = d.plan ?? plan;
   }
+  const samplesPerPass = packing === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
+  const packingName = stacked ? `stacked x${stacked.samples}` : packing;
+  const served = stacked ? stacked.program : program;
 
   log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);
   log(`program: depth ${compiled.depth}, ${compiled.steps.length} steps`);
@@ -244,20 +289,20 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   }
   for (const l of program.layers) log(`  ${l.node.padEnd(12)} ${l.op.padEnd(22)} ${String(l.levels).padStart(2)} level${l.levels === 1 ? ' ' : 's'}  ${l.how}`);
   log(`parameters (${paramsSource}): ${describeParams(params)}, 128-bit security (SEAL tc128)`);
-  log(`packing: ${packing} (${packingReason})`);
+  log(`packing: ${packingName} (${packingReason})`);
   if (mode === 'simulate') log('mode: simulate (float64, same packing and rescale points, no encryption)');
 
   // client: keys
   const tk = performance.now();
   const client: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
-  const rotationSteps = packing === 'sample' ? plan!.rotationSteps : [];
+  const rotationSteps = packing !== 'batch' ? plan!.rotationSteps : [];
   const bundle = client.publicBundle(rotationSteps);
   const keygenMs = performance.now() - tk;
   const keyBytes = bundle.publicKey.length + bundle.relinKeys.length + (bundle.galoisKeys?.length ?? 0);
   log(`keys: ${fmtMs(keygenMs)}, ${fmtBytes(keyBytes)} (public + relinearization${bundle.galoisKeys ? ` + ${rotationSteps.length} Galois` : ''})`);
 
   const ts = performance.now();
-  const server = await HEServer.start(bundle, program, packing, { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && packing === 'batch' });
+  const server = await HEServer.start(bundle, served, packing === 'batch' ? 'batch' : 'sample', { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && packing === 'batch' });
   const serverSetupMs = performance.now() - ts;
   log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
 
@@ -301,13 +346,22 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       }
     } else {
       const p = plan!;
+      // a pass's input: one sample, or (stacked) up to M samples in one tensor of the M-sample program
+      const m = stacked ? stacked.samples : 1;
+      const passes = Math.ceil(n / m);
+      const passInput = (i: number): ArrayLike<number> => {
+        const start = i * m;
+        const cnt = Math.min(m, n - start);
+        const xs = x.subarray(start * per, (start + cnt) * per);
+        return stacked ? stackInputs(stacked, xs, per, cnt) : xs;
+      };
       let t = performance.now();
-      const samples: Uint8Array[][] = [];
-      for (let s = 0; s < n; s++) samples.push(client.encrypt(packSample(p, program, x.subarray(s * per, (s + 1) * per))));
+      const inputs: Uint8Array[][] = [];
+      for (let i = 0; i < passes; i++) inputs.push(client.encrypt(packSample(p, served, passInput(i))));
       encryptMs = performance.now() - t;
       t = performance.now();
       let refreshMs = 0;
-      const res = await server.evaluateSamples(samples, !!opts.trace && !cut, (_label, cts) => {
+      const res = await server.evaluateSamples(inputs, !!opts.trace && !cut, (_label, cts) => {
         const tr = performance.now();
         const fresh = refreshCiphertexts(client, cts);
         refreshMs += performance.now() - tr;
@@ -315,16 +369,20 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       });
       evaluateMs = performance.now() - t;
       t = performance.now();
-      res.outputs.forEach((o, s) => he.set(unpackTensor(p, program.output, o.map((b) => client.decrypt(b))), s * classes));
+      res.outputs.forEach((o, i) => {
+        const out = unpackTensor(p, served.output, o.map((b) => client.decrypt(b)));
+        he.set(stacked ? unstackOutputs(stacked, out, Math.min(m, n - i * m)) : out, i * m * classes);
+      });
       decryptMs = performance.now() - t;
       const meanWorker = res.ms.reduce((a, b) => a + b, 0) / Math.max(1, res.ms.length);
-      latency = (encryptMs + decryptMs + refreshMs) / n + meanWorker;
-      up += samples.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
+      latency = (encryptMs + decryptMs + refreshMs) / passes + meanWorker;
+      up += inputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
       down += res.outputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
-      ctIn = samples.reduce((a, s) => a + s.length, 0);
+      ctIn = inputs.reduce((a, s) => a + s.length, 0);
       ctOut = res.outputs.reduce((a, s) => a + s.length, 0);
-      perPass = samples[0].length + res.outputs[0].length;
-      log(`  ${n} samples: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per sample on one worker${cut ? `, client refreshes ${fmtMs(refreshMs)} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
+      perPass = inputs[0].length + res.outputs[0].length;
+      const unit = stacked ? `pass of ${m} samples` : 'sample';
+      log(`  ${n} samples${stacked ? ` in ${passes} passes` : ''}: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per ${unit} on one worker${cut ? `, client refreshes ${fmtMs(refreshMs)} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
       for (const r of server.refreshes) {
         up += r.bytesToServer;
         down += r.bytesToClient;
@@ -346,8 +404,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     split: split.name,
     samples: n,
     mode,
-    packing,
+    packing: packingName,
     packingReason,
+    samplesPerPass,
     params: summarize(params, { depth: program.depth, maxAbs }),
     paramsSource,
     depth: compiled.depth,
@@ -404,7 +463,7 @@ function chooseWithRefresh(
   maxAbs0: number,
   workers: number,
   minSlots: number | undefined,
-  packingOpt: PackingChoice,
+  packingOpt: ReturnType<typeof parsePacking>['kind'],
   minScaleBits?: number,
 ): { params: HeParams; program: HeProgram; maxAbs: number; why: string } {
   type Option = { params: HeParams; program: HeProgram; maxAbs: number; seconds: number };

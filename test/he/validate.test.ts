@@ -66,6 +66,33 @@ describe('he/validate: the he-validate pipeline', function () {
     for (const e of r.layerErrors!) expect(e.maxAbsError).to.be.below(1e-2 * Math.max(1, e.maxAbsValue));
   });
 
+  it('--packing stacked:4 encrypts 4 samples per ciphertext; 7 samples (a partial last pass) agree with the plaintext model', async () => {
+    const one = await validate({ checkpoint: ckpt, samples: 7, packing: 'sample', workers: 2 });
+    const r = await validate({ checkpoint: ckpt, samples: 7, packing: 'stacked:4', workers: 2 });
+    expect(r.packing).to.equal('stacked x4');
+    expect(r.samplesPerPass).to.equal(4);
+    expect(r.agreement).to.equal(1);
+    expect(r.encryptedAccuracy).to.equal(r.plaintextAccuracy);
+    expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange);
+    // two passes instead of seven: fewer ciphertexts uploaded, and the logits match sample packing's
+    expect(r.ciphertexts.input).to.equal(2 * (one.ciphertexts.input / 7));
+    expect(r.ciphertexts.input).to.be.below(one.ciphertexts.input);
+    expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange + one.maxAbsError);
+  });
+
+  it('--packing stacked lets the cost model choose M; bad --packing values and stacked with --trace are refused', async () => {
+    const r = await validate({ checkpoint: ckpt, samples: 8, packing: 'stacked', mode: 'simulate', workers: 1 });
+    expect(r.packing).to.match(/^stacked x\d+$/);
+    expect(r.samplesPerPass).to.be.at.least(2);
+    expect(r.packingReason).to.match(/cost model/);
+    expect(r.agreement).to.equal(1);
+    for (const bad of ['stacked:1', 'stacked:x', 'diagonal']) {
+      await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: bad as 'auto' }), /--packing: expected auto, batch, sample, stacked or stacked:M/);
+    }
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:2', mode: 'simulate', trace: true }), /--trace .*use --packing sample or batch/);
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:4096', mode: 'simulate' }), /stacked/);
+  });
+
   it('--json prints one JSON object with the documented keys as the last stdout line', async () => {
     const lines: string[] = [];
     const orig = console.log;

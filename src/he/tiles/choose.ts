@@ -3,27 +3,61 @@ import type { HeProgram } from '../program.js';
 import type { SamplePlan } from '../packing/sample.js';
 import { calibration } from './calibrate.js';
 import { passCost, predict, type PassShape } from './cost.js';
+import { stackedCandidates } from './optimizer.js';
+import type { StackedProgram } from './stacked.js';
 
 /**
- * `he-validate --packing auto`: of the two packings the server runs, the one the calibrated
- * cost model predicts finishes `n` samples sooner on `workers` threads (batch: passes of up
- * to `slots` samples, channel groups spread over the threads; sample: samples spread over them).
+ * `he-validate --packing auto`: of the packings the server runs (batch, sample, and stacked
+ * xM, which the server runs as sample packing of the M-sample program), the one the
+ * calibrated cost model predicts finishes `n` samples sooner on `workers` threads. Batch
+ * passes spread their channel groups over the threads; sample and stacked passes are
+ * spread over them whole. A stacked point is only offered where its predicted SEAL heap
+ * leaves a worker room under wasm's 4 GiB (`heapLimit`).
  */
+
+export type ServerPacking = 'batch' | 'sample' | 'stacked';
+
+export interface PackingDecision {
+  packing: ServerPacking;
+  /** stacked: the M-sample program and its plan */
+  stacked: StackedProgram | null;
+  plan: SamplePlan | null;
+  reason: string;
+}
+
 export async function chooseServerPacking(
   program: HeProgram,
   params: HeParams,
   plan: SamplePlan,
   n: number,
   workers: number,
-): Promise<{ packing: 'batch' | 'sample'; reason: string }> {
+  opts: { kinds?: ServerPacking[]; heapLimit?: number } = {},
+): Promise<PackingDecision | null> {
+  const kinds = opts.kinds ?? ['batch', 'sample', 'stacked'];
   const slots = params.polyModulusDegree / 2;
   const calib = await calibration(params);
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  type Option = { name: string; ms: number; decision: Omit<PackingDecision, 'reason'> };
   const batch: PassShape = { kind: 'batch', params, program, plan: null, samplesPerPass: slots, workers };
   const sample: PassShape = { kind: 'sample', params, program, plan, samplesPerPass: 1 };
-  const batchMs = (Math.ceil(n / slots) * predict(batch, passCost(batch), calib).latencyMs) / workers;
-  const sampleMs = (Math.ceil(n / workers) * predict(sample, passCost(sample), calib).latencyMs);
-  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
-  return batchMs <= sampleMs
-    ? { packing: 'batch', reason: `cost model (he-plan): ${s(batchMs)} predicted vs ${s(sampleMs)} for sample packing` }
-    : { packing: 'sample', reason: `cost model (he-plan): ${s(sampleMs)} predicted vs ${s(batchMs)} for batch packing` };
+  const options: Option[] = [];
+  if (kinds.includes('batch')) {
+    options.push({ name: 'batch', ms: (Math.ceil(n / slots) * predict(batch, passCost(batch), calib).latencyMs) / workers, decision: { packing: 'batch', stacked: null, plan: null } });
+  }
+  if (kinds.includes('sample')) {
+    options.push({ name: 'sample', ms: Math.ceil(n / workers) * predict(sample, passCost(sample), calib).latencyMs, decision: { packing: 'sample', stacked: null, plan } });
+  }
+  if (kinds.includes('stacked') && n > 1) {
+    for (const c of stackedCandidates(program, params, Math.min(n, 64))) {
+      const pred = predict(c.shape, c.cost, calib);
+      if (opts.heapLimit !== undefined && pred.memoryBytes > opts.heapLimit) break;
+      const passes = Math.ceil(n / c.shape.samplesPerPass);
+      options.push({ name: `stacked x${c.shape.samplesPerPass}`, ms: Math.ceil(passes / workers) * pred.latencyMs, decision: { packing: 'stacked', stacked: c.stacked, plan: c.shape.plan } });
+    }
+  }
+  if (!options.length) return null;
+  options.sort((a, b) => a.ms - b.ms);
+  const [best, ...rest] = options;
+  const others = rest.length ? `; ${rest.map((o) => `${o.name} ${s(o.ms)}`).join(', ')}` : '';
+  return { ...best.decision, reason: `cost model (he-plan): ${best.name} ${s(best.ms)} predicted for ${n} samples on ${workers} workers${others}` };
 }

@@ -58,29 +58,46 @@ function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infin
   const batch: PassShape = { kind: 'batch', params, program, plan: null, samplesPerPass: slots };
   out.push({ name: `batch ${ring}`, shape: batch, tiles: batchTiles(slots, features, slots), stacked: null, cost: passCost(batch) });
   const image = program.inputShape.length === 3;
-  const tryPlan = (p: HeProgram) => {
-    try {
-      const plan = planSample(p, slots);
-      return plan;
-    } catch (e) {
-      if (e instanceof HepolyError) return null;
-      throw e;
-    }
-  };
-  const single = tryPlan(program);
+  const single = tryPlan(program, slots);
   if (!single) return out;
   const shape: PassShape = { kind: 'sample', params, program, plan: single, samplesPerPass: 1 };
   const inputTiles = image ? tileLayout([1, features], [1, slots]) : sampleTiles(features, slots);
   if (fitsKeys(params, single.rotationSteps.length)) out.push({ name: `sample ${ring}`, shape, tiles: inputTiles, stacked: null, cost: passCost(shape) });
+  out.push(...stackedCandidates(program, params, maxStack));
+  return out;
+}
+
+/** Stacked points at the ring of `params`, 2, 4, 8... samples per ciphertext, up to `maxStack`. */
+export function stackedCandidates(program: HeProgram, params: HeParams, maxStack = Infinity): Candidate[] {
+  const slots = params.polyModulusDegree / 2;
+  const features = program.inputShape.reduce((a, b) => a * b, 1);
+  const image = program.inputShape.length === 3;
+  const out: Candidate[] = [];
+  if ((program.refreshes ?? []).length) return out;
   const limit = Math.min(maxStack, image ? MAX_STACK_IMAGE : Math.min(MAX_STACK_VECTOR, slots / nextPow2(features)));
   for (let m = 2; m <= limit; m *= 2) {
-    const sp = stackProgram(program, m, image ? undefined : slots / m);
-    const plan = tryPlan(sp.program);
+    let sp: StackedProgram;
+    try {
+      sp = stackProgram(program, m, image ? undefined : slots / m);
+    } catch (e) {
+      if (e instanceof HepolyError) break;
+      throw e;
+    }
+    const plan = tryPlan(sp.program, slots);
     if (!plan || !fitsKeys(params, plan.rotationSteps.length)) break;
     const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
-    out.push({ name: `stacked x${m} ${ring}`, shape: st, tiles: stackedTiles(m, features, slots, m), stacked: sp, cost: passCost(st) });
+    out.push({ name: `stacked x${m} N=${params.polyModulusDegree}`, shape: st, tiles: stackedTiles(m, features, slots, m), stacked: sp, cost: passCost(st) });
   }
   return out;
+}
+
+function tryPlan(p: HeProgram, slots: number) {
+  try {
+    return planSample(p, slots);
+  } catch (e) {
+    if (e instanceof HepolyError) return null;
+    throw e;
+  }
 }
 
 function fitsKeys(params: HeParams, steps: number): boolean {
