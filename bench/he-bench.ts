@@ -5,7 +5,7 @@
  * alone in this run. A ratio near 1 means the time goes into SEAL itself, not into packing,
  * scheduling, serialization or thread hand-offs around it; the target is <= 1.15.
  *
- *   npm run bench:he -- [--quick] [--only he-bench-mnist,fmnist-mlp,OTHER-CHECKPOINT] [--samples N] [--packing auto|batch|sample] [--json FILE]
+ *   npm run bench:he -- [--quick] [--only he-bench-mnist,fmnist-mlp,OTHER-CHECKPOINT] [--samples N] [--packing auto|batch|sample|stacked[:M]] [--json FILE]
  *
  * The server runs on one worker thread so that evaluation time and operation time are both
  * single-thread times. A missing checkpoint is reported with the command that trains it. The
@@ -14,7 +14,7 @@
 import { existsSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { validate, fmtMs, type ValidationReport } from '../src/he/validate.js';
+import { validate, fmtMs, type PackingChoice, type ValidationReport } from '../src/he/validate.js';
 import { HEClient } from '../src/he/client.js';
 import { loadEvaluationKeys } from '../src/he/keys.js';
 import { SealBackend } from '../src/he/seal-backend.js';
@@ -63,7 +63,7 @@ function args() {
     return i >= 0 ? a[i + 1] : undefined;
   };
   const samples = val('--samples');
-  const packing = (val('--packing') ?? 'auto') as 'auto' | 'batch' | 'sample';
+  const packing = (val('--packing') ?? 'auto') as PackingChoice;
   return { quick: a.includes('--quick'), only: val('--only')?.split(','), json: val('--json'), samples: samples ? Number(samples) : undefined, packing };
 }
 

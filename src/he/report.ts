@@ -41,7 +41,7 @@ export function reportMarkdown(r: ValidationReport): string {
     lines.push('');
   }
   lines.push('## Cost', '', '| | |', '|---|---|');
-  lines.push(`| latency per sample | ${fmtMs(r.latencyMsPerSample)} |`);
+  lines.push(`| latency per sample | ${fmtMs(r.latencyMsPerSample)}${r.samplesPerPass > 1 ? ` (a pass serves ${r.samplesPerPass} samples)` : ''} |`);
   lines.push(`| amortized per sample | ${fmtMs(r.amortizedMsPerSample)} |`);
   const t = r.timings;
   lines.push(`| keygen / encrypt / evaluate / decrypt | ${fmtMs(t.keygenMs)} / ${fmtMs(t.encryptMs)} / ${fmtMs(t.evaluateMs)} / ${fmtMs(t.decryptMs)} |`);
@@ -66,7 +66,7 @@ export function reportText(r: ValidationReport): string[] {
     `accuracy: plaintext ${pct(r.plaintextAccuracy)}, encrypted ${pct(r.encryptedAccuracy)}; argmax agreement ${pct(r.agreement)} (${r.disagreements} of ${r.samples} differ)`,
     ...(r.disagreements ? [disagreementLine(r)] : []),
     `logit error: max ${r.maxAbsError.toExponential(2)} (${r.relativeError.toExponential(2)} of the range ${r.logitRange.toFixed(3)}), mean ${r.meanAbsError.toExponential(2)}`,
-    `latency ${fmtMs(r.latencyMsPerSample)} per sample, amortized ${fmtMs(r.amortizedMsPerSample)} per sample (${r.packing} packing, ${r.workers} workers)`,
+    `latency ${fmtMs(r.latencyMsPerSample)} per sample${r.samplesPerPass > 1 ? ` (a pass serves ${r.samplesPerPass})` : ''}, amortized ${fmtMs(r.amortizedMsPerSample)} per sample (${r.packing} packing, ${r.workers} workers)`,
     `time: keygen ${fmtMs(r.timings.keygenMs)}, encrypt ${fmtMs(r.timings.encryptMs)}, evaluate ${fmtMs(r.timings.evaluateMs)}, decrypt ${fmtMs(r.timings.decryptMs)}`,
     `bytes: client->server ${fmtBytes(r.bytes.clientToServer)}, server->client ${fmtBytes(r.bytes.serverToClient)}; ciphertexts ${r.ciphertexts.input} in, ${r.ciphertexts.output} out`,
     `ops: ${r.ops.rotations} rotations, ${r.ops.ctCtMults} ct-ct mults, ${r.ops.ptMults} plaintext mults, ${r.ops.rescales} rescales; levels ${r.depth} of ${r.params.levels}`,

@@ -382,7 +382,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       ctOut = res.outputs.reduce((a, s) => a + s.length, 0);
       perPass = inputs[0].length + res.outputs[0].length;
       const unit = stacked ? `pass of ${m} samples` : 'sample';
-      log(`  ${n} samples${stacked ? ` in ${passes} passes` : ''}: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per ${unit} on one worker${cut ? `, client refreshes ${fmtMs(refreshMs)} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
+      log(`  ${n} samples${stacked ? ` in ${passes} pass${passes === 1 ? '' : 'es'}` : ''}: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per ${unit} on one worker${cut ? `, client refreshes ${fmtMs(refreshMs)} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
       for (const r of server.refreshes) {
         up += r.bytesToServer;
         down += r.bytesToClient;
@@ -748,6 +748,7 @@ export function fmtBytes(b: number): string {
 export function reportJson(r: ValidationReport): Record<string, unknown> {
   return {
     ...coreReportJson(r),
+    samples_per_pass: r.samplesPerPass,
     mean_abs_error: r.meanAbsError,
     logit_range: r.logitRange,
     relative_error: r.relativeError,

@@ -59,5 +59,5 @@ export async function chooseServerPacking(
   options.sort((a, b) => a.ms - b.ms);
   const [best, ...rest] = options;
   const others = rest.length ? `; ${rest.map((o) => `${o.name} ${s(o.ms)}`).join(', ')}` : '';
-  return { ...best.decision, reason: `cost model (he-plan): ${best.name} ${s(best.ms)} predicted for ${n} samples on ${workers} workers${others}` };
+  return { ...best.decision, reason: `cost model (he-plan): ${best.name} ${s(best.ms)} predicted for ${n} samples on ${workers} worker${workers === 1 ? '' : 's'}${others}` };
 }
