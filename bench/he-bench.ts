@@ -126,9 +126,10 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   const validated = programAsValidated(compiled, params, r);
   const client = await HEClient.create(params);
   const slots = client.slots;
-  // stacked xM: the server ran sample packing of the M-sample program
-  const m = r.packing.startsWith('stacked') ? r.samplesPerPass : 1;
-  const program = m > 1 ? stackProgram(validated, m, validated.inputShape.length === 3 ? undefined : slots / m).program : validated;
+  // stacked or interleaved xM: the server ran sample packing of the M-sample program
+  const m = r.packing === 'batch' || r.packing === 'sample' ? 1 : r.samplesPerPass;
+  const order = r.packing.startsWith('interleaved') ? 'interleave' : 'block';
+  const program = m > 1 ? stackProgram(validated, m, order === 'block' && validated.inputShape.length !== 3 ? slots / m : undefined, order).program : validated;
   const plan = r.packing !== 'batch' ? planSample(program, slots) : null;
   const bundle = client.publicBundle(plan ? plan.rotationSteps : [1]);
   const base = new SealBackend(client.ctx, loadEvaluationKeys(client.ctx, bundle));

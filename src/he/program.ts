@@ -26,7 +26,13 @@ export type WeightedOp =
   /** kernel HWIO flat */
   | { kind: 'conv'; geom: Conv2dGeometry; kernel: Float64Array }
   /** element-wise factors over the whole tensor (a diagonal; d = 0 in sample packing) */
-  | { kind: 'scale'; factors: Float64Array };
+  | { kind: 'scale'; factors: Float64Array }
+  /**
+   * `samples` vectors interleaved (element e of sample s at e*samples + s), each through the
+   * same dense kernel [inSize, units]: interleaved stacking's layers, kept as the one kernel
+   * (the block-diagonal matrix they stand for is samples^2 times larger)
+   */
+  | { kind: 'interleavedDense'; inSize: number; units: number; kernel: Float64Array; samples: number };
 
 export interface LinearTerm {
   src: number;
@@ -115,6 +121,8 @@ export function weightedOutShape(op: WeightedOp, inShape: number[]): number[] {
       return [op.geom.outH, op.geom.outW, op.geom.cout];
     case 'scale':
       return inShape;
+    case 'interleavedDense':
+      return [op.units * op.samples];
   }
 }
 

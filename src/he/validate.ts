@@ -58,16 +58,16 @@ function galoisKeyProblem(params: HeParams, plan: SamplePlan): string | null {
  * report of how far apart they are, what it cost and with which parameters.
  */
 
-export type PackingChoice = 'auto' | 'batch' | 'sample' | 'stacked' | `stacked:${number}`;
+export type PackingChoice = 'auto' | 'batch' | 'sample' | 'stacked' | `stacked:${number}` | 'interleaved' | `interleaved:${number}`;
 
-/** `--packing`: auto, batch, sample, stacked (M by the cost model) or stacked:M. */
-export function parsePacking(v: string | undefined): { kind: 'auto' | 'batch' | 'sample' | 'stacked'; m: number | null } {
+/** `--packing`: auto, batch, sample, stacked or interleaved (M by the cost model), stacked:M or interleaved:M. */
+export function parsePacking(v: string | undefined): { kind: 'auto' | 'batch' | 'sample' | 'stacked' | 'interleaved'; m: number | null } {
   const s = v ?? 'auto';
-  if (s === 'auto' || s === 'batch' || s === 'sample' || s === 'stacked') return { kind: s, m: null };
-  const m = /^stacked:(\d+)$/.exec(s);
-  if (m && Number(m[1]) >= 2) return { kind: 'stacked', m: Number(m[1]) };
+  if (s === 'auto' || s === 'batch' || s === 'sample' || s === 'stacked' || s === 'interleaved') return { kind: s, m: null };
+  const m = /^(stacked|interleaved):(\d+)$/.exec(s);
+  if (m && Number(m[2]) >= 2) return { kind: m[1] as 'stacked' | 'interleaved', m: Number(m[2]) };
   throw new HepolyError(
-    `--packing: expected auto, batch, sample, stacked or stacked:M (M >= 2 samples per ciphertext), found ${JSON.stringify(s)}. Use --packing stacked to let the cost model choose M`,
+    `--packing: expected auto, batch, sample, stacked, interleaved, stacked:M or interleaved:M (M >= 2 samples per ciphertext), found ${JSON.stringify(s)}. Use --packing stacked or interleaved to let the cost model choose M`,
   );
 }
 
@@ -217,11 +217,12 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (cut && packingOpt === 'batch') {
     throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto');
   }
-  if (cut && packingOpt === 'stacked') {
-    throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto, not stacked');
+  const multi = packingOpt === 'stacked' || packingOpt === 'interleaved';
+  if (cut && multi) {
+    throw new HepolyError(`--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto, not ${packingOpt}`);
   }
-  if (opts.trace && packingOpt === 'stacked') {
-    throw new HepolyError('--trace compares every layer of single samples; use --packing sample or batch with --trace, not stacked');
+  if (opts.trace && multi) {
+    throw new HepolyError(`--trace compares every layer of single samples; use --packing sample or batch with --trace, not ${packingOpt}`);
   }
 
   // packing
@@ -243,22 +244,24 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     }
   }
   if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
-  if (packingOpt === 'stacked' && !plan) throw new HepolyError(`--packing stacked needs sample packing, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
+  if (multi && !plan) throw new HepolyError(`--packing ${packingOpt} runs on the sample-packing evaluator, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
   if (cut && !plan) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
   const est = {
     batch: estimateBatchSeconds(program, params, n, workers),
     sample: plan ? estimateSampleSeconds(plan, program, params, n, workers) : null,
   };
-  let packing: 'batch' | 'sample' | 'stacked';
+  let packing: ServerPacking;
   let packingReason: string;
   let stacked: StackedProgram | null = null;
-  if (packingOpt === 'stacked' && packingSpec.m !== null) {
+  if (multi && packingSpec.m !== null) {
     const m = packingSpec.m;
-    stacked = stackProgram(program, m, program.inputShape.length === 3 ? undefined : slots / m);
+    const order = packingOpt === 'interleaved' ? 'interleave' : 'block';
+    if (m > slots) throw new HepolyError(`--packing ${packingOpt}:${m}: N=${params.polyModulusDegree} has ${slots} slots, fewer than ${m} samples. Use M <= ${slots}`);
+    stacked = stackProgram(program, m, order === 'block' && program.inputShape.length !== 3 ? slots / m : undefined, order);
     plan = planSample(stacked.program, slots);
     const problem = galoisKeyProblem(params, plan);
-    if (problem) throw new HepolyError(`--packing stacked:${m}: ${problem}. Use fewer samples per ciphertext`);
-    packing = 'stacked';
+    if (problem) throw new HepolyError(`--packing ${packingOpt}:${m}: ${problem}. Use fewer samples per ciphertext`);
+    packing = packingOpt as 'stacked' | 'interleaved';
     packingReason = 'chosen with --packing';
   } else if (packingOpt === 'batch' || packingOpt === 'sample') {
     packing = packingOpt;
@@ -270,14 +273,14 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     packing = 'batch';
     packingReason = `sample packing unavailable (${planError})`;
   } else {
-    const kinds: ServerPacking[] = packingOpt === 'stacked' ? ['stacked'] : opts.trace ? ['batch', 'sample'] : ['batch', 'sample', 'stacked'];
+    const kinds: ServerPacking[] = multi ? [packingOpt] : opts.trace ? ['batch', 'sample'] : ['batch', 'sample', 'stacked', 'interleaved'];
     const d = await chooseServerPacking(program, params, plan, n, workers, { kinds, heapLimit: STACKED_HEAP_LIMIT });
-    if (!d) throw new HepolyError(`--packing stacked: no stacked packing fits N=${params.polyModulusDegree} (its slots, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
+    if (!d) throw new HepolyError(`--packing ${packingOpt}: no ${packingOpt} packing fits N=${params.polyModulusDegree} and ${n} samples (a vector program, its slots, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
     ({ packing, stacked, reason: packingReason } = d);
     plan = d.plan ?? plan;
   }
   const samplesPerPass = packing === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
-  const packingName = stacked ? `stacked x${stacked.samples}` : packing;
+  const packingName = stacked ? `${packing} x${stacked.samples}` : packing;
   const served = stacked ? stacked.program : program;
 
   log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);
@@ -650,10 +653,10 @@ function entryCount(op: Parameters<typeof weightedEntries>[0]): number {
     const g = op.geom;
     return g.outH * g.outW * g.kernel * g.kernel * g.cin * g.cout;
   }
-  if (op.kind === 'dense') {
+  if (op.kind === 'dense' || op.kind === 'interleavedDense') {
     let c = 0;
     for (const v of op.kernel) if (v !== 0) c++;
-    return c;
+    return op.kind === 'dense' ? c : c * op.samples;
   }
   return op.factors.length;
 }

@@ -95,6 +95,53 @@ describe('he/tiles: stacked packing under encryption', () => {
   }
 });
 
+describe('he/tiles: interleaved packing, the family from sample packing (m = 1) to batch packing (m = slots)', () => {
+  const slots = TEST_PARAMS.polyModulusDegree / 2;
+  for (const m of [1, 8, 64, slots]) {
+    it(`dense: ${m} samples interleaved (samples innermost) agree with plaintext on SEAL, with the cost model's counts`, async function () {
+      const g = tinyMlp();
+      const p = compileProgram(g, randomWeights(g, 13));
+      const per = 6;
+      // a few real samples; the rest of the m are zeros (a partial pass)
+      const count = Math.min(m, 5);
+      const x = randomInputs(g, count, 14);
+      const sp = stackProgram(p, m, undefined, 'interleave');
+      expect(sp.program.steps.filter((s) => s.kind === 'linear').flatMap((s) => (s.kind === 'linear' ? s.terms.map((t) => t.op.kind) : []))).to.include('interleavedDense');
+      const plan = planSample(sp.program, slots);
+      const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, count), count: 1 });
+      const he = unstackOutputs(sp, res.outputs, count);
+      for (let s = 0; s < count; s++) {
+        const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
+        expect(maxAbsDiff(he.subarray(s * g.classes, (s + 1) * g.classes), want)).to.be.below(1e-2, `sample ${s}`);
+      }
+      const cost = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: m });
+      expect(cost.counts).to.deep.equal(res.counts);
+    });
+  }
+
+  it('at m = slots it is batch packing: no rotation, the batch evaluator\'s plaintext and ciphertext products', () => {
+    const g = tinyMlp();
+    const p = compileProgram(g, randomWeights(g, 15));
+    const sp = stackProgram(p, slots, undefined, 'interleave');
+    const plan = planSample(sp.program, slots);
+    const inter = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: slots });
+    const batch = passCost({ kind: 'batch', params: TEST_PARAMS, program: p, plan: null, samplesPerPass: slots });
+    expect(inter.counts.rotations).to.equal(0);
+    expect(inter.counts.ptMults).to.equal(batch.counts.ptMults);
+    expect(inter.counts.ctCtMults).to.equal(batch.counts.ctCtMults);
+    expect(inter.inputCiphertexts).to.equal(batch.inputCiphertexts);
+    // and the input tiles are batch packing's: a ciphertext per feature, sample s in slot s
+    const x = randomInputs(g, 7, 16);
+    expect(packSample(plan, sp.program, stackInputs(sp, x, 6, 7)).map((v) => Array.from(v))).to.deep.equal(packBatch(x, 6, 0, 7, slots).map((v) => Array.from(v)));
+  });
+
+  it('refuses image programs, naming the packing to use instead', () => {
+    const g = tinyCnn();
+    const p = compileProgram(g, randomWeights(g, 17));
+    expect(() => stackProgram(p, 4, undefined, 'interleave')).to.throw(HepolyError, /interleaved packing is for vector \(MLP\) programs.*--packing stacked/);
+  });
+});
+
 describe("he/tiles: batch and sample packing agree with plaintext, and the cost model's counts equal the server's", () => {
   for (const [name, make] of [['mlp', tinyMlp], ['cnn', tinyCnn]] as const) {
     for (const packing of ['batch', 'sample'] as const) {

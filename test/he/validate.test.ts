@@ -80,14 +80,23 @@ describe('he/validate: the he-validate pipeline', function () {
     expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange + one.maxAbsError);
   });
 
+  it('--packing interleaved:8 (samples innermost) on SEAL: 11 samples in 2 passes agree with the plaintext model; --trace is refused with it', async () => {
+    const r = await validate({ checkpoint: ckpt, samples: 11, packing: 'interleaved:8', workers: 2 });
+    expect(r.packing).to.equal('interleaved x8');
+    expect(r.samplesPerPass).to.equal(8);
+    expect(r.agreement).to.equal(1);
+    expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange);
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'interleaved', mode: 'simulate', trace: true }), /--trace .*not interleaved/);
+  });
+
   it('--packing stacked lets the cost model choose M; bad --packing values and stacked with --trace are refused', async () => {
     const r = await validate({ checkpoint: ckpt, samples: 8, packing: 'stacked', mode: 'simulate', workers: 1 });
     expect(r.packing).to.match(/^stacked x\d+$/);
     expect(r.samplesPerPass).to.be.at.least(2);
     expect(r.packingReason).to.match(/cost model/);
     expect(r.agreement).to.equal(1);
-    for (const bad of ['stacked:1', 'stacked:x', 'diagonal']) {
-      await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: bad as 'auto' }), /--packing: expected auto, batch, sample, stacked or stacked:M/);
+    for (const bad of ['stacked:1', 'stacked:x', 'interleaved:0', 'diagonal']) {
+      await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: bad as 'auto' }), /--packing: expected auto, batch, sample, stacked, interleaved, stacked:M or interleaved:M/);
     }
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:2', mode: 'simulate', trace: true }), /--trace .*use --packing sample or batch/);
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:4096', mode: 'simulate' }), /stacked/);

@@ -21,17 +21,28 @@ export interface Diag {
 }
 
 export class DiagSet {
-  readonly map = new Map<string, Diag>();
+  /** keyed by (ctOut, input, d) packed into one number (d < slots <= 2^15, input < 2^20) */
+  readonly map = new Map<number, Diag>();
   constructor(readonly slots: number) {}
 
-  add(ctOut: number, input: number, d: number, slot: number, w: number): void {
-    const key = `${ctOut}:${input}:${d}`;
+  private diag(ctOut: number, input: number, d: number): Diag {
+    const key = (ctOut * 1048576 + input) * 32768 + d;
     let e = this.map.get(key);
     if (!e) {
       e = { ctOut, input, d, v: new Float64Array(this.slots) };
       this.map.set(key, e);
     }
-    e.v[slot] += w;
+    return e;
+  }
+
+  add(ctOut: number, input: number, d: number, slot: number, w: number): void {
+    this.diag(ctOut, input, d).v[slot] += w;
+  }
+
+  /** w at `len` consecutive slots from `slot` (one weight shared by interleaved samples) */
+  addRun(ctOut: number, input: number, d: number, slot: number, len: number, w: number): void {
+    const v = this.diag(ctOut, input, d).v;
+    for (let k = 0; k < len; k++) v[slot + k] += w;
   }
 }
 
@@ -82,6 +93,63 @@ export function addFolded(ds: DiagSet, e: Entries, inL: Layout, inputBase: numbe
     const d = (((s - o) % period) + period) % period;
     ds.add(0, inputBase + Math.floor(pi / slots), d, (s - d + slots) % slots, e.w[k]);
   }
+}
+
+/**
+ * `addPlaced` / `addFolded` for a dense kernel applied to `run` interleaved samples (element e
+ * of sample s is element e*run + s of both layouts): the run of one kernel entry shares its
+ * diagonal and ciphertexts, so each entry is placed once, at s = 0, and fills `run` slots.
+ * Both layouts must hold every run in consecutive slots (plain and folded vectors do, with
+ * run a power of two dividing the slot count); `runsContiguous` checks it.
+ */
+export function addPlacedRuns(ds: DiagSet, e: Entries, run: number, inL: Layout, inputBase: number, outL: Layout): void {
+  const slots = ds.slots;
+  for (let k = 0; k < e.length; k++) {
+    const o = e.out[k] * run;
+    const i = e.inp[k] * run;
+    for (const rep of outL.replicas) {
+      const po = rep[o];
+      if (po < 0) continue;
+      let best = -1;
+      let bestD = Infinity;
+      for (const irep of inL.replicas) {
+        const pi = irep[i];
+        if (pi < 0) continue;
+        const d = (((pi % slots) - (po % slots)) % slots + slots) % slots;
+        if (d < bestD) {
+          bestD = d;
+          best = pi;
+        }
+      }
+      if (best < 0) continue;
+      ds.addRun(Math.floor(po / slots), inputBase + Math.floor(best / slots), bestD, po % slots, run, e.w[k]);
+    }
+  }
+}
+
+export function addFoldedRuns(ds: DiagSet, e: Entries, run: number, inL: Layout, inputBase: number, period: number): void {
+  const slots = ds.slots;
+  const prim = inL.replicas[0];
+  for (let k = 0; k < e.length; k++) {
+    const o = e.out[k] * run;
+    const pi = prim[e.inp[k] * run];
+    if (pi < 0) continue;
+    const s = pi % slots;
+    const d = (((s - o) % period) + period) % period;
+    ds.addRun(0, inputBase + Math.floor(pi / slots), d, (s - d + slots) % slots, run, e.w[k]);
+  }
+}
+
+/** Whether every run of `run` elements (e*run .. e*run + run-1) sits in consecutive slots of one ciphertext, in every replica. */
+export function runsContiguous(l: Layout, run: number, slots: number): boolean {
+  for (const rep of l.replicas) {
+    for (let b = 0; b < rep.length; b += run) {
+      const start = rep[b];
+      if (start < 0 || (start % slots) + run > slots) return false;
+      for (let s = 1; s < run; s++) if (rep[b + s] !== start + s) return false;
+    }
+  }
+  return true;
 }
 
 export interface GiantBlock {

@@ -5,7 +5,7 @@ import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
 import { applyWeighted } from '../compile.js';
 import { applyStructOp } from '../reference.js';
 import { HepolyError } from '../../util/errors.js';
-import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs } from './diagonals.js';
+import { type BsgsPlan, DiagSet, addFolded, addFoldedRuns, addPlaced, addPlacedRuns, planBsgs, runsContiguous } from './diagonals.js';
 import {
   type Layout,
   type PlaneInfo,
@@ -290,7 +290,9 @@ function planLinear(
   let bias = s.bias ? Float64Array.from(s.bias) : null;
   const terms = s.terms.map((t) => {
     const v = virtuals.get(t.src);
-    let entries = weightedEntries(t.op);
+    // interleaved samples: the kernel's own entries, each placed once for its run of samples
+    const run = t.op.kind === 'interleavedDense' && !v ? t.op.samples : 1;
+    let entries = run > 1 && t.op.kind === 'interleavedDense' ? weightedEntries({ kind: 'dense', inSize: t.op.inSize, units: t.op.units, kernel: t.op.kernel }) : weightedEntries(t.op);
     let base = t.src;
     if (v) {
       entries = compose(entries, v.entries);
@@ -302,7 +304,7 @@ function planLinear(
     }
     const layout = layouts[base];
     if (!layout) throw new Error(`internal: tensor ${base} has no layout`);
-    return { op: t.op, entries, base, layout, virtual: !!v };
+    return { op: t.op, entries, base, layout, virtual: !!v, run };
   });
   const first = terms[0];
   let out: Layout;
@@ -322,7 +324,11 @@ function planLinear(
   for (const t of terms) {
     const baseIdx = inputs.length;
     for (let c = 0; c < t.layout.cts; c++) inputs.push({ tensor: t.base, ct: c });
-    if (period) addFolded(ds, t.entries, t.layout, baseIdx, period);
+    if (t.run > 1) {
+      if (!runsContiguous(t.layout, t.run, slots) || !runsContiguous(out, t.run, slots)) throw new Error('internal: interleaved samples not in consecutive slots');
+      if (period) addFoldedRuns(ds, t.entries, t.run, t.layout, baseIdx, period);
+      else addPlacedRuns(ds, t.entries, t.run, t.layout, baseIdx, out);
+    } else if (period) addFolded(ds, t.entries, t.layout, baseIdx, period);
     else addPlaced(ds, t.entries, t.layout, baseIdx, out);
   }
   const fold: number[] = [];

@@ -3,19 +3,20 @@ import type { HeProgram } from '../program.js';
 import type { SamplePlan } from '../packing/sample.js';
 import { calibration } from './calibrate.js';
 import { passCost, predict, type PassShape } from './cost.js';
-import { stackedCandidates } from './optimizer.js';
+import { type Candidate, interleavedCandidates, stackedCandidates } from './optimizer.js';
+import { nextPow2 } from '../packing/layout.js';
 import type { StackedProgram } from './stacked.js';
 
 /**
  * `he-validate --packing auto`: of the packings the server runs (batch, sample, and stacked
- * xM, which the server runs as sample packing of the M-sample program), the one the
+ * or interleaved xM, which the server runs as sample packing of the M-sample program), the one the
  * calibrated cost model predicts finishes `n` samples sooner on `workers` threads. Batch
  * passes spread their channel groups over the threads; sample and stacked passes are
  * spread over them whole. A stacked point is only offered where its predicted SEAL heap
  * leaves a worker room under wasm's 4 GiB (`heapLimit`).
  */
 
-export type ServerPacking = 'batch' | 'sample' | 'stacked';
+export type ServerPacking = 'batch' | 'sample' | 'stacked' | 'interleaved';
 
 export interface PackingDecision {
   packing: ServerPacking;
@@ -47,14 +48,17 @@ export async function chooseServerPacking(
   if (kinds.includes('sample')) {
     options.push({ name: 'sample', ms: Math.ceil(n / workers) * predict(sample, passCost(sample), calib).latencyMs, decision: { packing: 'sample', stacked: null, plan } });
   }
-  if (kinds.includes('stacked') && n > 1) {
-    for (const c of stackedCandidates(program, params, Math.min(n, 64))) {
+  const multi = (kind: 'stacked' | 'interleaved', cands: Candidate[]) => {
+    for (const c of cands) {
       const pred = predict(c.shape, c.cost, calib);
       if (opts.heapLimit !== undefined && pred.memoryBytes > opts.heapLimit) break;
       const passes = Math.ceil(n / c.shape.samplesPerPass);
-      options.push({ name: `stacked x${c.shape.samplesPerPass}`, ms: Math.ceil(passes / workers) * pred.latencyMs, decision: { packing: 'stacked', stacked: c.stacked, plan: c.shape.plan } });
+      options.push({ name: `${kind} x${c.shape.samplesPerPass}`, ms: Math.ceil(passes / workers) * pred.latencyMs, decision: { packing: kind, stacked: c.stacked, plan: c.shape.plan } });
     }
-  }
+  };
+  // more samples per pass than the run has would only carry zeros
+  if (kinds.includes('stacked') && n > 1) multi('stacked', stackedCandidates(program, params, Math.min(nextPow2(n), 64)));
+  if (kinds.includes('interleaved') && n > 1) multi('interleaved', interleavedCandidates(program, params, nextPow2(n)));
   if (!options.length) return null;
   options.sort((a, b) => a.ms - b.ms);
   const [best, ...rest] = options;

@@ -115,7 +115,7 @@ export function opsMs(c: Calibration, ops: Record<OpKind, number[]>): number {
  * --measure on quickstart and fmnist-mlp (14 candidates: sample, stacked x2-x8 and batch, N =
  * 8192 and 16384; 2026-11-28): measured/predicted 0.76-1.19.
  */
-const KEY_LOAD_PEAK = 2.25;
+export const KEY_LOAD_PEAK = 2.25;
 
 export interface Prediction {
   /** one pass: encrypt, evaluate, decrypt, on one thread */

@@ -6,14 +6,16 @@ import { nextPow2 } from '../packing/layout.js';
 import { GALOIS_KEY_BUDGET } from '../client.js';
 import { HepolyError } from '../../util/errors.js';
 import type { Calibration } from './calibrate.js';
-import { type PassCost, type PassShape, type Prediction, passCost, predict } from './cost.js';
+import { KEY_LOAD_PEAK, type PassCost, type PassShape, type Prediction, passCost, predict } from './cost.js';
 import { stackProgram, type StackedProgram } from './stacked.js';
 import { type TileLayout, batchTiles, sampleTiles, stackedTiles, tileLayout } from './tile-tensor.js';
 
 /**
  * The packing search: for the smallest ring that holds the program and the next one, batch
- * packing, sample packing and stacked packing with 2, 4, 8... samples per ciphertext; each
- * candidate costed by a dry run of its evaluator and ranked for a goal under a memory limit.
+ * packing, sample packing, stacked packing with 2, 4, 8... samples per ciphertext (in blocks)
+ * and, for vector programs, interleaved packing with 2, 4, 8... samples innermost (the tile
+ * points between sample packing, m = 1, and batch packing, m = slots); each candidate costed
+ * by a dry run of its evaluator and ranked for a goal under a memory limit.
  */
 
 export type Goal = 'latency' | 'throughput' | 'memory';
@@ -22,7 +24,7 @@ export const GOALS: Goal[] = ['latency', 'throughput', 'memory'];
 export interface Candidate {
   name: string;
   shape: PassShape;
-  /** the input tensor [samples, features] as tiles */
+  /** the input tensor as tiles: [samples, features]; interleaved, [features, samples] */
   tiles: TileLayout;
   stacked: StackedProgram | null;
   cost: PassCost;
@@ -33,6 +35,9 @@ export interface Ranked extends Candidate {
 }
 
 const MAX_STACK_VECTOR = 64;
+const MAX_INTERLEAVE = 256;
+/** wasm32's memory limit: no worker's SEAL heap can grow past it */
+const WASM_HEAP = 4 * 2 ** 30;
 const MAX_STACK_IMAGE = 8;
 
 export function candidates(program: HeProgram, base: HeParams, opts: { rings?: number; maxStack?: number } = {}): Candidate[] {
@@ -64,6 +69,36 @@ function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infin
   const inputTiles = image ? tileLayout([1, features], [1, slots]) : sampleTiles(features, slots);
   if (fitsKeys(params, single.rotationSteps.length)) out.push({ name: `sample ${ring}`, shape, tiles: inputTiles, stacked: null, cost: passCost(shape) });
   out.push(...stackedCandidates(program, params, maxStack));
+  out.push(...interleavedCandidates(program, params, maxStack));
+  return out;
+}
+
+/**
+ * Interleaved points at the ring of `params` (vector programs): m = 2, 4, ... samples
+ * innermost, up to `maxM` and MAX_INTERLEAVE, and only while a worker's predicted SEAL heap
+ * (which grows with m: more diagonals to keep encoded) stays under wasm's 4 GiB. m = slots
+ * would be batch packing, which the batch evaluator runs without storing plaintexts.
+ */
+export function interleavedCandidates(program: HeProgram, params: HeParams, maxM = Infinity): Candidate[] {
+  const slots = params.polyModulusDegree / 2;
+  const features = program.inputShape.reduce((a, b) => a * b, 1);
+  const out: Candidate[] = [];
+  if ((program.refreshes ?? []).length) return out;
+  for (let m = 2; m <= Math.min(maxM, MAX_INTERLEAVE, slots / 2); m *= 2) {
+    let sp: StackedProgram;
+    try {
+      sp = stackProgram(program, m, undefined, 'interleave');
+    } catch (e) {
+      if (e instanceof HepolyError) break;
+      throw e;
+    }
+    const plan = tryPlan(sp.program, slots);
+    if (!plan || !fitsKeys(params, plan.rotationSteps.length)) break;
+    const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
+    const cost = passCost(st);
+    if (KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > WASM_HEAP) break;
+    out.push({ name: `interleaved x${m} N=${params.polyModulusDegree}`, shape: st, tiles: tileLayout([features, m], [slots / m, m]), stacked: sp, cost });
+  }
   return out;
 }
 
