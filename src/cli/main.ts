@@ -77,7 +77,7 @@ export async function main(argv: string[]): Promise<number> {
       )
       .command(
         'he-plan <checkpoint>',
-        'rank packings (batch, sample, stacked) by predicted latency, time per sample or memory; --measure runs them',
+        'rank packings (batch, sample, stacked, interleaved) by predicted latency, time per sample or memory; --measure runs them',
         (y) =>
           y
             .positional('checkpoint', { type: 'string', demandOption: true })

@@ -180,8 +180,16 @@ describe('he/tiles: optimizer', () => {
   const p = compileProgram(g, randomWeights(g, 3));
   const cands = candidates(p, TEST_PARAMS, { rings: 1, maxStack: 8 });
 
-  it('offers batch, sample and stacked candidates and ranks them per goal', () => {
-    expect(cands.map((c) => c.name)).to.include.members(['batch N=8192', 'sample N=8192', 'stacked x2 N=8192', 'stacked x8 N=8192']);
+  it('offers batch, sample, stacked and (for MLPs only) interleaved candidates and ranks them per goal', () => {
+    expect(cands.map((c) => c.name)).to.include.members(['batch N=8192', 'sample N=8192', 'stacked x2 N=8192', 'stacked x8 N=8192', 'interleaved x2 N=8192', 'interleaved x8 N=8192']);
+    // interleaving fills the diagonals: per sample, fewer plaintext products as M grows
+    const inter = cands.filter((c) => c.name.startsWith('interleaved'));
+    const perSample = inter.map((c) => c.cost.counts.ptMults / c.shape.samplesPerPass);
+    expect(perSample[perSample.length - 1]).to.be.below(perSample[0]);
+    const cnn = tinyCnn();
+    const names = candidates(compileProgram(cnn, randomWeights(cnn, 3)), TEST_PARAMS, { rings: 1, maxStack: 4 }).map((c) => c.name);
+    expect(names.some((n) => n.startsWith('interleaved'))).to.equal(false);
+    expect(names).to.include('stacked x2 N=8192');
     const lat = rank(cands, () => flat, 'latency', 2 ** 40);
     const thr = rank(cands, () => flat, 'throughput', 2 ** 40);
     const mem = rank(cands, () => flat, 'memory', 2 ** 40);
