@@ -256,7 +256,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (multi && packingSpec.m !== null) {
     const m = packingSpec.m;
     const order = packingOpt === 'interleaved' ? 'interleave' : 'block';
-    if (m > slots) throw new HepolyError(`--packing ${packingOpt}:${m}: N=${params.polyModulusDegree} has ${slots} slots, fewer than ${m} samples. Use M <= ${slots}`);
+    if (m > slots || slots % m) throw new HepolyError(`--packing ${packingOpt}:${m}: M must be a power of two that divides the ${slots} slots of N=${params.polyModulusDegree}, e.g. --packing ${packingOpt}:${Math.min(slots, nextPow2(m))}`);
     stacked = stackProgram(program, m, order === 'block' && program.inputShape.length !== 3 ? slots / m : undefined, order);
     plan = planSample(stacked.program, slots);
     const problem = galoisKeyProblem(params, plan);

@@ -100,6 +100,7 @@ describe('he/validate: the he-validate pipeline', function () {
     }
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:2', mode: 'simulate', trace: true }), /--trace .*use --packing sample or batch/);
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:4096', mode: 'simulate' }), /stacked/);
+    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'interleaved:3', mode: 'simulate' }), /--packing interleaved:3: M must be a power of two that divides the \d+ slots.*interleaved:4/);
   });
 
   it('--json prints one JSON object with the documented keys as the last stdout line', async () => {
