@@ -29,19 +29,19 @@ function ms(v: number): string {
 export function planTable(r: PlanResult): string[] {
   const measured = r.rows.some((x) => x.measured);
   const head = ['#', 'packing', 'samples/pass', 'cts in', 'rot keys', 'rotations', 'ct*ct', 'pt*ct', 'pred latency', 'pred per sample', 'pred memory'];
-  if (measured) head.push('meas latency', 'ratio', 'meas memory', 'ratio');
+  if (measured) head.push('meas latency', 'ratio', 'first pass', 'meas memory', 'ratio');
   const rows = r.rows.map((x, i) => {
     const row = [String(i + 1), x.name, String(x.samplesPerPass), String(x.ciphertextsIn), String(x.rotationKeys), String(x.counts.rotations), String(x.counts.ctCtMults), String(x.counts.ptMults), ms(x.predicted.latencyMs), ms(x.predicted.amortizedMs), fmtGiB(x.predicted.memoryBytes)];
     if (measured) {
       const m = x.measured;
-      row.push(m ? ms(m.latencyMs) : '-', m ? (m.latencyMs / x.predicted.latencyMs).toFixed(2) : '-', m ? fmtGiB(m.memoryBytes) : '-', m ? (m.memoryBytes / x.predicted.memoryBytes).toFixed(2) : '-');
+      row.push(m ? ms(m.latencyMs) : '-', m ? (m.latencyMs / x.predicted.latencyMs).toFixed(2) : '-', m ? (m.passes > 1 ? ms(m.firstPassMs) : 'same') : '-', m ? fmtGiB(m.memoryBytes) : '-', m ? (m.memoryBytes / x.predicted.memoryBytes).toFixed(2) : '-');
     }
     return row;
   });
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
   const fmt = (row: string[]) => row.map((v, c) => (c === 1 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join('  ');
   return [
-    `he-plan ${r.checkpoint}: goal ${r.goal}, memory limit ${fmtGiB(r.memoryLimit)}; latency = encrypt + evaluate + decrypt of one pass on one thread`,
+    `he-plan ${r.checkpoint}: goal ${r.goal}, memory limit ${fmtGiB(r.memoryLimit)}; latency = encrypt + evaluate + decrypt of one pass on one thread${measured ? ' (measured: the second pass of a fresh worker where the prediction is under a minute; the first also grows its SEAL memory pools)' : ''}`,
     fmt(head),
     ...rows.map(fmt),
     `choice: ${r.rows[0].name}`,

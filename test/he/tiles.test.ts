@@ -98,7 +98,7 @@ describe('he/tiles: stacked packing under encryption', () => {
 describe('he/tiles: interleaved packing, the family from sample packing (m = 1) to batch packing (m = slots)', () => {
   const slots = TEST_PARAMS.polyModulusDegree / 2;
   for (const m of [1, 8, 64, slots]) {
-    it(`dense: ${m} samples interleaved (samples innermost) agree with plaintext on SEAL, with the cost model's counts`, async function () {
+    it(`dense: ${m} sample${m === 1 ? '' : 's'} interleaved (samples innermost) agree with plaintext on SEAL, with the cost model's counts`, async function () {
       const g = tinyMlp();
       const p = compileProgram(g, randomWeights(g, 13));
       const per = 6;
@@ -108,7 +108,11 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
       const sp = stackProgram(p, m, undefined, 'interleave');
       expect(sp.program.steps.filter((s) => s.kind === 'linear').flatMap((s) => (s.kind === 'linear' ? s.terms.map((t) => t.op.kind) : []))).to.include('interleavedDense');
       const plan = planSample(sp.program, slots);
-      const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, count), count: 1 });
+      // two passes in one heap for m = 8: the second is what he-plan reports, and its counts are one pass's
+      const passes = m === 8 ? 2 : 1;
+      const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, count), count: 1, passes });
+      expect(res.firstEvaluateMs).to.be.above(0);
+      if (passes === 1) expect(res.firstEvaluateMs).to.equal(res.evaluateMs);
       const he = unstackOutputs(sp, res.outputs, count);
       for (let s = 0; s < count; s++) {
         const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
