@@ -36,7 +36,7 @@ import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
 import { type ServerPacking, chooseServerPacking } from './tiles/choose.js';
-import { type StackedProgram, stackInputs, stackProgram, unstackOutputs } from './tiles/stacked.js';
+import { type StackedProgram, stackInputs, stackProgram, unstackOutputs, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
 
 /** wasm32's memory limit, which caps every SEAL instance's heap */
@@ -221,9 +221,6 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (cut && multi) {
     throw new HepolyError(`--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto, not ${packingOpt}`);
   }
-  if (opts.trace && multi) {
-    throw new HepolyError(`--trace compares every layer of single samples; use --packing sample or batch with --trace, not ${packingOpt}`);
-  }
 
   // packing
   const slots = params.polyModulusDegree / 2;
@@ -273,7 +270,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     packing = 'batch';
     packingReason = `sample packing unavailable (${planError})`;
   } else {
-    const kinds: ServerPacking[] = multi ? [packingOpt] : opts.trace ? ['batch', 'sample'] : ['batch', 'sample', 'stacked', 'interleaved'];
+    const kinds: ServerPacking[] = multi ? [packingOpt] : ['batch', 'sample', 'stacked', 'interleaved'];
     const d = await chooseServerPacking(program, params, plan, n, workers, { kinds, heapLimit: STACKED_HEAP_LIMIT });
     if (!d) throw new HepolyError(`--packing ${packingOpt}: no ${packingOpt} packing fits N=${params.polyModulusDegree} and ${n} samples (a vector program, its slots, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
     ({ packing, stacked, reason: packingReason } = d);
@@ -390,7 +387,8 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
         up += r.bytesToServer;
         down += r.bytesToClient;
       }
-      if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, 8), x, per);
+      // every layer of the first passes (at most 8 samples' worth of passes) against the plaintext program
+      if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, Math.ceil(8 / m)), x, per, stacked, n);
     }
     workerHeapMb = server.workerHeapBytes / 2 ** 20;
   } finally {
@@ -710,6 +708,11 @@ function traceBatch(p: HeProgram, client: ClientLike, tensors: Map<number, (Uint
   return out;
 }
 
+/**
+ * Per-layer errors of traced passes: each pass's tensors decrypted, unstacked into its samples
+ * (stacked and interleaved passes hold several; tensor ids are the base program's) and
+ * compared with the plaintext program on the same samples.
+ */
 function traceSamples(
   p: HeProgram,
   plan: SamplePlan,
@@ -717,17 +720,27 @@ function traceSamples(
   traces: { tensor: number; cts: Uint8Array[] }[][],
   x: Float32Array,
   per: number,
+  stacked: StackedProgram | null,
+  n: number,
 ): LayerError[] {
   const rows = new Map<number, LayerError>();
-  traces.forEach((tr, s) => {
-    const expected = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)));
+  const m = stacked ? stacked.samples : 1;
+  traces.forEach((tr, pass) => {
+    const count = Math.min(m, n - pass * m);
+    const expected = Array.from({ length: count }, (_, s) => {
+      const i = pass * m + s;
+      return programForward(p, Float64Array.from(x.subarray(i * per, (i + 1) * per)));
+    });
     for (const { tensor, cts } of tr) {
       const got = unpackTensor(plan, tensor, cts.map((b) => client.decrypt(b)));
-      const want = expected[tensor];
       const row = rows.get(tensor) ?? { tensor, label: p.tensors[tensor].label, ...client.describe(cts[0]), maxAbsError: 0, maxAbsValue: 0 };
-      for (let i = 0; i < want.length; i++) {
-        row.maxAbsError = Math.max(row.maxAbsError, Math.abs(got[i] - want[i]));
-        row.maxAbsValue = Math.max(row.maxAbsValue, Math.abs(want[i]));
+      for (let s = 0; s < count; s++) {
+        const want = expected[s][tensor];
+        const mine = stacked ? unstackTensor(stacked, tensor, got, s) : got;
+        for (let i = 0; i < want.length; i++) {
+          row.maxAbsError = Math.max(row.maxAbsError, Math.abs(mine[i] - want[i]));
+          row.maxAbsValue = Math.max(row.maxAbsValue, Math.abs(want[i]));
+        }
       }
       rows.set(tensor, row);
     }

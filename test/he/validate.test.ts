@@ -80,16 +80,21 @@ describe('he/validate: the he-validate pipeline', function () {
     expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange + one.maxAbsError);
   });
 
-  it('--packing interleaved:8 (samples innermost) on SEAL: 11 samples in 2 passes agree with the plaintext model; --trace is refused with it', async () => {
-    const r = await validate({ checkpoint: ckpt, samples: 11, packing: 'interleaved:8', workers: 2 });
+  it('--packing interleaved:8 (samples innermost) on SEAL: 11 samples in 2 passes agree with the plaintext model, every traced layer too', async () => {
+    const r = await validate({ checkpoint: ckpt, samples: 11, packing: 'interleaved:8', workers: 2, trace: true });
     expect(r.packing).to.equal('interleaved x8');
     expect(r.samplesPerPass).to.equal(8);
     expect(r.agreement).to.equal(1);
     expect(r.maxAbsError).to.be.below(1e-3 * r.logitRange);
-    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'interleaved', mode: 'simulate', trace: true }), /--trace .*not interleaved/);
+    // --trace decrypts each layer of the pass, unstacks its samples and compares each with the plaintext program
+    expect(r.layerErrors!.length).to.be.above(3);
+    for (const e of r.layerErrors!) {
+      expect(e.maxAbsValue, e.label).to.be.above(0);
+      expect(e.maxAbsError, e.label).to.be.below(1e-2 * Math.max(1, e.maxAbsValue));
+    }
   });
 
-  it('--packing stacked lets the cost model choose M; bad --packing values and stacked with --trace are refused', async () => {
+  it('--packing stacked lets the cost model choose M and traces every layer; bad --packing values are refused', async () => {
     const r = await validate({ checkpoint: ckpt, samples: 8, packing: 'stacked', mode: 'simulate', workers: 1 });
     expect(r.packing).to.match(/^stacked x\d+$/);
     expect(r.samplesPerPass).to.be.at.least(2);
@@ -98,7 +103,9 @@ describe('he/validate: the he-validate pipeline', function () {
     for (const bad of ['stacked:1', 'stacked:x', 'interleaved:0', 'diagonal']) {
       await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: bad as 'auto' }), /--packing: expected auto, batch, sample, stacked, interleaved, stacked:M or interleaved:M/);
     }
-    await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:2', mode: 'simulate', trace: true }), /--trace .*use --packing sample or batch/);
+    const traced = await validate({ checkpoint: ckpt, samples: 5, packing: 'stacked:2', mode: 'simulate', trace: true });
+    expect(traced.layerErrors!.length).to.be.above(3);
+    for (const e of traced.layerErrors!) expect(e.maxAbsError, e.label).to.be.below(1e-2 * Math.max(1, e.maxAbsValue));
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'stacked:4096', mode: 'simulate' }), /stacked/);
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: 'interleaved:3', mode: 'simulate' }), /--packing interleaved:3: M must be a power of two that divides the \d+ slots.*interleaved:4/);
   });

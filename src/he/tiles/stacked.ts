@@ -183,3 +183,12 @@ export function unstackOutputs(sp: StackedProgram, y: ArrayLike<number>, count: 
   for (let s = 0; s < count; s++) for (let e = 0; e < classes; e++) out[s * classes + e] = y[stackedIndex(mp, sp.samples, s, e)];
   return out;
 }
+
+/** Sample s's values of any tensor of the base program, from the stacked tensor's values. */
+export function unstackTensor(sp: StackedProgram, tensor: number, y: ArrayLike<number>, s: number): Float64Array {
+  const mp = sp.maps[tensor];
+  const n = sp.base.tensors[tensor].shape.reduce((a, b) => a * b, 1);
+  const out = new Float64Array(n);
+  for (let e = 0; e < n; e++) out[e] = y[stackedIndex(mp, sp.samples, s, e)];
+  return out;
+}
