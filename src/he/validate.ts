@@ -41,8 +41,8 @@ import { refreshedSampleMemory } from './tiles/cost.js';
 
 /** wasm32's memory limit, which caps every SEAL instance's heap */
 const WASM_HEAP_MAX = 4 * 2 ** 30;
-/** --packing auto/stacked: the most SEAL heap the memory model may predict for a stacked pass (it is within 25%; the rest is the worker's margin) */
-const STACKED_HEAP_LIMIT = 3 * 2 ** 30;
+/** --packing auto, stacked or interleaved: the most SEAL heap the memory model may predict for a multi-sample pass (it is within 25%; the rest is the worker's margin) */
+const MULTI_SAMPLE_HEAP_LIMIT = 3 * 2 ** 30;
 
 /** Why a sample plan's Galois keys cannot be loaded, or null. */
 function galoisKeyProblem(params: HeParams, plan: SamplePlan): string | null {
@@ -114,10 +114,10 @@ export interface ValidationReport {
   split: 'test' | 'validation';
   samples: number;
   mode: 'encrypt' | 'simulate';
-  /** batch, sample or "stacked xM" */
+  /** batch, sample, "stacked xM" or "interleaved xM" */
   packing: string;
   packingReason: string;
-  /** samples one pass serves: batch, up to the slot count; sample, 1; stacked, M */
+  /** samples one pass serves: batch, up to the slot count; sample, 1; stacked or interleaved, M */
   samplesPerPass: number;
   params: ParamsSummary;
   paramsSource: string;
@@ -271,7 +271,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     packingReason = `sample packing unavailable (${planError})`;
   } else {
     const kinds: ServerPacking[] = multi ? [packingOpt] : ['batch', 'sample', 'stacked', 'interleaved'];
-    const d = await chooseServerPacking(program, params, plan, n, workers, { kinds, heapLimit: STACKED_HEAP_LIMIT });
+    const d = await chooseServerPacking(program, params, plan, n, workers, { kinds, heapLimit: MULTI_SAMPLE_HEAP_LIMIT });
     if (!d) throw new HepolyError(`--packing ${packingOpt}: no ${packingOpt} packing fits N=${params.polyModulusDegree} and ${n} samples (a vector program, its slots, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
     ({ packing, stacked, reason: packingReason } = d);
     plan = d.plan ?? plan;
