@@ -140,7 +140,7 @@ export async function main(argv: string[]): Promise<number> {
     if ((e instanceof WebAssembly.RuntimeError && /Aborted/.test(e.message)) || (e instanceof Error && /std::bad_alloc/.test(e.message))) {
       // SEAL's wasm heap cannot grow past its limit; the abort carries no further detail
       process.stderr.write(
-        'error: SEAL aborted: its WebAssembly memory ran out. Use smaller CKKS parameters (--params), fewer --workers or fewer --samples per run; for MLP and CNN checkpoints, also the other --packing (sample needs far less memory per sample)\n',
+        'error: SEAL aborted: its WebAssembly memory ran out. Use smaller CKKS parameters (--params), fewer --workers or fewer --samples per run; for MLP and CNN checkpoints, also another --packing (sample needs the least memory; stacked and interleaved passes keep more diagonals encoded)\n',
       );
       if (process.env.HEPOLY_DEBUG) process.stderr.write(`${e.stack}\n`);
       return 1;
