@@ -125,6 +125,19 @@ describe('he/validate: the he-validate pipeline', function () {
     }
     expect(j.samples).to.equal(4);
     expect(readFileSync(join(tmp.path, 'r.md'), 'utf8')).to.include('# Encrypted validation');
+    // a multi-sample packing says how many samples a pass serves
+    lines.length = 0;
+    console.log = (...a: unknown[]) => void lines.push(a.join(' '));
+    try {
+      await runHeValidate({ checkpoint: ckpt, samples: 6, mode: 'simulate', packing: 'interleaved:4', json: true });
+    } finally {
+      console.log = orig;
+    }
+    const k = JSON.parse(lines[lines.length - 1]) as Record<string, unknown>;
+    expect(k.packing).to.equal('interleaved x4');
+    expect(k.samples_per_pass).to.equal(4);
+    expect(k.agreement).to.equal(1);
+    expect(lines.join('\n')).to.match(/a pass serves 4/);
   });
 
   it('refuses a relu checkpoint with one message naming the layer and the fix', async () => {
