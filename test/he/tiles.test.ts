@@ -4,7 +4,7 @@ import { programForward } from '../../src/he/reference.js';
 import { packBatch } from '../../src/he/packing/batch.js';
 import { packSample, planSample } from '../../src/he/packing/sample.js';
 import { HepolyError } from '../../src/util/errors.js';
-import { type DimOrder, ciphertextCount, packTiles, tileLayout, unpackTiles, batchTiles, sampleTiles, stackedTiles } from '../../src/he/tiles/tile-tensor.js';
+import { type DimOrder, ciphertextCount, packTiles, tileLayout, unpackTiles, batchTiles, interleavedTiles, sampleTiles, stackedTiles } from '../../src/he/tiles/tile-tensor.js';
 import { stackInputs, stackProgram, unstackOutputs } from '../../src/he/tiles/stacked.js';
 import { passCost } from '../../src/he/tiles/cost.js';
 import { measurePass } from '../../src/he/tiles/measure.js';
@@ -54,7 +54,7 @@ describe('he/tiles: tile tensors', () => {
     expect(Array.from(t1)).to.deep.equal([9, 0, 9, 0, 9, 0, 9, 0]);
   });
 
-  it('batch and sample packing are the tile layouts [slots, 1] and [1, slots]', () => {
+  it('batch, sample, stacked and interleaved packing are tile layouts: [slots, 1], [1, slots], [m, slots/m] and (transposed) [slots/m, m]', () => {
     const g = tinyMlp();
     const p = compileProgram(g, randomWeights(g, 3));
     const slots = 16;
@@ -67,6 +67,10 @@ describe('he/tiles: tile tensors', () => {
     // stacked: m samples in blocks of slots/m, what the stacked program's input is
     const sp = stackProgram(p, 2, slots / 2);
     expect(Array.from(packTiles(stackedTiles(2, 6, slots, 2), x.subarray(0, 12))[0])).to.deep.equal(Array.from(packSample(planSample(sp.program, slots), sp.program, stackInputs(sp, x, 6, 2))[0]));
+    // interleaved: tile [slots/m, m] over [features, samples] (the samples' values transposed)
+    const ip = stackProgram(p, 4, undefined, 'interleave');
+    const fs = Float64Array.from({ length: 24 }, (_, k) => x[(k % 4) * 6 + Math.floor(k / 4)]);
+    expect(Array.from(packTiles(interleavedTiles(6, slots, 4), fs)[0])).to.deep.equal(Array.from(packSample(planSample(ip.program, slots), ip.program, stackInputs(ip, x, 6, 4))[0]));
   });
 });
 

@@ -8,7 +8,7 @@ import { HepolyError } from '../../util/errors.js';
 import type { Calibration } from './calibrate.js';
 import { KEY_LOAD_PEAK, type PassCost, type PassShape, type Prediction, passCost, predict } from './cost.js';
 import { stackProgram, type StackedProgram } from './stacked.js';
-import { type TileLayout, batchTiles, sampleTiles, stackedTiles, tileLayout } from './tile-tensor.js';
+import { type TileLayout, batchTiles, interleavedTiles, sampleTiles, stackedTiles, tileLayout } from './tile-tensor.js';
 
 /**
  * The packing search: for the smallest ring that holds the program and the next one, batch
@@ -97,7 +97,7 @@ export function interleavedCandidates(program: HeProgram, params: HeParams, maxM
     const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
     const cost = passCost(st);
     if (KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > WASM_HEAP) break;
-    out.push({ name: `interleaved x${m} N=${params.polyModulusDegree}`, shape: st, tiles: tileLayout([features, m], [slots / m, m]), stacked: sp, cost });
+    out.push({ name: `interleaved x${m} N=${params.polyModulusDegree}`, shape: st, tiles: interleavedTiles(features, slots, m), stacked: sp, cost });
   }
   return out;
 }

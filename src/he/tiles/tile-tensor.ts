@@ -12,7 +12,9 @@ import { HepolyError } from '../../util/errors.js';
  * [samples, features]: batch packing is tile [slots, 1] (a ciphertext per feature, samples
  * across slots) and sample packing is tile [1, slots] (one sample's features across slots).
  * Tile [m, slots/m] is the point in between that `stacked` evaluation runs: m samples per
- * ciphertext, each in its own block of slots/m slots.
+ * ciphertext, each in its own block of slots/m slots. Over [features, samples] instead, tile
+ * [slots/m, m] is `interleaved` evaluation (samples innermost): m = 1 is sample packing's
+ * vector layout and m = slots batch packing's, and the diagonal evaluator runs every m.
  */
 export type DimOrder = 'block' | 'interleave';
 
@@ -127,4 +129,10 @@ export function sampleTiles(features: number, slots: number): TileLayout {
 export function stackedTiles(samples: number, features: number, slots: number, m: number): TileLayout {
   if (slots % m) throw new HepolyError(`stacked packing: ${m} samples per ciphertext must divide ${slots} slots`);
   return tileLayout([samples, features], [m, slots / m]);
+}
+
+/** Interleaved packing of a vector input: m samples innermost, slots/m features per ciphertext. */
+export function interleavedTiles(features: number, slots: number, m: number): TileLayout {
+  if (slots % m) throw new HepolyError(`interleaved packing: ${m} samples per ciphertext must divide ${slots} slots`);
+  return tileLayout([features, m], [slots / m, m]);
 }
