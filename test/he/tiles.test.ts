@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { compileProgram } from '../../src/he/compile.js';
 import { programForward } from '../../src/he/reference.js';
 import { packBatch } from '../../src/he/packing/batch.js';
-import { packSample, planSample } from '../../src/he/packing/sample.js';
+import { SampleEvaluator, packSample, planSample } from '../../src/he/packing/sample.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { type DimOrder, ciphertextCount, packTiles, tileLayout, unpackTiles, batchTiles, interleavedTiles, sampleTiles, stackedTiles } from '../../src/he/tiles/tile-tensor.js';
 import { stackInputs, stackProgram, unstackOutputs } from '../../src/he/tiles/stacked.js';
@@ -10,7 +10,7 @@ import { passCost } from '../../src/he/tiles/cost.js';
 import { measurePass } from '../../src/he/tiles/measure.js';
 import { parseGoal, parseMemory, rank, candidates } from '../../src/he/tiles/optimizer.js';
 import type { Calibration } from '../../src/he/tiles/calibrate.js';
-import { OP_KINDS } from '../../src/he/tiles/dry-run.js';
+import { OP_KINDS, dryBackend } from '../../src/he/tiles/dry-run.js';
 import { TEST_PARAMS, encryptedLogits } from './pipeline.js';
 import { maxAbsDiff, randomInputs, randomWeights, tinyCnn, tinyMlp } from './fixtures.js';
 
@@ -204,6 +204,14 @@ describe('he/tiles: optimizer', () => {
     expect(lat[0].prediction.latencyMs).to.equal(Math.min(...lat.map((c) => c.prediction.latencyMs)));
     expect(thr[0].name).to.equal('batch N=8192');
     expect(mem[0].prediction.memoryBytes).to.equal(Math.min(...mem.map((c) => c.prediction.memoryBytes)));
+  });
+
+  it('keeps client-only plans for multi-sample candidates after costing them; no evaluator accepts one', () => {
+    const c = cands.find((x) => x.name.startsWith('interleaved'))!;
+    expect(c.shape.plan!.clientOnly).to.equal(true);
+    expect(c.shape.plan!.layouts[c.shape.program.input]).to.not.equal(null);
+    expect(c.cost.counts.ptMults).to.be.above(0);
+    expect(() => new SampleEvaluator(c.shape.program, c.shape.plan!, dryBackend(TEST_PARAMS).be)).to.throw(/client-only plan/);
   });
 
   it('refuses bad options naming the option and the fix', () => {

@@ -66,6 +66,18 @@ export interface SamplePlan {
   /** every rotation step the program uses (Galois keys to generate) */
   rotationSteps: number[];
   stats: { rotations: number; diagonals: number; ciphertexts: number };
+  /** set by `clientPlan`: the diagonals are gone, no evaluator may run it */
+  clientOnly?: boolean;
+}
+
+/**
+ * The plan without its diagonals: layouts, rotation steps and stats, what the client needs to
+ * pack, unpack and make Galois keys (the server plans for itself). The packing search keeps
+ * dozens of candidates, whose diagonals would otherwise stay in memory until it ends.
+ */
+export function clientPlan(plan: SamplePlan): SamplePlan {
+  const steps = plan.steps.map((st) => (st.kind === 'linear' ? { ...st, bsgs: { ...st.bsgs, outputs: new Map() } } : st));
+  return { ...plan, steps, clientOnly: true };
 }
 
 export function planSample(p: HeProgram, slots: number): SamplePlan {
@@ -386,6 +398,7 @@ export class SampleEvaluator<C, P> {
     readonly plan: SamplePlan,
     readonly be: CkksBackend<C, P>,
   ) {
+    if (plan.clientOnly) throw new Error('internal: a client-only plan (no diagonals) given to an evaluator');
     this.predictScales();
     // a program cut for client refreshes is deeper than one wasm heap holds diagonals for:
     // those are encoded one segment at a time (runRange)

@@ -1,7 +1,7 @@
 import type { HeParams } from '../params.js';
 import { RING_DEGREES } from '../params.js';
 import type { HeProgram } from '../program.js';
-import { planSample } from '../packing/sample.js';
+import { clientPlan, planSample } from '../packing/sample.js';
 import { nextPow2 } from '../packing/layout.js';
 import { GALOIS_KEY_BUDGET } from '../client.js';
 import { HepolyError } from '../../util/errors.js';
@@ -23,6 +23,7 @@ export const GOALS: Goal[] = ['latency', 'throughput', 'memory'];
 
 export interface Candidate {
   name: string;
+  /** stacked and interleaved: its plan is client-only (costed already, diagonals dropped) */
   shape: PassShape;
   /** the input tensor as tiles: [samples, features]; interleaved, [features, samples] */
   tiles: TileLayout;
@@ -97,7 +98,7 @@ export function interleavedCandidates(program: HeProgram, params: HeParams, maxM
     const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
     const cost = passCost(st);
     if (KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > WASM_HEAP) break;
-    out.push({ name: `interleaved x${m} N=${params.polyModulusDegree}`, shape: st, tiles: interleavedTiles(features, slots, m), stacked: sp, cost });
+    out.push({ name: `interleaved x${m} N=${params.polyModulusDegree}`, shape: { ...st, plan: clientPlan(plan) }, tiles: interleavedTiles(features, slots, m), stacked: sp, cost });
   }
   return out;
 }
@@ -121,7 +122,8 @@ export function stackedCandidates(program: HeProgram, params: HeParams, maxStack
     const plan = tryPlan(sp.program, slots);
     if (!plan || !fitsKeys(params, plan.rotationSteps.length)) break;
     const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
-    out.push({ name: `stacked x${m} N=${params.polyModulusDegree}`, shape: st, tiles: stackedTiles(m, features, slots, m), stacked: sp, cost: passCost(st) });
+    const cost = passCost(st);
+    out.push({ name: `stacked x${m} N=${params.polyModulusDegree}`, shape: { ...st, plan: clientPlan(plan) }, tiles: stackedTiles(m, features, slots, m), stacked: sp, cost });
   }
   return out;
 }
