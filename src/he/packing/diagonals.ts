@@ -35,12 +35,8 @@ export class DiagSet {
     return e;
   }
 
-  add(ctOut: number, input: number, d: number, slot: number, w: number): void {
-    this.diag(ctOut, input, d).v[slot] += w;
-  }
-
-  /** w at `len` consecutive slots from `slot` (one weight shared by interleaved samples) */
-  addRun(ctOut: number, input: number, d: number, slot: number, len: number, w: number): void {
+  /** w at `len` consecutive slots from `slot` (len > 1: one weight shared by interleaved samples) */
+  add(ctOut: number, input: number, d: number, slot: number, w: number, len = 1): void {
     const v = this.diag(ctOut, input, d).v;
     for (let k = 0; k < len; k++) v[slot + k] += w;
   }
@@ -50,59 +46,14 @@ export class DiagSet {
  * Entries of one term, output placed at fixed slots (every replica of o gets the sum). The
  * input replica is the one with the smallest non-negative offset, which keeps offsets equal
  * across output positions for regular (plane) layouts.
- */
-export function addPlaced(ds: DiagSet, e: Entries, inL: Layout, inputBase: number, outL: Layout): void {
-  const slots = ds.slots;
-  for (let k = 0; k < e.length; k++) {
-    const o = e.out[k];
-    const i = e.inp[k];
-    for (const rep of outL.replicas) {
-      const po = rep[o];
-      if (po < 0) continue;
-      let best = -1;
-      let bestD = Infinity;
-      for (const irep of inL.replicas) {
-        const pi = irep[i];
-        if (pi < 0) continue;
-        const d = (((pi % slots) - (po % slots)) % slots + slots) % slots;
-        if (d < bestD) {
-          bestD = d;
-          best = pi;
-        }
-      }
-      if (best < 0) continue;
-      ds.add(Math.floor(po / slots), inputBase + Math.floor(best / slots), bestD, po % slots, e.w[k]);
-    }
-  }
-}
-
-/**
- * Entries of a dense term in the folded form (Halevi-Shoup hybrid): entry (o, i) lands on
- * diagonal d = (slot(i) - o) mod P at position slot(i) - d, which is congruent to o mod P.
- * After summing, rotate-and-add by P, 2P, ... collects every partial sum of o, so only P
- * diagonals exist however long the input is. P = period of the output layout.
- */
-export function addFolded(ds: DiagSet, e: Entries, inL: Layout, inputBase: number, period: number): void {
-  const slots = ds.slots;
-  const prim = inL.replicas[0];
-  for (let k = 0; k < e.length; k++) {
-    const o = e.out[k];
-    const pi = prim[e.inp[k]];
-    if (pi < 0) continue;
-    const s = pi % slots;
-    const d = (((s - o) % period) + period) % period;
-    ds.add(0, inputBase + Math.floor(pi / slots), d, (s - d + slots) % slots, e.w[k]);
-  }
-}
-
-/**
- * `addPlaced` / `addFolded` for a dense kernel applied to `run` interleaved samples (element e
- * of sample s is element e*run + s of both layouts): the run of one kernel entry shares its
+ *
+ * `run` > 1: the entries are a dense kernel applied to `run` interleaved samples (element e of
+ * sample s is element e*run + s of both layouts). The run of one kernel entry shares its
  * diagonal and ciphertexts, so each entry is placed once, at s = 0, and fills `run` slots.
  * Both layouts must hold every run in consecutive slots (plain and folded vectors do, with
  * run a power of two dividing the slot count); `runsContiguous` checks it.
  */
-export function addPlacedRuns(ds: DiagSet, e: Entries, run: number, inL: Layout, inputBase: number, outL: Layout): void {
+export function addPlaced(ds: DiagSet, e: Entries, inL: Layout, inputBase: number, outL: Layout, run = 1): void {
   const slots = ds.slots;
   for (let k = 0; k < e.length; k++) {
     const o = e.out[k] * run;
@@ -122,12 +73,19 @@ export function addPlacedRuns(ds: DiagSet, e: Entries, run: number, inL: Layout,
         }
       }
       if (best < 0) continue;
-      ds.addRun(Math.floor(po / slots), inputBase + Math.floor(best / slots), bestD, po % slots, run, e.w[k]);
+      ds.add(Math.floor(po / slots), inputBase + Math.floor(best / slots), bestD, po % slots, e.w[k], run);
     }
   }
 }
 
-export function addFoldedRuns(ds: DiagSet, e: Entries, run: number, inL: Layout, inputBase: number, period: number): void {
+/**
+ * Entries of a dense term in the folded form (Halevi-Shoup hybrid): entry (o, i) lands on
+ * diagonal d = (slot(i) - o) mod P at position slot(i) - d, which is congruent to o mod P.
+ * After summing, rotate-and-add by P, 2P, ... collects every partial sum of o, so only P
+ * diagonals exist however long the input is. P = period of the output layout. `run`: as for
+ * `addPlaced`.
+ */
+export function addFolded(ds: DiagSet, e: Entries, inL: Layout, inputBase: number, period: number, run = 1): void {
   const slots = ds.slots;
   const prim = inL.replicas[0];
   for (let k = 0; k < e.length; k++) {
@@ -136,7 +94,7 @@ export function addFoldedRuns(ds: DiagSet, e: Entries, run: number, inL: Layout,
     if (pi < 0) continue;
     const s = pi % slots;
     const d = (((s - o) % period) + period) % period;
-    ds.addRun(0, inputBase + Math.floor(pi / slots), d, (s - d + slots) % slots, run, e.w[k]);
+    ds.add(0, inputBase + Math.floor(pi / slots), d, (s - d + slots) % slots, e.w[k], run);
   }
 }
 

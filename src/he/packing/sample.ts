@@ -5,7 +5,7 @@ import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
 import { applyWeighted } from '../compile.js';
 import { applyStructOp } from '../reference.js';
 import { HepolyError } from '../../util/errors.js';
-import { type BsgsPlan, DiagSet, addFolded, addFoldedRuns, addPlaced, addPlacedRuns, planBsgs, runsContiguous } from './diagonals.js';
+import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs, runsContiguous } from './diagonals.js';
 import {
   type Layout,
   type PlaneInfo,
@@ -303,8 +303,9 @@ function planLinear(
   const terms = s.terms.map((t) => {
     const v = virtuals.get(t.src);
     // interleaved samples: the kernel's own entries, each placed once for its run of samples
-    const run = t.op.kind === 'interleavedDense' && !v ? t.op.samples : 1;
-    let entries = run > 1 && t.op.kind === 'interleavedDense' ? weightedEntries({ kind: 'dense', inSize: t.op.inSize, units: t.op.units, kernel: t.op.kernel }) : weightedEntries(t.op);
+    const inter = t.op.kind === 'interleavedDense' && !v ? t.op : null;
+    const run = inter ? inter.samples : 1;
+    let entries = inter ? weightedEntries({ kind: 'dense', inSize: inter.inSize, units: inter.units, kernel: inter.kernel }) : weightedEntries(t.op);
     let base = t.src;
     if (v) {
       entries = compose(entries, v.entries);
@@ -336,12 +337,9 @@ function planLinear(
   for (const t of terms) {
     const baseIdx = inputs.length;
     for (let c = 0; c < t.layout.cts; c++) inputs.push({ tensor: t.base, ct: c });
-    if (t.run > 1) {
-      if (!runsContiguous(t.layout, t.run, slots) || !runsContiguous(out, t.run, slots)) throw new Error('internal: interleaved samples not in consecutive slots');
-      if (period) addFoldedRuns(ds, t.entries, t.run, t.layout, baseIdx, period);
-      else addPlacedRuns(ds, t.entries, t.run, t.layout, baseIdx, out);
-    } else if (period) addFolded(ds, t.entries, t.layout, baseIdx, period);
-    else addPlaced(ds, t.entries, t.layout, baseIdx, out);
+    if (t.run > 1 && (!runsContiguous(t.layout, t.run, slots) || !runsContiguous(out, t.run, slots))) throw new Error('internal: interleaved samples not in consecutive slots');
+    if (period) addFolded(ds, t.entries, t.layout, baseIdx, period, t.run);
+    else addPlaced(ds, t.entries, t.layout, baseIdx, out, t.run);
   }
   const fold: number[] = [];
   if (period) for (let st = period; st < slots; st *= 2) fold.push(st);
