@@ -27,7 +27,7 @@ import type { HeProgram } from '../src/he/program.js';
 import { programSegments, refreshCiphertexts, refreshPointName, segmentProgram } from '../src/he/refresh.js';
 import { SampleEvaluator, packSample, planSample } from '../src/he/packing/sample.js';
 import { packBatch, runBatchInProcess } from '../src/he/packing/batch.js';
-import { stackProgram } from '../src/he/tiles/stacked.js';
+import { stackForSlots } from '../src/he/tiles/stacked.js';
 
 interface Model {
   name: string;
@@ -129,7 +129,7 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   // stacked or interleaved xM: the server ran sample packing of the M-sample program
   const m = r.packing === 'batch' || r.packing === 'sample' ? 1 : r.samplesPerPass;
   const order = r.packing.startsWith('interleaved') ? 'interleave' : 'block';
-  const program = m > 1 ? stackProgram(validated, m, order === 'block' && validated.inputShape.length !== 3 ? slots / m : undefined, order).program : validated;
+  const program = m > 1 ? stackForSlots(validated, m, slots, order).program : validated;
   const plan = r.packing !== 'batch' ? planSample(program, slots) : null;
   const bundle = client.publicBundle(plan ? plan.rotationSteps : [1]);
   const base = new SealBackend(client.ctx, loadEvaluationKeys(client.ctx, bundle));

@@ -36,7 +36,7 @@ import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
 import { type ServerPacking, chooseServerPacking } from './tiles/choose.js';
-import { type StackedProgram, stackInputs, stackProgram, unstackOutputs, unstackTensor } from './tiles/stacked.js';
+import { type StackedProgram, stackForSlots, stackInputs, unstackOutputs, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
 
 /** wasm32's memory limit, which caps every SEAL instance's heap */
@@ -254,7 +254,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     const m = packingSpec.m;
     const order = packingOpt === 'interleaved' ? 'interleave' : 'block';
     if (m > slots || slots % m) throw new HepolyError(`--packing ${packingOpt}:${m}: M must be a power of two that divides the ${slots} slots of N=${params.polyModulusDegree}, e.g. --packing ${packingOpt}:${Math.min(slots, nextPow2(m))}`);
-    stacked = stackProgram(program, m, order === 'block' && program.inputShape.length !== 3 ? slots / m : undefined, order);
+    stacked = stackForSlots(program, m, slots, order);
     plan = planSample(stacked.program, slots);
     const problem = galoisKeyProblem(params, plan);
     if (problem) throw new HepolyError(`--packing ${packingOpt}:${m}: ${problem}. Use fewer samples per ciphertext`);

@@ -1,13 +1,14 @@
 import { expect } from 'chai';
 import { compileProgram } from '../../src/he/compile.js';
+import type { HeProgram } from '../../src/he/program.js';
 import { programForward } from '../../src/he/reference.js';
 import { packBatch } from '../../src/he/packing/batch.js';
 import { SampleEvaluator, packSample, planSample } from '../../src/he/packing/sample.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { type DimOrder, ciphertextCount, packTiles, tileLayout, unpackTiles, batchTiles, interleavedTiles, sampleTiles, stackedTiles } from '../../src/he/tiles/tile-tensor.js';
-import { stackInputs, stackProgram, unstackOutputs } from '../../src/he/tiles/stacked.js';
+import { type StackedProgram, stackForSlots, stackInputs, stackProgram, unstackOutputs } from '../../src/he/tiles/stacked.js';
 import { passCost } from '../../src/he/tiles/cost.js';
-import { measurePass } from '../../src/he/tiles/measure.js';
+import { type PassMeasurement, measurePass } from '../../src/he/tiles/measure.js';
 import { parseGoal, parseMemory, rank, candidates } from '../../src/he/tiles/optimizer.js';
 import type { Calibration } from '../../src/he/tiles/calibrate.js';
 import { OP_KINDS, dryBackend } from '../../src/he/tiles/dry-run.js';
@@ -74,6 +75,24 @@ describe('he/tiles: tile tensors', () => {
   });
 });
 
+/**
+ * One pass of a stacked or interleaved program on SEAL: each of the `count` samples' logits
+ * agree with the plaintext program, and the dry run's counts equal the pass's.
+ */
+async function expectPassAgrees(p: HeProgram, sp: StackedProgram, x: Float32Array, per: number, count: number, passes = 1): Promise<PassMeasurement> {
+  const slots = TEST_PARAMS.polyModulusDegree / 2;
+  const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, count), count: 1, passes });
+  const he = unstackOutputs(sp, res.outputs, count);
+  for (let s = 0; s < count; s++) {
+    const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
+    expect(maxAbsDiff(he.subarray(s * p.classes, (s + 1) * p.classes), want)).to.be.below(1e-2, `sample ${s}`);
+  }
+  const plan = planSample(sp.program, slots);
+  const cost = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: sp.samples });
+  expect(cost.counts).to.deep.equal(res.counts);
+  return res;
+}
+
 describe('he/tiles: stacked packing under encryption', () => {
   for (const [name, make] of [['dense', tinyMlp], ['conv', tinyCnn]] as const) {
     // m = 1 is sample packing itself, run below through the server
@@ -84,16 +103,7 @@ describe('he/tiles: stacked packing under encryption', () => {
         const per = g.inputShape.reduce((a, b) => a * b, 1);
         const x = randomInputs(g, m, 12);
         const slots = TEST_PARAMS.polyModulusDegree / 2;
-        const sp = stackProgram(p, m, g.inputShape.length === 3 ? undefined : slots / m);
-        const plan = planSample(sp.program, slots);
-        const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, m), count: 1 });
-        const he = unstackOutputs(sp, res.outputs, m);
-        for (let s = 0; s < m; s++) {
-          const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
-          expect(maxAbsDiff(he.subarray(s * g.classes, (s + 1) * g.classes), want)).to.be.below(1e-2, `sample ${s}`);
-        }
-        const cost = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: m });
-        expect(cost.counts).to.deep.equal(res.counts);
+        await expectPassAgrees(p, stackForSlots(p, m, slots), x, per, m);
       });
     }
   }
@@ -111,19 +121,11 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
       const x = randomInputs(g, count, 14);
       const sp = stackProgram(p, m, undefined, 'interleave');
       expect(sp.program.steps.filter((s) => s.kind === 'linear').flatMap((s) => (s.kind === 'linear' ? s.terms.map((t) => t.op.kind) : []))).to.include('interleavedDense');
-      const plan = planSample(sp.program, slots);
       // two passes in one heap for m = 8: the second is what he-plan reports, and its counts are one pass's
       const passes = m === 8 ? 2 : 1;
-      const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, count), count: 1, passes });
+      const res = await expectPassAgrees(p, sp, x, per, count, passes);
       expect(res.firstEvaluateMs).to.be.above(0);
       if (passes === 1) expect(res.firstEvaluateMs).to.equal(res.evaluateMs);
-      const he = unstackOutputs(sp, res.outputs, count);
-      for (let s = 0; s < count; s++) {
-        const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
-        expect(maxAbsDiff(he.subarray(s * g.classes, (s + 1) * g.classes), want)).to.be.below(1e-2, `sample ${s}`);
-      }
-      const cost = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: m });
-      expect(cost.counts).to.deep.equal(res.counts);
     });
   }
 

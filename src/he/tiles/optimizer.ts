@@ -7,7 +7,7 @@ import { GALOIS_KEY_BUDGET } from '../client.js';
 import { HepolyError } from '../../util/errors.js';
 import type { Calibration } from './calibrate.js';
 import { KEY_LOAD_PEAK, type PassCost, type PassShape, type Prediction, passCost, predict } from './cost.js';
-import { stackProgram, type StackedProgram } from './stacked.js';
+import { type StackOrder, type StackedProgram, stackForSlots } from './stacked.js';
 import { type TileLayout, batchTiles, interleavedTiles, sampleTiles, stackedTiles, tileLayout } from './tile-tensor.js';
 
 /**
@@ -82,25 +82,7 @@ function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infin
  */
 export function interleavedCandidates(program: HeProgram, params: HeParams, maxM = Infinity): Candidate[] {
   const slots = params.polyModulusDegree / 2;
-  const features = program.inputShape.reduce((a, b) => a * b, 1);
-  const out: Candidate[] = [];
-  if ((program.refreshes ?? []).length) return out;
-  for (let m = 2; m <= Math.min(maxM, MAX_INTERLEAVE, slots / 2); m *= 2) {
-    let sp: StackedProgram;
-    try {
-      sp = stackProgram(program, m, undefined, 'interleave');
-    } catch (e) {
-      if (e instanceof HepolyError) break;
-      throw e;
-    }
-    const plan = tryPlan(sp.program, slots);
-    if (!plan || !fitsKeys(params, plan.rotationSteps.length)) break;
-    const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
-    const cost = passCost(st);
-    if (KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > WASM_HEAP) break;
-    out.push({ name: `interleaved x${m} N=${params.polyModulusDegree}`, shape: { ...st, plan: clientPlan(plan) }, tiles: interleavedTiles(features, slots, m), stacked: sp, cost });
-  }
-  return out;
+  return multiSampleCandidates(program, params, 'interleave', Math.min(maxM, MAX_INTERLEAVE, slots / 2), WASM_HEAP);
 }
 
 /** Stacked points at the ring of `params`, 2, 4, 8... samples per ciphertext, up to `maxStack`. */
@@ -108,13 +90,23 @@ export function stackedCandidates(program: HeProgram, params: HeParams, maxStack
   const slots = params.polyModulusDegree / 2;
   const features = program.inputShape.reduce((a, b) => a * b, 1);
   const image = program.inputShape.length === 3;
+  return multiSampleCandidates(program, params, 'block', Math.min(maxStack, image ? MAX_STACK_IMAGE : Math.min(MAX_STACK_VECTOR, slots / nextPow2(features))));
+}
+
+/**
+ * m = 2, 4, ... up to `limit` samples per pass in `order`, each costed by a dry run; the
+ * search stops at the first m that cannot be stacked, planned, given Galois keys or (its
+ * predicted worker heap) held under `heapCap`.
+ */
+function multiSampleCandidates(program: HeProgram, params: HeParams, order: StackOrder, limit: number, heapCap = Infinity): Candidate[] {
+  const slots = params.polyModulusDegree / 2;
+  const features = program.inputShape.reduce((a, b) => a * b, 1);
   const out: Candidate[] = [];
   if ((program.refreshes ?? []).length) return out;
-  const limit = Math.min(maxStack, image ? MAX_STACK_IMAGE : Math.min(MAX_STACK_VECTOR, slots / nextPow2(features)));
   for (let m = 2; m <= limit; m *= 2) {
     let sp: StackedProgram;
     try {
-      sp = stackProgram(program, m, image ? undefined : slots / m);
+      sp = stackForSlots(program, m, slots, order);
     } catch (e) {
       if (e instanceof HepolyError) break;
       throw e;
@@ -123,7 +115,15 @@ export function stackedCandidates(program: HeProgram, params: HeParams, maxStack
     if (!plan || !fitsKeys(params, plan.rotationSteps.length)) break;
     const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
     const cost = passCost(st);
-    out.push({ name: `stacked x${m} N=${params.polyModulusDegree}`, shape: { ...st, plan: clientPlan(plan) }, tiles: stackedTiles(m, features, slots, m), stacked: sp, cost });
+    if (KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > heapCap) break;
+    const interleave = order === 'interleave';
+    out.push({
+      name: `${interleave ? 'interleaved' : 'stacked'} x${m} N=${params.polyModulusDegree}`,
+      shape: { ...st, plan: clientPlan(plan) },
+      tiles: interleave ? interleavedTiles(features, slots, m) : stackedTiles(m, features, slots, m),
+      stacked: sp,
+      cost,
+    });
   }
   return out;
 }

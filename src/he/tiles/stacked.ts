@@ -108,6 +108,14 @@ export function stackProgram(p: HeProgram, m: number, blockSlots?: number, order
   return { program, samples: m, order, base: p, maps };
 }
 
+/**
+ * `m` samples per pass on a ring of `slots` slots: block-stacked vectors get slots/m slots per
+ * sample (images stack in the channel dimension, interleaved vectors need no block size).
+ */
+export function stackForSlots(p: HeProgram, m: number, slots: number, order: StackOrder = 'block'): StackedProgram {
+  return stackProgram(p, m, order === 'block' && p.inputShape.length !== 3 ? slots / m : undefined, order);
+}
+
 /** Dense layers, element-wise factors, activations and flattening only: no image structure is used. */
 function vectorOnly(p: HeProgram): boolean {
   return p.steps.every((s) => (s.kind === 'linear' ? s.terms.every((t) => t.op.kind !== 'conv') : s.kind === 'power' || s.op.kind === 'flatten'));
