@@ -34,7 +34,7 @@ export async function chooseServerPacking(
   workers: number,
   opts: { kinds?: ServerPacking[]; heapLimit?: number } = {},
 ): Promise<PackingDecision | null> {
-  const kinds = opts.kinds ?? ['batch', 'sample', 'stacked'];
+  const kinds = opts.kinds ?? ['batch', 'sample', 'stacked', 'interleaved'];
   const slots = params.polyModulusDegree / 2;
   const calib = await calibration(params);
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;

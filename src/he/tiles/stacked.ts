@@ -185,10 +185,9 @@ export function stackInputs(sp: StackedProgram, x: ArrayLike<number>, per: numbe
 
 /** Per-sample outputs (count x classes) from the stacked output tensor. */
 export function unstackOutputs(sp: StackedProgram, y: ArrayLike<number>, count: number): Float64Array {
-  const mp = sp.maps[sp.base.output];
   const classes = sp.base.classes;
   const out = new Float64Array(count * classes);
-  for (let s = 0; s < count; s++) for (let e = 0; e < classes; e++) out[s * classes + e] = y[stackedIndex(mp, sp.samples, s, e)];
+  for (let s = 0; s < count; s++) out.set(unstackTensor(sp, sp.base.output, y, s), s * classes);
   return out;
 }
 
