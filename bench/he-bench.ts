@@ -5,7 +5,7 @@
  * alone in this run. A ratio near 1 means the time goes into SEAL itself, not into packing,
  * scheduling, serialization or thread hand-offs around it; the target is <= 1.15.
  *
- *   npm run bench:he -- [--quick] [--only he-bench-mnist,fmnist-mlp,OTHER-CHECKPOINT] [--samples N] [--packing auto|batch|sample|stacked[:M]] [--json FILE]
+ *   npm run bench:he -- [--quick] [--only he-bench-mnist,fmnist-mlp,OTHER-CHECKPOINT] [--samples N] [--packing auto|batch|sample|stacked[:M]|interleaved[:M]] [--json FILE]
  *
  * The server runs on one worker thread so that evaluation time and operation time are both
  * single-thread times. A missing checkpoint is reported with the command that trains it. The

@@ -536,17 +536,6 @@ export function applyWeighted(op: WeightedOp, x: Float64Array, shape: number[]):
       return conv2d(x, op.geom, op.kernel);
     case 'scale':
       return x.map((v, i) => v * op.factors[i]);
-    case 'interleavedDense': {
-      const { inSize, units, kernel, samples: m } = op;
-      const y = new Float64Array(units * m);
-      for (let i = 0; i < inSize; i++) {
-        for (let j = 0; j < units; j++) {
-          const w = kernel[i * units + j];
-          if (w !== 0) for (let s = 0; s < m; s++) y[j * m + s] += w * x[i * m + s];
-        }
-      }
-      return y;
-    }
   }
   void shape;
 }
@@ -565,7 +554,6 @@ function foldInputFactors(op: WeightedOp, t: Float64Array): WeightedOp | null {
     for (let p = 0; p < kernel * kernel; p++) for (let ci = 0; ci < cin; ci++) for (let co = 0; co < cout; co++) k[(p * cin + ci) * cout + co] *= t[ci];
     return { ...op, kernel: k };
   }
-  if (op.kind === 'interleavedDense') return null;
   return { kind: 'scale', factors: op.factors.map((v, i) => v * t[i]) };
 }
 
@@ -583,7 +571,6 @@ function foldOutputFactors(op: WeightedOp, t: Float64Array): WeightedOp | null {
     for (let i = 0; i < k.length; i++) k[i] *= t[i % cout];
     return { ...op, kernel: k };
   }
-  if (op.kind === 'interleavedDense') return null;
   return { kind: 'scale', factors: op.factors.map((v, i) => v * t[i]) };
 }
 

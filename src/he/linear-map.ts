@@ -51,16 +51,6 @@ export function weightedEntries(op: WeightedOp, keep: (o: number) => boolean = (
     case 'scale':
       for (let i = 0; i < op.factors.length; i++) if (keep(i)) b.push(i, i, op.factors[i]);
       break;
-    case 'interleavedDense': {
-      const { inSize, units, kernel, samples: m } = op;
-      for (let i = 0; i < inSize; i++) {
-        for (let j = 0; j < units; j++) {
-          const w = kernel[i * units + j];
-          if (w !== 0) for (let s = 0; s < m; s++) if (keep(j * m + s)) b.push(j * m + s, i * m + s, w);
-        }
-      }
-      break;
-    }
   }
   return b.build();
 }

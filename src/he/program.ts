@@ -26,13 +26,7 @@ export type WeightedOp =
   /** kernel HWIO flat */
   | { kind: 'conv'; geom: Conv2dGeometry; kernel: Float64Array }
   /** element-wise factors over the whole tensor (a diagonal; d = 0 in sample packing) */
-  | { kind: 'scale'; factors: Float64Array }
-  /**
-   * `samples` vectors interleaved (element e of sample s at e*samples + s), each through the
-   * same dense kernel [inSize, units]: interleaved stacking's layers, kept as the one kernel
-   * (the block-diagonal matrix they stand for is samples^2 times larger)
-   */
-  | { kind: 'interleavedDense'; inSize: number; units: number; kernel: Float64Array; samples: number };
+  | { kind: 'scale'; factors: Float64Array };
 
 export interface LinearTerm {
   src: number;
@@ -77,6 +71,12 @@ export interface HeProgram {
    * `out` (depth 0); later steps read `out`. Absent or empty: the program is one segment.
    */
   refreshes?: RefreshPoint[];
+  /**
+   * Interleaved packing: one pass evaluates this many samples at once, interleaved innermost
+   * (element e of sample s at e*interleave + s of every tensor's values). Shapes, kernels and
+   * depths stay one sample's: each kernel entry serves all of them. Absent: 1.
+   */
+  interleave?: number;
 }
 
 export interface RefreshPoint {
@@ -121,8 +121,6 @@ export function weightedOutShape(op: WeightedOp, inShape: number[]): number[] {
       return [op.geom.outH, op.geom.outW, op.geom.cout];
     case 'scale':
       return inShape;
-    case 'interleavedDense':
-      return [op.units * op.samples];
   }
 }
 

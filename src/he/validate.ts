@@ -651,10 +651,10 @@ function entryCount(op: Parameters<typeof weightedEntries>[0]): number {
     const g = op.geom;
     return g.outH * g.outW * g.kernel * g.kernel * g.cin * g.cout;
   }
-  if (op.kind === 'dense' || op.kind === 'interleavedDense') {
+  if (op.kind === 'dense') {
     let c = 0;
     for (const v of op.kernel) if (v !== 0) c++;
-    return op.kind === 'dense' ? c : c * op.samples;
+    return c;
   }
   return op.factors.length;
 }

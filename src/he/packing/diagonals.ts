@@ -47,17 +47,16 @@ export class DiagSet {
  * input replica is the one with the smallest non-negative offset, which keeps offsets equal
  * across output positions for regular (plane) layouts.
  *
- * `run` > 1: the entries are a dense kernel applied to `run` interleaved samples (element e of
- * sample s is element e*run + s of both layouts). The run of one kernel entry shares its
- * diagonal and ciphertexts, so each entry is placed once, at s = 0, and fills `run` slots.
- * Both layouts must hold every run in consecutive slots (plain and folded vectors do, with
- * run a power of two dividing the slot count); `runsContiguous` checks it.
+ * `run` > 1: the layouts hold `run` interleaved samples (sample s of element e at the
+ * positions of e plus s) and the entries, one sample's map, apply to each. The run of one
+ * entry shares its diagonal and ciphertexts, so each entry is placed once and fills `run`
+ * slots. Every position must start a run inside one ciphertext (`runsAligned` checks it).
  */
 export function addPlaced(ds: DiagSet, e: Entries, inL: Layout, inputBase: number, outL: Layout, run = 1): void {
   const slots = ds.slots;
   for (let k = 0; k < e.length; k++) {
-    const o = e.out[k] * run;
-    const i = e.inp[k] * run;
+    const o = e.out[k];
+    const i = e.inp[k];
     for (const rep of outL.replicas) {
       const po = rep[o];
       if (po < 0) continue;
@@ -89,8 +88,9 @@ export function addFolded(ds: DiagSet, e: Entries, inL: Layout, inputBase: numbe
   const slots = ds.slots;
   const prim = inL.replicas[0];
   for (let k = 0; k < e.length; k++) {
+    // sample 0 of output o sits at o*run in the period
     const o = e.out[k] * run;
-    const pi = prim[e.inp[k] * run];
+    const pi = prim[e.inp[k]];
     if (pi < 0) continue;
     const s = pi % slots;
     const d = (((s - o) % period) + period) % period;
@@ -98,15 +98,9 @@ export function addFolded(ds: DiagSet, e: Entries, inL: Layout, inputBase: numbe
   }
 }
 
-/** Whether every run of `run` elements (e*run .. e*run + run-1) sits in consecutive slots of one ciphertext, in every replica. */
-export function runsContiguous(l: Layout, run: number, slots: number): boolean {
-  for (const rep of l.replicas) {
-    for (let b = 0; b < rep.length; b += run) {
-      const start = rep[b];
-      if (start < 0 || (start % slots) + run > slots) return false;
-      for (let s = 1; s < run; s++) if (rep[b + s] !== start + s) return false;
-    }
-  }
+/** Whether every position of `l` starts a run of `run` slots (a multiple of run, so inside one ciphertext). */
+export function runsAligned(l: Layout, run: number): boolean {
+  for (const rep of l.replicas) for (const g of rep) if (g >= 0 && g % run) return false;
   return true;
 }
 

@@ -10,6 +10,12 @@
  * convolution's diagonals are (channel offset mod k) x (kernel tap): few rotations. Pooling
  * and stride-2 convolutions keep the grid and double the strides ("gapped" planes) instead of
  * compacting, which would cost a level.
+ *
+ * Interleaved samples (`run` > 1): every position holds a run of `run` consecutive slots, one
+ * per sample (sample s of element e at position + s), and the strides are multiples of the
+ * run. A rotation by a stride then moves all the samples of a pixel together, so a kernel
+ * entry's diagonal is shared by the run and filled by all its samples: the run is the tile's
+ * innermost dimension, from 1 (sample packing) up to the slots.
  */
 export interface PlaneInfo {
   H: number;
@@ -22,6 +28,8 @@ export interface PlaneInfo {
   rowStride: number;
   colStride: number;
   offset: number;
+  /** interleaved samples per position (1 when absent) */
+  run?: number;
 }
 
 export interface Layout {
@@ -34,6 +42,12 @@ export interface Layout {
   phase?: PhaseInfo;
   /** dense outputs: value of element o repeats every `period` slots (rotate-and-sum fold) */
   period?: number;
+  /** interleaved samples: sample s of element e at every position of e, plus s (1 when absent) */
+  run?: number;
+}
+
+export function runOf(l: Layout): number {
+  return l.run ?? 1;
 }
 
 /**
@@ -81,21 +95,21 @@ export function planeLayout(plane: PlaneInfo, slots: number, replicate = false):
     }
     replicas.push(pos);
   }
-  return { shape: [H, W, C], cts, replicas, plane };
+  return { shape: [H, W, C], cts, replicas, plane, run: plane.run };
 }
 
-/** A compact image plane for an [H, W, C] tensor. */
-export function compactPlane(shape: number[], slots: number): PlaneInfo | null {
+/** A compact image plane for an [H, W, C] tensor (`run` interleaved samples per pixel). */
+export function compactPlane(shape: number[], slots: number, run = 1): PlaneInfo | null {
   const [H, W, C] = shape;
-  const S = nextPow2(H * W);
+  const S = nextPow2(H * W) * run;
   if (S > slots) return null;
-  return { H, W, C, S, k: slots / S, rowStride: W, colStride: 1, offset: 0 };
+  return { H, W, C, S, k: slots / S, rowStride: W * run, colStride: run, offset: 0, run };
 }
 
-export function phaseLayout(shape: number[], s: number, slots: number, replicate = false): Layout | null {
+export function phaseLayout(shape: number[], s: number, slots: number, replicate = false, run = 1): Layout | null {
   const [H, W, C] = shape;
   if (s < 2 || H % s || W % s) return null;
-  const group = compactPlane([H / s, W / s, C], slots);
+  const group = compactPlane([H / s, W / s, C], slots, run);
   if (!group) return null;
   const ctsPerGroup = Math.ceil(C / group.k);
   const copies = replicate && C <= group.k ? Math.floor(group.k / C) : 1;
@@ -114,34 +128,34 @@ export function phaseLayout(shape: number[], s: number, slots: number, replicate
     }
     replicas.push(pos);
   }
-  return { shape: [H, W, C], cts: s * s * ctsPerGroup, replicas, phase: { s, ctsPerGroup, group } };
+  return { shape: [H, W, C], cts: s * s * ctsPerGroup, replicas, phase: { s, ctsPerGroup, group }, run };
 }
 
-/** A vector at slots [0, n) of consecutive ciphertexts. */
-export function vectorLayout(n: number, slots: number): Layout {
+/** A vector at slots [0, n*run) of consecutive ciphertexts. */
+export function vectorLayout(n: number, slots: number, run = 1): Layout {
   const pos = new Int32Array(n);
-  for (let i = 0; i < n; i++) pos[i] = i;
-  return { shape: [n], cts: Math.ceil(n / slots), replicas: [pos] };
+  for (let i = 0; i < n; i++) pos[i] = i * run;
+  return { shape: [n], cts: Math.ceil((n * run) / slots), replicas: [pos], run };
 }
 
 /**
  * A dense layer's output after the rotate-and-sum fold: element o at every o + j*period, in one
  * ciphertext (period = next power of two >= units).
  */
-export function foldedLayout(units: number, slots: number): Layout {
-  const period = nextPow2(units);
+export function foldedLayout(units: number, slots: number, run = 1): Layout {
+  const period = nextPow2(units) * run;
   const replicas: Int32Array[] = [];
   for (let j = 0; j < slots / period; j++) {
     const pos = new Int32Array(units);
-    for (let o = 0; o < units; o++) pos[o] = o + j * period;
+    for (let o = 0; o < units; o++) pos[o] = o * run + j * period;
     replicas.push(pos);
   }
-  return { shape: [units], cts: 1, replicas, period };
+  return { shape: [units], cts: 1, replicas, period, run };
 }
 
 /** Same slots, new shape (flatten): element order is unchanged. */
 export function relabel(l: Layout, shape: number[]): Layout {
-  return { shape, cts: l.cts, replicas: l.replicas, period: l.period };
+  return { shape, cts: l.cts, replicas: l.replicas, period: l.period, run: l.run };
 }
 
 /** Zero padding: the new border elements have no slot (known zeros). */
@@ -155,18 +169,19 @@ export function padLayout(l: Layout, p: { top: number; bottom: number; left: num
     return pos;
   });
   const plane = l.plane ? { ...l.plane, H: H2, W: W2, offset: l.plane.offset - p.top * l.plane.rowStride - p.left * l.plane.colStride } : undefined;
-  return { shape: [H2, W2, C], cts: l.cts, replicas, plane };
+  return { shape: [H2, W2, C], cts: l.cts, replicas, plane, run: l.run };
 }
 
-/** Slot vector placing `values[o]` at every position of element o (for biases). */
+/** Slot vector placing `values[o]` at every position of element o, for every sample (for biases). */
 export function placeValues(l: Layout, values: ArrayLike<number>, slots: number, ct: number): Float64Array | null {
   const v = new Float64Array(slots);
+  const run = runOf(l);
   let any = false;
   for (const rep of l.replicas) {
     for (let o = 0; o < rep.length; o++) {
       const g = rep[o];
       if (g < 0 || Math.floor(g / slots) !== ct || values[o] === 0) continue;
-      v[g % slots] = values[o];
+      v.fill(values[o], g % slots, (g % slots) + run);
       any = true;
     }
   }

@@ -5,18 +5,20 @@ import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
 import { applyWeighted } from '../compile.js';
 import { applyStructOp } from '../reference.js';
 import { HepolyError } from '../../util/errors.js';
-import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs, runsContiguous } from './diagonals.js';
+import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs, runsAligned } from './diagonals.js';
 import {
   type Layout,
   type PlaneInfo,
   compactPlane,
   elementCount,
   foldedLayout,
+  nextPow2,
   phaseLayout,
   padLayout,
   placeValues,
   planeLayout,
   relabel,
+  runOf,
   vectorLayout,
 } from './layout.js';
 
@@ -30,6 +32,9 @@ import {
  * on the input's grid (stride and pooling double the strides), dense layers use the folded
  * diagonal method and leave their output repeated across the ciphertext, which is exactly
  * what the next dense layer wants. Sum pooling is rotate-and-add (no level).
+ *
+ * A program with `interleave` = m evaluates m samples at once, interleaved innermost (every
+ * layout's run is m): the same plan, strides times m, each diagonal filled by all m samples.
  */
 
 /** A tensor that is never put in ciphertexts: a struct op folded into its consumers. */
@@ -83,7 +88,9 @@ export function clientPlan(plan: SamplePlan): SamplePlan {
 export function planSample(p: HeProgram, slots: number): SamplePlan {
   const layouts: (Layout | null)[] = new Array(p.tensors.length).fill(null);
   const virtuals = new Map<number, VirtualTensor>();
-  layouts[p.input] = inputLayout(p.inputShape, slots, inputPhase(p), inputPad(p));
+  const run = p.interleave ?? 1;
+  if (!(Number.isInteger(run) && run >= 1 && slots % run === 0)) throw new HepolyError(`interleaved packing: ${run} samples per ciphertext must be a power of two that divides the ${slots} slots`);
+  layouts[p.input] = inputLayout(p.inputShape, slots, inputPhase(p), inputPad(p), run);
   const steps: SampleStep[] = [];
   const rot = new Set<number>();
   let rotations = 0;
@@ -96,7 +103,7 @@ export function planSample(p: HeProgram, slots: number): SamplePlan {
       layouts[out] = layouts[src];
     }
     if (s.kind === 'linear') {
-      const ls = planLinear(p, s, idx, slots, layouts, virtuals);
+      const ls = planLinear(p, s, idx, slots, layouts, virtuals, run);
       steps.push(ls.plan);
       layouts[s.out] = ls.out;
       for (const bs of ls.plan.bsgs.babies.values()) for (const b of bs) if (b) rot.add(b);
@@ -199,22 +206,32 @@ export function inputPad(p: HeProgram): Extract<StructOp, { kind: 'pad' }> | nul
 }
 
 /** Client input: image planes (replicated into free channel blocks), phase-grouped planes, or a plain vector. */
-export function inputLayout(shape: number[], slots: number, phase = 1, pad: Extract<StructOp, { kind: 'pad' }> | null = null): Layout {
+export function inputLayout(shape: number[], slots: number, phase = 1, pad: Extract<StructOp, { kind: 'pad' }> | null = null, run = 1): Layout {
   if (shape.length === 3) {
     if (phase > 1) {
-      const l = phaseLayout(shape, phase, slots, true);
+      const l = phaseLayout(shape, phase, slots, true, run);
       if (l) return l;
     }
     if (pad) {
       const [H, W, C] = shape;
-      const framed = compactPlane([H + pad.top + pad.bottom, W + pad.left + pad.right, C], slots);
-      if (framed) return planeLayout({ ...framed, H, W, offset: pad.top * framed.rowStride + pad.left }, slots, true);
+      const framed = compactPlane([H + pad.top + pad.bottom, W + pad.left + pad.right, C], slots, run);
+      if (framed) return planeLayout({ ...framed, H, W, offset: pad.top * framed.rowStride + pad.left * framed.colStride }, slots, true);
     }
-    const plane = compactPlane(shape, slots);
-    if (!plane) throw new HepolyError(`sample packing: one ${shape[0]}x${shape[1]} image plane needs ${shape[0] * shape[1]} slots, the ring has ${slots}. Use larger parameters or --packing batch`);
+    const plane = compactPlane(shape, slots, run);
+    if (!plane) {
+      const need = nextPow2(shape[0] * shape[1]);
+      if (run > 1) {
+        const fits = slots / need;
+        throw new HepolyError(
+          `interleaved packing: ${run} samples of a ${shape[0]}x${shape[1]} image plane need ${need * run} slots, the ring has ${slots}. ` +
+            (fits >= 2 ? `Use --packing interleaved:${fits} or fewer samples per ciphertext, larger parameters, or --packing sample` : 'Use larger parameters or --packing sample'),
+        );
+      }
+      throw new HepolyError(`sample packing: one ${shape[0]}x${shape[1]} image plane needs ${shape[0] * shape[1]} slots, the ring has ${slots}. Use larger parameters or --packing batch`);
+    }
     return planeLayout(plane, slots, true);
   }
-  return vectorLayout(elementCount(shape), slots);
+  return vectorLayout(elementCount(shape), slots, run);
 }
 
 function pooledLayout(src: Layout, op: Extract<StructOp, { kind: 'sumpool' }>, slots: number): Layout {
@@ -233,6 +250,7 @@ function pooledLayout(src: Layout, op: Extract<StructOp, { kind: 'sumpool' }>, s
     cts: src.cts,
     replicas,
     plane: { ...pl, H: oh, W: ow, rowStride: pl.rowStride * op.stride, colStride: pl.colStride * op.stride },
+    run: src.run,
   };
 }
 
@@ -241,12 +259,14 @@ function convOutLayout(inPlane: PlaneInfo, op: Extract<WeightedOp, { kind: 'conv
   const g = op.geom;
   const rowStride = inPlane.rowStride * g.stride;
   const colStride = inPlane.colStride * g.stride;
-  const span = (g.outH - 1) * rowStride + (g.outW - 1) * colStride;
-  if (span < inPlane.S) {
-    const offset = Math.min(Math.max(inPlane.offset, 0), inPlane.S - 1 - span);
-    return planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset }, slots);
+  const run = inPlane.run ?? 1;
+  // the last pixel's run of samples must end inside the block
+  const span = (g.outH - 1) * rowStride + (g.outW - 1) * colStride + run;
+  if (span <= inPlane.S) {
+    const offset = Math.min(Math.max(inPlane.offset, 0), inPlane.S - span);
+    return planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset, run }, slots);
   }
-  return planeLayout(compactPlane([g.outH, g.outW, g.cout], slots)!, slots);
+  return planeLayout(compactPlane([g.outH, g.outW, g.cout], slots, run)!, slots);
 }
 
 function composeVirtual(op: StructOp, inShape: number[], src: number, virtuals: Map<number, VirtualTensor>, bias: Float64Array | null): VirtualTensor {
@@ -296,16 +316,14 @@ function planLinear(
   slots: number,
   layouts: (Layout | null)[],
   virtuals: Map<number, VirtualTensor>,
+  run: number,
 ): { plan: Extract<SampleStep, { kind: 'linear' }>; out: Layout } {
   const outShape = p.tensors[s.out].shape;
   const nOut = elementCount(outShape);
   let bias = s.bias ? Float64Array.from(s.bias) : null;
   const terms = s.terms.map((t) => {
     const v = virtuals.get(t.src);
-    // interleaved samples: the kernel's own entries, each placed once for its run of samples
-    const inter = t.op.kind === 'interleavedDense' && !v ? t.op : null;
-    const run = inter ? inter.samples : 1;
-    let entries = inter ? weightedEntries({ kind: 'dense', inSize: inter.inSize, units: inter.units, kernel: inter.kernel }) : weightedEntries(t.op);
+    let entries = weightedEntries(t.op);
     let base = t.src;
     if (v) {
       entries = compose(entries, v.entries);
@@ -317,29 +335,31 @@ function planLinear(
     }
     const layout = layouts[base];
     if (!layout) throw new Error(`internal: tensor ${base} has no layout`);
-    return { op: t.op, entries, base, layout, virtual: !!v, run };
+    return { op: t.op, entries, base, layout, virtual: !!v };
   });
   const first = terms[0];
   let out: Layout;
   let period = 0;
   const phased = first.op.kind === 'conv' && !first.virtual && first.layout.phase && first.op.geom.stride === 1
-    ? phaseLayout([first.op.geom.outH, first.op.geom.outW, first.op.geom.cout], first.layout.phase.s, slots)
+    ? phaseLayout([first.op.geom.outH, first.op.geom.outW, first.op.geom.cout], first.layout.phase.s, slots, false, run)
     : null;
   if (phased) out = phased;
   else if (first.op.kind === 'conv' && !first.virtual && first.layout.plane) out = convOutLayout(first.layout.plane, first.op, slots);
   else if (first.op.kind === 'scale' && !first.virtual) out = { ...first.layout, shape: outShape };
-  else if (nOut <= slots) {
-    out = foldedLayout(nOut, slots);
+  else if (nOut * run <= slots) {
+    out = foldedLayout(nOut, slots, run);
     period = out.period!;
-  } else out = vectorLayout(nOut, slots);
+  } else out = vectorLayout(nOut, slots, run);
   const ds = new DiagSet(slots);
   const inputs: { tensor: number; ct: number }[] = [];
   for (const t of terms) {
     const baseIdx = inputs.length;
     for (let c = 0; c < t.layout.cts; c++) inputs.push({ tensor: t.base, ct: c });
-    if (t.run > 1 && (!runsContiguous(t.layout, t.run, slots) || !runsContiguous(out, t.run, slots))) throw new Error('internal: interleaved samples not in consecutive slots');
-    if (period) addFolded(ds, t.entries, t.layout, baseIdx, period, t.run);
-    else addPlaced(ds, t.entries, t.layout, baseIdx, out, t.run);
+    if (runOf(t.layout) !== run || runOf(out) !== run || (run > 1 && (!runsAligned(t.layout, run) || !runsAligned(out, run)))) {
+      throw new Error('internal: interleaved samples not aligned to their runs');
+    }
+    if (period) addFolded(ds, t.entries, t.layout, baseIdx, period, run);
+    else addPlaced(ds, t.entries, t.layout, baseIdx, out, run);
   }
   const fold: number[] = [];
   if (period) for (let st = period; st < slots; st *= 2) fold.push(st);
@@ -348,27 +368,36 @@ function planLinear(
 
 // ---------------------------------------------------------------- client side
 
-/** One sample's input tensor as slot vectors, one per ciphertext of the input layout. */
+/**
+ * One pass's input tensor as slot vectors, one per ciphertext of the input layout. With
+ * interleaved samples `x` holds them innermost (element e of sample s at e*run + s).
+ */
 export function packSample(plan: SamplePlan, p: HeProgram, x: ArrayLike<number>): Float64Array[] {
   const l = plan.layouts[p.input]!;
+  const run = runOf(l);
   const vecs = Array.from({ length: l.cts }, () => new Float64Array(plan.slots));
   for (const rep of l.replicas) {
     for (let e = 0; e < rep.length; e++) {
       const g = rep[e];
-      if (g >= 0) vecs[Math.floor(g / plan.slots)][g % plan.slots] = x[e];
+      if (g < 0) continue;
+      const v = vecs[Math.floor(g / plan.slots)];
+      for (let s = 0; s < run; s++) v[(g % plan.slots) + s] = x[e * run + s];
     }
   }
   return vecs;
 }
 
-/** A tensor's element values from its decrypted ciphertexts. */
+/** A tensor's element values from its decrypted ciphertexts (interleaved samples innermost). */
 export function unpackTensor(plan: SamplePlan, tensor: number, decrypted: Float64Array[]): Float64Array {
   const l = plan.layouts[tensor]!;
+  const run = runOf(l);
   const rep = l.replicas[0];
-  const out = new Float64Array(rep.length);
+  const out = new Float64Array(rep.length * run);
   for (let e = 0; e < rep.length; e++) {
     const g = rep[e];
-    out[e] = g < 0 ? 0 : decrypted[Math.floor(g / plan.slots)][g % plan.slots];
+    if (g < 0) continue;
+    const v = decrypted[Math.floor(g / plan.slots)];
+    for (let s = 0; s < run; s++) out[e * run + s] = v[(g % plan.slots) + s];
   }
   return out;
 }

@@ -20,11 +20,14 @@ interface StackMap {
 
 /**
  * `block`: each sample's vector in its own block of slots (images: samples stacked in the
- * channel dimension). `interleave` (vector programs only): samples innermost, element e of
- * sample s at e*m + s, the tile [slots/m, m] over [features, samples]; with m = slots this is
- * batch packing's layout (a ciphertext per feature, samples across the slots), with m = 1
- * sample packing's, and between the two every diagonal of a dense layer is filled by all m
- * samples, so a pass costs the plaintext products of about one sample however many it holds.
+ * channel dimension). `interleave`: samples innermost, element e of sample s at e*m + s, the
+ * tile [slots/m, m] over [features, samples] (images: each pixel of a channel plane holds a run
+ * of m samples). Interleaving needs no rewrite: the program keeps one sample's kernels and is
+ * marked `interleave: m`, and the sample planner lays every tensor out with runs of m (see
+ * layout.ts). With m = slots a vector program gets batch packing's layout (a ciphertext per
+ * feature, samples across the slots), with m = 1 sample packing's, and between the two every
+ * diagonal is filled by all m samples, so a pass costs the plaintext products of about one
+ * sample however many it holds.
  */
 export type StackOrder = 'block' | 'interleave';
 
@@ -64,14 +67,10 @@ function stackedShape(shape: number[], mp: StackMap, m: number): number[] {
 export function stackProgram(p: HeProgram, m: number, blockSlots?: number, order: StackOrder = 'block'): StackedProgram {
   if (!(Number.isInteger(m) && m >= 1)) throw new HepolyError(`stacked packing: samples per ciphertext must be a positive integer, found ${m}`);
   if ((p.refreshes ?? []).length) throw new HepolyError('stacked packing does not support --refresh client; use --packing sample');
-  if (order === 'interleave' && !vectorOnly(p)) {
-    throw new HepolyError('interleaved packing is for vector (MLP) programs: this one convolves or pools images. Use --packing stacked (samples stacked in the channel dimension) or sample');
-  }
-  const interleave = order === 'interleave';
-  const canon = (shape: number[]) => canonical(shape, order);
+  if (order === 'interleave') return interleaveProgram(p, m);
   const maps: StackMap[] = new Array(p.tensors.length);
-  const inMap = canon(p.inputShape);
-  if (!interleave && p.inputShape.length !== 3 && blockSlots) {
+  const inMap = canonical(p.inputShape);
+  if (p.inputShape.length !== 3 && blockSlots) {
     if (blockSlots < inMap.inner) throw new HepolyError(`stacked packing: ${m} samples of ${inMap.inner} features do not fit the slots`);
     inMap.stride = blockSlots;
   }
@@ -84,20 +83,18 @@ export function stackProgram(p: HeProgram, m: number, blockSlots?: number, order
     if (s.kind === 'struct') {
       const src = maps[s.src];
       const outShape = p.tensors[s.out].shape;
-      maps[s.out] = s.op.kind === 'flatten' ? { ...src, outer: src.outer } : canon(outShape);
+      maps[s.out] = s.op.kind === 'flatten' ? { ...src, outer: src.outer } : canonical(outShape);
       if (s.op.kind !== 'flatten' && p.tensors[s.src].shape.length === 3 && src.stride !== src.inner) throw new Error('internal: padded image map');
       return { ...s, op: stackStruct(s.op), bias: stackVec(s.bias, maps[s.out], m) };
     }
     const outShape = p.tensors[s.out].shape;
     const allScale = s.terms.every((t) => t.op.kind === 'scale');
-    const outMap = allScale && s.terms.every((t) => sameMap(maps[t.src], maps[s.terms[0].src])) ? maps[s.terms[0].src] : canon(outShape);
+    const outMap = allScale && s.terms.every((t) => sameMap(maps[t.src], maps[s.terms[0].src])) ? maps[s.terms[0].src] : canonical(outShape);
     maps[s.out] = outMap;
     const terms: LinearTerm[] = s.terms.map((t) => ({ src: t.src, op: stackOp(t.op, p.tensors[t.src].shape, maps[t.src], outMap, m) }));
     return { ...s, terms, bias: stackVec(s.bias, outMap, m) };
   });
-  // interleaved: every tensor is a plain vector (an image input is only ever flattened)
-  const shapeOf = (t: TensorInfo) => (interleave ? [sizeOf(t.shape) * m] : stackedShape(t.shape, maps[t.id], m));
-  const tensors: TensorInfo[] = p.tensors.map((t) => ({ ...t, shape: shapeOf(t), label: `${t.label} x${m}${interleave ? ' interleaved' : ''}` }));
+  const tensors: TensorInfo[] = p.tensors.map((t) => ({ ...t, shape: stackedShape(t.shape, maps[t.id], m), label: `${t.label} x${m}` }));
   const program: HeProgram = {
     ...p,
     inputShape: tensors[p.input].shape,
@@ -105,7 +102,14 @@ export function stackProgram(p: HeProgram, m: number, blockSlots?: number, order
     tensors,
     steps,
   };
-  return { program, samples: m, order, base: p, maps };
+  return { program, samples: m, order: 'block', base: p, maps };
+}
+
+function interleaveProgram(p: HeProgram, m: number): StackedProgram {
+  if (p.interleave && p.interleave > 1) throw new Error('internal: an interleaved program interleaved again');
+  const tensors: TensorInfo[] = p.tensors.map((t) => ({ ...t, label: `${t.label} x${m} interleaved` }));
+  const maps = p.tensors.map((t) => canonical(t.shape, 'interleave'));
+  return { program: { ...p, tensors, interleave: m }, samples: m, order: 'interleave', base: p, maps };
 }
 
 /**
@@ -114,11 +118,6 @@ export function stackProgram(p: HeProgram, m: number, blockSlots?: number, order
  */
 export function stackForSlots(p: HeProgram, m: number, slots: number, order: StackOrder = 'block'): StackedProgram {
   return stackProgram(p, m, order === 'block' && p.inputShape.length !== 3 ? slots / m : undefined, order);
-}
-
-/** Dense layers, element-wise factors, activations and flattening only: no image structure is used. */
-function vectorOnly(p: HeProgram): boolean {
-  return p.steps.every((s) => (s.kind === 'linear' ? s.terms.every((t) => t.op.kind !== 'conv') : s.kind === 'power' || s.op.kind === 'flatten'));
 }
 
 function sameMap(a: StackMap, b: StackMap): boolean {
@@ -151,11 +150,6 @@ function stackOp(op: WeightedOp, inShape: number[], inMap: StackMap, outMap: Sta
     return { kind: 'conv', geom: { ...g, cin: cin * m, cout: cout * m }, kernel: K };
   }
   if (op.kind === 'scale' && sameMap(inMap, outMap)) return { kind: 'scale', factors: stackVec(op.factors, outMap, m)! };
-  if (op.kind === 'dense' && inMap.inner === 1 && outMap.inner === 1 && inMap.stride === 1 && outMap.stride === 1) {
-    // interleaved: the kernel itself, applied to every sample (no m^2-sized block-diagonal copy)
-    return { kind: 'interleavedDense', inSize: op.inSize, units: op.units, kernel: op.kernel, samples: m };
-  }
-  if (op.kind === 'interleavedDense') throw new Error('internal: a stacked program stacked again');
   if (op.kind === 'scale' && inShape.length === 3) throw new HepolyError('stacked packing: an image scaled into a different layout is not supported; use --packing sample');
   // dense, or a scale between two different vector maps: a block-diagonal matrix
   const inSize = stackedSize(inMap, m);
