@@ -185,6 +185,20 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
     // 8x8 pixels take 64 slots per sample: 64 samples fill the 4096 slots
     expect(() => planSample(stackProgram(p, 128, undefined, 'interleave').program, slots)).to.throw(HepolyError, /128 samples of a 8x8 image plane need 8192 slots.*--packing interleaved:64/);
   });
+
+  it('an image that is only flattened (an MLP on images) is interleaved as a vector, past the plane limit', async function () {
+    const g = chain([8, 8, 1], 3, [
+      ['flatten1', { op: 'flatten' }],
+      ['dense1', { op: 'dense', units: 5, bias: true }],
+      ['act1', quad],
+      ['dense2', { op: 'dense', units: 3, bias: true }],
+    ]);
+    const p = compileProgram(g, randomWeights(g, 20));
+    const sp = stackProgram(p, 128, undefined, 'interleave');
+    // 64 features x 128 samples: two ciphertexts, where 8x8 planes of 128 samples would not fit
+    expect(planSample(sp.program, slots).layouts[p.input]!.cts).to.equal(2);
+    await expectPassAgrees(p, sp, randomInputs(g, 5, 21), 64, 5);
+  });
 });
 
 describe("he/tiles: batch and sample packing agree with plaintext, and the cost model's counts equal the server's", () => {

@@ -90,7 +90,10 @@ export function planSample(p: HeProgram, slots: number): SamplePlan {
   const virtuals = new Map<number, VirtualTensor>();
   const run = p.interleave ?? 1;
   if (!(Number.isInteger(run) && run >= 1 && slots % run === 0)) throw new HepolyError(`interleaved packing: ${run} samples per ciphertext must be a power of two that divides the ${slots} slots`);
-  layouts[p.input] = inputLayout(p.inputShape, slots, inputPhase(p), inputPad(p), run);
+  // interleaved samples of an image that is only flattened (an MLP): a plain vector, whose
+  // length is not bound by a plane of M samples per pixel
+  const inShape = run > 1 && onlyFlattened(p) ? [elementCount(p.inputShape)] : p.inputShape;
+  layouts[p.input] = inputLayout(inShape, slots, inputPhase(p), inputPad(p), run);
   const steps: SampleStep[] = [];
   const rot = new Set<number>();
   let rotations = 0;
@@ -191,6 +194,10 @@ export function inputPhase(p: HeProgram): number {
     }
   }
   return phase || 1;
+}
+
+function onlyFlattened(p: HeProgram): boolean {
+  return p.steps.every((s) => !stepSources(s).includes(p.input) || (s.kind === 'struct' && s.op.kind === 'flatten'));
 }
 
 /**
