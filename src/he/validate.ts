@@ -272,7 +272,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   } else {
     const kinds: ServerPacking[] = multi ? [packingOpt] : ['batch', 'sample', 'stacked', 'interleaved'];
     const d = await chooseServerPacking(program, params, plan, n, workers, { kinds, heapLimit: MULTI_SAMPLE_HEAP_LIMIT });
-    if (!d) throw new HepolyError(`--packing ${packingOpt}: no ${packingOpt} packing fits N=${params.polyModulusDegree} and ${n} samples (a vector program, its slots, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
+    if (!d) throw new HepolyError(`--packing ${packingOpt}: no ${packingOpt} packing fits N=${params.polyModulusDegree} and ${n} samples (its slots, an image plane of M samples, Galois keys or a worker's SEAL heap); use --packing sample or batch`);
     ({ packing, stacked, reason: packingReason } = d);
     plan = d.plan ?? plan;
   }

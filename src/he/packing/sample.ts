@@ -357,14 +357,14 @@ function planLinear(
     out = foldedLayout(nOut, slots, run);
     period = out.period!;
   } else out = vectorLayout(nOut, slots, run);
+  const aligned = (l: Layout) => runOf(l) === run && (run === 1 || runsAligned(l, run));
+  if (!aligned(out)) throw new Error('internal: interleaved samples not aligned to their runs');
   const ds = new DiagSet(slots);
   const inputs: { tensor: number; ct: number }[] = [];
   for (const t of terms) {
     const baseIdx = inputs.length;
     for (let c = 0; c < t.layout.cts; c++) inputs.push({ tensor: t.base, ct: c });
-    if (runOf(t.layout) !== run || runOf(out) !== run || (run > 1 && (!runsAligned(t.layout, run) || !runsAligned(out, run)))) {
-      throw new Error('internal: interleaved samples not aligned to their runs');
-    }
+    if (!aligned(t.layout)) throw new Error('internal: interleaved samples not aligned to their runs');
     if (period) addFolded(ds, t.entries, t.layout, baseIdx, period, run);
     else addPlaced(ds, t.entries, t.layout, baseIdx, out, run);
   }

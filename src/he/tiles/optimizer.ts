@@ -13,8 +13,8 @@ import { type TileLayout, batchTiles, interleavedTiles, sampleTiles, stackedTile
 /**
  * The packing search: for the smallest ring that holds the program and the next one, batch
  * packing, sample packing, stacked packing with 2, 4, 8... samples per ciphertext (in blocks)
- * and, for vector programs, interleaved packing with 2, 4, 8... samples innermost (the tile
- * points between sample packing, m = 1, and batch packing, m = slots); each candidate costed
+ * and interleaved packing with 2, 4, 8... samples innermost (the tile points between sample
+ * packing, m = 1, and batch packing, m = slots; a CNN's image plane bounds m); each candidate costed
  * by a dry run of its evaluator and ranked for a goal under a memory limit.
  */
 
@@ -75,7 +75,7 @@ function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infin
 }
 
 /**
- * Interleaved points at the ring of `params` (vector programs): m = 2, 4, ... samples
+ * Interleaved points at the ring of `params`: m = 2, 4, ... samples
  * innermost, up to `maxM` and MAX_INTERLEAVE, and only while a worker's predicted SEAL heap
  * (which grows with m: more diagonals to keep encoded) stays under wasm's 4 GiB. m = slots
  * would be batch packing, which the batch evaluator runs without storing plaintexts.

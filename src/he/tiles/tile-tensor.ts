@@ -131,7 +131,10 @@ export function stackedTiles(samples: number, features: number, slots: number, m
   return tileLayout([samples, features], [m, slots / m]);
 }
 
-/** Interleaved packing of a vector input: m samples innermost, slots/m features per ciphertext. */
+/**
+ * Interleaved packing of an input as [features, samples]: m samples innermost, slots/m
+ * features per ciphertext (an image's channel planes also round their pixels up to a power of two).
+ */
 export function interleavedTiles(features: number, slots: number, m: number): TileLayout {
   if (slots % m) throw new HepolyError(`interleaved packing: ${m} samples per ciphertext must divide ${slots} slots`);
   return tileLayout([features, m], [slots / m, m]);
