@@ -22,6 +22,11 @@ export async function runHePlan(a: HePlanArgs): Promise<void> {
   if (a.json) console.log(JSON.stringify(r));
 }
 
+/** measured over predicted, the prediction brought to the measuring thread's speed */
+export function latencyRatio(predictedMs: number, m: { latencyMs: number; threadSpeed: number }): number {
+  return m.latencyMs / (predictedMs / m.threadSpeed);
+}
+
 function ms(v: number): string {
   return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(v < 10 ? 2 : 0)} ms`;
 }
@@ -29,19 +34,26 @@ function ms(v: number): string {
 export function planTable(r: PlanResult): string[] {
   const measured = r.rows.some((x) => x.measured);
   const head = ['#', 'packing', 'samples/pass', 'cts in', 'rot keys', 'rotations', 'ct*ct', 'pt*ct', 'pred latency', 'pred per sample', 'pred memory'];
-  if (measured) head.push('meas latency', 'ratio', 'first pass', 'meas memory', 'ratio');
+  if (measured) head.push('meas latency', 'raw ratio', 'thread speed', 'ratio', 'first pass', 'meas memory', 'ratio');
   const rows = r.rows.map((x, i) => {
     const row = [String(i + 1), x.name, String(x.samplesPerPass), String(x.ciphertextsIn), String(x.rotationKeys), String(x.counts.rotations), String(x.counts.ctCtMults), String(x.counts.ptMults), ms(x.predicted.latencyMs), ms(x.predicted.amortizedMs), fmtGiB(x.predicted.memoryBytes)];
     if (measured) {
       const m = x.measured;
-      row.push(m ? ms(m.latencyMs) : '-', m ? (m.latencyMs / x.predicted.latencyMs).toFixed(2) : '-', m ? (m.passes > 1 ? ms(m.firstPassMs) : 'same') : '-', m ? fmtGiB(m.memoryBytes) : '-', m ? (m.memoryBytes / x.predicted.memoryBytes).toFixed(2) : '-');
+      row.push(m ? ms(m.latencyMs) : '-', m ? (m.latencyMs / x.predicted.latencyMs).toFixed(2) : '-', m ? `${m.threadSpeed.toFixed(2)}x` : '-', m ? latencyRatio(x.predicted.latencyMs, m).toFixed(2) : '-', m ? (m.passes > 1 ? ms(m.firstPassMs) : 'same') : '-', m ? fmtGiB(m.memoryBytes) : '-', m ? (m.memoryBytes / x.predicted.memoryBytes).toFixed(2) : '-');
     }
     return row;
   });
   const widths = head.map((h, c) => Math.max(h.length, ...rows.map((row) => row[c].length)));
   const fmt = (row: string[]) => row.map((v, c) => (c === 1 ? v.padEnd(widths[c]) : v.padStart(widths[c]))).join('  ');
+  const notes = measured
+    ? [
+        'measured latency: the fastest of up to 3 warm passes after the first, in a fresh worker (the first also grows its SEAL memory pools; one pass where the prediction is over a minute)',
+        "thread speed: the measuring thread's speed over the planning thread's (the same SEAL rotation timed by each): on a shared host SEAL runs up to ~1.6x slower while a neighbour is busy; raw ratio = measured / predicted, ratio = measured / (predicted at the measuring thread's speed)",
+      ]
+    : [];
   return [
-    `he-plan ${r.checkpoint}: goal ${r.goal}, memory limit ${fmtGiB(r.memoryLimit)}; latency = encrypt + evaluate + decrypt of one pass on one thread${measured ? ' (measured: the second pass of a fresh worker where the prediction is under a minute; the first also grows its SEAL memory pools)' : ''}`,
+    `he-plan ${r.checkpoint}: goal ${r.goal}, memory limit ${fmtGiB(r.memoryLimit)}; latency = encrypt + evaluate + decrypt of one pass on one thread`,
+    ...notes,
     fmt(head),
     ...rows.map(fmt),
     `choice: ${r.rows[0].name}`,

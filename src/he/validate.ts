@@ -254,8 +254,14 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     const m = packingSpec.m;
     const order = packingOpt === 'interleaved' ? 'interleave' : 'block';
     if (m > slots || slots % m) throw new HepolyError(`--packing ${packingOpt}:${m}: M must be a power of two that divides the ${slots} slots of N=${params.polyModulusDegree}, e.g. --packing ${packingOpt}:${Math.min(slots, nextPow2(m))}`);
-    stacked = stackForSlots(program, m, slots, order);
-    plan = planSample(stacked.program, slots);
+    try {
+      stacked = stackForSlots(program, m, slots, order);
+      plan = planSample(stacked.program, slots);
+    } catch (e) {
+      // the planner knows the shapes, not whose they are
+      if (e instanceof HepolyError) throw new HepolyError(`${ckpt.dir}: ${e.message}`);
+      throw e;
+    }
     const problem = galoisKeyProblem(params, plan);
     if (problem) throw new HepolyError(`--packing ${packingOpt}:${m}: ${problem}. Use fewer samples per ciphertext`);
     packing = packingOpt as 'stacked' | 'interleaved';

@@ -3,6 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { atCurrentSpeed, calibration, calibrationKey, type Calibration } from '../../src/he/tiles/calibrate.js';
 import { tempDir } from '../helpers/tmp.js';
+import { measuredPasses } from '../../src/he/tiles/plan.js';
+import { latencyRatio } from '../../src/cli/he-plan.js';
 import { OP_KINDS, type OpKind } from '../../src/he/tiles/dry-run.js';
 
 describe('he/tiles/calibrate: a cached calibration follows the load of now', () => {
@@ -42,5 +44,21 @@ describe('he/tiles/calibrate: a cached calibration follows the load of now', () 
     } finally {
       tmp.cleanup();
     }
+  });
+});
+
+describe('he-plan --measure: warm passes and the thread speed', () => {
+  it('runs up to 3 warm passes after the first while they fit 20 s, one pass for a prediction over a minute', () => {
+    expect(measuredPasses(500)).to.equal(4);
+    expect(measuredPasses(8000)).to.equal(3);
+    expect(measuredPasses(15000)).to.equal(2);
+    expect(measuredPasses(59000)).to.equal(2);
+    expect(measuredPasses(61000)).to.equal(1);
+  });
+
+  it('compares a measurement with the prediction brought to the measuring thread\'s speed', () => {
+    // the measuring thread ran at 0.75 of the planning thread's speed: 1.3 s measured against 1 s predicted is 0.975 at equal speed
+    expect(latencyRatio(1000, { latencyMs: 1300, threadSpeed: 0.75 })).to.be.closeTo(0.975, 1e-12);
+    expect(latencyRatio(1000, { latencyMs: 900, threadSpeed: 1 })).to.be.closeTo(0.9, 1e-12);
   });
 });

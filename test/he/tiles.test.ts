@@ -127,7 +127,10 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
       const passes = m === 8 ? 2 : 1;
       const res = await expectPassAgrees(p, sp, x, per, count, passes);
       expect(res.firstEvaluateMs).to.be.above(0);
+      // the speed probe of the evaluating thread, taken before the reported pass (he-plan's thread speed)
+      expect(res.probeMs).to.be.above(0);
       if (passes === 1) expect(res.firstEvaluateMs).to.equal(res.evaluateMs);
+      else expect(res.evaluateMs).to.be.above(0);
     });
   }
 

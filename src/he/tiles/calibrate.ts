@@ -29,36 +29,51 @@ export interface Calibration {
 }
 
 /**
- * A fixed piece of single-thread work, timed when the operations are and again whenever the
- * cache is read: on shared cores the same operations run slower or faster with the load, and
- * the ratio of the two probe times carries a calibration over to the load of now.
+ * A fixed piece of node-seal work, timed when the operations are, whenever the cache is read,
+ * and in the thread a measured pass runs in: on a shared host the same operations run up to
+ * ~1.6x slower while a neighbour is busy, and the ratio of two probe times carries a
+ * calibration over to the speed of now. The probe is SEAL's own key-switching rotation (N =
+ * 8192, 7 primes: a 5 MiB Galois key streamed per call), not a CPU loop: a cache-resident loop
+ * kept its speed through a slowdown that made every SEAL operation 1.6x slower (memory and
+ * cache contention, not CPU share).
  */
-export function speedProbe(): number {
-  // ~150 ms in all: long enough to span many scheduler slices, so it sees the share of a core
-  // this process gets (a min over short runs would find an uncontended slice and miss the load)
-  const t0 = performance.now();
-  let h = 0x9e3779b9;
-  const buf = new Float64Array(4096);
-  for (let i = 0; i < 120_000_000; i++) {
-    h = Math.imul(h ^ (h >>> 15), 0x85ebca6b) >>> 0;
-    buf[i & 4095] += h * 1e-9;
+export async function speedProbe(): Promise<number> {
+  const kit = (probeKit ??= await makeProbeKit());
+  const times: number[] = [];
+  for (let i = 0; i < 11; i++) {
+    const t = performance.now();
+    kit.be.free(kit.be.rotate(kit.ct, 1));
+    times.push(performance.now() - t);
   }
-  const ms = performance.now() - t0;
-  return buf[7] === -1 ? ms + 1 : ms; // the read keeps the loop from being optimized away
+  return median(times);
+}
+
+const PROBE_PARAMS: HeParams = { polyModulusDegree: 8192, coeffModulusBits: [36, 28, 28, 28, 28, 28, 36], scaleBits: 28 };
+
+/** One per thread, kept for the thread's life (a few MiB of SEAL heap). */
+let probeKit: { be: SealBackend; ct: CipherText } | null = null;
+
+async function makeProbeKit(): Promise<{ be: SealBackend; ct: CipherText }> {
+  const client = await HEClient.create(PROBE_PARAMS);
+  const keys = loadEvaluationKeys(client.ctx, client.publicBundle([1]));
+  const be = new SealBackend(client.ctx, keys);
+  const ct = be.deserialize(client.encrypt([Float64Array.from({ length: be.slots }, (_, i) => Math.cos(i))])[0]);
+  be.free(be.rotate(ct, 1)); // the first call grows the pools
+  return { be, ct };
 }
 
 /** One probe serves every calibration read within this window (a plan reads one per ring). */
 const PROBE_REUSE_MS = 30_000;
 let lastProbe: { at: number; ms: number } | null = null;
 
-function probeNow(): number {
+async function probeNow(): Promise<number> {
   const now = performance.now();
-  if (!lastProbe || now - lastProbe.at > PROBE_REUSE_MS) lastProbe = { at: now, ms: speedProbe() };
+  if (!lastProbe || now - lastProbe.at > PROBE_REUSE_MS) lastProbe = { at: now, ms: await speedProbe() };
   return lastProbe.ms;
 }
 
 /** The calibration with every time scaled by how much slower (or faster) this machine runs now. */
-export function atCurrentSpeed(c: Calibration, probeMs = probeNow()): Calibration {
+export function atCurrentSpeed(c: Calibration, probeMs: number): Calibration {
   if (!c.probeMs || !(probeMs > 0)) return c;
   const f = probeMs / c.probeMs;
   const ops = {} as Record<OpKind, OpTiming>;
@@ -71,8 +86,11 @@ export function opMs(c: Calibration, kind: OpKind, level: number): number {
   return Math.max(0, t.base + t.perPrime * (level + 1));
 }
 
+/** Bumped when the way operations are timed changes, so older caches are measured again. */
+const METHOD = 'median-seal-probe';
+
 export function calibrationKey(p: HeParams): string {
-  return `N=${p.polyModulusDegree} q=${p.coeffModulusBits.join(',')} node=${process.version} cpu=${cpus()[0]?.model ?? '?'}`;
+  return `${METHOD} N=${p.polyModulusDegree} q=${p.coeffModulusBits.join(',')} node=${process.version} cpu=${cpus()[0]?.model ?? '?'}`;
 }
 
 export function defaultCachePath(): string {
@@ -97,24 +115,35 @@ export async function calibration(p: HeParams, opts: { cachePath?: string; force
   const cache = readCache(path);
   // an entry without its speed probe (written before probes existed) cannot be brought to the
   // machine's present load: measured under another load it was off by up to 3x; measure again
-  if (!opts.force && cache[key]?.probeMs) return atCurrentSpeed(cache[key]);
+  if (!opts.force && cache[key]?.probeMs) return atCurrentSpeed(cache[key], await probeNow());
   opts.log?.(`calibrating node-seal operations at N=${p.polyModulusDegree} (cached in ${path})`);
   const c = await microBenchmark(p);
   writeFileAtomic(path, JSON.stringify({ ...readCache(path), [key]: c }, null, 1));
   return c;
 }
 
-/** Mean ms of fn over enough repetitions to fill `budgetMs` (at least 3). */
+/**
+ * Median ms of fn over enough repetitions to fill `budgetMs` (at least 3). The median, not the
+ * mean: on shared cores a neighbour's burst slows a stretch of calls by up to ~40%, and a
+ * mean over 120 ms carries that burst into every prediction made from the cache.
+ */
 function timeIt(fn: () => void, budgetMs = 120): number {
   fn(); // warm-up: first calls allocate SEAL's memory pool
-  let reps = 0;
+  const times: number[] = [];
   const t0 = performance.now();
-  while (reps < 3 || performance.now() - t0 < budgetMs) {
+  while (times.length < 3 || performance.now() - t0 < budgetMs) {
+    const t = performance.now();
     fn();
-    reps++;
-    if (reps >= 400) break;
+    times.push(performance.now() - t);
+    if (times.length >= 400) break;
   }
-  return (performance.now() - t0) / reps;
+  return median(times);
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 async function microBenchmark(p: HeParams): Promise<Calibration> {
@@ -163,8 +192,12 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
   // fresh process the first round of timings came out ~50% slow (rotate 20.6 ms, then 13.0-13.3
   // in the next two rounds at N=8192), so one round is run and thrown away
   measure(top);
+  // a vCPU of a shared host can run a thread ~35% slower for tens of seconds (the probe slows
+  // with it): each round is brought to the speed of the first by the probe taken before it
+  const probeMs = await speedProbe();
   const hi = measure(top);
-  const lo = measure(low);
+  const loProbeMs = await speedProbe();
+  const lo = atSpeed(measure(low), probeMs / loProbeMs);
   deleteEvaluationKeys(keys);
   client.delete();
   const ops = {} as Record<OpKind, OpTiming>;
@@ -177,5 +210,9 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
     const perPrime = Math.max(0, (hi[k] - lo[k]) / (top - low));
     ops[k] = { base: Math.max(0, hi[k] - perPrime * (top + 1)), perPrime };
   }
-  return { key: calibrationKey(p), measuredAt: new Date().toISOString(), ops, probeMs: speedProbe() };
+  return { key: calibrationKey(p), measuredAt: new Date().toISOString(), ops, probeMs };
+}
+
+function atSpeed(r: Record<OpKind, number>, f: number): Record<OpKind, number> {
+  return Object.fromEntries(Object.entries(r).map(([k, ms]) => [k, ms * f])) as Record<OpKind, number>;
 }

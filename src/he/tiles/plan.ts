@@ -35,8 +35,13 @@ export interface PlanRow {
   rotationKeys: number;
   counts: Ranked['cost']['counts'];
   predicted: { latencyMs: number; amortizedMs: number; memoryBytes: number; setupMs: number; keyBytes: number; poolBytes: number };
-  /** latency: the last of `passes` passes in one fresh worker; firstPassMs: the first's */
-  measured: { latencyMs: number; amortizedMs: number; memoryBytes: number; counts: PassMeasurement['counts']; firstPassMs: number; passes: number } | null;
+  /**
+   * latency: the fastest warm pass of `passes` in one fresh worker; firstPassMs: the first's.
+   * threadSpeed: the speed probe of the planning thread over that of the measuring thread just
+   * before the reported pass (0.75: the measuring thread ran 25% slower, see calibrate.ts);
+   * latency / (predicted / threadSpeed) is the model's error at equal speed.
+   */
+  measured: { latencyMs: number; amortizedMs: number; memoryBytes: number; counts: PassMeasurement['counts']; firstPassMs: number; passes: number; threadSpeed: number } | null;
 }
 
 export interface PlanResult {
@@ -47,17 +52,36 @@ export interface PlanResult {
   rows: PlanRow[];
 }
 
-/** --measure runs a second (warm) pass only for candidates predicted under this */
+/** --measure runs warm passes only for candidates predicted under this */
 const WARM_PASS_LIMIT_MS = 60_000;
+/** ... and as many (1 to 3) as fit in this */
+const WARM_PASS_BUDGET_MS = 20_000;
 
-export async function planProgram(program: HeProgram, params: HeParams, goal: Goal, memoryLimit: number, opts: { recalibrate?: boolean; log?: (s: string) => void } = {}): Promise<Ranked[]> {
+/**
+ * Passes --measure runs in one fresh worker: the first grows the heap's memory pools (a
+ * serving server pays that once), and of the warm ones after it the fastest is reported (see
+ * PassRequest.passes).
+ */
+export function measuredPasses(predictedMs: number): number {
+  if (!(predictedMs < WARM_PASS_LIMIT_MS)) return 1;
+  return 1 + Math.max(1, Math.min(3, Math.floor(WARM_PASS_BUDGET_MS / Math.max(predictedMs, 1))));
+}
+
+/** The ranked candidates, and the calibration of each ring they were predicted with (at the machine's speed then). */
+export async function planProgram(
+  program: HeProgram,
+  params: HeParams,
+  goal: Goal,
+  memoryLimit: number,
+  opts: { recalibrate?: boolean; log?: (s: string) => void } = {},
+): Promise<{ ranked: Ranked[]; calibs: Map<number, Calibration> }> {
   const cands = candidates(program, params);
   const calibs = new Map<number, Calibration>();
   for (const N of new Set(cands.map((c) => c.shape.params.polyModulusDegree))) {
     const p = cands.find((c) => c.shape.params.polyModulusDegree === N)!.shape.params;
     calibs.set(N, await calibration(p, { force: opts.recalibrate, log: opts.log }));
   }
-  return rank(cands, (p) => calibs.get(p.polyModulusDegree)!, goal, memoryLimit);
+  return { ranked: rank(cands, (p) => calibs.get(p.polyModulusDegree)!, goal, memoryLimit), calibs };
 }
 
 export async function plan(opts: PlanOptions): Promise<PlanResult> {
@@ -67,7 +91,8 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
   const per = size(program.inputShape);
   const maxAbs = calibrate(program, split.x, Math.min(split.count, 32));
   const params = chooseParams({ depth: program.depth, maxAbs });
-  const ranked = (await planProgram(program, params, opts.goal, opts.memoryLimit, opts)).slice(0, opts.top ?? 5);
+  const { ranked: all, calibs } = await planProgram(program, params, opts.goal, opts.memoryLimit, opts);
+  const ranked = all.slice(0, opts.top ?? 5);
   const rows: PlanRow[] = [];
   for (const c of ranked) {
     let measured: PlanRow['measured'] = null;
@@ -84,11 +109,12 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
               x: c.stacked ? stackInputs(c.stacked, split.x, per, Math.min(c.shape.samplesPerPass, split.count)) : Float64Array.from(split.x.subarray(0, per)),
               count: 1,
             };
-      // a second pass where it is cheap: the first also grows the fresh heap's memory pools
-      const passes = c.shape.kind !== 'batch' && c.prediction.latencyMs < WARM_PASS_LIMIT_MS ? 2 : 1;
+      const passes = measuredPasses(c.prediction.latencyMs);
       const m = await measurePass({ ...req, passes }, { inWorker: true });
       const first = m.latencyMs - m.evaluateMs + m.firstEvaluateMs;
-      measured = { latencyMs: m.latencyMs, amortizedMs: m.latencyMs / c.shape.samplesPerPass, memoryBytes: m.heapBytes, counts: m.counts, firstPassMs: first, passes };
+      const planProbe = calibs.get(c.shape.params.polyModulusDegree)?.probeMs;
+      const threadSpeed = planProbe && m.probeMs > 0 ? planProbe / m.probeMs : 1;
+      measured = { latencyMs: m.latencyMs, amortizedMs: m.latencyMs / c.shape.samplesPerPass, memoryBytes: m.heapBytes, counts: m.counts, firstPassMs: first, passes, threadSpeed };
     }
     rows.push({
       name: c.name,

@@ -66,7 +66,7 @@ function stackedShape(shape: number[], mp: StackMap, m: number): number[] {
 /** `blockSlots`: the slots each sample's input vector occupies (a vector input is padded to it). */
 export function stackProgram(p: HeProgram, m: number, blockSlots?: number, order: StackOrder = 'block'): StackedProgram {
   if (!(Number.isInteger(m) && m >= 1)) throw new HepolyError(`stacked packing: samples per ciphertext must be a positive integer, found ${m}`);
-  if ((p.refreshes ?? []).length) throw new HepolyError('stacked packing does not support --refresh client; use --packing sample');
+  if ((p.refreshes ?? []).length) throw new HepolyError(`${order === 'interleave' ? 'interleaved' : 'stacked'} packing does not support --refresh client (refreshes run one sample per round trip); use --packing sample`);
   if (order === 'interleave') return interleaveProgram(p, m);
   const maps: StackMap[] = new Array(p.tensors.length);
   const inMap = canonical(p.inputShape);
