@@ -14,18 +14,32 @@ export interface Entries {
   length: number;
 }
 
+/** Typed arrays that double as they fill: a stacked CNN layer has tens of millions of entries. */
 class EntryBuilder {
-  out: number[] = [];
-  inp: number[] = [];
-  w: number[] = [];
+  private out = new Int32Array(1024);
+  private inp = new Int32Array(1024);
+  private w = new Float64Array(1024);
+  private n = 0;
   push(o: number, i: number, w: number): void {
     if (w === 0) return;
-    this.out.push(o);
-    this.inp.push(i);
-    this.w.push(w);
+    if (this.n === this.out.length) this.grow();
+    this.out[this.n] = o;
+    this.inp[this.n] = i;
+    this.w[this.n] = w;
+    this.n++;
+  }
+  private grow(): void {
+    const cap = this.out.length * 2;
+    const out = new Int32Array(cap);
+    const inp = new Int32Array(cap);
+    const w = new Float64Array(cap);
+    out.set(this.out);
+    inp.set(this.inp);
+    w.set(this.w);
+    [this.out, this.inp, this.w] = [out, inp, w];
   }
   build(): Entries {
-    return { out: Int32Array.from(this.out), inp: Int32Array.from(this.inp), w: Float64Array.from(this.w), length: this.out.length };
+    return { out: this.out.slice(0, this.n), inp: this.inp.slice(0, this.n), w: this.w.slice(0, this.n), length: this.n };
   }
 }
 

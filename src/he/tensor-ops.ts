@@ -17,6 +17,12 @@ export interface Conv2dGeometry {
   outW: number;
   padTop: number;
   padLeft: number;
+  /**
+   * Grouped convolution: output channels of group g read only input channels of group g (the
+   * other kernel entries are zeros and are not visited). Stacked packing makes one group per
+   * sample; 1 when absent.
+   */
+  groups?: number;
 }
 
 /** TF padding: pad_total = max((ceil(in/s)-1)*s + k - in, 0), pad_before = floor(pad_total/2). */
@@ -45,6 +51,9 @@ export function convGeometry(inShape: number[], kernel: number, stride: number, 
  */
 export function forEachConvTap(g: Conv2dGeometry, fn: (o: number, i: number, k: number) => void): void {
   const { inH, inW, cin, cout, kernel, stride, outH, outW, padTop, padLeft } = g;
+  const groups = g.groups ?? 1;
+  const cinG = cin / groups;
+  const coutG = cout / groups;
   for (let oy = 0; oy < outH; oy++) {
     for (let ox = 0; ox < outW; ox++) {
       const oBase = (oy * outW + ox) * cout;
@@ -56,8 +65,10 @@ export function forEachConvTap(g: Conv2dGeometry, fn: (o: number, i: number, k: 
           if (ix < 0 || ix >= inW) continue;
           const iBase = (iy * inW + ix) * cin;
           const kBase = (ky * kernel + kx) * cin * cout;
-          for (let ci = 0; ci < cin; ci++) {
-            for (let co = 0; co < cout; co++) fn(oBase + co, iBase + ci, kBase + ci * cout + co);
+          for (let grp = 0; grp < groups; grp++) {
+            for (let ci = grp * cinG; ci < (grp + 1) * cinG; ci++) {
+              for (let co = grp * coutG; co < (grp + 1) * coutG; co++) fn(oBase + co, iBase + ci, kBase + ci * cout + co);
+            }
           }
         }
       }

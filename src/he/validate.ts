@@ -655,7 +655,7 @@ function estimateBatchSeconds(p: HeProgram, params: HeParams, n: number, workers
 function entryCount(op: Parameters<typeof weightedEntries>[0]): number {
   if (op.kind === 'conv') {
     const g = op.geom;
-    return g.outH * g.outW * g.kernel * g.kernel * g.cin * g.cout;
+    return (g.outH * g.outW * g.kernel * g.kernel * g.cin * g.cout) / (g.groups ?? 1);
   }
   if (op.kind === 'dense') {
     let c = 0;

@@ -57,8 +57,9 @@ export async function chooseServerPacking(
     }
   };
   // more samples per pass than the run has would only carry zeros
-  if (kinds.includes('stacked') && n > 1) multi('stacked', stackedCandidates(program, params, Math.min(nextPow2(n), 64)));
-  if (kinds.includes('interleaved') && n > 1) multi('interleaved', interleavedCandidates(program, params, nextPow2(n)));
+  // the heap limit also ends each search early: planning the larger M is most of auto's start-up
+  if (kinds.includes('stacked') && n > 1) multi('stacked', stackedCandidates(program, params, Math.min(nextPow2(n), 64), opts.heapLimit));
+  if (kinds.includes('interleaved') && n > 1) multi('interleaved', interleavedCandidates(program, params, nextPow2(n), opts.heapLimit));
   if (!options.length) return null;
   options.sort((a, b) => a.ms - b.ms);
   const [best, ...rest] = options;

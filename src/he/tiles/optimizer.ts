@@ -80,17 +80,21 @@ function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infin
  * (which grows with m: more diagonals to keep encoded) stays under wasm's 4 GiB. m = slots
  * would be batch packing, which the batch evaluator runs without storing plaintexts.
  */
-export function interleavedCandidates(program: HeProgram, params: HeParams, maxM = Infinity): Candidate[] {
+export function interleavedCandidates(program: HeProgram, params: HeParams, maxM = Infinity, heapCap = WASM_HEAP): Candidate[] {
   const slots = params.polyModulusDegree / 2;
-  return multiSampleCandidates(program, params, 'interleave', Math.min(maxM, MAX_INTERLEAVE, slots / 2), WASM_HEAP);
+  return multiSampleCandidates(program, params, 'interleave', Math.min(maxM, MAX_INTERLEAVE, slots / 2), Math.min(heapCap, WASM_HEAP));
 }
 
-/** Stacked points at the ring of `params`, 2, 4, 8... samples per ciphertext, up to `maxStack`. */
-export function stackedCandidates(program: HeProgram, params: HeParams, maxStack = Infinity): Candidate[] {
+/**
+ * Stacked points at the ring of `params`, 2, 4, 8... samples per ciphertext, up to `maxStack`,
+ * while a worker's predicted SEAL heap stays under `heapCap` (the heap grows with M, and
+ * planning a stacked CNN at M = 8 alone builds ~30M kernel entries).
+ */
+export function stackedCandidates(program: HeProgram, params: HeParams, maxStack = Infinity, heapCap = WASM_HEAP): Candidate[] {
   const slots = params.polyModulusDegree / 2;
   const features = program.inputShape.reduce((a, b) => a * b, 1);
   const image = program.inputShape.length === 3;
-  return multiSampleCandidates(program, params, 'block', Math.min(maxStack, image ? MAX_STACK_IMAGE : Math.min(MAX_STACK_VECTOR, slots / nextPow2(features))));
+  return multiSampleCandidates(program, params, 'block', Math.min(maxStack, image ? MAX_STACK_IMAGE : Math.min(MAX_STACK_VECTOR, slots / nextPow2(features))), Math.min(heapCap, WASM_HEAP));
 }
 
 /**

@@ -147,7 +147,8 @@ function stackOp(op: WeightedOp, inShape: number[], inMap: StackMap, outMap: Sta
         }
       }
     }
-    return { kind: 'conv', geom: { ...g, cin: cin * m, cout: cout * m }, kernel: K };
+    // block-diagonal: sample s's output channels read only sample s's input channels
+    return { kind: 'conv', geom: { ...g, cin: cin * m, cout: cout * m, groups: (g.groups ?? 1) * m }, kernel: K };
   }
   if (op.kind === 'scale' && sameMap(inMap, outMap)) return { kind: 'scale', factors: stackVec(op.factors, outMap, m)! };
   if (op.kind === 'scale' && inShape.length === 3) throw new HepolyError('stacked packing: an image scaled into a different layout is not supported; use --packing sample');
