@@ -34,8 +34,8 @@ export interface Calibration {
  * ~1.6x slower while a neighbour is busy, and the ratio of two probe times carries a
  * calibration over to the speed of now. The probe is SEAL's own key-switching rotation (N =
  * 8192, 7 primes: a 5 MiB Galois key streamed per call), not a CPU loop: a cache-resident loop
- * kept its speed through a slowdown that made every SEAL operation 1.6x slower (memory and
- * cache contention, not CPU share).
+ * kept its speed through a slowdown that made every SEAL operation 1.6x slower (likely memory or
+ * cache contention rather than CPU share).
  */
 export async function speedProbe(): Promise<number> {
   const kit = (probeKit ??= await makeProbeKit());
