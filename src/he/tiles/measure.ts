@@ -33,7 +33,7 @@ export interface PassRequest {
   /**
    * Evaluate this many passes and report the fastest after the first: the first pass of a
    * fresh SEAL heap also pays for growing its memory pools (page faults), which a serving
-   * server pays once, and on shared cores the same pass runs up to ~40% slower while a
+   * server pays once, and on a shared host the same pass runs up to ~1.6x slower while a
    * neighbour is busy, so the fastest warm pass is the least disturbed one, the figure the
    * calibration's (median) operation times describe (default 1).
    */
@@ -92,7 +92,7 @@ export async function evaluatePass(r: EvalRequest): Promise<EvalResult> {
   for (let pass = 0; pass < Math.max(1, r.passes); pass++) {
     // each pass counts its own operations (the evaluator holds the counting backend it was made with)
     if (pass > 0) for (const k of Object.keys(counts) as (keyof OpCounts)[]) counts[k] = 0;
-    // the thread's speed now: a shared host's vCPU can run it ~35% slower for a while
+    // the thread's SEAL speed now: on a shared host it drops up to ~1.6x for a while
     probes.push(pass > 0 || r.passes <= 1 ? await speedProbe() : 0);
     const t = performance.now();
     const inputs = r.uploads.map((b) => be.deserialize(b));
