@@ -102,8 +102,8 @@ interface Profile {
   /** the same calls, each (op, level) timed alone */
   aloneMs: number;
   /**
-   * The SEAL speed probe (calibrate.ts) just before the reported pass and before the
-   * operations alone: on a shared host SEAL ran up to 1.6x slower for a while, which moved
+   * The SEAL speed probe (calibrate.ts) around the reported pass and around the operations
+   * alone (the mean of the probes on both sides): on a shared host SEAL ran up to 1.6x slower for a while, which moved
    * the ratio by as much (fmnist-cnn 0.98, then 0.70 an hour later)
    */
   passProbeMs: number;
@@ -192,10 +192,13 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
     const rounds: Omit<Profile, 'calls'>[] = [];
     for (let i = 0; i < 3; i++) {
       calls.clear();
-      const passProbeMs = await speedProbe();
+      // each half's speed is the mean of the probes on both sides of it
+      const before = await speedProbe();
       const passMs = once();
-      const aloneProbeMs = await speedProbe();
-      rounds.push({ passMs, passProbeMs, aloneProbeMs, aloneMs: timeCallsAlone(base, client, calls) });
+      const between = await speedProbe();
+      const aloneMs = timeCallsAlone(base, client, calls);
+      const after = await speedProbe();
+      rounds.push({ passMs, aloneMs, passProbeMs: (before + between) / 2, aloneProbeMs: (between + after) / 2 });
     }
     ev.delete();
     const median = rounds.sort((a, b) => overheadRatio(a) - overheadRatio(b))[1];
@@ -204,13 +207,16 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
     return { ...median, calls };
   }
   const ins = client.encrypt(packBatch(x, x.length, 0, 1, slots)).map((b) => base.deserialize(b));
-  const passProbeMs = await speedProbe();
+  const before = await speedProbe();
   const t = cpuMs();
   const out = runBatchInProcess(program, be as unknown as CkksBackend<CipherText>, ins);
   const passMs = cpuMs() - t;
   for (const arr of out.values()) for (const c of arr) if (c) base.free(c);
-  const aloneProbeMs = await speedProbe();
+  const between = await speedProbe();
   const aloneMs = timeCallsAlone(base, client, calls);
+  const after = await speedProbe();
+  const passProbeMs = (before + between) / 2;
+  const aloneProbeMs = (between + after) / 2;
   base.delete();
   client.delete();
   return { passMs, calls, aloneMs, passProbeMs, aloneProbeMs };
