@@ -186,19 +186,13 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
       return ms;
     };
     once(); // warm: diagonals are encoded once per program
-    // three rounds of (pass, the same operations alone), each half after a speed probe, and the
-    // round with the median ratio: the host's speed drifts over seconds, so each pass is
-    // compared with operations timed next to it, at the speed the probes say each ran at
+    // three rounds of (pass, the same operations alone) and the round with the median ratio:
+    // the host's speed drifts over seconds, so each pass is compared with operations timed
+    // next to it, at the speed the probes say each ran at
     const rounds: Omit<Profile, 'calls'>[] = [];
     for (let i = 0; i < 3; i++) {
       calls.clear();
-      // each half's speed is the mean of the probes on both sides of it
-      const before = await speedProbe();
-      const passMs = once();
-      const between = await speedProbe();
-      const aloneMs = timeCallsAlone(base, client, calls);
-      const after = await speedProbe();
-      rounds.push({ passMs, aloneMs, passProbeMs: (before + between) / 2, aloneProbeMs: (between + after) / 2 });
+      rounds.push(await probedRound(once, base, client, calls));
     }
     ev.delete();
     const median = rounds.sort((a, b) => overheadRatio(a) - overheadRatio(b))[1];
@@ -207,19 +201,35 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
     return { ...median, calls };
   }
   const ins = client.encrypt(packBatch(x, x.length, 0, 1, slots)).map((b) => base.deserialize(b));
-  const before = await speedProbe();
-  const t = cpuMs();
-  const out = runBatchInProcess(program, be as unknown as CkksBackend<CipherText>, ins);
-  const passMs = cpuMs() - t;
-  for (const arr of out.values()) for (const c of arr) if (c) base.free(c);
-  const between = await speedProbe();
-  const aloneMs = timeCallsAlone(base, client, calls);
-  const after = await speedProbe();
-  const passProbeMs = (before + between) / 2;
-  const aloneProbeMs = (between + after) / 2;
+  const round = await probedRound(
+    () => {
+      const t = cpuMs();
+      const out = runBatchInProcess(program, be as unknown as CkksBackend<CipherText>, ins);
+      const ms = cpuMs() - t;
+      for (const arr of out.values()) for (const c of arr) if (c) base.free(c);
+      return ms;
+    },
+    base,
+    client,
+    calls,
+  );
   base.delete();
   client.delete();
-  return { passMs, calls, aloneMs, passProbeMs, aloneProbeMs };
+  return { ...round, calls };
+}
+
+/**
+ * One timed pass (`pass` returns its CPU ms and records its calls), then the same calls
+ * timed alone, with a SEAL speed probe before, between and after: each half's speed is the
+ * mean of the probes on both sides of it.
+ */
+async function probedRound(pass: () => number, be: SealBackend, client: HEClient, calls: Map<string, number>): Promise<Omit<Profile, 'calls'>> {
+  const before = await speedProbe();
+  const passMs = pass();
+  const between = await speedProbe();
+  const aloneMs = timeCallsAlone(be, client, calls);
+  const after = await speedProbe();
+  return { passMs, aloneMs, passProbeMs: (before + between) / 2, aloneProbeMs: (between + after) / 2 };
 }
 
 /**

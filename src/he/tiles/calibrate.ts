@@ -7,6 +7,7 @@ import { SealBackend } from '../seal-backend.js';
 import type { CipherText, PlainText } from '../seal.js';
 import type { HeParams } from '../params.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
+import { median } from '../../util/stats.js';
 import { OP_KINDS, type OpKind } from './dry-run.js';
 
 /**
@@ -140,12 +141,6 @@ function timeIt(fn: () => void, budgetMs = 120): number {
   return median(times);
 }
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
 async function microBenchmark(p: HeParams): Promise<Calibration> {
   const client = await HEClient.create(p);
   const bundle = client.publicBundle([1]);
@@ -192,8 +187,8 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
   // fresh process the first round of timings came out ~50% slow (rotate 20.6 ms, then 13.0-13.3
   // in the next two rounds at N=8192), so one round is run and thrown away
   measure(top);
-  // a vCPU of a shared host can run a thread ~35% slower for tens of seconds (the probe slows
-  // with it): each round is brought to the speed of the first by the probe taken before it
+  // on a shared host SEAL runs up to ~1.6x slower for seconds to minutes (the probe slows with
+  // it): each round is brought to the speed of the first by the probe taken before it
   const probeMs = await speedProbe();
   const hi = measure(top);
   const loProbeMs = await speedProbe();

@@ -51,7 +51,6 @@ export async function chooseServerPacking(
   const multi = (kind: 'stacked' | 'interleaved', cands: Candidate[]) => {
     for (const c of cands) {
       const pred = predict(c.shape, c.cost, calib);
-      if (opts.heapLimit !== undefined && pred.memoryBytes > opts.heapLimit) break;
       const passes = Math.ceil(n / c.shape.samplesPerPass);
       options.push({ name: `${kind} x${c.shape.samplesPerPass}`, ms: Math.ceil(passes / workers) * pred.latencyMs, decision: { packing: kind, stacked: c.stacked, plan: c.shape.plan } });
     }
