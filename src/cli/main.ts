@@ -8,6 +8,7 @@ import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
 import { runPrune } from './prune.js';
 import { runHePlan } from './he-plan.js';
+import { runSchema } from './schema.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -120,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
             .option('json', { type: 'boolean', default: false }),
         (a) => runSample({ checkpoint: a.checkpoint, prompt: a.prompt, length: a.length, temperature: a.temperature, seed: a.seed, backend: a.backend, json: a.json }),
       )
+      .command('schema', 'print the recipe JSON Schema (hepoly schema > recipe.schema.json), for editors and validators', (y) => y, () => runSchema())
       .demandCommand(1, 'name a command: train, eval, summary, he-validate, prune, sample')
       .strict()
       .recommendCommands()
