@@ -8,6 +8,9 @@ import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
 import { runPrune } from './prune.js';
 import { runHePlan } from './he-plan.js';
+import { runExport } from './export.js';
+import { runServe } from './serve.js';
+import { runPredict } from './predict.js';
 import { runSchema } from './schema.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
@@ -122,7 +125,52 @@ export async function main(argv: string[]): Promise<number> {
         (a) => runSample({ checkpoint: a.checkpoint, prompt: a.prompt, length: a.length, temperature: a.temperature, seed: a.seed, backend: a.backend, json: a.json }),
       )
       .command('schema', 'print the recipe JSON Schema (hepoly schema > recipe.schema.json), for editors and validators', (y) => y, () => runSchema())
-      .demandCommand(1, 'name a command: train, eval, summary, he-validate, prune, sample')
+      .command(
+        'export <checkpoint>',
+        'write deployable artifacts: --format he gives DIR/server (program, params; nothing secret) and DIR/client (params, preprocessing, layouts; no weights)',
+        (y) =>
+          y
+            .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('format', { type: 'string', default: 'he', describe: 'he: encrypted-inference artifacts for hepoly serve / hepoly predict' })
+            .option('out', { type: 'string', describe: 'output folder (gets server/ and client/)' })
+            .option('packing', { type: 'string', default: 'sample', describe: 'sample (one sample per request: latency); the only one served so far' })
+            .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
+            .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client refreshes are not served yet (refused)' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, json: a.json }),
+      )
+      .command(
+        'serve <dir>',
+        'serve an exported DIR/server over HTTP: clients upload public evaluation keys once, then send ciphertexts (the server never holds a secret key)',
+        (y) =>
+          y
+            .positional('dir', { type: 'string', demandOption: true, describe: 'the server artifact (DIR/server of hepoly export)' })
+            .option('host', { type: 'string', default: '127.0.0.1' })
+            .option('port', { type: 'number', default: 8080, describe: '0: any free port (printed)' })
+            .option('keys', { type: 'string', describe: "folder of the clients' evaluation keys (default DIR-keys)" })
+            .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core)' })
+            .option('token', { type: 'string', describe: 'require Authorization: Bearer TOKEN on every request' })
+            .option('key-ttl', { type: 'number', describe: 'seconds an uploaded key set stays valid (default 7 days)' })
+            .option('timeout', { type: 'number', describe: 'seconds one evaluation may take before its worker is replaced (default 600)' })
+            .option('max-key-mb', { type: 'number', describe: 'largest key upload (default 512)' })
+            .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' }),
+        (a) => runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb }),
+      )
+      .command(
+        'predict <dir>',
+        'encrypt inputs with an exported DIR/client, have a hepoly serve server evaluate them, decrypt the predictions',
+        (y) =>
+          y
+            .positional('dir', { type: 'string', demandOption: true, describe: 'the client artifact (DIR/client of hepoly export)' })
+            .option('server', { type: 'string', demandOption: true, describe: 'URL of hepoly serve, e.g. http://127.0.0.1:8080' })
+            .option('input', { type: 'string', demandOption: true, describe: 'samples: .csv (header row), .json (arrays) or .idx images' })
+            .option('keys', { type: 'string', describe: 'local keys folder, secret key included, mode 0600 (default DIR-keys)' })
+            .option('verify', { type: 'string', describe: 'a checkpoint: also run the plaintext model and report the agreement' })
+            .option('token', { type: 'string', describe: "the server's bearer token" })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runPredict({ dir: a.dir, server: a.server, input: a.input, keys: a.keys, verify: a.verify, token: a.token, json: a.json }),
+      )
+      .demandCommand(1, 'name a command: train, eval, summary, he-validate, prune, sample, export, serve, predict')
       .strict()
       .recommendCommands()
       .fail((msg, err) => {

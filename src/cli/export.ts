@@ -1,0 +1,45 @@
+import { HepolyError } from '../util/errors.js';
+import { exportHeArtifacts } from '../deploy/export.js';
+
+/** Options of `hepoly export`, as the CLI parses them. */
+export interface ExportArgs {
+  checkpoint: string;
+  format?: string;
+  out?: string;
+  packing?: string;
+  params?: string;
+  refresh?: string;
+  json?: boolean;
+}
+
+/**
+ * `hepoly export CHECKPOINT [--format he|onnx] --out DIR`: one command, one exporter per
+ * format. `he` writes the encrypted-inference artifacts (src/deploy/export.ts).
+ */
+export async function runExport(a: ExportArgs): Promise<void> {
+  const format = a.format ?? 'he';
+  if (format === 'he') return exportHe(a);
+  // other formats plug in here, one line each (onnx: src/onnx/export.ts)
+  throw new HepolyError(`--format ${format}: unknown export format. Use --format he (encrypted-inference artifacts)`, { exitCode: 2 });
+}
+
+async function exportHe(a: ExportArgs): Promise<void> {
+  if (!a.out) throw new HepolyError('--out DIR: required: the folder that gets server/ and client/', { exitCode: 2 });
+  const r = await exportHeArtifacts({ checkpoint: a.checkpoint, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, log: (l) => console.log(l) });
+  console.log(`server artifact: ${r.serverDir} (${(r.serverBytes / 1024).toFixed(1)} KiB, give it to the server; nothing in it is secret)`);
+  console.log(`client artifact: ${r.clientDir} (${(r.clientBytes / 1024).toFixed(1)} KiB, give it to the data owner; no weights)`);
+  if (a.json) {
+    console.log(
+      JSON.stringify({
+        server: r.serverDir,
+        client: r.clientDir,
+        digest: r.digest,
+        poly_modulus_degree: r.params.polyModulusDegree,
+        coeff_modulus_bits: r.params.coeffModulusBits,
+        rotation_steps: r.rotationSteps.length,
+        server_bytes: r.serverBytes,
+        client_bytes: r.clientBytes,
+      }),
+    );
+  }
+}

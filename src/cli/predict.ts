@@ -1,0 +1,88 @@
+import { HepolyError } from '../util/errors.js';
+import { loadClientArtifact } from '../deploy/artifact-load.js';
+import { openClientKeys } from '../deploy/key-folder.js';
+import { readInputFile } from '../deploy/input-file.js';
+import { RemoteModel } from '../deploy/client/remote-model.js';
+import { argmax, preprocessSample } from '../deploy/client/preprocess.js';
+
+/** Options of `hepoly predict`, as the CLI parses them. */
+export interface PredictArgs {
+  dir: string;
+  server: string;
+  input: string;
+  keys?: string;
+  verify?: string;
+  token?: string;
+  json?: boolean;
+}
+
+/**
+ * `hepoly predict DIR/client --server URL --input FILE`: the data owner's side. Keys are made
+ * once into --keys (default DIR-keys, beside the client artifact) and the evaluation keys
+ * uploaded only when the server does not know their id; each sample is encrypted, evaluated
+ * by the server and decrypted here. --verify runs the plaintext checkpoint on the same inputs.
+ */
+export async function runPredict(a: PredictArgs): Promise<void> {
+  if (!/^https?:\/\//.test(a.server)) throw new HepolyError(`--server ${a.server}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080`, { exitCode: 2 });
+  const artifact = loadClientArtifact(a.dir);
+  const raw = readInputFile(a.input, artifact);
+  const remote = new RemoteModel(artifact, { url: a.server, token: a.token });
+  await remote.describe();
+  const keysDir = a.keys ?? `${a.dir.replace(/\/+$/, '')}-keys`;
+  const { client } = await openClientKeys(keysDir, artifact);
+  try {
+    const { keyId, uploaded } = await remote.ensureKeys(client);
+    const labels = artifact.preprocess.labels;
+    const predictions: string[] = [];
+    const inputs = raw.map((r, i) => preprocessSample(artifact, r, `${a.input}: sample ${i}`));
+    let ms = 0;
+    for (let i = 0; i < inputs.length; i++) {
+      const t0 = performance.now();
+      const { outputs } = await remote.evaluate(keyId, [client.encrypt(inputs[i])]);
+      const logits = client.decrypt(outputs[0]);
+      ms += performance.now() - t0;
+      const c = argmax(logits);
+      predictions.push(labels[c] ?? String(c));
+      if (!a.json || inputs.length <= 20) console.log(`sample ${i}: ${predictions[i]}  (logits ${Array.from(logits, (v) => v.toFixed(3)).join(', ')})`);
+    }
+    let agreement: number | undefined;
+    if (a.verify) {
+      const plain = await plaintextPredictions(a.verify, inputs, artifact.preprocess.labels.length);
+      const agree = plain.filter((c, i) => (labels[c] ?? String(c)) === predictions[i]).length;
+      agreement = agree / inputs.length;
+      console.log(`--verify ${a.verify}: the plaintext model agrees on ${agree} of ${inputs.length} samples`);
+    }
+    console.log(`${inputs.length} samples, ${(ms / inputs.length).toFixed(0)} ms per sample; sent ${remote.bytesSent} bytes, received ${remote.bytesReceived}; key id ${keyId.slice(0, 12)}... (${uploaded ? 'uploaded' : 'already on the server'})`);
+    if (a.json) {
+      console.log(
+        JSON.stringify({
+          predictions,
+          samples: inputs.length,
+          ...(agreement !== undefined ? { agreement } : {}),
+          latency_ms_per_sample: ms / inputs.length,
+          bytes_sent: remote.bytesSent,
+          bytes_received: remote.bytesReceived,
+          key_id: keyId,
+          keys_uploaded: uploaded,
+        }),
+      );
+    }
+  } finally {
+    client.delete();
+  }
+}
+
+/** The checkpoint's own tfjs forward pass on the same normalized inputs. */
+async function plaintextPredictions(checkpoint: string, inputs: Float64Array[], classes: number): Promise<number[]> {
+  const { loadCheckpoint } = await import('../train/checkpoint.js');
+  const { initBackend } = await import('../train/backend.js');
+  const { predict } = await import('../models/tf-interpreter.js');
+  const ckpt = loadCheckpoint(checkpoint);
+  if (ckpt.graph.classes !== classes) throw new HepolyError(`--verify ${checkpoint}: ${ckpt.graph.classes} classes, the client artifact has ${classes}: not the exported checkpoint`);
+  await initBackend();
+  const per = inputs[0].length;
+  const x = new Float32Array(inputs.length * per);
+  inputs.forEach((v, i) => x.set(v, i * per));
+  const logits = predict(ckpt.graph, ckpt.weights, x, inputs.length);
+  return inputs.map((_, i) => argmax(logits.subarray(i * classes, (i + 1) * classes)));
+}

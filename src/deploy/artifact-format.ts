@@ -1,0 +1,106 @@
+import { z } from 'zod';
+
+/**
+ * What `hepoly export` writes, typed once for every reader: the server artifact's manifest
+ * (server/manifest.json, beside program.json + program.bin) and the client artifact
+ * (client/client.json). Browser-safe: a page fetches client.json and parses it with the
+ * same schema. Field names are snake_case because they are a file format.
+ */
+
+/** Bumped whenever a reader of an older artifact would misread a newer one. */
+export const ARTIFACT_FORMAT_VERSION = 1;
+export const SERVER_FORMAT = 'hepoly-he-server';
+export const CLIENT_FORMAT = 'hepoly-he-client';
+
+export const HeParamsSchema = z.object({
+  polyModulusDegree: z.number().int(),
+  coeffModulusBits: z.array(z.number().int()),
+  scaleBits: z.number(),
+});
+
+export const VersionsSchema = z.object({
+  hepoly: z.string(),
+  node_seal: z.string(),
+  seal: z.string(),
+  artifact_format: z.number().int(),
+});
+export type Versions = z.infer<typeof VersionsSchema>;
+
+export const PackingSchema = z.object({ kind: z.literal('sample') });
+
+export const ServerManifestSchema = z.object({
+  format: z.literal(SERVER_FORMAT),
+  versions: VersionsSchema,
+  checkpoint: z.string(),
+  params: HeParamsSchema,
+  packing: PackingSchema,
+  /** the rotations the program uses: the client makes a Galois key for each, nothing more */
+  rotation_steps: z.array(z.number().int()),
+  input_shape: z.array(z.number().int()),
+  classes: z.number().int(),
+  input_ciphertexts: z.number().int(),
+  output_ciphertexts: z.number().int(),
+  depth: z.number().int(),
+  /** sha256 of each program file, so the digest below covers the weights */
+  files: z.record(z.string(), z.string()),
+  /** sha256 over this manifest without the digest field (see artifactDigest) */
+  digest: z.string().regex(/^[0-9a-f]{64}$/),
+});
+export type ServerManifest = z.infer<typeof ServerManifestSchema>;
+
+/** One tensor's place in the slots: replicas[r][element] = ct * slots + slot, or -1 (zero). */
+export const SlotLayoutSchema = z.object({
+  shape: z.array(z.number().int()),
+  ciphertexts: z.number().int(),
+  replicas: z.array(z.array(z.number().int())),
+});
+export type SlotLayout = z.infer<typeof SlotLayoutSchema>;
+
+export const NormalizeSchema = z.discriminatedUnion('kind', [
+  z.object({ kind: z.literal('standard'), mean: z.array(z.number()), std: z.array(z.number()) }),
+  z.object({ kind: z.literal('minmax'), min: z.array(z.number()), max: z.array(z.number()) }),
+  z.object({ kind: z.literal('affine'), scale: z.number(), shift: z.number() }),
+  z.object({ kind: z.literal('none') }),
+]);
+
+export const ClientArtifactSchema = z.object({
+  format: z.literal(CLIENT_FORMAT),
+  versions: VersionsSchema,
+  /** the server artifact this client was exported with (its manifest digest) */
+  server_digest: z.string().regex(/^[0-9a-f]{64}$/),
+  params: HeParamsSchema,
+  packing: PackingSchema,
+  rotation_steps: z.array(z.number().int()),
+  slots: z.number().int(),
+  preprocess: z.object({
+    labels: z.array(z.string()),
+    input_shape: z.array(z.number().int()),
+    /** CSV checkpoints: the feature columns, in order */
+    features: z.array(z.string()).optional(),
+    normalize: NormalizeSchema,
+    /** the training data's format: csv rows of feature values, or idx images (raw bytes, normalized below) */
+    source: z.enum(['csv', 'idx']),
+  }),
+  input: SlotLayoutSchema,
+  output: SlotLayoutSchema,
+});
+export type ClientArtifact = z.infer<typeof ClientArtifactSchema>;
+
+/** The part of the manifest the digest covers: everything but the digest itself, keys sorted. */
+export function digestInput(m: Omit<ServerManifest, 'digest'> & { digest?: string }): string {
+  const { digest: _drop, ...rest } = m;
+  void _drop;
+  return canonicalJson(rest);
+}
+
+function canonicalJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  if (v && typeof v === 'object') {
+    const o = v as Record<string, unknown>;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(v);
+}

@@ -1,0 +1,158 @@
+import type { CKKSEncoder, Context, Decryptor, Encryptor, KeyGenerator, PlainText, Seal, SecretKey } from '../../he/seal.js';
+import { HepolyError } from '../../util/errors.js';
+import type { ClientArtifact } from '../artifact-format.js';
+import { encodeFrames } from '../framing.js';
+import { packInput, unpackOutput } from './layout.js';
+import { createClientContext, loadClientSeal } from './seal-context.js';
+
+/**
+ * The data owner's side of a deployed model, for Node and browsers alike: it makes (or
+ * restores) the keys, packs and encrypts one sample into the artifact's input layout, and
+ * decrypts the output ciphertexts into logits. The secret key stays in this object; the only
+ * way out is `exportKeys`, which exists so the owner can keep its keys in its own folder
+ * (mode 0600) and reuse the key id the server already holds. It is never part of a request.
+ */
+
+/** What a client keeps locally to be the same client tomorrow. */
+export interface ClientKeyMaterial {
+  /** SEAL SecretKey bytes: local only */
+  secretKey: Uint8Array;
+  /** framed [public key, relinearization keys, Galois keys]: the exact bytes the server stores */
+  evaluationKeys: Uint8Array;
+}
+
+export class HEClient {
+  #secretKey: SecretKey;
+  #keygen: KeyGenerator;
+  #encryptor: Encryptor;
+  #decryptor: Decryptor;
+  #encoder: CKKSEncoder;
+  readonly evaluationKeys: Uint8Array;
+  /** sha256 of evaluationKeys (hex): the id the server files them under */
+  readonly keyId: string;
+
+  private constructor(
+    readonly artifact: ClientArtifact,
+    private readonly seal: Seal,
+    private readonly context: Context,
+    keygen: KeyGenerator,
+    evaluationKeys: Uint8Array | null,
+    keyId: string,
+  ) {
+    this.#keygen = keygen;
+    this.#secretKey = keygen.secretKey();
+    this.#encoder = seal.CKKSEncoder(context);
+    this.#encryptor = seal.Encryptor(context, this.#makePublicKey(), this.#secretKey);
+    this.#decryptor = seal.Decryptor(context, this.#secretKey);
+    this.evaluationKeys = evaluationKeys ?? this.#makeEvaluationKeys();
+    this.keyId = keyId;
+  }
+
+  /** Fresh keys, or the ones a previous run exported (checked against the artifact's parameters). */
+  static async create(artifact: ClientArtifact, keys?: ClientKeyMaterial): Promise<HEClient> {
+    const seal = await loadClientSeal();
+    const context = createClientContext(seal, artifact.params);
+    let keygen: KeyGenerator;
+    if (keys) {
+      const sk = seal.SecretKey();
+      try {
+        sk.loadArray(context, keys.secretKey);
+      } catch (e) {
+        sk.delete();
+        context.delete();
+        throw new HepolyError(
+          `client keys: the stored secret key does not load with this artifact's CKKS parameters (${(e as Error).message}): the keys were made for another export. Use another --keys folder or delete this one`,
+        );
+      }
+      keygen = seal.KeyGenerator(context, sk);
+      sk.delete();
+    } else keygen = seal.KeyGenerator(context);
+    const client = new HEClient(artifact, seal, context, keygen, keys?.evaluationKeys ?? null, '');
+    (client as { keyId: string }).keyId = await sha256Hex(client.evaluationKeys);
+    return client;
+  }
+
+  /** The key material to keep locally (secret included: never send it anywhere). */
+  exportKeys(): ClientKeyMaterial {
+    return { secretKey: this.#secretKey.saveArray(), evaluationKeys: this.evaluationKeys };
+  }
+
+  #makePublicKey() {
+    return this.#keygen.createPublicKey();
+  }
+
+  /**
+   * Public, relinearization and Galois keys, serialized once. Relinearization and Galois keys
+   * go in SEAL's seeded form and zstd-compressed, and only for the artifact's rotation steps:
+   * these are the megabytes that make re-sending keys per request unrealistic, so the server
+   * stores them under a key id.
+   */
+  #makeEvaluationKeys(): Uint8Array {
+    const zstd = this.seal.ComprModeType.zstd;
+    const pk = this.#makePublicKey();
+    const publicKey = pk.saveArray(zstd);
+    pk.delete();
+    const rk = this.#keygen.createRelinKeysSerializable();
+    const relinKeys = rk.saveArray(zstd);
+    rk.delete();
+    let galoisKeys: Uint8Array = new Uint8Array(0);
+    if (this.artifact.rotation_steps.length) {
+      const gk = this.#keygen.createGaloisKeysSerializable(Int32Array.from(this.artifact.rotation_steps));
+      galoisKeys = gk.saveArray(zstd);
+      gk.delete();
+    }
+    return encodeFrames([publicKey, relinKeys, galoisKeys]);
+  }
+
+  /** One preprocessed sample -> its input ciphertexts (seeded symmetric encryption: half the upload). */
+  encrypt(x: ArrayLike<number>): Uint8Array[] {
+    const scale = 2 ** this.artifact.params.scaleBits;
+    return packInput(this.artifact.input, this.artifact.slots, x).map((v) => {
+      const pt = this.#encoder.encode(v, scale) as PlainText;
+      const ser = this.#encryptor.encryptSymmetricSerializable(pt);
+      const bytes = ser.saveArray(this.seal.ComprModeType.zstd);
+      ser.delete();
+      pt.delete();
+      return bytes;
+    });
+  }
+
+  /** The output ciphertexts of one sample -> its logits. */
+  decrypt(outputs: Uint8Array[]): Float64Array {
+    if (outputs.length !== this.artifact.output.ciphertexts) {
+      throw new HepolyError(`server reply: ${outputs.length} output ciphertexts per sample, the client artifact expects ${this.artifact.output.ciphertexts}`);
+    }
+    const vecs = outputs.map((bytes, k) => {
+      const ct = this.seal.CipherText();
+      try {
+        ct.loadArray(this.context, bytes);
+      } catch (e) {
+        ct.delete();
+        throw new HepolyError(`server reply: output ciphertext ${k} does not deserialize with the artifact's parameters (${(e as Error).message})`);
+      }
+      const pt = this.seal.PlainText();
+      this.#decryptor.decrypt(ct, pt);
+      const v = Float64Array.from(this.#encoder.decode(pt));
+      pt.delete();
+      ct.delete();
+      return v;
+    });
+    return unpackOutput(this.artifact.output, this.artifact.slots, vecs);
+  }
+
+  delete(): void {
+    this.#encryptor.delete();
+    this.#decryptor.delete();
+    this.#encoder.delete();
+    this.#secretKey.delete();
+    this.#keygen.delete();
+    this.context.delete();
+  }
+}
+
+/** WebCrypto's sha256 (global in browsers and Node 20): the same key id on both sides. */
+export async function sha256Hex(bytes: Uint8Array): Promise<string> {
+  const copy = new Uint8Array(bytes);
+  const d = new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', copy));
+  return Array.from(d, (b) => b.toString(16).padStart(2, '0')).join('');
+}

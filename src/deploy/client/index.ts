@@ -1,0 +1,10 @@
+/**
+ * The client library of a deployed model, for Node and browsers: nothing here imports node:fs
+ * (the browser bundle, src/browser/entry.ts, is built from this module).
+ */
+export { HEClient, type ClientKeyMaterial, sha256Hex } from './he-client.js';
+export { RemoteModel, RemoteError, type RemoteOptions, type RemotePrediction } from './remote-model.js';
+export { preprocessSample, argmax } from './preprocess.js';
+export { packInput, unpackOutput } from './layout.js';
+export { ClientArtifactSchema, type ClientArtifact } from '../artifact-format.js';
+export { encodeFrames, decodeFrames } from '../framing.js';

@@ -1,0 +1,168 @@
+import { createHash } from 'node:crypto';
+import { join, resolve } from 'node:path';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { heldOutSplit } from '../train/evaluate.js';
+import { initBackend } from '../train/backend.js';
+import { compileProgram } from '../he/compile.js';
+import { calibrate } from '../he/validate.js';
+import { type HeParams, checkParams, chooseParams, describeParams, loadParamsFile } from '../he/params.js';
+import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/client.js';
+import { planSample } from '../he/packing/sample.js';
+import { nextPow2 } from '../he/packing/layout.js';
+import type { Layout } from '../he/packing/layout.js';
+import { writeDirAtomic } from '../util/atomic-dir.js';
+import { HepolyError } from '../util/errors.js';
+import { encodeProgram } from './program-codec.js';
+import { currentVersions } from './versions.js';
+import {
+  type ClientArtifact,
+  type ServerManifest,
+  type SlotLayout,
+  CLIENT_FORMAT,
+  SERVER_FORMAT,
+  digestInput,
+} from './artifact-format.js';
+import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
+
+/**
+ * `hepoly export CHECKPOINT --format he --out DIR`: the compiled program and its parameters,
+ * split into what the evaluating party may see (DIR/server: program with plaintext weights,
+ * parameters, rotation steps, versions) and what the data owner needs (DIR/client:
+ * parameters, preprocessing, slot layouts of input and output, versions, the server digest;
+ * no weights). Neither holds a key: keys are the client's, made on first use.
+ */
+
+export interface HeExportOptions {
+  checkpoint: string;
+  out: string;
+  /** only 'sample' (one sample per request: latency) is served so far */
+  packing?: string;
+  /** 'auto' or a JSON file */
+  params?: string;
+  /** 'client' would need a session protocol, which the server does not have yet */
+  refresh?: string;
+  log?: (line: string) => void;
+}
+
+export interface HeExportResult {
+  serverDir: string;
+  clientDir: string;
+  digest: string;
+  params: HeParams;
+  rotationSteps: number[];
+  serverBytes: number;
+  clientBytes: number;
+}
+
+export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportResult> {
+  const log = o.log ?? (() => {});
+  const packing = o.packing ?? 'sample';
+  if (packing !== 'sample') {
+    throw new HepolyError(
+      `--packing ${packing}: hepoly export serves sample packing only so far (one sample per request, lowest latency). Use --packing sample`,
+    );
+  }
+  if (o.refresh && o.refresh !== 'none') {
+    throw new HepolyError(
+      `--refresh ${o.refresh}: exported artifacts cannot carry client refreshes yet (the server has no session protocol for the round trips). Use --refresh none with a model whose depth fits one CKKS chain`,
+    );
+  }
+  const ckpt = loadCheckpoint(o.checkpoint);
+  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  await initBackend();
+  const split = await heldOutSplit(ckpt);
+  const maxAbs = calibrate(program, split.x, Math.min(split.count, 32));
+  const shape = ckpt.graph.inputShape;
+  const minSlots = shape.length === 3 ? nextPow2(shape[0] * shape[1]) : undefined;
+  const params = chooseExportParams(o.params, { depth: program.depth, maxAbs, minSlots }, ckpt.dir);
+  const slots = params.polyModulusDegree / 2;
+  if (minSlots && slots < minSlots) {
+    throw new HepolyError(`--params ${o.params}: an image plane of ${ckpt.dir} needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}. Use a larger poly_modulus_degree`);
+  }
+  const plan = planSample(program, slots);
+  const steps = normalizeSteps(plan.rotationSteps, slots);
+  const keyBytes = galoisKeyBytes(params, steps.length);
+  if (keyBytes > GALOIS_KEY_BUDGET) {
+    throw new HepolyError(`${ckpt.dir}: sample packing needs ${steps.length} Galois keys (${(keyBytes / 2 ** 20).toFixed(0)} MiB at N=${params.polyModulusDegree}), more than a server worker's SEAL heap holds safely. Use smaller --params or a smaller model`);
+  }
+  log(`program: depth ${program.depth}, ${program.steps.length} steps; parameters: ${describeParams(params)}`);
+  log(`packing: sample, ${plan.layouts[program.input]!.cts} input and ${plan.layouts[program.output]!.cts} output ciphertexts per request, ${steps.length} rotation steps`);
+
+  const versions = currentVersions();
+  const encoded = encodeProgram(program);
+  const sha = (b: string | Uint8Array) => createHash('sha256').update(b).digest('hex');
+  const core: Omit<ServerManifest, 'digest'> = {
+    format: SERVER_FORMAT,
+    versions,
+    checkpoint: resolve(ckpt.dir),
+    params,
+    packing: { kind: 'sample' },
+    rotation_steps: steps,
+    input_shape: shape,
+    classes: program.classes,
+    input_ciphertexts: plan.layouts[program.input]!.cts,
+    output_ciphertexts: plan.layouts[program.output]!.cts,
+    depth: program.depth,
+    files: { 'program.json': sha(encoded.json), 'program.bin': sha(encoded.bin) },
+  };
+  const digest = sha(digestInput(core));
+  const manifest: ServerManifest = { ...core, digest };
+  const client: ClientArtifact = {
+    format: CLIENT_FORMAT,
+    versions,
+    server_digest: digest,
+    params,
+    packing: { kind: 'sample' },
+    rotation_steps: steps,
+    slots,
+    preprocess: {
+      labels: ckpt.preprocess.labels,
+      input_shape: ckpt.preprocess.inputShape,
+      ...(ckpt.preprocess.features ? { features: ckpt.preprocess.features } : {}),
+      normalize: ckpt.preprocess.normalize,
+      source: ckpt.recipe.data.source === 'idx' ? 'idx' : 'csv',
+    },
+    input: slotLayout(plan.layouts[program.input]!),
+    output: slotLayout(plan.layouts[program.output]!),
+  };
+  const serverDir = join(o.out, 'server');
+  const clientDir = join(o.out, 'client');
+  const manifestJson = JSON.stringify(manifest, null, 1);
+  const clientJson = JSON.stringify(client);
+  // manifest.json last: its presence marks the folder complete
+  writeDirAtomic(serverDir, [['program.json', encoded.json], ['program.bin', encoded.bin], ['manifest.json', manifestJson]], isServerArtifactDir);
+  writeDirAtomic(clientDir, [['client.json', clientJson]], isClientArtifactDir);
+  log(`wrote ${serverDir} (digest ${digest.slice(0, 12)}) and ${clientDir}`);
+  return {
+    serverDir,
+    clientDir,
+    digest,
+    params,
+    rotationSteps: steps,
+    serverBytes: encoded.json.length + encoded.bin.length + manifestJson.length,
+    clientBytes: clientJson.length,
+  };
+}
+
+function chooseExportParams(spec: string | undefined, req: { depth: number; maxAbs: number; minSlots?: number }, source: string): HeParams {
+  if (spec && spec !== 'auto') {
+    const p = loadParamsFile(spec);
+    checkParams(p, req, spec);
+    return p;
+  }
+  try {
+    return chooseParams(req);
+  } catch (e) {
+    if (!(e instanceof HepolyError)) throw e;
+    throw new HepolyError(
+      `${source}: depth ${req.depth} needs client refreshes, which exported artifacts do not carry yet (--refresh client is validate-only: \`hepoly he-validate --refresh client\`). ` +
+        'Export a shallower model (fewer activation layers), or pass --params FILE with a chain that holds the depth',
+    );
+  }
+}
+
+/** A layout as the client needs it: where each element sits, nothing of the program. */
+function slotLayout(l: Layout): SlotLayout {
+  if ((l.run ?? 1) !== 1) throw new Error('internal: exported sample packing has one sample per pass');
+  return { shape: l.shape, ciphertexts: l.cts, replicas: l.replicas.map((r) => Array.from(r)) };
+}

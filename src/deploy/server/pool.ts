@@ -1,0 +1,189 @@
+import { Worker } from 'node:worker_threads';
+import type { FromWorker, WorkerInit } from '../../he/protocol.js';
+import { HttpError } from './http-util.js';
+
+/**
+ * The server's worker threads: the same evaluation worker as he-validate (src/he/worker.ts,
+ * one SEAL instance each, built from public keys and the plaintext program), shared by every
+ * client. A worker is initialized with one client's keys, so a request goes preferably to a
+ * worker that already holds its key id; otherwise the least recently used idle worker is
+ * replaced by one made with the request's keys. A worker that dies or runs past the timeout
+ * is dropped (its request gets a 5xx) and a fresh one takes its place on the next request.
+ */
+
+interface Job {
+  keyId: string;
+  init: () => WorkerInit;
+  inputs: Uint8Array[];
+  enqueued: number;
+  resolve: (r: { outputs: Uint8Array[]; ms: number }) => void;
+  reject: (e: Error) => void;
+}
+
+interface Slot {
+  worker: Worker | null;
+  keyId: string | null;
+  busy: boolean;
+  lastUsed: number;
+  heapBytes: number;
+  /** the one request in flight on this worker */
+  onMessage: ((m: FromWorker) => void) | null;
+  onExit: ((code: number) => void) | null;
+}
+
+/** a queued request older than this takes the next idle worker even if others match better */
+const MAX_AFFINITY_WAIT_MS = 2000;
+
+export class WorkerPool {
+  private readonly slots: Slot[];
+  private readonly queue: Job[] = [];
+  private nextId = 1;
+  replaced = 0;
+  rekeyed = 0;
+  private closed = false;
+
+  constructor(
+    size: number,
+    private readonly timeoutMs: number,
+  ) {
+    this.slots = Array.from({ length: Math.max(1, size) }, () => ({ worker: null, keyId: null, busy: false, lastUsed: 0, heapBytes: 0, onMessage: null, onExit: null }));
+  }
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  get queueDepth(): number {
+    return this.queue.length;
+  }
+
+  get busyWorkers(): number {
+    return this.slots.filter((s) => s.busy).length;
+  }
+
+  /** SEAL wasm heap of each worker (the isolate's external memory; it only grows) */
+  get heapBytes(): number[] {
+    return this.slots.map((s) => s.heapBytes);
+  }
+
+  /** Test hook: the live worker threads (a test terminates one to check it is replaced). */
+  liveWorkers(): Worker[] {
+    return this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
+  }
+
+  run(keyId: string, init: () => WorkerInit, inputs: Uint8Array[]): Promise<{ outputs: Uint8Array[]; ms: number }> {
+    if (this.closed) return Promise.reject(new HttpError(503, 'the server is shutting down'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ keyId, init, inputs, enqueued: Date.now(), resolve, reject });
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    for (;;) {
+      const idle = this.slots.filter((s) => !s.busy);
+      if (!idle.length || !this.queue.length) return;
+      let jobIdx = -1;
+      let slot: Slot | undefined;
+      if (Date.now() - this.queue[0].enqueued < MAX_AFFINITY_WAIT_MS) {
+        jobIdx = this.queue.findIndex((j) => idle.some((s) => s.keyId === j.keyId && s.worker));
+        if (jobIdx >= 0) slot = idle.find((s) => s.keyId === this.queue[jobIdx].keyId && s.worker);
+      }
+      if (!slot) {
+        jobIdx = 0;
+        slot = idle.find((s) => s.keyId === this.queue[0].keyId && s.worker) ?? idle.sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      }
+      const [job] = this.queue.splice(jobIdx, 1);
+      slot.busy = true;
+      void this.execute(slot, job).finally(() => {
+        slot.busy = false;
+        slot.lastUsed = Date.now();
+        this.pump();
+      });
+    }
+  }
+
+  private async execute(slot: Slot, job: Job): Promise<void> {
+    try {
+      if (!slot.worker || slot.keyId !== job.keyId) {
+        if (slot.worker) this.rekeyed++;
+        await this.drop(slot);
+        const w = spawnEvaluationWorker();
+        slot.worker = w;
+        slot.keyId = job.keyId;
+        w.on('exit', (code) => {
+          if (slot.worker !== w) return; // dropped on purpose
+          slot.worker = null;
+          slot.keyId = null;
+          this.replaced++;
+          slot.onExit?.(code);
+        });
+        w.on('error', () => {}); // 'exit' follows and answers the request
+        w.on('message', (m: FromWorker) => {
+          if ('heapBytes' in m) slot.heapBytes = Math.max(slot.heapBytes, m.heapBytes);
+          slot.onMessage?.(m);
+        });
+        w.postMessage({ type: 'init', init: job.init() });
+        await this.await(slot, -1, 'ready');
+      }
+      const id = this.nextId++;
+      slot.worker!.postMessage({ type: 'sample', id, inputs: job.inputs, trace: false });
+      const done = await this.await(slot, id, 'sampleDone');
+      if (done.type !== 'sampleDone') throw new Error('internal: unexpected worker reply');
+      job.resolve({ outputs: done.outputs, ms: done.ms });
+    } catch (e) {
+      job.reject(e as Error);
+    }
+  }
+
+  /** The worker's next reply of `type` for request `id`; a death, an error or the timeout reject. */
+  private await(slot: Slot, id: number, type: 'ready' | 'sampleDone'): Promise<FromWorker> {
+    return new Promise((resolve, reject) => {
+      const finish = (err: Error | null, m?: FromWorker) => {
+        clearTimeout(timer);
+        slot.onMessage = null;
+        slot.onExit = null;
+        if (err) reject(err);
+        else resolve(m!);
+      };
+      const timer = setTimeout(() => {
+        finish(new HttpError(504, `the evaluation ran past the server's ${this.timeoutMs / 1000} s timeout; its worker was replaced. Retry, or ask the operator for a longer --timeout`));
+        void this.drop(slot);
+        this.replaced++;
+      }, this.timeoutMs);
+      slot.onMessage = (m) => {
+        if (m.type === type && (type === 'ready' || ('id' in m && m.id === id))) finish(null, m);
+        else if (m.type === 'error' && (m.id === id || m.id === -1)) {
+          finish(new HttpError(500, `the evaluation failed in the server's worker: ${m.message}`));
+          void this.drop(slot);
+        }
+      };
+      slot.onExit = (code) =>
+        finish(new HttpError(500, `the server's evaluation worker died (exit code ${code}, e.g. SEAL's memory ran out); it is replaced for the next request. Retry`));
+    });
+  }
+
+  private async drop(slot: Slot): Promise<void> {
+    const w = slot.worker;
+    slot.worker = null;
+    slot.keyId = null;
+    slot.onExit = null;
+    if (w) await w.terminate();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const j of this.queue.splice(0)) j.reject(new HttpError(503, 'the server is shutting down'));
+    await Promise.all(this.slots.map((s) => this.drop(s)));
+  }
+}
+
+/**
+ * src/he/worker.ts, compiled (worker.js) or, under tsx (tests, benches), through a bootstrap
+ * that registers tsx first: worker threads do not inherit its loader.
+ */
+function spawnEvaluationWorker(): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../../he/worker.js', import.meta.url));
+  const url = new URL('../../he/worker.ts', import.meta.url).href;
+  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
+}

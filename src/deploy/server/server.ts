@@ -1,0 +1,265 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
+import { z } from 'zod';
+import type { WorkerInit } from '../../he/protocol.js';
+import { HepolyError } from '../../util/errors.js';
+import { ARTIFACT_FORMAT_VERSION } from '../artifact-format.js';
+import { type ServerArtifact, loadServerArtifact } from '../artifact-load.js';
+import { decodeFrames, encodeFrames, jsonPart, parseJsonPart } from '../framing.js';
+import { currentVersions } from '../versions.js';
+import { HttpError, readBody, sendBytes, sendJson } from './http-util.js';
+import { KeyStore } from './key-store.js';
+import { Metrics } from './metrics.js';
+import { WorkerPool } from './pool.js';
+import { WireChecks } from './wire-checks.js';
+
+/**
+ * `hepoly serve DIR/server`: the evaluating party over HTTP. It holds the artifact (program,
+ * parameters), clients' public evaluation keys (on disk, by key id) and ciphertexts, never a
+ * secret key, so it cannot read what it computes on. Routes:
+ *   POST /v1/keys            framed [public, relin, Galois] keys -> {key_id} (stored atomically)
+ *   GET|DELETE /v1/keys/:id
+ *   POST /v1/predict         framed [meta JSON, ciphertexts...] -> framed [meta JSON, ciphertexts...]
+ *   GET /v1/health, GET /v1/model, GET /metrics
+ * A bad request gets a 4xx JSON {error} and the server goes on serving.
+ */
+
+export interface ServeOptions {
+  artifactDir: string;
+  host?: string;
+  /** 0: any free port (the URL says which) */
+  port?: number;
+  keysDir?: string;
+  workers?: number;
+  token?: string;
+  /** evaluation keys expire this long after their upload */
+  keyTtlMs?: number;
+  maxKeyBytes?: number;
+  maxRequestBytes?: number;
+  /** one sample's evaluation may take this long before its worker is replaced */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_KEY_TTL_MS = 7 * 24 * 3600 * 1000;
+const DEFAULT_MAX_KEY_BYTES = 512 * 2 ** 20;
+const DEFAULT_MAX_REQUEST_BYTES = 64 * 2 ** 20;
+
+const PredictMeta = z.object({
+  key_id: z.string(),
+  server_digest: z.string(),
+  artifact_format: z.number(),
+  samples: z.number().int().min(1).max(1024),
+});
+
+export class DeployServer {
+  readonly metrics = new Metrics();
+  private constructor(
+    readonly artifact: ServerArtifact,
+    readonly keys: KeyStore,
+    readonly pool: WorkerPool,
+    private readonly checks: WireChecks,
+    private readonly http: Server,
+    readonly url: string,
+  ) {}
+
+  static async start(o: ServeOptions): Promise<DeployServer> {
+    const artifact = loadServerArtifact(o.artifactDir);
+    const m = artifact.manifest;
+    const here = currentVersions();
+    if (m.versions.node_seal !== here.node_seal || m.versions.seal !== here.seal) {
+      throw new HepolyError(
+        `${o.artifactDir}: exported with node-seal ${m.versions.node_seal} (SEAL ${m.versions.seal}), this hepoly has node-seal ${here.node_seal} (SEAL ${here.seal}); their serializations may differ. Export the artifact again with this hepoly`,
+      );
+    }
+    const keys = new KeyStore(o.keysDir ?? `${o.artifactDir.replace(/\/+$/, '')}-keys`, o.keyTtlMs ?? DEFAULT_KEY_TTL_MS);
+    const checks = await WireChecks.create(m.params, m.rotation_steps, m.input_ciphertexts);
+    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000);
+    const http = createServer();
+    await new Promise<void>((resolve, reject) => {
+      http.once('error', (e: NodeJS.ErrnoException) =>
+        reject(new HepolyError(`--port ${o.port ?? 8080}: cannot listen on ${o.host ?? '127.0.0.1'} (${e.code ?? e.message}). Pick another --port or --host`)),
+      );
+      http.listen(o.port ?? 8080, o.host ?? '127.0.0.1', () => resolve());
+    });
+    const addr = http.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    const server = new DeployServer(artifact, keys, pool, checks, http, `http://${host}:${addr.port}`);
+    const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES };
+    http.on('request', (req, res) => void server.handle(req, res, o.token, limits));
+    return server;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse, token: string | undefined, limits: { key: number; request: number }): Promise<void> {
+    const t0 = performance.now();
+    let route = 'unknown';
+    let status = 500;
+    try {
+      const path = new URL(req.url ?? '/', 'http://server').pathname;
+      const keyPath = /^\/v1\/keys\/([^/]*)$/.exec(path);
+      route = keyPath ? '/v1/keys/:id' : ['/v1/health', '/v1/model', '/metrics', '/v1/keys', '/v1/predict'].includes(path) ? path : 'unknown';
+      if (token !== undefined) authorize(req, token);
+      const method = req.method ?? 'GET';
+      const want = (m: string) => {
+        if (method !== m) throw new HttpError(405, `${method} ${path}: use ${m}`);
+      };
+      if (route === '/v1/health') {
+        want('GET');
+        status = 200;
+        sendJson(res, 200, { status: 'ok', workers: this.pool.size, busy: this.pool.busyWorkers, queue: this.pool.queueDepth });
+      } else if (route === '/v1/model') {
+        want('GET');
+        status = 200;
+        sendJson(res, 200, this.describe());
+      } else if (route === '/metrics') {
+        want('GET');
+        status = 200;
+        const text = this.metricsText();
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+        res.end(text);
+      } else if (route === '/v1/keys') {
+        want('POST');
+        const r = await this.uploadKeys(req, limits.key);
+        status = 201;
+        sendJson(res, 201, r);
+      } else if (keyPath) {
+        const id = KeyStore.checkId(decodeURIComponent(keyPath[1]));
+        if (method === 'DELETE') {
+          if (!this.keys.delete(id)) throw new HttpError(404, `key id ${id.slice(0, 12)}...: unknown on this server`);
+          status = 204;
+          res.writeHead(204).end();
+        } else {
+          want('GET');
+          const meta = this.keys.meta(id);
+          status = 200;
+          sendJson(res, 200, { key_id: id, expires_at: meta.expires_at, bytes: meta.bytes });
+        }
+      } else if (route === '/v1/predict') {
+        want('POST');
+        const body = await this.predict(req, limits.request);
+        status = 200;
+        sendBytes(res, 200, body);
+      } else {
+        throw new HttpError(404, `${path}: no such route. Routes: POST /v1/keys, GET|DELETE /v1/keys/:id, POST /v1/predict, GET /v1/health, GET /v1/model, GET /metrics`);
+      }
+    } catch (e) {
+      const err = e instanceof HttpError ? e : new HttpError(500, `internal error: ${(e as Error)?.message ?? String(e)}`);
+      status = err.status;
+      if (!res.headersSent) {
+        if (status === 413) res.setHeader('connection', 'close');
+        if (status === 401) res.setHeader('www-authenticate', 'Bearer');
+        sendJson(res, status, { error: err.message });
+      } else res.destroy();
+    } finally {
+      this.metrics.observe(route, status, (performance.now() - t0) / 1000);
+    }
+  }
+
+  /** The public description: what a client may know, and check its artifact against. */
+  describe(): Record<string, unknown> {
+    const m = this.artifact.manifest;
+    return {
+      format: m.format,
+      digest: m.digest,
+      versions: m.versions,
+      params: m.params,
+      packing: m.packing,
+      rotation_steps: m.rotation_steps,
+      input_shape: m.input_shape,
+      classes: m.classes,
+      input_ciphertexts: m.input_ciphertexts,
+      output_ciphertexts: m.output_ciphertexts,
+      depth: m.depth,
+    };
+  }
+
+  metricsText(): string {
+    return this.metrics.render({
+      queueDepth: this.pool.queueDepth,
+      workers: this.pool.size,
+      busyWorkers: this.pool.busyWorkers,
+      workerHeapBytes: this.pool.heapBytes,
+      workersReplaced: this.pool.replaced,
+      workersRekeyed: this.pool.rekeyed,
+      keysStored: this.keys.count(),
+    });
+  }
+
+  private async uploadKeys(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
+    requireOctets(req);
+    const body = await readBody(req, limit, 'POST /v1/keys');
+    this.checks.checkKeys(body);
+    const id = createHash('sha256').update(body).digest('hex');
+    const meta = this.keys.put(id, body, this.artifact.manifest.digest);
+    return { key_id: id, expires_at: meta.expires_at, bytes: meta.bytes };
+  }
+
+  private async predict(req: IncomingMessage, limit: number): Promise<Uint8Array> {
+    requireOctets(req);
+    const body = await readBody(req, limit, 'POST /v1/predict');
+    let parts: Uint8Array[];
+    let raw: unknown;
+    try {
+      parts = decodeFrames(body, 'POST /v1/predict');
+      raw = parseJsonPart(parts[0], 'POST /v1/predict');
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+    const parsed = PredictMeta.safeParse(raw);
+    if (!parsed.success) {
+      const i = parsed.error.issues[0];
+      throw new HttpError(400, `POST /v1/predict: meta.${i.path.join('.')}: ${i.message}. Expected {key_id, server_digest, artifact_format, samples}`);
+    }
+    const meta = parsed.data;
+    const m = this.artifact.manifest;
+    if (meta.artifact_format !== ARTIFACT_FORMAT_VERSION) {
+      throw new HttpError(409, `POST /v1/predict: the client artifact is format ${meta.artifact_format}, this server speaks format ${ARTIFACT_FORMAT_VERSION}. Export the artifacts again with one hepoly version`);
+    }
+    if (meta.server_digest !== m.digest) {
+      throw new HttpError(409, `POST /v1/predict: the client artifact was exported for the model with digest ${meta.server_digest.slice(0, 12)}, this server serves ${m.digest.slice(0, 12)}. Use the client artifact exported with this server's artifact`);
+    }
+    const keyId = KeyStore.checkId(meta.key_id);
+    const stored = this.keys.get(keyId);
+    if (stored.meta.server_digest !== m.digest) {
+      throw new HttpError(409, `key id ${keyId.slice(0, 12)}...: uploaded for another model (digest ${stored.meta.server_digest.slice(0, 12)}). Upload keys made with this model's client artifact`);
+    }
+    const per = m.input_ciphertexts;
+    if (parts.length - 1 !== meta.samples * per) {
+      throw new HttpError(400, `POST /v1/predict: ${parts.length - 1} ciphertexts for ${meta.samples} samples; this model takes ${per} per sample`);
+    }
+    const samples = Array.from({ length: meta.samples }, (_, s) => parts.slice(1 + s * per, 1 + (s + 1) * per).map((p) => Uint8Array.from(p)));
+    samples.forEach((cts, s) => this.checks.checkInputs(cts, s));
+    const init = (): WorkerInit => {
+      const [publicKey, relinKeys, galoisKeys] = decodeFrames(stored.bytes, `key id ${keyId}`);
+      return { params: m.params, publicKey, relinKeys, galoisKeys: galoisKeys.length ? galoisKeys : null, program: this.artifact.program, packing: 'sample', keepAll: false, memoryBudget: 2e9, mode: 'seal' };
+    };
+    const results = await Promise.all(samples.map((cts) => this.pool.run(keyId, init, cts)));
+    return encodeFrames([jsonPart({ samples: results.length, ms: results.map((r) => r.ms) }), ...results.flatMap((r) => r.outputs)]);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.http.close(() => resolve());
+      this.http.closeAllConnections();
+    });
+    await this.pool.close();
+    this.checks.delete();
+  }
+}
+
+function authorize(req: IncomingMessage, token: string): void {
+  const got = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '';
+  const a = Buffer.from(got);
+  const b = Buffer.from(token);
+  if (a.length !== b.length || !timingSafeEqual(a, b)) {
+    throw new HttpError(401, got ? 'Authorization: wrong bearer token' : 'Authorization: missing; this server needs `Authorization: Bearer <token>` (hepoly predict --token)');
+  }
+}
+
+function requireOctets(req: IncomingMessage): void {
+  const type = (req.headers['content-type'] ?? '').split(';')[0].trim();
+  if (type !== 'application/octet-stream') {
+    throw new HttpError(415, `Content-Type ${JSON.stringify(type)}: send application/octet-stream (framed bytes, see src/deploy/framing.ts), never base64 JSON`);
+  }
+}

@@ -1,0 +1,115 @@
+import { CkksContext, newSeal } from '../../he/seal.js';
+import type { HeParams } from '../../he/params.js';
+import { decodeFrames } from '../framing.js';
+import { HttpError } from './http-util.js';
+
+/**
+ * What the server checks before any byte reaches a worker: uploaded keys load as SEAL keys of
+ * the artifact's parameters and cover its rotation steps; input ciphertexts load, are fresh
+ * (size 2, top level) and carry the artifact's scale. A worker that met a bad ciphertext would
+ * fail with SEAL's message or, worse, compute garbage; here the client gets a 400 that says
+ * which part is wrong. Only public material is ever loaded: this thread has no secret key.
+ */
+
+export interface EvaluationKeyBytes {
+  publicKey: Uint8Array;
+  relinKeys: Uint8Array;
+  galoisKeys: Uint8Array | null;
+}
+
+export class WireChecks {
+  private constructor(
+    private readonly ctx: CkksContext,
+    private readonly rotationSteps: number[],
+    private readonly inputCts: number,
+  ) {}
+
+  static async create(params: HeParams, rotationSteps: number[], inputCts: number): Promise<WireChecks> {
+    const seal = await newSeal();
+    return new WireChecks(CkksContext.create(seal, params), rotationSteps, inputCts);
+  }
+
+  /** A key upload: framed [public key, relinearization keys, Galois keys (empty: none)]. */
+  checkKeys(body: Uint8Array): EvaluationKeyBytes {
+    let parts: Uint8Array[];
+    try {
+      parts = decodeFrames(body, 'POST /v1/keys');
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+    if (parts.length !== 3) throw new HttpError(400, `POST /v1/keys: expected 3 parts (public key, relinearization keys, Galois keys), found ${parts.length}`);
+    const [publicKey, relinKeys, galois] = parts;
+    const seal = this.ctx.seal;
+    const p = this.ctx.params;
+    const wrongParams = `keys for other CKKS parameters (this model uses N=${p.polyModulusDegree}, primes [${p.coeffModulusBits.join(', ')}]). Make the keys with this model's client artifact`;
+    this.load('public key', () => seal.PublicKey(), publicKey, wrongParams);
+    this.load('relinearization keys', () => seal.RelinKeys(), relinKeys, wrongParams);
+    if (!this.rotationSteps.length) return { publicKey, relinKeys, galoisKeys: galois.length ? galois : null };
+    if (!galois.length) throw new HttpError(400, `POST /v1/keys: Galois keys: missing; this model rotates by ${this.rotationSteps.length} steps. Make the keys with this model's client artifact`);
+    const gk = seal.GaloisKeys();
+    try {
+      gk.loadArray(this.ctx.context, galois);
+    } catch (e) {
+      gk.delete();
+      throw new HttpError(400, `POST /v1/keys: Galois keys: do not load (${sealMessage(e)}): ${wrongParams}`);
+    }
+    const missing = this.rotationSteps.filter((s) => !gk.hasKey(galoisElement(s, p.polyModulusDegree)));
+    gk.delete();
+    if (missing.length) {
+      throw new HttpError(400, `POST /v1/keys: Galois keys: no key for rotation steps ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}. Make the keys with this model's client artifact (its rotation_steps)`);
+    }
+    return { publicKey, relinKeys, galoisKeys: galois };
+  }
+
+  private load(what: string, make: () => { loadArray(c: CkksContext['context'], b: Uint8Array): void; delete(): void }, bytes: Uint8Array, fix: string): void {
+    const obj = make();
+    try {
+      obj.loadArray(this.ctx.context, bytes);
+    } catch (e) {
+      throw new HttpError(400, `POST /v1/keys: ${what}: do not load (${sealMessage(e)}): ${fix}`);
+    } finally {
+      obj.delete();
+    }
+  }
+
+  /** One sample's input ciphertexts, as the client artifact's layout makes them. */
+  checkInputs(cts: Uint8Array[], sample: number): void {
+    if (cts.length !== this.inputCts) throw new HttpError(400, `POST /v1/predict: sample ${sample}: ${cts.length} ciphertexts, this model takes ${this.inputCts} per sample`);
+    const seal = this.ctx.seal;
+    const want = this.ctx.params.scaleBits;
+    cts.forEach((bytes, k) => {
+      const ct = seal.CipherText();
+      try {
+        try {
+          ct.loadArray(this.ctx.context, bytes);
+        } catch (e) {
+          throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: does not deserialize with this model's CKKS parameters (${sealMessage(e)})`);
+        }
+        const level = ct.coeffModulusSize - 1;
+        if (ct.size !== 2) throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: size ${ct.size}, expected a fresh ciphertext of size 2`);
+        if (level !== this.ctx.topLevel) throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: at level ${level}, expected a fresh encryption at level ${this.ctx.topLevel}`);
+        const bits = Math.log2(ct.scale);
+        if (Math.abs(bits - want) > 1e-6) throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: scale 2^${bits.toFixed(2)}, expected 2^${want} (encode at the client artifact's scale_bits)`);
+      } finally {
+        ct.delete();
+      }
+    });
+  }
+
+  delete(): void {
+    this.ctx.delete();
+  }
+}
+
+/** SEAL's Galois element for a left rotation by `step` slots: 3^step mod 2N. */
+export function galoisElement(step: number, N: number): number {
+  const m = 2 * N;
+  let e = 1;
+  for (let k = 0; k < step; k++) e = (e * 3) % m;
+  return e;
+}
+
+function sealMessage(e: unknown): string {
+  const m = e instanceof Error ? e.message : String(e);
+  return m.length > 200 ? `${m.slice(0, 200)}...` : m;
+}
