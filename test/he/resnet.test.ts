@@ -28,7 +28,7 @@ type Skip = 'standard' | 'dirac' | 'shared-source';
 
 /** A ResNet as the recipe builds it, shrunk: 6x6 input padded to 8, widths [2, 2, 4]. */
 function tinyResnet(skip: Skip, depth = 8): { graph: Graph; weights: WeightMap } {
-  const graph = buildResnet({ kind: 'resnet', depth, widths: [2, 2, 4], skip, pad_to: 8, activation: { kind: 'quad' } }, [6, 6, 1], 3);
+  const graph = buildResnet({ kind: 'resnet', depth, widths: [2, 2, 4], skip, post_add_bn: true, pad_to: 8, activation: { kind: 'quad' } }, [6, 6, 1], 3);
   const weights = randomWeights(graph, 11);
   // a visible identity share, so a missed Dirac fold changes the logits
   for (const [k, t] of weights) if (k.endsWith('/alpha')) t.data.fill(0.8);

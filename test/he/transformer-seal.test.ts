@@ -81,8 +81,8 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
         return r;
       };
     }
-    const free = be.free.bind(be);
-    be.free = (c) => {
+    const free = be.free.bind(be) as (c: unknown) => void;
+    (be as unknown as { free: (c: unknown) => void }).free = (c: unknown) => {
       expect(live.delete(c), 'a ciphertext freed twice or never made').to.equal(true);
       free(c);
     };

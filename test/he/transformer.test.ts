@@ -25,7 +25,7 @@ function trainTiny(graph: Graph, x: tf.Tensor, labels: number[], steps: number):
   const init = initWeights(graph, 5);
   const vars = new Map([...init].map(([k, w]) => [k, tf.variable(tf.tensor(w.data, w.shape), true, `he-${graph.inputShape.join('x')}-${k}`)]));
   const y = tf.oneHot(tf.tensor1d(labels, 'int32'), graph.classes);
-  const opt = tf.train.adam(0.01);
+  const opt: tf.Optimizer = tf.train.adam(0.01);
   for (let i = 0; i < steps; i++) {
     const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, forward(graph, vars, x, { training: true }).logits) as tf.Scalar);
     opt.applyGradients(grads);

@@ -143,7 +143,7 @@ describe('transformer (plaintext)', function () {
     const vars = new Map([...init].map(([k, w]) => [k, tf.variable(tf.tensor(w.data, w.shape), true, `vit-${k}`)]));
     const x = tf.randomUniform([6, 28, 28, 1], 0, 1, 'float32', 1);
     const y = tf.oneHot(tf.tensor1d([0, 1, 2, 0, 1, 2], 'int32'), 3);
-    const opt = tf.train.adam(0.01);
+    const opt: tf.Optimizer = tf.train.adam(0.01);
     const losses: number[] = [];
     for (let i = 0; i < 8; i++) {
       const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, forward(g, vars, x, { training: true }).logits) as tf.Scalar);

@@ -307,7 +307,7 @@ describe('fused / SIMD training kernels match the reference tfjs ops', function 
       await tf.setBackend('wasm');
       const backend = tf.backend() as unknown as { numDataIds(): number };
       const vars = [tf.variable(tf.randomNormal([3, 3, 4, 8])), tf.variable(tf.tensor1d([0, 1, 0.1])), tf.variable(tf.ones([8])), tf.variable(tf.zeros([8]))];
-      const opt = tf.train.adam(1e-3);
+      const opt: tf.Optimizer = tf.train.adam(1e-3);
       const x = tf.randomNormal([4, 6, 6, 4]);
       const step = () =>
         tf.tidy(() => {

@@ -314,7 +314,7 @@ describe('wasm gradient kernels (Conv2DBackpropFilter & co.)', function () {
     it('releases every intermediate (no tensor or wasm buffer leaks)', async () => {
       await tf.setBackend('wasm');
       const backend = tf.backend() as unknown as { numDataIds(): number };
-      const mk = (shape: number[]) => tf.tensor(randn(shape, seed++).data, shape) as tf.Tensor4D;
+      const mk = (shape: [number, number, number, number]) => tf.tensor4d(randn(shape, seed++).data, shape);
       const x = mk([3, 9, 9, 6]);
       const w = mk([3, 3, 6, 4]); // 6 input channels: transposed-conv route
       const w2 = mk([3, 3, 2, 4]); // 2 input channels: im2col route
@@ -323,7 +323,7 @@ describe('wasm gradient kernels (Conv2DBackpropFilter & co.)', function () {
         const a = tf.conv2d(xt, wt, 2, 'valid'); // [3,4,4,4]
         const b = tf.conv2d(tf.slice(xt, [0, 0, 0, 0], [-1, -1, -1, 2]), w2t, 2, 'valid');
         const c = tf.sum(tf.depthwiseConv2d(xt, dwt, 2, 'valid'), -1, true);
-        return tf.sum(tf.square(tf.maxPool(tf.add(tf.add(a, b), c), 2, 1, 'same')));
+        return tf.sum(tf.square(tf.maxPool(tf.add(tf.add(a, b), c) as tf.Tensor4D, 2, 1, 'same')));
       };
       const g = tf.grads(loss as (...a: tf.Tensor[]) => tf.Tensor);
       tf.dispose(g([x, w, w2, dw])); // warm-up
@@ -409,8 +409,8 @@ describe('wasm gradient kernels (Conv2DBackpropFilter & co.)', function () {
         ([xt, w1t, gt, bt, w2t, dwt, wdt], [yt]) => {
           let a = tf.conv2d(xt as tf.Tensor4D, w1t as tf.Tensor4D, 1, 'same'); // 12x12x8
           const { mean, variance } = tf.moments(a, [0, 1, 2]);
-          a = tf.batchNorm(a, mean, variance, bt, gt, 1e-3);
-          a = tf.mul(tf.square(a), 0.1);
+          a = tf.batchNorm(a, mean, variance, bt, gt, 1e-3) as tf.Tensor4D;
+          a = tf.mul(tf.square(a), 0.1) as tf.Tensor4D;
           a = tf.avgPool(a, 2, 2, 'valid'); // 6x6x8
           a = tf.conv2d(a, w2t as tf.Tensor4D, 2, 'same'); // 3x3x6
           a = tf.depthwiseConv2d(a, dwt as tf.Tensor4D, 1, 'same'); // 3x3x6

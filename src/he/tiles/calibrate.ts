@@ -94,8 +94,13 @@ export function calibrationKey(p: HeParams): string {
   return `${METHOD} N=${p.polyModulusDegree} q=${p.coeffModulusBits.join(',')} node=${process.version} cpu=${cpus()[0]?.model ?? '?'}`;
 }
 
+/**
+ * Where calibrations are cached: HEPOLY_CALIBRATION_CACHE (HEPOLY_CALIBRATION, its older name)
+ * or the system temp folder. The tests point it at a temporary file of their own, so what a
+ * run measures and which packing `--packing auto` picks never depend on an earlier run's cache.
+ */
 export function defaultCachePath(): string {
-  return process.env.HEPOLY_CALIBRATION ?? join(tmpdir(), 'hepoly-he-calibration.json');
+  return process.env.HEPOLY_CALIBRATION_CACHE || process.env.HEPOLY_CALIBRATION || join(tmpdir(), 'hepoly-he-calibration.json');
 }
 
 function readCache(path: string): Record<string, Calibration> {
