@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { FederatedSchema } from '../federated/schema.js';
 
 /**
  * The recipe schema: the one place that says which keys a recipe may have, their types and
@@ -285,6 +286,8 @@ export const RecipeSchema = z.strictObject({
   init_from: z.string().optional(),
   /** prune after training (HE-PEx or magnitude), then fine-tune with the mask fixed */
   prune: PruneSchema.optional(),
+  /** federated training across parties (hepoly federate RECIPE; docs/federated.md) */
+  federated: FederatedSchema.optional(),
 });
 
 export type Recipe = z.infer<typeof RecipeSchema>;

@@ -1,0 +1,68 @@
+import { loadRecipe, shortPath } from '../recipe/load.js';
+import { HepolyError } from '../util/errors.js';
+import { Coordinator } from '../federated/coordinator.js';
+import { launchFederation } from '../federated/launcher.js';
+import { runHorizontalParty } from '../federated/horizontal/party.js';
+import { runVerticalParty } from '../federated/vertical/party.js';
+import type { Recipe } from '../recipe/schema.js';
+
+/**
+ * `hepoly federate RECIPE` (every role on this machine), `hepoly federate coordinator RECIPE
+ * --port P` and `hepoly federate party RECIPE --name N --coordinator URL` (one role each).
+ */
+export interface FederateArgs {
+  target: string;
+  recipe?: string;
+  set?: string[];
+  out?: string;
+  port?: number;
+  name?: string;
+  coordinator?: string;
+  backend?: string;
+  json?: boolean;
+}
+
+function federatedRecipe(path: string, set: string[] | undefined): { recipe: Recipe; file: string } {
+  const { recipe, file } = loadRecipe(path, set ?? []);
+  if (!recipe.federated) throw new HepolyError(`${shortPath(file)}: no federated section. Add federated: {partition, parties, ...} (see docs/federated.md), or train it with hepoly train`);
+  return { recipe, file };
+}
+
+export async function runFederate(a: FederateArgs): Promise<void> {
+  if (a.target === 'coordinator') return runCoordinatorRole(a);
+  if (a.target === 'party') return runPartyRole(a);
+  if (a.recipe) throw new HepolyError(`federate ${a.target} ${a.recipe}: expected \`federate RECIPE\`, \`federate coordinator RECIPE\` or \`federate party RECIPE\``, { exitCode: 2 });
+  const result = await launchFederation({ recipe: a.target, set: a.set, out: a.out, log: (l) => console.log(l) });
+  const fmt = (v: number | null, d = 4) => (v === null || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+  console.log(
+    `${result.partition} federation of ${result.parties} parties, ${result.rounds} rounds: val_accuracy ${fmt(result.val_accuracy)}, test_accuracy ${fmt(result.test_accuracy)}, auprc ${fmt(result.auprc)}` +
+      (result.epsilon !== null ? `, (epsilon ${result.epsilon.toFixed(3)}, delta ${result.delta})` : '') +
+      `; ${(result.bytes_per_round / 1e6).toFixed(2)} MB per round, ${result.seconds_per_round.toFixed(2)} s per round${result.checkpoint ? `; checkpoint ${shortPath(result.checkpoint)}` : ''}`,
+  );
+  if (a.json) {
+    const { party_results: _omit, ...rest } = result;
+    console.log(JSON.stringify(rest));
+  }
+}
+
+async function runCoordinatorRole(a: FederateArgs): Promise<void> {
+  if (!a.recipe) throw new HepolyError('federate coordinator: name the recipe: hepoly federate coordinator RECIPE --port P', { exitCode: 2 });
+  const { recipe } = federatedRecipe(a.recipe, a.set);
+  const fed = recipe.federated!;
+  const c = new Coordinator({ parties: fed.parties.map((p) => p.name), polyModulusDegree: fed.he.poly_modulus_degree, roundTimeoutS: fed.round_timeout });
+  const url = await c.listen(a.port ?? 8470);
+  console.log(`coordinator listening on ${url} for ${fed.parties.map((p) => p.name).join(', ')}`);
+  await c.finished;
+  c.close();
+  console.log(JSON.stringify({ role: 'coordinator', bytes_in: c.bytesIn, bytes_out: c.bytesOut, parties_left: c.aliveParties }));
+}
+
+async function runPartyRole(a: FederateArgs): Promise<void> {
+  if (!a.recipe || !a.name || !a.coordinator) {
+    throw new HepolyError('federate party: usage: hepoly federate party RECIPE --name NAME --coordinator http://HOST:PORT', { exitCode: 2 });
+  }
+  const { recipe, file } = federatedRecipe(a.recipe, a.set);
+  const opts = { recipe, recipeFile: shortPath(file), name: a.name, coordinator: a.coordinator.replace(/\/$/, ''), outDir: a.out, backend: a.backend, log: (l: string) => console.log(l) };
+  const result = recipe.federated!.partition === 'vertical' ? await runVerticalParty(opts) : await runHorizontalParty(opts);
+  if (a.json) console.log(JSON.stringify(result));
+}

@@ -1,0 +1,64 @@
+import { HepolyError } from '../util/errors.js';
+import { decodeMessage, encodeMessage, type Message } from './wire.js';
+
+/**
+ * A party's connection to the coordinator: binary messages over HTTP on one URL. Long polls
+ * (the coordinator answers 204 when nothing is ready yet) are retried here; a coordinator that
+ * cannot be reached for `connectTimeoutMs` ends the run with a message saying so.
+ */
+export class CoordinatorClient {
+  bytesSent = 0;
+  bytesReceived = 0;
+
+  constructor(
+    readonly url: string,
+    readonly me: string,
+    private readonly connectTimeoutMs = Number(process.env.HEPOLY_FED_CONNECT_TIMEOUT_MS ?? 15000),
+  ) {}
+
+  /** POSTs a message and returns the reply. */
+  post(path: string, header: Record<string, unknown>, blobs: Uint8Array[] = []): Promise<Message> {
+    const body = encodeMessage({ header: { from: this.me, ...header }, blobs });
+    return this.request(path, body);
+  }
+
+  /** Long-polls until the coordinator has an answer. */
+  async poll(path: string, query: Record<string, string | number>): Promise<Message> {
+    const q = new URLSearchParams({ from: this.me, ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, String(v)])) });
+    for (;;) {
+      const m = await this.request(`${path}?${q}`, null);
+      if (!m.header.retry) return m;
+    }
+  }
+
+  private async request(path: string, body: Buffer | null): Promise<Message> {
+    const started = Date.now();
+    for (;;) {
+      let res: Response;
+      try {
+        res = await fetch(`${this.url}${path}`, {
+          method: body ? 'POST' : 'GET',
+          body: body ? (new Uint8Array(body.buffer, body.byteOffset, body.byteLength) as unknown as BodyInit) : undefined,
+          headers: { 'content-type': 'application/octet-stream' },
+        });
+      } catch (e) {
+        const code = ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message) || 'no answer';
+        if (Date.now() - started > this.connectTimeoutMs) {
+          throw new HepolyError(
+            `party ${this.me}: cannot reach the coordinator at ${this.url} (${code}) for ${Math.round(this.connectTimeoutMs / 1000)} s. Start it first (hepoly federate coordinator RECIPE --port P) and pass its address with --coordinator http://HOST:P`,
+            { cause: e },
+          );
+        }
+        await new Promise((r) => setTimeout(r, 250));
+        continue;
+      }
+      if (body) this.bytesSent += body.length;
+      if (res.status === 204) return { header: { retry: true }, blobs: [] };
+      const buf = Buffer.from(await res.arrayBuffer());
+      this.bytesReceived += buf.length;
+      const m = decodeMessage(buf);
+      if (res.status >= 400) throw new HepolyError(String(m.header.error ?? `coordinator answered ${res.status}`), { exitCode: Number(m.header.exitCode ?? 1) });
+      return m;
+    }
+  }
+}
