@@ -1,0 +1,83 @@
+import type { CnnLayerConfig, ModelConfig } from '../recipe/schema.js';
+import type { ActivationSpec, Graph } from '../models/graph.js';
+import { INPUT, inferShapes } from '../models/graph.js';
+import { buildGraph } from '../models/build.js';
+
+/**
+ * The recipe `model:` section written beside an imported network. The checkpoint's graph
+ * (model.json) is what every command runs; the section matters to commands that rebuild or
+ * reshape the model (prune, init_from). A sequential network gets the `cnn` (or `mlp`) layer
+ * list that rebuilds exactly its graph, names included; others get a stand-in and say so.
+ */
+export function modelSection(graph: Graph): { model: ModelConfig; exact: boolean } {
+  for (const model of [mlpSection(graph), cnnSection(graph)]) {
+    if (model && rebuilds(model, graph)) return { model, exact: true };
+  }
+  const residual = graph.nodes.some((n) => n.layer.op === 'add');
+  // a stand-in: prune refuses resnets (residual adds tie channels), which is right for these graphs too
+  const model: ModelConfig = residual
+    ? { kind: 'resnet', depth: 8, widths: [16, 32, 64], skip: 'standard', post_add_bn: true, activation: { kind: 'quad' } } as unknown as ModelConfig
+    : { kind: 'cnn', activation: { kind: 'quad' }, layers: [{ type: 'dense', bias: true }] } as unknown as ModelConfig;
+  return { model, exact: false };
+}
+
+function rebuilds(model: ModelConfig, graph: Graph): boolean {
+  try {
+    const rebuilt = buildGraph(model, graph.inputShape, graph.classes);
+    return JSON.stringify(rebuilt) === JSON.stringify(graph);
+  } catch {
+    return false;
+  }
+}
+
+const sequential = (graph: Graph) => graph.nodes.every((n, i) => n.inputs.length === 1 && n.inputs[0] === (i === 0 ? INPUT : graph.nodes[i - 1].name));
+
+function activationConfig(a: ActivationSpec): Record<string, unknown> {
+  return a.kind === 'poly' ? { kind: 'poly', degree: a.degree } : a.kind === 'relu-approx' ? { ...a } : { kind: a.kind };
+}
+
+function cnnSection(graph: Graph): ModelConfig | null {
+  if (!sequential(graph) || graph.inputShape.length !== 3) return null;
+  const layers: Record<string, unknown>[] = [];
+  const shapes = inferShapes(graph);
+  for (const n of graph.nodes) {
+    const L = n.layer;
+    switch (L.op) {
+      case 'conv2d':
+        layers.push({ type: 'conv', filters: L.filters, kernel: L.kernel, stride: L.stride, padding: L.padding, bias: L.bias });
+        break;
+      case 'activation':
+        layers.push({ type: 'activation', activation: activationConfig(L.activation) });
+        break;
+      case 'avgpool':
+        layers.push({ type: 'avgpool', size: L.size, stride: L.stride });
+        break;
+      case 'global_avgpool':
+        layers.push({ type: 'global_avgpool' });
+        break;
+      case 'batchnorm':
+        layers.push({ type: 'batchnorm', momentum: L.momentum, epsilon: L.epsilon });
+        break;
+      case 'flatten':
+        layers.push({ type: 'flatten' });
+        break;
+      case 'pad':
+        layers.push({ type: 'pad', to: shapes.get(n.name)![0] });
+        break;
+      case 'dense':
+        layers.push({ type: 'dense', ...(n.name === graph.output ? {} : { units: L.units }), bias: L.bias });
+        break;
+      default:
+        return null;
+    }
+  }
+  return { kind: 'cnn', activation: { kind: 'quad' }, layers: layers as CnnLayerConfig[] } as ModelConfig;
+}
+
+function mlpSection(graph: Graph): ModelConfig | null {
+  const act = graph.nodes.find((n) => n.layer.op === 'activation');
+  const hidden = graph.nodes.filter((n) => n.layer.op === 'dense' && n.name !== graph.output).map((n) => (n.layer as { units: number }).units);
+  if (!act || act.layer.op !== 'activation') return null;
+  const batchnorm = graph.nodes.some((n) => n.layer.op === 'batchnorm');
+  return { kind: 'mlp', hidden, batchnorm, activation: activationConfig(act.layer.activation) } as unknown as ModelConfig;
+}
