@@ -8,7 +8,6 @@ import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
 import { runPrune } from './prune.js';
 import { runHePlan } from './he-plan.js';
-import { runFederate } from './federate.js';
 import { runExport } from './export.js';
 import { runServe } from './serve.js';
 import { runPredict } from './predict.js';
@@ -112,22 +111,6 @@ export async function main(argv: string[]): Promise<number> {
         (a) => runPrune({ checkpoint: a.checkpoint, sparsity: a.sparsity, method: a.method, tile: a.tile, epochs: a.epochs, lr: a.lr, expand: a.expand, out: a.out, backend: a.backend, json: a.json }),
       )
       .command(
-        'federate <target> [recipe]',
-        'federated training: `federate RECIPE` runs every role here as separate processes; `federate coordinator RECIPE --port P` and `federate party RECIPE --name N --coordinator URL` run one role',
-        (y) =>
-          y
-            .positional('target', { type: 'string', demandOption: true, describe: 'a recipe with a federated section, or the role: coordinator | party' })
-            .positional('recipe', { type: 'string', describe: 'the recipe, after a role' })
-            .option('set', { type: 'string', array: true, describe: 'override a recipe key (repeatable), passed to every role' })
-            .option('out', { type: 'string', describe: 'checkpoint directory of the federated model (default checkpoints/<name>)' })
-            .option('port', { type: 'number', describe: 'coordinator: port on 127.0.0.1 (0: any free port)' })
-            .option('name', { type: 'string', describe: 'party: its name in federated.parties' })
-            .option('coordinator', { type: 'string', describe: 'party: the coordinator URL, e.g. http://127.0.0.1:8470' })
-            .option('backend', { type: 'string' })
-            .option('json', { type: 'boolean', default: false, describe: 'print a JSON object as the last line' }),
-        (a) => runFederate({ target: a.target, recipe: a.recipe, set: a.set, out: a.out, port: a.port, name: a.name, coordinator: a.coordinator, backend: a.backend, json: a.json }),
-      )
-      .command(
         'sample <checkpoint>',
         'generate text with a character-level language model (a text recipe, e.g. charlm-poly)',
         (y) =>
@@ -170,8 +153,9 @@ export async function main(argv: string[]): Promise<number> {
             .option('key-ttl', { type: 'number', describe: 'seconds an uploaded key set stays valid (default 7 days)' })
             .option('timeout', { type: 'number', describe: 'seconds one evaluation may take before its worker is replaced (default 600)' })
             .option('max-key-mb', { type: 'number', describe: 'largest key upload (default 512)' })
-            .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' }),
-        (a) => runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb }),
+            .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' })
+            .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' }),
+        (a) => runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors }),
       )
       .command(
         'predict <dir>',

@@ -13,6 +13,7 @@ export interface ServeArgs {
   timeout?: number;
   maxKeyMb?: number;
   maxRequestMb?: number;
+  cors?: string;
 }
 
 /**
@@ -36,6 +37,7 @@ export async function runServe(a: ServeArgs): Promise<void> {
     timeoutMs: (positive(a.timeout, '--timeout') ?? 600) * 1000,
     maxKeyBytes: (positive(a.maxKeyMb, '--max-key-mb') ?? 512) * 2 ** 20,
     maxRequestBytes: (positive(a.maxRequestMb, '--max-request-mb') ?? 64) * 2 ** 20,
+    corsOrigin: a.cors,
   });
   const m = server.artifact.manifest;
   console.log(`serving ${a.dir} on ${server.url}`);

@@ -40,6 +40,8 @@ export interface ServeOptions {
   maxRequestBytes?: number;
   /** one sample's evaluation may take this long before its worker is replaced */
   timeoutMs?: number;
+  /** answer CORS preflights and allow this origin ('*': any), for browser clients on another origin */
+  corsOrigin?: string;
 }
 
 export const DEFAULT_KEY_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -87,7 +89,10 @@ export class DeployServer {
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const server = new DeployServer(artifact, keys, pool, checks, http, `http://${host}:${addr.port}`);
     const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES };
-    http.on('request', (req, res) => void server.handle(req, res, o.token, limits));
+    http.on('request', (req, res) => {
+      if (o.corsOrigin && allowCors(req, res, o.corsOrigin)) return;
+      void server.handle(req, res, o.token, limits);
+    });
     return server;
   }
 
@@ -246,6 +251,16 @@ export class DeployServer {
     await this.pool.close();
     this.checks.delete();
   }
+}
+
+/** CORS headers on every answer; a preflight (OPTIONS, which carries no token) is answered here. */
+function allowCors(req: IncomingMessage, res: ServerResponse, origin: string): boolean {
+  res.setHeader('access-control-allow-origin', origin);
+  res.setHeader('access-control-allow-headers', 'authorization, content-type');
+  res.setHeader('access-control-allow-methods', 'GET, POST, DELETE, OPTIONS');
+  if (req.method !== 'OPTIONS') return false;
+  res.writeHead(204).end();
+  return true;
 }
 
 function authorize(req: IncomingMessage, token: string): void {
