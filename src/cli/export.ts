@@ -1,5 +1,6 @@
 import { HepolyError } from '../util/errors.js';
 import { exportHeArtifacts } from '../deploy/export.js';
+import { runExportOnnx } from './export-onnx.js';
 
 /** Options of `hepoly export`, as the CLI parses them. */
 export interface ExportArgs {
@@ -20,7 +21,8 @@ export async function runExport(a: ExportArgs): Promise<void> {
   const format = a.format ?? 'he';
   if (format === 'he') return exportHe(a);
   // other formats plug in here, one line each (onnx: src/onnx/export.ts)
-  throw new HepolyError(`--format ${format}: unknown export format. Use --format he (encrypted-inference artifacts)`, { exitCode: 2 });
+  if (format === 'onnx') return runExportOnnx(a);
+  throw new HepolyError(`--format ${format}: unknown export format. Use --format he (encrypted-inference artifacts) or --format onnx (the plaintext network as an ONNX model)`, { exitCode: 2 });
 }
 
 async function exportHe(a: ExportArgs): Promise<void> {

@@ -1,0 +1,40 @@
+import { HepolyError } from '../util/errors.js';
+import { shortPath } from '../recipe/load.js';
+import { initBackend } from '../train/backend.js';
+import { importCheckpoint } from '../onnx/import.js';
+
+export interface ImportArgs {
+  model: string;
+  data: string;
+  layout?: string;
+  out?: string;
+  backend?: string;
+  json?: boolean;
+}
+
+/** `hepoly import MODEL.onnx --data RECIPE.yaml`: an ONNX network becomes a hepoly checkpoint. */
+export async function runImport(a: ImportArgs): Promise<void> {
+  if (a.layout !== undefined && a.layout !== 'nchw' && a.layout !== 'nhwc') {
+    throw new HepolyError(`--layout: expected nchw (PyTorch exports) or nhwc (Keras / tf2onnx exports), found "${a.layout}"`, { exitCode: 2 });
+  }
+  const backend = await initBackend(a.backend);
+  console.log(`backend: ${backend}`);
+  const r = await importCheckpoint({ model: a.model, data: a.data, layout: a.layout as 'nchw' | 'nhwc' | undefined, out: a.out, backend, log: (l) => console.log(l) });
+  console.log(`wrote ${shortPath(r.checkpoint)}${r.model_section === 'stand-in' ? ' (its recipe model: section is a stand-in; the network is the graph in model.json)' : ''}`);
+  console.log(`next: hepoly summary ${shortPath(r.checkpoint)}, hepoly he-validate ${shortPath(r.checkpoint)}`);
+  if (a.json) {
+    console.log(
+      JSON.stringify({
+        checkpoint: r.checkpoint,
+        layers: r.layers,
+        activations: r.activations.map((x) => ({ name: x.name, kind: x.kind, coeffs: x.coeffs, onnx_nodes: x.onnx_nodes })),
+        accuracy: r.accuracy,
+        onnx_accuracy: r.onnx_accuracy,
+        max_abs_diff: r.max_abs_diff,
+        split: r.split,
+        samples: r.samples,
+        layout: r.layout,
+      }),
+    );
+  }
+}
