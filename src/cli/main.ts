@@ -12,6 +12,7 @@ import { runExport } from './export.js';
 import { runServe } from './serve.js';
 import { runPredict } from './predict.js';
 import { runSchema } from './schema.js';
+import { runImport } from './import.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -126,12 +127,25 @@ export async function main(argv: string[]): Promise<number> {
       )
       .command('schema', 'print the recipe JSON Schema (hepoly schema > recipe.schema.json), for editors and validators', (y) => y, () => runSchema())
       .command(
+        'import <model>',
+        'read an ONNX polynomial network (PyTorch / Keras export) into a hepoly checkpoint, checked against onnxruntime',
+        (y) =>
+          y
+            .positional('model', { type: 'string', demandOption: true, describe: 'the .onnx file' })
+            .option('data', { type: 'string', demandOption: true, describe: 'a recipe whose data: section (and optional name:) describes the data the model was trained on' })
+            .option('layout', { type: 'string', choices: ['nchw', 'nhwc'], describe: 'input layout when the ONNX input shape does not tell (PyTorch: nchw, Keras: nhwc)' })
+            .option('out', { type: 'string', describe: 'checkpoint directory (default checkpoints/<model file name>)' })
+            .option('backend', { type: 'string' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runImport({ model: a.model, data: a.data, layout: a.layout, out: a.out, backend: a.backend, json: a.json }),
+      )
+      .command(
         'export <checkpoint>',
         'write deployable artifacts: --format he gives DIR/server (program, params; nothing secret) and DIR/client (params, preprocessing, layouts; no weights)',
         (y) =>
           y
             .positional('checkpoint', { type: 'string', demandOption: true })
-            .option('format', { type: 'string', default: 'he', describe: 'he: encrypted-inference artifacts for hepoly serve / hepoly predict' })
+            .option('format', { type: 'string', default: 'he', describe: 'he: encrypted-inference artifacts for hepoly serve / hepoly predict; onnx: the plaintext network as MODEL.onnx (--out MODEL.onnx)' })
             .option('out', { type: 'string', describe: 'output folder (gets server/ and client/)' })
             .option('packing', { type: 'string', default: 'sample', describe: 'sample (one sample per request: latency); the only one served so far' })
             .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
