@@ -12,6 +12,7 @@ import { runExport } from './export.js';
 import { runServe } from './serve.js';
 import { runPredict } from './predict.js';
 import { runSchema } from './schema.js';
+import { runReport } from './report.js';
 import { runImport } from './import.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
@@ -124,6 +125,17 @@ export async function main(argv: string[]): Promise<number> {
             .option('backend', { type: 'string' })
             .option('json', { type: 'boolean', default: false }),
         (a) => runSample({ checkpoint: a.checkpoint, prompt: a.prompt, length: a.length, temperature: a.temperature, seed: a.seed, backend: a.backend, json: a.json }),
+      )
+      .command(
+        'report <checkpoint>',
+        'training report: loss, accuracy, learning rate, activation ranges, confusion matrix, layers (HTML, SVG, PNG)',
+        (y) =>
+          y
+            .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('out', { type: 'string', describe: 'report folder (default CHECKPOINT/report)' })
+            .option('backend', { type: 'string' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runReport({ checkpoint: a.checkpoint, out: a.out, backend: a.backend, json: a.json }),
       )
       .command('schema', 'print the recipe JSON Schema (hepoly schema > recipe.schema.json), for editors and validators', (y) => y, () => runSchema())
       .command(

@@ -26,6 +26,7 @@ import { makeRng, permutation } from '../util/rng.js';
 import { shortPath } from '../recipe/load.js';
 import { existsSync } from 'node:fs';
 import { holdPruneMask } from './prune-mask.js';
+import { reportAfterTraining } from '../report/after-train.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -136,6 +137,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       samples_per_s: mean(metrics.slice(startEpoch).map((m) => m.samples_per_s)),
       backend,
     };
+    await reportAfterTraining(outDir, (text) => cb.onMessage?.(text));
     cb.onEnd?.(result);
     return result;
   } finally {

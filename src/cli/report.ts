@@ -1,0 +1,22 @@
+import { writeReport } from '../report/write.js';
+import { initBackend } from '../train/backend.js';
+import { shortPath } from '../recipe/load.js';
+
+export interface ReportArgs {
+  checkpoint: string;
+  out?: string;
+  backend?: string;
+  json?: boolean;
+}
+
+/** `hepoly report CHECKPOINT [--out DIR]`: the training report (HTML, SVG, PNG) of a checkpoint. */
+export async function runReport(a: ReportArgs): Promise<void> {
+  // the held-out split is evaluated for the confusion matrix
+  await initBackend(a.backend);
+  const r = await writeReport(a.checkpoint, a.out);
+  const h = r.data.held_out;
+  console.log(`${r.data.checkpoint}: ${h.split} accuracy ${h.accuracy.toFixed(4)} on ${h.samples} samples`);
+  if (r.data.teacher) console.log('accuracy' in r.data.teacher ? `teacher ${r.data.teacher.description}: ${r.data.teacher.accuracy.toFixed(4)} on the same samples` : `teacher not evaluated: ${r.data.teacher.error}`);
+  console.log(`report: ${shortPath(r.dir)}/report.html (${r.files.filter((f) => f.endsWith('.svg')).length} figures as SVG and PNG)`);
+  if (a.json) console.log(JSON.stringify({ report: r.dir, files: r.files, split: h.split, samples: h.samples, accuracy: h.accuracy, teacher_accuracy: r.data.teacher && 'accuracy' in r.data.teacher ? r.data.teacher.accuracy : null }));
+}

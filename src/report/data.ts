@@ -1,0 +1,94 @@
+import type { Checkpoint, MetricsRow, RangeStat } from '../train/checkpoint.js';
+import type { ModelSummary } from '../models/summary.js';
+import { heldOutSplit, toParams } from '../train/evaluate.js';
+import { loadTeacher } from '../train/teacher.js';
+import { shortPath } from '../recipe/load.js';
+import { argmaxRows, confusionMatrix, splitLogits, type Confusion } from './confusion.js';
+
+/** Everything a training report shows, gathered once; figures and the HTML page only read it. */
+export interface ReportData {
+  checkpoint: string;
+  recipe: string;
+  model: string;
+  epochs_done: number;
+  complete: boolean;
+  metrics: MetricsRow[];
+  /** metrics.csv columns out_of_range_<layer> (range-aware training only) */
+  out_of_range_columns: string[];
+  ranges: ActivationRange[];
+  /** range-aware training's bound, when the recipe has one */
+  range_bound: number | null;
+  held_out: Confusion & { split: 'test' | 'validation' };
+  summary: ModelSummary;
+  teacher: TeacherResult | null;
+}
+
+export interface ActivationRange extends RangeStat {
+  name: string;
+  /** where the polynomial is meant to work: [-bound, bound] or a relu-approx fit interval */
+  reference: [number, number] | null;
+  reference_kind: 'range.bound' | 'relu-approx interval' | null;
+}
+
+export type TeacherResult =
+  | { description: string; accuracy: number; per_class: number[]; samples: number }
+  | { description: string; error: string };
+
+export async function collectReport(ckpt: Checkpoint): Promise<ReportData> {
+  const split = await heldOutSplit(ckpt);
+  const params = toParams(ckpt.weights);
+  let logits: Float32Array;
+  try {
+    logits = splitLogits(ckpt.graph, params, split.x, split.count);
+  } finally {
+    params.forEach((t) => t.dispose());
+  }
+  const labels = ckpt.preprocess.labels.map(String);
+  const heldOut = { split: split.name, ...confusionMatrix(split.y, argmaxRows(logits, ckpt.graph.classes), labels) };
+  const columns = [...new Set(ckpt.metrics.flatMap((r) => Object.keys(r)))].filter((k) => k.startsWith('out_of_range_'));
+  return {
+    checkpoint: shortPath(ckpt.dir),
+    recipe: ckpt.recipe.name,
+    model: ckpt.recipe.model.kind,
+    epochs_done: ckpt.state.epochs_done,
+    complete: ckpt.state.complete,
+    metrics: ckpt.metrics,
+    out_of_range_columns: columns,
+    ranges: activationRanges(ckpt),
+    range_bound: ckpt.recipe.range?.bound ?? null,
+    held_out: heldOut,
+    summary: ckpt.summary as ModelSummary,
+    teacher: ckpt.recipe.distill ? await teacherOnSplit(ckpt, split) : null,
+  };
+}
+
+/** Each recorded range beside the interval it should stay in (the range bound wins over a fit interval: it is what training enforced). */
+function activationRanges(ckpt: Checkpoint): ActivationRange[] {
+  if (!ckpt.ranges) return [];
+  const bound = ckpt.recipe.range?.bound;
+  return Object.entries(ckpt.ranges.activations).map(([name, stat]) => {
+    const node = ckpt.graph.nodes.find((n) => n.name === name);
+    const act = node?.layer.op === 'activation' ? node.layer.activation : null;
+    if (act && bound !== undefined) return { name, ...stat, reference: [-bound, bound], reference_kind: 'range.bound' };
+    if (act?.kind === 'relu-approx') return { name, ...stat, reference: act.range, reference_kind: 'relu-approx interval' };
+    return { name, ...stat, reference: null, reference_kind: null };
+  });
+}
+
+/** The teacher on the student's held-out split, so the two accuracies are comparable. */
+async function teacherOnSplit(ckpt: Checkpoint, split: { x: Float32Array; y: Int32Array; count: number }): Promise<TeacherResult> {
+  const cfg = ckpt.recipe.distill!;
+  try {
+    const teacher = await loadTeacher(cfg, ckpt.graph.inputShape, ckpt.preprocess, `${shortPath(ckpt.dir)}/recipe.yaml`);
+    try {
+      const logits = await teacher.logits(split.x, split.count);
+      const c = confusionMatrix(split.y, argmaxRows(logits, ckpt.graph.classes), ckpt.preprocess.labels.map(String));
+      return { description: teacher.description, accuracy: c.accuracy, per_class: c.per_class, samples: c.samples };
+    } finally {
+      teacher.dispose();
+    }
+  } catch (e) {
+    // a report of the student is still worth having when its teacher has moved
+    return { description: cfg.teacher, error: (e as Error).message };
+  }
+}
