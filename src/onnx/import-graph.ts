@@ -45,7 +45,7 @@ export function inputLayout(declared: (number | null)[], o: ImportOptions, input
   const sample = declared.slice(1);
   const shape = o.dataShape;
   const per = shape.reduce((a, b) => a * b, 1);
-  const shown = `[${declared.map((d) => d ?? '?').join(', ')}]`;
+  const shown = `[${declared.map((d, i) => d ?? (i === 0 ? 'N' : '?')).join(', ')}]`;
   const mismatch = (expected: string) =>
     new HepolyError(
       `${shortPath(o.file)}: input '${inputName}' is ${shown}, but ${o.dataWhere} gives samples of shape [${shape.join(', ')}] (NHWC)${expected}. Import the model with the data it was trained on (or set data.shape for CSV images)`,
