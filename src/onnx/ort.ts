@@ -1,15 +1,12 @@
 import { HepolyError } from '../util/errors.js';
 import { shortPath } from '../recipe/load.js';
+import { loadOnnxRuntime } from '../util/onnxruntime.js';
 
 type Ort = typeof import('onnxruntime-node');
 
-/** onnxruntime-node, loaded only when an ONNX file must be run (it is an optional dependency). */
+/** onnxruntime-node, loaded only when an ONNX file must be run (an optional peer dependency: see util/onnxruntime.ts). */
 export async function loadOrt(why: string): Promise<Ort> {
-  try {
-    return await import('onnxruntime-node');
-  } catch (e) {
-    throw new HepolyError(`${why} needs onnxruntime-node, which did not load (${(e as Error).message.split('\n')[0]}). Install it: npm install onnxruntime-node`);
-  }
+  return loadOnnxRuntime(why);
 }
 
 export interface OnnxRunOptions {

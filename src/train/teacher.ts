@@ -8,10 +8,11 @@ import { forward } from '../models/tf-interpreter.js';
 import { toParams } from './evaluate.js';
 import { HepolyError } from '../util/errors.js';
 import { shippedRecipes, shortPath } from '../recipe/load.js';
+import { loadOnnxRuntime } from '../util/onnxruntime.js';
 
 /**
  * A pretrained teacher for distillation: a hepoly checkpoint (any activation) or an ONNX file
- * (PyTorch / Keras export, run by onnxruntime-node). Either way it is fed exactly the
+ * (PyTorch / Keras export, run by onnxruntime-node, an optional dependency). Either way it is fed exactly the
  * student's preprocessed input, and its logits for the whole training set are computed once
  * up front, so the training step stays synchronous and the teacher costs one inference pass.
  */
@@ -101,7 +102,8 @@ export function onnxLayout(dims: readonly (number | string | null)[], inputShape
 }
 
 async function onnxTeacher(path: string, cfg: DistillConfig, inputShape: number[], classes: number, where: string): Promise<Teacher> {
-  const ort = await import('onnxruntime-node');
+  // loaded here, not at the top: onnxruntime-node is optional and only ONNX teachers need it
+  const ort = await loadOnnxRuntime(where);
   let session: Awaited<ReturnType<typeof ort.InferenceSession.create>>;
   try {
     session = await ort.InferenceSession.create(path);
