@@ -8,6 +8,8 @@ import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
 import { runPrune } from './prune.js';
 import { runHePlan } from './he-plan.js';
+import { runMakeData } from './make-data.js';
+import { runFederate } from './federate.js';
 import { runExport } from './export.js';
 import { runServe } from './serve.js';
 import { runPredict } from './predict.js';
@@ -111,6 +113,34 @@ export async function main(argv: string[]): Promise<number> {
             .option('backend', { type: 'string' })
             .option('json', { type: 'boolean', default: false }),
         (a) => runPrune({ checkpoint: a.checkpoint, sparsity: a.sparsity, method: a.method, tile: a.tile, epochs: a.epochs, lr: a.lr, expand: a.expand, out: a.out, backend: a.backend, json: a.json }),
+      )
+      .command(
+        'federate <target> [recipe]',
+        'federated training: `federate RECIPE` runs every role here as separate processes; `federate coordinator RECIPE --port P` and `federate party RECIPE --name N --coordinator URL` run one role',
+        (y) =>
+          y
+            .positional('target', { type: 'string', demandOption: true, describe: 'a recipe with a federated section, or the role: coordinator | party' })
+            .positional('recipe', { type: 'string', describe: 'the recipe, after a role' })
+            .option('set', { type: 'string', array: true, describe: 'override a recipe key (repeatable), passed to every role' })
+            .option('out', { type: 'string', describe: 'checkpoint directory of the federated model (default checkpoints/<name>)' })
+            .option('port', { type: 'number', describe: 'coordinator: port on 127.0.0.1 (0: any free port)' })
+            .option('name', { type: 'string', describe: 'party: its name in federated.parties' })
+            .option('coordinator', { type: 'string', describe: 'party: the coordinator URL, e.g. http://127.0.0.1:8470' })
+            .option('backend', { type: 'string' })
+            .option('json', { type: 'boolean', default: false, describe: 'print a JSON object as the last line' }),
+        (a) => runFederate({ target: a.target, recipe: a.recipe, set: a.set, out: a.out, port: a.port, name: a.name, coordinator: a.coordinator, backend: a.backend, json: a.json }),
+      )
+      .command(
+        'make-data <kind>',
+        'write a synthetic data set: payments (a payment network\'s transactions and two banks\' account tables, for recipes/payments-vfl.yaml)',
+        (y) =>
+          y
+            .positional('kind', { type: 'string', demandOption: true, describe: 'payments' })
+            .option('rows', { type: 'number', default: 5000, describe: 'transactions' })
+            .option('seed', { type: 'number', default: 42 })
+            .option('out', { type: 'string', default: 'datasets/federated/payments', describe: 'folder for transactions.csv, bank-a.csv, bank-b.csv' })
+            .option('json', { type: 'boolean', default: false }),
+        (a) => runMakeData({ kind: a.kind, rows: a.rows, seed: a.seed, out: a.out, json: a.json }),
       )
       .command(
         'sample <checkpoint>',
