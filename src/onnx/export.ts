@@ -70,17 +70,18 @@ function toOihw(data: Float32Array, [k, , cin, cout]: number[]): Float32Array {
 export function toOnnxModel(ckpt: Pick<Checkpoint, 'graph' | 'weights' | 'preprocess' | 'recipe' | 'dir'>): ModelProto {
   const { graph, weights } = ckpt;
   const where = shortPath(ckpt.dir);
-  const shapes = inferShapes(graph);
   const w = new OnnxWriter();
+  const sequence = graph.nodes.find((n) => isSequenceOp(layerOf(n)));
+  if (sequence) {
+    throw new HepolyError(`${where}: layer ${sequence.name} (${layerOf(sequence).op}): transformer layers have no export to standard ONNX ops yet. Export MLP, CNN or ResNet checkpoints`);
+  }
+  const shapes = inferShapes(graph);
   const image = graph.inputShape.length === 3;
   if (!image && graph.inputShape.length !== 1) {
     throw new HepolyError(`${where}: input shape [${graph.inputShape.join(', ')}]: hepoly exports image ([H, W, C]) and vector inputs to ONNX; sequence models (transformers) are not exported yet`);
   }
   const values = new Map<string, Emitted>([[INPUT, { name: 'input', layout: image ? 'nchw' : 'vec' }]]);
   for (const node of graph.nodes) {
-    if (isSequenceOp(layerOf(node))) {
-      throw new HepolyError(`${where}: layer ${node.name} (${layerOf(node).op}): transformer layers have no export to standard ONNX ops yet. Export MLP, CNN or ResNet checkpoints`);
-    }
     const ins = node.inputs.map((n) => values.get(n)!);
     values.set(node.name, emitNode(w, node, ins, shapes.get(node.inputs[0])!, weights, where));
   }
