@@ -3,6 +3,7 @@ import { train } from '../train/loop.js';
 import { consoleCallbacks } from './progress.js';
 import { checkPrunable, pruneCheckpoint, specFromRecipe } from '../train/prune.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
+import { reportAfterTraining } from '../report/after-train.js';
 
 export interface TrainArgs {
   recipe: string;
@@ -35,7 +36,22 @@ export async function runTrain(a: TrainArgs): Promise<void> {
       backend: a.backend,
       log: (l) => console.log(l),
     });
-    Object.assign(result, pruned.split === 'test' ? { test_accuracy: pruned.accuracy_finetuned } : {}, { prune: pruned });
+    // the top-level figures describe the checkpoint written (pruned, fine-tuned); the trained network's move to before_prune
+    Object.assign(result, { ...writtenAccuracies(result.checkpoint), before_prune: pick(result), prune: pruned });
+    await reportAfterTraining(result.checkpoint, (l) => console.log(l));
   }
   if (a.json) console.log(JSON.stringify(result));
+}
+
+type Accuracies = { train_accuracy: number | null; val_accuracy: number | null; test_accuracy: number | null };
+
+function pick(r: Accuracies): Accuracies {
+  return { train_accuracy: r.train_accuracy, val_accuracy: r.val_accuracy, test_accuracy: r.test_accuracy };
+}
+
+/** Accuracies of a checkpoint as saved: summary.json (train, test) and the last metrics row (validation). */
+function writtenAccuracies(dir: string): Accuracies {
+  const ckpt = loadCheckpoint(dir);
+  const s = ckpt.summary as Partial<Accuracies>;
+  return { train_accuracy: s.train_accuracy ?? null, val_accuracy: ckpt.metrics.at(-1)?.val_accuracy ?? null, test_accuracy: s.test_accuracy ?? null };
 }
