@@ -169,12 +169,12 @@ async function worker(name: ModelName, args: Args): Promise<WorkerResult> {
   };
   // warm-up (kernel setup, XNNPACK operator packing, wasm heap growth)
   last = performance.now();
-  run.trainEpoch(makeSplit(args.warmup), 0, 1e-3, onBatch);
+  await run.trainEpoch(makeSplit(args.warmup), 0, 1e-3, onBatch);
   stepMs.length = 0;
   const split = makeSplit(steps);
   const t0 = performance.now();
   last = t0;
-  run.trainEpoch(split, 1, 1e-3, onBatch);
+  await run.trainEpoch(split, 1, 1e-3, onBatch);
   const seconds = (performance.now() - t0) / 1000;
   const result: WorkerResult = {
     model: name,
@@ -187,8 +187,8 @@ async function worker(name: ModelName, args: Args): Promise<WorkerResult> {
   if (args.profile) {
     const pSteps = Math.min(steps, name === 'mlp' ? 20 : 5);
     const pSplit = makeSplit(pSteps);
-    const info = await tf.profile(() => {
-      run.trainEpoch(pSplit, 2, 1e-3, () => {});
+    const info = await tf.profile(async () => {
+      await run.trainEpoch(pSplit, 2, 1e-3, () => {});
     });
     const agg = new Map<string, { ms: number; calls: number }>();
     let total = 0;

@@ -1,4 +1,5 @@
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
 import { validate, reportJson, type PackingChoice } from '../he/validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
@@ -30,6 +31,8 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   if (a.report !== undefined && !a.report.endsWith('.md')) {
     throw new HepolyError(`--report ${a.report}: expected a markdown file name ending in .md`);
   }
+  // checked before the encrypted run, which can take hours, not after it
+  if (a.report !== undefined) checkOutputFile(a.report, '--report', (text) => /^# (he-validate|Encrypted validation)/.test(text));
   // transformers (sequence layers) have their own evaluator, src/he/transformer/
   const seq = sequenceCheckpoint(a.checkpoint);
   if (seq) return runSequenceHeValidate(seq, { ...a, samples });

@@ -8,14 +8,14 @@ import { runHeValidate } from './he-validate.js';
 import { runSample } from './sample.js';
 import { runPrune } from './prune.js';
 import { runHePlan } from './he-plan.js';
-import { runMakeData } from './make-data.js';
 import { runFederate } from './federate.js';
+import { runMakeData } from './make-data.js';
 import { runExport } from './export.js';
 import { runServe } from './serve.js';
 import { runPredict } from './predict.js';
 import { runSchema } from './schema.js';
-import { runReport } from './report.js';
 import { runImport } from './import.js';
+import { runReport } from './report.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -32,9 +32,10 @@ export async function main(argv: string[]): Promise<number> {
             .option('set', { type: 'string', array: true, describe: 'override a recipe key, e.g. --set train.epochs=3 (repeatable)' })
             .option('out', { type: 'string', describe: 'checkpoint directory (default checkpoints/<name>)' })
             .option('resume', { type: 'boolean', default: false, describe: 'continue from the last completed epoch' })
+            .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing checkpoint at the output folder (anything else there is never replaced)' })
             .option('backend', { type: 'string', describe: 'force a tfjs backend: tensorflow-gpu, tensorflow, wasm or cpu' })
             .option('json', { type: 'boolean', default: false, describe: 'print a JSON object as the last line' }),
-        (a) => runTrain({ recipe: a.recipe, set: a.set, out: a.out, resume: a.resume, json: a.json, backend: a.backend }),
+        (a) => runTrain({ recipe: a.recipe, set: a.set, out: a.out, resume: a.resume, overwrite: a.overwrite, json: a.json, backend: a.backend }),
       )
       .command(
         'eval <checkpoint>',
@@ -110,9 +111,10 @@ export async function main(argv: string[]): Promise<number> {
             .option('lr', { type: 'number', describe: 'fine-tuning learning rate (default: a third of the recipe\'s)' })
             .option('expand', { type: 'boolean', default: true, describe: 'hepex: keep every weight of the surviving tiles' })
             .option('out', { type: 'string', describe: 'output checkpoint (default CHECKPOINT-METHOD-PERCENT)' })
+            .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing checkpoint at --out' })
             .option('backend', { type: 'string' })
             .option('json', { type: 'boolean', default: false }),
-        (a) => runPrune({ checkpoint: a.checkpoint, sparsity: a.sparsity, method: a.method, tile: a.tile, epochs: a.epochs, lr: a.lr, expand: a.expand, out: a.out, backend: a.backend, json: a.json }),
+        (a) => runPrune({ checkpoint: a.checkpoint, sparsity: a.sparsity, method: a.method, tile: a.tile, epochs: a.epochs, lr: a.lr, expand: a.expand, out: a.out, overwrite: a.overwrite, backend: a.backend, json: a.json }),
       )
       .command(
         'federate <target> [recipe]',

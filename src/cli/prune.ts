@@ -10,6 +10,7 @@ export interface PruneArgs {
   lr?: number;
   expand?: boolean;
   out?: string;
+  overwrite?: boolean;
   backend?: string;
   json?: boolean;
 }
@@ -21,6 +22,7 @@ export async function runPrune(a: PruneArgs): Promise<void> {
   const result = await pruneCheckpoint({
     checkpoint: a.checkpoint,
     out: a.out,
+    overwrite: a.overwrite,
     spec: { method, sparsity: a.sparsity, tile: a.tile ?? 1, expand: a.expand ?? true },
     epochs: a.epochs ?? 3,
     lr: a.lr,

@@ -1,6 +1,7 @@
 import { loadRecipe, shortPath } from '../recipe/load.js';
 import { train } from '../train/loop.js';
 import { consoleCallbacks } from './progress.js';
+import { abortOnSignals } from './interrupt.js';
 import { checkPrunable, pruneCheckpoint, specFromRecipe } from '../train/prune.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { reportAfterTraining } from '../report/after-train.js';
@@ -10,6 +11,7 @@ export interface TrainArgs {
   set?: string[];
   out?: string;
   resume?: boolean;
+  overwrite?: boolean;
   json?: boolean;
   backend?: string;
 }
@@ -18,19 +20,23 @@ export async function runTrain(a: TrainArgs): Promise<void> {
   const { recipe, file } = loadRecipe(a.recipe, a.set ?? []);
   // refused before training, not after an hour of it
   if (recipe.prune) checkPrunable(recipe.model, specFromRecipe(recipe.prune), shortPath(file));
+  const interrupt = abortOnSignals();
   const result = await train({
     recipe,
     recipeFile: shortPath(file),
     outDir: a.out,
     resume: a.resume,
+    overwrite: a.overwrite,
     backend: a.backend,
+    signal: interrupt.signal,
     callbacks: consoleCallbacks((l) => console.log(l), !!process.stdout.isTTY && !a.json),
-  });
+  }).finally(interrupt.dispose);
   // a resumed run of an already pruned checkpoint keeps its mask and is not pruned again
   if (recipe.prune && !loadCheckpoint(result.checkpoint).prune) {
     const pruned = await pruneCheckpoint({
       checkpoint: result.checkpoint,
       out: result.checkpoint,
+      overwrite: true, // the run's own checkpoint, just written
       spec: specFromRecipe(recipe.prune),
       epochs: recipe.prune.epochs,
       backend: a.backend,

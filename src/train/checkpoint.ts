@@ -7,7 +7,7 @@ import { inferShapes, paramShapes, weightKey } from '../models/graph.js';
 import { RecipeSchema, type Recipe } from '../recipe/schema.js';
 import type { Preprocess } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
-import { recoverDir, writeDirAtomic, type FileContents } from '../util/atomic-dir.js';
+import { readableDir, writeDirAtomic, type FileContents } from '../util/atomic-dir.js';
 import { shortPath } from '../recipe/load.js';
 
 /**
@@ -170,6 +170,21 @@ function isCompleteCheckpoint(dir: string): boolean {
   }
 }
 
+/**
+ * "a checkpoint trained 12 of 30 epochs" when `dir` is a complete hepoly checkpoint, else null:
+ * what the output guard shows before it agrees to replace a folder.
+ */
+export function describeCheckpoint(dir: string): string | null {
+  if (!isCompleteCheckpoint(dir)) return null;
+  try {
+    const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as TrainState;
+    const recipe = parseYaml(readFileSync(join(dir, 'recipe.yaml'), 'utf8')) as { train?: { epochs?: number } };
+    return `a hepoly checkpoint (trained ${state.epochs_done} of ${recipe.train?.epochs ?? '?'} epochs${state.complete ? '' : ', unfinished'})`;
+  } catch {
+    return 'a hepoly checkpoint';
+  }
+}
+
 function corrupt(dir: string, what: string): HepolyError {
   return new HepolyError(
     `${shortPath(dir)}: not a usable hepoly checkpoint: ${what}. Retrain it with \`hepoly train RECIPE --out ${shortPath(dir)}\` (or point to another checkpoint directory)`,
@@ -212,8 +227,8 @@ function unpackFloats(buf: Buffer, shapes: number[][], dir: string, file: string
 
 /** Reads and verifies a checkpoint (size and checksum of every file). */
 export function loadCheckpoint(dirArg: string): Checkpoint {
-  const dir = resolve(dirArg);
-  if (!existsSync(dir) && !recoverDir(dir, isCompleteCheckpoint)) {
+  const dir = readableDir(resolve(dirArg), isCompleteCheckpoint);
+  if (!dir) {
     throw new HepolyError(`checkpoint not found: ${dirArg}. Train one with \`hepoly train RECIPE\` (checkpoints go to checkpoints/<name>/ unless --out is given)`);
   }
   if (!statSync(dir).isDirectory()) throw corrupt(dir, 'it is a file, not a directory');

@@ -11,6 +11,7 @@ import { initBackend } from './backend.js';
 import { learningRate } from './schedule.js';
 import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
 import {
+  describeCheckpoint,
   loadCheckpoint,
   saveCheckpoint,
   type Checkpoint,
@@ -25,6 +26,7 @@ import { HepolyError } from '../util/errors.js';
 import { makeRng, permutation } from '../util/rng.js';
 import { shortPath } from '../recipe/load.js';
 import { existsSync } from 'node:fs';
+import { claimOutputDir, type OutputClaim } from '../util/output-guard.js';
 import { holdPruneMask } from './prune-mask.js';
 import { reportAfterTraining } from '../report/after-train.js';
 
@@ -33,6 +35,10 @@ export interface TrainOptions {
   recipeFile: string;
   outDir?: string;
   resume?: boolean;
+  /** replace an existing checkpoint at outDir (anything else there is always refused) */
+  overwrite?: boolean;
+  /** aborts between two batches; the last complete epoch stays the checkpoint */
+  signal?: AbortSignal;
   backend?: string;
   callbacks?: TrainCallbacks;
 }
@@ -41,14 +47,53 @@ let runCounter = 0;
 
 /** Trains a recipe into a checkpoint directory; one epoch = one atomic checkpoint save. */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
+  const claim = claimCheckpointDir(opts.outDir ?? `checkpoints/${opts.recipe.name}`, opts);
+  try {
+    return await trainInto(claim.dir, claim.existing, opts);
+  } catch (e) {
+    if (e instanceof Interrupted) throw interruptedMessage(e, claim.dir, opts);
+    throw e;
+  } finally {
+    claim.release();
+  }
+}
+
+/** Thrown by `trainEpoch` when its signal aborts; `train` turns it into the user's message. */
+export class Interrupted extends Error {
+  constructor(
+    readonly epoch: number,
+    readonly batch: number,
+    readonly batches: number,
+  ) {
+    super(`interrupted at epoch ${epoch + 1}, batch ${batch}/${batches}`);
+  }
+}
+
+function interruptedMessage(e: Interrupted, dir: string, opts: TrainOptions): HepolyError {
+  const kept = e.epoch === 0 && !opts.resume ? 'no epoch had completed, so no checkpoint was written' : `the checkpoint ${shortPath(dir)} keeps the last complete epoch (${e.epoch} of ${opts.recipe.train.epochs})`;
+  const resume = e.epoch === 0 && !opts.resume ? '' : `. Continue it with \`hepoly train ${opts.recipeFile} --resume${opts.outDir ? ` --out ${opts.outDir}` : ''}\``;
+  return new HepolyError(`interrupted during epoch ${e.epoch + 1} (batch ${e.batch}/${e.batches}): ${kept}${resume}`, { exitCode: 130 });
+}
+
+/** The output folder, checked and locked before any work: only a checkpoint is ever replaced. */
+export function claimCheckpointDir(out: string, o: { outDir?: string; resume?: boolean; overwrite?: boolean; flag?: string }): OutputClaim {
+  return claimOutputDir(out, {
+    flag: o.flag ?? (o.outDir !== undefined ? '--out' : 'the checkpoint folder (name in the recipe)'),
+    kind: 'checkpoint',
+    describeOurs: describeCheckpoint,
+    replace: !!(o.overwrite || o.resume),
+    replaceHint: 'pass --overwrite (or --resume to continue its training)',
+  });
+}
+
+async function trainInto(outDir: string, existing: boolean, opts: TrainOptions): Promise<TrainResult> {
   const { recipe, recipeFile } = opts;
   const cb = opts.callbacks ?? {};
-  const outDir = resolve(opts.outDir ?? `checkpoints/${recipe.name}`);
   const backend = await initBackend(opts.backend);
 
   let previous: Checkpoint | null = null;
   if (opts.resume) previous = checkResumable(outDir, recipe);
-  const replacing = !opts.resume && existsSync(outDir);
+  const replacing = !opts.resume && existing;
 
   const data = await loadData(recipe.data, { seed: recipe.seed, recipeFile, preprocess: previous?.preprocess });
   const classes = data.preprocess.labels.length;
@@ -70,7 +115,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     batchesPerEpoch: batches,
   });
 
-  if (replacing) cb.onMessage?.(`note: ${shortPath(outDir)} exists; it is replaced after the first epoch (use --resume to continue it instead)`);
+  if (replacing) cb.onMessage?.(`note: --overwrite: the checkpoint ${shortPath(outDir)} is replaced after the first epoch`);
   if (!previous && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
   let teacherLogits: Float32Array | null = null;
   if (recipe.distill) {
@@ -96,7 +141,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const lr = learningRate(t, epoch);
       cb.onEpochStart?.(epoch + 1, lr);
       const started = performance.now();
-      const { loss, accuracy, outOfRange } = run.trainEpoch(data.train, epoch, lr, (b, l) => cb.onBatch?.(epoch + 1, b, batches, l));
+      const { loss, accuracy, outOfRange } = await run.trainEpoch(data.train, epoch, lr, (b, l) => cb.onBatch?.(epoch + 1, b, batches, l), opts.signal);
       const trainSeconds = (performance.now() - started) / 1000;
       const val = evaluateSplit(graph, run.params, data.validation);
       const row: MetricsRow = {
@@ -265,12 +310,17 @@ export class Run {
   private readonly tBuf: Float32Array;
   private readonly actNodes: string[];
 
-  trainEpoch(
+  /**
+   * One epoch. It yields to the event loop every ~100 ms so that a signal (Ctrl-C) can abort
+   * it between two batches, never inside a checkpoint write.
+   */
+  async trainEpoch(
     train: Split,
     epoch: number,
     lr: number,
     onBatch: (b: number, loss: number) => void,
-  ): { loss: number; accuracy: number; outOfRange: Record<string, number> } {
+    signal?: AbortSignal,
+  ): Promise<{ loss: number; accuracy: number; outOfRange: Record<string, number> }> {
     (this.optimizer as unknown as { learningRate: number }).learningRate = lr;
     const { batch, clip, max_loss: maxLoss } = this.recipe.train;
     const per = this.graph.inputShape.reduce((a, b) => a * b, 1);
@@ -281,6 +331,7 @@ export class Run {
     let oorSum: tf.Tensor | null = null;
     const C = this.graph.classes;
     const batches = Math.ceil(train.count / batch);
+    let lastYield = performance.now();
     for (let b = 0; b < batches; b++) {
       const start = b * batch;
       const n = Math.min(batch, train.count - start);
@@ -318,6 +369,15 @@ export class Run {
       }
       lossSum += loss * n;
       onBatch(b + 1, loss);
+      if (signal && performance.now() - lastYield > 100) {
+        await new Promise((r) => setImmediate(r));
+        lastYield = performance.now();
+        if (signal.aborted) {
+          correctSum.dispose();
+          (oorSum as tf.Tensor | null)?.dispose();
+          throw new Interrupted(epoch, b + 1, batches);
+        }
+      }
     }
     const correct = correctSum.dataSync()[0];
     correctSum.dispose();

@@ -7,9 +7,9 @@ import { loadData } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
 import { shortPath } from '../recipe/load.js';
 import { initBackend } from './backend.js';
-import { loadCheckpoint, saveCheckpoint, type MetricsRow } from './checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, type Checkpoint, type MetricsRow } from './checkpoint.js';
 import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
-import { Run } from './loop.js';
+import { Run, claimCheckpointDir } from './loop.js';
 import { learningRate } from './schedule.js';
 import { type MaskMap, type PruneRecord, applyMasks, encodeMask, holdPruneMask } from './prune-mask.js';
 import { type UnitLayer, incoming, outgoing, removeUnits, unitLayers } from './prune-units.js';
@@ -165,6 +165,8 @@ function prunedModel(model: ModelConfig, graph: Graph): ModelConfig {
 export interface PruneCheckpointOptions {
   checkpoint: string;
   out?: string;
+  /** replace an existing checkpoint at `out` (anything else there is always refused) */
+  overwrite?: boolean;
   spec: PruneSpec;
   /** fine-tuning epochs with the mask fixed */
   epochs: number;
@@ -192,8 +194,18 @@ export async function pruneCheckpoint(o: PruneCheckpointOptions): Promise<PruneS
   const ckpt = loadCheckpoint(o.checkpoint);
   const where = shortPath(ckpt.dir);
   checkPrunable(ckpt.recipe.model, o.spec, where);
+  const claim = claimCheckpointDir(o.out ?? `${ckpt.dir}-${o.spec.method}-${Math.round(o.spec.sparsity * 100)}`, { overwrite: o.overwrite, flag: '--out' });
+  try {
+    return await pruneInto(claim.dir, ckpt, o);
+  } finally {
+    claim.release();
+  }
+}
+
+async function pruneInto(outDir: string, ckpt: Checkpoint, o: PruneCheckpointOptions): Promise<PruneSummary> {
+  const log = o.log ?? (() => {});
+  const where = shortPath(ckpt.dir);
   const backend = await initBackend(o.backend);
-  const outDir = resolve(o.out ?? `${ckpt.dir}-${o.spec.method}-${Math.round(o.spec.sparsity * 100)}`);
   const data = await loadData(ckpt.recipe.data, { seed: ckpt.recipe.seed, recipeFile: `${where}/recipe.yaml`, preprocess: ckpt.preprocess });
   const held = data.test ?? data.validation;
   const split = data.test ? 'test' : 'validation';
@@ -234,7 +246,7 @@ export async function pruneCheckpoint(o: PruneCheckpointOptions): Promise<PruneS
     for (let epoch = 0; epoch < o.epochs; epoch++) {
       const lr = learningRate(recipe.train, epoch);
       const started = performance.now();
-      const r = run.trainEpoch(data.train, epoch, lr, () => {});
+      const r = await run.trainEpoch(data.train, epoch, lr, () => {});
       const val = evaluateSplit(pruned.graph, run.params, data.validation);
       const seconds = (performance.now() - started) / 1000;
       metrics.push({ epoch: epoch + 1, loss: r.loss, accuracy: r.accuracy, val_loss: val.loss, val_accuracy: val.accuracy, lr, samples_per_s: data.train.count / seconds, seconds, ...r.outOfRange });

@@ -1,5 +1,8 @@
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { HepolyError } from './errors.js';
+import { withFsErrors } from './fs-errors.js';
+import { lockedByOther } from './lock.js';
 
 /**
  * Replacing a whole directory so that a crash (kill -9) at any instant leaves either the old
@@ -20,9 +23,35 @@ export function setCrashHook(h: typeof crashHook): void {
 }
 
 export function writeDirAtomic(dir: string, files: [string, FileContents][], isComplete: (d: string) => boolean): void {
-  mkdirSync(dirname(dir), { recursive: true });
+  withFsErrors(dirname(dir), 'create the folder', () => mkdirSync(dirname(dir), { recursive: true }));
   recoverDir(dir, isComplete);
+  refuseForeign(dir, isComplete);
   const tmp = `${dir}.tmp-${process.pid}`;
+  try {
+    withFsErrors(dir, 'write it', () => writeTmp(tmp, files));
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true }); // ENOSPC, EACCES, ...: leave nothing behind
+    throw e;
+  }
+  step('written');
+  const prev = `${dir}.prev-${process.pid}`;
+  const hadOld = existsSync(dir);
+  if (hadOld) renameSync(dir, prev);
+  step('moved-old');
+  renameSync(tmp, dir);
+  fsyncDir(dirname(dir));
+  step('moved-new');
+  if (hadOld) rmSync(prev, { recursive: true, force: true });
+}
+
+/** The last line of defence: a folder that is not ours (and not empty) is never moved away. */
+function refuseForeign(dir: string, isComplete: (d: string) => boolean): void {
+  if (!existsSync(dir) || isComplete(dir)) return;
+  if (statSync(dir).isDirectory() && readdirSync(dir).length === 0) return;
+  throw new HepolyError(`${dir}: exists and is not a complete hepoly output; hepoly never replaces it. Move it away or write elsewhere`);
+}
+
+function writeTmp(tmp: string, files: [string, FileContents][]): void {
   rmSync(tmp, { recursive: true, force: true });
   mkdirSync(tmp);
   for (const [name, contents] of files) {
@@ -37,36 +66,60 @@ export function writeDirAtomic(dir: string, files: [string, FileContents][], isC
     }
   }
   fsyncDir(tmp);
-  crashHook?.('written');
-  const prev = `${dir}.prev-${process.pid}`;
-  const hadOld = existsSync(dir);
-  if (hadOld) renameSync(dir, prev);
-  crashHook?.('moved-old');
-  renameSync(tmp, dir);
-  fsyncDir(dirname(dir));
-  crashHook?.('moved-new');
-  if (hadOld) rmSync(prev, { recursive: true, force: true });
 }
 
 /**
- * Brings `dir` back after an interrupted `writeDirAtomic`, and removes leftovers.
+ * Crash points for tests: the hook (which may throw) and, with HEPOLY_TEST_KILL_AT_WRITE set to
+ * a step name, a real SIGKILL at that instant, so recovery is tested against a real kill.
+ */
+function step(name: 'written' | 'moved-old' | 'moved-new'): void {
+  crashHook?.(name);
+  if (process.env.HEPOLY_TEST_KILL_AT_WRITE === name) process.kill(process.pid, 'SIGKILL');
+}
+
+/**
+ * Brings `dir` back after an interrupted `writeDirAtomic`, and removes leftovers; while another
+ * live process holds the folder's lock (it is writing), nothing is moved or removed.
  * Returns true if `dir` exists afterwards.
  */
 export function recoverDir(dir: string, isComplete: (d: string) => boolean): boolean {
-  const parent = dirname(dir);
-  const base = basename(dir);
-  if (!existsSync(parent)) return false;
-  const leftovers = readdirSync(parent)
-    .filter((f) => f.startsWith(`${base}.tmp-`) || f.startsWith(`${base}.prev-`))
-    .map((f) => join(parent, f));
+  if (lockedByOther(dir)) return existsSync(dir);
+  const leftovers = leftoversOf(dir);
   if (!existsSync(dir)) {
-    // a complete tmp is newer than any prev: it was finished before the old one was moved away
-    const candidates = [...leftovers.filter((f) => f.includes('.tmp-')), ...leftovers.filter((f) => f.includes('.prev-'))];
-    const good = candidates.find((c) => isComplete(c));
+    const good = newestComplete(leftovers, isComplete);
     if (good) renameSync(good, dir);
   }
   for (const f of leftovers) if (existsSync(f)) rmSync(f, { recursive: true, force: true });
   return existsSync(dir);
+}
+
+/**
+ * The folder a reader should read: `dir`, or, while a writer is between its two renames or was
+ * killed there, the newest complete copy beside it. Null when there is none.
+ */
+export function readableDir(dir: string, isComplete: (d: string) => boolean): string | null {
+  for (let wait = 0; wait < 20 && !existsSync(dir) && lockedByOther(dir); wait++) sleepMs(50);
+  if (existsSync(dir) || recoverDir(dir, isComplete)) return dir;
+  return newestComplete(leftoversOf(dir), isComplete);
+}
+
+function leftoversOf(dir: string): string[] {
+  const parent = dirname(dir);
+  const base = basename(dir);
+  if (!existsSync(parent)) return [];
+  return readdirSync(parent)
+    .filter((f) => f.startsWith(`${base}.tmp-`) || f.startsWith(`${base}.prev-`))
+    .map((f) => join(parent, f));
+}
+
+/** A complete tmp is newer than any prev: it was finished before the old one was moved away. */
+function newestComplete(leftovers: string[], isComplete: (d: string) => boolean): string | null {
+  const candidates = [...leftovers.filter((f) => f.includes('.tmp-')), ...leftovers.filter((f) => f.includes('.prev-'))];
+  return candidates.find((c) => isComplete(c)) ?? null;
+}
+
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 function fsyncDir(dir: string): void {

@@ -1,5 +1,6 @@
 import { renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { fsError } from './fs-errors.js';
 
 /**
  * Writes a file so that readers see either the old contents or the whole new ones: a crash
@@ -12,6 +13,6 @@ export function writeFileAtomic(path: string, contents: string | Uint8Array): vo
     renameSync(tmp, path);
   } catch (e) {
     rmSync(tmp, { force: true });
-    throw e;
+    throw fsError(e, path, 'write it');
   }
 }

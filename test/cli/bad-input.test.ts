@@ -103,7 +103,7 @@ describe('bad input (end to end)', function () {
     const out = join(tmp.path, 'nan');
     expect(hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=2', '--out', out]).code).to.equal(0);
     const before = readFileSync(join(out, 'weights.bin'));
-    const r = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.optimizer.lr=10000', '--set', 'train.clip=null', '--out', out]);
+    const r = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.optimizer.lr=10000', '--set', 'train.clip=null', '--out', out, '--overwrite']);
     expect(r.code).to.equal(3);
     expect(r.stderr).to.match(/loss became (NaN|infinite|exploding).* at epoch 1, batch \d+/);
     expect(r.stderr).to.match(/lower train\.optimizer\.lr/);

@@ -73,32 +73,38 @@ describe('checkpoints', () => {
     });
   }
 
-  it('kill -9 at random moments while saving never leaves a broken checkpoint', async function () {
-    this.timeout(60000);
-    const dir = join(tmp.path, 'killed');
-    saveCheckpoint(dir, contents(1, 1));
-    const script = `
-      import { saveCheckpoint } from ${JSON.stringify(new URL('../../src/train/checkpoint.ts', import.meta.url).href)};
-      import { buildGraph } from ${JSON.stringify(new URL('../../src/models/build.ts', import.meta.url).href)};
-      import { initWeights } from ${JSON.stringify(new URL('../../src/models/tf-interpreter.ts', import.meta.url).href)};
-      import { RecipeSchema } from ${JSON.stringify(new URL('../../src/recipe/schema.ts', import.meta.url).href)};
-      const recipe = RecipeSchema.parse({ name: 'ck', seed: 1, data: { source: 'csv', path: 'x.csv', label: 'y' }, model: { kind: 'mlp', hidden: [256, 256] } });
-      const graph = buildGraph(recipe.model, [512], 2);
-      for (let i = 1; ; i++) {
-        saveCheckpoint(${JSON.stringify(dir)}, { graph, weights: initWeights(graph, i), recipe: { ...recipe, seed: i }, preprocess: { labels: ['a', 'b'], inputShape: [512], normalize: { kind: 'none' } },
-          ranges: null, metrics: [], state: { epochs_done: i, complete: false, backend: 'cpu', seed: i }, optimizer: null, summary: {} });
-        if (i === 1) process.stdout.write('started\\n');
-      }`;
-    for (let round = 0; round < 4; round++) {
-      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-      await new Promise<void>((res) => child.stdout.once('data', () => res()));
-      await new Promise((res) => setTimeout(res, 50 + Math.random() * 400));
-      child.kill('SIGKILL');
-      await new Promise((res) => child.once('exit', res));
+  // a real SIGKILL at each instant of the write (HEPOLY_TEST_KILL_AT_WRITE), not at a random time
+  for (const step of ['written', 'moved-old', 'moved-new'] as const) {
+    it(`kill -9 after write step "${step}": a reader finds a complete checkpoint, the next save removes the leftovers`, async function () {
+      this.timeout(60000);
+      const dir = join(tmp.path, `killed-${step}`);
+      saveCheckpoint(dir, contents(1, 1));
+      const script = `
+        import { saveCheckpoint } from ${JSON.stringify(new URL('../../src/train/checkpoint.ts', import.meta.url).href)};
+        import { buildGraph } from ${JSON.stringify(new URL('../../src/models/build.ts', import.meta.url).href)};
+        import { initWeights } from ${JSON.stringify(new URL('../../src/models/tf-interpreter.ts', import.meta.url).href)};
+        import { RecipeSchema } from ${JSON.stringify(new URL('../../src/recipe/schema.ts', import.meta.url).href)};
+        const recipe = RecipeSchema.parse({ name: 'ck', seed: 2, data: { source: 'csv', path: 'x.csv', label: 'y' }, model: { kind: 'mlp', hidden: [4] } });
+        const graph = buildGraph(recipe.model, [3], 2);
+        saveCheckpoint(${JSON.stringify(dir)}, { graph, weights: initWeights(graph, 2), recipe, preprocess: { labels: ['a', 'b'], inputShape: [3], normalize: { kind: 'none' } },
+          ranges: null, metrics: [], state: { epochs_done: 2, complete: false, backend: 'cpu', seed: 2 }, optimizer: null, summary: {} });`;
+      const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        env: { ...process.env, HEPOLY_TEST_KILL_AT_WRITE: step },
+      });
+      const signal = await new Promise((res) => child.once('exit', (_code, sig) => res(sig)));
+      expect(signal, 'the child must have been killed inside the write').to.equal('SIGKILL');
+      const siblings = readdirSync(tmp.path).filter((f) => f.startsWith(`killed-${step}.`));
+      expect(siblings.length, 'a kill inside the write leaves a tmp or prev sibling').to.be.greaterThan(0);
       const back = loadCheckpoint(dir);
+      expect([1, 2]).to.include(back.state.epochs_done);
       expect(back.recipe.seed).to.equal(back.state.epochs_done);
-    }
-  });
+      if (step !== 'written') expect(back.state.epochs_done, 'the new copy was complete: it wins').to.equal(2);
+      saveCheckpoint(dir, contents(3, 3));
+      expect(readdirSync(tmp.path).filter((f) => f.startsWith(`killed-${step}.`))).to.deep.equal([]);
+      expect(loadCheckpoint(dir).state.epochs_done).to.equal(3);
+    });
+  }
 
   it('a truncated weights file is refused with a clear message', () => {
     const dir = join(tmp.path, 'trunc');

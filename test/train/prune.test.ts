@@ -94,7 +94,7 @@ describe('train/prune: HE-aware pruning', function () {
     expect(Object.keys(r.record.masks)).to.have.length(3);
   });
 
-  it('holds the mask through fine-tuning, and the checkpoint keeps it (prune.json)', () => {
+  it('holds the mask through fine-tuning, and the checkpoint keeps it (prune.json)', async () => {
     const g = mlp();
     const r = pruneWeights(g, randomWeights(g, 7), { method: 'magnitude', sparsity: 0.5, tile: 1, expand: true });
     const recipe = RecipeSchema.parse({
@@ -109,7 +109,7 @@ describe('train/prune: HE-aware pruning', function () {
       const n = 32;
       const x = randomInputs(g, n, 8);
       const y = Int32Array.from({ length: n }, (_, i) => i % 3);
-      run.trainEpoch({ x, y, count: n } as never, 0, 0.05, () => {});
+      await run.trainEpoch({ x, y, count: n } as never, 0, 0.05, () => {});
       const after = run.weightMap();
       for (const [key, mask] of r.masks) {
         const d = after.get(key)!.data;
