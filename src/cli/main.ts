@@ -16,6 +16,7 @@ import { runPredict } from './predict.js';
 import { runSchema } from './schema.js';
 import { runImport } from './import.js';
 import { runReport } from './report.js';
+import { runOps } from './ops.js';
 
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
@@ -169,6 +170,7 @@ export async function main(argv: string[]): Promise<number> {
             .option('json', { type: 'boolean', default: false }),
         (a) => runReport({ checkpoint: a.checkpoint, out: a.out, backend: a.backend, json: a.json }),
       )
+      .command('ops', 'every layer op, its HE lowering and level cost, and which packings run it (docs/ops.md)', (y) => y.option('json', { type: 'boolean', default: false }), (a) => runOps({ json: a.json }))
       .command('schema', 'print the recipe JSON Schema (hepoly schema > recipe.schema.json), for editors and validators', (y) => y, () => runSchema())
       .command(
         'import <model>',

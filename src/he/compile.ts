@@ -1,17 +1,11 @@
-import {
-  type Graph,
-  type GraphNode,
-  type WeightMap,
-  INPUT,
-  inferShapes,
-  isPolynomial,
-  weightKey,
-} from '../models/graph.js';
+import { type Graph, type GraphNode, type WeightMap, INPUT, inferShapes, weightKey } from '../models/graph.js';
+import { opOf } from '../ops/registry.js';
+import { isElsewhere, type LowerOps } from '../ops/types.js';
 import { HepolyError } from '../util/errors.js';
 import { foldForInference } from '../models/fold.js';
 import type { HeProgram, LayerBudget, StructOp, Step, TensorInfo, WeightedOp } from './program.js';
-import { structOutShape, weightedOutShape } from './program.js';
-import { conv2d, convGeometry, dense, globalSum, pad, size, sumpool } from './tensor-ops.js';
+import { stepSources, structOutShape, weightedOutShape } from './program.js';
+import { conv2d, dense, globalSum, pad, size, sumpool } from './tensor-ops.js';
 
 /**
  * Graph + weights -> HE program. The idea: between two nonlinear points (activations) every
@@ -62,17 +56,16 @@ export function compileProgram(trained: Graph, trainedWeights: WeightMap, opts: 
 
 /** One message naming every layer that CKKS cannot evaluate, and what to do about it. */
 export function refuseNonPolynomial(graph: Graph, source: string): void {
-  const known = new Set(['dense', 'conv2d', 'activation', 'avgpool', 'maxpool', 'global_avgpool', 'batchnorm', 'flatten', 'pad', 'add']);
-  const sequence = graph.nodes.filter((n) => !known.has(n.layer.op));
-  if (sequence.length) {
+  const elsewhere = graph.nodes.filter((n) => isElsewhere(opOf(n).lowerHE));
+  if (elsewhere.length) {
     throw new HepolyError(
-      `${source}: layer ${sequence.map((n) => `${n.name} (${n.layer.op})`).join(', ')} is a sequence (transformer) layer, which this CNN/MLP compiler does not evaluate. ` +
+      `${source}: layer ${elsewhere.map((n) => `${n.name} (${n.layer.op})`).join(', ')} is a sequence (transformer) layer, which this CNN/MLP compiler does not evaluate. ` +
         'Validate transformer checkpoints on simulated CKKS with scripts/he-validate-transformer.ts',
     );
   }
-  const bad = graph.nodes.filter((n) => !isPolynomial(n.layer));
+  const bad = graph.nodes.map((n) => ({ n, why: opOf(n).polynomial(n.layer) })).filter((b) => b.why !== true);
   if (!bad.length) return;
-  const what = bad.map((n) => `${n.name} (${n.layer.op === 'activation' ? `activation ${n.layer.activation.kind}` : n.layer.op})`).join(', ');
+  const what = bad.map(({ n, why }) => `${n.name} (${why})`).join(', ');
   throw new HepolyError(
     `${source}: layer ${what} is not a polynomial, so it cannot run on CKKS ciphertexts (HE can only add and multiply). ` +
       'Retrain with `activation: quad` (trainable a*x^2+b*x+c) and avgpool instead of maxpool, or distill this model into a polynomial student',
@@ -131,60 +124,33 @@ class Compiler {
     return Float64Array.from(t.data);
   }
 
+  /** A node lowered by its op's `lowerHE` face, on the affine expressions of its inputs. */
   private layer(node: GraphNode, ins: Expr[]): Expr {
-    const L = node.layer;
-    const x = ins[0];
-    const inShape = this.shapes.get(node.inputs[0])!;
-    switch (L.op) {
-      case 'dense': {
-        const op: WeightedOp = { kind: 'dense', inSize: inShape[0], units: L.units, kernel: this.w(node, 'kernel') };
-        return this.weighted(x, op, node.name, L.bias ? this.w(node, 'bias') : null);
-      }
-      case 'conv2d': {
-        const op: WeightedOp = { kind: 'conv', geom: convGeometry(inShape, L.kernel, L.stride, L.padding, L.filters), kernel: this.w(node, 'kernel') };
-        return this.weighted(x, op, node.name, L.bias ? this.w(node, 'bias') : null);
-      }
-      case 'batchnorm': {
-        const gamma = this.w(node, 'gamma');
-        const beta = this.w(node, 'beta');
-        const mean = this.w(node, 'moving_mean');
-        const variance = this.w(node, 'moving_variance');
-        const C = gamma.length;
-        const s = gamma.map((g, c) => g / Math.sqrt(variance[c] + L.epsilon));
-        const shift = beta.map((b, c) => b - s[c] * mean[c]);
-        const e = scaleExpr(x, tile(s, size(x.shape)), node.name);
-        for (let i = 0; i < e.bias.length; i++) e.bias[i] += shift[i % C];
+    const lower = opOf(node).lowerHE;
+    if (isElsewhere(lower)) throw new Error(`unreachable: ${node.name} is refused before compiling (${lower.elsewhere})`);
+    return lower({
+      layer: node.layer,
+      node: node.name,
+      ins,
+      inShapes: node.inputs.map((n) => this.shapes.get(n)!),
+      w: (param) => this.w(node, param),
+      he: this.lowerOps(node.name),
+    }) as Expr;
+  }
+
+  /** What an op's lowering may append, on behalf of `node`. */
+  private lowerOps(node: string): LowerOps {
+    return {
+      weighted: (x, op, bias) => this.weighted(x as Expr, op, node, bias),
+      polynomial: (x, coeffs) => this.polynomial(x as Expr, coeffs, node),
+      struct: (x, op) => structExpr(x as Expr, op, node),
+      affine: (x, factors, shift) => {
+        const e = scaleExpr(x as Expr, factors, node);
+        for (let i = 0; i < e.bias.length; i++) e.bias[i] += shift[i];
         return e;
-      }
-      case 'avgpool': {
-        const e = structExpr(x, { kind: 'sumpool', size: L.size, stride: L.stride }, node.name);
-        return scaleExpr(e, new Float64Array(size(e.shape)).fill(1 / (L.size * L.size)), node.name);
-      }
-      case 'global_avgpool': {
-        const e = structExpr(x, { kind: 'globalsum' }, node.name);
-        return scaleExpr(e, new Float64Array(size(e.shape)).fill(1 / (inShape[0] * inShape[1])), node.name);
-      }
-      case 'flatten':
-        return structExpr(x, { kind: 'flatten' }, node.name);
-      case 'pad':
-        return structExpr(x, { kind: 'pad', top: L.top, bottom: L.bottom, left: L.left, right: L.right }, node.name);
-      case 'add': {
-        const out: Expr = { shape: x.shape, terms: [], bias: new Float64Array(size(x.shape)), nodes: [node.name] };
-        for (const e of ins) {
-          out.terms.push(...e.terms.map(copyTerm));
-          for (let i = 0; i < out.bias.length; i++) out.bias[i] += e.bias[i];
-          out.nodes.push(...e.nodes);
-        }
-        return out;
-      }
-      case 'activation': {
-        const a = L.activation;
-        const coeffs = a.kind === 'square' ? Float64Array.from([0, 0, 1]) : this.w(node, 'coeffs');
-        return this.polynomial(x, coeffs, node.name);
-      }
-      case 'maxpool':
-        throw new Error('unreachable: refused before compiling');
-    }
+      },
+      sum: (xs) => sumExprs(xs as Expr[], node),
+    };
   }
 
   /** Appends a dense/conv; materializes first if a term already went through one. */
@@ -392,49 +358,60 @@ class Compiler {
     return shape;
   }
 
-  /** Level budget per graph layer, from the steps that consume levels. */
+  /**
+   * Level budget per graph layer, from the steps that consume levels: a layer spends the depth
+   * its steps add on its path (a polynomial's power tree its height, not its step count; the
+   * convolutions of two branches summed in one linear step one level each).
+   */
   private attributeLevels(): void {
+    const span = new Map<string, { from: number; to: number }>();
     for (const s of this.steps) {
       if (s.kind === 'struct') continue;
-      const owner =
-        s.kind === 'power'
-          ? s.nodes[0]
-          : [...s.nodes].reverse().find((n) => {
-              const L = this.graph.nodes.find((g) => g.name === n)?.layer;
-              return L && (L.op === 'dense' || L.op === 'conv2d');
-            }) ?? s.nodes[s.nodes.length - 1];
-      const b = owner ? this.layers.get(owner) : undefined;
-      if (!b) continue;
-      b.levels += 1;
-      if (s.kind === 'linear') {
-        const others = s.nodes.filter((n) => n !== owner);
-        b.how = `plaintext products, 1 level${others.length ? ` (folds ${others.join(', ')})` : ''}`;
+      const from = Math.max(...stepSources(s).map((t) => this.tensors[t].depth));
+      for (const owner of this.levelOwners(s)) {
+        const b = this.layers.get(owner);
+        if (!b) continue;
+        const had = span.get(owner);
+        span.set(owner, { from: Math.min(had?.from ?? from, from), to: Math.max(had?.to ?? 0, this.tensors[s.out].depth) });
+        if (s.kind === 'linear') {
+          const others = s.nodes.filter((n) => n !== owner);
+          b.how = `plaintext products, 1 level${others.length ? ` (folds ${others.join(', ')})` : ''}`;
+        }
       }
     }
+    for (const [owner, { from, to }] of span) this.layers.get(owner)!.levels = to - from;
     for (const b of this.layers.values()) {
       if (b.levels === 0 && b.how === 'folded') {
-        const L = this.graph.nodes.find((g) => g.name === b.node)!.layer;
-        b.how = L.op === 'avgpool' || L.op === 'global_avgpool' ? 'ciphertext additions; 1/size^2 folded into a neighbour' : L.op === 'flatten' || L.op === 'pad' ? 'relabeling, no operation' : 'folded into a neighbouring linear layer';
+        const node = this.graph.nodes.find((g) => g.name === b.node)!;
+        b.how = opOf(node).foldsInto ?? 'folded into a neighbouring linear layer';
       }
     }
+  }
+
+  /** The layers a level-consuming step is charged to: its activation, or the linear layers it sums. */
+  private levelOwners(s: Exclude<Step, { kind: 'struct' }>): string[] {
+    if (s.kind === 'power') return [s.nodes[0]];
+    const linear = s.nodes.filter((n) => {
+      const g = this.graph.nodes.find((x) => x.name === n);
+      return g && opOf(g).kind === 'linear';
+    });
+    return linear.length ? [...new Set(linear)] : [s.nodes[s.nodes.length - 1]];
   }
 }
 
 function describeOp(node: GraphNode): string {
-  const L = node.layer;
-  switch (L.op) {
-    case 'dense':
-      return `dense ${L.units}`;
-    case 'conv2d':
-      return `conv ${L.kernel}x${L.kernel}x${L.filters} s${L.stride} ${L.padding}`;
-    case 'activation':
-      return L.activation.kind === 'poly' || L.activation.kind === 'relu-approx' ? `${L.activation.kind} deg ${L.activation.degree}` : L.activation.kind;
-    case 'avgpool':
-    case 'maxpool':
-      return `${L.op} ${L.size}/${L.stride}`;
-    default:
-      return L.op;
+  return `${node.layer.op} ${opOf(node).describe(node.layer)}`.trim();
+}
+
+/** Element-wise sum of same-shaped expressions (residual adds): their terms side by side. */
+function sumExprs(xs: Expr[], node: string): Expr {
+  const out: Expr = { shape: xs[0].shape, terms: [], bias: new Float64Array(size(xs[0].shape)), nodes: [node] };
+  for (const e of xs) {
+    out.terms.push(...e.terms.map(copyTerm));
+    for (let i = 0; i < out.bias.length; i++) out.bias[i] += e.bias[i];
+    out.nodes.push(...e.nodes);
   }
+  return out;
 }
 
 function fmt(v: number): string {

@@ -1,7 +1,9 @@
 import { type Graph, type WeightMap, INPUT, inferShapes, weightKey } from '../models/graph.js';
 import type { HeProgram, StructOp } from './program.js';
 import { applyWeighted } from './compile.js';
-import { conv2d, convGeometry, dense, globalSum, pad, polynomial, size, sumpool } from './tensor-ops.js';
+import { globalSum, pad, size, sumpool } from './tensor-ops.js';
+import { opOf } from '../ops/registry.js';
+import { isElsewhere } from '../ops/types.js';
 
 /**
  * Float64 references: the graph evaluated directly (every node's value, for per-layer range
@@ -9,61 +11,20 @@ import { conv2d, convGeometry, dense, globalSum, pad, polynomial, size, sumpool 
  * value, what --trace compares decrypted layers against).
  */
 
-/** Every node's output for one sample (inference mode). */
+/** Every node's output for one sample (inference mode), each op's float64 reference face. */
 export function graphForward(graph: Graph, weights: WeightMap, x: Float64Array): Map<string, Float64Array> {
   const shapes = inferShapes(graph);
   const vals = new Map<string, Float64Array>([[INPUT, x]]);
-  const w = (node: string, p: string) => weights.get(weightKey(node, p))!.data;
   for (const node of graph.nodes) {
-    const ins = node.inputs.map((n) => vals.get(n)!);
-    const inShape = shapes.get(node.inputs[0])!;
-    const L = node.layer;
-    let out: Float64Array;
-    switch (L.op) {
-      case 'dense':
-        out = dense(ins[0], w(node.name, 'kernel'), L.units, L.bias ? w(node.name, 'bias') : undefined);
-        break;
-      case 'conv2d':
-        out = conv2d(ins[0], convGeometry(inShape, L.kernel, L.stride, L.padding, L.filters), w(node.name, 'kernel'), L.bias ? w(node.name, 'bias') : undefined);
-        break;
-      case 'activation': {
-        const a = L.activation;
-        if (a.kind === 'relu') out = ins[0].map((v) => Math.max(0, v));
-        else out = polynomial(ins[0], a.kind === 'square' ? [0, 0, 1] : w(node.name, 'coeffs'));
-        break;
-      }
-      case 'avgpool': {
-        const s = sumpool(ins[0], inShape, L.size, L.stride);
-        out = s.map((v) => v / (L.size * L.size));
-        break;
-      }
-      case 'maxpool':
-        throw new Error('maxpool has no HE reference');
-      case 'global_avgpool':
-        out = globalSum(ins[0], inShape).map((v) => v / (inShape[0] * inShape[1]));
-        break;
-      case 'flatten':
-        out = ins[0];
-        break;
-      case 'pad':
-        out = pad(ins[0], inShape, L);
-        break;
-      case 'add':
-        out = ins[0].map((v, i) => ins.reduce((acc, t) => acc + t[i], 0) + 0 * v);
-        break;
-      case 'batchnorm': {
-        const g = w(node.name, 'gamma');
-        const b = w(node.name, 'beta');
-        const m = w(node.name, 'moving_mean');
-        const vr = w(node.name, 'moving_variance');
-        const C = g.length;
-        out = ins[0].map((v, i) => {
-          const c = i % C;
-          return (g[c] * (v - m[c])) / Math.sqrt(vr[c] + L.epsilon) + b[c];
-        });
-        break;
-      }
-    }
+    const ref = opOf(node).referenceForward;
+    if (isElsewhere(ref)) throw new Error(`layer ${node.name} (${node.layer.op}) has no float64 reference: ${ref.elsewhere}`);
+    const out = ref({
+      layer: node.layer,
+      node: node.name,
+      ins: node.inputs.map((n) => vals.get(n)!),
+      inShapes: node.inputs.map((n) => shapes.get(n)!),
+      w: (p) => weights.get(weightKey(node.name, p))!.data,
+    });
     vals.set(node.name, out);
   }
   return vals;

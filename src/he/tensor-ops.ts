@@ -26,7 +26,7 @@ export interface Conv2dGeometry {
 }
 
 /** TF padding: pad_total = max((ceil(in/s)-1)*s + k - in, 0), pad_before = floor(pad_total/2). */
-export function convGeometry(inShape: number[], kernel: number, stride: number, padding: 'same' | 'valid', cout: number): Conv2dGeometry {
+export function convGeometry(inShape: number[], kernel: number, stride: number, padding: 'same' | 'valid', cout: number, groups = 1): Conv2dGeometry {
   const [inH, inW, cin] = inShape;
   let outH: number;
   let outW: number;
@@ -41,7 +41,27 @@ export function convGeometry(inShape: number[], kernel: number, stride: number, 
     outH = Math.floor((inH - kernel) / stride) + 1;
     outW = Math.floor((inW - kernel) / stride) + 1;
   }
-  return { inH, inW, cin, cout, kernel, stride, padding, outH, outW, padTop, padLeft };
+  return { inH, inW, cin, cout, kernel, stride, padding, outH, outW, padTop, padLeft, ...(groups > 1 ? { groups } : {}) };
+}
+
+/**
+ * A grouped kernel [k, k, cin/groups, cout] as the full HWIO kernel [k, k, cin, cout] the
+ * geometry indexes (zeros outside the groups' diagonal blocks, which `forEachConvTap` skips).
+ */
+export function expandGroupedKernel(g: Conv2dGeometry, grouped: ArrayLike<number>): Float64Array {
+  const groups = g.groups ?? 1;
+  if (groups === 1) return Float64Array.from(grouped);
+  const { cin, cout, kernel } = g;
+  const cinG = cin / groups;
+  const coutG = cout / groups;
+  const full = new Float64Array(kernel * kernel * cin * cout);
+  for (let p = 0; p < kernel * kernel; p++) {
+    for (let ci = 0; ci < cin; ci++) {
+      const grp = Math.floor(ci / cinG);
+      for (let co = grp * coutG; co < (grp + 1) * coutG; co++) full[(p * cin + ci) * cout + co] = grouped[(p * cinG + (ci % cinG)) * cout + co];
+    }
+  }
+  return full;
 }
 
 /**

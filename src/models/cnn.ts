@@ -41,7 +41,7 @@ export function buildCnn(cfg: CnnConfig, inputShape: number[], classes: number, 
     const isLast = i === cfg.layers.length - 1;
     switch (l.type) {
       case 'conv':
-        push('conv', { op: 'conv2d', filters: l.filters, kernel: l.kernel, stride: l.stride, padding: l.padding, bias: l.bias });
+        push('conv', { op: 'conv2d', filters: l.filters, kernel: l.kernel, stride: l.stride, padding: l.padding, bias: l.bias, ...(l.groups && l.groups > 1 ? { groups: l.groups } : {}) });
         break;
       case 'activation':
         push('act', { op: 'activation', activation: toActivationSpec(l.activation ?? cfg.activation) });

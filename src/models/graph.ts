@@ -10,6 +10,9 @@
  * - dense kernel `[in, units]`, conv kernel `[k, k, cin, cout]` (HWIO), both `y = x*W + b`;
  * - polynomial coefficients are ascending: `y = c0 + c1 x + c2 x^2 + ...`.
  */
+import { getOp } from '../ops/registry.js';
+import { isElsewhere, type ParamDef } from '../ops/types.js';
+import '../ops/index.js';
 
 export type ActivationSpec =
   /** trainable a*x^2 + b*x + c (weights `coeffs` = [c, b, a]) */
@@ -25,7 +28,8 @@ export type ActivationSpec =
   /** not polynomial (tanh approximation of x * Phi(x)): transformer baselines and teachers only */
   | { kind: 'gelu' };
 
-export type LayerSpec =
+/** The layers of the image and vector networks (MLP, CNN, ResNet). */
+export type PlainLayerSpec =
   | { op: 'dense'; units: number; bias: boolean }
   | {
       op: 'conv2d';
@@ -36,6 +40,12 @@ export type LayerSpec =
       bias: boolean;
       /** Dirac parameterization: effective kernel = W + alpha * identity (weights `alpha`, per output channel) */
       dirac?: boolean;
+      /**
+       * grouped convolution: input and output channels split into `groups` blocks, block g of
+       * the outputs reads block g of the inputs only (kernel [k, k, cin/groups, filters]);
+       * groups = cin = filters is depthwise. Absent: 1 (checkpoints before groups existed).
+       */
+      groups?: number;
     }
   | { op: 'activation'; activation: ActivationSpec }
   | { op: 'avgpool'; size: number; stride: number }
@@ -48,7 +58,11 @@ export type LayerSpec =
   /** element-wise sum of all inputs (residual connections) */
   | { op: 'add' };
 
+/** Every layer a graph node may hold (the op registry, src/ops/, has one definition per `op`). */
+export type LayerSpec = PlainLayerSpec | SequenceLayerSpec;
+
 export type Op = LayerSpec['op'];
+
 
 export interface GraphNode {
   name: string;
@@ -78,46 +92,18 @@ export interface WeightTensor {
 /** weights keyed `${node}/${param}`, e.g. `conv1/kernel`, `act1/coeffs`, `bn1/moving_mean` */
 export type WeightMap = Map<string, WeightTensor>;
 
-export function weightKey(node: string, param: string): string {
-  return `${node}/${param}`;
-}
+export { weightKey } from './weight-key.js';
 
-/** Number of polynomial coefficients an activation carries as weights (0 for fixed ones). */
-export function activationCoeffCount(a: ActivationSpec): number {
-  switch (a.kind) {
-    case 'quad':
-      return 3;
-    case 'poly':
-    case 'relu-approx':
-      return a.degree + 1;
-    case 'square':
-    case 'relu':
-    case 'gelu':
-      return 0;
-  }
-}
+export { activationCoeffCount, activationDepth } from '../ops/activation.js';
 
-/** Multiplicative depth of one activation under CKKS (levels consumed). */
-export function activationDepth(a: ActivationSpec): number {
-  switch (a.kind) {
-    case 'quad':
-    case 'square':
-      return 1;
-    case 'poly':
-    case 'relu-approx':
-      return Math.ceil(Math.log2(Math.max(2, a.degree)));
-    case 'relu':
-    case 'gelu':
-      return Infinity;
-  }
-}
-
+/**
+ * Whether the CNN/MLP HE compiler (src/he/compile.ts) can evaluate the layer: the op is a
+ * polynomial and is lowered to the shared program IR. Sequence ops are lowered by the
+ * transformer evaluator instead, so they report false here.
+ */
 export function isPolynomial(layer: LayerSpec): boolean {
-  const seq = layer as AnyLayerSpec;
-  if (isSequenceOp(seq)) return false; // not yet compiled by the HE evaluator: see SequenceLayerSpec
-  if (layer.op === 'maxpool') return false;
-  if (layer.op === 'activation') return layer.activation.kind !== 'relu' && layer.activation.kind !== 'gelu';
-  return true;
+  const def = getOp(layer.op);
+  return def.polynomial(layer) === true && !isElsewhere(def.lowerHE);
 }
 
 /** Output shape of every node, computed from the input shape and the layer specs. */
@@ -129,97 +115,25 @@ export function inferShapes(graph: Graph): Map<string, number[]> {
       if (!s) throw new Error(`graph: node ${node.name} reads ${n}, which is not defined before it`);
       return s;
     });
-    shapes.set(node.name, outputShape(node, ins));
+    shapes.set(node.name, getOp(node.layer.op).outputShape(node.layer, ins, node.name));
   }
   return shapes;
 }
 
-function outputShape(node: GraphNode, ins: number[][]): number[] {
-  const x = ins[0];
-  const seq = layerOf(node);
-  if (isSequenceOp(seq)) return sequenceOutputShape(node.name, seq, ins);
-  const L = node.layer;
-  const need3 = () => {
-    if (x.length !== 3) {
-      throw new Error(`layer ${node.name} (${L.op}) needs an image input [H, W, C], got [${x.join(', ')}]`);
-    }
-  };
-  switch (L.op) {
-    case 'dense':
-      if (x.length !== 1) {
-        throw new Error(`layer ${node.name} (dense) needs a flat input, got [${x.join(', ')}]: add a flatten layer before it`);
-      }
-      return [L.units];
-    case 'conv2d': {
-      need3();
-      const [h, w] = x;
-      const oh = L.padding === 'same' ? Math.ceil(h / L.stride) : Math.floor((h - L.kernel) / L.stride) + 1;
-      const ow = L.padding === 'same' ? Math.ceil(w / L.stride) : Math.floor((w - L.kernel) / L.stride) + 1;
-      if (oh < 1 || ow < 1) throw new Error(`layer ${node.name} (conv2d): kernel ${L.kernel} does not fit input [${x.join(', ')}]`);
-      return [oh, ow, L.filters];
-    }
-    case 'avgpool':
-    case 'maxpool': {
-      need3();
-      const oh = Math.floor((x[0] - L.size) / L.stride) + 1;
-      const ow = Math.floor((x[1] - L.size) / L.stride) + 1;
-      if (oh < 1 || ow < 1) throw new Error(`layer ${node.name} (${L.op}): window ${L.size} does not fit input [${x.join(', ')}]`);
-      return [oh, ow, x[2]];
-    }
-    case 'global_avgpool':
-      need3();
-      return [x[2]];
-    case 'flatten':
-      return [x.reduce((a, b) => a * b, 1)];
-    case 'pad':
-      need3();
-      return [x[0] + L.top + L.bottom, x[1] + L.left + L.right, x[2]];
-    case 'add':
-      for (const s of ins) {
-        if (s.join(',') !== x.join(',')) {
-          throw new Error(`layer ${node.name} (add): inputs have different shapes [${ins.map((i) => i.join('x')).join('] vs [')}]`);
-        }
-      }
-      return x;
-    case 'activation':
-    case 'batchnorm':
-      return x;
-  }
+/** The weights a node owns: shapes, initializers, trainable or not. */
+export function paramDefs(node: GraphNode, inShape: number[]): Record<string, ParamDef> {
+  return getOp(node.layer.op).params(node.layer, inShape);
 }
 
 /** Shapes of the weights a node owns, keyed by param name. */
 export function paramShapes(node: GraphNode, inShape: number[]): Record<string, number[]> {
-  const seq = layerOf(node);
-  if (isSequenceOp(seq)) return sequenceParamShapes(seq, inShape);
-  const L = node.layer;
-  switch (L.op) {
-    case 'dense':
-      return { kernel: [inShape[0], L.units], ...(L.bias ? { bias: [L.units] } : {}) };
-    case 'conv2d':
-      return {
-        kernel: [L.kernel, L.kernel, inShape[2], L.filters],
-        ...(L.bias ? { bias: [L.filters] } : {}),
-        ...(L.dirac ? { alpha: [L.filters] } : {}),
-      };
-    case 'activation': {
-      const n = activationCoeffCount(L.activation);
-      return n > 0 ? { coeffs: [n] } : {};
-    }
-    case 'batchnorm': {
-      const c = inShape[inShape.length - 1];
-      return { gamma: [c], beta: [c], moving_mean: [c], moving_variance: [c] };
-    }
-    default:
-      return {};
-  }
+  return Object.fromEntries(Object.entries(paramDefs(node, inShape)).map(([k, d]) => [k, d.shape]));
 }
 
-/** Parameters that the optimizer does not update. */
-export function isTrainableParam(node: GraphNode, param: string): boolean {
-  if (isSequenceOp(layerOf(node))) return true;
-  if (node.layer.op === 'batchnorm') return param === 'gamma' || param === 'beta';
-  if (node.layer.op === 'activation' && node.layer.activation.kind === 'relu-approx') return node.layer.activation.trainable;
-  return true;
+/** Parameters that the optimizer does not update (the input shape does not change which). */
+export function isTrainableParam(node: GraphNode, param: string, inShape?: number[]): boolean {
+  // which params are trainable does not depend on sizes: any shape of rank 3 will do
+  return paramDefs(node, inShape ?? [1, 1, 1])[param]?.trainable ?? true;
 }
 
 export function countParams(graph: Graph): number {
@@ -237,11 +151,6 @@ export function countParams(graph: Graph): number {
 //
 // Per-sample sequence tensors are [T, F]: T tokens of F features, token-major (row-major), so
 // a batch is [N, T, F]. Text inputs are [T] character ids (float-coded integers).
-//
-// These ops are kept out of `LayerSpec` (the union the HE compiler switches over exhaustively)
-// until the HE evaluator dispatches them: a node holding one is built with `sequenceNode` and
-// read back with `layerOf`. `isPolynomial` reports them as not (yet) HE-evaluable, so the HE
-// compiler refuses a transformer graph with a clear message instead of reaching its switch.
 
 /** How attention weights are normalized. */
 export type AttentionSpec =
@@ -273,72 +182,21 @@ export type SequenceLayerSpec =
   /** [T, D] -> [D]: the mean over tokens, or the last token (language models) */
   | { op: 'seq_pool'; mode: 'mean' | 'last' };
 
-export type AnyLayerSpec = LayerSpec | SequenceLayerSpec;
+export type AnyLayerSpec = LayerSpec;
 
-const SEQUENCE_OPS = new Set<string>(['patchify', 'embedding', 'pos_embedding', 'token_dense', 'attention', 'layernorm', 'seq_pool']);
-
-export function isSequenceOp(layer: AnyLayerSpec): layer is SequenceLayerSpec {
-  return SEQUENCE_OPS.has(layer.op);
+/** A transformer layer (its HE lowering is the transformer evaluator's, src/he/transformer/). */
+export function isSequenceOp(layer: LayerSpec): layer is SequenceLayerSpec {
+  return getOp(layer.op).kind === 'sequence';
 }
 
-/** A node's layer, including the sequence ops. */
-export function layerOf(node: GraphNode): AnyLayerSpec {
+/** A node's layer (kept for callers written when sequence ops sat outside `LayerSpec`). */
+export function layerOf(node: GraphNode): LayerSpec {
   return node.layer;
 }
 
-/** A graph node holding a sequence op (see the note above on why it is not in `LayerSpec`). */
+/** A graph node holding a sequence op. */
 export function sequenceNode(name: string, layer: SequenceLayerSpec, inputs: string[]): GraphNode {
-  return { name, layer: layer as unknown as LayerSpec, inputs };
-}
-
-function sequenceOutputShape(name: string, L: SequenceLayerSpec, ins: number[][]): number[] {
-  const x = ins[0];
-  const need = (rank: number, what: string) => {
-    if (x.length !== rank) throw new Error(`layer ${name} (${L.op}) needs ${what}, got [${x.join(', ')}]`);
-  };
-  switch (L.op) {
-    case 'patchify': {
-      need(3, 'an image input [H, W, C]');
-      if (x[0] % L.size !== 0 || x[1] % L.size !== 0) {
-        throw new Error(`layer ${name} (patchify): patch ${L.size} does not tile the ${x[0]}x${x[1]} image (H and W must be multiples of it)`);
-      }
-      return [(x[0] / L.size) * (x[1] / L.size), L.size * L.size * x[2]];
-    }
-    case 'embedding':
-      need(1, 'a sequence of token ids [T]');
-      return [x[0], L.dim];
-    case 'pos_embedding':
-    case 'attention':
-    case 'layernorm':
-      need(2, 'a token sequence [T, D]');
-      if (L.op === 'attention' && x[1] % L.heads !== 0) {
-        throw new Error(`layer ${name} (attention): width ${x[1]} is not divisible by ${L.heads} heads`);
-      }
-      return x;
-    case 'token_dense':
-      need(2, 'a token sequence [T, F]');
-      return [x[0], L.units];
-    case 'seq_pool':
-      need(2, 'a token sequence [T, D]');
-      return [x[1]];
-  }
-}
-
-function sequenceParamShapes(L: SequenceLayerSpec, x: number[]): Record<string, number[]> {
-  switch (L.op) {
-    case 'embedding':
-      return { table: [L.vocab, L.dim] };
-    case 'pos_embedding':
-      return { table: [x[0], x[1]] };
-    case 'token_dense':
-      return { kernel: [x[1], L.units], ...(L.bias ? { bias: [L.units] } : {}) };
-    case 'attention':
-      return { qkv_kernel: [x[1], 3 * x[1]], qkv_bias: [3 * x[1]], out_kernel: [x[1], x[1]], out_bias: [x[1]] };
-    case 'layernorm':
-      return { gamma: [x[1]], beta: [x[1]] };
-    default:
-      return {};
-  }
+  return { name, layer, inputs };
 }
 
 /**
@@ -347,7 +205,5 @@ function sequenceParamShapes(L: SequenceLayerSpec, x: number[]): Record<string, 
  * softmax attention and exact layernorm are not.
  */
 export function isPolynomialSequenceOp(L: SequenceLayerSpec): boolean {
-  if (L.op === 'attention') return L.attention.kind === 'power-softmax';
-  if (L.op === 'layernorm') return L.poly !== null;
-  return true;
+  return getOp(L.op).polynomial(L) === true;
 }

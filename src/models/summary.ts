@@ -1,5 +1,6 @@
 import type { Graph, GraphNode } from './graph.js';
-import { activationDepth, inferShapes, paramShapes } from './graph.js';
+import { inferShapes, paramShapes } from './graph.js';
+import { opOf } from '../ops/registry.js';
 import type { Ranges } from '../train/checkpoint.js';
 
 export interface SummaryRow {
@@ -24,70 +25,52 @@ export interface ModelSummary {
 }
 
 /**
- * Level cost of each layer under CKKS: a linear layer multiplies by plaintext weights (one
- * rescale); a quadratic or square activation one ciphertext product (its coefficients are
- * folded into the next linear layer); average pooling is additions plus a scalar that folds
- * into the next linear layer; batchnorm folds into the linear layer before it.
+ * Levels a layer consumes under CKKS: its op's `levelCost` face, the cost the HE compiler
+ * spends (a linear layer one rescale, a degree-d polynomial ceil(log2 d), batchnorm, pooling
+ * and relabelings 0 since they fold into a neighbour). Null: unknown until ranges are
+ * recorded (power-softmax's reciprocal); Infinity: not a polynomial.
  */
-export function layerDepth(node: GraphNode): number {
-  const L = node.layer;
-  switch (L.op) {
-    case 'dense':
-    case 'conv2d':
-      return 1;
-    case 'activation':
-      return activationDepth(L.activation);
-    case 'maxpool':
-      return Infinity;
-    default:
-      return 0;
-  }
+export function layerDepth(node: GraphNode, ranges: Ranges | null = null): number | null {
+  return opOf(node).levelCost(node.layer, { node: node.name, ranges });
 }
 
-function describe(node: GraphNode): string {
-  const L = node.layer;
-  switch (L.op) {
-    case 'dense':
-      return `${L.units} units`;
-    case 'conv2d':
-      return `${L.filters}x${L.kernel}x${L.kernel} s${L.stride} ${L.padding}`;
-    case 'activation':
-      return L.activation.kind + ('degree' in L.activation ? ` d${L.activation.degree}` : '');
-    case 'avgpool':
-    case 'maxpool':
-      return `${L.size}x${L.size} s${L.stride}`;
-    case 'pad':
-      return `+${L.top + L.bottom}x${L.left + L.right}`;
-    default:
-      return '';
-  }
+/** The first range the op records (its input, or an internal value such as a denominator). */
+function recordedRange(node: GraphNode, ranges: Ranges | null): SummaryRow['input_range'] {
+  const [what] = opOf(node).rangeProbes(node.layer);
+  if (!what || !ranges) return null;
+  return ranges.activations[what === 'input' ? node.name : `${node.name}/${what}`] ?? null;
 }
 
 export function summarize(graph: Graph, ranges: Ranges | null): ModelSummary {
   const shapes = inferShapes(graph);
-  const depthAt = new Map<string, number>([['input', 0]]);
+  // levels along the deepest path to each node; null once any layer on it is unknown
+  const depthAt = new Map<string, number | null>([['input', 0]]);
+  const nonPoly: string[] = [];
   const layers = graph.nodes.map((node): SummaryRow => {
+    const def = opOf(node);
     const ps = paramShapes(node, shapes.get(node.inputs[0])!);
     const params = Object.values(ps).reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
-    const d = layerDepth(node);
-    depthAt.set(node.name, Math.max(...node.inputs.map((i) => depthAt.get(i) ?? 0)) + d);
+    const d = layerDepth(node, ranges);
+    const before = node.inputs.map((i) => (depthAt.has(i) ? depthAt.get(i)! : 0));
+    depthAt.set(node.name, d === null || before.some((b) => b === null) ? null : Math.max(...(before as number[])) + d);
+    const poly = def.polynomial(node.layer);
+    if (poly !== true) nonPoly.push(`${node.name} (${poly})`);
     return {
       name: node.name,
       op: node.layer.op,
-      detail: describe(node),
+      detail: def.describe(node.layer),
       inputs: node.inputs,
       output_shape: shapes.get(node.name)!,
       params,
-      input_range: node.layer.op === 'activation' ? (ranges?.activations[node.name] ?? null) : null,
-      he_depth: Number.isFinite(d) ? d : null,
+      input_range: recordedRange(node, ranges),
+      he_depth: d !== null && Number.isFinite(d) ? d : null,
     };
   });
-  const nonPoly = layers.filter((l) => l.he_depth === null).map((l) => `${l.name} (${l.op === 'activation' ? l.detail : l.op})`);
-  const total = depthAt.get(graph.output)!;
+  const total = depthAt.get(graph.output);
   return {
     layers,
     total_params: layers.reduce((a, l) => a + l.params, 0),
-    he_depth: Number.isFinite(total) ? total : null,
+    he_depth: total !== null && total !== undefined && Number.isFinite(total) ? total : null,
     he_ready: nonPoly.length === 0,
     non_polynomial: nonPoly,
   };

@@ -1,18 +1,7 @@
 import type { TransformerConfig } from '../recipe/schema.js';
 import { HepolyError } from '../util/errors.js';
-import {
-  type Graph,
-  type GraphNode,
-  type LayerSpec,
-  type SequenceLayerSpec,
-  INPUT,
-  inferShapes,
-  isSequenceOp,
-  layerOf,
-  sequenceNode,
-} from './graph.js';
+import { type Graph, type GraphNode, type LayerSpec, type SequenceLayerSpec, INPUT, inferShapes, sequenceNode } from './graph.js';
 import { toActivationSpec } from './activation.js';
-import { reciprocalDepth, reciprocalIterationsFor, invSqrtDepth } from '../layers/reciprocal.js';
 
 /**
  * A pre-norm transformer encoder (Vaswani et al.; ViT, Dosovitskiy et al.):
@@ -107,64 +96,4 @@ export function buildTransformer(cfg: TransformerConfig, inputShape: number[], c
   return graph;
 }
 
-/** Relative accuracy the HE reciprocal of power-softmax is sized for. */
-export const RECIPROCAL_TOLERANCE = 1e-3;
-
-export interface SequenceDepth {
-  /** CKKS levels on the longest path through the op */
-  levels: number;
-  /** levels per component, for the report */
-  parts: Record<string, number>;
-}
-
-/**
- * CKKS levels of a sequence op (one per ciphertext-ciphertext or plaintext product on the
- * critical path; additions, rotations and relabelings are free). `denominator` is the observed
- * range of power-softmax's denominator (ranges.json `<node>/denominator`); without it the
- * reciprocal's iterations are unknown and the levels are null.
- *   attention: qkv projection 1, q k^T 1, power log2(p), reciprocal 1 + 2k (Newton, k from the
- *   range), (s^p v) x 1/D 1 (the reciprocal is applied after the value product, where it
- *   costs one product instead of T^2), output projection 1;
- *   poly-layernorm: square 1, inverse square root 1 + 2k, (x - mu) x r 1 (gamma folds).
- */
-export function sequenceOpDepth(L: SequenceLayerSpec, denominator?: { min: number; max: number } | null): SequenceDepth | null {
-  switch (L.op) {
-    case 'patchify':
-    case 'pos_embedding':
-    case 'seq_pool':
-      return { levels: 0, parts: {} };
-    case 'embedding':
-    case 'token_dense':
-      return { levels: 1, parts: { linear: 1 } };
-    case 'layernorm': {
-      if (!L.poly) return null;
-      const r = invSqrtDepth(L.poly.iterations);
-      return { levels: 2 + r, parts: { variance: 1, inverse_sqrt: r, scale: 1 } };
-    }
-    case 'attention': {
-      if (L.attention.kind !== 'power-softmax') return null;
-      const power = Math.ceil(Math.log2(L.attention.p));
-      if (!denominator) return null;
-      const lo = Math.max(denominator.min, L.attention.eps, 1e-6);
-      const k = reciprocalIterationsFor(lo, Math.max(lo, denominator.max), RECIPROCAL_TOLERANCE);
-      const parts = { qkv: 1, scores: 1, power, reciprocal: reciprocalDepth(k), normalize: 1, output: 1 };
-      return { levels: 1 + 1 + power + reciprocalDepth(k) + 1 + 1, parts };
-    }
-  }
-}
-
-/**
- * For `models/summary.ts`: the HE depth of a graph node holding a sequence op (null when it
- * is not polynomial: softmax attention, exact layernorm; undefined when the node is not a
- * sequence op), and the recorded range to show for it (power-softmax denominator, norm variance).
- */
-export function sequenceNodeSummary(
-  node: GraphNode,
-  ranges: { activations: Record<string, { min: number; max: number; p001: number; p999: number }> } | null,
-): { depth: number | null; range: { min: number; max: number; p001: number; p999: number } | null } | undefined {
-  const L = layerOf(node);
-  if (!isSequenceOp(L)) return undefined;
-  const range = ranges?.activations[`${node.name}/denominator`] ?? ranges?.activations[`${node.name}/variance`] ?? null;
-  const d = sequenceOpDepth(L, L.op === 'attention' ? range : null);
-  return { depth: d ? d.levels : null, range };
-}
+export { RECIPROCAL_TOLERANCE, sequenceOpDepth, type SequenceDepth } from '../ops/sequence.js';

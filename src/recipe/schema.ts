@@ -95,6 +95,8 @@ export const CnnLayerSchema = z.discriminatedUnion('type', [
     stride: posInt.default(1),
     padding: Padding.default('same'),
     bias: z.boolean().default(true),
+    /** grouped convolution: G divides the input channels and the filters; G = filters = channels is depthwise */
+    groups: posInt.optional(),
   }),
   /** without `activation`, the model's `activation` is used */
   z.strictObject({ type: z.literal('activation'), activation: ActivationSchema.optional() }),

@@ -1,4 +1,6 @@
-import { type Graph, type GraphNode, type WeightMap, inferShapes, weightKey } from '../models/graph.js';
+import { type Graph, type GraphNode, type LayerSpec, type WeightMap, inferShapes, weightKey } from '../models/graph.js';
+import { opOf } from '../ops/registry.js';
+import type { Prunable } from '../ops/types.js';
 import { HepolyError } from '../util/errors.js';
 
 /**
@@ -19,17 +21,22 @@ export interface UnitLayer {
   flattened: boolean;
 }
 
-const PER_CHANNEL = new Set(['activation', 'batchnorm', 'avgpool', 'global_avgpool', 'pad', 'flatten']);
+type UnitsRole = Extract<Prunable<LayerSpec>, { role: 'units' }>;
+
+/** The op's pruning face when its outputs are prunable units (dense neurons, conv channels). */
+export function unitsRole(node: GraphNode): UnitsRole | null {
+  const p = opOf(node).prunable;
+  return p.role === 'units' ? p : null;
+}
 
 export function unitLayers(graph: Graph, source: string): UnitLayer[] {
   const readers = new Map<string, GraphNode[]>();
   for (const n of graph.nodes) for (const i of n.inputs) readers.set(i, [...(readers.get(i) ?? []), n]);
   const out: UnitLayer[] = [];
   for (const producer of graph.nodes) {
-    const L = producer.layer;
-    if (L.op !== 'dense' && L.op !== 'conv2d') continue;
-    if (producer.name === graph.output) continue;
-    if (L.op === 'conv2d' && L.dirac) throw new HepolyError(`${source}: layer ${producer.name} is a Dirac convolution (W + alpha*I), whose channels cannot be removed one by one. Prune an mlp or cnn model`);
+    const role = unitsRole(producer);
+    if (!role || producer.name === graph.output) continue;
+    refuseUnits(producer, role, source);
     const between: GraphNode[] = [];
     let flattened = false;
     let at = producer;
@@ -40,18 +47,25 @@ export function unitLayers(graph: Graph, source: string): UnitLayer[] {
         throw new HepolyError(`${source}: the output of ${at.name} feeds ${next.map((n) => n.name).join(' and ') || 'nothing'} (a residual or branching connection), so its units cannot be pruned independently. Prune an mlp or cnn model`);
       }
       const n = next[0];
-      if (n.layer.op === 'dense' || n.layer.op === 'conv2d') {
+      const p = opOf(n).prunable;
+      if (p.role === 'units') {
+        refuseUnits(n, p, source);
         consumer = n;
         break;
       }
-      if (!PER_CHANNEL.has(n.layer.op)) throw new HepolyError(`${source}: layer ${n.name} (${n.layer.op}) mixes units, so the units of ${producer.name} cannot be pruned. Prune an mlp or cnn model`);
-      if (n.layer.op === 'flatten') flattened = true;
-      if (n.layer.op === 'batchnorm') between.push(n);
+      if (p.role === 'mixes') throw new HepolyError(`${source}: layer ${n.name} (${n.layer.op}) mixes units, so the units of ${producer.name} cannot be pruned. Prune an mlp or cnn model`);
+      if (p.flattens) flattened = true;
+      if (p.params.length) between.push(n);
       at = n;
     }
-    out.push({ producer, consumer, between, units: L.op === 'dense' ? L.units : L.filters, flattened });
+    out.push({ producer, consumer, between, units: role.units(producer.layer), flattened });
   }
   return out;
+}
+
+function refuseUnits(node: GraphNode, role: UnitsRole, source: string): void {
+  const why = role.refuse(node.layer);
+  if (why) throw new HepolyError(`${source}: layer ${node.name} ${why}. Prune an mlp or cnn model`);
 }
 
 /** Flat indices of a unit's incoming kernel weights (the producer kernel's last axis). */
@@ -62,20 +76,26 @@ export function incoming(w: WeightMap, u: UnitLayer, j: number): number[] {
   return idx;
 }
 
+/**
+ * The consumer kernel as [outer, inputs, inner] around its input axis (dense [in, units]:
+ * outer 1; conv HWIO: outer k*k, inner cout), and which unit each input row belongs to.
+ */
+function consumerAxes(u: UnitLayer, shape: number[]): { outer: number; rows: number; inner: number; unitOf: (r: number) => number } {
+  const axis = unitsRole(u.consumer)!.kernelInputAxis;
+  const prod = (xs: number[]) => xs.reduce((a, b) => a * b, 1);
+  return { outer: prod(shape.slice(0, axis)), rows: shape[axis], inner: prod(shape.slice(axis + 1)), unitOf: (r) => (u.flattened ? r % u.units : r) };
+}
+
 /** Flat indices of a unit's outgoing kernel weights (its rows / input channel in the consumer). */
 export function outgoing(w: WeightMap, u: UnitLayer, j: number): number[] {
   const k = w.get(weightKey(u.consumer.name, 'kernel'))!;
+  const { outer, rows, inner, unitOf } = consumerAxes(u, k.shape);
   const idx: number[] = [];
-  if (u.consumer.layer.op === 'dense') {
-    const outs = k.shape[1];
-    const rows = k.shape[0];
+  for (let o = 0; o < outer; o++) {
     for (let r = 0; r < rows; r++) {
-      if ((u.flattened ? r % u.units : r) !== j) continue;
-      for (let c = 0; c < outs; c++) idx.push(r * outs + c);
+      if (unitOf(r) !== j) continue;
+      for (let c = 0; c < inner; c++) idx.push((o * rows + r) * inner + c);
     }
-  } else {
-    const [kh, kw, cin, cout] = k.shape;
-    for (let p = 0; p < kh * kw; p++) for (let c = 0; c < cout; c++) idx.push((p * cin + j) * cout + c);
   }
   return idx;
 }
@@ -95,30 +115,37 @@ export function removeUnits(graph: Graph, maps: WeightMap[], u: UnitLayer, remov
       const idx = keep(pk.data.length, (i) => i % u.units);
       w.set(weightKey(u.producer.name, 'kernel'), { shape: [...pk.shape.slice(0, -1), kept], data: Float32Array.from(idx, (i) => pk.data[i]) });
     }
-    const perUnit = [weightKey(u.producer.name, 'bias'), ...u.between.flatMap((b) => ['gamma', 'beta', 'moving_mean', 'moving_variance'].map((p) => weightKey(b.name, p)))];
+    const perUnit = [weightKey(u.producer.name, 'bias'), ...u.between.flatMap((b) => betweenParams(b).map((p) => weightKey(b.name, p)))];
     for (const key of perUnit) {
       const t = w.get(key);
       if (t) w.set(key, { shape: [kept], data: Float32Array.from(keep(t.data.length, (i) => i), (i) => t.data[i]) });
     }
     const ck = w.get(weightKey(u.consumer.name, 'kernel'));
-    if (!ck) continue;
-    if (u.consumer.layer.op === 'dense') {
-      const [rows, outs] = ck.shape;
-      const keptRows = keep(rows, (r) => (u.flattened ? r % u.units : r));
-      const data = new Float32Array(keptRows.length * outs);
-      keptRows.forEach((r, i) => data.set(ck.data.subarray(r * outs, (r + 1) * outs), i * outs));
-      w.set(weightKey(u.consumer.name, 'kernel'), { shape: [keptRows.length, outs], data });
-    } else {
-      const [kh, kw, cin, cout] = ck.shape;
-      const keptIn = keep(cin, (c) => c);
-      const data = new Float32Array(kh * kw * keptIn.length * cout);
-      for (let p = 0; p < kh * kw; p++) keptIn.forEach((c, i) => data.set(ck.data.subarray((p * cin + c) * cout, (p * cin + c + 1) * cout), (p * keptIn.length + i) * cout));
-      w.set(weightKey(u.consumer.name, 'kernel'), { shape: [kh, kw, keptIn.length, cout], data });
-    }
+    if (ck) w.set(weightKey(u.consumer.name, 'kernel'), dropRows(ck, consumerAxes(u, ck.shape), unitsRole(u.consumer)!.kernelInputAxis, (r) => remove.has(r)));
   }
-  const L = u.producer.layer;
-  if (L.op === 'dense') L.units = kept;
-  else if (L.op === 'conv2d') L.filters = kept;
+  u.producer.layer = unitsRole(u.producer)!.withUnits(u.producer.layer, kept);
   u.units = kept;
   inferShapes(graph);
+}
+
+function betweenParams(node: GraphNode): string[] {
+  const p = opOf(node).prunable;
+  return p.role === 'passes' ? p.params : [];
+}
+
+/** The kernel without the input rows whose unit is removed. */
+function dropRows(
+  k: { shape: number[]; data: Float32Array },
+  ax: ReturnType<typeof consumerAxes>,
+  axis: number,
+  removed: (unit: number) => boolean,
+): { shape: number[]; data: Float32Array } {
+  const keptRows = Array.from({ length: ax.rows }, (_, r) => r).filter((r) => !removed(ax.unitOf(r)));
+  const data = new Float32Array(ax.outer * keptRows.length * ax.inner);
+  for (let o = 0; o < ax.outer; o++) {
+    keptRows.forEach((r, i) => data.set(k.data.subarray((o * ax.rows + r) * ax.inner, (o * ax.rows + r + 1) * ax.inner), (o * keptRows.length + i) * ax.inner));
+  }
+  const shape = [...k.shape];
+  shape[axis] = keptRows.length;
+  return { shape, data };
 }

@@ -12,7 +12,7 @@ import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
 import { Run, claimCheckpointDir } from './loop.js';
 import { learningRate } from './schedule.js';
 import { type MaskMap, type PruneRecord, applyMasks, encodeMask, holdPruneMask } from './prune-mask.js';
-import { type UnitLayer, incoming, outgoing, removeUnits, unitLayers } from './prune-units.js';
+import { type UnitLayer, incoming, outgoing, removeUnits, unitLayers, unitsRole } from './prune-units.js';
 
 /**
  * Pruning for HE. Two methods:
@@ -60,7 +60,7 @@ export function pruneWeights(graphIn: Graph, weightsIn: WeightMap, spec: PruneSp
   const weights: WeightMap = new Map([...weightsIn].map(([k, w]) => [k, { shape: [...w.shape], data: Float32Array.from(w.data) }]));
   const layers = unitLayers(graph, source);
   const before = Object.fromEntries(layers.map((u) => [u.producer.name, u.units]));
-  const kernels = graph.nodes.filter((n) => n.layer.op === 'dense' || n.layer.op === 'conv2d').map((n) => weightKey(n.name, 'kernel'));
+  const kernels = graph.nodes.filter((n) => unitsRole(n)).map((n) => weightKey(n.name, 'kernel'));
   const elementwise = new Map(kernels.map((k) => [k, magnitudeMask(weights.get(k)!.data, spec.sparsity)]));
   let masks: MaskMap;
   if (spec.method === 'magnitude') {
@@ -68,10 +68,19 @@ export function pruneWeights(graphIn: Graph, weightsIn: WeightMap, spec: PruneSp
     applyMasks(weights, masks);
   } else {
     masks = new Map(kernels.map((k) => [k, spec.expand ? new Uint8Array(weights.get(k)!.data.length).fill(1) : Uint8Array.from(elementwise.get(k)!)]));
+    let removedAny = false;
     for (const u of layers) {
       const order = unitOrder(weights, elementwise, u);
       const removable = Math.min(Math.floor((spec.sparsity * u.units) / spec.tile) * spec.tile, u.units - Math.min(spec.tile, u.units));
       for (const j of order.slice(u.units - removable)) cutUnit(weights, masks, u, j);
+      removedAny ||= removable > 0;
+    }
+    if (spec.sparsity > 0 && layers.length && !removedAny) {
+      const widths = layers.map((u) => u.units);
+      const fits = Math.max(1, 2 ** Math.floor(Math.log2(Math.min(...widths) / 2)));
+      throw new HepolyError(
+        `${source}: tile (--tile / prune.tile) ${spec.tile}: at sparsity ${spec.sparsity} no whole tile of ${spec.tile} units can be removed from layers of ${widths.join(', ')} units, so nothing would be pruned. Use a smaller tile (e.g. ${fits}) or a higher sparsity`,
+      );
     }
     applyMasks(weights, masks);
   }
@@ -145,7 +154,10 @@ function cutUnit(w: WeightMap, masks: MaskMap, u: UnitLayer, j: number): void {
 
 /** The recipe's model section with the pruned widths, so the checkpoint's recipe matches its graph. */
 function prunedModel(model: ModelConfig, graph: Graph): ModelConfig {
-  const widths = graph.nodes.flatMap((n) => (n.layer.op === 'dense' ? [n.layer.units] : n.layer.op === 'conv2d' ? [n.layer.filters] : []));
+  const widths = graph.nodes.flatMap((n) => {
+    const role = unitsRole(n);
+    return role ? [role.units(n.layer)] : [];
+  });
   if (model.kind === 'mlp') return { ...model, hidden: widths.slice(0, -1) };
   if (model.kind === 'cnn') {
     let i = 0;

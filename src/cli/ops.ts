@@ -1,0 +1,20 @@
+import Table from 'cli-table3';
+import { PACKING_KINDS } from '../ops/types.js';
+import { opsRows } from '../ops/table.js';
+
+export interface OpsArgs {
+  json?: boolean;
+}
+
+/** `hepoly ops`: every registered op, its HE lowering and level cost, and which packings run it. */
+export function runOps(a: OpsArgs): void {
+  const rows = opsRows();
+  if (a.json) {
+    console.log(JSON.stringify(rows));
+    return;
+  }
+  const table = new Table({ head: ['Layer', 'HE lowering', 'Levels', ...PACKING_KINDS, 'Pruning'], style: { head: [], border: [] } });
+  for (const r of rows) table.push([r.example, r.lowering, r.levels, ...PACKING_KINDS.map((k) => (r.packings[k] === true ? 'yes' : 'no')), r.pruning]);
+  console.log(table.toString());
+  console.log('Why a packing says no, and how each op folds: docs/ops.md (or hepoly ops --json)');
+}

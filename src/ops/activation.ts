@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { polynomial } from '../he/tensor-ops.js';
+import { initialPolynomialCoeffs, polynomialTf } from '../layers/polynomial.js';
+import { fitReluPolynomial } from '../layers/relu-approx.js';
+import type { ActivationSpec } from '../models/graph.js';
+import { ActivationSchema } from '../recipe/schema.js';
+import { z } from 'zod';
+import type { OpDefOf, ParamDef } from './types.js';
+import { ALL_PACKINGS, noPacking } from './shared.js';
+
+/**
+ * Element-wise activations. The polynomial ones (quad, poly, square, relu-approx) run under
+ * CKKS: the compiler evaluates the powers with a depth-optimal tree and folds the coefficients
+ * into the next linear layer (src/he/compile.ts), so a degree-d polynomial costs
+ * ceil(log2 d) levels. ReLU and GELU are for baselines and teachers.
+ */
+export const activationOp: OpDefOf<'activation'> = {
+  name: 'activation',
+  family: 'activation',
+  kind: 'activation',
+  doc: 'element-wise: quad, poly (degree d), square, relu-approx (fixed or trainable ReLU fit); relu, gelu (not HE)',
+  attributes: z.strictObject({ activation: ActivationSchema }),
+  describe: ({ activation: a }) => a.kind + ('degree' in a ? ` d${a.degree}` : ''),
+  outputShape: (_L, [x]) => x,
+  params({ activation: a }): Record<string, ParamDef> {
+    const n = activationCoeffCount(a);
+    if (!n) return {};
+    const values = a.kind === 'relu-approx' ? Float32Array.from(fitReluPolynomial(a.degree, a.range)) : initialPolynomialCoeffs(n - 1);
+    const coeffs: ParamDef = { shape: [n], init: { kind: 'values', values }, trainable: a.kind !== 'relu-approx' || a.trainable };
+    return { coeffs };
+  },
+  tfjsForward({ layer: { activation: a }, ins: [x], w, probe }) {
+    probe('input', x);
+    if (a.kind === 'relu') return tf.relu(x);
+    if (a.kind === 'gelu') return geluTf(x);
+    if (a.kind === 'square') return tf.square(x);
+    return polynomialTf(x, w('coeffs') as tf.Tensor1D);
+  },
+  referenceForward({ layer: { activation: a }, ins: [x], w }) {
+    if (a.kind === 'relu') return x.map((v) => Math.max(0, v));
+    if (a.kind === 'gelu') return x.map(gelu);
+    return polynomial(x, a.kind === 'square' ? [0, 0, 1] : w('coeffs'));
+  },
+  lowerHE({ layer: { activation: a }, ins: [x], w, he }) {
+    if (a.kind === 'relu' || a.kind === 'gelu') throw new Error(`activation ${a.kind}: refused before compiling`);
+    return he.polynomial(x, a.kind === 'square' ? Float64Array.from([0, 0, 1]) : w('coeffs'));
+  },
+  levelCost: ({ activation }) => activationDepth(activation),
+  polynomial: ({ activation: a }) => (a.kind === 'relu' || a.kind === 'gelu' ? `activation ${a.kind}` : true),
+  rangeProbes: () => ['input'],
+  foldsInto: null,
+  prunable: { role: 'passes', params: [] },
+  packings: ({ activation: a }) => (a.kind === 'relu' || a.kind === 'gelu' ? noPacking(`${a.kind} is not a polynomial`) : ALL_PACKINGS),
+  examples: (
+    [{ kind: 'quad' }, { kind: 'poly', degree: 3 }, { kind: 'square' }, { kind: 'relu-approx', degree: 4, range: [-4, 4], trainable: false }, { kind: 'relu' }, { kind: 'gelu' }] as ActivationSpec[]
+  ).map((activation) => ({ layer: { op: 'activation' as const, activation }, ins: [[4, 4, 2]] })),
+};
+
+/** Number of polynomial coefficients an activation carries as weights (0 for fixed ones). */
+export function activationCoeffCount(a: ActivationSpec): number {
+  if (a.kind === 'quad') return 3;
+  if (a.kind === 'poly' || a.kind === 'relu-approx') return a.degree + 1;
+  return 0;
+}
+
+/**
+ * Multiplicative depth of one activation under CKKS (levels consumed), as the compiler spends
+ * it: powers up to x^d by repeated squaring and products, depth ceil(log2 d); a degree-1
+ * polynomial is affine and folds into its neighbours (0 levels).
+ */
+export function activationDepth(a: ActivationSpec): number {
+  if (a.kind === 'relu' || a.kind === 'gelu') return Infinity;
+  if (a.kind === 'quad' || a.kind === 'square') return 1;
+  return a.degree <= 1 ? 0 : Math.ceil(Math.log2(a.degree));
+}
+
+/** GELU, tanh form (Hendrycks & Gimpel): 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+export function geluTf(x: tf.Tensor): tf.Tensor {
+  const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+  return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+}
+
+function gelu(x: number): number {
+  return 0.5 * x * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (x + 0.044715 * x ** 3)));
+}

@@ -1,0 +1,35 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { z } from 'zod';
+import { dense } from '../he/tensor-ops.js';
+import type { OpDefOf } from './types.js';
+import { ALL_PACKINGS, glorot, needRank, zeros } from './shared.js';
+
+/** A fully connected layer, y = x W + b, kernel [in, units]. */
+export const denseOp: OpDefOf<'dense'> = {
+  name: 'dense',
+  family: 'dense',
+  kind: 'linear',
+  doc: 'fully connected y = x W + b, kernel [in, units]',
+  attributes: z.strictObject({ units: z.number().int().positive(), bias: z.boolean() }),
+  describe: (L) => `${L.units} units`,
+  outputShape(L, [x], node) {
+    needRank(node, 'dense', x, 1, 'a flat input', ': add a flatten layer before it');
+    return [L.units];
+  },
+  params: (L, x) => ({ kernel: glorot([x[0], L.units], x[0], L.units), ...(L.bias ? { bias: zeros([L.units]) } : {}) }),
+  tfjsForward({ layer: L, ins: [x], w }) {
+    const y = tf.matMul(x as tf.Tensor2D, w('kernel') as tf.Tensor2D);
+    return L.bias ? tf.add(y, w('bias')) : y;
+  },
+  referenceForward: ({ layer: L, ins: [x], w }) => dense(x, w('kernel'), L.units, L.bias ? w('bias') : undefined),
+  lowerHE: ({ layer: L, ins: [x], inShapes: [inShape], w, he }) =>
+    he.weighted(x, { kind: 'dense', inSize: inShape[0], units: L.units, kernel: w('kernel') }, L.bias ? w('bias') : null),
+  // one plaintext product, rescaled once
+  levelCost: () => 1,
+  polynomial: () => true,
+  rangeProbes: () => [],
+  foldsInto: null,
+  prunable: { role: 'units', units: (L) => L.units, withUnits: (L, units) => ({ ...L, units }), kernelInputAxis: 0, refuse: () => null },
+  packings: () => ALL_PACKINGS,
+  examples: [{ layer: { op: 'dense', units: 3, bias: true }, ins: [[5]] }],
+};
