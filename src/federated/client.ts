@@ -23,11 +23,15 @@ export class CoordinatorClient {
   }
 
   /** Long-polls until the coordinator has an answer. */
-  async poll(path: string, query: Record<string, string | number>): Promise<Message> {
+  async poll(path: string, query: Record<string, string | number>, deadline?: { seconds: number; what: string }): Promise<Message> {
     const q = new URLSearchParams({ from: this.me, ...Object.fromEntries(Object.entries(query).map(([k, v]) => [k, String(v)])) });
+    const started = Date.now();
     for (;;) {
       const m = await this.request(`${path}?${q}`, null);
       if (!m.header.retry) return m;
+      if (deadline && Date.now() - started > deadline.seconds * 1000) {
+        throw new HepolyError(`party ${this.me}: ${deadline.what} did not arrive within ${deadline.seconds} s (federated.round_timeout): that party stopped or is stuck. Restart the run, or raise federated.round_timeout`);
+      }
     }
   }
 

@@ -36,7 +36,7 @@ interface Aggregation {
   dropped: string[];
 }
 
-const LONG_POLL_MS = 20000;
+const LONG_POLL_MS = 5000;
 
 export class Coordinator {
   private readonly joined = new Map<string, { publicKey: Uint8Array; meta: unknown }>();
@@ -152,8 +152,13 @@ export class Coordinator {
         this.mail.set(`${msg!.header.to}|${msg!.header.tag}`, msg!);
         this.notify();
         return ok();
-      case '/mailbox':
-        return this.waitFor(() => this.mail.get(`${from}|${q.get('tag')}`) ?? null);
+      case '/mailbox': {
+        // delivered once, then forgotten: per-step gradients would otherwise pile up
+        const key = `${from}|${q.get('tag')}`;
+        const m = await this.waitFor(() => this.mail.get(key) ?? null);
+        if (m) this.mail.delete(key);
+        return m;
+      }
       case '/agg/plan':
         return this.plan(q.get('id')!, from, q);
       case '/agg/submit':
@@ -222,6 +227,7 @@ export class Coordinator {
     agg.contributions.set(from, msg.blobs);
     if (agg.contributions.size === agg.participants.length) {
       agg.sum = this.add(agg);
+      agg.contributions = new Map([...agg.contributions.keys()].map((k) => [k, []]));
       this.notify();
     }
     return ok();

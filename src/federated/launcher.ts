@@ -91,7 +91,7 @@ export async function launchFederation(opts: LaunchOptions): Promise<FederatedRe
       throw new HepolyError(origin);
     }
     for (const d of dropped) log(`note: party ${d} left the run early; the rounds went on without it`);
-    const heldOut = main.checkpoint && fed.partition === 'horizontal' ? await measureHeldOut(main.checkpoint) : { accuracy: (main as PartyResult & { test_accuracy?: number }).test_accuracy ?? null, auprc: (main as PartyResult & { auprc?: number }).auprc ?? null };
+    const heldOut = main.checkpoint && fed.partition === 'horizontal' ? await measureHeldOut(main.checkpoint) : { accuracy: main.test_accuracy ?? null, auprc: main.auprc ?? null };
     const perParty = Object.fromEntries(results.map((r) => [r.party, (r.bytes_sent + r.bytes_received) / r.rounds]));
     return {
       checkpoint: main.checkpoint,

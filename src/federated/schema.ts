@@ -49,8 +49,6 @@ export const FederatedSchema = z.strictObject({
   he: HeParams.default({ poly_modulus_degree: 4096 }),
   /** horizontal: write the party CSVs from data.path's training split before starting (a simulation) */
   split: Split.optional(),
-  /** vertical: width of the bottom layers' output (the top model's hidden units) */
-  hidden: posInt.default(8),
   /** seconds the coordinator waits for a party's contribution before it redoes the round without it */
   round_timeout: z.number().positive().default(120),
 });

@@ -77,3 +77,19 @@ function testHookExit(me: string, id: string): void {
     process.exit(9);
   }
 }
+
+/** Reads a sum this party does not contribute to (the label holder reading the banks' masked embeddings). */
+export async function readSum(ctx: SecureSumContext, id: string, length: number, opts: SumOptions): Promise<Float64Array> {
+  const mode = ctx.crypto ? 'he' : 'ring';
+  let plan = await ctx.client.poll('/agg/plan', { id, mode, members: (opts.members ?? []).join(','), audience: (opts.audience ?? []).join(',') });
+  for (;;) {
+    const r = await ctx.client.poll('/agg/result', { id, attempt: Number(plan.header.attempt) });
+    if (r.header.redo) {
+      plan = r;
+      continue;
+    }
+    const n = opts.wide ? 2 * length : length;
+    const sum = ctx.crypto ? ctx.crypto.decrypt(r.blobs, n) : bytesU32(r.blobs[0]);
+    return opts.wide ? dequantizeWide(sum) : dequantize(sum);
+  }
+}

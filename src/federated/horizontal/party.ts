@@ -47,6 +47,13 @@ export interface PartyResult {
   bytes_received: number;
   seconds: number;
   round_seconds: number[];
+  /** vertical (label holder): measured by cross-party inference on its held-out rows */
+  test_accuracy?: number;
+  auprc?: number;
+  val_auprc?: number;
+  /** vertical: the budget spent towards the banks (labels) and towards the label holder (bank features) */
+  epsilon_labels?: number | null;
+  epsilon_features?: number | null;
 }
 
 interface LocalData {
