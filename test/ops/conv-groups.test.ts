@@ -20,6 +20,10 @@ import { TEST_PARAMS } from '../he/pipeline.js';
 import { type PackingName, encryptedPass } from '../he/encrypted-pass.js';
 import { chain, quad, randomInputs, randomWeights } from '../he/fixtures.js';
 import { expectAllClose } from '../helpers/close.js';
+import { hepoly } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 /**
  * Grouped and depthwise convolution ({type: conv, groups: G}): the op registry's proof. The
@@ -182,4 +186,42 @@ describe('ops/conv2d groups under HE: real SEAL encryption, every packing agrees
       });
     }
   }
+});
+
+describe('ops/conv2d groups end to end (the built CLI): train on wasm, validate under SEAL', function () {
+  this.timeout(600000);
+  const tmp = tempDir();
+  after(() => tmp.cleanup());
+
+  it('a depthwise-separable CNN recipe trains on wasm and agrees under encryption', () => {
+    const recipe = join(tmp.path, 'grouped.yaml');
+    writeFileSync(
+      recipe,
+      [
+        'name: grouped-cnn',
+        'seed: 3',
+        `data: {source: csv, path: ${join(process.cwd(), 'datasets/breast-cancer-wisconsin.csv')}, label: diagnosis, shape: [5, 6, 1], split: {validation: 0.2}}`,
+        'model:',
+        '  kind: cnn',
+        '  layers:',
+        '    - {type: conv, filters: 4}',
+        '    - {type: activation}',
+        '    - {type: conv, filters: 4, groups: 4}',
+        '    - {type: activation}',
+        '    - {type: conv, filters: 4, kernel: 1, groups: 2}',
+        '    - {type: dense}',
+        'train: {epochs: 4, batch: 32, optimizer: {kind: adam, lr: 0.01}}',
+      ].join('\n'),
+    );
+    const out = join(tmp.path, 'ckpt');
+    const t = hepoly(['train', recipe, '--out', out, '--backend', 'wasm', '--json']);
+    expect(t.code, t.stderr).to.equal(0);
+    expect(t.json!.backend).to.equal('wasm');
+    expect(t.json!.val_accuracy as number).to.be.greaterThan(0.85);
+    const s = hepoly(['summary', out]);
+    expect(s.stdout).to.match(/conv2 \(conv2d 4x3x3 s1 same g4\)/);
+    const v = hepoly(['he-validate', out, '--samples', '4', '--packing', 'sample', '--json']);
+    expect(v.code, v.stderr).to.equal(0);
+    expect(v.json!.agreement).to.equal(1);
+  });
 });
