@@ -1,6 +1,6 @@
-import { plan, type PlanResult } from '../he/tiles/plan.js';
-import { fmtGiB, parseGoal, parseMemory } from '../he/tiles/optimizer.js';
-import { HepolyError } from '../util/errors.js';
+import type { PlanResult } from '../he/tiles/plan.js';
+import { fmtGiB } from '../he/tiles/optimizer.js';
+import { plan } from '../api/plan.js';
 
 export interface HePlanArgs {
   checkpoint: string;
@@ -14,10 +14,7 @@ export interface HePlanArgs {
 
 /** `hepoly he-plan CHECKPOINT`: a table of the best packings; with --json one JSON object last. */
 export async function runHePlan(a: HePlanArgs): Promise<void> {
-  const goal = parseGoal(a.goal);
-  const memoryLimit = parseMemory(a.memory);
-  if (a.top !== undefined && !(Number.isInteger(a.top) && a.top >= 1)) throw new HepolyError(`--top: expected a positive integer, found ${a.top}`);
-  const r = await plan({ checkpoint: a.checkpoint, goal, memoryLimit, measure: !!a.measure, top: a.top, recalibrate: !!a.calibrate, log: (l) => console.log(l) });
+  const r = await plan(a.checkpoint, { goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, log: (l) => console.log(l) });
   for (const line of planTable(r)) console.log(line);
   if (a.json) console.log(JSON.stringify(r));
 }

@@ -1,0 +1,32 @@
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { evaluateSplit, heldOutSplit, toParams } from '../train/evaluate.js';
+import { initBackend } from '../train/backend.js';
+
+export interface EvaluateOptions {
+  /** tfjs backend: tensorflow-gpu, tensorflow, wasm or cpu (default: the fastest that loads) */
+  backend?: string;
+}
+
+/** What `hepoly eval --json` prints. */
+export interface EvaluateResult {
+  checkpoint: string;
+  /** the test set when the data has one, else the validation split */
+  split: 'test' | 'validation';
+  samples: number;
+  accuracy: number;
+  loss: number;
+}
+
+/** Accuracy and loss of a checkpoint on its held-out split. */
+export async function evaluate(checkpoint: string, o: EvaluateOptions = {}): Promise<EvaluateResult> {
+  const ckpt = loadCheckpoint(checkpoint);
+  await initBackend(o.backend);
+  const split = await heldOutSplit(ckpt);
+  const params = toParams(ckpt.weights);
+  try {
+    const r = evaluateSplit(ckpt.graph, params, split);
+    return { checkpoint: ckpt.dir, split: split.name, samples: r.samples, accuracy: r.accuracy, loss: r.loss };
+  } finally {
+    for (const t of params.values()) t.dispose();
+  }
+}

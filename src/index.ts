@@ -1,0 +1,41 @@
+/**
+ * hepoly as a library: the same operations as the CLI, resolving to the objects its `--json`
+ * prints. The CLI (src/cli/) is a thin layer over these; everything else under src/ is internal
+ * and may change between versions.
+ *
+ *   import { train, evaluate, heValidate } from 'hepoly';
+ *   const run = await train('recipes/quickstart.yaml', { set: { 'train.epochs': 3 }, out: 'ckpt/qs' });
+ *   const he = await heValidate(run.checkpoint, { samples: 8, mode: 'simulate' });
+ */
+
+// commands
+export { train, overrideStrings, type TrainOptions, type TrainReport, type RecipeOverrides } from './api/train.js';
+export { evaluate, type EvaluateOptions, type EvaluateResult } from './api/evaluate.js';
+export { heValidate, heValidateReport, type HeValidateOptions, type HeValidateResult, type HeValidation } from './api/he-validate.js';
+export { plan, type PlanOptions } from './api/plan.js';
+export { prune, type PruneOptions } from './api/prune.js';
+export { summary, type SummaryResult } from './api/summary.js';
+export { compile } from './api/compile.js';
+
+// checkpoints and recipes
+export { loadCheckpoint, type Checkpoint, type MetricsRow, type Ranges, type RangeStat } from './train/checkpoint.js';
+export { loadRecipe, type LoadedRecipe } from './recipe/load.js';
+export type { Recipe, ModelConfig, DataConfig, TrainConfig, DistillConfig, RangeConfig, PruneConfig, ActivationConfig, CnnLayerConfig } from './recipe/schema.js';
+export type { Graph, GraphNode, LayerSpec, ActivationSpec, WeightMap, WeightTensor } from './models/graph.js';
+export type { ModelSummary, SummaryRow } from './models/summary.js';
+export type { TrainCallbacks, TrainResult, TrainStartInfo } from './train/callbacks.js';
+export { initBackend, type BackendName } from './train/backend.js';
+
+// the encrypted side: the client holds the secret key; the server gets public material only
+export { HEClient, type PublicBundle } from './he/client.js';
+export { HEServer, type ServerOptions } from './he/server.js';
+export type { HeProgram } from './he/program.js';
+export type { HeParams } from './he/params.js';
+
+// reports
+export type { ValidationReport, LayerError, OutOfRange } from './he/validate.js';
+export type { SequenceReport } from './he/transformer/validate.js';
+export type { PlanResult, PlanRow } from './he/tiles/plan.js';
+export type { PruneSummary } from './train/prune.js';
+
+export { HepolyError } from './util/errors.js';
