@@ -29,6 +29,7 @@ import { SampleEvaluator, packSample, planSample } from '../src/he/packing/sampl
 import { packBatch, runBatchInProcess } from '../src/he/packing/batch.js';
 import { stackForSlots } from '../src/he/tiles/stacked.js';
 import { speedProbe } from '../src/he/tiles/calibrate.js';
+import { showProgress } from '../src/cli/progress.js';
 
 interface Model {
   name: string;
@@ -406,7 +407,19 @@ async function main(): Promise<void> {
     const refresh = m.refresh;
     process.stderr.write(`he-validate ${dir} --packing ${o.packing} --samples ${samples} --workers 1${refresh ? ` --refresh ${refresh}` : ''} ...\n`);
     try {
-      const r = await validate({ checkpoint: dir, samples, packing: o.packing, workers: 1, refresh, log: (l) => process.stderr.write(`  ${l}\n`) });
+      // the bench logs to stderr (stdout is the table): progress goes there too
+      const progress = showProgress({ tty: !!process.stderr.isTTY, stream: process.stderr, task: `bench:he ${m.name}` });
+      const r = await validate({
+        checkpoint: dir,
+        samples,
+        packing: o.packing,
+        workers: 1,
+        refresh,
+        log: (l) => {
+          progress.pause();
+          process.stderr.write(`  ${l}\n`);
+        },
+      }).finally(() => progress.stop());
       process.stderr.write('  profiling one pass in process, then its SEAL operations alone ...\n');
       rows.push(toRow(m.name, r, await profilePass(dir, r)));
       process.stderr.write(`${table(rows.slice(-1)).split('\n').pop()}\n`);

@@ -3,6 +3,7 @@ import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
 import { validate, reportJson, type PackingChoice } from '../he/validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
+import { showProgress } from './progress.js';
 import { runSequenceHeValidate, sequenceCheckpoint } from '../he/transformer/cli.js';
 
 /** Options of `hepoly he-validate`, as the CLI parses them. */
@@ -35,7 +36,20 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   if (a.report !== undefined) checkOutputFile(a.report, '--report', (text) => /^# (he-validate|Encrypted validation)/.test(text));
   // transformers (sequence layers) have their own evaluator, src/he/transformer/
   const seq = sequenceCheckpoint(a.checkpoint);
-  if (seq) return runSequenceHeValidate(seq, { ...a, samples });
+  // a bar on a terminal, a line every ~10 s in logs: encrypted runs take minutes to hours
+  const progress = showProgress({ tty: !!process.stdout.isTTY && !a.json, task: 'he-validate' });
+  try {
+    await runCheckpoint(a, samples, seq, (line) => {
+      progress.pause();
+      console.log(line);
+    });
+  } finally {
+    progress.stop();
+  }
+}
+
+async function runCheckpoint(a: HeValidateArgs, samples: number | 'all' | undefined, seq: ReturnType<typeof sequenceCheckpoint>, log: (line: string) => void): Promise<void> {
+  if (seq) return runSequenceHeValidate(seq, { ...a, samples, log });
   const report = await validate({
     checkpoint: a.checkpoint,
     samples,
@@ -46,9 +60,9 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
     mode: (a.mode ?? 'encrypt') as 'encrypt' | 'simulate',
     workers: a.workers,
     refresh: (a.refresh ?? 'none') as 'none' | 'client',
-    log: (line) => console.log(line),
+    log,
   });
-  for (const line of reportText(report)) console.log(line);
+  for (const line of reportText(report)) log(line);
   if (a.report) {
     writeFileAtomic(a.report, reportMarkdown(report));
     console.log(`report written to ${a.report}`);

@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import { reportProgress } from '../util/progress-event.js';
 import type { PublicBundle } from './client.js';
 import type { HeProgram } from './program.js';
 import { stepSources } from './program.js';
@@ -179,13 +180,17 @@ export class HEServer {
   }
 
   /** Runs `jobs` on whichever worker is free next. */
-  private async schedule<T>(jobs: ((h: WorkerHandle) => Promise<T>)[]): Promise<T[]> {
+  /** Runs jobs on the workers, each taking the next as it finishes; with `stage`, reports each job done. */
+  private async schedule<T>(jobs: ((h: WorkerHandle) => Promise<T>)[], stage?: string): Promise<T[]> {
     const results: T[] = new Array(jobs.length);
     let next = 0;
+    let done = 0;
+    if (stage) reportProgress({ stage, done, total: jobs.length, unit: 'passes' });
     const loop = async (h: WorkerHandle) => {
       while (next < jobs.length) {
         const k = next++;
         results[k] = await jobs[k](h);
+        if (stage) reportProgress({ stage, done: ++done, total: jobs.length, unit: 'passes' });
       }
     };
     await Promise.all(this.handles.map(loop));
@@ -250,6 +255,7 @@ export class HEServer {
       if (!this.init.keepAll) {
         for (const [t, last] of lastStage) if (last === k && t !== p.output) store.delete(t);
       }
+      reportProgress({ stage: 'evaluate (batch packing)', done: k + 1, total: this.stages.length, unit: 'layer stages' });
       if (k < this.stages.length - 1) await this.recycleGrownWorkers();
     }
     const bytesOf = (refs: Ref[]) => refs.map((r) => (r ? Uint8Array.from(new Uint8Array(buffers[r[0]], r[1], r[2])) : null));
@@ -275,7 +281,7 @@ export class HEServer {
       const runs = await this.runSegmented(samples, refresh);
       return { outputs: runs.outputs, trace: runs.outputs.map(() => []), ms: runs.ms };
     }
-    const results = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => h.request({ type: 'sample', id: this.nextId++, inputs, trace })));
+    const results = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => h.request({ type: 'sample', id: this.nextId++, inputs, trace })), 'evaluate');
     const outputs: Uint8Array[][] = [];
     const traces: { tensor: number; cts: Uint8Array[] }[][] = [];
     const ms: number[] = [];
@@ -303,6 +309,7 @@ export class HEServer {
       const seg = segs[j];
       const results = await this.schedule(
         carry.map((tensors) => (h: WorkerHandle) => h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors, keep: seg.outputs })),
+        `evaluate segment ${j + 1}/${segs.length}`,
       );
       const outs = results.map((r, s) => {
         if (r.type !== 'segmentDone') throw new Error('internal: unexpected worker reply');
@@ -326,6 +333,7 @@ export class HEServer {
           next.push({ tensor: out, cts: back });
         }
         carry.push(next);
+        reportProgress({ stage: `client refresh ${j + 1}/${segs.length - 1}`, done: carry.length, total: outs.length, unit: 'passes' });
       }
     }
     throw new Error('internal: a program has at least one segment');

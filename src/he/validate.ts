@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { reportProgress } from '../util/progress-event.js';
 import { availableParallelism } from 'node:os';
 import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js';
 import { heldOutSplit, toParams } from '../train/evaluate.js';
@@ -326,6 +327,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   let workerHeapMb = 0;
   try {
     if (packing === 'batch') {
+      reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
       for (let start = 0; start < n; start += slots) {
         const cnt = Math.min(slots, n - start);
         let t = performance.now();
@@ -348,6 +350,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
         ctOut += res.outputs.length;
         perPass = cts.length + res.outputs.length;
         log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
+        reportProgress({ stage: 'batches', done: Math.min(n, start + slots), total: n, unit: 'samples' });
         if (opts.trace && start === 0) layerErrors = traceBatch(program, client, res.tensors, x, Math.min(cnt, 16), per);
       }
     } else {
@@ -363,7 +366,11 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       };
       let t = performance.now();
       const inputs: Uint8Array[][] = [];
-      for (let i = 0; i < passes; i++) inputs.push(client.encrypt(packSample(p, served, passInput(i))));
+      reportProgress({ stage: 'encrypt', done: 0, total: passes, unit: 'passes' });
+      for (let i = 0; i < passes; i++) {
+        inputs.push(client.encrypt(packSample(p, served, passInput(i))));
+        reportProgress({ stage: 'encrypt', done: i + 1, total: passes, unit: 'passes' });
+      }
       encryptMs = performance.now() - t;
       t = performance.now();
       let refreshMs = 0;

@@ -1,4 +1,5 @@
 import { loadCheckpoint } from '../../train/checkpoint.js';
+import { reportProgress } from '../../util/progress-event.js';
 import { heldOutSplit } from '../../train/evaluate.js';
 import { compileProgram } from '../compile.js';
 import { chooseParams, type HeParams } from '../params.js';
@@ -98,6 +99,7 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
     let measured: PlanRow['measured'] = null;
     if (opts.measure) {
       opts.log?.(`measuring ${c.name} ...`);
+      reportProgress({ stage: 'measure', done: rows.length, total: ranked.length, unit: 'candidates', detail: `now ${c.name}` });
       const slots = c.shape.params.polyModulusDegree / 2;
       const req: PassRequest =
         c.shape.kind === 'batch'

@@ -20,6 +20,8 @@ export interface SequenceCliArgs {
   trace?: boolean;
   report?: string;
   json?: boolean;
+  /** progress lines of the run (default: stdout); the CLI's progress bar pauses for them */
+  log?: (line: string) => void;
 }
 
 /** The checkpoint when it holds sequence (transformer) layers, else null. */
@@ -42,7 +44,7 @@ export async function runSequenceHeValidate(ckpt: Checkpoint, a: SequenceCliArgs
     refresh: parseRefresh(a.refresh),
     params: a.params,
     trace: !!a.trace,
-    log: (line) => console.log(line),
+    log: a.log ?? ((line) => console.log(line)),
   });
   const lines = sequenceReportText(r);
   for (const line of lines) console.log(line);

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs-core';
+import { reportProgress } from '../../util/progress-event.js';
 import type { Checkpoint } from '../../train/checkpoint.js';
 import { heldOutSplit, toParams } from '../../train/evaluate.js';
 import { forward } from '../../models/tf-interpreter.js';
@@ -170,6 +171,12 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
           log(`  ${node.padEnd(12)} level ${String(layers[layers.length - 1].level).padStart(2)}  max|err| ${fmt(err)}  (max|value| ${fmt(mx)})`);
         }
       : undefined;
+    // a deep model under --refresh client runs for many minutes: one event per layer evaluated
+    let nodesDone = 0;
+    const onNodeDone = (node: string, cts: unknown[]) => {
+      onNode?.(node, cts);
+      reportProgress({ stage: 'evaluate', done: ++nodesDone, total: graph.nodes.length, unit: 'layers', detail: refresher ? `${refresher.count} client refreshes` : undefined });
+    };
     t = performance.now();
     const { output, report } = await evaluateSequenceModelAsync(
       be,
@@ -179,7 +186,7 @@ export async function validateSequence(ckpt: Checkpoint, opts: SequenceValidateO
       input,
       {
         levels: refresher ? { ensure: refresher.ensure as never, ms: () => refresher.ms } : undefined,
-        onNode,
+        onNode: onNodeDone,
       },
       server.between,
     );
