@@ -31,6 +31,7 @@ export async function runImport(a: ImportArgs): Promise<void> {
         accuracy: r.accuracy,
         onnx_accuracy: r.onnx_accuracy,
         max_abs_diff: r.max_abs_diff,
+        max_abs_logit: r.max_abs_logit,
         split: r.split,
         samples: r.samples,
         layout: r.layout,

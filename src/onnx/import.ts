@@ -36,6 +36,8 @@ export interface ImportResult {
   accuracy: number;
   onnx_accuracy: number;
   max_abs_diff: number;
+  /** largest |logit| of onnxruntime on that split: the scale max_abs_diff is judged against */
+  max_abs_logit: number;
   model_section: 'exact' | 'stand-in';
 }
 
@@ -106,6 +108,7 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
     accuracy: check.accuracy,
     onnx_accuracy: check.onnxAccuracy,
     max_abs_diff: check.maxAbsDiff,
+    max_abs_logit: check.maxAbsLogit,
     model_section: exact ? 'exact' : 'stand-in',
   };
 }
@@ -143,7 +146,7 @@ function argmaxAccuracy(logits: Float32Array, y: Int32Array, classes: number): n
 }
 
 /** hepoly's logits vs onnxruntime's on the same samples; refuses the import when they differ. */
-export async function compareWithOnnxruntime(file: string, net: ImportedNetwork, split: Split): Promise<{ accuracy: number; onnxAccuracy: number; maxAbsDiff: number }> {
+export async function compareWithOnnxruntime(file: string, net: ImportedNetwork, split: Split): Promise<{ accuracy: number; onnxAccuracy: number; maxAbsDiff: number; maxAbsLogit: number }> {
   const { graph } = net;
   const ours = predict(graph, net.weights, split.x, split.count);
   const theirs = await runOnnx(file, split.x, split.count, {
@@ -169,7 +172,7 @@ export async function compareWithOnnxruntime(file: string, net: ImportedNetwork,
       `${shortPath(file)}: the imported network's logits differ from onnxruntime's by up to ${maxAbsDiff.toExponential(3)} (sample ${Math.floor(worst / graph.classes)}, logit ${worst % graph.classes}; tolerance ${LOGIT_TOLERANCE} x max(1, |logit|)), so nothing was written. hepoly misread an op of this model: please report it with the file`,
     );
   }
-  return { accuracy: argmaxAccuracy(ours, split.y, graph.classes), onnxAccuracy: argmaxAccuracy(theirs, split.y, graph.classes), maxAbsDiff };
+  return { accuracy: argmaxAccuracy(ours, split.y, graph.classes), onnxAccuracy: argmaxAccuracy(theirs, split.y, graph.classes), maxAbsDiff, maxAbsLogit: maxAbs };
 }
 
 

@@ -41,6 +41,12 @@ export const MODELS: Record<string, { data: Record<string, unknown>; model: Reco
     },
   },
   resnet: { data: FMNIST_SMALL, model: { kind: 'resnet', depth: 8, widths: [2, 4, 4], pad_to: 32, activation: { kind: 'quad' } } },
+  // tiny images (the 30 CSV features as 5x6): he-validate runs these in seconds
+  'cnn-csv': {
+    data: { ...CANCER, shape: [5, 6, 1] },
+    model: { kind: 'cnn', activation: { kind: 'quad' }, layers: [{ type: 'conv', filters: 2, kernel: 3 }, { type: 'activation' }, { type: 'batchnorm' }, { type: 'avgpool', size: 2 }, { type: 'flatten' }, { type: 'dense' }] },
+  },
+  'resnet-csv': { data: { ...CANCER, shape: [5, 6, 1] }, model: { kind: 'resnet', depth: 8, widths: [2, 2, 2], activation: { kind: 'quad' } } },
   'resnet-dirac': { data: FMNIST_SMALL, model: { kind: 'resnet', depth: 8, widths: [2, 2, 4], skip: 'dirac', activation: { kind: 'quad' } } },
 };
 
