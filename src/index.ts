@@ -26,6 +26,10 @@ export type { ModelSummary, SummaryRow } from './models/summary.js';
 export type { TrainCallbacks, TrainResult, TrainStartInfo } from './train/callbacks.js';
 export { initBackend, type BackendName } from './train/backend.js';
 
+// ops: every layer kind is one registered definition (tfjs and float64 forwards, HE lowering, level cost)
+export { registerOp, getOp, allOps } from './ops/index.js';
+export type { OpDef, PackingKind } from './ops/types.js';
+
 // the encrypted side: the client holds the secret key; the server gets public material only
 export { HEClient, type PublicBundle } from './he/client.js';
 export { HEServer, type ServerOptions } from './he/server.js';
