@@ -162,7 +162,7 @@ function chooseExportParams(spec: string | undefined, req: { depth: number; maxA
 }
 
 /** A layout as the client needs it: where each element sits, nothing of the program. */
-function slotLayout(l: Layout): SlotLayout {
+export function slotLayout(l: Layout): SlotLayout {
   if ((l.run ?? 1) !== 1) throw new Error('internal: exported sample packing has one sample per pass');
   return { shape: l.shape, ciphertexts: l.cts, replicas: l.replicas.map((r) => Array.from(r)) };
 }
