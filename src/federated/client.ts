@@ -1,3 +1,4 @@
+import { request } from 'node:http';
 import { HepolyError } from '../util/errors.js';
 import { decodeMessage, encodeMessage, type Message } from './wire.js';
 
@@ -38,15 +39,11 @@ export class CoordinatorClient {
   private async request(path: string, body: Buffer | null): Promise<Message> {
     const started = Date.now();
     for (;;) {
-      let res: Response;
+      let res: { status: number; body: Buffer };
       try {
-        res = await fetch(`${this.url}${path}`, {
-          method: body ? 'POST' : 'GET',
-          body: body ? (new Uint8Array(body.buffer, body.byteOffset, body.byteLength) as unknown as BodyInit) : undefined,
-          headers: { 'content-type': 'application/octet-stream' },
-        });
+        res = await httpRequest(`${this.url}${path}`, body);
       } catch (e) {
-        const code = ((e as { cause?: { code?: string } }).cause?.code ?? (e as Error).message) || 'no answer';
+        const code = (e as NodeJS.ErrnoException).code ?? ((e as Error).message || 'no answer');
         if (Date.now() - started > this.connectTimeoutMs) {
           throw new HepolyError(
             `party ${this.me}: cannot reach the coordinator at ${this.url} (${code}) for ${Math.round(this.connectTimeoutMs / 1000)} s. Start it first (hepoly federate coordinator RECIPE --port P) and pass its address with --coordinator http://HOST:P`,
@@ -58,11 +55,24 @@ export class CoordinatorClient {
       }
       if (body) this.bytesSent += body.length;
       if (res.status === 204) return { header: { retry: true }, blobs: [] };
-      const buf = Buffer.from(await res.arrayBuffer());
-      this.bytesReceived += buf.length;
-      const m = decodeMessage(buf);
+      this.bytesReceived += res.body.length;
+      const m = decodeMessage(res.body);
       if (res.status >= 400) throw new HepolyError(String(m.header.error ?? `coordinator answered ${res.status}`), { exitCode: Number(m.header.exitCode ?? 1) });
       return m;
     }
   }
+}
+
+/** One HTTP exchange with node:http (fetch refuses some ports and hides the socket error). */
+function httpRequest(url: string, body: Buffer | null): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: body ? 'POST' : 'GET', headers: { 'content-type': 'application/octet-stream', ...(body ? { 'content-length': body.length } : {}) } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(body ?? undefined);
+  });
 }

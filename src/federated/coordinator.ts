@@ -135,19 +135,26 @@ export class Coordinator {
     writeFileSync(join(dir, `${String(this.recordCount++).padStart(5, '0')}${path.replace(/\//g, '_')}.bin`), body);
   }
 
-  private checkFailure(): void {
+  /** Parties told about a failure; the coordinator stays up until every joined party was told (or 15 s). */
+  private readonly told = new Set<string>();
+
+  private checkFailure(from = ''): void {
+    if (this.failure && from) {
+      this.told.add(from);
+      if ([...this.joined.keys()].every((p) => this.told.has(p) || p === this.failure!.from || !this.alive.has(p))) setTimeout(() => this.resolveFinished(), 300);
+    }
     if (this.failure) throw new HepolyError(this.failure.from === 'coordinator' ? this.failure.error : `party ${this.failure.from} stopped the run: ${this.failure.error}`, { exitCode: this.failure.exitCode });
   }
 
   private async route(url: URL, msg: Message | null): Promise<Message | null> {
     const q = url.searchParams;
     const from = String(msg?.header.from ?? q.get('from') ?? '');
-    if (url.pathname !== '/fail') this.checkFailure();
+    if (url.pathname !== '/fail') this.checkFailure(from);
     switch (url.pathname) {
       case '/join':
         return this.join(from, msg!);
       case '/roster':
-        return this.roster();
+        return this.roster(from);
       case '/mail':
         this.mail.set(`${msg!.header.to}|${msg!.header.tag}`, msg!);
         this.notify();
@@ -155,7 +162,7 @@ export class Coordinator {
       case '/mailbox': {
         // delivered once, then forgotten: per-step gradients would otherwise pile up
         const key = `${from}|${q.get('tag')}`;
-        const m = await this.waitFor(() => this.mail.get(key) ?? null);
+        const m = await this.waitFor(() => this.mail.get(key) ?? null, from);
         if (m) this.mail.delete(key);
         return m;
       }
@@ -168,7 +175,7 @@ export class Coordinator {
       case '/fail':
         this.failure ??= { from, error: String(msg!.header.error), exitCode: Number(msg!.header.exitCode ?? 1) };
         this.notify();
-        setTimeout(() => this.resolveFinished(), 1000);
+        setTimeout(() => this.resolveFinished(), 15000);
         return ok();
       case '/done':
         this.done.add(from);
@@ -190,12 +197,12 @@ export class Coordinator {
     return ok();
   }
 
-  private roster(): Promise<Message | null> {
+  private roster(from: string): Promise<Message | null> {
     return this.waitFor(() => {
       if (this.joined.size < this.opts.parties.length) return null;
       const names = this.opts.parties;
       return { header: { parties: names.map((n) => ({ name: n, meta: this.joined.get(n)!.meta })) }, blobs: names.map((n) => this.joined.get(n)!.publicKey) };
-    });
+    }, from);
   }
 
   private plan(id: string, from: string, q: URLSearchParams): Message {
@@ -250,7 +257,7 @@ export class Coordinator {
       // a contributor outside the audience learns only that the sum is complete
       if (agg.audience && !agg.audience.includes(from)) return { header: { done: true, participants: agg.participants }, blobs: [] };
       return { header: { participants: agg.participants }, blobs: agg.sum };
-    });
+    }, from);
   }
 
   /** Drops the participants that missed an attempt's deadline and starts the next attempt. */
@@ -283,9 +290,9 @@ export class Coordinator {
     if (changed) this.notify();
   }
 
-  private async waitFor(ready: () => Message | null): Promise<Message | null> {
+  private async waitFor(ready: () => Message | null, from = ''): Promise<Message | null> {
     for (;;) {
-      this.checkFailure();
+      this.checkFailure(from);
       const m = ready();
       if (m) return m;
       if (!(await this.changed())) return null;

@@ -87,7 +87,7 @@ export async function launchFederation(opts: LaunchOptions): Promise<FederatedRe
     });
     const main = results.find((r) => r.party === writer);
     if (!main) {
-      const origin = errors.find((e) => !/stopped the run/.test(e)) ?? errors[0] ?? `party ${writer} ended without a result (exit ${codes[runs.findIndex((r) => r.name === writer)]})`;
+      const origin = errors.find((e) => !/stopped the run|cannot reach the coordinator/.test(e)) ?? errors[0] ?? `party ${writer} ended without a result (exit ${codes[runs.findIndex((r) => r.name === writer)]})`;
       throw new HepolyError(origin);
     }
     for (const d of dropped) log(`note: party ${d} left the run early; the rounds went on without it`);
