@@ -178,8 +178,11 @@ def main():
     fixtures.append({'file': 'maxpool.onnx', 'layout': 'nchw', 'opset': 13, 'refused': 'MaxPool'})
     export(nn.Sequential(tiny(nn.Identity()), nn.Softmax(dim=1)), 'softmax.onnx', x, 13)
     fixtures.append({'file': 'softmax.onnx', 'layout': 'nchw', 'opset': 13, 'refused': 'Softmax'})
-    export(nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10)), 'grouped.onnx', x, 13)
-    fixtures.append({'file': 'grouped.onnx', 'layout': 'nchw', 'opset': 13, 'refused': 'Conv', 'why': 'group=2'})
+    grouped = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), Quad(), nn.Conv2d(4, 4, 3, padding=1, groups=2), nn.Conv2d(4, 4, 3, stride=2, padding=1, groups=4),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 10))
+    add('grouped.onnx', grouped, 13, ['Conv', 'GlobalAveragePool', 'Flatten', 'Gemm'])
+    export(nn.Sequential(nn.Conv2d(1, 2, 3, padding=2, dilation=2), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 10)), 'dilated.onnx', x, 13)
+    fixtures.append({'file': 'dilated.onnx', 'layout': 'nchw', 'opset': 13, 'refused': 'Conv', 'why': 'dilation 2'})
 
     class BatchReshape(nn.Module):
         """reshapes across the batch axis: the sample count is no longer the batch, nothing hepoly can resolve"""

@@ -62,16 +62,14 @@ const Conv: OpImporter = (s, node, a) => {
   const x = imageInput(s, node);
   const wt = s.constant(node, 1, 'weights');
   const group = a.int('group', 1);
-  if (group > 1) {
-    s.fail(node, `a grouped convolution (group=${group})`, 'hepoly has no grouped convolution layer yet: export it with group=1 (a dense convolution), or replace it by a standard one and fine-tune');
-  }
   if (wt.dims.length !== 4) s.fail(node, `weights of shape [${wt.dims.join(', ')}]`, 'hepoly imports 2-D convolutions (weights [O, I, k, k])');
   const [O, I, kh, kw] = wt.dims;
   const k = squareAttr(s, node, 'kernel_shape', [kh, kw], kh);
   const stride = squareAttr(s, node, 'strides', a.ints('strides', []), 1);
   if (a.ints('dilations', [1, 1]).some((d) => d !== 1)) s.fail(node, `dilations [${a.ints('dilations', [])}]`, 'hepoly convolutions are not dilated: export with dilation 1');
   const [C, H, W] = x.dims;
-  if (I !== C) s.fail(node, `weights for ${I} input channels on a tensor with ${C}`, 'check the exported model');
+  // grouped (depthwise when group = C): weights [O, C/group, k, k], output block g reads input block g, as hepoly's groups
+  if (I * group !== C || O % group !== 0) s.fail(node, `weights [${wt.dims.join(', ')}] with group=${group} on a tensor with ${C} channels`, 'check the exported model');
   const pads = convPads(s, node, a, H, W, k, stride);
   const [st, sb] = samePads(H, k, stride);
   const [sl, sr] = samePads(W, k, stride);
@@ -82,7 +80,8 @@ const Conv: OpImporter = (s, node, a) => {
   for (let o = 0; o < O; o++)
     for (let i = 0; i < I; i++) for (let r = 0; r < k; r++) for (let c = 0; c < k; c++) kernel[((r * k + c) * I + i) * O + o] = wt.data[((o * I + i) * k + r) * k + c];
   const b = s.optionalConstant(node, 2, 'bias');
-  const name = s.addNode('conv', { op: 'conv2d', filters: O, kernel: k, stride, padding: same ? 'same' : 'valid', bias: !!b }, [padded.node], {
+  const layer = { op: 'conv2d' as const, filters: O, kernel: k, stride, padding: same ? ('same' as const) : ('valid' as const), bias: !!b, ...(group > 1 ? { groups: group } : {}) };
+  const name = s.addNode('conv', layer, [padded.node], {
     kernel: { dims: [k, k, I, O], data: kernel },
     ...(b ? { bias: { dims: [O], data: b.data } } : {}),
   });

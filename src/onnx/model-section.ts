@@ -44,7 +44,7 @@ function cnnSection(graph: Graph): ModelConfig | null {
     const L = n.layer;
     switch (L.op) {
       case 'conv2d':
-        layers.push({ type: 'conv', filters: L.filters, kernel: L.kernel, stride: L.stride, padding: L.padding, bias: L.bias });
+        layers.push({ type: 'conv', filters: L.filters, kernel: L.kernel, stride: L.stride, padding: L.padding, bias: L.bias, ...(L.groups && L.groups > 1 ? { groups: L.groups } : {}) });
         break;
       case 'activation':
         layers.push({ type: 'activation', activation: activationConfig(L.activation) });

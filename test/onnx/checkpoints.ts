@@ -29,6 +29,7 @@ export const MODELS: Record<string, { data: Record<string, unknown>; model: Reco
         { type: 'conv', filters: 3, kernel: 3, stride: 2 },
         { type: 'activation' },
         { type: 'batchnorm' },
+        { type: 'conv', filters: 3, kernel: 3, groups: 3 },
         { type: 'avgpool', size: 2 },
         { type: 'pad', to: 8 },
         { type: 'conv', filters: 4, kernel: 3, padding: 'valid' },
