@@ -64,7 +64,9 @@ async function runCheckpoint(a: HeValidateArgs, samples: number | 'all' | undefi
   });
   for (const line of reportText(report)) log(line);
   if (a.report) {
-    writeFileAtomic(a.report, reportMarkdown(report));
+    // figures first: the markdown links them (the figure libraries load only here)
+    const { writeHeValidateFigures } = await import('../report/he-figures.js');
+    writeFileAtomic(a.report, reportMarkdown(report, await writeHeValidateFigures(a.report, report)));
     console.log(`report written to ${a.report}`);
   }
   if (a.json) console.log(JSON.stringify(reportJson(report)));

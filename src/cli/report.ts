@@ -1,4 +1,3 @@
-import { writeReport } from '../report/write.js';
 import { initBackend } from '../train/backend.js';
 import { shortPath } from '../recipe/load.js';
 
@@ -13,6 +12,8 @@ export interface ReportArgs {
 export async function runReport(a: ReportArgs): Promise<void> {
   // the held-out split is evaluated for the confusion matrix
   await initBackend(a.backend);
+  // loaded here, not when any hepoly command starts: vega and resvg take a moment to load
+  const { writeReport } = await import('../report/write.js');
   const r = await writeReport(a.checkpoint, a.out);
   const h = r.data.held_out;
   console.log(`${r.data.checkpoint}: ${h.split} accuracy ${h.accuracy.toFixed(4)} on ${h.samples} samples`);

@@ -1,7 +1,10 @@
 import { type ValidationReport, fmtBytes, fmtMs } from './validate.js';
 
-/** The he-validate report as markdown (what `--report FILE.md` writes). */
-export function reportMarkdown(r: ValidationReport): string {
+/**
+ * The he-validate report as markdown (what `--report FILE.md` writes). `figures` maps a figure
+ * id (time-split, layer-error: src/report/he-figures.ts) to the image file the markdown links.
+ */
+export function reportMarkdown(r: ValidationReport, figures: Record<string, string> = {}): string {
   const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
   const sci = (v: number) => (v === 0 ? '0' : v.toExponential(2));
   const p = r.params;
@@ -36,11 +39,15 @@ export function reportMarkdown(r: ValidationReport): string {
   for (const l of r.layers) lines.push(`| ${l.node} | ${l.op} | ${l.levels} | ${l.how} |`);
   lines.push('');
   if (r.layerErrors) {
-    lines.push('## Per-layer error (--trace)', '', '| tensor | level | scale | max abs error | max abs value |', '|---|---|---|---|---|');
+    lines.push('## Per-layer error (--trace)', '');
+    if (figures['layer-error']) lines.push(`![per-layer CKKS error](${figures['layer-error']})`, '');
+    lines.push('| tensor | level | scale | max abs error | max abs value |', '|---|---|---|---|---|');
     for (const e of r.layerErrors) lines.push(`| ${e.label} | ${e.level} | 2^${e.scaleBits.toFixed(2)} | ${sci(e.maxAbsError)} | ${e.maxAbsValue.toPrecision(4)} |`);
     lines.push('');
   }
-  lines.push('## Cost', '', '| | |', '|---|---|');
+  lines.push('## Cost', '');
+  if (figures['time-split']) lines.push(`![time split](${figures['time-split']})`, '');
+  lines.push('| | |', '|---|---|');
   lines.push(`| latency per sample | ${fmtMs(r.latencyMsPerSample)}${r.samplesPerPass > 1 ? ` (a pass serves ${r.samplesPerPass} samples)` : ''} |`);
   lines.push(`| amortized per sample | ${fmtMs(r.amortizedMsPerSample)} |`);
   const t = r.timings;
