@@ -132,6 +132,7 @@ function outOfRangeFigure(d: ReportData): Figure {
 function confusionFigure(d: ReportData): Figure {
   const { labels, matrix } = d.held_out;
   const values = matrix.flatMap((row, t) => row.map((count, p) => ({ true: labels[t], predicted: labels[p], count })));
+  const side = Math.min(WIDTH, 40 * labels.length);
   const axis = { sort: labels, type: 'ordinal' as const };
   const title = `Confusion matrix, ${d.held_out.split} split (${d.held_out.samples} samples)`;
   return {
@@ -139,10 +140,10 @@ function confusionFigure(d: ReportData): Figure {
     title,
     spec: {
       title,
-      width: Math.min(WIDTH, 40 * labels.length),
-      height: Math.min(WIDTH, 40 * labels.length),
+      width: side,
+      height: side,
       data: { values },
-      encoding: { x: { field: 'predicted', ...axis }, y: { field: 'true', ...axis } },
+      encoding: { x: { field: 'predicted', ...axis, axis: classAxis(labels, side) }, y: { field: 'true', ...axis } },
       layer: [
         { mark: 'rect', encoding: { color: { field: 'count', type: 'quantitative', scale: { scheme: 'blues' } } } },
         // counts in the cells while they stay legible
@@ -150,6 +151,12 @@ function confusionFigure(d: ReportData): Figure {
       ],
     },
   };
+}
+
+/** class names upright while each fits its band (~7 px a character), else vega-lite's default (rotated) */
+function classAxis(labels: string[], width: number): { labelAngle?: number } {
+  const longest = Math.max(...labels.map((l) => l.length));
+  return longest * 7 <= width / labels.length ? { labelAngle: 0 } : {};
 }
 
 function perClassFigure(d: ReportData): Figure {
@@ -169,7 +176,7 @@ function perClassFigure(d: ReportData): Figure {
       data: { values: values.filter((v) => finite(v.accuracy)) },
       mark: 'bar',
       encoding: {
-        x: { field: 'class', type: 'ordinal', sort: d.held_out.labels },
+        x: { field: 'class', type: 'ordinal', sort: d.held_out.labels, axis: classAxis(d.held_out.labels, WIDTH) },
         xOffset: { field: 'model' },
         y: { field: 'accuracy', type: 'quantitative', scale: { domain: [0, 1] } },
         color: { field: 'model', type: 'nominal' },
