@@ -85,7 +85,8 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
       preprocess: data.preprocess,
       ranges,
       metrics: [],
-      state: { epochs_done: 0, complete: true, backend: o.backend, seed: recipe.seed },
+      // trained elsewhere, to its end: nothing for --resume to continue, no "stopped before its end" note
+      state: { epochs_done: imported.train.epochs, complete: true, backend: o.backend, seed: recipe.seed },
       optimizer: null,
       summary: {
         ...summarize(net.graph, ranges),
