@@ -26,7 +26,8 @@ import { compileProgram } from '../src/he/compile.js';
 import type { HeProgram } from '../src/he/program.js';
 import { programSegments, refreshCiphertexts, refreshPointName, segmentProgram } from '../src/he/refresh.js';
 import { SampleEvaluator, packSample, planSample } from '../src/he/packing/sample.js';
-import { packBatch, runBatchInProcess } from '../src/he/packing/batch.js';
+import { packBatch } from '../src/he/packing/batch.js';
+import { runBatchGrouped } from '../src/he/tiles/batch-pass.js';
 import { stackForSlots } from '../src/he/tiles/stacked.js';
 import { speedProbe } from '../src/he/tiles/calibrate.js';
 import { showProgress } from '../src/cli/progress.js';
@@ -205,9 +206,9 @@ async function profilePass(dir: string, r: ValidationReport): Promise<Profile> {
   const round = await probedRound(
     () => {
       const t = cpuMs();
-      const out = runBatchInProcess(program, be as unknown as CkksBackend<CipherText>, ins);
+      const out = runBatchGrouped(program, be as unknown as CkksBackend<CipherText>, ins, { workers: 1, N: slots * 2 });
       const ms = cpuMs() - t;
-      for (const arr of out.values()) for (const c of arr) if (c) base.free(c);
+      for (const c of out) if (c) base.free(c);
       return ms;
     },
     base,

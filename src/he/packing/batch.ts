@@ -504,46 +504,6 @@ function runStruct<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'struct' }>
   }
 }
 
-/** Everything in one thread: the reference schedule the worker pool parallelizes. */
-export function runBatchInProcess<C>(
-  p: HeProgram,
-  be: CkksBackend<C>,
-  inputs: (C | null)[],
-  opts: { memoryBudget?: number; keepAll?: boolean; N?: number } = {},
-): Map<number, (C | null)[]> {
-  const tensors = new Map<number, (C | null)[]>([[p.input, inputs]]);
-  const store: TensorStore<C> = {
-    acquire: (t, i) => {
-      const arr = tensors.get(t);
-      if (!arr) throw new Error(`internal: tensor ${t} was freed too early`);
-      return arr[i] ?? null;
-    },
-    release: () => {},
-  };
-  const stages = planStages(p, opts.keepAll);
-  const lastStage = new Map<number, number>();
-  stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
-  stages.forEach((st, k) => {
-    for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
-    for (const group of channelGroups(p, st, be.topLevel, opts.N ?? be.slots * 2, opts.memoryBudget ?? 1.5e9)) {
-      const res = runStageGroup({ program: p, be, store, memoryBudget: opts.memoryBudget }, st, group);
-      for (const [t, m] of res) {
-        const arr = tensors.get(t)!;
-        for (const [i, c] of m) arr[i] = c;
-      }
-    }
-    if (!opts.keepAll) {
-      for (const [t, last] of lastStage) {
-        if (last === k && t !== p.output && tensors.has(t)) {
-          for (const c of tensors.get(t)!) if (c) be.free(c);
-          tensors.delete(t);
-        }
-      }
-    }
-  });
-  return tensors;
-}
-
 /** Client side: sample s of the chunk goes to slot s of every element's vector. */
 export function packBatch(x: ArrayLike<number>, per: number, start: number, count: number, slots: number): Float64Array[] {
   const vecs: Float64Array[] = [];
