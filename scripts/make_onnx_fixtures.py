@@ -169,6 +169,12 @@ def main():
     path = os.path.join(OUT, 'misc_ops.onnx')
     fixtures.append({'file': 'misc_ops.onnx', 'layout': 'nhwc', 'opset': 13, 'covers': ['Flatten', 'MatMul', 'Dropout', 'Identity', 'Constant', 'Mul', 'Neg', 'Add', 'Gemm'], 'logits': misc_ops(path, x)})
 
+    # exported without dynamic_axes, as torch.onnx.export does by default: batch fixed to 1
+    fixed = nn.Sequential(nn.Conv2d(1, 2, 5, stride=3), Quad(0.2, 0.5, 0.1), nn.Flatten(), nn.Linear(2 * 8 * 8, 10))
+    fixed.eval()
+    torch.onnx.export(fixed, x[:1], os.path.join(OUT, 'fixed_batch.onnx'), input_names=['input'], output_names=['logits'], opset_version=13)
+    fixtures.append({'file': 'fixed_batch.onnx', 'layout': 'nchw', 'opset': 13, 'covers': ['Conv', 'Mul', 'Add', 'Flatten', 'Gemm'], 'logits': logits_of(fixed, x)})
+
     refusals = [('relu.onnx', nn.ReLU(), 'Relu'), ('sigmoid.onnx', nn.Sigmoid(), 'Sigmoid'), ('tanh.onnx', nn.Tanh(), 'Tanh'),
                 ('gelu.onnx', nn.GELU(), 'Erf')]
     for name, act, op in refusals:

@@ -46,6 +46,14 @@ describe('hepoly import / export --format onnx (CLI)', function () {
     expect(again.json!.max_abs_diff as number).to.be.below(1e-4);
   });
 
+  it('a model exported with a fixed batch of 1 (torch.onnx.export without dynamic_axes) imports and checks sample by sample', () => {
+    const r = hepoly(['import', join(FIXTURES, 'fixed_batch.onnx'), '--data', DATA_RECIPE, '--out', join(tmp.path, 'fixed'), '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.json!.samples).to.equal(64);
+    expect(r.json!.max_abs_diff as number).to.be.below(1e-4);
+    expect((r.json!.activations as { kind: string }[]).map((a) => a.kind)).to.deep.equal(['quad']);
+  });
+
   it('a non-polynomial model: exit 1, one error line naming the node and the fix, nothing written', () => {
     const out = join(tmp.path, 'relu');
     const r = hepoly(['import', join(FIXTURES, 'relu.onnx'), '--data', DATA_RECIPE, '--out', out]);
