@@ -3,8 +3,34 @@ import { Writable } from 'node:stream';
 import { join } from 'node:path';
 import { etaMs, fmtDuration, showProgress } from '../../src/cli/progress.js';
 import { reportProgress, setProgressSink } from '../../src/util/progress-event.js';
+import { writeFileSync } from 'node:fs';
 import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
+import { loadRecipe } from '../../src/recipe/load.js';
+import { train } from '../../src/train/loop.js';
+import { validate } from '../../src/he/validate.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { validateSequence } from '../../src/he/transformer/validate.js';
+import type { ProgressEvent } from '../../src/util/progress-event.js';
+
+/** the events a run reports, collected through the process-wide sink */
+async function eventsOf(run: () => Promise<unknown>): Promise<ProgressEvent[]> {
+  const seen: ProgressEvent[] = [];
+  const previous = setProgressSink((e) => seen.push(e));
+  try {
+    await run();
+  } finally {
+    setProgressSink(previous);
+  }
+  return seen;
+}
+
+/** the last event of each stage, in the order the stages began */
+function lastPerStage(events: ProgressEvent[]): ProgressEvent[] {
+  const last = new Map<string, ProgressEvent>();
+  for (const e of events) last.set(e.stage, e);
+  return [...last.values()];
+}
 
 /** a stream that keeps what is written; `tty` makes cli-progress draw its bar into it */
 function captured(tty: boolean): { stream: Writable & { isTTY?: boolean; columns?: number }; text: () => string } {
@@ -87,6 +113,73 @@ describe('progress of long encrypted runs (src/cli/progress.ts)', function () {
       }
       expect(lines.find((l) => l.startsWith('he-validate: evaluate 1/3'))).to.match(/ETA \d+/);
       expect(r.stdout).to.match(/accuracy: plaintext .* encrypted /);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('--refresh client (a deep ResNet, simulated): every segment and every client refresh round is reported to its end', async () => {
+    const tmp = tempDir();
+    try {
+      const recipe = join(tmp.path, 'tiny-resnet.yaml');
+      writeFileSync(
+        recipe,
+        [
+          'name: tiny-resnet',
+          `extends: ${join(process.cwd(), 'recipes/fmnist-base.yaml')}`,
+          'model: {kind: resnet, depth: 8, widths: [2, 2, 4], skip: standard, pad_to: 32, activation: {kind: quad}}',
+          'data: {limit: 64, test_limit: 8, split: {validation: 0.01}}',
+          'train: {epochs: 1, batch: 32}',
+        ].join('\n'),
+      );
+      const ckpt = join(tmp.path, 'ckpt');
+      await train({ recipe: loadRecipe(recipe, []).recipe, recipeFile: recipe, outDir: ckpt, callbacks: {} });
+      // a chain of 5 levels for depth 15: two client refreshes per sample, three segments
+      const params = join(tmp.path, 'params.json');
+      writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [40, 27, 27, 27, 27, 27, 40], scale_bits: 27 }));
+      const events = await eventsOf(() => validate({ checkpoint: ckpt, samples: 3, params, workers: 2, mode: 'simulate', refresh: 'client' }));
+      expect(lastPerStage(events).map((e) => `${e.stage} ${e.done}/${e.total}`)).to.deep.equal([
+        'encrypt 3/3',
+        'evaluate segment 1/3 3/3',
+        'client refresh 1/2 3/3',
+        'evaluate segment 2/3 3/3',
+        'client refresh 2/2 3/3',
+        'evaluate segment 3/3 3/3',
+      ]);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+
+  it('a transformer under --refresh client reports each layer evaluated and the client refreshes so far', async () => {
+    const tmp = tempDir();
+    try {
+      const text = join(tmp.path, 'tiny.txt');
+      writeFileSync(text, 'the cat sat on the mat. the dog sat on the log.\n'.repeat(40));
+      const recipe = join(tmp.path, 'lm.yaml');
+      writeFileSync(
+        recipe,
+        `name: tiny-lm
+data: {source: text, path: ${JSON.stringify(text)}, context: 4, split: {validation: 0.1, test: 0.1}}
+model: {kind: transformer, task: lm, layers: 1, dim: 8, heads: 2, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm}
+train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
+`,
+      );
+      const out = join(tmp.path, 'ckpt');
+      await train({ recipe: loadRecipe(recipe, []).recipe, recipeFile: recipe, outDir: out, callbacks: {} });
+      const ckpt = loadCheckpoint(out);
+      let report: Awaited<ReturnType<typeof validateSequence>> | null = null;
+      const events = await eventsOf(async () => {
+        report = await validateSequence(ckpt, { samples: 2, mode: 'simulate', refresh: 'client' });
+      });
+      const layers = events.filter((e) => e.stage === 'evaluate');
+      expect(layers.map((e) => e.done)).to.deep.equal(layers.map((_, i) => i + 1));
+      expect(layers[0].total).to.equal(ckpt.graph.nodes.length);
+      const refreshes = layers.map((e) => Number(/^(\d+) client refreshes$/.exec(e.detail ?? '')![1]));
+      // counts only grow, and end at the report's number
+      refreshes.forEach((n, i) => expect(n).to.be.at.least(i ? refreshes[i - 1] : 0));
+      expect(refreshes.at(-1)).to.equal(report!.refreshes.count);
+      expect(report!.refreshes.count).to.be.above(0);
     } finally {
       tmp.cleanup();
     }
