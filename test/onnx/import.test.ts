@@ -3,7 +3,8 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readOnnxModel } from '../../src/onnx/read.js';
 import { importOnnxGraph, type ImportedNetwork } from '../../src/onnx/import-graph.js';
-import { decodeModel } from '../../src/onnx/proto.js';
+import { AttrType, decodeModel, encodeModel, type ModelProto } from '../../src/onnx/proto.js';
+import { floatTensor } from '../../src/onnx/tensor.js';
 import { modelSection } from '../../src/onnx/model-section.js';
 import { buildGraph } from '../../src/models/build.js';
 import { summarize } from '../../src/models/summary.js';
@@ -132,6 +133,42 @@ describe('onnx/import: ONNX graphs into hepoly networks', function () {
 
   it('refuses a forced layout the input does not have', () => {
     expectRefusal(() => importFixture('poly_cnn.onnx', { layout: 'nhwc' }), /not NHWC.*fix --layout/);
+  });
+
+  it('an input shape that fits NCHW and NHWC needs --layout; each layout reads the tensor its own way', () => {
+    // [N, 3, 3, 3] -> Flatten -> Gemm: the flatten order, hence the logits, depend on the layout
+    const w = Array.from({ length: 27 * 2 }, (_, i) => Math.sin(i));
+    const model: ModelProto = {
+      ir_version: 8,
+      opset_import: [{ domain: '', version: 13 }],
+      graph: {
+        node: [
+          { op_type: 'Flatten', name: 'flat', input: ['x'], output: ['f'], attribute: [{ name: 'axis', type: AttrType.INT, i: 1 }] },
+          { op_type: 'Gemm', name: 'fc', input: ['f', 'w'], output: ['y'] },
+        ],
+        initializer: [floatTensor('w', [27, 2], w)],
+        input: [{ name: 'x', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_param: 'N' }, { dim_value: 3 }, { dim_value: 3 }, { dim_value: 3 }] } } } }],
+        output: [{ name: 'y', type: { tensor_type: { elem_type: 1, shape: { dim: [{ dim_param: 'N' }, { dim_value: 2 }] } } } }],
+      },
+    };
+    const path = join(tmp.path, 'cube.onnx');
+    writeFileSync(path, encodeModel(model));
+    const o = { file: path, dataShape: [3, 3, 3], classes: 2, dataWhere: 'cube data' };
+    expectRefusal(() => importOnnxGraph(readOnnxModel(path), o), /could be NCHW or NHWC/, /--layout nchw \(PyTorch exports\)/);
+    const x = Float32Array.from({ length: 27 }, (_, i) => i / 27); // one NHWC sample, x[h][w][c] at (h*3 + w)*3 + c
+    const logitsFor = (layout: 'nchw' | 'nhwc') => {
+      const net = importOnnxGraph(readOnnxModel(path), { ...o, layout });
+      return Array.from(predict(net.graph, net.weights, x, 1));
+    };
+    // what the ONNX model computes: it flattens its own input order
+    const expected = (order: (h: number, wd: number, c: number) => number) => [0, 1].map((u) => {
+      let sum = 0;
+      for (let h = 0; h < 3; h++) for (let wd = 0; wd < 3; wd++) for (let c = 0; c < 3; c++) sum += x[(h * 3 + wd) * 3 + c] * w[order(h, wd, c) * 2 + u];
+      return sum;
+    });
+    const close = (a: number[], b: number[]) => a.every((v, i) => Math.abs(v - b[i]) < 1e-5);
+    expect(close(logitsFor('nchw'), expected((h, wd, c) => (c * 3 + h) * 3 + wd))).to.equal(true);
+    expect(close(logitsFor('nhwc'), expected((h, wd, c) => (h * 3 + wd) * 3 + c))).to.equal(true);
   });
 
   it('refuses unreadable files: missing, not ONNX, truncated', () => {
