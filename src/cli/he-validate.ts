@@ -1,10 +1,10 @@
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
-import { validate, reportJson, type PackingChoice } from '../he/validate.js';
+import { heValidateReport, heValidationJson, parseSamples, type HeValidation } from '../api/he-validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
+import { sequenceReportText } from '../he/transformer/report.js';
 import { showProgress } from './progress.js';
-import { runSequenceHeValidate, sequenceCheckpoint } from '../he/transformer/cli.js';
 
 /** Options of `hepoly he-validate`, as the CLI parses them. */
 export interface HeValidateArgs {
@@ -25,7 +25,8 @@ export interface HeValidateArgs {
 
 /**
  * `hepoly he-validate CHECKPOINT`: human output on stdout, the markdown report with --report,
- * and with --json one JSON object as the last stdout line.
+ * and with --json one JSON object as the last stdout line. The run itself is the library's
+ * (src/api/he-validate.ts); this prints and writes it.
  */
 export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   const samples = parseSamples(a.samples);
@@ -34,48 +35,41 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   }
   // checked before the encrypted run, which can take hours, not after it
   if (a.report !== undefined) checkOutputFile(a.report, '--report', (text) => /^# (he-validate|Encrypted validation)/.test(text));
-  // transformers (sequence layers) have their own evaluator, src/he/transformer/
-  const seq = sequenceCheckpoint(a.checkpoint);
   // a bar on a terminal, a line every ~10 s in logs: encrypted runs take minutes to hours
   const progress = showProgress({ tty: !!process.stdout.isTTY && !a.json, task: 'he-validate' });
+  const log = (line: string) => {
+    progress.pause();
+    console.log(line);
+  };
+  let v: HeValidation;
   try {
-    await runCheckpoint(a, samples, seq, (line) => {
-      progress.pause();
-      console.log(line);
+    v = await heValidateReport(a.checkpoint, {
+      samples,
+      packing: a.packing,
+      params: a.params,
+      scaleBits: a.scaleBits,
+      trace: a.trace,
+      mode: a.mode as 'encrypt' | 'simulate' | undefined,
+      workers: a.workers,
+      refresh: a.refresh as 'none' | 'client' | undefined,
+      log,
     });
+    const lines = v.kind === 'graph' ? reportText(v.report) : sequenceReportText(v.report);
+    for (const line of lines) log(line);
+    if (a.report) {
+      writeFileAtomic(a.report, await markdownReport(v, a.report, lines));
+      console.log(`report written to ${a.report}`);
+    }
   } finally {
     progress.stop();
   }
+  if (a.json) console.log(JSON.stringify(heValidationJson(v)));
 }
 
-async function runCheckpoint(a: HeValidateArgs, samples: number | 'all' | undefined, seq: ReturnType<typeof sequenceCheckpoint>, log: (line: string) => void): Promise<void> {
-  if (seq) return runSequenceHeValidate(seq, { ...a, samples, log });
-  const report = await validate({
-    checkpoint: a.checkpoint,
-    samples,
-    packing: (a.packing ?? 'auto') as PackingChoice,
-    params: a.params ?? 'auto',
-    scaleBits: a.scaleBits,
-    trace: !!a.trace,
-    mode: (a.mode ?? 'encrypt') as 'encrypt' | 'simulate',
-    workers: a.workers,
-    refresh: (a.refresh ?? 'none') as 'none' | 'client',
-    log,
-  });
-  for (const line of reportText(report)) log(line);
-  if (a.report) {
-    // figures first: the markdown links them (the figure libraries load only here)
-    const { writeHeValidateFigures } = await import('../report/he-figures.js');
-    writeFileAtomic(a.report, reportMarkdown(report, await writeHeValidateFigures(a.report, report)));
-    console.log(`report written to ${a.report}`);
-  }
-  if (a.json) console.log(JSON.stringify(reportJson(report)));
-}
-
-function parseSamples(v: number | string | undefined): number | 'all' | undefined {
-  if (v === undefined) return undefined;
-  if (v === 'all') return 'all';
-  const n = typeof v === 'number' ? v : Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new HepolyError(`--samples: expected a positive integer or "all", found ${JSON.stringify(v)}`);
-  return n;
+/** --report: the markdown file (a transformer run's is its text, as printed) */
+async function markdownReport(v: HeValidation, file: string, lines: string[]): Promise<string> {
+  if (v.kind === 'sequence') return `# he-validate ${v.report.checkpoint}\n\n\`\`\`\n${lines.join('\n')}\n\`\`\`\n`;
+  // figures first: the markdown links them (the figure libraries load only here)
+  const { writeHeValidateFigures } = await import('../report/he-figures.js');
+  return reportMarkdown(v.report, await writeHeValidateFigures(file, v.report));
 }
