@@ -36,6 +36,10 @@ export { HEServer, type ServerOptions } from './he/server.js';
 export type { HeProgram } from './he/program.js';
 export type { HeParams } from './he/params.js';
 
+// ONNX in and out (hepoly import / export --format onnx)
+export { importCheckpoint, type ImportCheckpointOptions, type ImportResult } from './onnx/import.js';
+export { exportOnnx, toOnnxModel, type ExportOnnxResult } from './onnx/export.js';
+
 // reports
 export type { ValidationReport, LayerError, OutOfRange } from './he/validate.js';
 export type { SequenceReport } from './he/transformer/validate.js';
