@@ -63,7 +63,7 @@ export async function collectReport(ckpt: Checkpoint): Promise<ReportData> {
 }
 
 /** Each recorded range beside the interval it should stay in (the range bound wins over a fit interval: it is what training enforced). */
-function activationRanges(ckpt: Checkpoint): ActivationRange[] {
+export function activationRanges(ckpt: Pick<Checkpoint, 'ranges' | 'recipe' | 'graph'>): ActivationRange[] {
   if (!ckpt.ranges) return [];
   const bound = ckpt.recipe.range?.bound;
   return Object.entries(ckpt.ranges.activations).map(([name, stat]) => {

@@ -6,7 +6,9 @@ import { train } from '../../src/train/loop.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { evaluate } from '../../src/api/evaluate.js';
 import { confusionMatrix } from '../../src/report/confusion.js';
-import type { ReportData } from '../../src/report/data.js';
+import { activationRanges, type ReportData } from '../../src/report/data.js';
+import type { Checkpoint } from '../../src/train/checkpoint.js';
+import { renameSync } from 'node:fs';
 import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -141,5 +143,35 @@ describe('training reports', function () {
     const bad = hepoly(['report', join(tmp.path, 'nope')]);
     expect(bad.code).to.equal(1);
     expect(bad.stderr).to.match(/^error: checkpoint not found: .*nope\. Train one with/);
+  });
+
+  it('a relu-approx activation is drawn against its fit interval; range.bound wins when training enforced one', () => {
+    const stat = { min: -9, max: 7, p001: -5, p999: 5 };
+    const ckpt = (range?: { bound: number; weight: number }) =>
+      ({
+        ranges: { input: stat, activations: { act1: stat, 'attn/denominator': stat } },
+        recipe: { range },
+        graph: { nodes: [{ name: 'act1', inputs: ['input'], layer: { op: 'activation', activation: { kind: 'relu-approx', degree: 4, range: [-6, 6], trainable: false } } }] },
+      }) as unknown as Pick<Checkpoint, 'ranges' | 'recipe' | 'graph'>;
+    expect(activationRanges(ckpt()).map((r) => [r.name, r.reference, r.reference_kind])).to.deep.equal([
+      ['act1', [-6, 6], 'relu-approx interval'],
+      ['attn/denominator', null, null],
+    ]);
+    expect(activationRanges(ckpt({ bound: 3, weight: 0.1 }))[0].reference).to.deep.equal([-3, 3]);
+  });
+
+  it('a student whose teacher has moved still gets its report, which says why the teacher is missing', () => {
+    renameSync(teacher, `${teacher}-moved`);
+    try {
+      const out = join(tmp.path, 'no-teacher');
+      const r = hepoly(['report', student, '--out', out, '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.json?.teacher_accuracy).to.equal(null);
+      const d = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as ReportData;
+      expect(d.teacher && 'error' in d.teacher ? d.teacher.error : '').to.match(/not found/);
+      expect(readFileSync(join(out, 'report.html'), 'utf8')).to.match(/not evaluated: .*not found/);
+    } finally {
+      renameSync(`${teacher}-moved`, teacher);
+    }
   });
 });
