@@ -2,6 +2,8 @@ import type { ModelConfig } from '../recipe/schema.js';
 import { HepolyError } from '../util/errors.js';
 import { type Graph, type GraphNode, type LayerSpec, INPUT, inferShapes } from './graph.js';
 import { toActivationSpec } from './activation.js';
+import { allOps } from '../ops/registry.js';
+import type { RecipeFace } from '../ops/types.js';
 
 type CnnConfig = Extract<ModelConfig, { kind: 'cnn' }>;
 
@@ -29,67 +31,29 @@ export function buildCnn(cfg: CnnConfig, inputShape: number[], classes: number, 
   }
   const nodes: GraphNode[] = [];
   let prev = INPUT;
-  let rank = inputShape.length;
   const counts: Record<string, number> = {};
-  const push = (base: string, layer: LayerSpec) => {
+  const push = (base: string, layer: LayerSpec, name?: string) => {
     counts[base] = (counts[base] ?? 0) + 1;
-    const name = `${base}${counts[base]}`;
-    nodes.push({ name, layer, inputs: [prev] });
-    prev = name;
+    const n = name ?? `${base}${counts[base]}`;
+    nodes.push({ name: n, layer, inputs: [prev] });
+    prev = n;
   };
-  cfg.layers.forEach((l, i) => {
-    const isLast = i === cfg.layers.length - 1;
-    switch (l.type) {
-      case 'conv':
-        push('conv', { op: 'conv2d', filters: l.filters, kernel: l.kernel, stride: l.stride, padding: l.padding, bias: l.bias, ...(l.groups && l.groups > 1 ? { groups: l.groups } : {}) });
-        break;
-      case 'activation':
-        push('act', { op: 'activation', activation: toActivationSpec(l.activation ?? cfg.activation) });
-        break;
-      case 'avgpool':
-        push('avgpool', { op: 'avgpool', size: l.size, stride: l.stride ?? l.size });
-        break;
-      case 'maxpool':
-        push('maxpool', { op: 'maxpool', size: l.size, stride: l.stride ?? l.size });
-        break;
-      case 'global_avgpool':
-        push('gap', { op: 'global_avgpool' });
-        rank = 1;
-        break;
-      case 'batchnorm':
-        push('bn', { op: 'batchnorm', momentum: l.momentum, epsilon: l.epsilon });
-        break;
-      case 'flatten':
-        push('flatten', { op: 'flatten' });
-        rank = 1;
-        break;
-      case 'pad': {
-        const shapes = inferShapes({ inputShape, classes, nodes, output: prev });
-        const [h, w] = shapes.get(prev)!;
-        if (l.to < h || l.to < w) {
-          throw new HepolyError(`${recipeFile}: model.layers[${i}].to: cannot pad [${h}, ${w}] down to ${l.to}. Use a size >= ${Math.max(h, w)}`);
-        }
-        const dh = l.to - h;
-        const dw = l.to - w;
-        push('pad', { op: 'pad', top: Math.floor(dh / 2), bottom: dh - Math.floor(dh / 2), left: Math.floor(dw / 2), right: dw - Math.floor(dw / 2) });
-        break;
-      }
-      case 'dense':
-        if (rank !== 1) {
-          push('flatten', { op: 'flatten' });
-          rank = 1;
-        }
-        if (isLast) {
-          nodes.push({ name: 'logits', layer: { op: 'dense', units: classes, bias: l.bias }, inputs: [prev] });
-          prev = 'logits';
-        } else {
-          if (l.units === undefined) {
-            throw new HepolyError(`${recipeFile}: model.layers[${i}].units: a hidden dense layer needs units (only the last, the classifier, defaults to the class count)`);
-          }
-          push('dense', { op: 'dense', units: l.units, bias: l.bias });
-        }
-        break;
+  const shapeNow = () => {
+    try {
+      return inferShapes({ inputShape, classes, nodes, output: prev }).get(prev)!;
+    } catch (e) {
+      throw new HepolyError(`${recipeFile}: model.layers: ${(e as Error).message}`);
     }
+  };
+  const activation = toActivationSpec(cfg.activation);
+  cfg.layers.forEach((l, i) => {
+    const face = recipeFace(l.type);
+    const isLast = i === cfg.layers.length - 1;
+    // a layer reading a vector after an image gets an implicit flatten
+    if (face.flatInput && shapeNow().length !== 1) push('flatten', { op: 'flatten' });
+    const layer = face.toLayer(l, { inShape: shapeNow(), isLast, classes, activation, at: (field) => `${recipeFile}: model.layers[${i}].${field}` });
+    // the last layer is the classifier: its output is the logits
+    push(face.nodeName, layer, isLast ? 'logits' : undefined);
   });
   const graph: Graph = { inputShape, classes, nodes, output: prev };
   try {
@@ -98,4 +62,11 @@ export function buildCnn(cfg: CnnConfig, inputShape: number[], classes: number, 
     throw new HepolyError(`${recipeFile}: model.layers: ${(e as Error).message}`);
   }
   return graph;
+}
+
+/** The op a cnn recipe's `type` names. */
+function recipeFace(type: string): RecipeFace<LayerSpec, unknown> {
+  const def = allOps().find((d) => d.recipe?.type === type);
+  if (!def?.recipe) throw new Error(`unreachable: recipe layer type ${type} passed the schema but no op's recipe face names it`);
+  return def.recipe;
 }

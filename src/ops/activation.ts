@@ -3,10 +3,14 @@ import { polynomial } from '../he/tensor-ops.js';
 import { initialPolynomialCoeffs, polynomialTf } from '../layers/polynomial.js';
 import { fitReluPolynomial } from '../layers/relu-approx.js';
 import type { ActivationSpec } from '../models/graph.js';
-import { ActivationSchema } from '../recipe/schema.js';
+import { ActivationSchema } from './activation-schema.js';
+import { toActivationSpec } from '../models/activation.js';
 import { z } from 'zod';
 import type { OpDefOf, ParamDef } from './types.js';
 import { ALL_PACKINGS, noPacking } from './shared.js';
+
+/** `{type: activation}` in a cnn recipe; without `activation`, the model's `activation` is used. */
+export const activationRecipe = z.strictObject({ type: z.literal('activation'), activation: ActivationSchema.optional() });
 
 /**
  * Element-wise activations. The polynomial ones (quad, poly, square, relu-approx) run under
@@ -51,6 +55,12 @@ export const activationOp: OpDefOf<'activation'> = {
   foldsInto: null,
   prunable: { role: 'passes', params: [] },
   packings: ({ activation: a }) => (a.kind === 'relu' || a.kind === 'gelu' ? noPacking(`${a.kind} is not a polynomial`) : ALL_PACKINGS),
+  recipe: {
+    type: 'activation',
+    schema: activationRecipe,
+    nodeName: 'act',
+    toLayer: (l: z.infer<typeof activationRecipe>, ctx) => ({ op: 'activation', activation: l.activation ? toActivationSpec(l.activation) : ctx.activation }),
+  },
   examples: (
     [{ kind: 'quad' }, { kind: 'poly', degree: 3 }, { kind: 'square' }, { kind: 'relu-approx', degree: 4, range: [-4, 4], trainable: false }, { kind: 'relu' }, { kind: 'gelu' }] as ActivationSpec[]
   ).map((activation) => ({ layer: { op: 'activation' as const, activation }, ins: [[4, 4, 2]] })),

@@ -5,6 +5,13 @@ import { batchNormTrainFused } from '../train/kernels/fused-kernels.js';
 import type { OpDefOf, ParamDef } from './types.js';
 import { ALL_PACKINGS, ones, zeros } from './shared.js';
 
+/** `{type: batchnorm}` in a cnn recipe. */
+export const batchnormRecipe = z.strictObject({
+  type: z.literal('batchnorm'),
+  momentum: z.number().min(0).max(1).default(0.9),
+  epsilon: z.number().positive().default(1e-3),
+});
+
 /**
  * Batch normalization over the last axis. At inference it is a per-channel affine map,
  * s = gamma / sqrt(var + eps), y = s x + (beta - s mean), which the HE compiler folds into the
@@ -48,6 +55,12 @@ export const batchnormOp: OpDefOf<'batchnorm'> = {
   foldsInto: 'folded into a neighbouring linear layer',
   prunable: { role: 'passes', params: ['gamma', 'beta', 'moving_mean', 'moving_variance'] },
   packings: () => ALL_PACKINGS,
+  recipe: {
+    type: 'batchnorm',
+    schema: batchnormRecipe,
+    nodeName: 'bn',
+    toLayer: (l: z.infer<typeof batchnormRecipe>) => ({ op: 'batchnorm', momentum: l.momentum, epsilon: l.epsilon }),
+  },
   examples: [{ layer: { op: 'batchnorm', momentum: 0.9, epsilon: 1e-3 }, ins: [[4, 4, 3]] }],
 };
 

@@ -4,7 +4,19 @@ import { conv2d, convGeometry, expandGroupedKernel } from '../he/tensor-ops.js';
 import type { LayerSpec, WeightMap } from '../models/graph.js';
 import { weightKey } from '../models/weight-key.js';
 import type { OpDefOf } from './types.js';
-import { ALL_PACKINGS, glorot, needImage, ones, zeros } from './shared.js';
+import { ALL_PACKINGS, glorot, needImage, ones, posInt, zeros } from './shared.js';
+
+/** `{type: conv, ...}` in a cnn recipe. */
+export const convRecipe = z.strictObject({
+  type: z.literal('conv'),
+  filters: posInt,
+  kernel: posInt.default(3),
+  stride: posInt.default(1),
+  padding: z.enum(['same', 'valid']).default('same'),
+  bias: z.boolean().default(true),
+  /** grouped convolution: G divides the input channels and the filters; G = filters = channels is depthwise */
+  groups: posInt.optional(),
+});
 
 type Conv = Extract<LayerSpec, { op: 'conv2d' }>;
 
@@ -82,6 +94,21 @@ export const conv2dOp: OpDefOf<'conv2d'> = {
     { layer: { op: 'conv2d', filters: 6, kernel: 3, stride: 1, padding: 'same', bias: true, groups: 2 }, ins: [[5, 5, 4]] },
     { layer: { op: 'conv2d', filters: 4, kernel: 3, stride: 1, padding: 'same', bias: true, groups: 4 }, ins: [[5, 5, 4]] },
   ],
+  recipe: {
+    type: 'conv',
+    schema: convRecipe,
+    nodeName: 'conv',
+    toLayer: (l: z.infer<typeof convRecipe>) => ({
+      op: 'conv2d',
+      filters: l.filters,
+      kernel: l.kernel,
+      stride: l.stride,
+      padding: l.padding,
+      bias: l.bias,
+      // groups: 1 stays absent, so such graphs equal those written before groups existed
+      ...(l.groups && l.groups > 1 ? { groups: l.groups } : {}),
+    }),
+  },
   inferenceFold: (node, weights) => (node.layer.dirac ? foldDirac(node.name, node.layer, weights) : null),
 };
 

@@ -2,7 +2,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { dense } from '../he/tensor-ops.js';
 import type { OpDefOf } from './types.js';
-import { ALL_PACKINGS, glorot, needRank, zeros } from './shared.js';
+import { HepolyError } from '../util/errors.js';
+import { ALL_PACKINGS, glorot, needRank, posInt, zeros } from './shared.js';
+
+/** `{type: dense}` in a cnn recipe: `units` defaults to the number of classes for the last layer. */
+export const denseRecipe = z.strictObject({ type: z.literal('dense'), units: posInt.optional(), bias: z.boolean().default(true) });
 
 /** A fully connected layer, y = x W + b, kernel [in, units]. */
 export const denseOp: OpDefOf<'dense'> = {
@@ -31,5 +35,16 @@ export const denseOp: OpDefOf<'dense'> = {
   foldsInto: null,
   prunable: { role: 'units', units: (L) => L.units, withUnits: (L, units) => ({ ...L, units }), kernelInputAxis: 0, refuse: () => null },
   packings: () => ALL_PACKINGS,
+  recipe: {
+    type: 'dense',
+    schema: denseRecipe,
+    nodeName: 'dense',
+    flatInput: true,
+    toLayer(l: z.infer<typeof denseRecipe>, ctx) {
+      if (ctx.isLast) return { op: 'dense', units: ctx.classes, bias: l.bias };
+      if (l.units === undefined) throw new HepolyError(`${ctx.at('units')}: a hidden dense layer needs units (only the last, the classifier, defaults to the class count)`);
+      return { op: 'dense', units: l.units, bias: l.bias };
+    },
+  },
   examples: [{ layer: { op: 'dense', units: 3, bias: true }, ins: [[5]] }],
 };

@@ -2,7 +2,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { globalSum, poolShape, sumpool } from '../he/tensor-ops.js';
 import type { OpDefOf } from './types.js';
-import { ALL_PACKINGS, needImage, noPacking } from './shared.js';
+import { ALL_PACKINGS, needImage, noPacking, posInt } from './shared.js';
+
+/** `{type: avgpool | maxpool, size, stride}` in a cnn recipe: stride defaults to the size. */
+export const avgpoolRecipe = z.strictObject({ type: z.literal('avgpool'), size: posInt.default(2), stride: posInt.optional() });
+export const maxpoolRecipe = z.strictObject({ type: z.literal('maxpool'), size: posInt.default(2), stride: posInt.optional() });
+export const globalAvgpoolRecipe = z.strictObject({ type: z.literal('global_avgpool') });
 
 /**
  * Pooling. Under CKKS an average pool is additions (a struct step) plus a constant 1/size^2
@@ -43,6 +48,12 @@ export const avgpoolOp: OpDefOf<'avgpool'> = {
   foldsInto: AVERAGE_FOLDS,
   prunable: { role: 'passes', params: [] },
   packings: () => ALL_PACKINGS,
+  recipe: {
+    type: 'avgpool',
+    schema: avgpoolRecipe,
+    nodeName: 'avgpool',
+    toLayer: (l: z.infer<typeof avgpoolRecipe>) => ({ op: 'avgpool', size: l.size, stride: l.stride ?? l.size }),
+  },
   examples: [{ layer: { op: 'avgpool', size: 2, stride: 2 }, ins: [[6, 6, 2]] }],
 };
 
@@ -78,6 +89,12 @@ export const maxpoolOp: OpDefOf<'maxpool'> = {
   foldsInto: null,
   prunable: { role: 'passes', params: [] },
   packings: () => noPacking('max pooling is not a polynomial: use avgpool'),
+  recipe: {
+    type: 'maxpool',
+    schema: maxpoolRecipe,
+    nodeName: 'maxpool',
+    toLayer: (l: z.infer<typeof maxpoolRecipe>) => ({ op: 'maxpool', size: l.size, stride: l.stride ?? l.size }),
+  },
   examples: [{ layer: { op: 'maxpool', size: 2, stride: 2 }, ins: [[6, 6, 2]] }],
 };
 
@@ -106,5 +123,6 @@ export const globalAvgpoolOp: OpDefOf<'global_avgpool'> = {
   foldsInto: AVERAGE_FOLDS,
   prunable: { role: 'passes', params: [] },
   packings: () => ALL_PACKINGS,
+  recipe: { type: 'global_avgpool', schema: globalAvgpoolRecipe, nodeName: 'gap', toLayer: () => ({ op: 'global_avgpool' }) },
   examples: [{ layer: { op: 'global_avgpool' }, ins: [[4, 4, 3]] }],
 };

@@ -1,6 +1,10 @@
 import type { PackingKind, ParamDef, Support } from './types.js';
 
+import { z } from 'zod';
+
 /** Small pieces several op files share. */
+
+export const posInt = z.number().int().positive();
 
 /** Every packing runs ops lowered to the program IR (linear, power and struct steps). */
 export const ALL_PACKINGS: Record<PackingKind, Support> = { batch: true, sample: true, stacked: true, interleaved: true };

@@ -2,7 +2,16 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { pad } from '../he/tensor-ops.js';
 import type { OpDefOf } from './types.js';
-import { ALL_PACKINGS, needImage, size } from './shared.js';
+import { HepolyError } from '../util/errors.js';
+import { ALL_PACKINGS, needImage, posInt, size } from './shared.js';
+
+/** `{type: flatten}` and `{type: pad, to}` (zero-pad H and W to this size, e.g. 28 -> 32) in a cnn recipe. */
+export const flattenRecipe = z.strictObject({ type: z.literal('flatten') });
+export const padRecipe = z.strictObject({
+  type: z.literal('pad'),
+  /** pad H and W with zeros to this size (e.g. 28 -> 32) */
+  to: posInt,
+});
 
 /** Ops that move or add values without weights: relabelings and sums, free under CKKS. */
 
@@ -24,6 +33,7 @@ export const flattenOp: OpDefOf<'flatten'> = {
   foldsInto: 'relabeling, no operation',
   prunable: { role: 'passes', params: [], flattens: true },
   packings: () => ALL_PACKINGS,
+  recipe: { type: 'flatten', schema: flattenRecipe, nodeName: 'flatten', toLayer: () => ({ op: 'flatten' }) },
   examples: [{ layer: { op: 'flatten' }, ins: [[3, 3, 2]] }],
 };
 
@@ -56,6 +66,18 @@ export const padOp: OpDefOf<'pad'> = {
   foldsInto: 'relabeling, no operation',
   prunable: { role: 'passes', params: [] },
   packings: () => ALL_PACKINGS,
+  recipe: {
+    type: 'pad',
+    schema: padRecipe,
+    nodeName: 'pad',
+    toLayer(l: z.infer<typeof padRecipe>, ctx) {
+      const [h, w] = ctx.inShape;
+      if (l.to < h || l.to < w) throw new HepolyError(`${ctx.at('to')}: cannot pad [${h}, ${w}] down to ${l.to}. Use a size >= ${Math.max(h, w)}`);
+      const dh = l.to - h;
+      const dw = l.to - w;
+      return { op: 'pad', top: Math.floor(dh / 2), bottom: dh - Math.floor(dh / 2), left: Math.floor(dw / 2), right: dw - Math.floor(dw / 2) };
+    },
+  },
   examples: [{ layer: { op: 'pad', top: 1, bottom: 2, left: 0, right: 1 }, ins: [[4, 4, 2]] }],
 };
 

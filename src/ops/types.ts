@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
-import type { GraphNode, LayerSpec, Op, WeightMap } from '../models/graph.js';
+import type { ActivationSpec, GraphNode, LayerSpec, Op, WeightMap } from '../models/graph.js';
 import type { StructOp, WeightedOp } from '../he/program.js';
 
 /**
@@ -152,8 +152,35 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
   packings(layer: L): Record<PackingKind, Support>;
   /** representative layers with input shapes: rows of the ops table, cases of the registry's self-test */
   examples: { layer: L; ins: number[][] }[];
+  /** how cnn recipes write it (absent: recipes do not name the op directly) */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  recipe?: RecipeFace<L, any>;
   /** rewrites a training-time parameterization into the plain layer inference needs (Dirac convs) */
   inferenceFold?(node: GraphNode & { layer: L }, weights: WeightMap): { layer: L; weights: WeightMap } | null;
+}
+
+/** What a recipe layer is turned into a graph layer with (src/models/cnn.ts). */
+export interface RecipeContext {
+  /** per-sample shape reaching the layer */
+  inShape: number[];
+  /** the last layer is the classifier */
+  isLast: boolean;
+  classes: number;
+  /** the model's `activation`, for layers that do not name theirs */
+  activation: ActivationSpec;
+  /** `<recipe>: model.layers[i].<field>`, for messages */
+  at(field: string): string;
+}
+
+/** How a cnn recipe names the op: `{type: <type>, ...}` (its zod schema, with the defaults). */
+export interface RecipeFace<L extends LayerSpec, C> {
+  type: string;
+  schema: z.ZodType<C>;
+  /** graph node names: `${nodeName}1`, `${nodeName}2`, ... */
+  nodeName: string;
+  /** reads a vector: after an image the builder inserts a flatten first (as Keras users write by hand) */
+  flatInput?: boolean;
+  toLayer(cfg: C, ctx: RecipeContext): L;
 }
 
 /** The op definition for one `op` name, with its layer type narrowed. */

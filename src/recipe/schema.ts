@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { ActivationSchema } from '../ops/activation-schema.js';
+import { CnnLayerSchema } from '../ops/recipe-layers.js';
 import { FederatedSchema } from '../federated/schema.js';
 
 /**
@@ -10,20 +12,7 @@ import { FederatedSchema } from '../federated/schema.js';
 const posInt = z.number().int().positive();
 const fraction = z.number().min(0).max(1);
 
-export const ActivationSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('quad') }),
-  z.strictObject({ kind: z.literal('poly'), degree: z.number().int().min(1).max(8) }),
-  z.strictObject({ kind: z.literal('square') }),
-  z.strictObject({ kind: z.literal('relu') }),
-  /** not polynomial: the baseline of transformers (softmax twins) and teachers only */
-  z.strictObject({ kind: z.literal('gelu') }),
-  z.strictObject({
-    kind: z.literal('relu-approx'),
-    degree: z.number().int().min(2).max(8).default(2),
-    range: z.tuple([z.number(), z.number()]).default([-4, 4]),
-    trainable: z.boolean().default(false),
-  }),
-]);
+export { ActivationSchema };
 
 const FilePair = z.strictObject({ images: z.string(), labels: z.string() });
 
@@ -85,38 +74,8 @@ const TextData = z.strictObject({
 /** Every data source a recipe may name (the tabular/image loaders take `DataSchema`, text its own). */
 export const AnyDataSchema = z.discriminatedUnion('source', [CsvData, IdxData, TextData]);
 
-const Padding = z.enum(['same', 'valid']);
-
-export const CnnLayerSchema = z.discriminatedUnion('type', [
-  z.strictObject({
-    type: z.literal('conv'),
-    filters: posInt,
-    kernel: posInt.default(3),
-    stride: posInt.default(1),
-    padding: Padding.default('same'),
-    bias: z.boolean().default(true),
-    /** grouped convolution: G divides the input channels and the filters; G = filters = channels is depthwise */
-    groups: posInt.optional(),
-  }),
-  /** without `activation`, the model's `activation` is used */
-  z.strictObject({ type: z.literal('activation'), activation: ActivationSchema.optional() }),
-  z.strictObject({ type: z.literal('avgpool'), size: posInt.default(2), stride: posInt.optional() }),
-  z.strictObject({ type: z.literal('maxpool'), size: posInt.default(2), stride: posInt.optional() }),
-  z.strictObject({ type: z.literal('global_avgpool') }),
-  z.strictObject({
-    type: z.literal('batchnorm'),
-    momentum: z.number().min(0).max(1).default(0.9),
-    epsilon: z.number().positive().default(1e-3),
-  }),
-  z.strictObject({ type: z.literal('flatten') }),
-  z.strictObject({
-    type: z.literal('pad'),
-    /** pad H and W with zeros to this size (e.g. 28 -> 32) */
-    to: posInt,
-  }),
-  /** `units` defaults to the number of classes for the last layer */
-  z.strictObject({ type: z.literal('dense'), units: posInt.optional(), bias: z.boolean().default(true) }),
-]);
+/** the layers of a cnn model: each op's recipe face (src/ops/recipe-layers.ts) */
+export { CnnLayerSchema };
 
 const MlpModel = z.strictObject({
   kind: z.literal('mlp'),
