@@ -96,6 +96,7 @@ describe('ops/registry', function () {
       'src/models/tf-interpreter.ts',
       'src/models/fold.ts',
       'src/models/sequence-ops.ts',
+      'src/models/cnn.ts',
       'src/he/compile.ts',
       'src/he/linear-map.ts',
       'src/he/reference.ts',
