@@ -1,5 +1,4 @@
-import { HepolyError } from '../util/errors.js';
-import { type PruneMethod, pruneCheckpoint } from '../train/prune.js';
+import { prune } from '../api/prune.js';
 
 export interface PruneArgs {
   checkpoint: string;
@@ -15,17 +14,17 @@ export interface PruneArgs {
   json?: boolean;
 }
 
+/** `hepoly prune CHECKPOINT`: the library's prune (src/api/prune.ts), its lines on stdout, --json last. */
 export async function runPrune(a: PruneArgs): Promise<void> {
-  const method = (a.method ?? 'hepex') as PruneMethod;
-  if (method !== 'hepex' && method !== 'magnitude') throw new HepolyError(`--method: expected hepex or magnitude, found ${JSON.stringify(a.method)}`, { exitCode: 2 });
-  if (!(a.sparsity >= 0 && a.sparsity < 1)) throw new HepolyError(`--sparsity: expected a fraction in [0, 1), found ${a.sparsity}`, { exitCode: 2 });
-  const result = await pruneCheckpoint({
-    checkpoint: a.checkpoint,
+  const result = await prune(a.checkpoint, {
+    sparsity: a.sparsity,
+    method: a.method,
+    tile: a.tile,
+    epochs: a.epochs,
+    lr: a.lr,
+    expand: a.expand,
     out: a.out,
     overwrite: a.overwrite,
-    spec: { method, sparsity: a.sparsity, tile: a.tile ?? 1, expand: a.expand ?? true },
-    epochs: a.epochs ?? 3,
-    lr: a.lr,
     backend: a.backend,
     log: (l) => console.log(l),
   });
