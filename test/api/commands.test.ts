@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { join } from 'node:path';
-import { evaluate, heValidate, HepolyError, loadCheckpoint, plan, prune, train, type MetricsRow } from '../../src/index.js';
+import { compile, evaluate, heValidate, HepolyError, loadCheckpoint, plan, prune, summary, train, type MetricsRow } from '../../src/index.js';
 import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -62,6 +62,16 @@ describe('library API (src/index.ts) = the CLI --json', function () {
     expect(r).to.deep.equal(cli.json);
     expect(r).to.include({ checkpoint: apiOut, split: 'validation', samples: 113 });
     expect(r.accuracy).to.be.closeTo(loadCheckpoint(apiOut).metrics.at(-1)!.val_accuracy, 1e-6);
+  });
+
+  it('summary: equals `hepoly summary --json`; compile gives a program of the depth it reports', () => {
+    const r = summary(apiOut);
+    const cli = hepoly(['summary', apiOut, '--json']);
+    expect(cli.code, cli.stderr).to.equal(0);
+    expect(r).to.deep.equal(cli.json);
+    expect(r.he_ready).to.equal(true);
+    expect(compile(apiOut).depth).to.equal(r.he_depth);
+    expect(compile(loadCheckpoint(apiOut)).steps.length).to.be.greaterThan(0);
   });
 
   it('heValidate (SEAL, encrypted): the same keys and figures as `hepoly he-validate --json`', async () => {
