@@ -1,4 +1,4 @@
-import { loadCheckpoint } from '../train/checkpoint.js';
+import { loadCheckpoint, trainingStatus } from '../train/checkpoint.js';
 import { evaluateSplit, heldOutSplit, toParams } from '../train/evaluate.js';
 import { initBackend } from '../train/backend.js';
 
@@ -15,6 +15,10 @@ export interface EvaluateResult {
   samples: number;
   accuracy: number;
   loss: number;
+  /** epochs trained and planned: a checkpoint killed mid-training says so */
+  trained_epochs: number;
+  planned_epochs: number;
+  training_complete: boolean;
 }
 
 /** Accuracy and loss of a checkpoint on its held-out split. */
@@ -25,7 +29,17 @@ export async function evaluate(checkpoint: string, o: EvaluateOptions = {}): Pro
   const params = toParams(ckpt.weights);
   try {
     const r = evaluateSplit(ckpt.graph, params, split);
-    return { checkpoint: ckpt.dir, split: split.name, samples: r.samples, accuracy: r.accuracy, loss: r.loss };
+    const t = trainingStatus(ckpt);
+    return {
+      checkpoint: ckpt.dir,
+      split: split.name,
+      samples: r.samples,
+      accuracy: r.accuracy,
+      loss: r.loss,
+      trained_epochs: t.trained_epochs,
+      planned_epochs: t.planned_epochs,
+      training_complete: t.complete,
+    };
   } finally {
     for (const t of params.values()) t.dispose();
   }

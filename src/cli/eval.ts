@@ -14,5 +14,6 @@ export async function runEval(a: EvalArgs): Promise<void> {
   const backend = await initBackend(a.backend);
   console.log(`backend: ${backend}`);
   console.log(`${shortPath(r.checkpoint)}: ${r.split} split, ${r.samples} samples: accuracy ${r.accuracy.toFixed(4)}, loss ${r.loss.toFixed(4)}`);
+  if (!r.training_complete) console.log(`note: trained ${r.trained_epochs} of ${r.planned_epochs} epochs (training stopped before its end); continue it with \`hepoly train RECIPE --resume --out ${shortPath(r.checkpoint)}\``);
   if (a.json) console.log(JSON.stringify(r));
 }

@@ -1,7 +1,8 @@
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
-import { heValidateReport, heValidationJson, parseSamples, type HeValidation } from '../api/he-validate.js';
+import { integerFlag, workersFlag } from './args.js';
+import { heValidateReport, heValidationJson, type HeValidation } from '../api/he-validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
 import { sequenceReportText } from '../he/transformer/report.js';
 import { showProgress } from './progress.js';
@@ -50,7 +51,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
       scaleBits: a.scaleBits,
       trace: a.trace,
       mode: a.mode as 'encrypt' | 'simulate' | undefined,
-      workers: a.workers,
+      workers: workersFlag(a.workers),
       refresh: a.refresh as 'none' | 'client' | undefined,
       log,
     });
@@ -72,4 +73,13 @@ async function markdownReport(v: HeValidation, file: string, lines: string[]): P
   // figures first: the markdown links them (the figure libraries load only here)
   const { writeHeValidateFigures } = await import('../report/he-figures.js');
   return reportMarkdown(v.report, await writeHeValidateFigures(file, v.report));
+}
+
+function parseSamples(v: number | string | undefined): number | 'all' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'all') return 'all';
+  if (v === '' || !/^\d+$/.test(String(v)) || Number(v) < 1) {
+    throw new HepolyError(`--samples: expected a positive integer or "all", found ${v === '' ? 'no value' : JSON.stringify(v)}`, { exitCode: 2 });
+  }
+  return integerFlag('--samples', v, { min: 1, max: Number.MAX_SAFE_INTEGER });
 }

@@ -18,10 +18,13 @@ import { runImport } from './import.js';
 import { runReport } from './report.js';
 import { runOps } from './ops.js';
 
+const NO_COMMAND = 'no command given';
+
 /** The command line: parses arguments and calls the library; no logic of its own. */
 export async function main(argv: string[]): Promise<number> {
   try {
-    await yargs(argv)
+    const parser = yargs(argv);
+    await parser
       .scriptName('hepoly')
       .usage('$0 <command> [options]\n\nTrain polynomial neural networks that run under homomorphic encryption, and prove it.')
       .command(
@@ -126,12 +129,13 @@ export async function main(argv: string[]): Promise<number> {
             .positional('recipe', { type: 'string', describe: 'the recipe, after a role' })
             .option('set', { type: 'string', array: true, describe: 'override a recipe key (repeatable), passed to every role' })
             .option('out', { type: 'string', describe: 'checkpoint directory of the federated model (default checkpoints/<name>)' })
-            .option('port', { type: 'number', describe: 'coordinator: port on 127.0.0.1 (0: any free port)' })
+            .option('port', { type: 'number', describe: 'coordinator: port to listen on (0: any free port; default 8470)' })
+            .option('host', { type: 'string', describe: 'coordinator: address to listen on (default 127.0.0.1; 0.0.0.0 to serve other machines)' })
             .option('name', { type: 'string', describe: 'party: its name in federated.parties' })
             .option('coordinator', { type: 'string', describe: 'party: the coordinator URL, e.g. http://127.0.0.1:8470' })
             .option('backend', { type: 'string' })
             .option('json', { type: 'boolean', default: false, describe: 'print a JSON object as the last line' }),
-        (a) => runFederate({ target: a.target, recipe: a.recipe, set: a.set, out: a.out, port: a.port, name: a.name, coordinator: a.coordinator, backend: a.backend, json: a.json }),
+        (a) => runFederate({ target: a.target, recipe: a.recipe, set: a.set, out: a.out, port: a.port, host: a.host, name: a.name, coordinator: a.coordinator, backend: a.backend, json: a.json }),
       )
       .command(
         'make-data <kind>',
@@ -231,12 +235,15 @@ export async function main(argv: string[]): Promise<number> {
             .option('json', { type: 'boolean', default: false }),
         (a) => runPredict({ dir: a.dir, server: a.server, input: a.input, keys: a.keys, verify: a.verify, token: a.token, json: a.json }),
       )
-      .demandCommand(1, 'name a command: train, eval, summary, he-validate, prune, sample, export, serve, predict')
+      .demandCommand(1, NO_COMMAND)
       .strict()
       .recommendCommands()
       .fail((msg, err) => {
         if (err) throw err;
-        throw new HepolyError(`${msg}\nRun \`hepoly --help\` for usage`, { exitCode: 2 });
+        // the list is read from the registered commands, so a new command cannot be left out
+        const commands = (parser as unknown as { getInternalMethods(): { getCommandInstance(): { getCommands(): string[] } } }).getInternalMethods().getCommandInstance().getCommands();
+        const text = msg === NO_COMMAND ? `name a command: ${commands.join(', ')}` : msg;
+        throw new HepolyError(`${text}\nRun \`hepoly --help\` for usage`, { exitCode: 2 });
       })
       .help()
       .version()

@@ -7,6 +7,7 @@ import { shortPath } from '../recipe/load.js';
 import { chars, PAD_CHAR, textPreprocess } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
 import { makeRng } from '../util/rng.js';
+import { integerFlag } from './args.js';
 
 export interface SampleArgs {
   checkpoint: string;
@@ -17,6 +18,9 @@ export interface SampleArgs {
   backend?: string;
   json?: boolean;
 }
+
+/** one model call per character: a million takes minutes, more is a typo */
+const MAX_SAMPLE_LENGTH = 1_000_000;
 
 const show = (c: string) => (c === '\n' ? '"\\n"' : JSON.stringify(c));
 
@@ -66,14 +70,14 @@ export async function runSample(a: SampleArgs): Promise<void> {
       `${shortPath(ckpt.dir)}: not a language model (it was trained on data.source: ${ckpt.recipe.data.source}). hepoly sample needs a checkpoint of a text recipe, e.g. \`hepoly train recipes/charlm-poly.yaml\` then \`hepoly sample checkpoints/charlm-poly --prompt "..."\``,
     );
   }
-  const length = a.length ?? 200;
+  const length = integerFlag('--length', a.length ?? 200, { min: 0, max: MAX_SAMPLE_LENGTH });
   const temperature = a.temperature ?? 0.8;
-  if (!(Number.isInteger(length) && length >= 0)) throw new HepolyError(`--length: expected a whole number of characters >= 0, found ${a.length}`, { exitCode: 2 });
+  const seed = integerFlag('--seed', a.seed ?? 0, { min: 0, max: 2 ** 31 - 1 });
   if (!(temperature >= 0)) throw new HepolyError(`--temperature: expected a number >= 0 (0: always the most likely character), found ${a.temperature}`, { exitCode: 2 });
   const { vocab, context } = textPreprocess(ckpt.preprocess);
   const window = promptWindow(a.prompt, vocab, context);
   const backend = await initBackend(a.backend);
-  const rng = makeRng(a.seed ?? 0, 'sample');
+  const rng = makeRng(seed, 'sample');
   const params = toParams(ckpt.weights);
   let generated = '';
   try {
@@ -88,7 +92,7 @@ export async function runSample(a: SampleArgs): Promise<void> {
     for (const t of params.values()) t.dispose();
   }
   if (a.json) {
-    console.log(JSON.stringify({ checkpoint: ckpt.dir, backend, prompt: a.prompt, generated, length, temperature, seed: a.seed ?? 0 }));
+    console.log(JSON.stringify({ checkpoint: ckpt.dir, backend, prompt: a.prompt, generated, length, temperature, seed }));
   } else {
     process.stdout.write(`${a.prompt}${generated}\n`);
   }

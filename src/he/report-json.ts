@@ -20,11 +20,14 @@ export interface ReportCore {
   depth: number;
   timings: { keygenMs: number; encryptMs: number; evaluateMs: number; decryptMs: number };
   bytes: { clientToServer: number; serverToClient: number };
+  /** epochs trained and planned (a checkpoint killed mid-training says so) */
+  training?: { trained_epochs: number; planned_epochs: number; complete: boolean };
 }
 
 export function coreReportJson(r: ReportCore): Record<string, unknown> {
   return {
     checkpoint: r.checkpoint,
+    ...(r.training ? { trained_epochs: r.training.trained_epochs, planned_epochs: r.training.planned_epochs, training_complete: r.training.complete } : {}),
     split: r.split,
     samples: r.samples,
     mode: r.mode,

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { reportProgress } from '../util/progress-event.js';
 import { availableParallelism } from 'node:os';
-import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js';
+import { loadCheckpoint, trainingStatus, type Checkpoint } from '../train/checkpoint.js';
 import { heldOutSplit, toParams } from '../train/evaluate.js';
 import { compareLogits } from './compare.js';
 import { initBackend } from '../train/backend.js';
@@ -112,6 +112,7 @@ export interface OutOfRange {
 
 export interface ValidationReport {
   checkpoint: string;
+  training: { trained_epochs: number; planned_epochs: number; complete: boolean };
   split: 'test' | 'validation';
   samples: number;
   mode: 'encrypt' | 'simulate';
@@ -176,6 +177,8 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     throw new HepolyError(`--scale-bits: expected a whole number from ${MIN_SCALE_BITS} to ${MAX_USEFUL_SCALE_BITS}, found ${opts.scaleBits}`);
   }
   const ckpt = loadCheckpoint(opts.checkpoint);
+  const training = trainingStatus(ckpt);
+  if (training.note) log(training.note);
   const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
   let program = compiled;
   await initBackend();
@@ -415,6 +418,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const totalMs = performance.now() - t0;
   const report: ValidationReport = {
     checkpoint: ckpt.dir,
+    training: { trained_epochs: training.trained_epochs, planned_epochs: training.planned_epochs, complete: training.complete },
     split: split.name,
     samples: n,
     mode,

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { LineCounter, parseDocument, parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
@@ -79,20 +79,32 @@ export function shippedRecipes(): Map<string, string> {
 }
 
 function findRecipeFile(pathOrName: string): string {
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(pathOrName)) {
+    throw new HepolyError(`recipe ${pathOrName}: hepoly reads local files only, not URLs. Download the recipe and give its path`);
+  }
   const abs = resolve(pathOrName);
-  if (existsSync(abs)) return abs;
+  if (existsSync(abs)) {
+    if (statSync(abs).isDirectory()) throw new HepolyError(`recipe ${pathOrName}: is a folder; give a recipe YAML file (e.g. ${join(pathOrName, 'recipe.yaml')})`);
+    return abs;
+  }
   const shipped = shippedRecipes();
   const name = basename(pathOrName, extname(pathOrName));
   const exact = shipped.get(name);
-  if (exact) {
+  // only a bare name (resnet-poly) or the recipe/ typo falls back to a shipped recipe: any
+  // other missing path is an error, never a silent substitute
+  if (exact && isShippedAlias(pathOrName)) {
     process.stderr.write(`note: ${pathOrName} does not exist; using the shipped recipe ${relative(process.cwd(), exact) || exact}\n`);
     return exact;
   }
-  const near = closest(name, shipped.keys());
+  const near = exact ? name : closest(name, shipped.keys());
   const hint = near
     ? `did you mean ${relative(process.cwd(), shipped.get(near)!)}?`
     : `shipped recipes: ${[...shipped.keys()].sort().join(', ') || '(none found)'}`;
   throw new HepolyError(`recipe file not found: ${pathOrName} (${hint})`);
+}
+
+function isShippedAlias(p: string): boolean {
+  return /^(recipes?\/)?[\w.-]+$/.test(p.replace(/\\/g, '/')) && !p.startsWith('.');
 }
 
 function readWithExtends(file: string, sources: Source[], stack: string[]): Raw {
@@ -113,7 +125,13 @@ function readWithExtends(file: string, sources: Source[], stack: string[]): Raw 
     const pos = lines.linePos(err.pos[0]);
     throw new HepolyError(`${file}:${pos.line}:${pos.col}: not valid YAML: ${err.message.split('\n')[0]}`);
   }
-  const value = doc.toJS() as unknown;
+  let value: unknown;
+  try {
+    value = doc.toJS();
+  } catch (e) {
+    // e.g. a "billion laughs" alias bomb: refused before it can fill the memory
+    throw new HepolyError(`${file}: not a usable recipe: ${(e as Error).message.split('\n')[0]}. Write the values out instead of deeply nested YAML aliases`);
+  }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new HepolyError(`${file}: a recipe is a YAML mapping (name:, data:, model:, train:), found ${value === null ? 'an empty file' : Array.isArray(value) ? 'a list' : typeof value}`);
   }
@@ -133,7 +151,7 @@ function readWithExtends(file: string, sources: Source[], stack: string[]): Raw 
 function applyOverride(raw: Raw, override: string): string[] {
   const eq = override.indexOf('=');
   if (eq <= 0) {
-    throw new HepolyError(`--set ${override}: expected key.path=value (e.g. --set train.epochs=3)`);
+    throw new HepolyError(`--set ${override}: expected key.path=value (e.g. --set train.epochs=3)`, { exitCode: 2 });
   }
   const path = override.slice(0, eq).split('.');
   const text = override.slice(eq + 1);
@@ -244,5 +262,6 @@ function show(v: unknown): string {
   if (Array.isArray(v)) return `a list ${JSON.stringify(v).slice(0, 60)}`;
   if (v === null) return 'null';
   if (typeof v === 'object') return `an object {${Object.keys(v).join(', ')}}`;
+  if (typeof v === 'number' && !Number.isFinite(v)) return `${String(v)} (a number too large for 64-bit floats)`;
   return `${String(v)} (${typeof v})`;
 }

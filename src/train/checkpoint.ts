@@ -170,6 +170,24 @@ function isCompleteCheckpoint(dir: string): boolean {
   }
 }
 
+/** How far training got; `note` is set when it stopped before its last epoch (killed, interrupted). */
+export interface TrainingStatus {
+  trained_epochs: number;
+  planned_epochs: number;
+  complete: boolean;
+  note: string | null;
+}
+
+export function trainingStatus(c: Checkpoint): TrainingStatus {
+  const planned = c.recipe.train.epochs;
+  const done = c.state.epochs_done;
+  const finished = c.state.complete && (done >= planned || !!c.state.stopped_early);
+  const note = finished
+    ? null
+    : `note: ${shortPath(c.dir)} was trained ${done} of ${planned} epochs (training stopped before its end); continue it with \`hepoly train RECIPE --resume --out ${shortPath(c.dir)}\``;
+  return { trained_epochs: done, planned_epochs: planned, complete: finished, note };
+}
+
 /**
  * "a checkpoint trained 12 of 30 epochs" when `dir` is a complete hepoly checkpoint, else null:
  * what the output guard shows before it agrees to replace a folder.

@@ -27,6 +27,7 @@ import { makeRng, permutation } from '../util/rng.js';
 import { shortPath } from '../recipe/load.js';
 import { existsSync } from 'node:fs';
 import { claimOutputDir, type OutputClaim } from '../util/output-guard.js';
+import { checkFitsInMemory } from './memory.js';
 import { holdPruneMask } from './prune-mask.js';
 import { reportAfterTraining } from '../report/after-train.js';
 
@@ -98,6 +99,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
   const data = await loadData(recipe.data, { seed: recipe.seed, recipeFile, preprocess: previous?.preprocess });
   const classes = data.preprocess.labels.length;
   const graph = previous?.graph ?? buildGraph(recipe.model, data.preprocess.inputShape, classes, recipeFile);
+  checkFitsInMemory(graph, recipe, recipeFile);
   const weights = previous?.weights ?? initWeights(graph, recipe.seed);
   const t = recipe.train;
   const startEpoch = previous?.state.epochs_done ?? 0;
@@ -188,6 +190,26 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
   } finally {
     run.dispose();
   }
+}
+
+/**
+ * tfjs's Adam keeps beta^t as a float32 product, multiplied once per step, but `setWeights`
+ * recomputes it with `pow`, which rounds differently: a resumed run then drifts from the 6th
+ * digit. Redoing the same float32 products (Math.fround of each product is exactly one f32
+ * multiplication) makes --resume bit-identical to an uninterrupted run.
+ */
+function restoreAdamPowers(optimizer: tf.Optimizer): void {
+  const adam = optimizer as unknown as { beta1?: number; beta2?: number; accBeta1?: tf.Variable; accBeta2?: tf.Variable; iterations_?: number };
+  if (adam.accBeta1 === undefined || adam.accBeta2 === undefined || adam.iterations_ === undefined) return;
+  const steps = adam.iterations_;
+  const power = (beta: number) => {
+    const b = Math.fround(beta);
+    let acc = b;
+    for (let i = 0; i < steps; i++) acc = Math.fround(acc * b);
+    return acc;
+  };
+  adam.accBeta1.assign(tf.scalar(power(adam.beta1!)));
+  adam.accBeta2.assign(tf.scalar(power(adam.beta2!)));
 }
 
 function mean(xs: number[]): number {
@@ -467,6 +489,7 @@ export class Run {
 
   async restoreOptimizer(s: OptimizerState): Promise<void> {
     await this.optimizer.setWeights(s.names.map((name, i) => ({ name, tensor: tf.tensor(s.data[i], s.shapes[i]) })));
+    restoreAdamPowers(this.optimizer);
   }
 
   /** Writes the checkpoint; the final save also measures ranges and train/test accuracy. */
