@@ -34,6 +34,15 @@ describe('hepoly import / export --format onnx (CLI)', function () {
     expect(v.json!.agreement).to.equal(1);
   });
 
+  it('prune and fine-tuning (init_from) start from the imported checkpoint: its recipe rebuilds the same network', () => {
+    const p = hepoly(['prune', ckpt, '--sparsity', '0.25', '--epochs', '1', '--out', join(tmp.path, 'pruned'), '--json']);
+    expect(p.code, p.stderr).to.equal(0);
+    expect((p.json!.units as Record<string, { before: number; after: number }>).dense1).to.deep.equal({ before: 32, after: 24 });
+    const t = hepoly(['train', join(ckpt, 'recipe.yaml'), '--set', `init_from=${ckpt}`, '--set', 'train.epochs=1', '--out', join(tmp.path, 'tuned'), '--json']);
+    expect(t.code, t.stderr).to.equal(0);
+    expect(t.json!.epochs).to.equal(1);
+  });
+
   it('export --format onnx writes MODEL.onnx; importing it again gives the same logits', () => {
     const out = join(tmp.path, 'again.onnx');
     const r = hepoly(['export', ckpt, '--format', 'onnx', '--out', out, '--json']);
