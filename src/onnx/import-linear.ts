@@ -140,7 +140,7 @@ const Reshape: OpImporter = (s, node) => {
   const target = Array.from(s.constant(node, 1, 'target shape').data);
   const dims = reshapeTarget(x, target, s.batchFixed);
   if (!dims) {
-    return s.fail(node, `a reshape to [${target.map((d) => (d === BATCH ? 'batch' : d < -1 ? 'batch x k' : d)).join(', ')}] whose batch axis or sizes cannot be resolved for input [N, ${x.dims.join(', ')}]`, 'reshape each sample to a flat vector: x.view(x.size(0), -1) or torch.flatten(x, 1)');
+    return s.fail(node, `a reshape to [${target.map((d) => (d === BATCH ? 'batch' : d < -1 ? 'batch x k' : d)).join(', ')}] whose batch axis or sizes cannot be resolved for input [N, ${x.dims.join(', ')}] (a dynamic shape: it depends on the batch size)`, 'reshape each sample to a flat vector: x.view(x.size(0), -1) or torch.flatten(x, 1)');
   }
   if (dims.join(',') === x.dims.join(',')) return s.setOutput(node, { ...x, exclusive: s.exclusiveInputs(node, [x]) });
   if (dims.length !== 1) s.fail(node, `a reshape of [N, ${x.dims.join(', ')}] to [N, ${dims.join(', ')}]`, 'hepoly reshapes only to a flat vector [N, F] (before a Gemm or MatMul)');

@@ -65,7 +65,8 @@ export class ImportState {
   ) {}
 
   fail(node: NodeProto, problem: string, fix: string): never {
-    throw new HepolyError(`${shortPath(this.file)}: ${describeNode(node)}: ${problem}. ${fix}`);
+    const sentence = fix.startsWith('hepoly') ? fix : fix.charAt(0).toUpperCase() + fix.slice(1);
+    throw new HepolyError(`${shortPath(this.file)}: ${describeNode(node)}: ${problem}. ${sentence}`);
   }
 
   addNode(base: string, layer: LayerSpec, inputs: string[], params: Record<string, ConstTensor> = {}): string {
