@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '../helpers/tmp.js';
+import { keepDependencies, seedDependencies } from './deps-cache.js';
 
 /**
  * The package as a user gets it: `npm pack` of the repository, a plain `npm install <tarball>`
@@ -11,6 +12,8 @@ import { tempDir } from '../helpers/tmp.js';
  * name. The install must not need onnxruntime-node (an optional peer dependency whose install
  * script downloads CUDA libraries): it is not installed, and an ONNX teacher says how to add it.
  * Packages come from npm's cache (--prefer-offline); the registry is asked only for what is missing.
+ * After the first run, the project starts with the dependencies of that from-scratch install
+ * hard-linked in (deps-cache.ts; HEPOLY_PACKAGE_TEST_FRESH=1 installs from scratch every time).
  */
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -68,6 +71,7 @@ describe('npm package: pack, install into a fresh project, import by name', func
   const consumer = join(tmp.path, 'consumer');
   let tarball = '';
   let install: SpawnSyncReturns<string>;
+  let seeded = false;
 
   before(function () {
     if (!existsSync(join(root, 'dist', 'index.js'))) {
@@ -79,7 +83,9 @@ describe('npm package: pack, install into a fresh project, import by name', func
     tarball = join(tmp.path, (JSON.parse(pack.stdout) as { filename: string }[])[0].filename);
     mkdirSync(consumer);
     writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, type: 'module' }));
+    seeded = seedDependencies(root, consumer);
     install = npm(['install', '--prefer-offline', tarball], consumer);
+    if (install.status === 0 && !seeded) keepDependencies(root, consumer);
   });
 
   it('the tarball holds the built library, the CLI, recipes and data, not the sources or tests', () => {
@@ -92,6 +98,7 @@ describe('npm package: pack, install into a fresh project, import by name', func
 
   it('a plain `npm install <tarball>` succeeds without onnxruntime-node and without npm config warnings', () => {
     expect(install.status, `${install.stdout}\n${install.stderr}`).to.equal(0);
+    if (seeded) console.log('      (dependencies seeded from the last from-scratch install: HEPOLY_PACKAGE_TEST_FRESH=1 repeats it)');
     expect(install.stderr).to.not.match(/Unknown (project|cli|env) config/);
     expect(existsSync(join(consumer, 'node_modules', 'hepoly', 'dist', 'index.js'))).to.equal(true);
     expect(existsSync(join(consumer, 'node_modules', 'onnxruntime-node')), 'the optional peer dependency is not installed').to.equal(false);
