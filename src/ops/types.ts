@@ -152,8 +152,10 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
   packings(layer: L): Record<PackingKind, Support>;
   /** representative layers with input shapes: rows of the ops table, cases of the registry's self-test */
   examples: { layer: L; ins: number[][] }[];
-  /** how cnn recipes write it (absent: recipes do not name the op directly) */
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  /**
+   * how cnn recipes write it (absent: recipes do not name the op directly); the recipe config
+   * type is each op's own, so the registry holds it as `any` and the schema checks it first
+   */
   recipe?: RecipeFace<L, any>;
   /** rewrites a training-time parameterization into the plain layer inference needs (Dirac convs) */
   inferenceFold?(node: GraphNode & { layer: L }, weights: WeightMap): { layer: L; weights: WeightMap } | null;

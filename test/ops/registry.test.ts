@@ -42,7 +42,7 @@ describe('ops/registry', function () {
 
   for (const face of ['lowerHE', 'levelCost', 'tfjsForward', 'attributes', 'foldsInto'] as const) {
     it(`refuses an op without its ${face} face, naming the op and the face`, () => {
-      const def = { ...getOp('dense'), name: `dense-without-${face}` } as Partial<OpDef>;
+      const def = { ...getOp('dense'), name: `dense-without-${face}` } as unknown as Partial<OpDef>;
       delete def[face];
       expect(() => registerOp(def as OpDef)).to.throw(HepolyError, new RegExp(`registerOp: op dense-without-${face} has no ${face} face`));
       expect(() => getOp(`dense-without-${face}`)).to.throw(/unknown layer op/);
