@@ -55,6 +55,20 @@ describe('library API (src/index.ts) = the CLI --json', function () {
     expect((err as Error).message).to.contain('epochz');
   });
 
+  it('train: an existing checkpoint is replaced only with overwrite: true', async () => {
+    const out = join(tmp.path, 'ow');
+    await train(recipe, { set: { 'train.epochs': 1 }, out });
+    const refused = await train(recipe, { set: { 'train.epochs': 1 }, out }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(refused).to.be.instanceOf(HepolyError);
+    expect((refused as Error).message).to.contain('overwrite');
+    const r = await train(recipe, { set: { 'train.epochs': 2 }, out, overwrite: true });
+    expect(r.epochs).to.equal(2);
+    expect(loadCheckpoint(out).state).to.include({ epochs_done: 2, complete: true });
+  });
+
   it('evaluate: equals `hepoly eval --json`', async () => {
     const r = await evaluate(apiOut);
     const cli = hepoly(['eval', apiOut, '--json']);
