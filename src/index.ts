@@ -36,6 +36,12 @@ export { HEServer, type ServerOptions } from './he/server.js';
 export type { HeProgram } from './he/program.js';
 export type { HeParams } from './he/params.js';
 
+// deployed models (hepoly export / serve / predict): the remote client works in Node and browsers
+// (src/browser/ bundles it); named RemoteHEClient here beside the in-process HEClient above
+export { RemoteModel, RemoteError, HEClient as RemoteHEClient, type ClientKeyMaterial, ClientArtifactSchema, type ClientArtifact } from './deploy/client/index.js';
+export { exportHeArtifacts, type HeExportOptions, type HeExportResult } from './deploy/export.js';
+export { DeployServer, type ServeOptions } from './deploy/server/server.js';
+
 // ONNX in and out (hepoly import / export --format onnx)
 export { importCheckpoint, type ImportCheckpointOptions, type ImportResult } from './onnx/import.js';
 export { exportOnnx, toOnnxModel, type ExportOnnxResult } from './onnx/export.js';

@@ -18,7 +18,7 @@ export interface Gauges {
   busyWorkers: number;
   workerHeapBytes: number[];
   workersReplaced: number;
-  workersRekeyed: number;
+  workerKeyLoads: number;
   keysStored: number;
 }
 
@@ -56,7 +56,7 @@ export class Metrics {
     gauge('hepoly_workers', 'Evaluation worker threads.', g.workers);
     gauge('hepoly_workers_busy', 'Worker threads evaluating now.', g.busyWorkers);
     gauge('hepoly_workers_replaced_total', 'Workers that died or timed out and were replaced.', g.workersReplaced, 'counter');
-    gauge('hepoly_workers_rekeyed_total', "Workers restarted with another client's keys.", g.workersRekeyed, 'counter');
+    gauge('hepoly_worker_key_loads_total', "Client key sets loaded into a worker (first request there, or after an eviction).", g.workerKeyLoads, 'counter');
     out.push('# HELP hepoly_worker_heap_bytes SEAL wasm heap of each worker thread.', '# TYPE hepoly_worker_heap_bytes gauge');
     g.workerHeapBytes.forEach((b, i) => out.push(`hepoly_worker_heap_bytes{worker="${i}"} ${b}`));
     gauge('hepoly_keys_stored', 'Evaluation key sets on disk.', g.keysStored);

@@ -1,19 +1,21 @@
 import { Worker } from 'node:worker_threads';
-import type { FromWorker, WorkerInit } from '../../he/protocol.js';
+import type { HeParams } from '../../he/params.js';
+import type { HeProgram } from '../../he/program.js';
+import type { EvalFromWorker, EvaluationKeyBytes } from './eval-protocol.js';
 import { HttpError } from './http-util.js';
 
 /**
- * The server's worker threads: the same evaluation worker as he-validate (src/he/worker.ts,
- * one SEAL instance each, built from public keys and the plaintext program), shared by every
- * client. A worker is initialized with one client's keys, so a request goes preferably to a
- * worker that already holds its key id; otherwise the least recently used idle worker is
- * replaced by one made with the request's keys. A worker that dies or runs past the timeout
- * is dropped (its request gets a 5xx) and a fresh one takes its place on the next request.
+ * The server's worker threads (eval-worker.ts: one SEAL instance each, the program's
+ * diagonals encoded once), shared by every client. Each worker keeps the evaluation keys of
+ * its last `maxKeySets` clients; a request goes preferably to an idle worker that already
+ * holds its key id, otherwise to the least recently used idle one, which loads the keys (sent
+ * with the request). A worker that dies or runs past the timeout is dropped (its request gets
+ * a 5xx) and a fresh one takes its place on the next request.
  */
 
 interface Job {
   keyId: string;
-  init: () => WorkerInit;
+  keys: () => EvaluationKeyBytes;
   inputs: Uint8Array[];
   enqueued: number;
   resolve: (r: { outputs: Uint8Array[]; ms: number }) => void;
@@ -22,12 +24,13 @@ interface Job {
 
 interface Slot {
   worker: Worker | null;
-  keyId: string | null;
+  /** key ids the worker holds, least recently used first (the worker evicts the same way) */
+  keyIds: string[];
   busy: boolean;
   lastUsed: number;
   heapBytes: number;
   /** the one request in flight on this worker */
-  onMessage: ((m: FromWorker) => void) | null;
+  onMessage: ((m: EvalFromWorker) => void) | null;
   onExit: ((code: number) => void) | null;
 }
 
@@ -39,14 +42,18 @@ export class WorkerPool {
   private readonly queue: Job[] = [];
   private nextId = 1;
   replaced = 0;
-  rekeyed = 0;
+  /** key sets loaded into a worker (a client's first request there, or after an eviction) */
+  keyLoads = 0;
   private closed = false;
 
   constructor(
     size: number,
     private readonly timeoutMs: number,
+    private readonly params: HeParams,
+    private readonly program: HeProgram,
+    private readonly maxKeySets: number,
   ) {
-    this.slots = Array.from({ length: Math.max(1, size) }, () => ({ worker: null, keyId: null, busy: false, lastUsed: 0, heapBytes: 0, onMessage: null, onExit: null }));
+    this.slots = Array.from({ length: Math.max(1, size) }, () => ({ worker: null, keyIds: [], busy: false, lastUsed: 0, heapBytes: 0, onMessage: null, onExit: null }));
   }
 
   get size(): number {
@@ -71,10 +78,10 @@ export class WorkerPool {
     return this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
   }
 
-  run(keyId: string, init: () => WorkerInit, inputs: Uint8Array[]): Promise<{ outputs: Uint8Array[]; ms: number }> {
+  run(keyId: string, keys: () => EvaluationKeyBytes, inputs: Uint8Array[]): Promise<{ outputs: Uint8Array[]; ms: number }> {
     if (this.closed) return Promise.reject(new HttpError(503, 'the server is shutting down'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ keyId, init, inputs, enqueued: Date.now(), resolve, reject });
+      this.queue.push({ keyId, keys, inputs, enqueued: Date.now(), resolve, reject });
       this.pump();
     });
   }
@@ -83,15 +90,16 @@ export class WorkerPool {
     for (;;) {
       const idle = this.slots.filter((s) => !s.busy);
       if (!idle.length || !this.queue.length) return;
+      const holds = (sl: Slot, j: Job) => !!sl.worker && sl.keyIds.includes(j.keyId);
       let jobIdx = -1;
       let slot: Slot | undefined;
       if (Date.now() - this.queue[0].enqueued < MAX_AFFINITY_WAIT_MS) {
-        jobIdx = this.queue.findIndex((j) => idle.some((s) => s.keyId === j.keyId && s.worker));
-        if (jobIdx >= 0) slot = idle.find((s) => s.keyId === this.queue[jobIdx].keyId && s.worker);
+        jobIdx = this.queue.findIndex((j) => idle.some((sl) => holds(sl, j)));
+        if (jobIdx >= 0) slot = idle.find((sl) => holds(sl, this.queue[jobIdx]));
       }
       if (!slot) {
         jobIdx = 0;
-        slot = idle.find((s) => s.keyId === this.queue[0].keyId && s.worker) ?? idle.sort((a, b) => a.lastUsed - b.lastUsed)[0];
+        slot = idle.find((sl) => holds(sl, this.queue[0])) ?? idle.sort((a, b) => a.lastUsed - b.lastUsed)[0];
       }
       const [job] = this.queue.splice(jobIdx, 1);
       slot.busy = true;
@@ -105,29 +113,33 @@ export class WorkerPool {
 
   private async execute(slot: Slot, job: Job): Promise<void> {
     try {
-      if (!slot.worker || slot.keyId !== job.keyId) {
-        if (slot.worker) this.rekeyed++;
-        await this.drop(slot);
+      let sendKeys = !slot.keyIds.includes(job.keyId);
+      if (!slot.worker) {
         const w = spawnEvaluationWorker();
         slot.worker = w;
-        slot.keyId = job.keyId;
+        slot.keyIds = [job.keyId];
         w.on('exit', (code) => {
           if (slot.worker !== w) return; // dropped on purpose
           slot.worker = null;
-          slot.keyId = null;
+          slot.keyIds = [];
           this.replaced++;
           slot.onExit?.(code);
         });
         w.on('error', () => {}); // 'exit' follows and answers the request
-        w.on('message', (m: FromWorker) => {
+        w.on('message', (m: EvalFromWorker) => {
           if ('heapBytes' in m) slot.heapBytes = Math.max(slot.heapBytes, m.heapBytes);
           slot.onMessage?.(m);
         });
-        w.postMessage({ type: 'init', init: job.init() });
+        w.postMessage({ type: 'init', params: this.params, program: this.program, maxKeySets: this.maxKeySets, keyId: job.keyId, keys: job.keys() });
+        this.keyLoads++;
         await this.await(slot, -1, 'ready');
+        sendKeys = false;
       }
       const id = this.nextId++;
-      slot.worker!.postMessage({ type: 'sample', id, inputs: job.inputs, trace: false });
+      slot.worker!.postMessage({ type: 'sample', id, keyId: job.keyId, keys: sendKeys ? job.keys() : null, inputs: job.inputs });
+      if (sendKeys) this.keyLoads++;
+      // mirror the worker's least-recently-used order and eviction
+      slot.keyIds = [...slot.keyIds.filter((k) => k !== job.keyId), job.keyId].slice(-this.maxKeySets);
       const done = await this.await(slot, id, 'sampleDone');
       if (done.type !== 'sampleDone') throw new Error('internal: unexpected worker reply');
       job.resolve({ outputs: done.outputs, ms: done.ms });
@@ -137,9 +149,9 @@ export class WorkerPool {
   }
 
   /** The worker's next reply of `type` for request `id`; a death, an error or the timeout reject. */
-  private await(slot: Slot, id: number, type: 'ready' | 'sampleDone'): Promise<FromWorker> {
+  private await(slot: Slot, id: number, type: 'ready' | 'sampleDone'): Promise<EvalFromWorker> {
     return new Promise((resolve, reject) => {
-      const finish = (err: Error | null, m?: FromWorker) => {
+      const finish = (err: Error | null, m?: EvalFromWorker) => {
         clearTimeout(timer);
         slot.onMessage = null;
         slot.onExit = null;
@@ -166,7 +178,7 @@ export class WorkerPool {
   private async drop(slot: Slot): Promise<void> {
     const w = slot.worker;
     slot.worker = null;
-    slot.keyId = null;
+    slot.keyIds = [];
     slot.onExit = null;
     if (w) await w.terminate();
   }
@@ -179,11 +191,11 @@ export class WorkerPool {
 }
 
 /**
- * src/he/worker.ts, compiled (worker.js) or, under tsx (tests, benches), through a bootstrap
- * that registers tsx first: worker threads do not inherit its loader.
+ * eval-worker.js beside this file or, under tsx (tests, benches), eval-worker.ts through a
+ * bootstrap that registers tsx first: worker threads do not inherit its loader.
  */
 function spawnEvaluationWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('../../he/worker.js', import.meta.url));
-  const url = new URL('../../he/worker.ts', import.meta.url).href;
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./eval-worker.js', import.meta.url));
+  const url = new URL('./eval-worker.ts', import.meta.url).href;
   return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
 }

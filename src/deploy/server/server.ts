@@ -3,7 +3,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import type { WorkerInit } from '../../he/protocol.js';
+import { galoisKeyBytes } from '../../he/client.js';
 import { HepolyError } from '../../util/errors.js';
 import { ARTIFACT_FORMAT_VERSION } from '../artifact-format.js';
 import { type ServerArtifact, loadServerArtifact } from '../artifact-load.js';
@@ -77,7 +77,7 @@ export class DeployServer {
     }
     const keys = new KeyStore(o.keysDir ?? `${o.artifactDir.replace(/\/+$/, '')}-keys`, o.keyTtlMs ?? DEFAULT_KEY_TTL_MS);
     const checks = await WireChecks.create(m.params, m.rotation_steps, m.input_ciphertexts);
-    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000);
+    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, artifact.program, keySetsPerWorker(m.params, m.rotation_steps.length));
     const http = createServer();
     await new Promise<void>((resolve, reject) => {
       http.once('error', (e: NodeJS.ErrnoException) =>
@@ -186,7 +186,7 @@ export class DeployServer {
       busyWorkers: this.pool.busyWorkers,
       workerHeapBytes: this.pool.heapBytes,
       workersReplaced: this.pool.replaced,
-      workersRekeyed: this.pool.rekeyed,
+      workerKeyLoads: this.pool.keyLoads,
       keysStored: this.keys.count(),
     });
   }
@@ -235,11 +235,11 @@ export class DeployServer {
     }
     const samples = Array.from({ length: meta.samples }, (_, s) => parts.slice(1 + s * per, 1 + (s + 1) * per).map((p) => Uint8Array.from(p)));
     samples.forEach((cts, s) => this.checks.checkInputs(cts, s));
-    const init = (): WorkerInit => {
+    const keys = () => {
       const [publicKey, relinKeys, galoisKeys] = decodeFrames(stored.bytes, `key id ${keyId}`);
-      return { params: m.params, publicKey, relinKeys, galoisKeys: galoisKeys.length ? galoisKeys : null, program: this.artifact.program, packing: 'sample', keepAll: false, memoryBudget: 2e9, mode: 'seal' };
+      return { publicKey, relinKeys, galoisKeys: galoisKeys.length ? galoisKeys : null };
     };
-    const results = await Promise.all(samples.map((cts) => this.pool.run(keyId, init, cts)));
+    const results = await Promise.all(samples.map((cts) => this.pool.run(keyId, keys, cts)));
     return encodeFrames([jsonPart({ samples: results.length, ms: results.map((r) => r.ms) }), ...results.flatMap((r) => r.outputs)]);
   }
 
@@ -261,6 +261,11 @@ function allowCors(req: IncomingMessage, res: ServerResponse, origin: string): b
   if (req.method !== 'OPTIONS') return false;
   res.writeHead(204).end();
   return true;
+}
+
+/** Client key sets one worker keeps loaded: about 1 GiB of expanded relinearization and Galois keys, at most 16. */
+function keySetsPerWorker(params: Parameters<typeof galoisKeyBytes>[0], rotationSteps: number): number {
+  return Math.max(1, Math.min(16, Math.floor(2 ** 30 / galoisKeyBytes(params, rotationSteps + 1))));
 }
 
 function authorize(req: IncomingMessage, token: string): void {

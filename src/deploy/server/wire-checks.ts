@@ -11,11 +11,8 @@ import { HttpError } from './http-util.js';
  * which part is wrong. Only public material is ever loaded: this thread has no secret key.
  */
 
-export interface EvaluationKeyBytes {
-  publicKey: Uint8Array;
-  relinKeys: Uint8Array;
-  galoisKeys: Uint8Array | null;
-}
+export type { EvaluationKeyBytes } from './eval-protocol.js';
+import type { EvaluationKeyBytes } from './eval-protocol.js';
 
 export class WireChecks {
   private constructor(

@@ -1,0 +1,90 @@
+import { parentPort } from 'node:worker_threads';
+import type { CkksBackend } from '../../he/backend.js';
+import { CkksContext, loadSeal, type CipherText, type PlainText } from '../../he/seal.js';
+import { SealBackend } from '../../he/seal-backend.js';
+import { deleteEvaluationKeys, loadEvaluationKeys } from '../../he/keys.js';
+import { SampleEvaluator, planSample } from '../../he/packing/sample.js';
+import type { EvalFromWorker, EvalToWorker } from './eval-protocol.js';
+
+/**
+ * One evaluation thread of `hepoly serve`, serving many clients: the program's diagonals are
+ * encoded once (they depend on the parameters, not on anyone's keys), and each client's
+ * public evaluation keys are loaded into a SealBackend of their own, kept for the next
+ * request of that key id (least recently used dropped past `maxKeySets`). The evaluator
+ * reaches the request's backend through a forwarding backend, so switching clients costs a
+ * pointer, not a re-encoding. It receives bytes only; no secret key exists on this side.
+ */
+
+const port = parentPort;
+if (!port) throw new Error('deploy/server/eval-worker.ts must run in a worker thread');
+
+interface KeySet {
+  backend: SealBackend;
+  release: () => void;
+}
+
+let ctx: CkksContext | null = null;
+let evaluator: SampleEvaluator<CipherText, PlainText> | null = null;
+let current: SealBackend | null = null;
+let maxKeySets = 4;
+const keySets = new Map<string, KeySet>();
+
+/** Every call goes to the backend of the request being evaluated. */
+const forwarding = new Proxy({} as CkksBackend<CipherText, PlainText>, {
+  get(_t, prop) {
+    const be = current as unknown as Record<string | symbol, unknown>;
+    const v = be[prop];
+    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(be) : v;
+  },
+});
+
+function send(m: EvalFromWorker): void {
+  port!.postMessage(m);
+}
+
+function useKeys(keyId: string, keys: Extract<EvalToWorker, { type: 'sample' }>['keys']): void {
+  let set = keySets.get(keyId);
+  if (!set && keys) {
+    const loaded = loadEvaluationKeys(ctx!, keys);
+    const backend = new SealBackend(ctx!, loaded);
+    set = { backend, release: () => (backend.delete(), deleteEvaluationKeys(loaded)) };
+    keySets.set(keyId, set);
+    while (keySets.size > maxKeySets) {
+      const [oldest, s] = keySets.entries().next().value!;
+      keySets.delete(oldest);
+      s.release();
+    }
+  }
+  if (!set) throw new Error(`internal: worker has no keys for ${keyId}`);
+  keySets.delete(keyId);
+  keySets.set(keyId, set); // most recently used last
+  current = set.backend;
+}
+
+port.on('message', (msg: EvalToWorker) => {
+  void (async () => {
+    const id = msg.type === 'sample' ? msg.id : -1;
+    try {
+      if (msg.type === 'init') {
+        const seal = await loadSeal();
+        ctx = CkksContext.create(seal, msg.params);
+        maxKeySets = msg.maxKeySets;
+        useKeys(msg.keyId, msg.keys);
+        const t0 = performance.now();
+        evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
+        send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
+      } else if (msg.type === 'sample') {
+        if (!evaluator) throw new Error('worker used before init');
+        useKeys(msg.keyId, msg.keys);
+        const t0 = performance.now();
+        const inputs = msg.inputs.map((b) => forwarding.deserialize(b));
+        const outs = evaluator.run(inputs);
+        const outputs = outs.map((c) => forwarding.serialize(c));
+        for (const c of [...outs, ...inputs]) forwarding.free(c);
+        send({ type: 'sampleDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
+      }
+    } catch (e) {
+      send({ type: 'error', id, message: (e as Error)?.message ?? String(e) });
+    }
+  })();
+});
