@@ -4,7 +4,7 @@ import { HepolyError } from '../util/errors.js';
 import { shortPath } from '../recipe/load.js';
 import type { ModelProto, NodeProto, ValueInfoProto } from './proto.js';
 import { toNumber } from './proto.js';
-import { Attributes, defaultOpset, describeNode } from './read.js';
+import { Attributes, defaultOpset } from './read.js';
 import { decodeTensor } from './tensor.js';
 import { ImportState, type ImportedActivation, type TensorValue } from './import-state.js';
 import { NON_POLYNOMIAL, NON_POLYNOMIAL_FIX, OP_IMPORTERS } from './import-ops.js';
@@ -178,4 +178,3 @@ function finishGraph(s: ImportState, inputShape: number[], classes: number, outp
   return graph;
 }
 
-export { describeNode };

@@ -35,7 +35,7 @@ export function describeNode(node: NodeProto): string {
 /** Typed access to one node's attributes. */
 export class Attributes {
   private readonly byName: Map<string, AttributeProto>;
-  constructor(private readonly node: NodeProto) {
+  constructor(node: NodeProto) {
     this.byName = new Map((node.attribute ?? []).map((a) => [a.name ?? '', a]));
   }
 
