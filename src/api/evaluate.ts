@@ -5,6 +5,8 @@ import { initBackend } from '../train/backend.js';
 export interface EvaluateOptions {
   /** tfjs backend: tensorflow-gpu, tensorflow, wasm or cpu (default: the fastest that loads) */
   backend?: string;
+  /** the folder the checkpoint's relative data paths are read from (for a moved checkpoint or data) */
+  data?: string;
 }
 
 /** What `hepoly eval --json` prints. */
@@ -25,7 +27,7 @@ export interface EvaluateResult {
 export async function evaluate(checkpoint: string, o: EvaluateOptions = {}): Promise<EvaluateResult> {
   const ckpt = loadCheckpoint(checkpoint);
   await initBackend(o.backend);
-  const split = await heldOutSplit(ckpt);
+  const split = await heldOutSplit(ckpt, o.data);
   const params = toParams(ckpt.weights);
   try {
     const r = evaluateSplit(ckpt.graph, params, split);

@@ -6,10 +6,11 @@ export interface EvalArgs {
   checkpoint: string;
   json?: boolean;
   backend?: string;
+  data?: string;
 }
 
 export async function runEval(a: EvalArgs): Promise<void> {
-  const r = await evaluate(a.checkpoint, { backend: a.backend });
+  const r = await evaluate(a.checkpoint, { backend: a.backend, data: a.data });
   // evaluate loaded it; this only names it
   const backend = await initBackend(a.backend);
   console.log(`backend: ${backend}`);

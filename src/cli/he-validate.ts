@@ -22,6 +22,8 @@ export interface HeValidateArgs {
   workers?: number;
   /** 'client': the client decrypts and re-encrypts where the chain runs out of levels */
   refresh?: string;
+  /** the folder the checkpoint's relative data paths are read from */
+  data?: string;
 }
 
 /**

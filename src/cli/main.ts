@@ -47,9 +47,10 @@ export async function main(argv: string[]): Promise<number> {
         (y) =>
           y
             .positional('checkpoint', { type: 'string', demandOption: true })
+            .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
             .option('backend', { type: 'string' })
             .option('json', { type: 'boolean', default: false }),
-        (a) => runEval({ checkpoint: a.checkpoint, json: a.json, backend: a.backend }),
+        (a) => runEval({ checkpoint: a.checkpoint, json: a.json, backend: a.backend, data: a.data }),
       )
       .command(
         'summary <checkpoint>',
@@ -71,6 +72,7 @@ export async function main(argv: string[]): Promise<number> {
             .option('trace', { type: 'boolean', default: false, describe: 'decrypt every layer (debug only) and report its error, level and scale' })
             .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: where the depth exceeds the chain, the client decrypts and re-encrypts at a fresh level (each refresh reported)' })
             .option('workers', { type: 'number', describe: 'server worker threads (default: one per core)' })
+            .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
             .option('report', { type: 'string', describe: 'write a markdown report to this file' })
             .option('json', { type: 'boolean', default: false }),
         (a) =>
@@ -86,6 +88,7 @@ export async function main(argv: string[]): Promise<number> {
             refresh: a.refresh,
             report: a.report,
             json: a.json,
+            data: a.data,
           }),
       )
       .command(

@@ -56,6 +56,8 @@ export interface LoadOptions {
   recipeFile?: string;
   /** reuse a saved preprocess (label mapping, normalization stats) instead of computing one */
   preprocess?: Preprocess;
+  /** more folders a relative data path is read from, after the current one (a checkpoint's training folder, --data) */
+  dataRoots?: string[];
 }
 
 function fail(message: string, cause?: unknown): never {
@@ -91,9 +93,10 @@ const DEBIAN_FASHION_MNIST = '/usr/share/datasets/fashion-mnist';
 const FASHION_MNIST_FILE = /^(train|t10k)-(images-idx3|labels-idx1)-ubyte(\.gz)?$/;
 
 /** The places a recipe path is looked up, in order. */
-export function dataPathCandidates(p: string): string[] {
+export function dataPathCandidates(p: string, roots: string[] = []): string[] {
   const out: string[] = [resolve(p)];
   if (!isAbsolute(p)) {
+    for (const r of roots) out.push(resolve(r, p));
     const root = packageRoot();
     if (root) out.push(resolve(root, p));
   }
@@ -124,8 +127,8 @@ function displayPath(p: string): string {
  * hepoly package folder (so shipped recipes work from anywhere), then, for Fashion-MNIST file
  * names, Debian's /usr/share/datasets/fashion-mnist. Throws a HepolyError listing the places tried.
  */
-export function resolveDataPath(p: string, field: string, recipeFile?: string): { path: string; ref: SourceRef } {
-  const tried = dataPathCandidates(p);
+export function resolveDataPath(p: string, field: string, recipeFile?: string, roots: string[] = []): { path: string; ref: SourceRef } {
+  const tried = dataPathCandidates(p, roots);
   for (const c of tried) {
     if (isFile(c)) return { path: c, ref: { file: displayPath(c), field, recipeFile } };
   }
@@ -151,7 +154,9 @@ export function resolveDataPath(p: string, field: string, recipeFile?: string): 
       fix: isAbsolute(p)
         ? `Correct ${field}`
         : `Correct ${field}: a relative path is read from the current directory (${process.cwd()})` +
-          (root && root !== process.cwd() ? `, then from the hepoly package folder (${root})` : ''),
+          (roots.length ? `, then from ${roots.join(', ')}` : '') +
+          (root && root !== process.cwd() ? `, then from the hepoly package folder (${root})` : '') +
+          (recipeFile?.endsWith('recipe.yaml') ? `; for a checkpoint, --data DIR names the folder its data paths are relative to` : ''),
     }),
   );
 }
@@ -403,7 +408,7 @@ function where(recipeFile: string | undefined, field: string): string {
 }
 
 async function loadCsvData(cfg: CsvDataConfig, opts: LoadOptions): Promise<LoadedData> {
-  const { path, ref } = resolveDataPath(cfg.path, 'data.path', opts.recipeFile);
+  const { path, ref } = resolveDataPath(cfg.path, 'data.path', opts.recipeFile, opts.dataRoots);
   const table = await readCsv(path, { label: cfg.label, features: cfg.features }, ref);
   const F = table.features.length;
   const saved = opts.preprocess;
@@ -473,10 +478,10 @@ async function loadCsvData(cfg: CsvDataConfig, opts: LoadOptions): Promise<Loade
 
 async function loadIdxData(cfg: IdxDataConfig, opts: LoadOptions): Promise<LoadedData> {
   const rf = opts.recipeFile;
-  const trImg = resolveDataPath(cfg.train.images, 'data.train.images', rf);
-  const trLab = resolveDataPath(cfg.train.labels, 'data.train.labels', rf);
-  const teImg = cfg.test ? resolveDataPath(cfg.test.images, 'data.test.images', rf) : null;
-  const teLab = cfg.test ? resolveDataPath(cfg.test.labels, 'data.test.labels', rf) : null;
+  const trImg = resolveDataPath(cfg.train.images, 'data.train.images', rf, opts.dataRoots);
+  const trLab = resolveDataPath(cfg.train.labels, 'data.train.labels', rf, opts.dataRoots);
+  const teImg = cfg.test ? resolveDataPath(cfg.test.images, 'data.test.images', rf, opts.dataRoots) : null;
+  const teLab = cfg.test ? resolveDataPath(cfg.test.labels, 'data.test.labels', rf, opts.dataRoots) : null;
 
   const trainPair = await readIdxPair({ images: trImg.path, labels: trLab.path }, { images: trImg.ref, labels: trLab.ref });
   let testPair: { images: IdxImages; labels: IdxLabels } | null = null;

@@ -83,7 +83,7 @@ function windows(ids: Int32Array, start: number, len: number, context: number, s
 
 export async function loadTextData(cfg: TextDataConfig, opts: LoadOptions): Promise<LoadedData> {
   const rf = opts.recipeFile;
-  const { path, ref } = resolveDataPath(cfg.path, 'data.path', rf);
+  const { path, ref } = resolveDataPath(cfg.path, 'data.path', rf, opts.dataRoots);
   const text = readFileSync(path, 'utf8').replace(/\r\n/g, '\n');
   const saved = opts.preprocess;
   const field = rf ? `${rf}: data` : 'data';

@@ -88,6 +88,8 @@ export interface ValidateOptions {
   /** 'client': where the chain runs out of levels, the client decrypts and re-encrypts (interactive) */
   refresh?: 'none' | 'client';
   log?: (line: string) => void;
+  /** the folder the checkpoint's relative data paths are read from (--data) */
+  data?: string;
 }
 
 export interface LayerError {
@@ -182,7 +184,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
   let program = compiled;
   await initBackend();
-  const split = await heldOutSplit(ckpt);
+  const split = await heldOutSplit(ckpt, opts.data);
   const n = sampleCount(opts.samples, split.count);
   const per = size(ckpt.graph.inputShape);
   const x = split.x.subarray(0, n * per);

@@ -44,6 +44,8 @@ export interface TrainState {
   backend: string;
   seed: number;
   stopped_early?: boolean;
+  /** the folder training ran in: relative data paths of the recipe are also read from there */
+  data_root?: string;
 }
 
 export interface OptimizerState {

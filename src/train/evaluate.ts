@@ -1,3 +1,4 @@
+import { shortPath } from '../recipe/load.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Graph } from '../models/graph.js';
 import { forward, type ParamMap } from '../models/tf-interpreter.js';
@@ -62,8 +63,15 @@ export function evaluateWithRanges(graph: Graph, params: ParamMap, split: Split,
 }
 
 /** The held-out split of a checkpoint's data: the test set when the data has one, else validation. */
-export async function heldOutSplit(ckpt: Checkpoint): Promise<{ name: 'test' | 'validation'; x: Float32Array; y: Int32Array; count: number }> {
-  const data = await loadData(ckpt.recipe.data, { seed: ckpt.recipe.seed, preprocess: ckpt.preprocess });
+/**
+ * The checkpoint's held-out split. Its recipe's relative data paths are read from the current
+ * folder, then `dataRoot` (--data), then the folder it was trained in, so a checkpoint works
+ * from anywhere; errors name the checkpoint's recipe.yaml.
+ */
+export async function heldOutSplit(ckpt: Checkpoint, dataRoot?: string): Promise<{ name: 'test' | 'validation'; x: Float32Array; y: Int32Array; count: number }> {
+  const dataRoots = [dataRoot, ckpt.state.data_root].filter((r): r is string => !!r);
+  const recipeFile = `${shortPath(ckpt.dir)}/recipe.yaml`;
+  const data = await loadData(ckpt.recipe.data, { seed: ckpt.recipe.seed, preprocess: ckpt.preprocess, dataRoots, recipeFile });
   if (data.test) return { name: 'test', ...data.test };
   return { name: 'validation', ...data.validation };
 }

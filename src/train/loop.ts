@@ -166,7 +166,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
         stoppedEarly = sinceBest >= t.early_stopping.patience && epoch + 1 < t.epochs;
       }
       const done = epoch + 1 === t.epochs || stoppedEarly;
-      await run.save(outDir, data, metrics, { epochs_done: epoch + 1, complete: false, backend, seed: recipe.seed }, false);
+      await run.save(outDir, data, metrics, { epochs_done: epoch + 1, complete: false, backend, seed: recipe.seed, data_root: process.cwd() }, false);
       cb.onEpoch?.(row);
       // test hook: a real kill -9 right after a checkpoint, to check --resume
       if (Number(process.env.HEPOLY_TEST_KILL_AFTER_EPOCH) === epoch + 1) process.kill(process.pid, 'SIGKILL');
@@ -174,7 +174,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
     }
     if (stoppedEarly) cb.onMessage?.(`early stopping: validation accuracy has not improved for ${t.early_stopping!.patience} epochs`);
     const epochsDone = metrics.length;
-    const final = await run.save(outDir, data, metrics, { epochs_done: epochsDone, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly }, true);
+    const final = await run.save(outDir, data, metrics, { epochs_done: epochsDone, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly, data_root: process.cwd() }, true);
     const result: TrainResult = {
       checkpoint: outDir,
       epochs: epochsDone,

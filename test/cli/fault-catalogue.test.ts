@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { hepoly } from '../helpers/cli.js';
@@ -238,6 +238,24 @@ describe('fault catalogue: every bad input ends in one message, an exit code and
       c.after?.(t);
       expect(readdirSync(t).filter((f) => /\.(tmp|prev)-|\.hepoly-write-test/.test(f)), 'no temporary files left').to.deep.equal([]);
     });
+  });
+
+  it('a checkpoint works from any folder; moved data is named in its recipe.yaml and found with --data', () => {
+    const t = join(tmp.path, 'moved');
+    mkdirSync(join(t, 'run', 'data'), { recursive: true });
+    writeFileSync(join(t, 'run', 'data', 'bc.csv'), readFileSync(fileURLToPath(new URL('../../datasets/breast-cancer-wisconsin.csv', import.meta.url))));
+    writeFileSync(join(t, 'run', 'r.yaml'), 'name: moved\ndata: {source: csv, path: data/bc.csv, label: diagnosis}\nmodel: {kind: mlp, hidden: [4]}\ntrain: {epochs: 1}\n');
+    expect(hepoly(['train', 'r.yaml', '--out', 'ck'], { cwd: join(t, 'run') }).code).to.equal(0);
+    const fromElsewhere = hepoly(['eval', join(t, 'run', 'ck'), '--json'], { cwd: t });
+    expect(fromElsewhere.code, fromElsewhere.stderr).to.equal(0);
+    mkdirSync(join(t, 'moved-data'));
+    renameSync(join(t, 'run', 'data'), join(t, 'moved-data', 'data'));
+    const lost = hepoly(['eval', join(t, 'run', 'ck')], { cwd: t });
+    expect(lost.code).to.equal(1);
+    expect(lost.stderr).to.match(/ck\/recipe\.yaml: data\.path: data file "data\/bc\.csv" not found.*--data DIR/);
+    const found = hepoly(['eval', join(t, 'run', 'ck'), '--data', join(t, 'moved-data'), '--json'], { cwd: t });
+    expect(found.code, found.stderr).to.equal(0);
+    expect(found.json!.accuracy).to.equal(fromElsewhere.json!.accuracy);
   });
 
   it('two trainings on one --out: the second is refused with the first one\'s PID, the first finishes', async () => {
