@@ -43,7 +43,7 @@ export async function collectReport(ckpt: Checkpoint): Promise<ReportData> {
   } finally {
     params.forEach((t) => t.dispose());
   }
-  const labels = ckpt.preprocess.labels.map(String);
+  const labels = ckpt.preprocess.labels.map(visibleLabel);
   const heldOut = { split: split.name, ...confusionMatrix(split.y, argmaxRows(logits, ckpt.graph.classes), labels) };
   const columns = [...new Set(ckpt.metrics.flatMap((r) => Object.keys(r)))].filter((k) => k.startsWith('out_of_range_'));
   return {
@@ -60,6 +60,12 @@ export async function collectReport(ckpt: Checkpoint): Promise<ReportData> {
     summary: ckpt.summary as ModelSummary,
     teacher: ckpt.recipe.distill ? await teacherOnSplit(ckpt, split) : null,
   };
+}
+
+/** A class name as a figure can show it: a character model's space and newline are classes too. */
+export function visibleLabel(label: unknown): string {
+  const s = String(label);
+  return ({ ' ': '(space)', '\n': '\\n', '\t': '\\t', '': '(empty)' } as Record<string, string>)[s] ?? s;
 }
 
 /** Each recorded range beside the interval it should stay in (the range bound wins over a fit interval: it is what training enforced). */
@@ -82,7 +88,7 @@ async function teacherOnSplit(ckpt: Checkpoint, split: { x: Float32Array; y: Int
     const teacher = await loadTeacher(cfg, ckpt.graph.inputShape, ckpt.preprocess, `${shortPath(ckpt.dir)}/recipe.yaml`);
     try {
       const logits = await teacher.logits(split.x, split.count);
-      const c = confusionMatrix(split.y, argmaxRows(logits, ckpt.graph.classes), ckpt.preprocess.labels.map(String));
+      const c = confusionMatrix(split.y, argmaxRows(logits, ckpt.graph.classes), ckpt.preprocess.labels.map(visibleLabel));
       return { description: teacher.description, accuracy: c.accuracy, per_class: c.per_class, samples: c.samples };
     } finally {
       teacher.dispose();
