@@ -108,6 +108,14 @@ export function dataPathCandidates(p: string, roots: string[] = []): string[] {
   return [...new Set(out)];
 }
 
+function isFolder(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function isFile(p: string): boolean {
   try {
     return statSync(p).isFile();
@@ -131,6 +139,11 @@ export function resolveDataPath(p: string, field: string, recipeFile?: string, r
   const tried = dataPathCandidates(p, roots);
   for (const c of tried) {
     if (isFile(c)) return { path: c, ref: { file: displayPath(c), field, recipeFile } };
+  }
+  const folder = tried.find(isFolder);
+  if (folder) {
+    const files = readdirSync(folder).filter((f) => !f.startsWith('.')).slice(0, 4);
+    fail(describeProblem({ file: recipeFile, field, what: `${quote(p)} is a folder, not a data file`, fix: `Name a file in it${files.length ? `, e.g. ${quote(join(p, files[0]))} (it holds ${files.join(', ')})` : ''}` }));
   }
   let hint = '';
   for (const c of tried) {

@@ -200,7 +200,9 @@ export function checkParams(p: HeParams, req: ParamsRequirement, file = '--param
     fail(
       'coeff_modulus_bits[0]',
       `q0 = ${bits[0]} bits leaves ${bits[0] - p.scaleBits} bits above the ${p.scaleBits}-bit scale, but values reach ${req.maxAbs.toPrecision(3)} (needs ${head} bits)`,
-      `Make q0 at least ${p.scaleBits + head} bits or lower scale_bits`,
+      p.scaleBits + head <= MAX_PRIME_BITS
+        ? `Make q0 at least ${p.scaleBits + head} bits or lower scale_bits`
+        : `q0 cannot exceed ${MAX_PRIME_BITS} bits (SEAL's prime limit), so lower scale_bits to at most ${MAX_PRIME_BITS - head} (level primes to match) with q0 = ${MAX_PRIME_BITS}, or use --params auto`,
     );
   }
   const middle = bits.slice(1, -1);

@@ -60,15 +60,18 @@ export async function initBackend(forced?: string): Promise<BackendName> {
   const want = forced ?? process.env.HEPOLY_BACKEND;
   if (active && (!want || want === active)) return active;
   if (want) {
+    // blame what the user actually set: the flag, or the environment variable
+    const source = forced !== undefined ? '--backend' : 'HEPOLY_BACKEND';
+    const omit = forced !== undefined ? 'Omit --backend' : 'Unset HEPOLY_BACKEND';
     if (!BACKENDS.includes(want as BackendName)) {
-      throw new HepolyError(`--backend: expected one of ${BACKENDS.join(', ')}, found "${want}"`);
+      throw new HepolyError(`${source}: expected one of ${BACKENDS.join(', ')}, found "${want}"`, { exitCode: forced !== undefined ? 2 : 1 });
     }
     if (!(await loaders[want as BackendName]())) {
       const hint =
         want === 'tensorflow' || want === 'tensorflow-gpu'
           ? ` Install it with \`npm install @tensorflow/tfjs-node${want === 'tensorflow-gpu' ? '-gpu' : ''}@4.22.0\` (its install downloads libtensorflow).`
           : '';
-      throw new HepolyError(`--backend ${want}: this backend does not load on this machine.${hint} Omit --backend to pick the fastest one that loads`);
+      throw new HepolyError(`${source} ${want}: this backend does not load on this machine.${hint} ${omit} to pick the fastest one that loads`);
     }
     active = want as BackendName;
     return active;
