@@ -24,7 +24,9 @@ type Conv = Extract<LayerSpec, { op: 'conv2d' }>;
  * 2-D convolution, NHWC, kernel HWIO [k, k, cin/groups, filters], TF 'same'/'valid' padding.
  * `groups` G splits channels into G blocks (output block g reads input block g only):
  * G = cin = filters is a depthwise convolution (MobileNet, ConvNeXt). Under HE a grouped
- * kernel is the full kernel with zero blocks that no packing visits (geometry `groups`).
+ * kernel is the full kernel with zero blocks, and the geometry's `groups` says so: the
+ * convolution taps (forEachConvTap: sample, stacked, interleaved) skip the blocks, and batch
+ * packing skips zero weights, so no packing multiplies by them.
  */
 export const conv2dOp: OpDefOf<'conv2d'> = {
   name: 'conv2d',
