@@ -3,13 +3,13 @@
  *
  *   npm run bench:train [-- --models mlp,cnn,resnet --repeat 3 --steps 20 --profile]
  *
- * For each reference model of ../shared/bench/torch_reference.py (mlp, cnn, resnet; same
+ * For each reference model of bench/torch_reference.py (mlp, cnn, resnet; same
  * architecture, built here from hepoly recipe model configs through buildGraph) it trains
  * batch 128 with Adam (lr 1e-3) on random data with the trainer's own step code
  * (`Run.trainEpoch` of src/train/loop.ts: batch copy, forward, variableGrads, applyGradients,
  * the per-step loss check), after a warm-up, in a fresh child process per measurement (so the
  * peak RSS is per model). In the same run, alternating with hepoly, it runs
- * `/usr/bin/python3 ../shared/bench/torch_reference.py --model M` (when PyTorch imports), and
+ * `/usr/bin/python3 bench/torch_reference.py --model M` (when PyTorch imports), and
  * prints a table - model, backend, hepoly samples/s, PyTorch samples/s, ratio, hepoly peak
  * RSS - then, as its last line, one JSON object {"mlp": ratio, "cnn": ratio, "resnet": ratio,
  * "backend": ...}. Samples/s are medians over --repeat runs (ranges shown); ratios are
@@ -24,6 +24,8 @@
  *   --backend B       force a hepoly backend (default: the trainer's choice)
  *   --threads N       wasm XNNPACK threads (sets HEPOLY_WASM_THREADS; default: the trainer's
  *                     default, one per core); a list "1,2" measures each, side by side
+ *   --torch-threads N PyTorch intra-op threads (torch_reference.py --threads N, i.e.
+ *                     torch.set_num_threads; default: PyTorch's own)
  *   --no-torch        skip PyTorch
  * Internal: --worker MODEL runs one hepoly measurement and prints one JSON line.
  */
@@ -36,7 +38,7 @@ import { median } from '../src/util/stats.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const ROOT = resolve(HERE, '..');
-const TORCH_SCRIPT = resolve(ROOT, '../shared/bench/torch_reference.py');
+const TORCH_SCRIPT = resolve(HERE, 'torch_reference.py');
 const PYTHON = '/usr/bin/python3';
 const MODELS = ['mlp', 'cnn', 'resnet'] as const;
 type ModelName = (typeof MODELS)[number];
@@ -75,13 +77,14 @@ interface Args {
   profile: boolean;
   backend: string | null;
   threads: number[] | null;
+  torchThreads: number | null;
   torch: boolean;
   worker: ModelName | null;
   warmup: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { models: [...MODELS], repeat: 3, steps: null, torchSteps: 20, profile: false, backend: null, threads: null, torch: true, worker: null, warmup: 3 };
+  const a: Args = { models: [...MODELS], repeat: 3, steps: null, torchSteps: 20, profile: false, backend: null, threads: null, torchThreads: null, torch: true, worker: null, warmup: 3 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -97,6 +100,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--profile') a.profile = true;
     else if (k === '--backend') a.backend = v();
     else if (k === '--threads') a.threads = v().split(',').map((t) => Math.max(1, Math.floor(Number(t))));
+    else if (k === '--torch-threads') a.torchThreads = Math.max(1, Math.floor(Number(v())));
     else if (k === '--no-torch') a.torch = false;
     else if (k === '--worker') a.worker = checkModel(v());
     else if (k === '--') continue;
@@ -253,8 +257,10 @@ function torchAvailable(): string | null {
   return r.status === 0 ? null : 'PyTorch is not installed for /usr/bin/python3';
 }
 
-function runTorch(model: ModelName, steps: number): TorchResult {
-  const r = spawnSync(PYTHON, [TORCH_SCRIPT, '--model', model, '--steps', String(steps)], { encoding: 'utf8' });
+function runTorch(model: ModelName, steps: number, threads: number | null): TorchResult {
+  const argv = [TORCH_SCRIPT, '--model', model, '--steps', String(steps)];
+  if (threads) argv.push('--threads', String(threads));
+  const r = spawnSync(PYTHON, argv, { encoding: 'utf8' });
   const line = r.stdout.trim().split('\n').at(-1);
   if (r.status !== 0 || !line) throw new Error(`torch_reference.py --model ${model} failed (exit ${r.status}):\n${r.stderr}`);
   return JSON.parse(line) as TorchResult;
@@ -310,7 +316,7 @@ async function main(): Promise<void> {
         console.error(`  ${model} #${r + 1}: hepoly (${h.backend}, ${h.threads} thr) ${fmt(h.samples_per_s)} samples/s (step ms: ${h.step_ms.join(' ')})`);
       });
       if (!noTorch) {
-        const t = runTorch(model, args.torchSteps);
+        const t = runTorch(model, args.torchSteps, args.torchThreads);
         torch.push(t.samples_per_s);
         for (const row of mine) row.torchThreads = t.threads;
         console.error(`  ${model} #${r + 1}: torch ${fmt(t.samples_per_s)} samples/s (${t.threads} thr)`);
