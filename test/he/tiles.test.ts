@@ -13,6 +13,9 @@ import { parseGoal, parseMemory, rank, candidates } from '../../src/he/tiles/opt
 import type { Calibration } from '../../src/he/tiles/calibrate.js';
 import { OP_KINDS, dryBackend } from '../../src/he/tiles/dry-run.js';
 import { TEST_PARAMS, encryptedLogits } from './pipeline.js';
+import type { Graph, WeightMap } from '../../src/models/graph.js';
+import { initBackend } from '../../src/train/backend.js';
+import { predict } from '../../src/models/tf-interpreter.js';
 import { chain, maxAbsDiff, quad, randomInputs, randomWeights, tinyCnn, tinyMlp } from './fixtures.js';
 
 function tileShapes(shape: number[], slots: number): number[][] {
@@ -76,10 +79,22 @@ describe('he/tiles: tile tensors', () => {
 });
 
 /**
- * One pass of a stacked or interleaved program on SEAL: each of the `count` samples' logits
- * agree with the plaintext program, and the dry run's counts equal the pass's.
+ * The tfjs interpreter's logits, an implementation that shares no code with the compiler or
+ * programForward: a compiler bug that both references would inherit shows against it.
  */
-async function expectPassAgrees(p: HeProgram, sp: StackedProgram, x: Float32Array, per: number, count: number, passes = 1): Promise<PassMeasurement> {
+async function expectTfAgrees(g: Graph, w: WeightMap, x: Float32Array, count: number, he: ArrayLike<number>): Promise<void> {
+  await initBackend('cpu');
+  const tf = predict(g, w, x.subarray(0, count * g.inputShape.reduce((a, b) => a * b, 1)), count);
+  const scale = Math.max(1, ...Array.from(tf, Math.abs));
+  expect(maxAbsDiff(Array.from(he).slice(0, tf.length), tf), 'encrypted logits vs the tfjs interpreter').to.be.below(1e-2 * scale);
+}
+
+/**
+ * One pass of a stacked or interleaved program on SEAL: each of the `count` samples' logits
+ * agree with the plaintext program and with the tfjs interpreter (`tf`: the graph and weights
+ * the program was compiled from), and the dry run's counts equal the pass's.
+ */
+async function expectPassAgrees(p: HeProgram, sp: StackedProgram, x: Float32Array, per: number, count: number, tf: { g: Graph; w: WeightMap }, passes = 1): Promise<PassMeasurement> {
   const slots = TEST_PARAMS.polyModulusDegree / 2;
   const res = await measurePass({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, x: stackInputs(sp, x, per, count), count: 1, passes });
   const he = unstackOutputs(sp, res.outputs, count);
@@ -87,6 +102,7 @@ async function expectPassAgrees(p: HeProgram, sp: StackedProgram, x: Float32Arra
     const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
     expect(maxAbsDiff(he.subarray(s * p.classes, (s + 1) * p.classes), want)).to.be.below(1e-2, `sample ${s}`);
   }
+  await expectTfAgrees(tf.g, tf.w, x, count, he);
   const plan = planSample(sp.program, slots);
   const cost = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan, samplesPerPass: sp.samples });
   expect(cost.counts).to.deep.equal(res.counts);
@@ -99,11 +115,12 @@ describe('he/tiles: stacked packing under encryption', () => {
     for (const m of [2, 4]) {
       it(`${name}: ${m} samples per ciphertext agree with plaintext on SEAL, with the cost model's counts`, async function () {
         const g = make();
-        const p = compileProgram(g, randomWeights(g, 11));
+        const w = randomWeights(g, 11);
+        const p = compileProgram(g, w);
         const per = g.inputShape.reduce((a, b) => a * b, 1);
         const x = randomInputs(g, m, 12);
         const slots = TEST_PARAMS.polyModulusDegree / 2;
-        await expectPassAgrees(p, stackForSlots(p, m, slots), x, per, m);
+        await expectPassAgrees(p, stackForSlots(p, m, slots), x, per, m, { g, w });
       });
     }
   }
@@ -114,7 +131,8 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
   for (const m of [1, 8, 64, slots]) {
     it(`dense: ${m} sample${m === 1 ? '' : 's'} interleaved (samples innermost) agree with plaintext on SEAL, with the cost model's counts`, async function () {
       const g = tinyMlp();
-      const p = compileProgram(g, randomWeights(g, 13));
+      const w = randomWeights(g, 13);
+      const p = compileProgram(g, w);
       const per = 6;
       // a few real samples; the rest of the m are zeros (a partial pass)
       const count = Math.min(m, 5);
@@ -125,7 +143,7 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
       expect(sp.program.interleave).to.equal(m);
       // two passes in one heap for m = 8: the second is what he-plan reports, and its counts are one pass's
       const passes = m === 8 ? 2 : 1;
-      const res = await expectPassAgrees(p, sp, x, per, count, passes);
+      const res = await expectPassAgrees(p, sp, x, per, count, { g, w }, passes);
       expect(res.firstEvaluateMs).to.be.above(0);
       // the speed probe of the evaluating thread, taken before the reported pass (he-plan's thread speed)
       expect(res.probeMs).to.be.above(0);
@@ -167,12 +185,13 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
     for (const m of ms) {
       it(`${name}: ${m} samples interleaved in every pixel agree with plaintext on SEAL, with the cost model's counts`, async function () {
         const g = make();
-        const p = compileProgram(g, randomWeights(g, 18));
+        const w = randomWeights(g, 18);
+        const p = compileProgram(g, w);
         const per = g.inputShape.reduce((a, b) => a * b, 1);
         const count = Math.min(m, 5);
         const x = randomInputs(g, count, 19);
         const sp = stackProgram(p, m, undefined, 'interleave');
-        await expectPassAgrees(p, sp, x, per, count);
+        await expectPassAgrees(p, sp, x, per, count, { g, w });
         // the samples share the rotations and fill the diagonals: the pass has sample packing's rotations at most, and fewer products per sample
         const one = passCost({ kind: 'sample', params: TEST_PARAMS, program: p, plan: planSample(p, slots), samplesPerPass: 1 });
         const many = passCost({ kind: 'stacked', params: TEST_PARAMS, program: sp.program, plan: planSample(sp.program, slots), samplesPerPass: m });
@@ -196,11 +215,12 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
       ['act1', quad],
       ['dense2', { op: 'dense', units: 3, bias: true }],
     ]);
-    const p = compileProgram(g, randomWeights(g, 20));
+    const w = randomWeights(g, 20);
+    const p = compileProgram(g, w);
     const sp = stackProgram(p, 128, undefined, 'interleave');
     // 64 features x 128 samples: two ciphertexts, where 8x8 planes of 128 samples would not fit
     expect(planSample(sp.program, slots).layouts[p.input]!.cts).to.equal(2);
-    await expectPassAgrees(p, sp, randomInputs(g, 5, 21), 64, 5);
+    await expectPassAgrees(p, sp, randomInputs(g, 5, 21), 64, 5, { g, w });
   });
 });
 
@@ -221,6 +241,7 @@ describe("he/tiles: batch and sample packing agree with plaintext, and the cost 
           const want = programForward(p, Float64Array.from(x.subarray(s * per, (s + 1) * per)))[p.output];
           expect(maxAbsDiff(logits.subarray(s * g.classes, (s + 1) * g.classes), want)).to.be.below(1e-2);
         }
+        await expectTfAgrees(g, w, x, count, logits);
         const slots = TEST_PARAMS.polyModulusDegree / 2;
         const plan = packing === 'sample' ? planSample(p, slots) : null;
         const cost = passCost({ kind: packing, params: TEST_PARAMS, program: p, plan, samplesPerPass: packing === 'batch' ? slots : 1, workers: 2 });
