@@ -13,7 +13,7 @@ export function runOps(a: OpsArgs): void {
     console.log(JSON.stringify(rows));
     return;
   }
-  const table = new Table({ head: ['Layer', 'HE lowering', 'Levels', ...PACKING_KINDS, 'Pruning'], style: { head: [], border: [] } });
+  const table = new Table({ head: ['Layer', 'HE lowering', 'Levels', ...PACKING_KINDS, 'Pruning'], style: { head: [], border: [], compact: true } });
   for (const r of rows) table.push([r.example, r.lowering, r.levels, ...PACKING_KINDS.map((k) => (r.packings[k] === true ? 'yes' : 'no')), r.pruning]);
   console.log(table.toString());
   console.log('Why a packing says no, and how each op folds: docs/ops.md (or hepoly ops --json)');
