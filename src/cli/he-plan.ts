@@ -1,7 +1,7 @@
-import { plan, type PlanResult } from '../he/tiles/plan.js';
+import type { PlanResult } from '../he/tiles/plan.js';
 import { showProgress } from './progress.js';
-import { fmtGiB, parseGoal, parseMemory } from '../he/tiles/optimizer.js';
-import { HepolyError } from '../util/errors.js';
+import { fmtGiB } from '../he/tiles/optimizer.js';
+import { plan } from '../api/plan.js';
 
 export interface HePlanArgs {
   checkpoint: string;
@@ -15,9 +15,6 @@ export interface HePlanArgs {
 
 /** `hepoly he-plan CHECKPOINT`: a table of the best packings; with --json one JSON object last. */
 export async function runHePlan(a: HePlanArgs): Promise<void> {
-  const goal = parseGoal(a.goal);
-  const memoryLimit = parseMemory(a.memory);
-  if (a.top !== undefined && !(Number.isInteger(a.top) && a.top >= 1)) throw new HepolyError(`--top: expected a positive integer, found ${a.top}`);
   // --measure runs each candidate on SEAL (minutes): a bar on a terminal, a line every ~10 s in logs
   const progress = showProgress({ tty: !!process.stdout.isTTY && !a.json, task: 'he-plan' });
   const log = (l: string) => {
@@ -26,7 +23,7 @@ export async function runHePlan(a: HePlanArgs): Promise<void> {
   };
   let r: Awaited<ReturnType<typeof plan>>;
   try {
-    r = await plan({ checkpoint: a.checkpoint, goal, memoryLimit, measure: !!a.measure, top: a.top, recalibrate: !!a.calibrate, log });
+    r = await plan(a.checkpoint, { goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, log });
   } finally {
     progress.stop();
   }
