@@ -43,6 +43,13 @@ const graphs: Record<string, Graph> = {
     ['act2', { op: 'activation', activation: { kind: 'poly', degree: 4 } }],
     ['dense2', { op: 'dense', units: 2, bias: true }],
   ]),
+  // TF's same padding on an even image with stride 2 pads bottom/right only (pad_total 1)
+  'stride 2 same conv on an even image (asymmetric padding)': chain([6, 6, 1], 2, [
+    ['conv1', { op: 'conv2d', filters: 2, kernel: 3, stride: 2, padding: 'same', bias: true }],
+    ['act1', quad],
+    ['flatten1', { op: 'flatten' }],
+    ['dense1', { op: 'dense', units: 2, bias: true }],
+  ]),
   'quad directly on the input': chain([5], 2, [
     ['act0', quad],
     ['dense1', { op: 'dense', units: 2, bias: true }],
