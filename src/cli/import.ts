@@ -8,6 +8,7 @@ export interface ImportArgs {
   data: string;
   layout?: string;
   out?: string;
+  overwrite?: boolean;
   backend?: string;
   json?: boolean;
 }
@@ -19,7 +20,7 @@ export async function runImport(a: ImportArgs): Promise<void> {
   }
   const backend = await initBackend(a.backend);
   console.log(`backend: ${backend}`);
-  const r = await importCheckpoint({ model: a.model, data: a.data, layout: a.layout as 'nchw' | 'nhwc' | undefined, out: a.out, backend, log: (l) => console.log(l) });
+  const r = await importCheckpoint({ model: a.model, data: a.data, layout: a.layout as 'nchw' | 'nhwc' | undefined, out: a.out, overwrite: a.overwrite, backend, log: (l) => console.log(l) });
   console.log(`wrote ${shortPath(r.checkpoint)}${r.model_section === 'stand-in' ? ' (its recipe model: section is a stand-in; the network is the graph in model.json)' : ''}`);
   console.log(`next: hepoly summary ${shortPath(r.checkpoint)}, hepoly he-validate ${shortPath(r.checkpoint)}`);
   if (a.json) {

@@ -188,9 +188,10 @@ export async function main(argv: string[]): Promise<number> {
             .option('data', { type: 'string', demandOption: true, describe: 'a recipe whose data: section (and optional name:) describes the data the model was trained on' })
             .option('layout', { type: 'string', choices: ['nchw', 'nhwc'], describe: 'input layout when the ONNX input shape does not tell (PyTorch: nchw, Keras: nhwc)' })
             .option('out', { type: 'string', describe: 'checkpoint directory (default checkpoints/<model file name>)' })
+            .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing checkpoint at --out' })
             .option('backend', { type: 'string' })
             .option('json', { type: 'boolean', default: false }),
-        (a) => runImport({ model: a.model, data: a.data, layout: a.layout, out: a.out, backend: a.backend, json: a.json }),
+        (a) => runImport({ model: a.model, data: a.data, layout: a.layout, out: a.out, overwrite: a.overwrite, backend: a.backend, json: a.json }),
       )
       .command(
         'export <checkpoint>',

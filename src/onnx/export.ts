@@ -7,6 +7,7 @@ import type { Checkpoint } from '../train/checkpoint.js';
 import { shortPath } from '../recipe/load.js';
 import { HepolyError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
+import { checkOutputFile } from '../util/output-guard.js';
 import { AttrType, encodeModel, type AttributeProto, type ModelProto, type NodeProto, type TensorProto } from './proto.js';
 import { floatTensor, int64Tensor } from './tensor.js';
 
@@ -218,8 +219,8 @@ export interface ExportOnnxResult {
 export function exportOnnx(ckpt: Checkpoint, out: string): ExportOnnxResult {
   const model = toOnnxModel(ckpt);
   const bytes = encodeModel(model);
-  const path = resolve(out);
-  mkdirSync(dirname(path), { recursive: true });
+  // an existing file is replaced only when hepoly wrote it (its producer_name, near the start)
+  const path = checkOutputFile(out, '--out', (head) => head.includes('hepoly'));
   writeFileAtomic(path, bytes);
   return { out: path, bytes: bytes.length, nodes: model.graph!.node!.length, opset: EXPORT_OPSET };
 }

@@ -8,6 +8,7 @@ import { predict } from '../models/tf-interpreter.js';
 import { summarize } from '../models/summary.js';
 import { evaluateWithRanges, toParams } from '../train/evaluate.js';
 import { saveCheckpoint } from '../train/checkpoint.js';
+import { claimCheckpointDir } from '../train/loop.js';
 import { HepolyError } from '../util/errors.js';
 import { readOnnxModel } from './read.js';
 import { importOnnxGraph, type ImportedNetwork } from './import-graph.js';
@@ -21,6 +22,8 @@ export interface ImportCheckpointOptions {
   data: string;
   layout?: 'nchw' | 'nhwc';
   out?: string;
+  /** replace an existing checkpoint at `out` (anything else there is always refused) */
+  overwrite?: boolean;
   /** tfjs backend name, recorded in state.json */
   backend: string;
   log?: (line: string) => void;
@@ -50,6 +53,16 @@ export const LOGIT_TOLERANCE = 1e-4;
  * onnxruntime on the held-out split before anything is written.
  */
 export async function importCheckpoint(o: ImportCheckpointOptions): Promise<ImportResult> {
+  const modelName = safeName(basename(o.model, extname(o.model)));
+  const claim = claimCheckpointDir(o.out ?? join('checkpoints', modelName), { overwrite: o.overwrite, flag: '--out' });
+  try {
+    return await importInto(claim.dir, o);
+  } finally {
+    claim.release();
+  }
+}
+
+async function importInto(out: string, o: ImportCheckpointOptions): Promise<ImportResult> {
   const log = o.log ?? (() => {});
   const modelFile = resolve(o.model);
   const onnx = readOnnxModel(modelFile);
@@ -68,7 +81,6 @@ export async function importCheckpoint(o: ImportCheckpointOptions): Promise<Impo
   const check = await compareWithOnnxruntime(modelFile, net, held.split);
   log(`${held.name} split, ${held.split.count} samples: accuracy ${check.accuracy.toFixed(4)} (onnxruntime ${check.onnxAccuracy.toFixed(4)}), max |logit difference| ${check.maxAbsDiff.toExponential(2)}`);
   const { model, exact } = modelSection(net.graph);
-  const out = resolve(o.out ?? join('checkpoints', safeName(basename(modelFile, extname(modelFile)))));
   const params = toParams(net.weights);
   try {
     const r = evaluateWithRanges(net.graph, params, data.train);
