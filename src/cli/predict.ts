@@ -4,6 +4,7 @@ import { openClientKeys } from '../deploy/key-folder.js';
 import { readInputFile } from '../deploy/input-file.js';
 import { RemoteModel } from '../deploy/client/remote-model.js';
 import { argmax, preprocessSample } from '../deploy/client/preprocess.js';
+import { currentVersions } from '../deploy/versions.js';
 
 /** Options of `hepoly predict`, as the CLI parses them. */
 export interface PredictArgs {
@@ -25,6 +26,12 @@ export interface PredictArgs {
 export async function runPredict(a: PredictArgs): Promise<void> {
   if (!/^https?:\/\//.test(a.server)) throw new HepolyError(`--server ${a.server}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080`, { exitCode: 2 });
   const artifact = loadClientArtifact(a.dir);
+  const here = currentVersions();
+  if (artifact.versions.node_seal !== here.node_seal || artifact.versions.seal !== here.seal) {
+    throw new HepolyError(
+      `${a.dir}: exported with node-seal ${artifact.versions.node_seal} (SEAL ${artifact.versions.seal}), this hepoly has node-seal ${here.node_seal} (SEAL ${here.seal}); ciphertexts may not be compatible. Use the hepoly version that exported it, or export again`,
+    );
+  }
   const raw = readInputFile(a.input, artifact);
   const remote = new RemoteModel(artifact, { url: a.server, token: a.token });
   await remote.describe();

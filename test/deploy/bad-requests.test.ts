@@ -156,6 +156,19 @@ describe('deploy: bad requests get a 4xx and the server keeps serving', function
     await expectStillServing();
   });
 
+  it('a client artifact of other versions is refused before any key or ciphertext is sent', async () => {
+    const older = { ...artifact, versions: { ...artifact.versions, node_seal: '5.9.9' } };
+    const remote = new RemoteModel(older, { url: server.url });
+    let message = '';
+    try {
+      await remote.describe();
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).to.match(/this client artifact is format 1, node-seal 5\.9\.9 .*Export both artifacts with one hepoly/);
+    expect(remote.bytesSent).to.equal(0);
+  });
+
   it('a body over the limit: 413 before it is stored', async () => {
     const r = await call(server.url, 'POST', '/v1/predict', new Uint8Array(2 ** 21 + 10));
     expect(r.status).to.equal(413);

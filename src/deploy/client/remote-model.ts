@@ -88,6 +88,13 @@ export class RemoteModel {
         `${this.base}: serves the model with digest ${String(m.digest).slice(0, 12)}, this client artifact was exported for ${this.artifact.server_digest.slice(0, 12)}. Use the client artifact exported with that server artifact`,
       );
     }
+    const v = m.versions as { node_seal?: string; seal?: string; artifact_format?: number } | undefined;
+    const mine = this.artifact.versions;
+    if (!v || v.artifact_format !== mine.artifact_format || v.node_seal !== mine.node_seal || v.seal !== mine.seal) {
+      throw new HepolyError(
+        `${this.base}: serves artifact format ${v?.artifact_format} with node-seal ${v?.node_seal} (SEAL ${v?.seal}); this client artifact is format ${mine.artifact_format}, node-seal ${mine.node_seal} (SEAL ${mine.seal}). Export both artifacts with one hepoly`,
+      );
+    }
     return m;
   }
 

@@ -30,7 +30,7 @@ export class KeyStore {
   constructor(
     readonly dir: string,
     readonly ttlMs: number,
-    private readonly cacheSize = 8,
+    private readonly cacheSize = 4,
   ) {
     mkdirSync(dir, { recursive: true });
     // an upload interrupted by a kill: keep the complete copy, drop the rest
