@@ -123,13 +123,21 @@ const ROWS: Row[] = [
   { op: 'residual add', graph: residual() },
 ];
 
-/** relu-approx carries its least-squares fit (random coefficients would be a plain poly). */
+/**
+ * relu-approx carries its least-squares fit (random coefficients would be a plain poly); a
+ * poly's x^3 and x^4 get coefficients of 0.2-0.3, so that a wrong power (x^4 where x^3 was
+ * due, a product at the wrong level) moves the logits well past the tolerance.
+ */
 function weightsFor(g: Graph, seed: number) {
   const w = randomWeights(g, seed);
   for (const node of g.nodes) {
-    if (node.layer.op === 'activation' && node.layer.activation.kind === 'relu-approx') {
-      const a = node.layer.activation;
+    if (node.layer.op !== 'activation') continue;
+    const a = node.layer.activation;
+    if (a.kind === 'relu-approx') {
       w.set(weightKey(node.name, 'coeffs'), { shape: [a.degree + 1], data: Float32Array.from(fitReluPolynomial(a.degree, a.range)) });
+    } else if (a.kind === 'poly') {
+      const c = w.get(weightKey(node.name, 'coeffs'))!.data;
+      for (let k = 3; k < c.length; k++) c[k] = k % 2 ? 0.3 : -0.2;
     }
   }
   return w;
