@@ -4,7 +4,7 @@ import { RecipeSchema, type Recipe } from '../../src/recipe/schema.js';
 import { readFileSync } from 'node:fs';
 import { loadData, readCsv, resolveDataPath } from '../../src/data/index.js';
 import { buildGraph } from '../../src/models/build.js';
-import { type Graph, inferShapes, isPolynomial, isSequenceOp, isPolynomialSequenceOp, layerOf } from '../../src/models/graph.js';
+import { inferShapes, isPolynomial, isSequenceOp, layerOf } from '../../src/models/graph.js';
 import { initWeights } from '../../src/models/tf-interpreter.js';
 import { compileProgram } from '../../src/he/compile.js';
 import { HepolyError } from '../../src/util/errors.js';
@@ -58,13 +58,17 @@ async function verticalShape(recipe: Recipe, file: string): Promise<DataShape> {
   return { inputShape: [features], classes };
 }
 
-type Kind = 'polynomial' | 'polynomial sequence' | 'baseline';
+type Kind = 'polynomial' | 'transformer' | 'baseline';
 
-/** What the HE compiler should do with a graph: compile it, or refuse it (and why). */
-function kindOf(g: Graph): Kind {
-  const layers = g.nodes.map(layerOf);
-  if (layers.some(isSequenceOp)) return layers.every((l) => (isSequenceOp(l) ? isPolynomialSequenceOp(l) : isPolynomial(l))) ? 'polynomial sequence' : 'baseline';
-  return g.nodes.every((n) => isPolynomial(n.layer)) ? 'polynomial' : 'baseline';
+/**
+ * What the HE compiler should do, read from the recipe's own words (not from the graph the
+ * builder made, so that a builder that drops a polynomial cannot change the expectation):
+ * transformers go to their own evaluator, a model naming relu, gelu, softmax or maxpool is a
+ * baseline, anything else must compile.
+ */
+function expectedKind(recipe: Recipe): Kind {
+  if (recipe.model.kind === 'transformer') return 'transformer';
+  return /"(relu|gelu|softmax|maxpool)"/.test(JSON.stringify(recipe.model)) ? 'baseline' : 'polynomial';
 }
 
 describe('recipe/shipped: every shipped recipe loads, builds its graph, and compiles for HE where its model is polynomial', function () {
@@ -86,15 +90,17 @@ describe('recipe/shipped: every shipped recipe loads, builds its graph, and comp
       const shapes = inferShapes(graph);
       expect(shapes.get(graph.output)).to.deep.equal([classes]);
       const weights = initWeights(graph, recipe.seed);
-      const kind = kindOf(graph);
+      const kind = expectedKind(recipe);
       if (kind === 'polynomial') {
+        expect(graph.nodes.every((n) => isPolynomial(n.layer)), 'every layer the builder made is polynomial').to.equal(true);
         const p = compileProgram(graph, weights, { source: name });
         expect(p.classes).to.equal(classes);
         expect(p.depth).to.be.above(0);
         expect(p.steps.some((s) => s.kind === 'power'), 'a polynomial network squares something').to.equal(true);
       } else {
-        // baselines (relu, softmax) and transformers are refused by the CNN/MLP compiler, by layer name
-        const pattern = kind === 'baseline' && !graph.nodes.some((n) => isSequenceOp(layerOf(n))) ? /is not a polynomial.*activation: quad/ : /is a sequence \(transformer\) layer/;
+        // baselines (relu) and transformers are refused by the CNN/MLP compiler, by layer name
+        const pattern = graph.nodes.some((n) => isSequenceOp(layerOf(n))) ? /is a sequence \(transformer\) layer/ : /is not a polynomial.*activation: quad/;
+        if (kind === 'transformer') expect(pattern.source).to.match(/sequence/);
         expect(() => compileProgram(graph, weights, { source: name })).to.throw(HepolyError, pattern);
       }
     });
