@@ -4,7 +4,7 @@
  * averaging, IID and label-skewed, with and without DP at epsilon 1, 4, 8; bytes and wall
  * time per round; the HE aggregation error against plain sums.
  *
- *   npx tsc -p tsconfig.json && npx tsx bench/federated.ts [--only horizontal|vertical] [--quick]
+ *   npx tsc -p tsconfig.json && npx tsx bench/federated.ts [--only horizontal|vertical] [--quick] [--fresh]
  *
  * Every federated run is `hepoly federate` (the built CLI): the coordinator and one process
  * per party on loopback. Horizontal: recipes/cancer-fl.yaml (three hospitals, breast cancer).
@@ -15,7 +15,7 @@
  * federated run's test half is reported). Prints markdown tables, then one JSON line.
  */
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { cpus } from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -48,11 +48,29 @@ function cli(argv: string[], env: Record<string, string> = {}): Record<string, u
   return JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
 }
 
+/**
+ * One federated run, cached in bench-out/federated/results/NAME.json (--fresh ignores the
+ * cache) and retried once: in a working tree shared with others, a concurrent rebuild of dist/
+ * can break a child process mid-run.
+ */
 function federate(recipe: string, name: string, set: string[], env: Record<string, string> = {}): Record<string, unknown> {
+  const cached = join(OUT, 'results', `${name}.json`);
+  if (!args.includes('--fresh') && existsSync(cached)) return JSON.parse(readFileSync(cached, 'utf8')) as Record<string, unknown>;
   const out = join(OUT, name);
-  rmSync(out, { recursive: true, force: true });
-  process.stderr.write(`federate ${name} ...\n`);
-  return cli(['federate', recipe, '--out', out, '--json', ...set.flatMap((s) => ['--set', s])], env);
+  for (let attempt = 1; ; attempt++) {
+    rmSync(out, { recursive: true, force: true });
+    if (env.HEPOLY_FED_DUMP_DIR) rmSync(env.HEPOLY_FED_DUMP_DIR, { recursive: true, force: true });
+    process.stderr.write(`federate ${name} ...\n`);
+    try {
+      const j = cli(['federate', recipe, '--out', out, '--json', ...set.flatMap((s) => ['--set', s])], env);
+      mkdirSync(join(OUT, 'results'), { recursive: true });
+      writeFileSync(cached, JSON.stringify(j));
+      return j;
+    } catch (e) {
+      if (attempt >= 2) throw e;
+      process.stderr.write(`${(e as Error).message.slice(0, 400)}\nretrying ${name}\n`);
+    }
+  }
 }
 
 function row(setting: string, split: string, dp: string, j: Record<string, unknown>, accuracyKey = 'test_accuracy'): Row {
@@ -102,7 +120,6 @@ async function horizontal(): Promise<{ rows: Row[]; heError: number }> {
   const base = [`federated.rounds=${rounds}`, 'federated.split.scheme=iid'];
   const rows: Row[] = [await centralized(recipe, 'cancer-central', [`train.epochs=${rounds}`])];
   const dump = join(OUT, 'cancer-he-dump');
-  rmSync(dump, { recursive: true, force: true });
   rows.push(row('plain FedAvg', 'IID', 'none', federate(recipe, 'cancer-plain-iid', [...base, 'federated.aggregation=plain', 'federated.secure_aggregation=false'])));
   rows.push(row('HE + masks FedAvg', 'IID', 'none', federate(recipe, 'cancer-he-iid', base, { HEPOLY_FED_DUMP_DIR: dump })));
   const skew = [`federated.rounds=${rounds}`, 'federated.split.scheme=label-skew', 'federated.split.skew=0.9'];

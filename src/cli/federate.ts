@@ -16,6 +16,7 @@ export interface FederateArgs {
   set?: string[];
   out?: string;
   port?: number;
+  host?: string;
   name?: string;
   coordinator?: string;
   backend?: string;
@@ -50,7 +51,7 @@ async function runCoordinatorRole(a: FederateArgs): Promise<void> {
   const { recipe } = federatedRecipe(a.recipe, a.set);
   const fed = recipe.federated!;
   const c = new Coordinator({ parties: fed.parties.map((p) => p.name), polyModulusDegree: fed.he.poly_modulus_degree, roundTimeoutS: fed.round_timeout });
-  const url = await c.listen(a.port ?? 8470);
+  const url = await c.listen(a.port ?? 8470, a.host ?? '127.0.0.1');
   console.log(`coordinator listening on ${url} for ${fed.parties.map((p) => p.name).join(', ')}`);
   await c.finished;
   c.close();

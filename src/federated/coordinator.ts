@@ -91,6 +91,7 @@ export class Coordinator {
   private changed(): Promise<boolean> {
     return new Promise((resolve) => {
       const t = setTimeout(() => resolve(false), LONG_POLL_MS);
+      t.unref();
       this.waiters.push(() => {
         clearTimeout(t);
         resolve(true);
@@ -175,7 +176,7 @@ export class Coordinator {
       case '/fail':
         this.failure ??= { from, error: String(msg!.header.error), exitCode: Number(msg!.header.exitCode ?? 1) };
         this.notify();
-        setTimeout(() => this.resolveFinished(), 15000);
+        setTimeout(() => this.resolveFinished(), 15000).unref();
         return ok();
       case '/done':
         this.done.add(from);

@@ -72,7 +72,10 @@ export async function launchFederation(opts: LaunchOptions): Promise<FederatedRe
       return { name: p.name, child, out, exit: exited(child) };
     });
     const codes = await Promise.all(runs.map((r) => r.exit));
+    // the coordinator ends when every party is done; if they all crashed it would wait on
+    const grace = setTimeout(() => coordinator.kill(), 20000);
     await exited(coordinator);
+    clearTimeout(grace);
     const results: PartyResult[] = [];
     const dropped: string[] = [];
     const errors: string[] = [];
@@ -82,12 +85,13 @@ export async function launchFederation(opts: LaunchOptions): Promise<FederatedRe
       else {
         dropped.push(r.name);
         const err = r.out.stderr.split('\n').find((l) => l.startsWith('error:'));
-        if (err) errors.push(err.replace(/^error: /, ''));
+        // a crash without a hepoly error line: show what the process printed last
+        errors.push(err ? err.replace(/^error: /, '') : `party ${r.name} exited with code ${codes[i]}: ${r.out.stderr.trim().slice(-600) || '(no output)'}`);
       }
     });
     const main = results.find((r) => r.party === writer);
     if (!main) {
-      const origin = errors.find((e) => !/stopped the run|cannot reach the coordinator/.test(e)) ?? errors[0] ?? `party ${writer} ended without a result (exit ${codes[runs.findIndex((r) => r.name === writer)]})`;
+      const origin = errors.find((e) => !/stopped the run|cannot reach the coordinator/.test(e)) ?? errors[0] ?? `party ${writer} ended without a result`;
       throw new HepolyError(origin);
     }
     for (const d of dropped) log(`note: party ${d} left the run early; the rounds went on without it`);

@@ -1,9 +1,11 @@
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
-import { blockSize, GradientEvaluator, GradientKeyHolder, MASK_BOUND } from '../../src/federated/vertical/he-gradient.js';
+import { blockSize, GradientEvaluator, GradientKeyHolder, gradientParams, MASK_BOUND } from '../../src/federated/vertical/he-gradient.js';
+import { decodeMessage } from '../../src/federated/wire.js';
+import { CkksContext, newSeal } from '../../src/he/seal.js';
 import { alignRows, idToken } from '../../src/federated/vertical/psi.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { HepolyError } from '../../src/util/errors.js';
@@ -78,7 +80,7 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
   });
 
   it('trains the split network, infers across parties and writes the assembled checkpoint', () => {
-    const r = hepoly(['federate', writeVerticalRecipe(tmp.path), '--out', join(tmp.path, 'ckpt'), '--json']);
+    const r = hepoly(['federate', writeVerticalRecipe(tmp.path), '--out', join(tmp.path, 'ckpt'), '--json'], { env: { HEPOLY_FED_RECORD_DIR: join(tmp.path, 'record') } });
     expect(r.code, r.stderr).to.equal(0);
     const j = r.json!;
     expect(j).to.include({ partition: 'vertical', parties: 3, rounds: 2 });
@@ -91,6 +93,42 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
       ...['bank-a', 'bank-b'].flatMap((b) => ['closed', 'suspended', 'name_mismatch', 'kyc_risk', 'age_days'].map((f) => `${b}.${f}`)),
     ]);
     expect(ckpt.weights.get('dense1/kernel')!.shape).to.deep.equal([14, 4]);
+  });
+
+  it("the coordinator relayed the label holder's ciphertexts and public keys, never its secret key", async function () {
+    this.timeout(600000);
+    // a failed load can leave SEAL's wasm heap inconsistent, so every blob gets an instance of its own
+    const probe = async (b: Uint8Array, kind: 'SecretKey' | 'CipherText') => {
+      // SEAL refuses anything without its header magic 0xA15E before parsing further
+      if (b.length < 16 || b[0] !== 0x5e || b[1] !== 0xa1) return false;
+      const seal = await newSeal();
+      const ctx = CkksContext.create(seal, gradientParams());
+      try {
+        (kind === 'SecretKey' ? seal.SecretKey() : seal.CipherText()).loadArray(ctx.context, b);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    // positive control: a secret key of these parameters is recognized
+    const seal = await newSeal();
+    expect(await probe(seal.KeyGenerator(CkksContext.create(seal, gradientParams()).context).secretKey().saveArray(), 'SecretKey')).to.equal(true);
+    let ciphertexts = 0;
+    for (const f of readdirSync(join(tmp.path, 'record'))) {
+      for (const b of decodeMessage(readFileSync(join(tmp.path, 'record', f))).blobs) {
+        expect(await probe(b, 'SecretKey'), f).to.equal(false);
+        if (f.includes('_mail') && (await probe(b, 'CipherText'))) ciphertexts++;
+      }
+    }
+    // the deserializer works on what was recorded: the encrypted cut gradients load as ciphertexts
+    expect(ciphertexts).to.be.above(3);
+  });
+
+  it('with dp, the reported epsilon is the larger of the label side and the banks\' side, within the budget', () => {
+    const r = hepoly(['federate', writeVerticalRecipe(tmp.path, '  dp: {epsilon: 4, delta: 1.0e-5, clip: 1.0}\n'), '--out', join(tmp.path, 'dp'), '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.json!.epsilon as number).to.be.above(3.9).and.at.most(4);
+    expect(r.stdout).to.match(/dp \(labels, towards the banks\): noise multiplier/);
   });
 
   it('a bank whose IDs match none of the network\'s ends every process with one clear message', () => {

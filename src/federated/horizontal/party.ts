@@ -15,7 +15,6 @@ import { checkColumns, numericColumns, readPartyTable } from '../party-data.js';
 import { joinRun, keyCeremony, reportFailure, sumContext, type Session } from '../session.js';
 import { secureSum, type SecureSumContext } from '../secure-sum.js';
 import { DpSgd, FedAvg, type Strategy } from './strategies.js';
-import { flatten } from './weights.js';
 
 /**
  * One horizontal party: joins, takes part in the key ceremony, computes the federation's
@@ -58,7 +57,6 @@ export interface PartyResult {
 
 interface LocalData {
   features: string[];
-  labels: string[];
   x: Float32Array;
   rawLabels: string[];
 }
@@ -82,7 +80,7 @@ function readLocal(opts: PartyRunOptions, index: number): LocalData {
   checkColumns(t, expected, field, recipeFile, from);
   const features = expected.filter((c) => c !== label);
   const li = t.columns.indexOf(label);
-  return { features, labels: [], x: numericColumns(t, features, field, recipeFile), rawLabels: t.rows.map((r) => r[li]) };
+  return { features, x: numericColumns(t, features, field, recipeFile), rawLabels: t.rows.map((r) => r[li]) };
 }
 
 export async function runHorizontalParty(opts: PartyRunOptions): Promise<PartyResult> {
@@ -264,4 +262,3 @@ function dump(name: string, round: number, v: Float64Array): Float64Array {
   return v;
 }
 
-export { flatten };
