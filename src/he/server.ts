@@ -1,4 +1,4 @@
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { reportProgress } from '../util/progress-event.js';
 import type { PublicBundle } from './client.js';
@@ -27,6 +27,43 @@ export interface ServerOptions {
   audit?: boolean;
   /** batch packing: replace a worker between stages once its heap reaches this (see recycleGrownWorkers) */
   recycleHeapBytes?: number;
+  /**
+   * Test hook (test/he/separation.test.ts): each worker thread copies every message it
+   * receives to this callback, as it received it and before acting on it, so a test checks
+   * what reached the workers rather than what the server says it sent.
+   */
+  tap?: (msg: ToWorker) => void;
+}
+
+/** The worker side of `ServerOptions.tap`: one port per worker, and a count to wait for. */
+class WorkerTap {
+  private posted = 0;
+  private seen = 0;
+  private waiting: (() => void)[] = [];
+
+  constructor(private readonly sink: (msg: ToWorker) => void) {}
+
+  /** A port for one worker thread; the main thread keeps the other end. */
+  port(): MessagePort {
+    const { port1, port2 } = new MessageChannel();
+    port1.on('message', (msg: ToWorker) => {
+      this.seen++;
+      this.sink(msg);
+      if (this.seen === this.posted) for (const w of this.waiting.splice(0)) w();
+    });
+    port1.unref();
+    return port2;
+  }
+
+  countPost(): void {
+    this.posted++;
+  }
+
+  /** Resolves once the workers have copied back every message posted to them so far. */
+  drained(): Promise<void> {
+    if (this.seen === this.posted) return Promise.resolve();
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
 }
 
 interface Pending {
@@ -43,6 +80,7 @@ class WorkerHandle {
   constructor(
     readonly worker: Worker,
     init: WorkerInit,
+    private readonly tap: WorkerTap | null,
   ) {
     this.ready = new Promise((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
@@ -72,6 +110,7 @@ class WorkerHandle {
   }
 
   post(msg: ToWorker): void {
+    this.tap?.countPost();
     this.worker.postMessage(msg);
   }
 
@@ -87,10 +126,12 @@ class WorkerHandle {
  * Compiled: worker.js next to this file. Under tsx (tests, benches) the worker is worker.ts
  * and worker threads do not inherit tsx's loader, so a bootstrap registers it first.
  */
-function spawnWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url));
+function spawnWorker(tap: WorkerTap | null): Worker {
+  const port = tap?.port();
+  const options = port ? { workerData: { tap: port }, transferList: [port] } : {};
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
   const url = new URL('./worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
+  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true, ...options });
 }
 
 /** A batch worker's heap beyond which it is replaced between stages (see recycleGrownWorkers). */
@@ -117,6 +158,7 @@ export class HEServer {
     readonly packing: Packing,
     private readonly init: WorkerInit,
     private readonly audit: boolean,
+    private readonly tap: WorkerTap | null,
   ) {
     this.retiredHeapBytes = handles.map(() => 0);
   }
@@ -134,8 +176,9 @@ export class HEServer {
       mode: opts.mode ?? 'seal',
     };
     const n = Math.max(1, opts.workers ?? availableParallelism());
-    const handles = Array.from({ length: n }, () => new WorkerHandle(spawnWorker(), init));
-    const server = new HEServer(handles, program, packing, init, !!opts.audit);
+    const tap = opts.tap ? new WorkerTap(opts.tap) : null;
+    const handles = Array.from({ length: n }, () => new WorkerHandle(spawnWorker(tap), init, tap));
+    const server = new HEServer(handles, program, packing, init, !!opts.audit, tap);
     if (opts.recycleHeapBytes !== undefined) server.recycleHeapBytes = opts.recycleHeapBytes;
     server.received.push({ what: 'public key', bytes: bundle.publicKey }, { what: 'relinearization keys', bytes: bundle.relinKeys });
     if (bundle.galoisKeys) server.received.push({ what: 'Galois keys', bytes: bundle.galoisKeys });
@@ -167,7 +210,7 @@ export class HEServer {
         if (h.heapBytes < this.recycleHeapBytes) return;
         this.retiredHeapBytes[k] = Math.max(this.retiredHeapBytes[k], h.heapBytes);
         await h.worker.terminate();
-        const fresh = new WorkerHandle(spawnWorker(), this.init);
+        const fresh = new WorkerHandle(spawnWorker(this.tap), this.init, this.tap);
         this.handles[k] = fresh;
         this.recycledWorkers++;
         this.prepareMs += await fresh.whenReady();
@@ -339,9 +382,10 @@ export class HEServer {
     throw new Error('internal: a program has at least one segment');
   }
 
-  /** Hands the received blobs to a check (tests) without exposing the worker plumbing. */
-  initMessageFields(): string[] {
-    return Object.keys(this.init);
+  /** With `ServerOptions.tap`: resolves once every message posted so far has reached the tap. */
+  tapDrained(): Promise<void> {
+    if (!this.tap) throw new Error('internal: tapDrained() needs a server started with a tap');
+    return this.tap.drained();
   }
 
   async close(): Promise<void> {

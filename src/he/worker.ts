@@ -1,4 +1,4 @@
-import { parentPort } from 'node:worker_threads';
+import { type MessagePort, parentPort, workerData } from 'node:worker_threads';
 import type { CkksBackend } from './backend.js';
 import { counting, zeroCounts } from './backend.js';
 import { CkksContext, loadSeal } from './seal.js';
@@ -27,6 +27,9 @@ interface State {
 }
 
 let state: State | null = null;
+
+/** Test hook (ServerOptions.tap): a port that gets a copy of every message this thread receives. */
+const tap = (workerData as { tap?: MessagePort } | null)?.tap ?? null;
 
 async function setup(init: WorkerInit): Promise<State> {
   const counts = zeroCounts();
@@ -126,6 +129,7 @@ function runSegment(s: State, msg: Extract<ToWorker, { type: 'segment' }>): void
 }
 
 port.on('message', (msg: ToWorker) => {
+  tap?.postMessage(msg);
   void (async () => {
     const id = 'id' in msg ? msg.id : -1;
     try {

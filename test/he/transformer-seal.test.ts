@@ -19,7 +19,7 @@ import { HepolyError } from '../../src/util/errors.js';
  * the client, evaluated from public bytes only, decrypted on the client. Its depth exceeds any
  * ring this test can afford, so it runs with client refresh, and is refused without it.
  */
-describe('transformer under SEAL (he-validate)', function () {
+describe('transformer he-validate (under SEAL unless the test says simulated)', function () {
   this.timeout(300000);
   const tmp = tempDir();
   after(() => tmp.cleanup());
@@ -42,7 +42,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(r.code, r.stderr).to.equal(0);
   });
 
-  it('encrypted forward with client refresh agrees with plaintext; every refresh is named', async () => {
+  it('SEAL: encrypted forward with client refresh agrees with plaintext; every refresh is named', async () => {
     const r = await validateSequence(loadCheckpoint(out), { samples: 6, mode: 'encrypt', refresh: 'client', trace: true });
     expect(r.params.polyModulusDegree).to.be.oneOf([4096, 8192]);
     expect(r.params.securityBits).to.equal(128);
@@ -55,7 +55,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     for (const k of ['attention_products', 'power_softmax', 'reciprocal', 'mlp', 'norm']) expect(r.componentMs[k as keyof typeof r.componentMs]).to.be.above(0);
   });
 
-  it('the evaluator\'s SEAL heap can be replaced between every two nodes and the result stays the same', async () => {
+  it('SEAL: the evaluator\'s heap can be replaced between every two nodes and the result stays the same', async () => {
     const ckpt = loadCheckpoint(out);
     const once = await validateSequence(ckpt, { samples: 6, mode: 'encrypt', refresh: 'client' });
     const recycled = await validateSequence(ckpt, { samples: 6, mode: 'encrypt', refresh: 'client', recycleBudgetBytes: 0 });
@@ -67,7 +67,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(recycled.refreshes.count).to.equal(once.refreshes.count);
   });
 
-  it('frees every intermediate ciphertext, refreshes included (SEAL objects live in a 4 GiB wasm heap)', async () => {
+  it('the evaluator frees every intermediate ciphertext, refreshes included (simulated backend counting live ciphertexts; SEAL objects live in a 4 GiB wasm heap)', async () => {
     const ckpt = loadCheckpoint(out);
     const params = { polyModulusDegree: 64, coeffModulusBits: [50, 30, 30, 30, 30, 50], scaleBits: 30 };
     const be = new SimBackend(params, { noise: false });
@@ -109,7 +109,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect((err as Error).message).to.match(/needs depth \d+ but these primes give 4 levels.*--refresh client/);
   });
 
-  it('the CLI dispatches a transformer checkpoint (simulate mode, client refresh, JSON report)', () => {
+  it('the CLI dispatches a transformer checkpoint (simulated: --mode simulate, client refresh, JSON report)', () => {
     const r = hepoly(['he-validate', out, '--samples', '3', '--mode', 'simulate', '--refresh', 'client', '--json']);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.json!.agreement).to.equal(1);

@@ -44,7 +44,7 @@ function trainTiny(graph: Graph, x: tf.Tensor, labels: number[], steps: number):
   return { weights, ranges: { input: inp.result(), activations } };
 }
 
-function encryptedLogits(graph: Graph, weights: WeightMap, ranges: Ranges, x: Float32Array, count: number, levels: number) {
+function simulatedLogits(graph: Graph, weights: WeightMap, ranges: Ranges, x: Float32Array, count: number, levels: number) {
   const be = sim(levels);
   const enc = encodeInputs(graph, x, count);
   const cts = enc.values.map((v) => be.encryptInput(v));
@@ -68,7 +68,7 @@ describe('transformer under (simulated) CKKS', function () {
     await tf.setBackend('cpu');
   });
 
-  it('ciphertext reciprocal and inverse square root match their plaintext Newton references', () => {
+  it('simulated-ciphertext reciprocal and inverse square root match their plaintext Newton references', () => {
     const be = sim(30);
     const ops = new HeOps(be);
     const a = Float64Array.from({ length: be.slots }, (_, i) => 0.5 + (49.5 * i) / (be.slots - 1));
@@ -84,7 +84,7 @@ describe('transformer under (simulated) CKKS', function () {
     expectAllClose(q.v, Array.from(b, (v) => invSqrtApprox(v, g)), { atol: 1e-6, rtol: 1e-5 });
   });
 
-  it('a tiny character LM (power-softmax, batchnorm, quad) trained a few steps: encrypted logits agree with plaintext', () => {
+  it('a tiny character LM (power-softmax, batchnorm, quad) trained a few steps: simulated-CKKS logits agree with plaintext', () => {
     const graph = buildGraph(model({ task: 'lm', layers: 1, dim: 4, heads: 2, mlp_ratio: 1, attention: { kind: 'power-softmax', p: 2 }, norm: 'batchnorm' }), [4], 5);
     expect(isSequenceGraph(graph)).to.equal(true);
     const rng = makeRng(1, 'he-lm');
@@ -94,8 +94,8 @@ describe('transformer under (simulated) CKKS', function () {
     const { weights, ranges } = trainTiny(graph, x, Array.from({ length: N }, (_, i) => xs[i * 4 + 3] % 5), 6);
     expect(ranges.activations['b1_attn/denominator'].min).to.be.above(0);
     const plain = tf.tidy(() => forward(graph, new Map([...weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape)])), x, { training: false }).logits.dataSync());
-    const { logits, report } = encryptedLogits(graph, weights, ranges, xs, N, 100);
-    expectAllClose(logits, plain, { atol: 2e-3, rtol: 2e-3 }, 'encrypted vs plaintext logits');
+    const { logits, report } = simulatedLogits(graph, weights, ranges, xs, N, 100);
+    expectAllClose(logits, plain, { atol: 2e-3, rtol: 2e-3 }, 'simulated vs plaintext logits');
     let agree = 0;
     for (let s = 0; s < N; s++) if (argmax(logits, 5, s) === argmax(plain, 5, s)) agree++;
     expect(agree).to.equal(N);
@@ -105,7 +105,7 @@ describe('transformer under (simulated) CKKS', function () {
     expect(report.ctCtMults).to.be.above(0);
   });
 
-  it('a tiny ViT with poly-layernorm: encrypted logits agree with plaintext', () => {
+  it('a tiny ViT with poly-layernorm: simulated-CKKS logits agree with plaintext', () => {
     const graph = buildGraph(
       model({ task: 'classify', patch: 2, layers: 1, dim: 4, heads: 1, mlp_ratio: 1, attention: { kind: 'power-softmax', p: 2 }, norm: { kind: 'poly-layernorm', range: [0.01, 10], iterations: 6 }, final_norm: false }),
       [4, 4, 1],
@@ -117,11 +117,11 @@ describe('transformer under (simulated) CKKS', function () {
     const x = tf.tensor4d(xs, [N, 4, 4, 1]);
     const { weights, ranges } = trainTiny(graph, x, Array.from({ length: N }, (_, i) => i % 3), 4);
     const plain = tf.tidy(() => forward(graph, new Map([...weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape)])), x, { training: false }).logits.dataSync());
-    const { logits, report } = encryptedLogits(graph, weights, ranges, xs, N, 100);
+    const { logits, report } = simulatedLogits(graph, weights, ranges, xs, N, 100);
     // the depth the evaluator reports is the one the ciphertexts show
     expect(report.levelsUsed).to.equal(report.nodeLevels.logits);
     expect(report.reciprocals[0].errorBound).to.be.below(1e-3);
-    expectAllClose(logits, plain, { atol: 2e-3, rtol: 2e-3 }, 'encrypted vs plaintext logits');
+    expectAllClose(logits, plain, { atol: 2e-3, rtol: 2e-3 }, 'simulated vs plaintext logits');
   });
 
   it('softmax attention and exact layernorm are refused with the fix', () => {

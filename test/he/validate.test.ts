@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import { readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadRecipe } from '../../src/recipe/load.js';
 import { train } from '../../src/train/loop.js';
@@ -7,6 +8,7 @@ import { HepolyError } from '../../src/util/errors.js';
 import { validate, reportJson } from '../../src/he/validate.js';
 import { reportMarkdown } from '../../src/he/report.js';
 import { runHeValidate } from '../../src/cli/he-validate.js';
+import { defaultCachePath } from '../../src/he/tiles/calibrate.js';
 import { tempDir } from '../helpers/tmp.js';
 
 /** A small real checkpoint: the quickstart recipe shrunk to seconds of training. */
@@ -115,7 +117,7 @@ describe('he/validate: the he-validate pipeline', function () {
     const orig = console.log;
     console.log = (...a: unknown[]) => void lines.push(a.join(' '));
     try {
-      await runHeValidate({ checkpoint: ckpt, samples: 4, mode: 'simulate', json: true, report: join(tmp.path, 'r.md') });
+      await runHeValidate({ checkpoint: ckpt, samples: 4, mode: 'simulate', packing: 'sample', json: true, report: join(tmp.path, 'r.md') });
     } finally {
       console.log = orig;
     }
@@ -162,21 +164,31 @@ describe('he/validate: the he-validate pipeline', function () {
     await expectRefusal(validate({ checkpoint: bad, samples: 2 }), /corrupt.*weights\.bin|weights\.bin.*(truncated|bytes)/);
   });
 
-  it('--scale-bits 40 buys precision with a larger ring; out-of-range values are refused', async () => {
-    const base = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', mode: 'simulate' });
-    const precise = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', mode: 'simulate', scaleBits: 40 });
+  it('--scale-bits 40 buys precision under SEAL (smaller max logit error than the default scale) with a larger ring; out-of-range values are refused', async () => {
+    const base = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', workers: 2 });
+    const precise = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', workers: 2, scaleBits: 40 });
     expect(base.params.scaleBits).to.be.below(40);
     expect(precise.params.scaleBits).to.equal(40);
     expect(precise.params.polyModulusDegree).to.be.above(base.params.polyModulusDegree);
     expect(precise.params.totalBits).to.be.at.most(precise.params.maxBitsFor128);
+    // CKKS error scales like 2^-scale_bits: a 2^40 scale is at least 10 bits finer, so expect
+    // (much) more than 16x less error on the same samples
+    expect(base.maxAbsError).to.be.above(0);
+    expect(precise.maxAbsError).to.be.below(base.maxAbsError / 16);
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, scaleBits: 50 }), /--scale-bits: expected a whole number from 20 to 40, found 50/);
     const f = join(tmp.path, 'p40.json');
     writeFileSync(f, JSON.stringify({ poly_modulus_degree: 16384, coeff_modulus_bits: [60, 40, 40, 40, 40, 40, 60], scale_bits: 40 }));
     await expectRefusal(validate({ checkpoint: ckpt, samples: 2, params: f, scaleBits: 40 }), /--scale-bits applies to --params auto/);
   });
 
+  it('this run caches calibrations in a temporary file of its own, not the shared temp folder (test/helpers/calibration-cache.ts)', () => {
+    const path = defaultCachePath();
+    expect(path).to.not.equal(join(tmpdir(), 'hepoly-he-calibration.json'));
+    expect(path).to.match(/hepoly-calibration-[^/]+\/calibration\.json$/);
+  });
+
   it('reportJson carries the parameters actually used', async () => {
-    const r = await validate({ checkpoint: ckpt, samples: 3, mode: 'simulate' });
+    const r = await validate({ checkpoint: ckpt, samples: 3, mode: 'simulate', packing: 'batch' });
     const j = reportJson(r);
     expect(j.poly_modulus_degree).to.equal(r.params.polyModulusDegree);
     expect(j.coeff_modulus_bits).to.deep.equal(r.params.coeffModulusBits);
