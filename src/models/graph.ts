@@ -3,6 +3,8 @@
  * (`models/tf-interpreter.ts`) and the CKKS evaluator (`he/`). A recipe's `model` section is
  * turned into a `Graph` once (`models/build.ts`); checkpoints store the graph and a flat map
  * of named weights, so both interpreters read exactly the same network.
+ * What each layer kind does (shapes, weights, forwards, HE lowering, level cost, pruning) is its
+ * op definition in `src/ops/` (the registry); this file holds the types and the loops over them.
  *
  * Conventions (the HE packing relies on them):
  * - per-sample tensors are NHWC without the batch axis: images `[H, W, C]`, vectors `[F]`;
