@@ -6,6 +6,8 @@ import { heValidateReport, heValidationJson, type HeValidation } from '../api/he
 import { reportMarkdown, reportText } from '../he/report.js';
 import { sequenceReportText } from '../he/transformer/report.js';
 import { showProgress } from './progress.js';
+import { queuedHeValidation } from '../queue/run-validate.js';
+import { queueReportLines } from '../queue/report.js';
 
 /** Options of `hepoly he-validate`, as the CLI parses them. */
 export interface HeValidateArgs {
@@ -24,6 +26,10 @@ export interface HeValidateArgs {
   refresh?: string;
   /** the folder the checkpoint's relative data paths are read from */
   data?: string;
+  /** --queue redis://...: shards go to `hepoly worker`s (src/queue/) */
+  queue?: string;
+  shardSize?: number;
+  runId?: string;
 }
 
 /**
@@ -46,7 +52,8 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   };
   let v: HeValidation;
   try {
-    v = await heValidateReport(a.checkpoint, {
+    const run = a.queue ? (o: Parameters<typeof heValidateReport>[1]) => queuedHeValidation(a.checkpoint, { ...o, data: a.data }, { url: a.queue!, shardSize: a.shardSize, runId: a.runId }) : (o: Parameters<typeof heValidateReport>[1]) => heValidateReport(a.checkpoint, o);
+    v = await run({
       samples,
       packing: a.packing,
       params: a.params,
@@ -57,7 +64,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
       refresh: a.refresh as 'none' | 'client' | undefined,
       log,
     });
-    const lines = v.kind === 'graph' ? reportText(v.report) : sequenceReportText(v.report);
+    const lines = v.kind === 'graph' ? [...reportText(v.report), ...queueReportLines(v.report.queue)] : sequenceReportText(v.report);
     for (const line of lines) log(line);
     if (a.report) {
       writeFileAtomic(a.report, await markdownReport(v, a.report, lines));
@@ -66,7 +73,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   } finally {
     progress.stop();
   }
-  if (a.json) console.log(JSON.stringify(heValidationJson(v)));
+  if (a.json) console.log(JSON.stringify(v.kind === 'graph' && v.report.queue ? { ...heValidationJson(v), queue: v.report.queue } : heValidationJson(v)));
 }
 
 /** --report: the markdown file (a transformer run's is its text, as printed) */

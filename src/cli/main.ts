@@ -17,6 +17,7 @@ import { runSchema } from './schema.js';
 import { runImport } from './import.js';
 import { runReport } from './report.js';
 import { runOps } from './ops.js';
+import { runWorker } from './worker.js';
 
 const NO_COMMAND = 'no command given';
 
@@ -74,9 +75,15 @@ export async function main(argv: string[]): Promise<number> {
             .option('workers', { type: 'number', describe: 'server worker threads (default: one per core)' })
             .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
             .option('report', { type: 'string', describe: 'write a markdown report to this file' })
+            .option('queue', { type: 'string', describe: 'redis://[:PASSWORD@]HOST:PORT: shard the samples into BullMQ jobs for `hepoly worker`s (docs/queue.md)' })
+            .option('shard-size', { type: 'number', describe: 'with --queue: samples per job (default 4)' })
+            .option('run-id', { type: 'string', describe: 'with --queue: name the run; re-run with the same id to resume (state in .hepoly-runs/ID)' })
             .option('json', { type: 'boolean', default: false }),
         (a) =>
           runHeValidate({
+            queue: a.queue,
+            shardSize: a.shardSize,
+            runId: a.runId,
             checkpoint: a.checkpoint,
             samples: a.samples,
             packing: a.packing,
@@ -224,6 +231,16 @@ export async function main(argv: string[]): Promise<number> {
             .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' })
             .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' }),
         (a) => runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors }),
+      )
+      .command(
+        'worker',
+        'evaluate he-validate --queue shard jobs from Redis (holds no secret key; docs/queue.md)',
+        (y) =>
+          y
+            .option('queue', { type: 'string', demandOption: true, describe: 'redis://[:PASSWORD@]HOST:PORT (rediss:// for TLS)' })
+            .option('concurrency', { type: 'number', describe: 'jobs at a time, each on its own worker thread (default 1)' })
+            .option('lock-ms', { type: 'number', describe: "ms before a silent worker's job is given to another (default 30000)" }),
+        (a) => runWorker({ queue: a.queue, concurrency: a.concurrency, lockMs: a.lockMs }),
       )
       .command(
         'predict <dir>',

@@ -39,6 +39,7 @@ import { size } from './tensor-ops.js';
 import { type ServerPacking, chooseServerPacking } from './tiles/choose.js';
 import { type StackedProgram, stackForSlots, stackInputs, unstackOutputs, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
+import { queuePacking, startQueueRun, type QueueOptions, type QueueStats } from '../queue/validate-hook.js';
 
 /** wasm32's memory limit, which caps every SEAL instance's heap */
 const WASM_HEAP_MAX = 4 * 2 ** 30;
@@ -90,6 +91,8 @@ export interface ValidateOptions {
   log?: (line: string) => void;
   /** the folder the checkpoint's relative data paths are read from (--data) */
   data?: string;
+  /** --queue: shards go to `hepoly worker`s through BullMQ on Redis (src/queue/) */
+  queue?: QueueOptions;
 }
 
 export interface LayerError {
@@ -156,6 +159,8 @@ export interface ValidationReport {
   estimatedSeconds: { batch: number; sample: number | null };
   /** --refresh client: the interactive re-encryptions this run needed (null: none allowed) */
   refreshes: RefreshSummary | null;
+  /** --queue: shards, per-worker counts and queue overhead */
+  queue?: QueueStats;
 }
 
 const noop = () => {};
@@ -171,7 +176,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const log = opts.log ?? noop;
   const t0 = performance.now();
   const mode = parseMode(opts.mode);
-  const packingSpec = parsePacking(opts.packing);
+  const packingSpec = parsePacking(opts.queue ? queuePacking(opts.packing, opts.refresh, opts.trace) : opts.packing);
   const packingOpt = packingSpec.kind;
   const refreshMode = opts.refresh ?? 'none';
   if (refreshMode !== 'none' && refreshMode !== 'client') throw new HepolyError(`--refresh: expected none or client, found ${JSON.stringify(refreshMode)}`);
@@ -306,7 +311,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
 
   // client: keys
   const tk = performance.now();
-  const client: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
+  const ownClient: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
+  const queued = opts.queue ? startQueueRun(ownClient, opts.queue) : null;
+  const client = queued?.client ?? ownClient;
   const rotationSteps = packing !== 'batch' ? plan!.rotationSteps : [];
   const bundle = client.publicBundle(rotationSteps);
   const keygenMs = performance.now() - tk;
@@ -314,7 +321,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   log(`keys: ${fmtMs(keygenMs)}, ${fmtBytes(keyBytes)} (public + relinearization${bundle.galoisKeys ? ` + ${rotationSteps.length} Galois` : ''})`);
 
   const ts = performance.now();
-  const server = await HEServer.start(bundle, served, packing === 'batch' ? 'batch' : 'sample', { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && packing === 'batch' });
+  const server = queued
+    ? await queued.start(bundle, served, mode === 'simulate' ? 'simulate' : 'seal')
+    : await HEServer.start(bundle, served, packing === 'batch' ? 'batch' : 'sample', { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && packing === 'batch' });
   const serverSetupMs = performance.now() - ts;
   log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
 
@@ -457,6 +466,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     estimatedSeconds: est,
     refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, n) : null,
   };
+  if (queued) report.queue = queued.stats();
   return report;
 }
 

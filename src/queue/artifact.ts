@@ -1,0 +1,61 @@
+import { decodeFrames, encodeFrames, jsonPart, parseJsonPart } from '../deploy/framing.js';
+import { decodeProgram, encodeProgram } from '../deploy/program-codec.js';
+import type { PublicBundle } from '../he/client.js';
+import type { HeParams } from '../he/params.js';
+import type { HeProgram } from '../he/program.js';
+
+/**
+ * What a queue worker evaluates with, as bytes: the server artifact (CKKS parameters, the
+ * compiled plaintext program, the evaluator mode) and the evaluation keys (public, relin,
+ * Galois). Both are public; the secret key has no place in either format.
+ */
+
+/** bumped when either layout changes: a worker refuses jobs of another format */
+export const QUEUE_FORMAT = 1;
+
+export interface ServerArtifact {
+  params: HeParams;
+  program: HeProgram;
+  mode: 'seal' | 'simulate';
+}
+
+export function encodeArtifact(a: ServerArtifact): Uint8Array {
+  const { json, bin } = encodeProgram(a.program);
+  return encodeFrames([jsonPart({ format: QUEUE_FORMAT, params: a.params, mode: a.mode }), new TextEncoder().encode(json), bin]);
+}
+
+export function decodeArtifact(bytes: Uint8Array): ServerArtifact {
+  const [meta, json, bin] = decodeFrames(bytes, 'queue server artifact');
+  const m = parseJsonPart(meta, 'queue server artifact') as { params: HeParams; mode: 'seal' | 'simulate' };
+  return { params: m.params, mode: m.mode, program: decodeProgram(new TextDecoder().decode(json), Uint8Array.from(bin), 'queue server artifact') };
+}
+
+export function encodeEvaluationKeys(b: PublicBundle): Uint8Array {
+  const parts = [jsonPart({ rotationSteps: b.rotationSteps, galois: !!b.galoisKeys }), b.publicKey, b.relinKeys];
+  if (b.galoisKeys) parts.push(b.galoisKeys);
+  return encodeFrames(parts);
+}
+
+export function decodeEvaluationKeys(bytes: Uint8Array, params: HeParams): PublicBundle {
+  const [meta, publicKey, relinKeys, galoisKeys] = decodeFrames(bytes, 'queue evaluation keys');
+  const m = parseJsonPart(meta, 'queue evaluation keys') as { rotationSteps: number[]; galois: boolean };
+  const copy = (u: Uint8Array) => Uint8Array.from(u);
+  return { params, publicKey: copy(publicKey), relinKeys: copy(relinKeys), galoisKeys: m.galois ? copy(galoisKeys) : null, rotationSteps: m.rotationSteps };
+}
+
+/** A shard's ciphertexts, sample by sample: a JSON part (`meta`, each sample's count), then all. */
+export function encodeShard(meta: object, samples: Uint8Array[][]): Uint8Array {
+  return encodeFrames([jsonPart({ meta, perSample: samples.map((s) => s.length) }), ...samples.flat()]);
+}
+
+export function decodeShard<M>(bytes: Uint8Array, what: string): { meta: M; samples: Uint8Array[][] } {
+  const [head, ...cts] = decodeFrames(bytes, what);
+  const { meta, perSample } = parseJsonPart(head, what) as { meta: M; perSample: number[] };
+  const samples: Uint8Array[][] = [];
+  let at = 0;
+  for (const c of perSample) {
+    samples.push(cts.slice(at, at + c).map((u) => Uint8Array.from(u)));
+    at += c;
+  }
+  return { meta, samples };
+}

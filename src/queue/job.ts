@@ -1,0 +1,32 @@
+import { z } from 'zod';
+import type { OpCounts } from '../he/backend.js';
+
+/** The data of one shard job: small (references only); the ciphertexts are under keys.input. */
+export const ShardJobSchema = z.object({
+  run: z.string(),
+  session: z.string(),
+  shard: z.number().int().min(0),
+  samples: z.number().int().min(1),
+  artifact: z.string().length(64),
+  keys: z.string().length(64),
+  versions: z.object({ hepoly: z.string(), node_seal: z.string(), queue_format: z.number().int() }),
+});
+export type ShardJob = z.infer<typeof ShardJobSchema>;
+
+/** What a worker writes beside a shard's output ciphertexts. */
+export interface ShardResultMeta {
+  worker: string;
+  /** evaluation time per sample on one worker thread */
+  ms: number[];
+  counts: OpCounts;
+  /** epoch milliseconds: when the job started on the worker and when its result was stored */
+  startedAt: number;
+  storedAt: number;
+}
+
+export const RUN_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** BullMQ job ids may not contain ':'; run ids are checked against RUN_ID_PATTERN. */
+export function shardJobId(run: string, session: string, shard: number): string {
+  return `${run}.${session}.${shard}`;
+}

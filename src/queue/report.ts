@@ -1,0 +1,12 @@
+import type { QueueStats } from './stats.js';
+
+/** The lines a queued run adds to he-validate's report. */
+export function queueReportLines(q: QueueStats | undefined): string[] {
+  if (!q) return [];
+  const workers = Object.entries(q.shardsPerWorker).map(([w, n]) => `${w}: ${n}`).join(', ') || 'none (all resumed)';
+  return [
+    `queue ${q.queue}, run ${q.runId}: ${q.shards} shards of ${q.shardSize} samples, ${q.computedShards} computed, ${q.resumedShards} resumed`,
+    `  shards per worker: ${workers}`,
+    `  per job: ${q.jobMs.toFixed(0)} ms on the worker (${q.evalMs.toFixed(0)} ms evaluating), start gap ${q.startGapMs.toFixed(1)} ms, collect ${q.collectMs.toFixed(1)} ms: overhead ${(100 * q.overheadFraction).toFixed(1)}%`,
+  ];
+}

@@ -1,0 +1,41 @@
+import type { PublicBundle } from '../he/client.js';
+import type { HeProgram } from '../he/program.js';
+import type { ClientLike } from '../he/sim-client.js';
+import { HepolyError } from '../util/errors.js';
+import { QueueServer, type QueueOptions } from './server.js';
+import type { QueueStats } from './stats.js';
+import { TokenClient } from './token-client.js';
+
+export type { QueueOptions, QueueStats };
+
+/**
+ * Where `he-validate --queue` joins src/he/validate.ts: the packing it runs, and a client and
+ * "server" pair with the faces validate.ts already uses (ClientLike, HEServer's sample path).
+ */
+
+/** A queued run shards samples: sample packing (auto means sample here). */
+export function queuePacking(packing: string | undefined, refresh: string | undefined, trace: boolean | undefined): string {
+  if (refresh === 'client') {
+    throw new HepolyError('--queue with --refresh client: not yet supported (a refresh needs a round trip to the client between jobs); run it without --queue');
+  }
+  if (trace) throw new HepolyError('--queue with --trace: not supported (trace decrypts every layer, which stays on one machine); run it without --queue');
+  if (packing === undefined || packing === 'auto' || packing === 'sample') return 'sample';
+  throw new HepolyError(`--queue with --packing ${packing}: queued runs shard samples with sample packing; use --packing sample or auto`);
+}
+
+export function startQueueRun(own: ClientLike, o: QueueOptions): {
+  client: TokenClient;
+  start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate'): Promise<QueueServer>;
+  stats(): QueueStats;
+} {
+  const client = new TokenClient(own);
+  let server: QueueServer | null = null;
+  return {
+    client,
+    start: async (bundle, program, mode) => (server = await QueueServer.start(bundle, program, mode, client, o)),
+    stats: () => {
+      if (!server) throw new Error('internal: queue stats before the queue run started');
+      return server.stats();
+    },
+  };
+}

@@ -1,0 +1,109 @@
+import { hostname } from 'node:os';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { HepolyError } from '../util/errors.js';
+import { decodeShard, encodeShard } from './artifact.js';
+import { connectRedis, redactUrl, SHARD_QUEUE } from './connection.js';
+import { EvaluatorCache } from './evaluator-cache.js';
+import { type ShardResultMeta, ShardJobSchema } from './job.js';
+import { keys } from './store.js';
+import { queueVersions, versionMismatch } from './versions.js';
+
+/**
+ * `hepoly worker --queue URL`: a long-running evaluator on any machine. It holds no secret
+ * key (it never receives one: jobs reference public artifacts and ciphertexts only), takes
+ * shard jobs from BullMQ, evaluates them with the in-process server's HEServer and stores the
+ * output ciphertexts under (run, session, shard). Storing is idempotent: a job re-run after a
+ * stall writes the same key again, and the client counts each shard once.
+ */
+
+export interface QueueWorkerOptions {
+  url: string;
+  /** jobs at a time, each on its own worker thread */
+  concurrency?: number;
+  /** ms a job's lock lives without renewal: a killed worker's job is re-run after about this */
+  lockMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface QueueWorker {
+  id: string;
+  jobsDone(): number;
+  close(): Promise<void>;
+}
+
+export async function startQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker> {
+  const log = o.log ?? (() => {});
+  const concurrency = o.concurrency ?? 1;
+  const redis = await connectRedis(o.url);
+  const id = `${hostname()}:${process.pid}`;
+  const cache = new EvaluatorCache(redis, concurrency);
+  const mine = queueVersions();
+  let done = 0;
+  const lockDuration = o.lockMs ?? 30_000;
+  const worker = new Worker(SHARD_QUEUE, (job: Job) => runShard(job, redis, cache, id, mine).then(() => void done++), {
+    connection: redis,
+    concurrency,
+    lockDuration,
+    stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)),
+    maxStalledCount: 2,
+  });
+  worker.on('failed', (job, err) => log(`worker ${id}: shard job ${job?.id} failed: ${err.message}`));
+  worker.on('error', (err) => log(`worker ${id}: ${err.message}`));
+  await worker.waitUntilReady();
+  log(`worker ${id}: waiting for shard jobs on ${redactUrl(o.url)} (concurrency ${concurrency})`);
+  return {
+    id,
+    jobsDone: () => done,
+    close: async () => {
+      await worker.close();
+      await cache.close();
+      redis.disconnect();
+    },
+  };
+}
+
+async function runShard(job: Job, redis: Redis, cache: EvaluatorCache, id: string, mine: ReturnType<typeof queueVersions>): Promise<void> {
+  const parsed = ShardJobSchema.safeParse(job.data);
+  if (!parsed.success) throw new UnrecoverableError(`worker ${id}: job ${job.id} is not a hepoly shard job (${parsed.error.issues[0]?.message})`);
+  const d = parsed.data;
+  const mismatch = versionMismatch(d.versions, mine);
+  if (mismatch) throw new UnrecoverableError(`worker ${id} refuses shard ${d.shard}: ${mismatch}`);
+  const outKey = keys.output(d.run, d.session, d.shard);
+  // a re-run of a job whose result is stored already (a stall after the write) adds nothing
+  if (!(await redis.exists(outKey))) {
+    const startedAt = Date.now();
+    const raw = await redis.getBuffer(keys.input(d.run, d.session, d.shard));
+    if (!raw) throw new UnrecoverableError(`shard ${d.shard} of run ${d.run}: its input ciphertexts are not in Redis (the client removed the run); run he-validate --run-id ${d.run} again`);
+    const { samples } = decodeShard(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), `shard ${d.shard} input`);
+    if (samples.length !== d.samples) throw new UnrecoverableError(`shard ${d.shard}: the job says ${d.samples} samples, its input holds ${samples.length}`);
+    maybeInjectFault(d.shard);
+    const server = await cache.get(d.artifact, d.keys);
+    const before = { ...server.counts };
+    const res = await server.evaluateSamples(samples);
+    // the server's counts add up over its jobs; this job's share (exact at concurrency 1)
+    const counts = Object.fromEntries(Object.entries(server.counts).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof before;
+    const meta: ShardResultMeta = { worker: id, ms: res.ms, counts, startedAt, storedAt: Date.now() };
+    await redis.set(outKey, Buffer.from(encodeShard(meta, res.outputs)));
+  }
+  await redis.rpush(keys.done(d.run, d.session), String(d.shard));
+}
+
+/**
+ * HEPOLY_QUEUE_TEST_FAULT (test/queue only): `poison:K` fails shard K every time; `hang:K`
+ * makes shard K wait forever, so a test can kill the worker mid-job.
+ */
+function maybeInjectFault(shard: number): void {
+  const f = process.env.HEPOLY_QUEUE_TEST_FAULT;
+  if (!f) return;
+  const [kind, k] = f.split(':');
+  if (Number(k) !== shard) return;
+  if (kind === 'poison') throw new HepolyError(`test fault: shard ${shard} is poisoned`);
+  if (kind === 'hang') {
+    // a busy wait holds the event loop like a long SEAL call would... but then the lock is
+    // not renewed either, which is exactly a dead worker to BullMQ
+    for (;;) {
+      /* wait to be killed */
+    }
+  }
+}

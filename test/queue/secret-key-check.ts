@@ -1,0 +1,48 @@
+import { decodeFrames } from '../../src/deploy/framing.js';
+import type { HeParams } from '../../src/he/params.js';
+import { CkksContext, newSeal, type Seal } from '../../src/he/seal.js';
+
+/**
+ * Is a byte string a SEAL SecretKey for these parameters? Each candidate (the value, and each
+ * part when it is a hepoly framed body) is loaded as a SecretKey. A failed load can leave a
+ * SEAL heap corrupted (test/helpers/secret-scan.ts saw it), so after any failure the next
+ * candidate gets a fresh SEAL instance with a heap of its own.
+ */
+export class SecretKeyLoader {
+  private seal: Seal | null = null;
+  private ctx: CkksContext | null = null;
+  loads = 0;
+
+  constructor(private readonly params: HeParams) {}
+
+  /** Names of the candidates in `bytes` that load as a SecretKey. */
+  async secretKeysIn(path: string, bytes: Uint8Array): Promise<string[]> {
+    const candidates: { path: string; bytes: Uint8Array }[] = [{ path, bytes }];
+    try {
+      decodeFrames(bytes, path).forEach((p, i) => candidates.push({ path: `${path} part ${i}`, bytes: p }));
+    } catch {
+      // not framed: the value alone
+    }
+    const found: string[] = [];
+    for (const c of candidates) if (c.bytes.length >= 16 && (await this.loads_(c.bytes))) found.push(c.path);
+    return found;
+  }
+
+  private async loads_(bytes: Uint8Array): Promise<boolean> {
+    if (!this.seal || !this.ctx) {
+      this.seal = await newSeal();
+      this.ctx = CkksContext.create(this.seal, this.params);
+    }
+    this.loads++;
+    const sk = this.seal.SecretKey();
+    try {
+      sk.loadArray(this.ctx.context, Uint8Array.from(bytes));
+      sk.delete();
+      return true;
+    } catch {
+      this.seal = null; // a fresh heap for the next one
+      this.ctx = null;
+      return false;
+    }
+  }
+}
