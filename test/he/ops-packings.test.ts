@@ -53,9 +53,9 @@ function onVector(a: LayerSpec): Graph {
 }
 
 /** A convolution under test, then square, flatten and a classifier. */
-function convRow(kernel: number, stride: number, padding: 'same' | 'valid'): Graph {
-  return chain(padding === 'valid' && stride === 2 ? [5, 5, 2] : IMAGE, 3, [
-    ['conv1', conv(kernel, stride, padding)],
+function convRow(kernel: number, stride: number, padding: 'same' | 'valid', filters = 2, image = padding === 'valid' && stride === 2 ? [5, 5, 2] : IMAGE): Graph {
+  return chain(image, 3, [
+    ['conv1', conv(kernel, stride, padding, filters)],
     ['act1', square],
     ['flatten1', flatten],
     ['dense1', dense(3)],
@@ -86,6 +86,9 @@ const ROWS: Row[] = [
   { op: 'conv valid, stride 1, kernel 3', graph: convRow(3, 1, 'valid') },
   { op: 'conv same, stride 2, kernel 3', graph: convRow(3, 2, 'same') },
   { op: 'conv valid, stride 2, kernel 3', graph: convRow(3, 2, 'valid') },
+  // batch packing takes Winograd F(2x2, 3x3) from 4 filters on: an odd 5x5 plane leaves partial tiles
+  { op: 'conv same, stride 1, kernel 3, 4 filters (batch: Winograd), odd plane', graph: convRow(3, 1, 'same', 4, [5, 5, 2]) },
+  { op: 'conv valid, stride 1, kernel 3, 4 filters (batch: Winograd)', graph: convRow(3, 1, 'valid', 4) },
   { op: 'conv same, stride 1, kernel 1', graph: convRow(1, 1, 'same') },
   { op: 'conv valid, stride 2, kernel 1', graph: convRow(1, 2, 'valid') },
   { op: 'activation quad', graph: onVector(quad) },
@@ -107,6 +110,10 @@ const ROWS: Row[] = [
     graph: chain(IMAGE, 3, [['conv1', conv(3, 1, 'same', 4)], ['act1', square], ['gap1', { op: 'global_avgpool' }], ['dense1', dense(3)]]),
   },
   {
+    op: 'global_avgpool as the output',
+    graph: chain(IMAGE, 3, [['conv1', conv(3, 1, 'same', 3)], ['act1', square], ['gap1', { op: 'global_avgpool' }]]),
+  },
+  {
     op: 'batchnorm (folded) after a conv',
     graph: chain(IMAGE, 3, [['conv1', conv(3, 1, 'same')], ['bn1', bn], ['act1', square], ['flatten1', flatten], ['dense1', dense(3)]]),
   },
@@ -118,6 +125,10 @@ const ROWS: Row[] = [
   {
     op: 'pad (after an activation)',
     graph: chain(IMAGE, 3, [['conv1', conv(3, 2, 'same')], ['act1', square], ['pad1', { op: 'pad', top: 1, bottom: 0, left: 0, right: 1 }], ['conv2', conv(3, 1, 'valid')], ['flatten1', flatten], ['dense1', dense(3)]]),
+  },
+  {
+    op: 'pad after a quad (its constant folds past the zero border)',
+    graph: chain(IMAGE, 3, [['conv1', conv(3, 1, 'same')], ['act1', quad], ['pad1', { op: 'pad', top: 1, bottom: 1, left: 1, right: 1 }], ['conv2', conv(3, 2, 'valid')], ['flatten1', flatten], ['dense1', dense(3)]]),
   },
   { op: 'flatten (of the input)', graph: chain(IMAGE, 3, [['flatten1', flatten], ['dense1', dense(4)], ['act1', quad], ['dense2', dense(3)]]) },
   { op: 'residual add', graph: residual() },
