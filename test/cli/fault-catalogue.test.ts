@@ -211,6 +211,26 @@ function recipeCases(): Case[] {
       code: 1,
       message: /recipe file not found: .*elsewhere\/quickstart\.yaml \(did you mean recipes\/quickstart\.yaml\?\)/,
     },
+    {
+      name: 'a CRLF recipe: the error names the right line',
+      args: (t) => {
+        writeFileSync(join(t, 'crlf.yaml'), 'name: crlf\r\ndata: {source: csv, path: datasets/iris.csv, label: species}\r\nmodel: {kind: mlp, hidden: [4]}\r\ntrain: {epochs: two}\r\n');
+        return ['train', join(t, 'crlf.yaml'), '--out', join(t, 'out')];
+      },
+      code: 1,
+      message: /crlf\.yaml:4: train\.epochs: expected number, found "two"/,
+    },
+    {
+      name: 'a CRLF CSV with an extra cell: the right line and cell count',
+      args: (t) => {
+        const lines = readFileSync(fileURLToPath(new URL('../../datasets/iris.csv', import.meta.url)), 'utf8').replace(/\r/g, '').trim().split('\n');
+        lines[5] += ',9';
+        writeFileSync(join(t, 'bad.csv'), lines.join('\r\n') + '\r\n');
+        return ['train', 'recipes/quickstart.yaml', '--set', `data.path=${join(t, 'bad.csv')}`, '--set', 'data.label=species', '--out', join(t, 'out')];
+      },
+      code: 1,
+      message: /bad\.csv .*line 6: expected 5 cells, one per header column, found 6 cells/,
+    },
     { name: 'an https:// recipe', args: () => ['train', 'https://example.com/quickstart.yaml'], code: 1, message: /hepoly reads local files only, not URLs/ },
     { name: 'a file:// recipe', args: () => ['train', 'file:///tmp/quickstart.yaml'], code: 1, message: /hepoly reads local files only, not URLs/ },
   ];
