@@ -38,7 +38,7 @@ export async function connectRedis(url: string): Promise<Redis> {
   } catch (e) {
     if (e instanceof HepolyError) throw e;
     throw new HepolyError(
-      `--queue ${redactUrl(url)}: Redis does not answer (${(e as Error).message || lastError}). Start it (redis-server --maxmemory-policy noeviction) or fix the URL: redis://[:PASSWORD@]HOST:PORT, rediss:// for TLS`,
+      `--queue ${redactUrl(url)}: Redis does not answer (${lastError || (e as Error).message}). Start it (redis-server --maxmemory-policy noeviction) or fix the URL: redis://[:PASSWORD@]HOST:PORT, rediss:// for TLS`,
     );
   } finally {
     probe.disconnect();

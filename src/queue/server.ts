@@ -33,7 +33,7 @@ export interface QueueOptions {
   runDir?: string;
   /** tries per shard before the run fails (default 3) */
   attempts?: number;
-  /** test hook: called after every shard is collected, before the run's keys are deleted */
+  /** test hook: called after every shard is collected, before the run's keys (inputs, results, jobs) are deleted */
   beforeCleanup?: (redis: Redis) => Promise<void>;
 }
 
@@ -169,7 +169,6 @@ export class QueueServer {
     });
     this.counts = addCounts(this.counts, meta.counts);
     this.shardsByWorker.set(meta.worker, (this.shardsByWorker.get(meta.worker) ?? 0) + 1);
-    await this.redis.del(keys.input(this.opts.runId, this.session, k), keys.output(this.opts.runId, this.session, k));
     return meta;
   }
 

@@ -6,11 +6,15 @@ import { CkksContext, newSeal, type Seal } from '../../src/he/seal.js';
  * Is a byte string a SEAL SecretKey for these parameters? Each candidate (the value, and each
  * part when it is a hepoly framed body) is loaded as a SecretKey. A failed load can leave a
  * SEAL heap corrupted (test/helpers/secret-scan.ts saw it), so after any failure the next
- * candidate gets a fresh SEAL instance with a heap of its own.
+ * candidate gets a fresh SEAL instance with a heap of its own. SEAL's loader rejects anything
+ * that does not open with its header magic (0xA15E) before reading further, so such candidates
+ * are counted as rejected without a load (a fresh SEAL instance per JSON field costs seconds).
  */
 export class SecretKeyLoader {
   private seal: Seal | null = null;
   private ctx: CkksContext | null = null;
+  /** byte strings checked, and of them those loaded into SEAL (they carry SEAL's header) */
+  candidates = 0;
   loads = 0;
 
   constructor(private readonly params: HeParams) {}
@@ -24,7 +28,10 @@ export class SecretKeyLoader {
       // not framed: the value alone
     }
     const found: string[] = [];
-    for (const c of candidates) if (c.bytes.length >= 16 && (await this.loads_(c.bytes))) found.push(c.path);
+    for (const c of candidates) {
+      this.candidates++;
+      if (c.bytes.length >= 16 && c.bytes[0] === 0x5e && c.bytes[1] === 0xa1 && (await this.loads_(c.bytes))) found.push(c.path);
+    }
     return found;
   }
 

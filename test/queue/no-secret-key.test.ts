@@ -1,0 +1,93 @@
+import { expect } from 'chai';
+import { join } from 'node:path';
+import type { Redis } from 'ioredis';
+import { validate } from '../../src/he/validate.js';
+import { decodeArtifact } from '../../src/queue/artifact.js';
+import type { HeParams } from '../../src/he/params.js';
+import { CkksContext, loadSeal } from '../../src/he/seal.js';
+import { hepoly } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { allRedisValues } from './redis-values.js';
+import { SecretKeyLoader } from './secret-key-check.js';
+import { startWorker, type WorkerProcess } from './workers.js';
+
+/**
+ * Jobs carry only ciphertexts, public keys and the server artifact: every value in Redis,
+ * read while the run's jobs, inputs and results are all still there, is loaded as a SEAL
+ * SecretKey and none loads; a planted secret key (positive control) does.
+ */
+describe('he-validate --queue: no secret key in Redis', function () {
+  this.timeout(180_000);
+  const tmp = tempDir('hepoly-queue-sk-');
+  const ckpt = join(tmp.path, 'ckpt');
+  let redis: TestRedis;
+  let worker: WorkerProcess;
+
+  before(async () => {
+    redis = await startRedis();
+    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--out', ckpt]);
+    expect(t.code, t.stderr).to.equal(0);
+    worker = await startWorker(redis.url);
+  });
+
+  after(async () => {
+    await worker?.stop();
+    await redis?.stop();
+    tmp.cleanup();
+  });
+
+  it('every stored value fails to load as a SecretKey; a planted one is found', async () => {
+    let snapshot: { path: string; bytes: Buffer }[] = [];
+    let planted: string[] = [];
+    let loader: SecretKeyLoader | null = null;
+    const findings: string[] = [];
+    const scan = async (r: Redis) => {
+      snapshot = await allRedisValues(r);
+      const artifact = snapshot.find((v) => v.path.startsWith('hepoly:blob:') && tryArtifact(v.bytes));
+      expect(artifact, 'the server artifact is in Redis').to.not.equal(undefined);
+      const params = tryArtifact(artifact!.bytes)!;
+      loader = new SecretKeyLoader(params);
+      for (const v of snapshot) findings.push(...(await loader.secretKeysIn(v.path, v.bytes)));
+      // positive control: the same check on a real secret key stored the same way
+      await r.set('planted:secret-key', Buffer.from(await secretKeyBytes(params)));
+      const again = await allRedisValues(r);
+      const p = again.find((v) => v.path === 'planted:secret-key')!;
+      planted = await loader.secretKeysIn(p.path, p.bytes);
+      await r.del('planted:secret-key');
+    };
+    const report = await validate({ checkpoint: ckpt, samples: 4, packing: 'sample', queue: { url: redis.url, shardSize: 2, beforeCleanup: scan } });
+    expect(report.queue!.computedShards).to.equal(2);
+    // the scan saw the run: both shards' inputs and results, the evaluation keys and the BullMQ jobs
+    const paths = snapshot.map((v) => v.path);
+    expect(paths.filter((p) => /:in:\d+$/.test(p))).to.have.length(2);
+    expect(paths.filter((p) => /:out:\d+$/.test(p))).to.have.length(2);
+    expect(paths.filter((p) => p.startsWith('hepoly:blob:'))).to.have.length.greaterThanOrEqual(2);
+    expect(paths.some((p) => p.startsWith('bull:hepoly-shards:'))).to.equal(true);
+    expect(loader!.candidates).to.be.greaterThan(snapshot.length);
+    // at least: public, relin and Galois keys, 4 input and 4 output ciphertexts were loaded into SEAL
+    expect(loader!.loads).to.be.greaterThanOrEqual(11);
+    expect(findings).to.deep.equal([]);
+    expect(planted).to.deep.equal(['planted:secret-key']);
+  });
+});
+
+function tryArtifact(bytes: Uint8Array): HeParams | null {
+  try {
+    return decodeArtifact(bytes).params;
+  } catch {
+    return null;
+  }
+}
+
+async function secretKeyBytes(params: HeParams): Promise<Uint8Array> {
+  const seal = await loadSeal();
+  const ctx = CkksContext.create(seal, params);
+  const kg = seal.KeyGenerator(ctx.context);
+  const sk = kg.secretKey();
+  const bytes = sk.saveArray();
+  sk.delete();
+  kg.delete();
+  ctx.delete();
+  return bytes;
+}
