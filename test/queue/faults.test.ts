@@ -1,0 +1,96 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { Queue } from 'bullmq';
+import { hepoly } from '../helpers/cli.js';
+import { tempDir } from '../helpers/tmp.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+import { SHARD_QUEUE } from '../../src/queue/connection.js';
+import { startWorker, type WorkerProcess } from './workers.js';
+
+/**
+ * Faults of a queued run, each with real processes: a worker killed with -9 in the middle of
+ * a job (BullMQ's stalled-job check gives the job to a worker that joins mid-run), a shard
+ * that fails every try, and a worker of another hepoly version.
+ */
+
+const bin = fileURLToPath(new URL('../../bin/hepoly.js', import.meta.url));
+
+function hepolyAsync(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [bin, ...args], { cwd, env: { ...process.env, NODE_OPTIONS: '' } });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+describe('he-validate --queue: faults', function () {
+  this.timeout(240_000);
+  const tmp = tempDir('hepoly-queue-faults-');
+  const ckpt = join(tmp.path, 'ckpt');
+  let redis: TestRedis;
+  let workers: WorkerProcess[] = [];
+  const args = () => ['he-validate', ckpt, '--samples', '4', '--packing', 'sample', '--queue', redis.url, '--shard-size', '2', '--json'];
+
+  before(async () => {
+    redis = await startRedis();
+    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--out', ckpt]);
+    expect(t.code, t.stderr).to.equal(0);
+  });
+
+  afterEach(async () => {
+    await Promise.all(workers.map((w) => w.stop('SIGKILL')));
+    workers = [];
+  });
+
+  after(async () => {
+    await redis?.stop();
+    tmp.cleanup();
+  });
+
+  it('a worker killed with -9 mid-job: its job is re-run by a worker that joins later; every sample once', async () => {
+    const doomed = await startWorker(redis.url, ['--lock-ms', '2000'], { HEPOLY_QUEUE_TEST_FAULT: 'hang:0' });
+    workers.push(doomed);
+    const client = hepolyAsync(args(), tmp.path);
+    const queue = new Queue(SHARD_QUEUE, { connection: { url: redis.url } as never });
+    try {
+      // wait until the doomed worker holds shard 0
+      for (let i = 0; i < 600; i++) {
+        const active = await queue.getActive();
+        if (active.some((j) => (j.data as { shard: number }).shard === 0)) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect((await queue.getActive()).map((j) => (j.data as { shard: number }).shard)).to.include(0);
+    } finally {
+      await queue.close();
+    }
+    await doomed.stop('SIGKILL');
+    const rescuer = await startWorker(redis.url, ['--lock-ms', '2000']);
+    workers.push(rescuer);
+    const r = await client;
+    expect(r.code, r.stderr).to.equal(0);
+    const json = JSON.parse(r.stdout.trim().split('\n').pop()!) as { samples: number; queue: { shardsPerWorker: Record<string, number>; computedShards: number } };
+    expect(json.samples).to.equal(4);
+    expect(json.queue.computedShards).to.equal(2);
+    expect(json.queue.shardsPerWorker).to.deep.equal({ [Object.keys(json.queue.shardsPerWorker)[0]]: 2 });
+    expect(Object.keys(json.queue.shardsPerWorker)[0]).to.match(new RegExp(`:${rescuer.child.pid}$`));
+  });
+
+  it('a shard that fails every try ends the run with a message naming it', async () => {
+    workers.push(await startWorker(redis.url, [], { HEPOLY_QUEUE_TEST_FAULT: 'poison:1' }));
+    const r = await hepolyAsync(args(), tmp.path);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/error: queue run run-[0-9a-f]+: shard 1 \(samples 2-3\) failed after 3 tries: test fault: shard 1 is poisoned/);
+  });
+
+  it('a worker of another hepoly version refuses the job instead of computing', async () => {
+    workers.push(await startWorker(redis.url, [], { HEPOLY_QUEUE_TEST_VERSION: '0.0.0-other' }));
+    const r = await hepolyAsync(args(), tmp.path);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/shard \d \(samples \d-\d\) failed after 1 try: worker .* refuses shard \d: version mismatch: hepoly \S+ \(job\) vs 0\.0\.0-other \(worker\)/);
+  });
+});
