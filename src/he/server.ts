@@ -23,8 +23,6 @@ export interface ServerOptions {
   keepAll?: boolean;
   /** accumulator bytes per batch stage group and worker */
   memoryBudget?: number;
-  /** also keep every input ciphertext in `received` (tests; costs memory) */
-  audit?: boolean;
   /** batch packing: replace a worker between stages once its heap reaches this (see recycleGrownWorkers) */
   recycleHeapBytes?: number;
   /**
@@ -138,8 +136,6 @@ function spawnWorker(tap: WorkerTap | null): Worker {
 const RECYCLE_HEAP_BYTES = 2 ** 30;
 
 export class HEServer {
-  /** everything this server was given, kept so tests can prove none of it is a secret key */
-  readonly received: { what: string; bytes: Uint8Array }[] = [];
   counts: OpCounts = zeroCounts();
   prepareMs = 0;
   /** per refresh point, summed over every sample that crossed it */
@@ -157,7 +153,6 @@ export class HEServer {
     readonly program: HeProgram,
     readonly packing: Packing,
     private readonly init: WorkerInit,
-    private readonly audit: boolean,
     private readonly tap: WorkerTap | null,
   ) {
     this.retiredHeapBytes = handles.map(() => 0);
@@ -178,10 +173,8 @@ export class HEServer {
     const n = Math.max(1, opts.workers ?? availableParallelism());
     const tap = opts.tap ? new WorkerTap(opts.tap) : null;
     const handles = Array.from({ length: n }, () => new WorkerHandle(spawnWorker(tap), init, tap));
-    const server = new HEServer(handles, program, packing, init, !!opts.audit, tap);
+    const server = new HEServer(handles, program, packing, init, tap);
     if (opts.recycleHeapBytes !== undefined) server.recycleHeapBytes = opts.recycleHeapBytes;
-    server.received.push({ what: 'public key', bytes: bundle.publicKey }, { what: 'relinearization keys', bytes: bundle.relinKeys });
-    if (bundle.galoisKeys) server.received.push({ what: 'Galois keys', bytes: bundle.galoisKeys });
     try {
       const times = await Promise.all(handles.map((h) => h.whenReady()));
       server.prepareMs = Math.max(...times);
@@ -247,7 +240,6 @@ export class HEServer {
   async evaluateBatch(inputs: (Uint8Array | null)[]): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
     if (this.packing !== 'batch' || !this.stages) throw new Error('server was started for sample packing');
     const p = this.program;
-    if (this.audit) for (const b of inputs) if (b) this.received.push({ what: 'input ciphertext', bytes: b });
     const buffers: SharedArrayBuffer[] = [];
     const store = new Map<number, Ref[]>();
     // the inputs, copied once into shared memory that every worker reads in place
@@ -318,7 +310,6 @@ export class HEServer {
     refresh?: RefreshChannel,
   ): Promise<{ outputs: Uint8Array[][]; trace: { tensor: number; cts: Uint8Array[] }[][]; ms: number[] }> {
     if (this.packing !== 'sample') throw new Error('server was started for batch packing');
-    if (this.audit) for (const s of samples) for (const b of s) this.received.push({ what: 'input ciphertext', bytes: b });
     if (this.program.refreshes?.length) {
       if (!refresh) throw new Error('internal: a program cut for --refresh client needs a refresh channel to the client');
       const runs = await this.runSegmented(samples, refresh);
@@ -372,7 +363,6 @@ export class HEServer {
           rec.ciphertexts += sent.length;
           rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
           rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
-          if (this.audit) for (const b of back) this.received.push({ what: 'refreshed ciphertext', bytes: b });
           next.push({ tensor: out, cts: back });
         }
         carry.push(next);

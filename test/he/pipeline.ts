@@ -27,7 +27,7 @@ export async function encryptedLogits(
   const client = await HEClient.create(params);
   const logits = new Float64Array(count * g.classes);
   if (packing === 'batch') {
-    const server = await HEServer.start(client.publicBundle([]), p, 'batch', { workers: 2, audit: true, ...serverOptions });
+    const server = await HEServer.start(client.publicBundle([]), p, 'batch', { workers: 2, ...serverOptions });
     await closeOnError(server, client, async () => {
       const res = await server.evaluateBatch(client.encrypt(packBatch(x, per, 0, count, client.slots)));
       logits.set(unpackBatch(res.outputs.map((b) => (b ? client.decrypt(b) : null)), g.classes, count));
@@ -35,7 +35,7 @@ export async function encryptedLogits(
     return { logits, server, client };
   }
   const plan = planSample(p, client.slots);
-  const server = await HEServer.start(client.publicBundle(plan.rotationSteps), p, 'sample', { workers: 2, audit: true, ...serverOptions });
+  const server = await HEServer.start(client.publicBundle(plan.rotationSteps), p, 'sample', { workers: 2, ...serverOptions });
   await closeOnError(server, client, async () => {
     const samples = Array.from({ length: count }, (_, s) => client.encrypt(packSample(plan, p, x.subarray(s * per, (s + 1) * per))));
     const res = await server.evaluateSamples(samples);
