@@ -64,8 +64,9 @@ function convRow(kernel: number, stride: number, padding: 'same' | 'valid', filt
 
 function residual(): Graph {
   const n = (name: string, layer: LayerSpec, ...inputs: string[]): GraphNode => ({ name, layer, inputs });
+  // one input channel: the residual row is the deepest (5 levels), so the cheapest image
   return {
-    inputShape: IMAGE,
+    inputShape: [4, 4, 1],
     classes: 3,
     output: 'dense1',
     nodes: [
@@ -87,7 +88,7 @@ const ROWS: Row[] = [
   { op: 'conv same, stride 2, kernel 3', graph: convRow(3, 2, 'same') },
   { op: 'conv valid, stride 2, kernel 3', graph: convRow(3, 2, 'valid') },
   // batch packing takes Winograd F(2x2, 3x3) from 4 filters on: an odd 5x5 plane leaves partial tiles
-  { op: 'conv same, stride 1, kernel 3, 4 filters (batch: Winograd), odd plane', graph: convRow(3, 1, 'same', 4, [5, 5, 2]) },
+  { op: 'conv same, stride 1, kernel 3, 4 filters (batch: Winograd), odd plane', graph: convRow(3, 1, 'same', 4, [5, 5, 1]) },
   { op: 'conv valid, stride 1, kernel 3, 4 filters (batch: Winograd)', graph: convRow(3, 1, 'valid', 4) },
   { op: 'conv same, stride 1, kernel 1', graph: convRow(1, 1, 'same') },
   { op: 'conv valid, stride 2, kernel 1', graph: convRow(1, 2, 'valid') },
