@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import { CkksContext, loadSeal, type CKKSEncoder, type Decryptor, type Encryptor, type Evaluator, type GaloisKeys, type PublicKey } from '../../he/seal.js';
 import type { HeParams } from '../../he/params.js';
 import { SecureRandom } from '../secure-random.js';
