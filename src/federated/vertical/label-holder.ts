@@ -26,7 +26,6 @@ export async function labelHolder(opts: PartyRunOptions, session: Session, local
   const { recipe, recipeFile } = opts;
   const fed = recipe.federated!;
   const log = opts.log ?? (() => undefined);
-  const data = recipe.data as Extract<Recipe['data'], { source: 'csv' }>;
   const model = recipe.model as Extract<Recipe['model'], { kind: 'mlp' }>;
   const h = model.hidden[0];
   const banks = session.peers.filter((p) => p.name !== session.me);
@@ -35,33 +34,12 @@ export async function labelHolder(opts: PartyRunOptions, session: Session, local
   const ctx = sumContext(session, null, fed.secure_aggregation);
   const timeout = { seconds: fed.round_timeout };
 
-  const labelCol = local.table.columns.indexOf(data.label);
-  const names = sortLabels(local.table.rows.map((r) => r[labelCol]));
-  const y = Int32Array.from(local.table.rows, (r) => names.indexOf(r[labelCol]));
-  const first = stratifiedSplit(y, names.length, data.split.validation, recipe.seed);
-  const second = stratifiedSplit(Int32Array.from(first.validation, (i) => y[i]), names.length, 0.5, recipe.seed + 1);
-  const plan: Plan = {
-    train: first.train,
-    validation: Int32Array.from(second.train, (k) => first.validation[k]),
-    test: Int32Array.from(second.validation, (k) => first.validation[k]),
-    shuffleSeed: randomBytes(4).readUInt32LE(0),
-    classes: names.length,
-    hidden: h,
-    totalFeatures: local.features.length + bankFeatures.reduce((a, b) => a + b, 0),
-  };
+  const { plan, y, names } = splitRows(recipe, local, h, bankFeatures);
   const fl = local.features.length;
   const own = standardize(local.x, plan.train, fl);
 
-  // ID alignment and keys: the salt sealed per bank, the tokens and public keys in the clear
-  const salt = randomBytes(32);
-  const tokens = local.table.rows.map((r) => idToken(salt, r[local.keyCol]));
   const holder = fed.aggregation === 'he' ? await GradientKeyHolder.create(bankFeatures.map((f) => blockSize(f, h))) : null;
-  const header = { ...plan, train: Array.from(plan.train), validation: Array.from(plan.validation), test: Array.from(plan.test) };
-  for (const b of banks) {
-    const blobs = [session.identity.seal(b.publicKey, 'vfl-salt', salt), new TextEncoder().encode(tokens.join('\n'))];
-    if (holder) blobs.push(holder.publicKey, holder.galoisKeys);
-    await session.client.post('/mail', { to: b.name, tag: 'vfl-setup', plan: header }, blobs);
-  }
+  await sendSetup(session, banks, plan, local, holder);
 
   const graph = buildGraph(recipe.model, [plan.totalFeatures], plan.classes, recipeFile);
   const init = initWeights(graph, recipe.seed);
@@ -106,17 +84,8 @@ export async function labelHolder(opts: PartyRunOptions, session: Session, local
       const { loss, cut } = top.step(gather(own.out, fl, rows), S, Int32Array.from(rows, (i) => y[i]), n, lr);
       lossSum += loss * n;
       if (dp) clipRows(cut, n, h, dp.clip);
-      await Promise.all(
-        banks.map(async (b, bi) => {
-          const fb = bankFeatures[bi];
-          const tag = `${e}:${s}`;
-          await session.client.post('/mail', { to: b.name, tag: `grad:${tag}` }, holder ? holder.encryptCutGradient(cut, n, h, fb) : [f64Bytes(cut)]);
-          const m = await session.client.poll('/mailbox', { tag: `gradm:${b.name}:${tag}` }, { ...timeout, what: `the masked gradient of ${b.name}` });
-          const g = holder ? holder.decryptMasked(m.blobs[0], fb * h) : bytesF64(m.blobs[0]);
-          if (dp) for (let i = 0; i < g.length; i++) g[i] += sigmaG * X_MAX * dp.clip * random.normal();
-          await session.client.post('/mail', { to: b.name, tag: `gradr:${tag}` }, [f64Bytes(g)]);
-        }),
-      );
+      const noise = dp ? sigmaG * X_MAX * dp.clip : 0;
+      await Promise.all(banks.map((b, bi) => returnGradient(session, b.name, `${e}:${s}`, cut, n, h, bankFeatures[bi], holder, noise, random, timeout)));
     }
     roundSeconds.push((performance.now() - t0) / 1000);
     const val = await infer(plan.validation, `val:${e}`);
@@ -157,6 +126,62 @@ export async function labelHolder(opts: PartyRunOptions, session: Session, local
     seconds: 0,
     round_seconds: roundSeconds,
   };
+}
+
+/** The label holder's rows: training, validation and test (half each of the held-out fraction), and the run's plan. */
+function splitRows(recipe: Recipe, local: LocalColumns, h: number, bankFeatures: number[]): { plan: Plan; y: Int32Array; names: string[] } {
+  const data = recipe.data as Extract<Recipe['data'], { source: 'csv' }>;
+  const labelCol = local.table.columns.indexOf(data.label);
+  const names = sortLabels(local.table.rows.map((r) => r[labelCol]));
+  const y = Int32Array.from(local.table.rows, (r) => names.indexOf(r[labelCol]));
+  const first = stratifiedSplit(y, names.length, data.split.validation, recipe.seed);
+  const second = stratifiedSplit(Int32Array.from(first.validation, (i) => y[i]), names.length, 0.5, recipe.seed + 1);
+  const plan: Plan = {
+    train: first.train,
+    validation: Int32Array.from(second.train, (k) => first.validation[k]),
+    test: Int32Array.from(second.validation, (k) => first.validation[k]),
+    shuffleSeed: randomBytes(4).readUInt32LE(0),
+    classes: names.length,
+    hidden: h,
+    totalFeatures: local.features.length + bankFeatures.reduce((a, b) => a + b, 0),
+  };
+  return { plan, y, names };
+}
+
+/** ID alignment and keys for every bank: the salt sealed per bank; the tokens, plan and public keys in the clear. */
+async function sendSetup(session: Session, banks: Session['peers'], plan: Plan, local: LocalColumns, holder: GradientKeyHolder | null): Promise<void> {
+  const salt = randomBytes(32);
+  const tokens = local.table.rows.map((r) => idToken(salt, r[local.keyCol]));
+  const header = { ...plan, train: Array.from(plan.train), validation: Array.from(plan.validation), test: Array.from(plan.test) };
+  for (const b of banks) {
+    const blobs = [session.identity.seal(b.publicKey, 'vfl-salt', salt), new TextEncoder().encode(tokens.join('\n'))];
+    if (holder) blobs.push(holder.publicKey, holder.galoisKeys);
+    await session.client.post('/mail', { to: b.name, tag: 'vfl-setup', plan: header }, blobs);
+  }
+}
+
+/**
+ * The backward pass towards one bank: Enc(dZ) out, Enc(X_b^T dZ + R) back, decrypted and
+ * noised (std `noise`) gradient slots out (plain aggregation: dZ and X_b^T dZ in the clear).
+ */
+async function returnGradient(
+  session: Session,
+  bank: string,
+  tag: string,
+  cut: Float64Array,
+  rows: number,
+  h: number,
+  features: number,
+  holder: GradientKeyHolder | null,
+  noise: number,
+  random: SecureRandom,
+  timeout: { seconds: number },
+): Promise<void> {
+  await session.client.post('/mail', { to: bank, tag: `grad:${tag}` }, holder ? holder.encryptCutGradient(cut, rows, h, features) : [f64Bytes(cut)]);
+  const m = await session.client.poll('/mailbox', { tag: `gradm:${bank}:${tag}` }, { ...timeout, what: `the masked gradient of ${bank}` });
+  const g = holder ? holder.decryptMasked(m.blobs[0], features * h) : bytesF64(m.blobs[0]);
+  if (noise) for (let i = 0; i < g.length; i++) g[i] += noise * random.normal();
+  await session.client.post('/mail', { to: bank, tag: `gradr:${tag}` }, [f64Bytes(g)]);
 }
 
 function scoreLogits(logits: Float64Array, y: Int32Array, C: number): { accuracy: number; loss: number; auprc: number } {
