@@ -19,6 +19,8 @@ export interface ShardResultMeta {
   /** evaluation time per sample on one worker thread */
   ms: number[];
   counts: OpCounts;
+  /** fetching the artifact and keys and starting the evaluator: the worker's first job of a run pays it, later ones find it cached */
+  setupMs: number;
   /** epoch milliseconds: when the job started on the worker and when its result was stored */
   startedAt: number;
   storedAt: number;

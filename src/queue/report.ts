@@ -7,6 +7,7 @@ export function queueReportLines(q: QueueStats | undefined): string[] {
   return [
     `queue ${q.queue}, run ${q.runId}: ${q.shards} shards of ${q.shardSize} samples, ${q.computedShards} computed, ${q.resumedShards} resumed`,
     `  shards per worker: ${workers}`,
-    `  per job: ${q.jobMs.toFixed(0)} ms on the worker (${q.evalMs.toFixed(0)} ms evaluating), start gap ${q.startGapMs.toFixed(1)} ms, collect ${q.collectMs.toFixed(1)} ms: overhead ${(100 * q.overheadFraction).toFixed(1)}%`,
+    `  per job: ${q.jobMs.toFixed(0)} ms on the worker (${q.evalMs.toFixed(0)} ms evaluating), start gap ${q.startGapMs.toFixed(1)} ms, collect ${q.collectMs.toFixed(1)} ms: queue overhead ${(100 * q.overheadFraction).toFixed(1)}% of evaluation`,
+    `  evaluator set-up (artifact + keys fetched, once per worker and run): ${q.setupMsPerWorker.toFixed(0)} ms`,
   ];
 }

@@ -122,7 +122,7 @@ export class QueueServer {
         const k = Number(popped[1]);
         if (!waiting.has(k)) continue; // a shard re-run after a stall reports twice
         const meta = await this.collect(k, outputs, ms);
-        this.timings.push({ worker: meta.worker, enqueuedAt, startedAt: meta.startedAt, storedAt: meta.storedAt, collectedAt: Date.now(), evalMs: meta.ms.reduce((a, b) => a + b, 0) });
+        this.timings.push({ worker: meta.worker, enqueuedAt, startedAt: meta.startedAt, storedAt: meta.storedAt, collectedAt: Date.now(), evalMs: meta.ms.reduce((a, b) => a + b, 0), setupMs: meta.setupMs });
         waiting.delete(k);
         reportProgress({ stage: 'queue shards', done: ++done, total: this.shardCount, unit: 'shards' });
       }

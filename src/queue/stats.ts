@@ -12,6 +12,8 @@ export interface JobTiming {
   collectedAt: number;
   /** evaluation time summed over the job's samples (worker threads) */
   evalMs: number;
+  /** evaluator set-up inside the job (0 when the worker had it cached) */
+  setupMs: number;
 }
 
 export interface QueueStats {
@@ -27,16 +29,18 @@ export interface QueueStats {
   jobMs: number;
   /** mean per job: evaluation alone */
   evalMs: number;
+  /** per worker and run, once: fetching artifact and keys, starting the evaluator (mean over the workers that did) */
+  setupMsPerWorker: number;
   /** mean per job: a free worker's wait before it started the job (enqueue or its previous job to start) */
   startGapMs: number;
   /** mean per job: stored result to the client having it decrypted */
   collectMs: number;
-  /** (start gap + collect + job - eval) / job, over all jobs */
+  /** per job: (start gap + collect + time on the worker besides evaluating and set-up) / evaluating */
   overheadFraction: number;
 }
 
-export function summarizeTimings(t: JobTiming[]): Pick<QueueStats, 'jobMs' | 'evalMs' | 'startGapMs' | 'collectMs' | 'overheadFraction'> {
-  if (!t.length) return { jobMs: 0, evalMs: 0, startGapMs: 0, collectMs: 0, overheadFraction: 0 };
+export function summarizeTimings(t: JobTiming[]): Pick<QueueStats, 'jobMs' | 'evalMs' | 'setupMsPerWorker' | 'startGapMs' | 'collectMs' | 'overheadFraction'> {
+  if (!t.length) return { jobMs: 0, evalMs: 0, setupMsPerWorker: 0, startGapMs: 0, collectMs: 0, overheadFraction: 0 };
   const mean = (f: (j: JobTiming) => number) => t.reduce((a, j) => a + f(j), 0) / t.length;
   const gaps: number[] = [];
   const byWorker = new Map<string, JobTiming[]>();
@@ -50,5 +54,8 @@ export function summarizeTimings(t: JobTiming[]): Pick<QueueStats, 'jobMs' | 'ev
   const evalMs = mean((j) => j.evalMs);
   const startGapMs = gaps.reduce((a, b) => a + b, 0) / gaps.length;
   const collectMs = mean((j) => j.collectedAt - j.storedAt);
-  return { jobMs, evalMs, startGapMs, collectMs, overheadFraction: jobMs > 0 ? (startGapMs + collectMs + Math.max(0, jobMs - evalMs)) / jobMs : 0 };
+  // a worker's first job pays the set-up, the rest wait on the cached promise (~0 ms)
+  const setupMsPerWorker = t.reduce((a, j) => a + j.setupMs, 0) / byWorker.size;
+  const inWorker = mean((j) => Math.max(0, j.storedAt - j.startedAt - j.evalMs - j.setupMs));
+  return { jobMs, evalMs, setupMsPerWorker, startGapMs, collectMs, overheadFraction: evalMs > 0 ? (startGapMs + collectMs + inWorker) / evalMs : 0 };
 }

@@ -78,12 +78,14 @@ async function runShard(job: Job, redis: Redis, cache: EvaluatorCache, id: strin
     const { samples } = decodeShard(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), `shard ${d.shard} input`);
     if (samples.length !== d.samples) throw new UnrecoverableError(`shard ${d.shard}: the job says ${d.samples} samples, its input holds ${samples.length}`);
     maybeInjectFault(d.shard);
+    const tSetup = performance.now();
     const server = await cache.get(d.artifact, d.keys);
+    const setupMs = performance.now() - tSetup;
     const before = { ...server.counts };
     const res = await server.evaluateSamples(samples);
     // the server's counts add up over its jobs; this job's share (exact at concurrency 1)
     const counts = Object.fromEntries(Object.entries(server.counts).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof before;
-    const meta: ShardResultMeta = { worker: id, ms: res.ms, counts, startedAt, storedAt: Date.now() };
+    const meta: ShardResultMeta = { worker: id, ms: res.ms, counts, setupMs, startedAt, storedAt: Date.now() };
     await redis.set(outKey, Buffer.from(encodeShard(meta, res.outputs)));
   }
   await redis.rpush(keys.done(d.run, d.session), String(d.shard));
