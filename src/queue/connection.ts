@@ -23,10 +23,13 @@ export function redactUrl(url: string): string {
 }
 
 /**
- * A connection for BullMQ (it requires maxRetriesPerRequest: null), opened only after one
- * PING answered: an unreachable Redis is a clear error at start, not a silent retry loop.
+ * A connection opened only after one PING answered: an unreachable Redis is a clear error at
+ * start, not a silent retry loop. `role` 'worker': BullMQ's Worker requires
+ * maxRetriesPerRequest null, and a long-running worker should wait for Redis to come back.
+ * 'client': a lost Redis fails its requests after ~15 s of reconnecting, so he-validate ends
+ * with a message (and resumes with --run-id) instead of hanging.
  */
-export async function connectRedis(url: string): Promise<Redis> {
+export async function connectRedis(url: string, role: 'worker' | 'client' = 'client'): Promise<Redis> {
   checkQueueUrl(url);
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
   let lastError = '';
@@ -43,12 +46,14 @@ export async function connectRedis(url: string): Promise<Redis> {
   } finally {
     probe.disconnect();
   }
-  const conn = new Redis(url, { maxRetriesPerRequest: null });
+  const conn = new Redis(url, role === 'worker' ? { maxRetriesPerRequest: null } : CLIENT_RETRIES);
   conn.on('error', () => {
     // ioredis reconnects by itself; a request that cannot complete surfaces where it is awaited
   });
   return conn;
 }
+
+export const CLIENT_RETRIES = { maxRetriesPerRequest: 3, retryStrategy: (times: number) => (times > 15 ? null : 1000) };
 
 /** BullMQ loses jobs on a Redis that evicts keys; say so where the setting is readable. */
 async function checkEvictionPolicy(r: Redis, url: string): Promise<void> {

@@ -112,6 +112,7 @@ export class QueueServer {
     const enqueuedAt = await this.enqueue(samples, pending);
     const waiting = new Set(pending);
     const blocking = this.redis.duplicate();
+    blocking.on('error', () => {});
     try {
       while (waiting.size) {
         const popped = await blocking.blpop(keys.done(this.opts.runId, this.session), 1);
@@ -126,10 +127,20 @@ export class QueueServer {
         waiting.delete(k);
         reportProgress({ stage: 'queue shards', done: ++done, total: this.shardCount, unit: 'shards' });
       }
+    } catch (e) {
+      if (e instanceof HepolyError) throw e;
+      throw this.lostRedis(e, done);
     } finally {
       blocking.disconnect();
     }
     return { outputs, trace: [], ms };
+  }
+
+  private lostRedis(e: unknown, done: number): HepolyError {
+    const resume = this.state.dir ? `re-run with --run-id ${this.opts.runId} to resume` : 'add --run-id NAME next time to make a run resumable';
+    return new HepolyError(
+      `queue run ${this.opts.runId}: lost Redis at ${redactUrl(this.opts.url)} mid-run (${(e as Error).message}) with ${done} of ${this.shardCount} shards collected. Start Redis again (or point --queue at another) and ${resume}`,
+    );
   }
 
   /** Inputs first (a job must find them), then one flow: the run's parent and a child per shard. */
@@ -208,6 +219,11 @@ export class QueueServer {
 
   /** The run's jobs and per-shard keys go; the artifact and key blobs stay for the next run. */
   private async cleanup(): Promise<void> {
+    if (this.redis.status !== 'ready') {
+      // Redis is gone: nothing to delete there now (its keys expire with the server's data)
+      this.redis.disconnect();
+      return;
+    }
     const { runId } = this.opts;
     const shardKeys: string[] = [keys.done(runId, this.session)];
     for (let k = 0; k < this.shardCount; k++) shardKeys.push(keys.input(runId, this.session, k), keys.output(runId, this.session, k));

@@ -35,7 +35,7 @@ export interface QueueWorker {
 export async function startQueueWorker(o: QueueWorkerOptions): Promise<QueueWorker> {
   const log = o.log ?? (() => {});
   const concurrency = o.concurrency ?? 1;
-  const redis = await connectRedis(o.url);
+  const redis = await connectRedis(o.url, 'worker');
   const id = `${hostname()}:${process.pid}`;
   const cache = new EvaluatorCache(redis, concurrency);
   const mine = queueVersions();

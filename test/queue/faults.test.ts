@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
 import { hepoly } from '../helpers/cli.js';
@@ -85,6 +86,32 @@ describe('he-validate --queue: faults', function () {
     const r = await hepolyAsync(args(), tmp.path);
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/error: queue run run-[0-9a-f]+: shard 1 \(samples 2-3\) failed after 3 tries: test fault: shard 1 is poisoned/);
+  });
+
+  it('Redis lost mid-run: a clear message, exit 1, and --run-id resumes on a new Redis computing only the missing shard', async () => {
+    const doomedRedis = await startRedis();
+    try {
+      workers.push(await startWorker(doomedRedis.url, [], { HEPOLY_QUEUE_TEST_FAULT: 'hang:1' }));
+      const runArgs = (url: string) => ['he-validate', ckpt, '--samples', '4', '--packing', 'sample', '--queue', url, '--shard-size', '2', '--run-id', 'lost', '--json'];
+      const client = hepolyAsync(runArgs(doomedRedis.url), tmp.path);
+      const shard0 = join(tmp.path, '.hepoly-runs', 'lost', 'shard-0.bin');
+      for (let i = 0; i < 1200 && !existsSync(shard0); i++) await new Promise((r) => setTimeout(r, 100));
+      expect(existsSync(shard0), 'shard 0 collected before Redis goes').to.equal(true);
+      await doomedRedis.stop();
+      const r = await client;
+      expect(r.code).to.equal(1);
+      expect(r.stderr).to.match(/error: queue run lost: lost Redis at redis:\/\/127\.0\.0\.1:\d+ mid-run \(.*\) with 1 of 2 shards collected\. .*re-run with --run-id lost to resume/);
+      await Promise.all(workers.splice(0).map((w) => w.stop('SIGKILL')));
+      workers.push(await startWorker(redis.url));
+      const again = await hepolyAsync(runArgs(redis.url), tmp.path);
+      expect(again.code, again.stderr).to.equal(0);
+      const json = JSON.parse(again.stdout.trim().split('\n').pop()!) as { samples: number; queue: { computedShards: number; resumedShards: number } };
+      expect(json.samples).to.equal(4);
+      expect(json.queue.resumedShards).to.equal(1);
+      expect(json.queue.computedShards).to.equal(1);
+    } finally {
+      await doomedRedis.stop();
+    }
   });
 
   it('a worker of another hepoly version refuses the job instead of computing', async () => {
