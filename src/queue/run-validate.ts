@@ -3,13 +3,14 @@ import { sequenceCheckpoint } from '../he/transformer/cli.js';
 import { validate, type PackingChoice } from '../he/validate.js';
 import { HepolyError } from '../util/errors.js';
 import { connectRedis } from './connection.js';
-import type { QueueOptions } from './server.js';
+import { checkRunId, type QueueOptions } from './server.js';
 
 /** `he-validate --queue`: the library run of src/api/he-validate.ts, its shards on the queue. */
 export async function queuedHeValidation(checkpoint: string, o: HeValidateOptions & { data?: string }, queue: QueueOptions): Promise<HeValidation> {
   if (sequenceCheckpoint(checkpoint)) {
     throw new HepolyError(`${checkpoint}: --queue runs MLP and CNN checkpoints; transformer checkpoints (client refreshes between segments) are not queued yet. Run it without --queue`);
   }
+  checkRunId(queue.runId);
   // before keys are made and samples encrypted: an unreachable Redis fails in a second
   (await connectRedis(queue.url)).disconnect();
   const report = await validate({

@@ -11,7 +11,7 @@ import { decodeShard, encodeArtifact, encodeEvaluationKeys, encodeShard } from '
 import { connectRedis, redactUrl, RUN_QUEUE, SHARD_QUEUE } from './connection.js';
 import { RUN_ID_PATTERN, type ShardJob, type ShardResultMeta, shardJobId } from './job.js';
 import { RunState } from './run-state.js';
-import { keys, putBlob, sha256 } from './store.js';
+import { keys, putBlob, RUN_TTL_S, sha256 } from './store.js';
 import type { TokenClient } from './token-client.js';
 import { queueVersions } from './versions.js';
 import { type JobTiming, type QueueStats, summarizeTimings } from './stats.js';
@@ -38,6 +38,12 @@ export interface QueueOptions {
 }
 
 const DEFAULT_SHARD_SIZE = 4;
+
+export function checkRunId(runId: string | undefined): void {
+  if (runId !== undefined && !RUN_ID_PATTERN.test(runId)) {
+    throw new HepolyError(`--run-id ${JSON.stringify(runId)}: use 1-64 letters, digits, '.', '_' or '-'`, { exitCode: 2 });
+  }
+}
 
 export class QueueServer {
   counts: OpCounts = zeroCounts();
@@ -66,9 +72,7 @@ export class QueueServer {
   static async start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate', client: TokenClient, o: QueueOptions): Promise<QueueServer> {
     const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;
     if (!Number.isInteger(shardSize) || shardSize < 1) throw new HepolyError(`--shard-size: expected a whole number of samples >= 1, found ${shardSize}`, { exitCode: 2 });
-    if (o.runId !== undefined && !RUN_ID_PATTERN.test(o.runId)) {
-      throw new HepolyError(`--run-id ${JSON.stringify(o.runId)}: use 1-64 letters, digits, '.', '_' or '-'`, { exitCode: 2 });
-    }
+    checkRunId(o.runId);
     const t = performance.now();
     const redis = await connectRedis(o.url);
     const artifact = encodeArtifact({ params: bundle.params, program, mode });
@@ -147,7 +151,7 @@ export class QueueServer {
   private async enqueue(samples: Uint8Array[][], pending: number[]): Promise<number> {
     const { runId, shardSize: K } = this.opts;
     const multi = this.redis.multi();
-    for (const k of pending) multi.set(keys.input(runId, this.session, k), Buffer.from(encodeShard({}, samples.slice(k * K, (k + 1) * K))));
+    for (const k of pending) multi.set(keys.input(runId, this.session, k), Buffer.from(encodeShard({}, samples.slice(k * K, (k + 1) * K))), 'EX', RUN_TTL_S);
     await multi.exec();
     const versions = queueVersions();
     const flow = new FlowProducer({ connection: this.redis });

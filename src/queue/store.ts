@@ -12,6 +12,12 @@ const PREFIX = 'hepoly';
 /** blobs outlive a run so a resumed or repeated run does not upload them again */
 const BLOB_TTL_S = 7 * 24 * 3600;
 
+/**
+ * A run's per-shard keys expire after this even when no client cleans up (a client killed
+ * with -9): its inputs, results and done list do not pile up in a noeviction Redis.
+ */
+export const RUN_TTL_S = 2 * 24 * 3600;
+
 export function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }

@@ -6,7 +6,7 @@ import { decodeShard, encodeShard } from './artifact.js';
 import { connectRedis, redactUrl, SHARD_QUEUE } from './connection.js';
 import { EvaluatorCache } from './evaluator-cache.js';
 import { type ShardResultMeta, ShardJobSchema } from './job.js';
-import { keys } from './store.js';
+import { keys, RUN_TTL_S } from './store.js';
 import { queueVersions, versionMismatch } from './versions.js';
 
 /**
@@ -86,9 +86,9 @@ async function runShard(job: Job, redis: Redis, cache: EvaluatorCache, id: strin
     // the server's counts add up over its jobs; this job's share (exact at concurrency 1)
     const counts = Object.fromEntries(Object.entries(server.counts).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof before;
     const meta: ShardResultMeta = { worker: id, ms: res.ms, counts, setupMs, startedAt, storedAt: Date.now() };
-    await redis.set(outKey, Buffer.from(encodeShard(meta, res.outputs)));
+    await redis.set(outKey, Buffer.from(encodeShard(meta, res.outputs)), 'EX', RUN_TTL_S);
   }
-  await redis.rpush(keys.done(d.run, d.session), String(d.shard));
+  await redis.multi().rpush(keys.done(d.run, d.session), String(d.shard)).expire(keys.done(d.run, d.session), RUN_TTL_S).exec();
 }
 
 /**

@@ -98,6 +98,15 @@ describe('he-validate --queue (BullMQ on Redis, 2 worker processes)', function (
     }
   });
 
+  it('what the queue cannot run yet is refused with the fix, before any work', () => {
+    const batch = hepoly(['he-validate', ckpt, '--samples', '2', '--packing', 'batch', '--queue', redis.url], { cwd: tmp.path });
+    expect(batch.code).to.equal(1);
+    expect(batch.stderr).to.match(/error: --queue with --packing batch: queued runs shard samples with sample packing; use --packing sample or auto/);
+    const badId = hepoly(['he-validate', ckpt, '--samples', '2', '--queue', redis.url, '--run-id', 'a:b'], { cwd: tmp.path });
+    expect(badId.code).to.equal(2);
+    expect(badId.stderr).to.match(/error: --run-id "a:b": use 1-64 letters, digits/);
+  });
+
   it('Redis unreachable at start: a clear message and a non-zero exit', () => {
     const r = hepoly(['he-validate', ckpt, '--samples', '2', '--queue', 'redis://127.0.0.1:1', '--json'], { cwd: tmp.path });
     expect(r.code).to.equal(1);
