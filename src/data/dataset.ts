@@ -206,23 +206,28 @@ function unknownLabel(label: string, known: string[], where: string): never {
  * single sample stays in train. Each side is then ordered so that every prefix is close to
  * stratified (so `limit` keeps the class balance). Deterministic in (y, fraction, seed).
  */
-/**
- * The seeded split, refused when it cannot train or measure anything: one class only, no
- * validation sample (eval would report NaN on nothing) or too few training samples.
- */
-function checkedSplit(y: Int32Array, labels: string[], fraction: number, seed: number, source: string, recipeFile?: string): { train: Int32Array; validation: Int32Array } {
+/** The seeded split; a single class is refused here (nothing to classify), split sizes by `checkSplitSizes`. */
+function checkedSplit(y: Int32Array, labels: string[], fraction: number, seed: number, source: string): { train: Int32Array; validation: Int32Array } {
   if (labels.length < 2) {
     throw new HepolyError(`${source}: only one class (${quote(labels[0] ?? '')}) in the data; a classifier needs at least two. Check data.label, or the file`);
   }
-  const split = stratifiedSplit(y, labels.length, fraction, seed);
-  if (split.validation.length === 0) {
-    throw new HepolyError(`${where(recipeFile, 'data.split.validation')}: ${fraction} leaves no validation sample of ${y.length}. Use a fraction between 0 and 1 that keeps some, e.g. 0.2`);
+  return stratifiedSplit(y, labels.length, fraction, seed);
+}
+
+/**
+ * Training refuses a split it cannot learn or measure on: no validation sample (eval would
+ * report NaN on nothing) or fewer training samples than a few per class. Library callers of
+ * `loadData` may still ask for any split.
+ */
+export function checkSplitSizes(data: { train: { count: number }; validation: { count: number } }, classes: number, fraction: number, recipeFile?: string): void {
+  const total = data.train.count + data.validation.count;
+  if (data.validation.count === 0) {
+    throw new HepolyError(`${where(recipeFile, 'data.split.validation')}: ${fraction} leaves no validation sample of ${total}. Use a fraction between 0 and 1 that keeps some, e.g. 0.2`);
   }
-  const minTrain = Math.max(10, 2 * labels.length);
-  if (split.train.length < minTrain) {
-    throw new HepolyError(`${where(recipeFile, 'data.split.validation')}: ${fraction} leaves ${split.train.length} training samples of ${y.length} (at least ${minTrain} are needed). Use a smaller fraction, e.g. 0.2`);
+  const minTrain = Math.max(10, 2 * classes);
+  if (data.train.count < minTrain) {
+    throw new HepolyError(`${where(recipeFile, 'data.split.validation')}: ${fraction} leaves ${data.train.count} training samples of ${total} (at least ${minTrain} are needed). Use a smaller fraction, e.g. 0.2`);
   }
-  return split;
 }
 
 export function stratifiedSplit(
@@ -473,7 +478,7 @@ async function loadCsvData(cfg: CsvDataConfig, opts: LoadOptions): Promise<Loade
     y[r] = id;
   }
 
-  const split = checkedSplit(y, labels, cfg.split.validation, opts.seed, `${sourceLabel(ref)}: column ${quote(cfg.label)}`, opts.recipeFile);
+  const split = checkedSplit(y, labels, cfg.split.validation, opts.seed, `${sourceLabel(ref)}: column ${quote(cfg.label)}`);
   const trainIdx = cfg.limit !== undefined ? split.train.subarray(0, cfg.limit) : split.train;
   const train = gather(table.x, F, y, trainIdx);
   const validation = gather(table.x, F, y, split.validation);
@@ -544,7 +549,7 @@ async function loadIdxData(cfg: IdxDataConfig, opts: LoadOptions): Promise<Loade
   };
 
   const yTrainAll = mapLabels(trainPair.labels, trLab.ref, trainPair.labels.count);
-  const split = checkedSplit(yTrainAll, labels, cfg.split.validation, opts.seed, sourceLabel(trLab.ref), opts.recipeFile);
+  const split = checkedSplit(yTrainAll, labels, cfg.split.validation, opts.seed, sourceLabel(trLab.ref));
   const trainIdx = cfg.limit !== undefined ? split.train.subarray(0, cfg.limit) : split.train;
   const train = gather(trainPair.images.data, F, yTrainAll, trainIdx);
   const validation = gather(trainPair.images.data, F, yTrainAll, split.validation);

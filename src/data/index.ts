@@ -16,6 +16,7 @@ export {
   applyNormalize,
   computeNormalize,
   stratifiedSplit,
+  checkSplitSizes,
   sortLabels,
   resolveDataPath,
   dataPathCandidates,

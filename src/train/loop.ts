@@ -6,7 +6,7 @@ import { buildGraph } from '../models/build.js';
 import { type Graph, type GraphNode, type WeightMap, isTrainableParam, weightKey } from '../models/graph.js';
 import { forward, initWeights, type ParamMap } from '../models/tf-interpreter.js';
 import { summarize } from '../models/summary.js';
-import { loadData, type LoadedData, type Split } from '../data/index.js';
+import { checkSplitSizes, loadData, type LoadedData, type Split } from '../data/index.js';
 import { initBackend } from './backend.js';
 import { learningRate } from './schedule.js';
 import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
@@ -98,6 +98,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
 
   const data = await loadData(recipe.data, { seed: recipe.seed, recipeFile, preprocess: previous?.preprocess });
   const classes = data.preprocess.labels.length;
+  if (recipe.data.source !== 'text') checkSplitSizes(data, classes, recipe.data.split.validation, recipeFile);
   const graph = previous?.graph ?? buildGraph(recipe.model, data.preprocess.inputShape, classes, recipeFile);
   checkFitsInMemory(graph, recipe, recipeFile);
   const weights = previous?.weights ?? initWeights(graph, recipe.seed);
