@@ -16,6 +16,7 @@ export class EvaluatorCache {
   constructor(
     private readonly redis: Redis,
     private readonly threads: number,
+    private readonly log: (line: string) => void = () => {},
     private readonly limit = 2,
   ) {}
 
@@ -32,10 +33,15 @@ export class EvaluatorCache {
   }
 
   private async start(artifactHash: string, keysHash: string): Promise<HEServer> {
-    const artifact = decodeArtifact(await getBlob(this.redis, artifactHash, 'server artifact'));
-    const bundle = decodeEvaluationKeys(await getBlob(this.redis, keysHash, 'evaluation keys'), artifact.params);
+    const t = performance.now();
+    const artifactBytes = await getBlob(this.redis, artifactHash, 'server artifact');
+    const keyBytes = await getBlob(this.redis, keysHash, 'evaluation keys');
     this.fetches += 2;
-    return HEServer.start(bundle, artifact.program, 'sample', { workers: this.threads, mode: artifact.mode });
+    const artifact = decodeArtifact(artifactBytes);
+    const server = await HEServer.start(decodeEvaluationKeys(keyBytes, artifact.params), artifact.program, 'sample', { workers: this.threads, mode: artifact.mode });
+    const mb = (artifactBytes.length + keyBytes.length) / 2 ** 20;
+    this.log(`evaluator ready: artifact ${artifactHash.slice(0, 12)}, keys ${keysHash.slice(0, 12)} (${mb.toFixed(1)} MiB fetched), ${this.threads} thread(s), ${(performance.now() - t).toFixed(0)} ms`);
+    return server;
   }
 
   private evict(): void {

@@ -37,7 +37,7 @@ export async function startQueueWorker(o: QueueWorkerOptions): Promise<QueueWork
   const concurrency = o.concurrency ?? 1;
   const redis = await connectRedis(o.url, 'worker');
   const id = `${hostname()}:${process.pid}`;
-  const cache = new EvaluatorCache(redis, concurrency);
+  const cache = new EvaluatorCache(redis, concurrency, (line) => log(`worker ${id}: ${line}`));
   const mine = queueVersions();
   let done = 0;
   const lockDuration = o.lockMs ?? 30_000;

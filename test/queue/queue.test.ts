@@ -44,7 +44,7 @@ describe('he-validate --queue (BullMQ on Redis, 2 worker processes)', function (
     return r.json!;
   };
 
-  it('gives the local run\'s agreement and accuracy, with every shard from a worker and both workers used', () => {
+  it('gives the local run\'s agreement and accuracy, with every shard from a worker and both workers used', async () => {
     local = run(['--workers', '1']);
     queued = run(['--queue', redis.url, '--shard-size', SHARD, '--run-id', 'r1']);
     expect(queued.samples).to.equal(local.samples);
@@ -59,6 +59,10 @@ describe('he-validate --queue (BullMQ on Redis, 2 worker processes)', function (
     expect(q.computedShards).to.equal(4);
     expect(q.resumedShards).to.equal(0);
     expect(Object.values(q.shardsPerWorker).reduce((a, b) => a + b, 0)).to.equal(4);
+    // artifact and keys fetched once per worker and run, not once per job
+    // (the runs above were synchronous: let the workers' piped output reach this process first)
+    await new Promise((r) => setTimeout(r, 300));
+    for (const w of workers) expect(w.output().match(/evaluator ready: artifact/g) ?? []).to.have.length(1);
     const pids = workers.map((w) => w.child.pid);
     expect(Object.keys(q.shardsPerWorker).map((w) => Number(w.split(':').pop()))).to.have.members(pids);
   });
