@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { OpCounts } from '../he/backend.js';
+import { HepolyError } from '../util/errors.js';
 
 /** The data of one shard job: small (references only); the ciphertexts are under keys.input. */
 export const ShardJobSchema = z.object({
@@ -27,6 +28,12 @@ export interface ShardResultMeta {
 }
 
 export const RUN_ID_PATTERN = /^[A-Za-z0-9_.-]{1,64}$/;
+
+export function checkRunId(runId: string | undefined): void {
+  if (runId !== undefined && !RUN_ID_PATTERN.test(runId)) {
+    throw new HepolyError(`--run-id ${JSON.stringify(runId)}: use 1-64 letters, digits, '.', '_' or '-'`, { exitCode: 2 });
+  }
+}
 
 /** BullMQ job ids may not contain ':'; run ids are checked against RUN_ID_PATTERN. */
 export function shardJobId(run: string, session: string, shard: number): string {

@@ -2,8 +2,8 @@ import { parseSamples, type HeValidateOptions, type HeValidation } from '../api/
 import { sequenceCheckpoint } from '../he/transformer/cli.js';
 import { validate, type PackingChoice } from '../he/validate.js';
 import { HepolyError } from '../util/errors.js';
-import { connectRedis } from './connection.js';
-import { checkRunId, type QueueOptions } from './server.js';
+import { checkRunId } from './job.js';
+import type { QueueOptions } from './server.js';
 
 /** `he-validate --queue`: the library run of src/api/he-validate.ts, its shards on the queue. */
 export async function queuedHeValidation(checkpoint: string, o: HeValidateOptions & { data?: string }, queue: QueueOptions): Promise<HeValidation> {
@@ -12,7 +12,8 @@ export async function queuedHeValidation(checkpoint: string, o: HeValidateOption
   }
   checkRunId(queue.runId);
   // before keys are made and samples encrypted: an unreachable Redis fails in a second
-  (await connectRedis(queue.url)).disconnect();
+  // (ioredis and BullMQ load only for --queue runs)
+  (await (await import('./connection.js')).connectRedis(queue.url)).disconnect();
   const report = await validate({
     checkpoint,
     samples: parseSamples(o.samples),

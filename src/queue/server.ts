@@ -9,7 +9,7 @@ import { HepolyError } from '../util/errors.js';
 import { reportProgress } from '../util/progress-event.js';
 import { decodeShard, encodeArtifact, encodeEvaluationKeys, encodeShard } from './artifact.js';
 import { connectRedis, redactUrl, RUN_QUEUE, SHARD_QUEUE } from './connection.js';
-import { RUN_ID_PATTERN, type ShardJob, type ShardResultMeta, shardJobId } from './job.js';
+import { checkRunId, type ShardJob, type ShardResultMeta, shardJobId } from './job.js';
 import { RunState } from './run-state.js';
 import { keys, putBlob, RUN_TTL_S, sha256 } from './store.js';
 import type { TokenClient } from './token-client.js';
@@ -38,12 +38,6 @@ export interface QueueOptions {
 }
 
 const DEFAULT_SHARD_SIZE = 4;
-
-export function checkRunId(runId: string | undefined): void {
-  if (runId !== undefined && !RUN_ID_PATTERN.test(runId)) {
-    throw new HepolyError(`--run-id ${JSON.stringify(runId)}: use 1-64 letters, digits, '.', '_' or '-'`, { exitCode: 2 });
-  }
-}
 
 export class QueueServer {
   counts: OpCounts = zeroCounts();

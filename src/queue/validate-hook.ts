@@ -2,7 +2,7 @@ import type { PublicBundle } from '../he/client.js';
 import type { HeProgram } from '../he/program.js';
 import type { ClientLike } from '../he/sim-client.js';
 import { HepolyError } from '../util/errors.js';
-import { QueueServer, type QueueOptions } from './server.js';
+import type { QueueServer, QueueOptions } from './server.js';
 import type { QueueStats } from './stats.js';
 import { TokenClient } from './token-client.js';
 
@@ -32,7 +32,8 @@ export function startQueueRun(own: ClientLike, o: QueueOptions): {
   let server: QueueServer | null = null;
   return {
     client,
-    start: async (bundle, program, mode) => (server = await QueueServer.start(bundle, program, mode, client, o)),
+    // loaded here, not at import: a run without --queue never loads BullMQ and ioredis
+    start: async (bundle, program, mode) => (server = await (await import('./server.js')).QueueServer.start(bundle, program, mode, client, o)),
     stats: () => {
       if (!server) throw new Error('internal: queue stats before the queue run started');
       return server.stats();
