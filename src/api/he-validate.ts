@@ -25,6 +25,8 @@ export interface HeValidateOptions {
   trace?: boolean;
   /** progress lines (stages, parameter choice) as the run goes */
   log?: (line: string) => void;
+  /** the folder the checkpoint's relative data paths are read from (a moved checkpoint or data) */
+  data?: string;
 }
 
 /**
@@ -95,6 +97,7 @@ export async function heValidateReport(checkpoint: string, o: HeValidateOptions)
     workers: o.workers,
     refresh: o.refresh ?? 'none',
     log: o.log,
+    data: o.data,
   });
   return { kind: 'graph', report };
 }

@@ -52,7 +52,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   };
   let v: HeValidation;
   try {
-    const run = a.queue ? (o: Parameters<typeof heValidateReport>[1]) => queuedHeValidation(a.checkpoint, { ...o, data: a.data }, { url: a.queue!, shardSize: a.shardSize, runId: a.runId }) : (o: Parameters<typeof heValidateReport>[1]) => heValidateReport(a.checkpoint, o);
+    const run = a.queue ? (o: Parameters<typeof heValidateReport>[1]) => queuedHeValidation(a.checkpoint, o, { url: a.queue!, shardSize: a.shardSize, runId: a.runId }) : (o: Parameters<typeof heValidateReport>[1]) => heValidateReport(a.checkpoint, o);
     v = await run({
       samples,
       packing: a.packing,
@@ -63,6 +63,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
       workers: workersFlag(a.workers),
       refresh: a.refresh as 'none' | 'client' | undefined,
       log,
+      data: a.data,
     });
     const lines = v.kind === 'graph' ? [...reportText(v.report), ...queueReportLines(v.report.queue)] : sequenceReportText(v.report);
     for (const line of lines) log(line);

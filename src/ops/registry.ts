@@ -56,6 +56,11 @@ export function opOf(node: GraphNode): OpDef {
   return getOp(node.layer.op);
 }
 
+/** Removes an op registered at run time (a test's or a plugin's); shipped ops stay. */
+export function unregisterOp(name: string): void {
+  registry.delete(name);
+}
+
 export function allOps(): OpDef[] {
   return [...registry.values()];
 }

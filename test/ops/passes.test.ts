@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { COMPILE_PASSES, compileProgram } from '../../src/he/compile.js';
-import { getOp, registerOp } from '../../src/ops/registry.js';
+import { getOp, registerOp, unregisterOp } from '../../src/ops/registry.js';
 import type { LayerSpec } from '../../src/models/graph.js';
 import type { OpDef } from '../../src/ops/types.js';
 import { chain, quad, randomWeights, tinyCnn } from '../he/fixtures.js';
@@ -33,11 +33,15 @@ describe('he/compile passes', () => {
       },
     };
     registerOp(twice);
-    const g = chain([3], 3, [
-      ['d1', { op: 'dense_twice_test' as 'dense', units: 3, bias: false }],
-      ['act1', quad],
-      ['d2', { op: 'dense', units: 3, bias: true }],
-    ]);
-    expect(() => compileProgram(g, randomWeights(g, 4))).to.throw(/layer d1 \(dense_twice_test\) spends 2 levels but its op's levelCost says 1/);
+    try {
+      const g = chain([3], 3, [
+        ['d1', { op: 'dense_twice_test' as 'dense', units: 3, bias: false }],
+        ['act1', quad],
+        ['d2', { op: 'dense', units: 3, bias: true }],
+      ]);
+      expect(() => compileProgram(g, randomWeights(g, 4))).to.throw(/layer d1 \(dense_twice_test\) spends 2 levels but its op's levelCost says 1/);
+    } finally {
+      unregisterOp('dense_twice_test'); // the registry is per process: later tests list every op
+    }
   });
 });

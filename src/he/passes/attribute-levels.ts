@@ -22,15 +22,29 @@ export const attributeLevelsPass: CompilePass = {
 
 export function attributeLevels(program: HeProgram, graph: Graph): void {
   const layers = new Map(program.layers.map((l) => [l.node, l]));
+  // a polynomial's power steps are charged by the span of its tree; a linear layer by its
+  // deepest single step (a shared-source projection conv appears in steps of different
+  // depths, and the span between them is the other branch's levels, not its own)
   const span = new Map<string, { from: number; to: number }>();
+  const linearLevels = new Map<string, number>();
+  const chainStart = new Map<string, number>();
   for (const s of program.steps) {
     if (s.kind === 'struct') continue;
     const from = Math.max(...stepSources(s).map((t) => program.tensors[t].depth));
+    const to = program.tensors[s.out].depth;
     for (const owner of levelOwners(s, graph)) {
       const b = layers.get(owner);
       if (!b) continue;
-      const had = span.get(owner);
-      span.set(owner, { from: Math.min(had?.from ?? from, from), to: Math.max(had?.to ?? 0, program.tensors[s.out].depth) });
+      if (s.kind === 'linear') {
+        // a chain of the layer's own linear steps counts from where the chain began
+        const own = stepSources(s).map((t) => chainStart.get(`${owner}:${t}`)).filter((d): d is number => d !== undefined);
+        const start = own.length ? Math.min(...own) : from;
+        chainStart.set(`${owner}:${s.out}`, start);
+        linearLevels.set(owner, Math.max(linearLevels.get(owner) ?? 0, to - start));
+      } else {
+        const had = span.get(owner);
+        span.set(owner, { from: Math.min(had?.from ?? from, from), to: Math.max(had?.to ?? 0, to) });
+      }
       if (s.kind === 'linear') {
         const others = s.nodes.filter((n) => n !== owner);
         b.how = `plaintext products, 1 level${others.length ? ` (folds ${others.join(', ')})` : ''}`;
@@ -38,6 +52,7 @@ export function attributeLevels(program: HeProgram, graph: Graph): void {
     }
   }
   for (const [owner, { from, to }] of span) layers.get(owner)!.levels = to - from;
+  for (const [owner, levels] of linearLevels) layers.get(owner)!.levels = Math.max(layers.get(owner)!.levels, levels);
   for (const b of layers.values()) {
     if (b.levels === 0 && b.how === 'folded') {
       const node = graph.nodes.find((g) => g.name === b.node)!;
