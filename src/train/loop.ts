@@ -120,17 +120,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
 
   if (replacing) cb.onMessage?.(`note: --overwrite: the checkpoint ${shortPath(outDir)} is replaced after the first epoch`);
   if (!previous && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
-  let teacherLogits: Float32Array | null = null;
-  if (recipe.distill) {
-    const teacher = await loadTeacher(recipe.distill, graph.inputShape, data.preprocess, recipeFile);
-    try {
-      teacherLogits = await teacher.logits(data.train.x, data.train.count);
-    } finally {
-      teacher.dispose();
-    }
-    const agree = argmaxAgreement(teacherLogits, data.train.y, classes);
-    cb.onMessage?.(`distilling from ${teacher.description}: T=${recipe.distill.temperature}, alpha=${recipe.distill.alpha}, teacher train accuracy ${agree.toFixed(4)}`);
-  }
+  const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
 
   const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);
   run.recipeFile = recipeFile;
@@ -211,6 +201,21 @@ function restoreAdamPowers(optimizer: tf.Optimizer): void {
   };
   adam.accBeta1.assign(tf.scalar(power(adam.beta1!)));
   adam.accBeta2.assign(tf.scalar(power(adam.beta2!)));
+}
+
+/** The teacher's logits over the training set, computed once before the first epoch. */
+async function distillationTargets(recipe: Recipe, recipeFile: string, graph: Graph, data: LoadedData, cb: TrainCallbacks): Promise<Float32Array> {
+  const distill = recipe.distill!;
+  const teacher = await loadTeacher(distill, graph.inputShape, data.preprocess, recipeFile);
+  let logits: Float32Array;
+  try {
+    logits = await teacher.logits(data.train.x, data.train.count);
+  } finally {
+    teacher.dispose();
+  }
+  const agree = argmaxAgreement(logits, data.train.y, data.preprocess.labels.length);
+  cb.onMessage?.(`distilling from ${teacher.description}: T=${distill.temperature}, alpha=${distill.alpha}, teacher train accuracy ${agree.toFixed(4)}`);
+  return logits;
 }
 
 function mean(xs: number[]): number {
