@@ -189,7 +189,7 @@ async function faultPhase(o: {
 
 async function benchModel(model: string, work: string, requests: number, clientCounts: number[], workers: number, withFaults: boolean): Promise<Row> {
   const checkpoint = await checkpointFor(model, work);
-  const exp = await exportHeArtifacts({ checkpoint, out: join(work, model), log: (l) => console.log(`  ${l}`) });
+  const exp = await exportHeArtifacts({ checkpoint, out: join(work, model), overwrite: true, log: (l) => console.log(`  ${l}`) });
   const artifact = loadClientArtifact(exp.clientDir);
   const serverOptions = { artifactDir: exp.serverDir, port: 0, workers, keysDir: join(work, `${model}-keys`), maxRequestMb: 32 };
   let { url, child } = await startServer(serverOptions);

@@ -10,6 +10,7 @@ export interface ExportArgs {
   packing?: string;
   params?: string;
   refresh?: string;
+  overwrite?: boolean;
   json?: boolean;
 }
 
@@ -27,7 +28,7 @@ export async function runExport(a: ExportArgs): Promise<void> {
 
 async function exportHe(a: ExportArgs): Promise<void> {
   if (!a.out) throw new HepolyError('--out DIR: required: the folder that gets server/ and client/', { exitCode: 2 });
-  const r = await exportHeArtifacts({ checkpoint: a.checkpoint, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, log: (l) => console.log(l) });
+  const r = await exportHeArtifacts({ checkpoint: a.checkpoint, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, log: (l) => console.log(l) });
   console.log(`server artifact: ${r.serverDir} (${(r.serverBytes / 1024).toFixed(1)} KiB, give it to the server; nothing in it is secret)`);
   console.log(`client artifact: ${r.clientDir} (${(r.clientBytes / 1024).toFixed(1)} KiB, give it to the data owner; no weights)`);
   if (a.json) {

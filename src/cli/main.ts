@@ -211,8 +211,9 @@ export async function main(argv: string[]): Promise<number> {
             .option('packing', { type: 'string', default: 'sample', describe: 'sample (one sample per request: latency); the only one served so far' })
             .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
             .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client refreshes are not served yet (refused)' })
+            .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing hepoly export at --out' })
             .option('json', { type: 'boolean', default: false }),
-        (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, json: a.json }),
+        (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, json: a.json }),
       )
       .command(
         'serve <dir>',

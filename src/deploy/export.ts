@@ -23,6 +23,7 @@ import {
   digestInput,
 } from './artifact-format.js';
 import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
+import { claimOutputDir } from '../util/output-guard.js';
 
 /**
  * `hepoly export CHECKPOINT --format he --out DIR`: the compiled program and its parameters,
@@ -41,6 +42,8 @@ export interface HeExportOptions {
   params?: string;
   /** 'client' would need a session protocol, which the server does not have yet */
   refresh?: string;
+  /** replace an existing hepoly export at `out` (anything else there is always refused) */
+  overwrite?: boolean;
   log?: (line: string) => void;
 }
 
@@ -55,6 +58,21 @@ export interface HeExportResult {
 }
 
 export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportResult> {
+  const claim = claimOutputDir(o.out, {
+    flag: '--out',
+    kind: 'export (server/ and client/)',
+    describeOurs: (d) => (isServerArtifactDir(join(d, 'server')) || isClientArtifactDir(join(d, 'client')) ? 'a hepoly export (server/ and client/)' : null),
+    replace: !!o.overwrite,
+    replaceHint: 'pass --overwrite',
+  });
+  try {
+    return await exportInto(claim.dir, o);
+  } finally {
+    claim.release();
+  }
+}
+
+async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResult> {
   const log = o.log ?? (() => {});
   const packing = o.packing ?? 'sample';
   if (packing !== 'sample') {
@@ -125,8 +143,8 @@ export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportRes
     input: slotLayout(plan.layouts[program.input]!),
     output: slotLayout(plan.layouts[program.output]!),
   };
-  const serverDir = join(o.out, 'server');
-  const clientDir = join(o.out, 'client');
+  const serverDir = join(out, 'server');
+  const clientDir = join(out, 'client');
   const manifestJson = JSON.stringify(manifest, null, 1);
   const clientJson = JSON.stringify(client);
   // manifest.json last: its presence marks the folder complete

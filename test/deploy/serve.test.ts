@@ -61,7 +61,10 @@ describe('deploy: export, serve, predict (CLI and library)', function () {
     writeFileSync(join(out, 'server', 'precious.txt'), 'keep me');
     const r = hepoly(['export', art.mlp.checkpoint, '--out', out]);
     expect(r.code).to.equal(1);
-    expect(r.stderr).to.match(/error: .*server: exists and is not a complete hepoly output/);
+    expect(r.stderr).to.match(/error: --out .*foreign: the folder exists and is not a hepoly export/);
+    const again = hepoly(['export', art.mlp.checkpoint, '--out', join(art.dir, 'mlp')]);
+    expect(again.code, 'an existing export is replaced only with --overwrite').to.equal(1);
+    expect(again.stderr).to.match(/already holds a hepoly export .*pass --overwrite/);
     expect(readFileSync(join(out, 'server', 'precious.txt'), 'utf8')).to.equal('keep me');
     const refresh = hepoly(['export', art.mlp.checkpoint, '--out', join(art.dir, 'x'), '--refresh', 'client']);
     expect(refresh.code).to.equal(1);
