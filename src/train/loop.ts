@@ -73,7 +73,8 @@ export class Interrupted extends Error {
 function interruptedMessage(e: Interrupted, dir: string, opts: TrainOptions): HepolyError {
   const kept = e.epoch === 0 && !opts.resume ? 'no epoch had completed, so no checkpoint was written' : `the checkpoint ${shortPath(dir)} keeps the last complete epoch (${e.epoch} of ${opts.recipe.train.epochs})`;
   const resume = e.epoch === 0 && !opts.resume ? '' : `. Continue it with \`hepoly train ${opts.recipeFile} --resume${opts.outDir ? ` --out ${opts.outDir}` : ''}\``;
-  return new HepolyError(`interrupted during epoch ${e.epoch + 1} (batch ${e.batch}/${e.batches}): ${kept}${resume}`, { exitCode: 130 });
+  const when = e.batch === 0 ? `before epoch ${e.epoch + 1}` : `during epoch ${e.epoch + 1} (batch ${e.batch}/${e.batches})`;
+  return new HepolyError(`interrupted ${when}: ${kept}${resume}`, { exitCode: 130 });
 }
 
 /** The output folder, checked and locked before any work: only a checkpoint is ever replaced. */
@@ -131,6 +132,10 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
     let sinceBest = metrics.length - 1 - metrics.findIndex((m) => m.val_accuracy === best);
     let stoppedEarly = false;
     for (let epoch = startEpoch; epoch < t.epochs; epoch++) {
+      // one event-loop turn per epoch, so a signal is seen even when epochs are shorter than
+      // trainEpoch's 100 ms yield interval (awaits alone run only microtasks)
+      if (opts.signal) await new Promise((r) => setImmediate(r));
+      if (opts.signal?.aborted) throw new Interrupted(epoch, 0, batches);
       const lr = learningRate(t, epoch);
       cb.onEpochStart?.(epoch + 1, lr);
       const started = performance.now();

@@ -295,7 +295,7 @@ describe('fault catalogue: every bad input ends in one message, an exit code and
     await waitFor(() => existsSync(join(out, 'model.json')));
     run.child.kill('SIGINT');
     expect(await run.exit).to.equal(130);
-    expect(run.stderr()).to.match(/error: interrupted during epoch \d+ \(batch \d+\/\d+\): the checkpoint .*sigint keeps the last complete epoch \(\d+ of 400\)\. Continue it with `hepoly train recipes\/quickstart\.yaml --resume --out /);
+    expect(run.stderr()).to.match(/error: interrupted (before epoch \d+|during epoch \d+ \(batch \d+\/\d+\)): the checkpoint .*sigint keeps the last complete epoch \(\d+ of 400\)\. Continue it with `hepoly train recipes\/quickstart\.yaml --resume --out /);
     const kept = Number(/keeps the last complete epoch \((\d+) of/.exec(run.stderr())![1]);
     const ev = hepoly(['eval', out, '--json']);
     expect(ev.code, ev.stderr).to.equal(0);
