@@ -1,6 +1,7 @@
 import { evaluate } from '../api/evaluate.js';
 import { initBackend } from '../train/backend.js';
 import { shortPath } from '../recipe/load.js';
+import { defineCommand } from './command.js';
 
 export interface EvalArgs {
   checkpoint: string;
@@ -18,3 +19,15 @@ export async function runEval(a: EvalArgs): Promise<void> {
   if (!r.training_complete) console.log(`note: trained ${r.trained_epochs} of ${r.planned_epochs} epochs (training stopped before its end); continue it with \`hepoly train RECIPE --resume --out ${shortPath(r.checkpoint)}\``);
   if (a.json) console.log(JSON.stringify(r));
 }
+
+export const evalCommand = defineCommand(
+  'eval <checkpoint>',
+  'accuracy and loss on the held-out split (test set, else validation)',
+  (y) =>
+    y
+      .positional('checkpoint', { type: 'string', demandOption: true })
+      .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
+      .option('backend', { type: 'string' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runEval({ checkpoint: a.checkpoint, json: a.json, backend: a.backend, data: a.data }),
+);

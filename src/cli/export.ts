@@ -1,6 +1,7 @@
 import { HepolyError } from '../util/errors.js';
 import { exportHeArtifacts } from '../deploy/export.js';
 import { runExportOnnx } from './export-onnx.js';
+import { defineCommand } from './command.js';
 
 /** Options of `hepoly export`, as the CLI parses them. */
 export interface ExportArgs {
@@ -46,3 +47,19 @@ async function exportHe(a: ExportArgs): Promise<void> {
     );
   }
 }
+
+export const exportCommand = defineCommand(
+  'export <checkpoint>',
+  'write deployable artifacts: --format he gives DIR/server (program, params; nothing secret) and DIR/client (params, preprocessing, layouts; no weights)',
+  (y) =>
+    y
+      .positional('checkpoint', { type: 'string', demandOption: true })
+      .option('format', { type: 'string', default: 'he', describe: 'he: encrypted-inference artifacts for hepoly serve / hepoly predict; onnx: the plaintext network as MODEL.onnx (--out MODEL.onnx)' })
+      .option('out', { type: 'string', describe: 'output folder (gets server/ and client/)' })
+      .option('packing', { type: 'string', default: 'sample', describe: 'sample (one sample per request: latency); the only one served so far' })
+      .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
+      .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client refreshes are not served yet (refused)' })
+      .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing hepoly export at --out' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, json: a.json }),
+);

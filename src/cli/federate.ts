@@ -5,6 +5,7 @@ import { launchFederation } from '../federated/launcher.js';
 import { runHorizontalParty } from '../federated/horizontal/party.js';
 import { runVerticalParty } from '../federated/vertical/party.js';
 import type { Recipe } from '../recipe/schema.js';
+import { defineCommand } from './command.js';
 
 /**
  * `hepoly federate RECIPE` (every role on this machine), `hepoly federate coordinator RECIPE
@@ -67,3 +68,21 @@ async function runPartyRole(a: FederateArgs): Promise<void> {
   const result = recipe.federated!.partition === 'vertical' ? await runVerticalParty(opts) : await runHorizontalParty(opts);
   if (a.json) console.log(JSON.stringify(result));
 }
+
+export const federateCommand = defineCommand(
+  'federate <target> [recipe]',
+  'federated training: `federate RECIPE` runs every role here as separate processes; `federate coordinator RECIPE --port P` and `federate party RECIPE --name N --coordinator URL` run one role',
+  (y) =>
+    y
+      .positional('target', { type: 'string', demandOption: true, describe: 'a recipe with a federated section, or the role: coordinator | party' })
+      .positional('recipe', { type: 'string', describe: 'the recipe, after a role' })
+      .option('set', { type: 'string', array: true, describe: 'override a recipe key (repeatable), passed to every role' })
+      .option('out', { type: 'string', describe: 'checkpoint directory of the federated model (default checkpoints/<name>)' })
+      .option('port', { type: 'number', describe: 'coordinator: port to listen on (0: any free port; default 8470)' })
+      .option('host', { type: 'string', describe: 'coordinator: address to listen on (default 127.0.0.1; 0.0.0.0 to serve other machines)' })
+      .option('name', { type: 'string', describe: 'party: its name in federated.parties' })
+      .option('coordinator', { type: 'string', describe: 'party: the coordinator URL, e.g. http://127.0.0.1:8470' })
+      .option('backend', { type: 'string' })
+      .option('json', { type: 'boolean', default: false, describe: 'print a JSON object as the last line' }),
+  (a) => runFederate({ target: a.target, recipe: a.recipe, set: a.set, out: a.out, port: a.port, host: a.host, name: a.name, coordinator: a.coordinator, backend: a.backend, json: a.json }),
+);

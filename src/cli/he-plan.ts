@@ -2,6 +2,7 @@ import type { PlanResult } from '../he/tiles/plan.js';
 import { showProgress } from './progress.js';
 import { fmtGiB } from '../he/tiles/optimizer.js';
 import { plan } from '../api/plan.js';
+import { defineCommand } from './command.js';
 
 export interface HePlanArgs {
   checkpoint: string;
@@ -68,3 +69,18 @@ export function planTable(r: PlanResult): string[] {
     `choice: ${r.rows[0].name}`,
   ];
 }
+
+export const hePlanCommand = defineCommand(
+  'he-plan <checkpoint>',
+  'rank packings (batch, sample, stacked, interleaved) by predicted latency, time per sample or memory; --measure runs them',
+  (y) =>
+    y
+      .positional('checkpoint', { type: 'string', demandOption: true })
+      .option('goal', { type: 'string', default: 'latency', describe: 'latency | throughput | memory' })
+      .option('memory', { type: 'string', default: '8GiB', describe: 'memory limit, e.g. 8GiB or 512MiB' })
+      .option('measure', { type: 'boolean', default: false, describe: 'also run each shown candidate once on SEAL and report measured vs predicted' })
+      .option('top', { type: 'number', describe: 'candidates to show (default 5)' })
+      .option('calibrate', { type: 'boolean', default: false, describe: 'redo the node-seal micro-benchmark instead of using the cached one' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runHePlan({ checkpoint: a.checkpoint, goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, json: a.json }),
+);

@@ -8,6 +8,7 @@ import { sequenceReportText } from '../he/transformer/report.js';
 import { showProgress } from './progress.js';
 import { queuedHeValidation } from '../queue/run-validate.js';
 import { queueReportLines } from '../queue/report.js';
+import { defineCommand } from './command.js';
 
 /** Options of `hepoly he-validate`, as the CLI parses them. */
 export interface HeValidateArgs {
@@ -93,3 +94,43 @@ function parseSamples(v: number | string | undefined): number | 'all' | undefine
   }
   return integerFlag('--samples', v, { min: 1, max: Number.MAX_SAFE_INTEGER });
 }
+
+export const heValidateCommand = defineCommand(
+  'he-validate <checkpoint>',
+  'run the checkpoint on CKKS-encrypted inputs and compare with the plaintext model',
+  (y) =>
+    y
+      .positional('checkpoint', { type: 'string', demandOption: true })
+      .option('samples', { type: 'string', describe: 'held-out samples to encrypt (a number or "all")' })
+      .option('packing', { type: 'string', default: 'auto', describe: 'auto (the cost model), batch (samples across slots), sample (one sample per pass: latency), stacked or stacked:M (M samples per ciphertext, in blocks), interleaved or interleaved:M (M samples innermost: every diagonal filled by all M)' })
+      .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
+      .option('scale-bits', { type: 'number', describe: 'with --params auto: at least this CKKS scale in bits (20-40; more precision, maybe a larger ring)' })
+      .option('mode', { type: 'string', default: 'encrypt', choices: ['encrypt', 'simulate'], describe: 'simulate: float64 with the same packing and rescale points, no encryption' })
+      .option('trace', { type: 'boolean', default: false, describe: 'decrypt every layer (debug only) and report its error, level and scale' })
+      .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: where the depth exceeds the chain, the client decrypts and re-encrypts at a fresh level (each refresh reported)' })
+      .option('workers', { type: 'number', describe: 'server worker threads (default: one per core)' })
+      .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
+      .option('report', { type: 'string', describe: 'write a markdown report to this file' })
+      .option('queue', { type: 'string', describe: 'redis://[:PASSWORD@]HOST:PORT: shard the samples into BullMQ jobs for `hepoly worker`s (docs/queue.md)' })
+      .option('shard-size', { type: 'number', describe: 'with --queue: samples per job (default 4)' })
+      .option('run-id', { type: 'string', describe: 'with --queue: name the run; re-run with the same id to resume (state in .hepoly-runs/ID)' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) =>
+    runHeValidate({
+      queue: a.queue,
+      shardSize: a.shardSize,
+      runId: a.runId,
+      checkpoint: a.checkpoint,
+      samples: a.samples,
+      packing: a.packing,
+      params: a.params,
+      scaleBits: a.scaleBits,
+      mode: a.mode,
+      trace: a.trace,
+      workers: a.workers,
+      refresh: a.refresh,
+      report: a.report,
+      json: a.json,
+      data: a.data,
+    }),
+);

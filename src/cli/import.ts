@@ -2,6 +2,7 @@ import { HepolyError } from '../util/errors.js';
 import { shortPath } from '../recipe/load.js';
 import { initBackend } from '../train/backend.js';
 import { importCheckpoint } from '../onnx/import.js';
+import { defineCommand } from './command.js';
 
 export interface ImportArgs {
   model: string;
@@ -40,3 +41,18 @@ export async function runImport(a: ImportArgs): Promise<void> {
     );
   }
 }
+
+export const importCommand = defineCommand(
+  'import <model>',
+  'read an ONNX polynomial network (PyTorch / Keras export) into a hepoly checkpoint, checked against onnxruntime',
+  (y) =>
+    y
+      .positional('model', { type: 'string', demandOption: true, describe: 'the .onnx file' })
+      .option('data', { type: 'string', demandOption: true, describe: 'a recipe whose data: section (and optional name:) describes the data the model was trained on' })
+      .option('layout', { type: 'string', choices: ['nchw', 'nhwc'], describe: 'input layout when the ONNX input shape does not tell (PyTorch: nchw, Keras: nhwc)' })
+      .option('out', { type: 'string', describe: 'checkpoint directory (default checkpoints/<model file name>)' })
+      .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing checkpoint at --out' })
+      .option('backend', { type: 'string' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runImport({ model: a.model, data: a.data, layout: a.layout, out: a.out, overwrite: a.overwrite, backend: a.backend, json: a.json }),
+);

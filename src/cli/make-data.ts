@@ -1,6 +1,7 @@
 import { HepolyError } from '../util/errors.js';
 import { makePayments } from '../federated/payments.js';
 import { shortPath } from '../recipe/load.js';
+import { defineCommand } from './command.js';
 
 /** `hepoly make-data payments --rows N --seed S --out DIR`: synthetic data sets for the federated recipes. */
 export interface MakeDataArgs {
@@ -17,3 +18,16 @@ export async function runMakeData(a: MakeDataArgs): Promise<void> {
   console.log(`payments: ${a.rows} transactions (${r.anomalies} anomalies, ${((100 * r.anomalies) / a.rows).toFixed(2)}%) -> ${r.files.map(shortPath).join(', ')}`);
   if (a.json) console.log(JSON.stringify({ files: r.files, rows: a.rows, anomalies: r.anomalies }));
 }
+
+export const makeDataCommand = defineCommand(
+  'make-data <kind>',
+  'write a synthetic data set: payments (a payment network\'s transactions and two banks\' account tables, for recipes/payments-vfl.yaml)',
+  (y) =>
+    y
+      .positional('kind', { type: 'string', demandOption: true, describe: 'payments' })
+      .option('rows', { type: 'number', default: 5000, describe: 'transactions' })
+      .option('seed', { type: 'number', default: 42 })
+      .option('out', { type: 'string', default: 'datasets/federated/payments', describe: 'folder for transactions.csv, bank-a.csv, bank-b.csv' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runMakeData({ kind: a.kind, rows: a.rows, seed: a.seed, out: a.out, json: a.json }),
+);

@@ -1,6 +1,7 @@
 import Table from 'cli-table3';
 import { PACKING_KINDS } from '../ops/types.js';
 import { opsRows } from '../ops/table.js';
+import { defineCommand } from './command.js';
 
 export interface OpsArgs {
   json?: boolean;
@@ -18,3 +19,7 @@ export function runOps(a: OpsArgs): void {
   console.log(table.toString());
   console.log('Why a packing says no, and how each op folds: docs/ops.md (or hepoly ops --json)');
 }
+
+export const opsCommand = defineCommand(
+  'ops', 'every layer op, its HE lowering and level cost, and which packings run it (docs/ops.md)', (y) => y.option('json', { type: 'boolean', default: false }), (a) => runOps({ json: a.json }),
+);

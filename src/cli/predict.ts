@@ -5,6 +5,7 @@ import { readInputFile } from '../deploy/input-file.js';
 import { RemoteModel } from '../deploy/client/remote-model.js';
 import { argmax, preprocessSample } from '../deploy/client/preprocess.js';
 import { currentVersions } from '../deploy/versions.js';
+import { defineCommand } from './command.js';
 
 /** Options of `hepoly predict`, as the CLI parses them. */
 export interface PredictArgs {
@@ -93,3 +94,18 @@ async function plaintextPredictions(checkpoint: string, inputs: Float64Array[], 
   const logits = predict(ckpt.graph, ckpt.weights, x, inputs.length);
   return inputs.map((_, i) => argmax(logits.subarray(i * classes, (i + 1) * classes)));
 }
+
+export const predictCommand = defineCommand(
+  'predict <dir>',
+  'encrypt inputs with an exported DIR/client, have a hepoly serve server evaluate them, decrypt the predictions',
+  (y) =>
+    y
+      .positional('dir', { type: 'string', demandOption: true, describe: 'the client artifact (DIR/client of hepoly export)' })
+      .option('server', { type: 'string', demandOption: true, describe: 'URL of hepoly serve, e.g. http://127.0.0.1:8080' })
+      .option('input', { type: 'string', demandOption: true, describe: 'samples: .csv (header row), .json (arrays) or .idx images' })
+      .option('keys', { type: 'string', describe: 'local keys folder, secret key included, mode 0600 (default DIR-keys)' })
+      .option('verify', { type: 'string', describe: 'a checkpoint: also run the plaintext model and report the agreement' })
+      .option('token', { type: 'string', describe: "the server's bearer token" })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runPredict({ dir: a.dir, server: a.server, input: a.input, keys: a.keys, verify: a.verify, token: a.token, json: a.json }),
+);

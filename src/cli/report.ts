@@ -1,5 +1,6 @@
 import { initBackend } from '../train/backend.js';
 import { shortPath } from '../recipe/load.js';
+import { defineCommand } from './command.js';
 
 export interface ReportArgs {
   checkpoint: string;
@@ -21,3 +22,15 @@ export async function runReport(a: ReportArgs): Promise<void> {
   console.log(`report: ${shortPath(r.dir)}/report.html (${r.files.filter((f) => f.endsWith('.svg')).length} figures as SVG and PNG)`);
   if (a.json) console.log(JSON.stringify({ report: r.dir, files: r.files, split: h.split, samples: h.samples, accuracy: h.accuracy, teacher_accuracy: r.data.teacher && 'accuracy' in r.data.teacher ? r.data.teacher.accuracy : null }));
 }
+
+export const reportCommand = defineCommand(
+  'report <checkpoint>',
+  'training report: loss, accuracy, learning rate, activation ranges, confusion matrix, layers (HTML, SVG, PNG)',
+  (y) =>
+    y
+      .positional('checkpoint', { type: 'string', demandOption: true })
+      .option('out', { type: 'string', describe: 'report folder (default CHECKPOINT/report)' })
+      .option('backend', { type: 'string' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runReport({ checkpoint: a.checkpoint, out: a.out, backend: a.backend, json: a.json }),
+);

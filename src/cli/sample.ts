@@ -8,6 +8,7 @@ import { chars, PAD_CHAR, textPreprocess } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
 import { makeRng } from '../util/rng.js';
 import { integerFlag } from './args.js';
+import { defineCommand } from './command.js';
 
 export interface SampleArgs {
   checkpoint: string;
@@ -97,3 +98,18 @@ export async function runSample(a: SampleArgs): Promise<void> {
     process.stdout.write(`${a.prompt}${generated}\n`);
   }
 }
+
+export const sampleCommand = defineCommand(
+  'sample <checkpoint>',
+  'generate text with a character-level language model (a text recipe, e.g. charlm-poly)',
+  (y) =>
+    y
+      .positional('checkpoint', { type: 'string', demandOption: true })
+      .option('prompt', { type: 'string', default: '', describe: 'text to continue (at most the model\'s context, only characters of its vocabulary)' })
+      .option('length', { type: 'number', default: 200, describe: 'characters to generate' })
+      .option('temperature', { type: 'number', default: 0.8, describe: 'sampling temperature; 0 picks the most likely character' })
+      .option('seed', { type: 'number', default: 0, describe: 'random seed of the sampling' })
+      .option('backend', { type: 'string' })
+      .option('json', { type: 'boolean', default: false }),
+  (a) => runSample({ checkpoint: a.checkpoint, prompt: a.prompt, length: a.length, temperature: a.temperature, seed: a.seed, backend: a.backend, json: a.json }),
+);

@@ -1,6 +1,11 @@
 import { recipeJsonSchemaText } from '../recipe/json-schema.js';
+import { defineCommand } from './command.js';
 
 /** `hepoly schema`: the recipe JSON Schema on stdout (`hepoly schema > recipe.schema.json`). */
 export function runSchema(): void {
   process.stdout.write(recipeJsonSchemaText());
 }
+
+export const schemaCommand = defineCommand(
+  'schema', 'print the recipe JSON Schema (hepoly schema > recipe.schema.json), for editors and validators', (y) => y, () => runSchema(),
+);

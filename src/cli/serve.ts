@@ -1,5 +1,6 @@
 import { HepolyError } from '../util/errors.js';
 import { DeployServer } from '../deploy/server/server.js';
+import { defineCommand } from './command.js';
 
 /** Options of `hepoly serve`, as the CLI parses them. */
 export interface ServeArgs {
@@ -49,3 +50,22 @@ export async function runServe(a: ServeArgs): Promise<void> {
   });
   await server.close();
 }
+
+export const serveCommand = defineCommand(
+  'serve <dir>',
+  'serve an exported DIR/server over HTTP: clients upload public evaluation keys once, then send ciphertexts (the server never holds a secret key)',
+  (y) =>
+    y
+      .positional('dir', { type: 'string', demandOption: true, describe: 'the server artifact (DIR/server of hepoly export)' })
+      .option('host', { type: 'string', default: '127.0.0.1' })
+      .option('port', { type: 'number', default: 8080, describe: '0: any free port (printed)' })
+      .option('keys', { type: 'string', describe: "folder of the clients' evaluation keys (default DIR-keys)" })
+      .option('workers', { type: 'number', describe: 'evaluation worker threads (default: one per core)' })
+      .option('token', { type: 'string', describe: 'require Authorization: Bearer TOKEN on every request' })
+      .option('key-ttl', { type: 'number', describe: 'seconds an uploaded key set stays valid (default 7 days)' })
+      .option('timeout', { type: 'number', describe: 'seconds one evaluation may take before its worker is replaced (default 600)' })
+      .option('max-key-mb', { type: 'number', describe: 'largest key upload (default 512)' })
+      .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' })
+      .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' }),
+  (a) => runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors }),
+);

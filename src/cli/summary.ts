@@ -2,6 +2,7 @@ import Table from 'cli-table3';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { summarize } from '../models/summary.js';
 import { shortPath } from '../recipe/load.js';
+import { defineCommand } from './command.js';
 
 export interface SummaryArgs {
   checkpoint: string;
@@ -35,3 +36,10 @@ export async function runSummary(a: SummaryArgs): Promise<void> {
   if (!ckpt.ranges) console.log('(no ranges.json: training did not finish; resume it with hepoly train RECIPE --resume)');
   if (a.json) console.log(JSON.stringify({ checkpoint: ckpt.dir, ...s }));
 }
+
+export const summaryCommand = defineCommand(
+  'summary <checkpoint>',
+  'layers, shapes, parameters, activation ranges and HE depth',
+  (y) => y.positional('checkpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+  (a) => runSummary({ checkpoint: a.checkpoint, json: a.json }),
+);

@@ -2,6 +2,7 @@ import { train } from '../api/train.js';
 import { consoleCallbacks } from './progress.js';
 import { abortOnSignals } from './interrupt.js';
 import type { TrainCallbacks } from '../train/callbacks.js';
+import { defineCommand } from './command.js';
 
 export interface TrainArgs {
   recipe: string;
@@ -38,3 +39,18 @@ export async function runTrain(a: TrainArgs): Promise<void> {
   }).finally(interrupt.dispose);
   if (a.json) console.log(JSON.stringify(result));
 }
+
+export const trainCommand = defineCommand(
+  'train <recipe>',
+  'train a recipe into a checkpoint',
+  (y) =>
+    y
+      .positional('recipe', { type: 'string', demandOption: true, describe: 'recipe YAML file (or the name of a shipped recipe)' })
+      .option('set', { type: 'string', array: true, describe: 'override a recipe key, e.g. --set train.epochs=3 (repeatable)' })
+      .option('out', { type: 'string', describe: 'checkpoint directory (default checkpoints/<name>)' })
+      .option('resume', { type: 'boolean', default: false, describe: 'continue from the last completed epoch' })
+      .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing checkpoint at the output folder (anything else there is never replaced)' })
+      .option('backend', { type: 'string', describe: 'force a tfjs backend: tensorflow-gpu, tensorflow, wasm or cpu' })
+      .option('json', { type: 'boolean', default: false, describe: 'print a JSON object as the last line' }),
+  (a) => runTrain({ recipe: a.recipe, set: a.set, out: a.out, resume: a.resume, overwrite: a.overwrite, json: a.json, backend: a.backend }),
+);

@@ -1,4 +1,5 @@
 import { integerFlag } from './args.js';
+import { defineCommand } from './command.js';
 
 /** `hepoly worker --queue URL`: evaluates shard jobs until SIGINT/SIGTERM. */
 export async function runWorker(a: { queue: string; concurrency?: number; lockMs?: number }): Promise<void> {
@@ -15,3 +16,14 @@ export async function runWorker(a: { queue: string; concurrency?: number; lockMs
   console.log(`worker ${worker.id}: stopping after ${worker.jobsDone()} jobs`);
   await worker.close();
 }
+
+export const workerCommand = defineCommand(
+  'worker',
+  'evaluate he-validate --queue shard jobs from Redis (holds no secret key; docs/queue.md)',
+  (y) =>
+    y
+      .option('queue', { type: 'string', demandOption: true, describe: 'redis://[:PASSWORD@]HOST:PORT (rediss:// for TLS)' })
+      .option('concurrency', { type: 'number', describe: 'jobs at a time, each on its own worker thread (default 1)' })
+      .option('lock-ms', { type: 'number', describe: "ms before a silent worker's job is given to another (default 30000)" }),
+  (a) => runWorker({ queue: a.queue, concurrency: a.concurrency, lockMs: a.lockMs }),
+);
