@@ -9,11 +9,13 @@
  * (`Run.trainEpoch` of src/train/loop.ts: batch copy, forward, variableGrads, applyGradients,
  * the per-step loss check), after a warm-up, in a fresh child process per measurement (so the
  * peak RSS is per model). In the same run, alternating with hepoly, it runs
- * `/usr/bin/python3 bench/torch_reference.py --model M` (when PyTorch imports), and
- * prints a table - model, backend, hepoly samples/s, PyTorch samples/s, ratio, hepoly peak
- * RSS - then, as its last line, one JSON object {"mlp": ratio, "cnn": ratio, "resnet": ratio,
- * "backend": ...}. Samples/s are medians over --repeat runs (ranges shown); ratios are
- * median(hepoly) / median(PyTorch).
+ * `/usr/bin/python3 bench/torch_reference.py --model M --threads T` (when PyTorch imports)
+ * for T = 1 and T = 2 (torch.set_num_threads), and prints a table - model, backend, hepoly
+ * samples/s, then per PyTorch thread count its samples/s and the ratio, hepoly peak RSS -
+ * then, as its last line, one JSON object {"mlp": ratio, "cnn": ratio, "resnet": ratio,
+ * "mlp_t2": ratio, "cnn_t2": ratio, "resnet_t2": ratio, "backend": ...}: the plain keys are
+ * ratios against PyTorch on 1 thread, the _t2 keys against PyTorch on 2 threads. Samples/s
+ * are medians over --repeat runs (ranges shown); ratios are median(hepoly) / median(PyTorch).
  *
  * Options:
  *   --models a,b      subset of mlp,cnn,resnet
@@ -24,8 +26,8 @@
  *   --backend B       force a hepoly backend (default: the trainer's choice)
  *   --threads N       wasm XNNPACK threads (sets HEPOLY_WASM_THREADS; default: the trainer's
  *                     default, one per core); a list "1,2" measures each, side by side
- *   --torch-threads N PyTorch intra-op threads (torch_reference.py --threads N, i.e.
- *                     torch.set_num_threads; default: PyTorch's own)
+ *   --torch-threads L PyTorch intra-op thread counts, a list (torch_reference.py --threads N,
+ *                     i.e. torch.set_num_threads; default 1,2); JSON keys get _tN for N > 1
  *   --no-torch        skip PyTorch
  * Internal: --worker MODEL runs one hepoly measurement and prints one JSON line.
  */
@@ -77,14 +79,14 @@ interface Args {
   profile: boolean;
   backend: string | null;
   threads: number[] | null;
-  torchThreads: number | null;
+  torchThreads: number[];
   torch: boolean;
   worker: ModelName | null;
   warmup: number;
 }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { models: [...MODELS], repeat: 3, steps: null, torchSteps: 20, profile: false, backend: null, threads: null, torchThreads: null, torch: true, worker: null, warmup: 3 };
+  const a: Args = { models: [...MODELS], repeat: 3, steps: null, torchSteps: 20, profile: false, backend: null, threads: null, torchThreads: [1, 2], torch: true, worker: null, warmup: 3 };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = () => {
@@ -100,7 +102,7 @@ function parseArgs(argv: string[]): Args {
     else if (k === '--profile') a.profile = true;
     else if (k === '--backend') a.backend = v();
     else if (k === '--threads') a.threads = v().split(',').map((t) => Math.max(1, Math.floor(Number(t))));
-    else if (k === '--torch-threads') a.torchThreads = Math.max(1, Math.floor(Number(v())));
+    else if (k === '--torch-threads') a.torchThreads = v().split(',').map((t) => Math.max(1, Math.floor(Number(t))));
     else if (k === '--no-torch') a.torch = false;
     else if (k === '--worker') a.worker = checkModel(v());
     else if (k === '--') continue;
@@ -257,9 +259,8 @@ function torchAvailable(): string | null {
   return r.status === 0 ? null : 'PyTorch is not installed for /usr/bin/python3';
 }
 
-function runTorch(model: ModelName, steps: number, threads: number | null): TorchResult {
-  const argv = [TORCH_SCRIPT, '--model', model, '--steps', String(steps)];
-  if (threads) argv.push('--threads', String(threads));
+function runTorch(model: ModelName, steps: number, threads: number): TorchResult {
+  const argv = [TORCH_SCRIPT, '--model', model, '--steps', String(steps), '--threads', String(threads)];
   const r = spawnSync(PYTHON, argv, { encoding: 'utf8' });
   const line = r.stdout.trim().split('\n').at(-1);
   if (r.status !== 0 || !line) throw new Error(`torch_reference.py --model ${model} failed (exit ${r.status}):\n${r.stderr}`);
@@ -269,35 +270,27 @@ function runTorch(model: ModelName, steps: number, threads: number | null): Torc
 const fmt = (x: number) => (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
 const range = (xs: number[]) => (xs.length > 1 ? `${fmt(median(xs))} (${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))})` : fmt(xs[0]));
 
-async function main(): Promise<void> {
-  const args = parseArgs(process.argv.slice(2));
-  if (args.worker) {
-    const r = await worker(args.worker, args);
-    process.stdout.write(`${JSON.stringify(r)}\n`);
-    return;
-  }
-  const noTorch = args.torch ? torchAvailable() : 'skipped (--no-torch)';
-  if (noTorch && args.torch) {
-    console.log(`PyTorch: ${noTorch}. For the side-by-side numbers install it: apt-get install -y python3-torch (then it runs as ${PYTHON}).`);
-  }
-  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, load average ${loadavg().map((l) => l.toFixed(1)).join(' ')}, ${new Date().toISOString()}`);
-  interface Row {
-    model: ModelName;
-    backend: string;
-    threads: number;
-    hepoly: number[];
-    torch: number[];
-    torchThreads: number;
-    rss: number;
-    profile?: WorkerResult['profile'];
-    profileTotal?: number;
-  }
+interface Row {
+  model: ModelName;
+  backend: string;
+  threads: number;
+  hepoly: number[];
+  /** PyTorch samples/s per thread count asked for (args.torchThreads order) */
+  torch: number[][];
+  rss: number;
+  profile?: WorkerResult['profile'];
+  profileTotal?: number;
+}
+
+/** Measures every model: hepoly per --threads setting, then PyTorch per thread count, alternating. */
+function measure(args: Args, withTorch: boolean): Row[] {
   const rows: Row[] = [];
   const settings = args.threads ?? [null];
   for (const model of args.models) {
-    const torch: number[] = [];
+    // the PyTorch figures are shared by the model's rows (one per hepoly setting)
+    const torch: number[][] = args.torchThreads.map(() => []);
     const mine = settings.map(() => {
-      const row: Row = { model, backend: '', threads: 0, hepoly: [], torch, torchThreads: 0, rss: 0 };
+      const row: Row = { model, backend: '', threads: 0, hepoly: [], torch, rss: 0 };
       rows.push(row);
       return row;
     });
@@ -313,50 +306,84 @@ async function main(): Promise<void> {
           row.profile = h.profile;
           row.profileTotal = h.profile_total_ms;
         }
-        console.error(`  ${model} #${r + 1}: hepoly (${h.backend}, ${h.threads} thr) ${fmt(h.samples_per_s)} samples/s (step ms: ${h.step_ms.join(' ')})`);
+        console.error(`  ${model} #${r + 1}: hepoly (${h.backend}, ${h.threads} thr) ${fmt(h.samples_per_s)} samples/s (step ms: ${h.step_ms.join(' ')}) load ${loadavg()[0].toFixed(1)}`);
       });
-      if (!noTorch) {
-        const t = runTorch(model, args.torchSteps, args.torchThreads);
-        torch.push(t.samples_per_s);
-        for (const row of mine) row.torchThreads = t.threads;
-        console.error(`  ${model} #${r + 1}: torch ${fmt(t.samples_per_s)} samples/s (${t.threads} thr)`);
-      }
+      if (!withTorch) continue;
+      args.torchThreads.forEach((threads, k) => {
+        const t = runTorch(model, args.torchSteps, threads);
+        torch[k].push(t.samples_per_s);
+        console.error(`  ${model} #${r + 1}: torch ${fmt(t.samples_per_s)} samples/s (${t.threads} thr) load ${loadavg()[0].toFixed(1)}`);
+      });
     }
   }
-  if (args.profile) {
-    for (const r of rows) {
-      if (!r.profile) continue;
-      console.log(`\nper-kernel profile, ${r.model} (${r.backend}, ${r.threads} thr), ms per training step (sum of kernels ${r.profileTotal!.toFixed(1)} ms):`);
-      for (const k of r.profile.slice(0, 16)) console.log(`  ${k.kernel.padEnd(32)} ${k.ms_per_step.toFixed(1).padStart(8)} ms  ${k.calls_per_step.toFixed(0).padStart(5)} calls`);
-    }
-    console.log('');
+  return rows;
+}
+
+function printProfiles(rows: Row[]): void {
+  for (const r of rows) {
+    if (!r.profile) continue;
+    console.log(`\nper-kernel profile, ${r.model} (${r.backend}, ${r.threads} thr), ms per training step (sum of kernels ${r.profileTotal!.toFixed(1)} ms):`);
+    for (const k of r.profile.slice(0, 16)) console.log(`  ${k.kernel.padEnd(32)} ${k.ms_per_step.toFixed(1).padStart(8)} ms  ${k.calls_per_step.toFixed(0).padStart(5)} calls`);
   }
-  const header = ['model', 'backend', 'hepoly samples/s', 'PyTorch samples/s', 'ratio', 'hepoly peak RSS'];
-  const table = rows.map((r) => {
-    const ratio = r.torch.length ? median(r.hepoly) / median(r.torch) : NaN;
-    return [
-      r.model,
-      r.backend === 'wasm' ? `wasm (${r.threads} thread${r.threads === 1 ? '' : 's'})` : r.backend,
-      range(r.hepoly),
-      r.torch.length ? `${range(r.torch)} (${r.torchThreads} thr)` : 'n/a',
-      Number.isNaN(ratio) ? 'n/a' : ratio.toFixed(2),
-      `${r.rss.toFixed(0)} MB`,
-    ];
-  });
+  console.log('');
+}
+
+const ratioOf = (r: Row, k: number): number | null => (r.torch[k]?.length ? median(r.hepoly) / median(r.torch[k]) : null);
+
+/** Our figure, then per PyTorch thread count the anchor's figure and the ratio. */
+function printTable(rows: Row[], torchThreads: number[]): void {
+  const header = ['model', 'backend', 'hepoly samples/s', ...torchThreads.flatMap((t) => [`PyTorch ${t} thr samples/s`, `ratio vs ${t} thr`]), 'hepoly peak RSS'];
+  const table = rows.map((r) => [
+    r.model,
+    r.backend === 'wasm' ? `wasm (${r.threads} thread${r.threads === 1 ? '' : 's'})` : r.backend,
+    range(r.hepoly),
+    ...torchThreads.flatMap((_, k) => {
+      const ratio = ratioOf(r, k);
+      return [r.torch[k].length ? range(r.torch[k]) : 'n/a', ratio === null ? 'n/a' : ratio.toFixed(2)];
+    }),
+    `${r.rss.toFixed(0)} MB`,
+  ]);
   const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i].length)));
   const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i])).join(' | ')} |`;
   console.log(line(header));
   console.log(`|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`);
   for (const row of table) console.log(line(row));
+}
+
+/** {"mlp": ratio vs 1 thread, ..., "mlp_t2": ratio vs 2 threads, ..., "backend"}: per key the best hepoly setting. */
+function summaryLine(rows: Row[], torchThreads: number[]): Record<string, number | string | null> {
   const summary: Record<string, number | string | null> = {};
-  // per model, the best hepoly setting measured
   for (const r of rows) {
-    const ratio = r.torch.length ? Math.round((median(r.hepoly) / median(r.torch)) * 1000) / 1000 : null;
-    const prev = summary[r.model];
-    if (prev === undefined || (ratio !== null && (prev === null || ratio > (prev as number)))) summary[r.model] = ratio;
+    torchThreads.forEach((t, k) => {
+      const key = t === 1 ? r.model : `${r.model}_t${t}`;
+      const raw = ratioOf(r, k);
+      const ratio = raw === null ? null : Math.round(raw * 1000) / 1000;
+      const prev = summary[key];
+      if (prev === undefined || (ratio !== null && (prev === null || ratio > (prev as number)))) summary[key] = ratio;
+    });
   }
   summary.backend = rows[0]?.backend ?? 'none';
-  console.log(JSON.stringify(summary));
+  return summary;
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  if (args.worker) {
+    const r = await worker(args.worker, args);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    return;
+  }
+  const noTorch = args.torch ? torchAvailable() : 'skipped (--no-torch)';
+  if (noTorch && args.torch) {
+    console.log(`PyTorch: ${noTorch}. For the side-by-side numbers install it: apt-get install -y python3-torch (then it runs as ${PYTHON}).`);
+  }
+  const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+  console.log(`machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, node ${process.version}, load average ${load()}, ${new Date().toISOString()}`);
+  const rows = measure(args, !noTorch);
+  if (args.profile) printProfiles(rows);
+  printTable(rows, args.torchThreads);
+  console.log(`load average at the end: ${load()}`);
+  console.log(JSON.stringify(summaryLine(rows, args.torchThreads)));
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
