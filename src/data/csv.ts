@@ -50,10 +50,57 @@ function fail(message: string, cause?: unknown): never {
 
 const quote = (s: string) => JSON.stringify(s);
 
+type CsvRecord = { record: string[]; info: { lines: number } };
+
+/** What every check needs to name the file and the recipe field in its message. */
+interface CsvContext {
+  src: string;
+  ref: SourceRef;
+  opts: CsvOptions;
+}
+
+/** The columns of the header line and where each name is (distinct, non-empty). */
+interface CsvHeader {
+  columns: string[];
+  index: Map<string, number>;
+  /** the columns quoted for messages: `"a", "b"` */
+  list: string;
+}
+
 /** Parses CSV text with a header row into numeric features and raw label strings. */
 export function parseCsvText(text: string | Buffer, opts: CsvOptions, ref: SourceRef): CsvTable {
-  const src = sourceLabel(ref);
-  let records: { record: string[]; info: { lines: number } }[];
+  const ctx: CsvContext = { src: sourceLabel(ref), ref, opts };
+  const records = parseRecords(text, ctx);
+  const header = readHeader(records[0], ctx);
+  const labelIdx = labelColumn(header, ctx);
+  const features = opts.features ? checkedFeatures(opts.features, header, ctx) : defaultFeatures(header, labelIdx, ctx);
+  const rows = records.slice(1);
+  if (rows.length === 0) {
+    fail(
+      describeProblem({
+        file: ctx.src,
+        expected: 'one line per sample after the header line',
+        found: 'only the header line',
+        fix: `Point ${recipeField(ref, ref.field)} at a CSV file that holds data rows`,
+      }),
+    );
+  }
+  const featIdx = features.map((f) => header.index.get(f)!);
+  const F = features.length;
+  const x = new Float32Array(rows.length * F);
+  const labels = rows.map((row, r) => {
+    const line = recordLine(row);
+    checkCellCount(row.record, line, header, ctx);
+    const label = labelCell(row.record[labelIdx], line, ctx);
+    readFeatureCells(row.record, line, featIdx, features, ctx, x.subarray(r * F, (r + 1) * F));
+    return label;
+  });
+  return { columns: header.columns, features, x, labels, count: rows.length };
+}
+
+/** The records of the file, at least one (the header); bad quoting and empty files are refused. */
+function parseRecords(text: string | Buffer, ctx: CsvContext): CsvRecord[] {
+  let records: CsvRecord[];
   try {
     records = parse(text, {
       bom: true,
@@ -61,12 +108,12 @@ export function parseCsvText(text: string | Buffer, opts: CsvOptions, ref: Sourc
       relax_column_count: true,
       skip_empty_lines: true,
       trim: true,
-    }) as unknown as { record: string[]; info: { lines: number } }[];
+    }) as unknown as CsvRecord[];
   } catch (e) {
     const err = e as CsvError & { lines?: number };
     fail(
       describeProblem({
-        file: src,
+        file: ctx.src,
         field: err.lines ? `line ${err.lines}` : undefined,
         what: `not a valid CSV file (${err.message})`,
         fix: 'Check the quoting on that line: every opening double quote needs a closing one',
@@ -77,176 +124,176 @@ export function parseCsvText(text: string | Buffer, opts: CsvOptions, ref: Sourc
   if (records.length === 0) {
     fail(
       describeProblem({
-        file: src,
+        file: ctx.src,
         expected: 'a header line naming the columns, then one line per sample',
         found: 'an empty file',
-        fix: `Point ${recipeField(ref, ref.field)} at the CSV file holding the data`,
+        fix: `Point ${recipeField(ctx.ref, ctx.ref.field)} at the CSV file holding the data`,
       }),
     );
   }
-  const header = records[0].record;
-  const columns = header.map((c) => c.trim());
-  const seen = new Map<string, number>();
+  return records;
+}
+
+/** The header line: every cell a name, no name twice. */
+function readHeader(first: CsvRecord, ctx: CsvContext): CsvHeader {
+  const columns = first.record.map((c) => c.trim());
+  const index = new Map<string, number>();
   columns.forEach((c, i) => {
     if (c === '') {
       fail(
         describeProblem({
-          file: src,
-          field: `line ${records[0].info.lines}, column ${i + 1}`,
+          file: ctx.src,
+          field: `line ${first.info.lines}, column ${i + 1}`,
           expected: 'a column name in every header cell',
           found: 'an empty name',
           fix: 'Name that column in the header line (the first line of the file)',
         }),
       );
     }
-    if (seen.has(c)) {
+    if (index.has(c)) {
       fail(
         describeProblem({
-          file: src,
-          field: `line ${records[0].info.lines}`,
+          file: ctx.src,
+          field: `line ${first.info.lines}`,
           expected: 'distinct column names in the header',
-          found: `${quote(c)} twice (columns ${seen.get(c)! + 1} and ${i + 1})`,
+          found: `${quote(c)} twice (columns ${index.get(c)! + 1} and ${i + 1})`,
           fix: 'Rename one of them in the header line',
         }),
       );
     }
-    seen.set(c, i);
+    index.set(c, i);
   });
-  const columnList = columns.map(quote).join(', ');
+  return { columns, index, list: columns.map(quote).join(', ') };
+}
 
-  const labelIdx = seen.get(opts.label);
-  if (labelIdx === undefined) {
+/** The index of `data.label`'s column, with a did-you-mean when it is missing. */
+function labelColumn(header: CsvHeader, ctx: CsvContext): number {
+  const { label } = ctx.opts;
+  const idx = header.index.get(label);
+  if (idx === undefined) {
     fail(
       describeProblem({
-        file: src,
+        file: ctx.src,
         field: 'data.label',
-        expected: `a column named ${quote(opts.label)}`,
-        found: `the columns ${columnList}${didYouMean(opts.label, columns)}`,
-        fix: `Set ${recipeField(ref, 'data.label')} to the name of the column holding the class of each row`,
+        expected: `a column named ${quote(label)}`,
+        found: `the columns ${header.list}${didYouMean(label, header.columns)}`,
+        fix: `Set ${recipeField(ctx.ref, 'data.label')} to the name of the column holding the class of each row`,
       }),
     );
   }
+  return idx;
+}
 
-  let features: string[];
-  if (opts.features) {
-    features = opts.features;
-    const used = new Set<string>();
-    features.forEach((f, i) => {
-      const field = `data.features[${i}]`;
-      if (!seen.has(f)) {
-        fail(
-          describeProblem({
-            file: src,
-            field,
-            expected: `a column named ${quote(f)}`,
-            found: `the columns ${columnList}${didYouMean(f, columns)}`,
-            fix: `Correct ${recipeField(ref, field)}, or remove data.features to use every column but the label`,
-          }),
-        );
-      }
-      if (f === opts.label) {
-        fail(
-          describeProblem({
-            file: src,
-            field,
-            expected: 'feature columns other than the label column',
-            found: `the label column ${quote(f)}`,
-            fix: `Remove ${quote(f)} from ${recipeField(ref, 'data.features')}: a model must not see its own label`,
-          }),
-        );
-      }
-      if (used.has(f)) {
-        fail(
-          describeProblem({
-            file: src,
-            field,
-            expected: 'each feature column once',
-            found: `${quote(f)} listed twice`,
-            fix: `Remove the duplicate from ${recipeField(ref, 'data.features')}`,
-          }),
-        );
-      }
-      used.add(f);
-    });
-  } else {
-    features = columns.filter((_, i) => i !== labelIdx);
-    if (features.length === 0) {
+/** `data.features` as given: each an existing column, not the label, listed once. */
+function checkedFeatures(features: string[], header: CsvHeader, ctx: CsvContext): string[] {
+  const used = new Set<string>();
+  features.forEach((f, i) => {
+    const field = `data.features[${i}]`;
+    if (!header.index.has(f)) {
       fail(
         describeProblem({
-          file: src,
-          expected: 'at least one feature column besides the label column',
-          found: `only the column ${quote(opts.label)}`,
-          fix: 'Add feature columns to the file',
+          file: ctx.src,
+          field,
+          expected: `a column named ${quote(f)}`,
+          found: `the columns ${header.list}${didYouMean(f, header.columns)}`,
+          fix: `Correct ${recipeField(ctx.ref, field)}, or remove data.features to use every column but the label`,
         }),
       );
     }
-  }
-  const featIdx = features.map((f) => seen.get(f)!);
-  const F = features.length;
+    if (f === ctx.opts.label) {
+      fail(
+        describeProblem({
+          file: ctx.src,
+          field,
+          expected: 'feature columns other than the label column',
+          found: `the label column ${quote(f)}`,
+          fix: `Remove ${quote(f)} from ${recipeField(ctx.ref, 'data.features')}: a model must not see its own label`,
+        }),
+      );
+    }
+    if (used.has(f)) {
+      fail(
+        describeProblem({
+          file: ctx.src,
+          field,
+          expected: 'each feature column once',
+          found: `${quote(f)} listed twice`,
+          fix: `Remove the duplicate from ${recipeField(ctx.ref, 'data.features')}`,
+        }),
+      );
+    }
+    used.add(f);
+  });
+  return features;
+}
 
-  const count = records.length - 1;
-  if (count === 0) {
+/** Without `data.features`: every column but the label, at least one. */
+function defaultFeatures(header: CsvHeader, labelIdx: number, ctx: CsvContext): string[] {
+  const features = header.columns.filter((_, i) => i !== labelIdx);
+  if (features.length === 0) {
     fail(
       describeProblem({
-        file: src,
-        expected: 'one line per sample after the header line',
-        found: 'only the header line',
-        fix: `Point ${recipeField(ref, ref.field)} at a CSV file that holds data rows`,
+        file: ctx.src,
+        expected: 'at least one feature column besides the label column',
+        found: `only the column ${quote(ctx.opts.label)}`,
+        fix: 'Add feature columns to the file',
       }),
     );
   }
-  const x = new Float32Array(count * F);
-  const labels = new Array<string>(count);
-  for (let r = 0; r < count; r++) {
-    const { record, info } = records[r + 1];
-    // csv-parse reports the line a record ends on; a quoted cell may span lines.
-    let newlines = 0;
-    for (const cell of record) for (let k = 0; k < cell.length; k++) if (cell.charCodeAt(k) === 10) newlines++;
-    const line = info.lines - newlines;
-    if (record.length !== columns.length) {
+  return features;
+}
+
+/** The line a record starts on: csv-parse reports the line it ends on, and a quoted cell may span lines. */
+function recordLine({ record, info }: CsvRecord): number {
+  let newlines = 0;
+  for (const cell of record) for (let k = 0; k < cell.length; k++) if (cell.charCodeAt(k) === 10) newlines++;
+  return info.lines - newlines;
+}
+
+function checkCellCount(record: string[], line: number, header: CsvHeader, ctx: CsvContext): void {
+  if (record.length === header.columns.length) return;
+  fail(
+    describeProblem({
+      file: ctx.src,
+      field: `line ${line}`,
+      expected: `${header.columns.length} cells, one per header column`,
+      found: `${record.length} cell${record.length === 1 ? '' : 's'}`,
+      fix: `Every row must have one value per column (${header.list}); look for a missing or extra comma on that line`,
+    }),
+  );
+}
+
+function labelCell(cell: string, line: number, ctx: CsvContext): string {
+  if (cell !== '') return cell;
+  fail(
+    describeProblem({
+      file: ctx.src,
+      field: `line ${line}, column ${quote(ctx.opts.label)}`,
+      expected: 'a class label',
+      found: 'an empty cell',
+      fix: 'Fill in the label of that row or delete the row',
+    }),
+  );
+}
+
+/** Writes the row's feature cells into `out`; an empty or non-numeric cell is refused by line and column. */
+function readFeatureCells(record: string[], line: number, featIdx: number[], features: string[], ctx: CsvContext, out: Float32Array): void {
+  for (let j = 0; j < featIdx.length; j++) {
+    const cell = record[featIdx[j]];
+    const v = cell === '' ? NaN : Number(cell);
+    if (!Number.isFinite(v)) {
       fail(
         describeProblem({
-          file: src,
-          field: `line ${line}`,
-          expected: `${columns.length} cells, one per header column`,
-          found: `${record.length} cell${record.length === 1 ? '' : 's'}`,
-          fix: `Every row must have one value per column (${columnList}); look for a missing or extra comma on that line`,
+          file: ctx.src,
+          field: `line ${line}, column ${quote(features[j])}`,
+          expected: 'a number',
+          found: cell === '' ? 'an empty cell' : quote(cell),
+          fix: `Fix or fill in that cell (or delete the row), or leave the column out of ${recipeField(ctx.ref, 'data.features')}`,
         }),
       );
     }
-    const lab = record[labelIdx];
-    if (lab === '') {
-      fail(
-        describeProblem({
-          file: src,
-          field: `line ${line}, column ${quote(opts.label)}`,
-          expected: 'a class label',
-          found: 'an empty cell',
-          fix: 'Fill in the label of that row or delete the row',
-        }),
-      );
-    }
-    labels[r] = lab;
-    for (let j = 0; j < F; j++) {
-      const cell = record[featIdx[j]];
-      const v = cell === '' ? NaN : Number(cell);
-      if (!Number.isFinite(v)) {
-        fail(
-          describeProblem({
-            file: src,
-            field: `line ${line}, column ${quote(features[j])}`,
-            expected: 'a number',
-            found: cell === '' ? 'an empty cell' : quote(cell),
-            fix:
-              `Fix or fill in that cell (or delete the row), or leave the column out of ` +
-              `${recipeField(ref, 'data.features')}`,
-          }),
-        );
-      }
-      x[r * F + j] = v;
-    }
+    out[j] = v;
   }
-  return { columns, features, x, labels, count };
 }
 
 /** Reads and parses a CSV file; `path` is the resolved path to read. */
