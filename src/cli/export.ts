@@ -43,6 +43,7 @@ async function exportHe(a: ExportArgs): Promise<void> {
         rotation_steps: r.rotationSteps.length,
         server_bytes: r.serverBytes,
         client_bytes: r.clientBytes,
+        refresh_rounds: r.refreshRounds,
       }),
     );
   }
@@ -58,7 +59,7 @@ export const exportCommand = defineCommand(
       .option('out', { type: 'string', describe: 'output folder (gets server/ and client/)' })
       .option('packing', { type: 'string', default: 'sample', describe: 'sample (one sample per request: latency); the only one served so far' })
       .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
-      .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client refreshes are not served yet (refused)' })
+      .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: a model deeper than one CKKS chain is cut into segments; per request the data owner re-encrypts between them (round trips, counted)' })
       .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing hepoly export at --out' })
       .option('json', { type: 'boolean', default: false }),
   (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, json: a.json }),

@@ -46,7 +46,7 @@ export async function runPredict(a: PredictArgs): Promise<void> {
     let ms = 0;
     for (let i = 0; i < inputs.length; i++) {
       const t0 = performance.now();
-      const { outputs } = await remote.evaluate(keyId, [client.encrypt(inputs[i])]);
+      const { outputs } = await remote.evaluate(keyId, [client.encrypt(inputs[i])], client);
       const logits = client.decrypt(outputs[0]);
       ms += performance.now() - t0;
       const c = argmax(logits);
@@ -72,6 +72,7 @@ export async function runPredict(a: PredictArgs): Promise<void> {
           bytes_received: remote.bytesReceived,
           key_id: keyId,
           keys_uploaded: uploaded,
+          refresh_rounds: remote.refreshRounds,
         }),
       );
     }

@@ -15,6 +15,7 @@ export interface ServeArgs {
   maxKeyMb?: number;
   maxRequestMb?: number;
   cors?: string;
+  sessionTtl?: number;
 }
 
 /**
@@ -39,10 +40,11 @@ export async function runServe(a: ServeArgs): Promise<void> {
     maxKeyBytes: (positive(a.maxKeyMb, '--max-key-mb') ?? 512) * 2 ** 20,
     maxRequestBytes: (positive(a.maxRequestMb, '--max-request-mb') ?? 64) * 2 ** 20,
     corsOrigin: a.cors,
+    sessionTtlMs: (positive(a.sessionTtl, '--session-ttl') ?? 600) * 1000,
   });
   const m = server.artifact.manifest;
   console.log(`serving ${a.dir} on ${server.url}`);
-  console.log(`model ${m.digest.slice(0, 12)}: input [${m.input_shape.join(', ')}], ${m.classes} classes, N=${m.params.polyModulusDegree}, ${m.rotation_steps.length} rotation steps; keys in ${server.keys.dir}; ${server.pool.size} workers${a.token ? '; bearer token required' : ''}`);
+  console.log(`model ${m.digest.slice(0, 12)}: input [${m.input_shape.join(', ')}], ${m.classes} classes, N=${m.params.polyModulusDegree}, ${m.rotation_steps.length} rotation steps${m.refresh_rounds ? `, ${m.refresh_rounds} client refresh round(s) per request` : ''}; keys in ${server.keys.dir}; ${server.pool.size} workers${a.token ? '; bearer token required' : ''}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -66,6 +68,8 @@ export const serveCommand = defineCommand(
       .option('timeout', { type: 'number', describe: 'seconds one evaluation may take before its worker is replaced (default 600)' })
       .option('max-key-mb', { type: 'number', describe: 'largest key upload (default 512)' })
       .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' })
-      .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' }),
-  (a) => runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors }),
+      .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' })
+      .option('session-ttl', { type: 'number', describe: 'seconds a client has to send back a refresh round (--refresh client exports; default 600)' }),
+  (a) =>
+    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl }),
 );

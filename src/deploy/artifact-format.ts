@@ -41,6 +41,8 @@ export const ServerManifestSchema = z.object({
   input_ciphertexts: z.number().int(),
   output_ciphertexts: z.number().int(),
   depth: z.number().int(),
+  /** client round trips per request (`--refresh client` exports; absent: none) */
+  refresh_rounds: z.number().int().min(1).optional(),
   /** sha256 of each program file, so the digest below covers the weights */
   files: z.record(z.string(), z.string()),
   /** sha256 over this manifest without the digest field (see artifactDigest) */
@@ -72,6 +74,8 @@ export const ClientArtifactSchema = z.object({
   packing: PackingSchema,
   rotation_steps: z.array(z.number().int()),
   slots: z.number().int(),
+  /** the server hands back ciphertexts this many times per request, for the client to re-encrypt */
+  refresh_rounds: z.number().int().min(1).optional(),
   preprocess: z.object({
     labels: z.array(z.string()),
     input_shape: z.array(z.number().int()),

@@ -4,8 +4,8 @@ import { loadCheckpoint } from '../train/checkpoint.js';
 import { heldOutSplit } from '../train/evaluate.js';
 import { initBackend } from '../train/backend.js';
 import { compileProgram } from '../he/compile.js';
-import { calibrate } from '../he/validate.js';
-import { type HeParams, checkParams, chooseParams, describeParams, loadParamsFile } from '../he/params.js';
+import { type HeParams, describeParams } from '../he/params.js';
+import { refreshPointName } from '../he/refresh.js';
 import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/client.js';
 import { planSample } from '../he/packing/sample.js';
 import { nextPow2 } from '../he/packing/layout.js';
@@ -24,6 +24,7 @@ import {
 } from './artifact-format.js';
 import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
 import { claimOutputDir } from '../util/output-guard.js';
+import { chooseExportProgram } from './export-params.js';
 
 /**
  * `hepoly export CHECKPOINT --format he --out DIR`: the compiled program and its parameters,
@@ -40,7 +41,7 @@ export interface HeExportOptions {
   packing?: string;
   /** 'auto' or a JSON file */
   params?: string;
-  /** 'client' would need a session protocol, which the server does not have yet */
+  /** 'client': a program deeper than one chain is cut into segments; the data owner re-encrypts between them (a session of round trips) */
   refresh?: string;
   /** replace an existing hepoly export at `out` (anything else there is always refused) */
   overwrite?: boolean;
@@ -55,6 +56,8 @@ export interface HeExportResult {
   rotationSteps: number[];
   serverBytes: number;
   clientBytes: number;
+  /** client round trips per request (0: the whole depth fits one chain) */
+  refreshRounds: number;
 }
 
 export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportResult> {
@@ -80,19 +83,15 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
       `--packing ${packing}: hepoly export serves sample packing only so far (one sample per request, lowest latency). Use --packing sample`,
     );
   }
-  if (o.refresh && o.refresh !== 'none') {
-    throw new HepolyError(
-      `--refresh ${o.refresh}: exported artifacts cannot carry client refreshes yet (the server has no session protocol for the round trips). Use --refresh none with a model whose depth fits one CKKS chain`,
-    );
-  }
+  const refresh = o.refresh ?? 'none';
+  if (refresh !== 'none' && refresh !== 'client') throw new HepolyError(`--refresh ${refresh}: expected none or client`, { exitCode: 2 });
   const ckpt = loadCheckpoint(o.checkpoint);
-  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
   await initBackend();
   const split = await heldOutSplit(ckpt);
-  const maxAbs = calibrate(program, split.x, Math.min(split.count, 32));
   const shape = ckpt.graph.inputShape;
   const minSlots = shape.length === 3 ? nextPow2(shape[0] * shape[1]) : undefined;
-  const params = chooseExportParams(o.params, { depth: program.depth, maxAbs, minSlots }, ckpt.dir);
+  const { program, params } = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir });
   const slots = params.polyModulusDegree / 2;
   if (minSlots && slots < minSlots) {
     throw new HepolyError(`--params ${o.params}: an image plane of ${ckpt.dir} needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}. Use a larger poly_modulus_degree`);
@@ -105,6 +104,9 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   }
   log(`program: depth ${program.depth}, ${program.steps.length} steps; parameters: ${describeParams(params)}`);
   log(`packing: sample, ${plan.layouts[program.input]!.cts} input and ${plan.layouts[program.output]!.cts} output ciphertexts per request, ${steps.length} rotation steps`);
+  const rounds = program.refreshes?.length ?? 0;
+  for (const r of program.refreshes ?? []) log(`client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
+  if (rounds) log(`--refresh client: ${rounds} round trip(s) per request: the data owner decrypts and re-encrypts these activations (it sees them; the server still holds no secret key)`);
 
   const versions = currentVersions();
   const encoded = encodeProgram(program);
@@ -121,6 +123,7 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     input_ciphertexts: plan.layouts[program.input]!.cts,
     output_ciphertexts: plan.layouts[program.output]!.cts,
     depth: program.depth,
+    ...(rounds ? { refresh_rounds: rounds } : {}),
     files: { 'program.json': sha(encoded.json), 'program.bin': sha(encoded.bin) },
   };
   const digest = sha(digestInput(core));
@@ -133,6 +136,7 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     packing: { kind: 'sample' },
     rotation_steps: steps,
     slots,
+    ...(rounds ? { refresh_rounds: rounds } : {}),
     preprocess: {
       labels: ckpt.preprocess.labels,
       input_shape: ckpt.preprocess.inputShape,
@@ -159,24 +163,8 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     rotationSteps: steps,
     serverBytes: encoded.json.length + encoded.bin.length + manifestJson.length,
     clientBytes: clientJson.length,
+    refreshRounds: rounds,
   };
-}
-
-function chooseExportParams(spec: string | undefined, req: { depth: number; maxAbs: number; minSlots?: number }, source: string): HeParams {
-  if (spec && spec !== 'auto') {
-    const p = loadParamsFile(spec);
-    checkParams(p, req, spec);
-    return p;
-  }
-  try {
-    return chooseParams(req);
-  } catch (e) {
-    if (!(e instanceof HepolyError)) throw e;
-    throw new HepolyError(
-      `${source}: depth ${req.depth} needs client refreshes, which exported artifacts do not carry yet (--refresh client is validate-only: \`hepoly he-validate --refresh client\`). ` +
-        'Export a shallower model (fewer activation layers), or pass --params FILE with a chain that holds the depth',
-    );
-  }
 }
 
 /** A layout as the client needs it: where each element sits, nothing of the program. */

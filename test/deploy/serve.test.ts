@@ -55,7 +55,7 @@ describe('deploy: export, serve, predict (CLI and library)', function () {
     }
   });
 
-  it('export refuses to replace a folder that is not a hepoly artifact, and names the flag for refresh-needing models', () => {
+  it('export refuses to replace a folder that is not a hepoly artifact', () => {
     const out = join(art.dir, 'foreign');
     mkdirSync(join(out, 'server'), { recursive: true });
     writeFileSync(join(out, 'server', 'precious.txt'), 'keep me');
@@ -66,9 +66,6 @@ describe('deploy: export, serve, predict (CLI and library)', function () {
     expect(again.code, 'an existing export is replaced only with --overwrite').to.equal(1);
     expect(again.stderr).to.match(/already holds a hepoly export .*pass --overwrite/);
     expect(readFileSync(join(out, 'server', 'precious.txt'), 'utf8')).to.equal('keep me');
-    const refresh = hepoly(['export', art.mlp.checkpoint, '--out', join(art.dir, 'x'), '--refresh', 'client']);
-    expect(refresh.code).to.equal(1);
-    expect(refresh.stderr).to.match(/--refresh client: exported artifacts cannot carry client refreshes/);
     const packing = hepoly(['export', art.mlp.checkpoint, '--out', join(art.dir, 'x'), '--packing', 'batch']);
     expect(packing.stderr).to.match(/--packing batch: .*Use --packing sample/);
     expect(existsSync(join(art.dir, 'x'))).to.equal(false);

@@ -106,15 +106,7 @@ export class HEClient {
 
   /** One preprocessed sample -> its input ciphertexts (seeded symmetric encryption: half the upload). */
   encrypt(x: ArrayLike<number>): Uint8Array[] {
-    const scale = 2 ** this.artifact.params.scaleBits;
-    return packInput(this.artifact.input, this.artifact.slots, x).map((v) => {
-      const pt = this.#encoder.encode(v, scale) as PlainText;
-      const ser = this.#encryptor.encryptSymmetricSerializable(pt);
-      const bytes = ser.saveArray(this.seal.ComprModeType.zstd);
-      ser.delete();
-      pt.delete();
-      return bytes;
-    });
+    return packInput(this.artifact.input, this.artifact.slots, x).map((v) => this.#encryptSlots(v));
   }
 
   /** The output ciphertexts of one sample -> its logits. */
@@ -122,22 +114,42 @@ export class HEClient {
     if (outputs.length !== this.artifact.output.ciphertexts) {
       throw new HepolyError(`server reply: ${outputs.length} output ciphertexts per sample, the client artifact expects ${this.artifact.output.ciphertexts}`);
     }
-    const vecs = outputs.map((bytes, k) => {
-      const ct = this.seal.CipherText();
-      try {
-        ct.loadArray(this.context, bytes);
-      } catch (e) {
-        ct.delete();
-        throw new HepolyError(`server reply: output ciphertext ${k} does not deserialize with the artifact's parameters (${(e as Error).message})`);
-      }
-      const pt = this.seal.PlainText();
-      this.#decryptor.decrypt(ct, pt);
-      const v = Float64Array.from(this.#encoder.decode(pt));
-      pt.delete();
+    return unpackOutput(this.artifact.output, this.artifact.slots, outputs.map((bytes, k) => this.#decryptSlots(bytes, `output ciphertext ${k}`)));
+  }
+
+  /**
+   * A refresh round of a `--refresh client` export: each ciphertext the server handed out is
+   * decrypted and encrypted again, slot for slot, fresh at the top level and the artifact's
+   * scale. Layout-agnostic: the server's next segment reads the slots where they were. The
+   * data owner sees these intermediate activations; the server still sees only ciphertexts.
+   */
+  refresh(cts: Uint8Array[]): Uint8Array[] {
+    return cts.map((bytes, k) => this.#encryptSlots(this.#decryptSlots(bytes, `refresh ciphertext ${k}`)));
+  }
+
+  #encryptSlots(v: Float64Array): Uint8Array {
+    const pt = this.#encoder.encode(v, 2 ** this.artifact.params.scaleBits) as PlainText;
+    const ser = this.#encryptor.encryptSymmetricSerializable(pt);
+    const bytes = ser.saveArray(this.seal.ComprModeType.zstd);
+    ser.delete();
+    pt.delete();
+    return bytes;
+  }
+
+  #decryptSlots(bytes: Uint8Array, what: string): Float64Array {
+    const ct = this.seal.CipherText();
+    try {
+      ct.loadArray(this.context, bytes);
+    } catch (e) {
       ct.delete();
-      return v;
-    });
-    return unpackOutput(this.artifact.output, this.artifact.slots, vecs);
+      throw new HepolyError(`server reply: ${what} does not deserialize with the artifact's parameters (${(e as Error).message})`);
+    }
+    const pt = this.seal.PlainText();
+    this.#decryptor.decrypt(ct, pt);
+    const v = Float64Array.from(this.#encoder.decode(pt));
+    pt.delete();
+    ct.delete();
+    return v;
   }
 
   delete(): void {

@@ -37,9 +37,24 @@ export interface RemotePrediction {
   serverMs: number[];
 }
 
+/** The part of HEClient a refresh round needs. */
+export interface Refresher {
+  refresh(cts: Uint8Array[]): Uint8Array[];
+}
+
+interface ReplyHead {
+  state?: 'done' | 'refresh';
+  samples: number;
+  ms: number[];
+  session_id?: unknown;
+  round?: unknown;
+}
+
 export class RemoteModel {
   bytesSent = 0;
   bytesReceived = 0;
+  /** refresh rounds this client answered (`--refresh client` exports) */
+  refreshRounds = 0;
   private readonly base: string;
   private readonly fetchFn: typeof fetch;
 
@@ -119,27 +134,47 @@ export class RemoteModel {
     return { keyId: await this.uploadKeys(client), uploaded: true };
   }
 
-  /** POST /v1/predict: per sample its input ciphertexts in, its output ciphertexts out. */
-  async evaluate(keyId: string, samples: Uint8Array[][]): Promise<{ outputs: Uint8Array[][]; serverMs: number[] }> {
+  /**
+   * POST /v1/predict: per sample its input ciphertexts in, its output ciphertexts out. A model
+   * exported with `--refresh client` answers with ciphertexts to refresh instead, under a
+   * session id, `refresh_rounds` times: `client` decrypts and re-encrypts them and they go
+   * back to `/v1/sessions/:id/continue` until the output comes.
+   */
+  async evaluate(keyId: string, samples: Uint8Array[][], client?: Refresher): Promise<{ outputs: Uint8Array[][]; serverMs: number[]; rounds: number }> {
     const meta = { key_id: keyId, server_digest: this.artifact.server_digest, artifact_format: ARTIFACT_FORMAT_VERSION, samples: samples.length };
-    const res = await this.call('POST', '/v1/predict', encodeFrames([jsonPart(meta), ...samples.flat()]));
-    if (!res.ok) throw await this.failure(res, 'POST', '/v1/predict');
+    let reply = await this.post('/v1/predict', encodeFrames([jsonPart(meta), ...samples.flat()]));
+    let rounds = 0;
+    while (reply.head.state === 'refresh') {
+      const { session_id: id, round } = reply.head;
+      if (!client) throw new HepolyError(`${this.base}: the model needs client refreshes (refresh_rounds ${this.artifact.refresh_rounds ?? '?'}); pass the HEClient to evaluate()`);
+      if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id) || !Number.isInteger(round)) throw new HepolyError('server reply: a refresh answer without a session id and round');
+      const fresh = client.refresh(reply.cts);
+      rounds++;
+      this.refreshRounds++;
+      reply = await this.post(`/v1/sessions/${id}/continue`, encodeFrames([jsonPart({ round }), ...fresh]));
+    }
+    const head = reply.head;
+    const per = this.artifact.output.ciphertexts;
+    if (head.samples !== samples.length || reply.cts.length !== per * samples.length) {
+      throw new HepolyError(`server reply: ${reply.cts.length} ciphertexts for ${head.samples} samples, expected ${per} for each of ${samples.length}`);
+    }
+    const outputs = samples.map((_, s) => reply.cts.slice(s * per, (s + 1) * per));
+    return { outputs, serverMs: head.ms, rounds };
+  }
+
+  private async post(path: string, body: Uint8Array): Promise<{ head: ReplyHead; cts: Uint8Array[] }> {
+    const res = await this.call('POST', path, body);
+    if (!res.ok) throw await this.failure(res, 'POST', path);
     const bytes = new Uint8Array(await res.arrayBuffer());
     this.bytesReceived += bytes.length;
     const parts = decodeFrames(bytes, 'server reply');
-    const head = parseJsonPart(parts[0], 'server reply') as { samples: number; ms: number[] };
-    const per = this.artifact.output.ciphertexts;
-    if (head.samples !== samples.length || parts.length !== 1 + per * samples.length) {
-      throw new HepolyError(`server reply: ${parts.length - 1} ciphertexts for ${head.samples} samples, expected ${per} for each of ${samples.length}`);
-    }
-    const outputs = samples.map((_, s) => parts.slice(1 + s * per, 1 + (s + 1) * per));
-    return { outputs, serverMs: head.ms };
+    return { head: parseJsonPart(parts[0], 'server reply') as ReplyHead, cts: parts.slice(1) };
   }
 
   /** Raw samples (before normalization) -> predictions: preprocess, encrypt, evaluate remotely, decrypt. */
   async predict(client: HEClient, keyId: string, raw: ArrayLike<number>[]): Promise<RemotePrediction> {
     const inputs = raw.map((r, i) => client.encrypt(preprocessSample(this.artifact, r, `sample ${i}`)));
-    const { outputs, serverMs } = await this.evaluate(keyId, inputs);
+    const { outputs, serverMs } = await this.evaluate(keyId, inputs, client);
     const logits = outputs.map((o) => client.decrypt(o));
     const classes = logits.map((l) => argmax(l));
     return { logits, classes, labels: classes.map((c) => this.artifact.preprocess.labels[c] ?? String(c)), serverMs };

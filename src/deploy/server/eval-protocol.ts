@@ -13,11 +13,23 @@ export interface EvaluationKeyBytes {
   galoisKeys: Uint8Array | null;
 }
 
+/** Ciphertexts of one program tensor (a segment's inputs and outputs, `--refresh client` exports). */
+export interface TensorCts {
+  tensor: number;
+  cts: Uint8Array[];
+}
+
+/** What one request asks of a worker: a whole pass, or one segment between two client refreshes. */
+export type EvalWork =
+  | { kind: 'sample'; inputs: Uint8Array[] }
+  | { kind: 'segment'; from: number; to: number; tensors: TensorCts[]; keep: number[] };
+
 export type EvalToWorker =
   | { type: 'init'; params: HeParams; program: HeProgram; maxKeySets: number; keyId: string; keys: EvaluationKeyBytes }
-  | { type: 'sample'; id: number; keyId: string; keys: EvaluationKeyBytes | null; inputs: Uint8Array[] };
+  | { type: 'eval'; id: number; keyId: string; keys: EvaluationKeyBytes | null; work: EvalWork };
 
 export type EvalFromWorker =
   | { type: 'ready'; prepareMs: number; heapBytes: number }
-  | { type: 'sampleDone'; id: number; outputs: Uint8Array[]; ms: number; heapBytes: number }
+  /** a sample's output ciphertexts (outputs[0], tensor = program output) or a segment's kept tensors */
+  | { type: 'evalDone'; id: number; outputs: TensorCts[]; ms: number; heapBytes: number }
   | { type: 'error'; id: number; message: string };

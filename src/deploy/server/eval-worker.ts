@@ -4,7 +4,7 @@ import { CkksContext, loadSeal, type CipherText, type PlainText } from '../../he
 import { SealBackend } from '../../he/seal-backend.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from '../../he/keys.js';
 import { SampleEvaluator, planSample } from '../../he/packing/sample.js';
-import type { EvalFromWorker, EvalToWorker } from './eval-protocol.js';
+import type { EvalFromWorker, EvalToWorker, EvalWork, TensorCts } from './eval-protocol.js';
 
 /**
  * One evaluation thread of `hepoly serve`, serving many clients: the program's diagonals are
@@ -42,7 +42,7 @@ function send(m: EvalFromWorker): void {
   port!.postMessage(m);
 }
 
-function useKeys(keyId: string, keys: Extract<EvalToWorker, { type: 'sample' }>['keys']): void {
+function useKeys(keyId: string, keys: Extract<EvalToWorker, { type: 'eval' }>['keys']): void {
   let set = keySets.get(keyId);
   if (!set && keys) {
     const loaded = loadEvaluationKeys(ctx!, keys);
@@ -61,9 +61,26 @@ function useKeys(keyId: string, keys: Extract<EvalToWorker, { type: 'sample' }>[
   current = set.backend;
 }
 
+/**
+ * A whole pass, or one segment of a program cut for client refreshes (its diagonals are
+ * encoded when a segment other than the last one run here comes: SampleEvaluator.runRange).
+ */
+function evaluate(ev: SampleEvaluator<CipherText, PlainText>, work: EvalWork): TensorCts[] {
+  const p = ev.program;
+  const given = work.kind === 'sample' ? [{ tensor: p.input, cts: work.inputs }] : work.tensors;
+  const from = work.kind === 'sample' ? 0 : work.from;
+  const to = work.kind === 'sample' ? p.steps.length : work.to;
+  const keep = work.kind === 'sample' ? [p.output] : work.keep;
+  const inputs = new Map(given.map((t) => [t.tensor, t.cts.map((b) => forwarding.deserialize(b))]));
+  const kept = ev.runRange(inputs, from, to, keep);
+  const outputs = keep.map((t) => ({ tensor: t, cts: kept.get(t)!.map((c) => forwarding.serialize(c)) }));
+  for (const cts of [...kept.values(), ...inputs.values()]) for (const c of cts) forwarding.free(c);
+  return outputs;
+}
+
 port.on('message', (msg: EvalToWorker) => {
   void (async () => {
-    const id = msg.type === 'sample' ? msg.id : -1;
+    const id = msg.type === 'eval' ? msg.id : -1;
     try {
       if (msg.type === 'init') {
         const seal = await loadSeal();
@@ -73,15 +90,12 @@ port.on('message', (msg: EvalToWorker) => {
         const t0 = performance.now();
         evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
         send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
-      } else if (msg.type === 'sample') {
+      } else if (msg.type === 'eval') {
         if (!evaluator) throw new Error('worker used before init');
         useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
-        const inputs = msg.inputs.map((b) => forwarding.deserialize(b));
-        const outs = evaluator.run(inputs);
-        const outputs = outs.map((c) => forwarding.serialize(c));
-        for (const c of [...outs, ...inputs]) forwarding.free(c);
-        send({ type: 'sampleDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
+        const outputs = evaluate(evaluator, msg.work);
+        send({ type: 'evalDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
       }
     } catch (e) {
       send({ type: 'error', id, message: (e as Error)?.message ?? String(e) });

@@ -20,6 +20,8 @@ export interface Gauges {
   workersReplaced: number;
   workerKeyLoads: number;
   keysStored: number;
+  refreshRoundTrips: number;
+  refreshSessions: number;
 }
 
 export class Metrics {
@@ -60,6 +62,8 @@ export class Metrics {
     out.push('# HELP hepoly_worker_heap_bytes SEAL wasm heap of each worker thread.', '# TYPE hepoly_worker_heap_bytes gauge');
     g.workerHeapBytes.forEach((b, i) => out.push(`hepoly_worker_heap_bytes{worker="${i}"} ${b}`));
     gauge('hepoly_keys_stored', 'Evaluation key sets on disk.', g.keysStored);
+    gauge('hepoly_refresh_round_trips_total', 'Client refresh rounds handed out (--refresh client exports: one per cut and request).', g.refreshRoundTrips, 'counter');
+    gauge('hepoly_refresh_sessions', 'Refresh sessions waiting for their client.', g.refreshSessions);
     const mem = process.memoryUsage();
     gauge('process_resident_memory_bytes', 'Resident memory of the server process.', mem.rss);
     gauge('process_heap_bytes', 'V8 heap used by the server process.', mem.heapUsed);

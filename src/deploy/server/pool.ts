@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { HeParams } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
-import type { EvalFromWorker, EvaluationKeyBytes } from './eval-protocol.js';
+import type { EvalFromWorker, EvalWork, EvaluationKeyBytes, TensorCts } from './eval-protocol.js';
 import { HttpError } from './http-util.js';
 
 /**
@@ -16,10 +16,15 @@ import { HttpError } from './http-util.js';
 interface Job {
   keyId: string;
   keys: () => EvaluationKeyBytes;
-  inputs: Uint8Array[];
+  work: EvalWork;
   enqueued: number;
-  resolve: (r: { outputs: Uint8Array[]; ms: number }) => void;
+  resolve: (r: EvalResult) => void;
   reject: (e: Error) => void;
+}
+
+export interface EvalResult {
+  outputs: TensorCts[];
+  ms: number;
 }
 
 interface Slot {
@@ -78,10 +83,11 @@ export class WorkerPool {
     return this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
   }
 
-  run(keyId: string, keys: () => EvaluationKeyBytes, inputs: Uint8Array[]): Promise<{ outputs: Uint8Array[]; ms: number }> {
+  /** One sample's pass, or one segment of it (`--refresh client` exports), on the next fitting idle worker. */
+  run(keyId: string, keys: () => EvaluationKeyBytes, work: EvalWork): Promise<EvalResult> {
     if (this.closed) return Promise.reject(new HttpError(503, 'the server is shutting down'));
     return new Promise((resolve, reject) => {
-      this.queue.push({ keyId, keys, inputs, enqueued: Date.now(), resolve, reject });
+      this.queue.push({ keyId, keys, work, enqueued: Date.now(), resolve, reject });
       this.pump();
     });
   }
@@ -136,12 +142,12 @@ export class WorkerPool {
         sendKeys = false;
       }
       const id = this.nextId++;
-      slot.worker!.postMessage({ type: 'sample', id, keyId: job.keyId, keys: sendKeys ? job.keys() : null, inputs: job.inputs });
+      slot.worker!.postMessage({ type: 'eval', id, keyId: job.keyId, keys: sendKeys ? job.keys() : null, work: job.work });
       if (sendKeys) this.keyLoads++;
       // mirror the worker's least-recently-used order and eviction
       slot.keyIds = [...slot.keyIds.filter((k) => k !== job.keyId), job.keyId].slice(-this.maxKeySets);
-      const done = await this.await(slot, id, 'sampleDone');
-      if (done.type !== 'sampleDone') throw new Error('internal: unexpected worker reply');
+      const done = await this.await(slot, id, 'evalDone');
+      if (done.type !== 'evalDone') throw new Error('internal: unexpected worker reply');
       job.resolve({ outputs: done.outputs, ms: done.ms });
     } catch (e) {
       job.reject(e as Error);
@@ -149,7 +155,7 @@ export class WorkerPool {
   }
 
   /** The worker's next reply of `type` for request `id`; a death, an error or the timeout reject. */
-  private await(slot: Slot, id: number, type: 'ready' | 'sampleDone'): Promise<EvalFromWorker> {
+  private await(slot: Slot, id: number, type: 'ready' | 'evalDone'): Promise<EvalFromWorker> {
     return new Promise((resolve, reject) => {
       const finish = (err: Error | null, m?: EvalFromWorker) => {
         clearTimeout(timer);

@@ -14,6 +14,7 @@ import { KeyStore } from './key-store.js';
 import { Metrics } from './metrics.js';
 import { WorkerPool } from './pool.js';
 import { WireChecks } from './wire-checks.js';
+import { DEFAULT_SESSION_TTL_MS, Evaluation } from './evaluation.js';
 
 /**
  * `hepoly serve DIR/server`: the evaluating party over HTTP. It holds the artifact (program,
@@ -22,6 +23,8 @@ import { WireChecks } from './wire-checks.js';
  *   POST /v1/keys            framed [public, relin, Galois] keys -> {key_id} (stored atomically)
  *   GET|DELETE /v1/keys/:id
  *   POST /v1/predict         framed [meta JSON, ciphertexts...] -> framed [meta JSON, ciphertexts...]
+ *   POST /v1/sessions/:id/continue, DELETE /v1/sessions/:id   the client refresh rounds of a
+ *                            `--refresh client` export (evaluation.ts)
  *   GET /v1/health, GET /v1/model, GET /metrics
  * A bad request gets a 4xx JSON {error} and the server goes on serving.
  */
@@ -40,6 +43,8 @@ export interface ServeOptions {
   maxRequestBytes?: number;
   /** one sample's evaluation may take this long before its worker is replaced */
   timeoutMs?: number;
+  /** a refresh round (a `--refresh client` export) must come back within this */
+  sessionTtlMs?: number;
   /** answer CORS preflights and allow this origin ('*': any), for browser clients on another origin */
   corsOrigin?: string;
 }
@@ -62,6 +67,7 @@ export class DeployServer {
     readonly keys: KeyStore,
     readonly pool: WorkerPool,
     private readonly checks: WireChecks,
+    readonly evaluation: Evaluation,
     private readonly http: Server,
     readonly url: string,
   ) {}
@@ -87,7 +93,8 @@ export class DeployServer {
     });
     const addr = http.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    const server = new DeployServer(artifact, keys, pool, checks, http, `http://${host}:${addr.port}`);
+    const evaluation = new Evaluation(artifact.program, pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
+    const server = new DeployServer(artifact, keys, pool, checks, evaluation, http, `http://${host}:${addr.port}`);
     const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES };
     http.on('request', (req, res) => {
       if (o.corsOrigin && allowCors(req, res, o.corsOrigin)) return;
@@ -103,7 +110,14 @@ export class DeployServer {
     try {
       const path = new URL(req.url ?? '/', 'http://server').pathname;
       const keyPath = /^\/v1\/keys\/([^/]*)$/.exec(path);
-      route = keyPath ? '/v1/keys/:id' : ['/v1/health', '/v1/model', '/metrics', '/v1/keys', '/v1/predict'].includes(path) ? path : 'unknown';
+      const sessionPath = /^\/v1\/sessions\/([^/]*)(\/continue)?$/.exec(path);
+      route = keyPath
+        ? '/v1/keys/:id'
+        : sessionPath
+          ? `/v1/sessions/:id${sessionPath[2] ?? ''}`
+          : ['/v1/health', '/v1/model', '/metrics', '/v1/keys', '/v1/predict'].includes(path)
+            ? path
+            : 'unknown';
       if (token !== undefined) authorize(req, token);
       const method = req.method ?? 'GET';
       const want = (m: string) => {
@@ -145,8 +159,21 @@ export class DeployServer {
         const body = await this.predict(req, limits.request);
         status = 200;
         sendBytes(res, 200, body);
+      } else if (sessionPath) {
+        const id = decodeURIComponent(sessionPath[1]);
+        if (sessionPath[2]) {
+          want('POST');
+          const body = await this.continueSession(req, id, limits.request);
+          status = 200;
+          sendBytes(res, 200, body);
+        } else {
+          want('DELETE');
+          this.evaluation.delete(id);
+          status = 204;
+          res.writeHead(204).end();
+        }
       } else {
-        throw new HttpError(404, `${path}: no such route. Routes: POST /v1/keys, GET|DELETE /v1/keys/:id, POST /v1/predict, GET /v1/health, GET /v1/model, GET /metrics`);
+        throw new HttpError(404, `${path}: no such route. Routes: POST /v1/keys, GET|DELETE /v1/keys/:id, POST /v1/predict, POST /v1/sessions/:id/continue, DELETE /v1/sessions/:id, GET /v1/health, GET /v1/model, GET /metrics`);
       }
     } catch (e) {
       const err = e instanceof HttpError ? e : new HttpError(500, `internal error: ${(e as Error)?.message ?? String(e)}`);
@@ -176,6 +203,7 @@ export class DeployServer {
       input_ciphertexts: m.input_ciphertexts,
       output_ciphertexts: m.output_ciphertexts,
       depth: m.depth,
+      refresh_rounds: m.refresh_rounds ?? 0,
     };
   }
 
@@ -188,6 +216,8 @@ export class DeployServer {
       workersReplaced: this.pool.replaced,
       workerKeyLoads: this.pool.keyLoads,
       keysStored: this.keys.count(),
+      refreshRoundTrips: this.evaluation.roundTrips,
+      refreshSessions: this.evaluation.liveSessions,
     });
   }
 
@@ -235,12 +265,28 @@ export class DeployServer {
     }
     const samples = Array.from({ length: meta.samples }, (_, s) => parts.slice(1 + s * per, 1 + (s + 1) * per).map((p) => Uint8Array.from(p)));
     samples.forEach((cts, s) => this.checks.checkInputs(cts, s));
-    const keys = () => {
-      const [publicKey, relinKeys, galoisKeys] = decodeFrames(stored.bytes, `key id ${keyId}`);
-      return { publicKey, relinKeys, galoisKeys: galoisKeys.length ? galoisKeys : null };
-    };
-    const results = await Promise.all(samples.map((cts) => this.pool.run(keyId, keys, cts)));
-    return encodeFrames([jsonPart({ samples: results.length, ms: results.map((r) => r.ms) }), ...results.flatMap((r) => r.outputs)]);
+    return this.evaluation.start(keyId, storedKeys(this.keys, keyId), samples);
+  }
+
+  /** POST /v1/sessions/:id/continue: framed [{round}, the re-encrypted ciphertexts of that round...]. */
+  private async continueSession(req: IncomingMessage, id: string, limit: number): Promise<Uint8Array> {
+    const what = `POST /v1/sessions/${id.slice(0, 40)}/continue`;
+    this.evaluation.session(id); // 4xx for an unknown or expired session before the upload is read
+    requireOctets(req);
+    const body = await readBody(req, limit, what);
+    let parts: Uint8Array[];
+    let raw: unknown;
+    try {
+      parts = decodeFrames(body, what);
+      raw = parseJsonPart(parts[0], what);
+    } catch (e) {
+      throw new HttpError(400, (e as Error).message);
+    }
+    const round = (raw as { round?: unknown } | null)?.round;
+    if (!Number.isInteger(round)) throw new HttpError(400, `${what}: meta.round: expected the round number of the server's refresh answer, found ${JSON.stringify(round)}`);
+    const cts = parts.slice(1).map((p) => Uint8Array.from(p));
+    cts.forEach((c, k) => this.checks.checkFresh(c, `${what}: ciphertext ${k}`));
+    return this.evaluation.continue(id, round as number, cts);
   }
 
   async close(): Promise<void> {
@@ -251,6 +297,14 @@ export class DeployServer {
     await this.pool.close();
     this.checks.delete();
   }
+}
+
+/** The evaluation keys of a stored key id as the workers take them (read only when a worker lacks them). */
+function storedKeys(store: KeyStore, keyId: string): () => { publicKey: Uint8Array; relinKeys: Uint8Array; galoisKeys: Uint8Array | null } {
+  return () => {
+    const [publicKey, relinKeys, galoisKeys] = decodeFrames(store.get(keyId).bytes, `key id ${keyId}`);
+    return { publicKey, relinKeys, galoisKeys: galoisKeys.length ? galoisKeys : null };
+  };
 }
 
 /** CORS headers on every answer; a preflight (OPTIONS, which carries no token) is answered here. */

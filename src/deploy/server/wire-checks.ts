@@ -72,25 +72,28 @@ export class WireChecks {
   /** One sample's input ciphertexts, as the client artifact's layout makes them. */
   checkInputs(cts: Uint8Array[], sample: number): void {
     if (cts.length !== this.inputCts) throw new HttpError(400, `POST /v1/predict: sample ${sample}: ${cts.length} ciphertexts, this model takes ${this.inputCts} per sample`);
+    cts.forEach((bytes, k) => this.checkFresh(bytes, `POST /v1/predict: sample ${sample}, ciphertext ${k}`));
+  }
+
+  /** A fresh encryption under these parameters: size 2, the top level, the artifact's scale (inputs, and re-encrypted refresh rounds). */
+  checkFresh(bytes: Uint8Array, where: string): void {
     const seal = this.ctx.seal;
     const want = this.ctx.params.scaleBits;
-    cts.forEach((bytes, k) => {
-      const ct = seal.CipherText();
+    const ct = seal.CipherText();
+    try {
       try {
-        try {
-          ct.loadArray(this.ctx.context, bytes);
-        } catch (e) {
-          throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: does not deserialize with this model's CKKS parameters (${sealMessage(e)})`);
-        }
-        const level = ct.coeffModulusSize - 1;
-        if (ct.size !== 2) throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: size ${ct.size}, expected a fresh ciphertext of size 2`);
-        if (level !== this.ctx.topLevel) throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: at level ${level}, expected a fresh encryption at level ${this.ctx.topLevel}`);
-        const bits = Math.log2(ct.scale);
-        if (Math.abs(bits - want) > 1e-6) throw new HttpError(400, `POST /v1/predict: sample ${sample}, ciphertext ${k}: scale 2^${bits.toFixed(2)}, expected 2^${want} (encode at the client artifact's scale_bits)`);
-      } finally {
-        ct.delete();
+        ct.loadArray(this.ctx.context, bytes);
+      } catch (e) {
+        throw new HttpError(400, `${where}: does not deserialize with this model's CKKS parameters (${sealMessage(e)})`);
       }
-    });
+      const level = ct.coeffModulusSize - 1;
+      if (ct.size !== 2) throw new HttpError(400, `${where}: size ${ct.size}, expected a fresh ciphertext of size 2`);
+      if (level !== this.ctx.topLevel) throw new HttpError(400, `${where}: at level ${level}, expected a fresh encryption at level ${this.ctx.topLevel}`);
+      const bits = Math.log2(ct.scale);
+      if (Math.abs(bits - want) > 1e-6) throw new HttpError(400, `${where}: scale 2^${bits.toFixed(2)}, expected 2^${want} (encode at the client artifact's scale_bits)`);
+    } finally {
+      ct.delete();
+    }
   }
 
   delete(): void {

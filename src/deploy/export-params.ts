@@ -1,0 +1,100 @@
+import { calibrate } from '../he/validate.js';
+import { type HeParams, RING_DEGREES, checkParams, chooseParams, levelsOf, loadParamsFile, maxDepthAtRing, paramsAtRing } from '../he/params.js';
+import type { HeProgram } from '../he/program.js';
+import { segmentProgram } from '../he/refresh.js';
+import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/client.js';
+import { planSample } from '../he/packing/sample.js';
+import { refreshedSampleMemory } from '../he/tiles/cost.js';
+import { HepolyError } from '../util/errors.js';
+
+/**
+ * The program and CKKS parameters an export serves. Without `--refresh client` the whole
+ * depth must fit one chain. With it, a program deeper than the chain is cut into segments
+ * (src/he/refresh.ts) and the server hands the ciphertexts between two segments back to the
+ * data owner, who decrypts and re-encrypts them (`POST /v1/sessions/:id/continue`). Each cut
+ * is a network round trip per request, so `--params auto` takes the ring with the fewest
+ * cuts (the smallest such ring: cheaper operations), never a cut program when one chain fits.
+ */
+
+export interface ExportChoice {
+  program: HeProgram;
+  params: HeParams;
+  maxAbs: number;
+}
+
+export interface ExportRequirement {
+  compiled: HeProgram;
+  /** calibration inputs: held-out samples, flat */
+  x: Float32Array;
+  count: number;
+  minSlots?: number;
+  /** names the checkpoint in messages */
+  source: string;
+}
+
+/** A worker's SEAL heap is wasm32: a cut program whose one segment needs more cannot be served. */
+const WASM_HEAP_MAX = 4 * 2 ** 30;
+
+export function chooseExportProgram(spec: string | undefined, refresh: 'none' | 'client', req: ExportRequirement): ExportChoice {
+  const { compiled, x, count } = req;
+  const maxAbs0 = calibrate(compiled, x, count);
+  if (spec && spec !== 'auto') {
+    const params = loadParamsFile(spec);
+    let program = compiled;
+    let maxAbs = maxAbs0;
+    if (refresh === 'client' && levelsOf(params) < compiled.depth && levelsOf(params) >= 1) {
+      program = segmentProgram(compiled, levelsOf(params));
+      maxAbs = calibrate(program, x, count);
+    }
+    checkParams(params, { depth: program.depth, maxAbs }, spec);
+    return { program, params, maxAbs };
+  }
+  try {
+    return { program: compiled, params: chooseParams({ depth: compiled.depth, maxAbs: maxAbs0, minSlots: req.minSlots }), maxAbs: maxAbs0 };
+  } catch (e) {
+    if (!(e instanceof HepolyError)) throw e;
+    if (refresh !== 'client') {
+      throw new HepolyError(
+        `${req.source}: depth ${compiled.depth} does not fit one CKKS chain. Export with --refresh client (the data owner re-encrypts between segments: one round trip per cut and request, counted by the server), ` +
+          'or export a shallower model (fewer activation layers), or pass --params FILE with a chain that holds the depth',
+      );
+    }
+  }
+  return cheapestCut(req, maxAbs0);
+}
+
+/** Over every ring: the program cut to the most levels it holds; the fewest cuts win, then the smaller ring. */
+function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
+  const { compiled, x, count } = req;
+  let best: (ExportChoice & { cuts: number }) | null = null;
+  const tooBig: string[] = [];
+  for (const N of RING_DEGREES) {
+    if (req.minSlots && N / 2 < req.minSlots) continue;
+    const levels = Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0));
+    if (levels < 1) continue;
+    let program: HeProgram;
+    try {
+      program = segmentProgram(compiled, levels);
+    } catch (e) {
+      if (e instanceof HepolyError) continue;
+      throw e;
+    }
+    const maxAbs = calibrate(program, x, count);
+    const params = paramsAtRing(N, { depth: program.depth, maxAbs });
+    if (!params) continue;
+    const plan = planSample(program, N / 2);
+    if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) continue;
+    if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
+      tooBig.push(`N=${N}`);
+      continue;
+    }
+    const cuts = program.refreshes?.length ?? 0;
+    if (!best || cuts < best.cuts) best = { program, params, maxAbs, cuts };
+  }
+  if (!best) {
+    throw new HepolyError(
+      `${req.source}: --refresh client: no ring holds this network even cut into segments (depth ${req.compiled.depth})${tooBig.length ? `; ${tooBig.join(', ')} would need more than a worker's 4 GiB SEAL heap` : ''}. Export a shallower model or pass --params FILE`,
+    );
+  }
+  return { program: best.program, params: best.params, maxAbs: best.maxAbs };
+}
