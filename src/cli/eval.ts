@@ -1,14 +1,10 @@
-import { evaluate } from '../api/evaluate.js';
+import { evaluate, type EvaluateOptions } from '../api/evaluate.js';
 import { initBackend } from '../train/backend.js';
 import { shortPath } from '../recipe/load.js';
 import { defineCommand } from './command.js';
 
-export interface EvalArgs {
-  checkpoint: string;
-  json?: boolean;
-  backend?: string;
-  data?: string;
-}
+/** The library's evaluate options (src/api/evaluate.ts), plus what only the CLI has. */
+export type EvalArgs = EvaluateOptions & { checkpoint: string; json?: boolean };
 
 export async function runEval(a: EvalArgs): Promise<void> {
   const r = await evaluate(a.checkpoint, { backend: a.backend, data: a.data });

@@ -1,35 +1,29 @@
 import type { PlanResult } from '../he/tiles/plan.js';
 import { showProgress } from './progress.js';
 import { fmtGiB } from '../he/tiles/optimizer.js';
-import { plan } from '../api/plan.js';
+import { plan, type PlanOptions } from '../api/plan.js';
 import { defineCommand } from './command.js';
 
-export interface HePlanArgs {
-  checkpoint: string;
-  goal?: string;
-  memory?: string;
-  measure?: boolean;
-  top?: number;
-  calibrate?: boolean;
-  json?: boolean;
-}
+/** The library's plan options (src/api/plan.ts), plus what only the CLI has. */
+export type HePlanArgs = Omit<PlanOptions, 'log'> & { checkpoint: string; json?: boolean };
 
 /** `hepoly he-plan CHECKPOINT`: a table of the best packings; with --json one JSON object last. */
 export async function runHePlan(a: HePlanArgs): Promise<void> {
+  const { checkpoint, json, ...options } = a;
   // --measure runs each candidate on SEAL (minutes): a bar on a terminal, a line every ~10 s in logs
-  const progress = showProgress({ tty: !!process.stdout.isTTY && !a.json, task: 'he-plan' });
+  const progress = showProgress({ tty: !!process.stdout.isTTY && !json, task: 'he-plan' });
   const log = (l: string) => {
     progress.pause();
     console.log(l);
   };
   let r: Awaited<ReturnType<typeof plan>>;
   try {
-    r = await plan(a.checkpoint, { goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, log });
+    r = await plan(checkpoint, { ...options, log });
   } finally {
     progress.stop();
   }
   for (const line of planTable(r)) console.log(line);
-  if (a.json) console.log(JSON.stringify(r));
+  if (json) console.log(JSON.stringify(r));
 }
 
 /** measured over predicted, the prediction brought to the measuring thread's speed */

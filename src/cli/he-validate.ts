@@ -2,7 +2,7 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
 import { integerFlag, workersFlag } from './args.js';
-import { heValidateReport, heValidationJson, type HeValidation } from '../api/he-validate.js';
+import { heValidateReport, heValidationJson, type HeValidation, type HeValidateOptions } from '../api/he-validate.js';
 import { reportMarkdown, reportText } from '../he/report.js';
 import { sequenceReportText } from '../he/transformer/report.js';
 import { showProgress } from './progress.js';
@@ -10,28 +10,22 @@ import { queuedHeValidation } from '../queue/run-validate.js';
 import { queueReportLines } from '../queue/report.js';
 import { defineCommand } from './command.js';
 
-/** Options of `hepoly he-validate`, as the CLI parses them. */
-export interface HeValidateArgs {
+/**
+ * Options of `hepoly he-validate`: the library's (src/api/he-validate.ts), with the choices as the
+ * parser gives them (strings, checked by the library), plus what only the CLI has.
+ */
+export type HeValidateArgs = Omit<HeValidateOptions, 'log' | 'mode' | 'refresh'> & {
   checkpoint: string;
-  samples?: number | string;
-  packing?: string;
-  params?: string;
-  /** with --params auto: the smallest scale (bits) to accept */
-  scaleBits?: number;
+  mode?: string;
+  refresh?: string;
+  /** write the markdown report to this file */
   report?: string;
   json?: boolean;
-  trace?: boolean;
-  mode?: string;
-  workers?: number;
-  /** 'client': the client decrypts and re-encrypts where the chain runs out of levels */
-  refresh?: string;
-  /** the folder the checkpoint's relative data paths are read from */
-  data?: string;
   /** --queue redis://...: shards go to `hepoly worker`s (src/queue/) */
   queue?: string;
   shardSize?: number;
   runId?: string;
-}
+};
 
 /**
  * `hepoly he-validate CHECKPOINT`: human output on stdout, the markdown report with --report,

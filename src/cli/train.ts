@@ -1,18 +1,11 @@
-import { train } from '../api/train.js';
+import { train, type TrainOptions } from '../api/train.js';
 import { consoleCallbacks } from './progress.js';
 import { abortOnSignals } from './interrupt.js';
 import type { TrainCallbacks } from '../train/callbacks.js';
 import { defineCommand } from './command.js';
 
-export interface TrainArgs {
-  recipe: string;
-  set?: string[];
-  out?: string;
-  resume?: boolean;
-  overwrite?: boolean;
-  json?: boolean;
-  backend?: string;
-}
+/** The library's train options that the command line sets (src/api/train.ts), plus what only the CLI has. */
+export type TrainArgs = Pick<TrainOptions, 'out' | 'resume' | 'overwrite' | 'backend'> & { recipe: string; set?: string[]; json?: boolean };
 
 /** `hepoly train RECIPE`: progress on stdout; with --json the run's figures as the last line. */
 export async function runTrain(a: TrainArgs): Promise<void> {
