@@ -29,9 +29,10 @@ async function tryWasm(): Promise<boolean> {
     const { registerWasmKernels, wasmThreadsWanted, withWasmThreads } = await import('./kernels/index.js');
     const threads = wasmThreadsWanted();
     const start = () => tf.setBackend('wasm');
-    if (!(threads > 1 ? await withWasmThreads(threads, start) : await start())) return false;
+    // the threaded build for its shared memory; XNNPACK's own pool stays at one thread
+    if (!(threads > 1 ? await withWasmThreads(1, start) : await start())) return false;
     await tf.ready();
-    registerWasmKernels();
+    registerWasmKernels(threads);
     return true;
   } catch {
     return false;

@@ -18,7 +18,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { buildSimdModule, type SimdExports } from './simd-kernels.js';
+import { buildSimdModule, compileSimdModule, isSharedMemory, type SimdExports } from './simd-kernels.js';
+import { createKernelPool, type KernelPool } from './kernel-pool.js';
 
 export const POLYNOMIAL = 'HepolyPolynomial';
 export const POLYNOMIAL_GRAD = 'HepolyPolynomialGrad';
@@ -35,12 +36,24 @@ export interface WasmBackendInternals {
   disposeData(dataId: object, force?: boolean): boolean;
 }
 
-interface Simd {
+export interface Simd {
   k: SimdExports;
   memory: WebAssembly.Memory;
+  /** helper threads for the convolution kernels (kernel-parallel.ts); null: this thread only */
+  pool: KernelPool | null;
 }
 
 const modules = new WeakMap<object, Simd | null>();
+let poolThreads = 1;
+
+/**
+ * Threads for the SIMD module's convolution kernels, counted with the caller's; takes effect
+ * where the wasm memory is shared (tfjs-backend-wasm's threaded build) and before the first
+ * simdFor of a backend.
+ */
+export function setKernelThreads(threads: number): void {
+  poolThreads = Math.max(1, Math.floor(threads));
+}
 
 function memoryOf(b: WasmBackendInternals): WebAssembly.Memory | null {
   const w = b.wasm;
@@ -56,7 +69,11 @@ export function simdFor(backend: object): Simd | null {
     s = null;
     try {
       const memory = memoryOf(backend as WasmBackendInternals);
-      if (memory) s = { k: buildSimdModule(memory), memory };
+      if (memory) {
+        const module = compileSimdModule(isSharedMemory(memory));
+        const pool = poolThreads > 1 && isSharedMemory(memory) ? createKernelPool(memory, module, poolThreads) : null;
+        s = { k: buildSimdModule(memory, module), memory, pool };
+      }
     } catch {
       s = null;
     }
@@ -480,4 +497,9 @@ export function registerFusedKernels(backendName: 'wasm' | 'cpu'): boolean {
 /** True when the active backend runs HepolyPolynomial (polynomial.ts then uses it). */
 export function hasFusedPolynomial(): boolean {
   return tf.getKernel(POLYNOMIAL, tf.getBackend()) !== undefined;
+}
+
+/** Threads the convolution kernels of `backend` run on (1 without a kernel pool). */
+export function kernelThreads(backend: object): number {
+  return simdFor(backend)?.pool?.threads ?? 1;
 }

@@ -4,16 +4,18 @@
  */
 import { registerWasmGradientKernels } from './wasm-grad-kernels.js';
 import { registerWasmMatMul } from './wasm-matmul.js';
-import { registerFusedKernels } from './fused-kernels.js';
+import { registerFusedKernels, setKernelThreads } from './fused-kernels.js';
 import { cpus } from 'node:os';
 
 export { withWasmThreads, wasmThreadsCount } from './wasm-threads.js';
+export { kernelThreads } from './fused-kernels.js';
 
 /**
- * Threads for the wasm backend's XNNPACK pool: HEPOLY_WASM_THREADS (a number, or "cores";
- * default 1 = the single-threaded SIMD build). Opt-in because it did not pay where it was
- * measured (bench/README-speed.md: a 2-core machine shared with other jobs, where the pool's
- * second thread competes for the same cores and XNNPACK's share of a step is ~40%).
+ * Threads for training on the wasm backend: HEPOLY_WASM_THREADS (a number, or "cores";
+ * default 1 = the single-threaded SIMD build). With more than one, tfjs-backend-wasm's
+ * threaded build is loaded (for its shared memory) with XNNPACK's pool kept at one thread,
+ * and the convolution gradients of simd-kernels.ts are split across that many threads
+ * (kernel-pool.ts says why not XNNPACK's spinning pool).
  */
 export function wasmThreadsWanted(): number {
   const env = process.env.HEPOLY_WASM_THREADS;
@@ -25,8 +27,9 @@ export function wasmThreadsWanted(): number {
   return 1;
 }
 
-/** After tf.setBackend('wasm'). */
-export function registerWasmKernels(): void {
+/** After tf.setBackend('wasm'); `threads` as wasmThreadsWanted. */
+export function registerWasmKernels(threads = 1): void {
+  setKernelThreads(threads);
   registerWasmGradientKernels();
   registerWasmMatMul();
   registerFusedKernels('wasm');

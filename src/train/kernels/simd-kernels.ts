@@ -359,9 +359,11 @@ function avgPoolGradFn(): Fn {
 // ------------------------------------------------------------------------------------------
 
 /**
- * conv_filter_grad(x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange):
+ * conv_filter_grad(x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange, coLo, coHi):
  *   dw[kh,kw,ci,co] += sum_{n,oh,ow} x[n, oh*sh+kh-pt, ow*sw+kw-pl, ci] * dy[n,oh,ow,co]
- * (NHWC, HWIO, dilation 1; dw must be zeroed by the caller; Co a multiple of 4).
+ * for co in [coLo, coHi) (NHWC, HWIO, dilation 1; dw must be zeroed by the caller; Co, coLo
+ * and coHi multiples of 4). Each dw element is summed in the same order whatever the range,
+ * so kernel-pool.ts can split the output channels across threads bit-for-bit.
  * owRange: KW pairs of i32 [owLo, owHi) giving the output columns whose input column
  * ow*sw+kw-pl lies inside the image (precomputed by the wrapper: this is the left/right
  * padding); rows outside the image are skipped per (oh, kh).
@@ -372,9 +374,9 @@ function avgPoolGradFn(): Fn {
  * The row of dy (OW*Co floats) and the KH rows of x stay in L1 across the blocks.
  */
 function convFilterGradFn(): Fn {
-  const p = [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32];
+  const p = Array.from({ length: 18 }, () => T.i32);
   const f = new Fn('conv_filter_grad', p);
-  const [x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange] = p.map((_, i) => i);
+  const [x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange, coLo, coHi] = p.map((_, i) => i);
   const n = f.local(T.i32);
   const oh = f.local(T.i32);
   const kh = f.local(T.i32);
@@ -434,7 +436,7 @@ function convFilterGradFn(): Fn {
     set(dyStep, I32.shl(get(Co), i32(2))),
     set(coBytes, I32.shl(get(Co), i32(2))),
     set(ci2End, I32.and(get(Ci), i32(-2))),
-    set(co16End, I32.and(get(Co), i32(-16))),
+    set(co16End, I32.add(get(coLo), I32.and(I32.sub(get(coHi), get(coLo)), i32(-16)))),
     // pl is passed as the first i32 of owRange's trailing slot: owRange[2*KW]
     set(padLeft, I32.load(I32.add(get(owRange), I32.shl(get(KW), i32(3))))),
     forLoop(n, i32(0), get(N), i32(1), [
@@ -450,14 +452,14 @@ function convFilterGradFn(): Fn {
               when(I32.ltS(get(owLo), get(owHi)), [
                 // channel pairs
                 forLoop(ci, i32(0), get(ci2End), i32(2), [
-                  forLoop(co, i32(0), get(co16End), i32(16), [setWp(), block(2, 4)]),
-                  forLoop(co, get(co16End), get(Co), i32(4), [setWp(), block(2, 1)]),
+                  forLoop(co, get(coLo), get(co16End), i32(16), [setWp(), block(2, 4)]),
+                  forLoop(co, get(co16End), get(coHi), i32(4), [setWp(), block(2, 1)]),
                 ]),
                 // odd channel
                 when(I32.ltS(get(ci2End), get(Ci)), [
                   set(ci, get(ci2End)),
-                  forLoop(co, i32(0), get(co16End), i32(16), [setWp(), block(1, 4)]),
-                  forLoop(co, get(co16End), get(Co), i32(4), [setWp(), block(1, 1)]),
+                  forLoop(co, get(coLo), get(co16End), i32(16), [setWp(), block(1, 4)]),
+                  forLoop(co, get(co16End), get(coHi), i32(4), [setWp(), block(1, 1)]),
                 ]),
               ]),
             ]),
@@ -693,12 +695,19 @@ export interface SimdExports {
   bn_grad_dx(dy: number, x: number, params: number, dx: number, rows: number, C: number): void;
 }
 
-export function buildSimdModule(memory: WebAssembly.Memory): SimdExports {
-  const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+/** The compiled module for a memory that is (threaded wasm build) or is not shared. */
+export function compileSimdModule(shared: boolean): WebAssembly.Module {
   const bytes = encodeModule([quadForwardFn(), polyForwardFn(), quadBackwardFn(), polyBackwardFn(), colSumFn(), avgPoolGradFn(), convFilterGradFn(), convInputGradFn(), convForwardFn(), ...batchNormFns()], {
     shared,
     maxPages: 65536,
   });
-  const module = new WebAssembly.Module(bytes);
+  return new WebAssembly.Module(bytes);
+}
+
+export function isSharedMemory(memory: WebAssembly.Memory): boolean {
+  return typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+}
+
+export function buildSimdModule(memory: WebAssembly.Memory, module = compileSimdModule(isSharedMemory(memory))): SimdExports {
   return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as SimdExports;
 }

@@ -105,6 +105,7 @@ import type {
 } from '@tensorflow/tfjs-core';
 
 import { addr, simdFor } from './fused-kernels.js';
+import { convFilterGrad, convInputGrad } from './kernel-parallel.js';
 
 const BACKEND = 'wasm';
 
@@ -310,7 +311,7 @@ function filterGradDirect(backend: object, x: TensorInfo, dy: TensorInfo, info: 
   try {
     writeColumnRanges(new Int32Array(simd.memory.buffer, addr(b, ranges), 2 * kw + 2), kw, sw, pl, w, ow);
     new Float32Array(simd.memory.buffer, addr(b, out), kh * kw * ci * co).fill(0);
-    simd.k.conv_filter_grad(addr(b, x), addr(b, dy), addr(b, out), n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, addr(b, ranges));
+    convFilterGrad(simd, [addr(b, x), addr(b, dy), addr(b, out), n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, addr(b, ranges)]);
   } finally {
     b.disposeData(ranges.dataId);
   }
@@ -728,7 +729,7 @@ function inputGradDirect(args: Parameters<KernelFunc>[0]): TensorInfo | null {
     writeColumnRanges(r, kw, sw, pl, w, ow);
     const out = b.makeOutput([n, h, w, ci], 'float32');
     new Float32Array(simd.memory.buffer, addr(b, out), n * h * w * ci).fill(0);
-    simd.k.conv_input_grad(addr(b, dy), addr(b, wT), addr(b, out), n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, addr(b, ranges));
+    convInputGrad(simd, [addr(b, dy), addr(b, wT), addr(b, out), n, h, w, ci, oh, ow, co, kh, kw, sh, sw, pt, addr(b, ranges)]);
     return out;
   } finally {
     scope.dispose();
@@ -736,7 +737,7 @@ function inputGradDirect(args: Parameters<KernelFunc>[0]): TensorInfo | null {
 }
 
 /** r[2k], r[2k+1]: output columns [lo, hi) whose input column ow*sw + k - pl is in [0, w); r[2 kw] = pl. */
-function writeColumnRanges(r: Int32Array, kw: number, sw: number, pl: number, w: number, ow: number): void {
+export function writeColumnRanges(r: Int32Array, kw: number, sw: number, pl: number, w: number, ow: number): void {
   for (let k = 0; k < kw; k++) {
     const lo = Math.max(0, Math.ceil((pl - k) / sw));
     const hi = Math.min(ow, Math.floor((w - 1 + pl - k) / sw) + 1);
