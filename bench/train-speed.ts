@@ -24,8 +24,8 @@
  *   --torch-steps N   timed steps per PyTorch measurement (default 20)
  *   --profile         also print a per-kernel profile (ms per step) of each model
  *   --backend B       force a hepoly backend (default: the trainer's choice)
- *   --threads N       wasm XNNPACK threads (sets HEPOLY_WASM_THREADS; default: the trainer's
- *                     default, one per core); a list "1,2" measures each, side by side
+ *   --threads N       hepoly training threads on wasm (sets HEPOLY_WASM_THREADS; default: the
+ *                     trainer's default); a list "1,2" measures each, side by side
  *   --torch-threads L PyTorch intra-op thread counts, a list (torch_reference.py --threads N,
  *                     i.e. torch.set_num_threads; default 1,2); JSON keys get _tN for N > 1
  *   --no-torch        skip PyTorch
@@ -185,7 +185,7 @@ async function worker(name: ModelName, args: Args): Promise<WorkerResult> {
   const result: WorkerResult = {
     model: name,
     backend,
-    threads: threadsOf(tf, backend),
+    threads: await threadsOf(tf, backend),
     samples_per_s: (steps * BATCH) / seconds,
     step_ms: stepMs.map((m) => Math.round(m * 10) / 10),
     rss_mb: 0,
@@ -220,14 +220,11 @@ async function worker(name: ModelName, args: Args): Promise<WorkerResult> {
   return result;
 }
 
-function threadsOf(tf: typeof import('@tensorflow/tfjs-core'), backend: string): number {
+/** Threads of the wasm backend's training kernels (kernel-pool.ts; 0 for other backends). */
+async function threadsOf(tf: typeof import('@tensorflow/tfjs-core'), backend: string): Promise<number> {
   if (backend !== 'wasm') return 0;
-  try {
-    const b = tf.backend() as unknown as { wasm?: { tfjs?: { getThreadsCount?: () => number } } };
-    return b.wasm?.tfjs?.getThreadsCount?.() ?? 1;
-  } catch {
-    return 1;
-  }
+  const { kernelThreads } = await import('../src/train/kernels/index.js');
+  return kernelThreads(tf.backend());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,14 +1,15 @@
 import { expect } from 'chai';
 import { compileSimdModule, buildSimdModule } from '../../src/train/kernels/simd-kernels.js';
 import { createKernelPool, splitRange, type KernelPool } from '../../src/train/kernels/kernel-pool.js';
-import { convFilterGrad, convInputGrad } from '../../src/train/kernels/kernel-parallel.js';
+import { convFilterGrad, convForward, convInputGrad } from '../../src/train/kernels/kernel-parallel.js';
 import { writeColumnRanges } from '../../src/train/kernels/wasm-grad-kernels.js';
 import type { Simd } from '../../src/train/kernels/fused-kernels.js';
 
 /**
- * The multi-threaded convolution gradients (kernel-pool.ts, kernel-parallel.ts) on a shared
- * wasm memory, as tfjs-backend-wasm's threaded build has: split over 2 and 3 threads they
- * give bit-for-bit the single-thread result, and that result matches a float64 direct sum.
+ * The multi-threaded convolution kernels (kernel-pool.ts, kernel-parallel.ts: forward, filter
+ * and input gradients) on a shared wasm memory, as tfjs-backend-wasm's threaded build has:
+ * split over 2 and 3 threads they give bit-for-bit the single-thread result, and that result
+ * matches a float64 direct sum.
  */
 
 interface Conv {
@@ -45,6 +46,7 @@ class Layout {
   readonly x: Float32Array;
   readonly dy: Float32Array;
   readonly wt: Float32Array; // [k, k, co, ci]
+  readonly wf: Float32Array; // [k, k, ci, co]
   private next = 1024;
 
   constructor(
@@ -56,6 +58,7 @@ class Layout {
     this.x = random(c.n * c.h * c.w * c.ci, 7);
     this.dy = random(c.n * this.oh * this.ow * c.co, 11);
     this.wt = random(c.k * c.k * c.co * c.ci, 13);
+    this.wf = random(c.k * c.k * c.ci * c.co, 17);
   }
 
   private place(data: Float32Array | Int32Array): number {
@@ -91,11 +94,22 @@ class Layout {
     return new Float32Array(this.memory.buffer.slice(dx, dx + out.byteLength));
   }
 
-  /** float64 direct sums of both gradients */
-  reference(): { dw: Float64Array; dx: Float64Array } {
+  forward(simd: Simd): Float32Array {
+    const { n, h, w, ci, co, k, s, pad } = this.c;
+    const out = new Float32Array(n * this.oh * this.ow * co);
+    const x = this.place(this.x);
+    const wf = this.place(this.wf);
+    const y = this.place(out);
+    convForward(simd, [x, wf, y, n, h, w, ci, this.oh, this.ow, co, k, k, s, s, pad, this.ranges()]);
+    return new Float32Array(this.memory.buffer.slice(y, y + out.byteLength));
+  }
+
+  /** float64 direct sums of the convolution and both gradients */
+  reference(): { y: Float64Array; dw: Float64Array; dx: Float64Array } {
     const { n, h, w, ci, co, k, s, pad } = this.c;
     const dw = new Float64Array(k * k * ci * co);
     const dx = new Float64Array(n * h * w * ci);
+    const y = new Float64Array(n * this.oh * this.ow * co);
     for (let b = 0; b < n; b++)
       for (let oy = 0; oy < this.oh; oy++)
         for (let ox = 0; ox < this.ow; ox++)
@@ -106,12 +120,14 @@ class Layout {
               if (iy < 0 || iy >= h || ix < 0 || ix >= w) continue;
               for (let i = 0; i < ci; i++)
                 for (let o = 0; o < co; o++) {
-                  const g = this.dy[((b * this.oh + oy) * this.ow + ox) * co + o];
+                  const at = ((b * this.oh + oy) * this.ow + ox) * co + o;
+                  const g = this.dy[at];
+                  y[at] += this.x[((b * h + iy) * w + ix) * ci + i] * this.wf[((ky * k + kx) * ci + i) * co + o];
                   dw[((ky * k + kx) * ci + i) * co + o] += this.x[((b * h + iy) * w + ix) * ci + i] * g;
                   dx[((b * h + iy) * w + ix) * ci + i] += this.wt[((ky * k + kx) * co + o) * ci + i] * g;
                 }
             }
-    return { dw, dx };
+    return { y, dw, dx };
   }
 }
 
@@ -146,17 +162,20 @@ describe('kernel pool: convolution gradients on several threads', function () {
   });
 
   for (const c of CASES) {
-    it(`x ${c.n}x${c.h}x${c.w}x${c.ci}, filter ${c.k}x${c.k}x${c.ci}x${c.co}, stride ${c.s}: 2 and 3 threads give the 1-thread bits, which match the direct sum`, () => {
+    it(`x ${c.n}x${c.h}x${c.w}x${c.ci}, filter ${c.k}x${c.k}x${c.ci}x${c.co}, stride ${c.s}: y, dW and dx on 2 and 3 threads are the 1-thread bits, which match a direct sum`, () => {
       const layout = new Layout(c, memory);
       const ref = layout.reference();
       const dw1 = layout.filterGrad(single);
       const dx1 = layout.inputGrad(single);
+      const y1 = layout.forward(single);
+      expectNear(y1, ref.y, 'y');
       expectNear(dw1, ref.dw, 'dW');
       expectNear(dx1, ref.dx, 'dx');
       for (const pool of pools) {
         const simd: Simd = { ...single, pool };
         expect([...bits(layout.filterGrad(simd))], `dW on ${pool.threads} threads`).to.deep.equal([...bits(dw1)]);
         expect([...bits(layout.inputGrad(simd))], `dx on ${pool.threads} threads`).to.deep.equal([...bits(dx1)]);
+        expect([...bits(layout.forward(simd))], `y on ${pool.threads} threads`).to.deep.equal([...bits(y1)]);
       }
     });
   }

@@ -4,6 +4,7 @@
  */
 import { registerWasmGradientKernels } from './wasm-grad-kernels.js';
 import { registerWasmMatMul } from './wasm-matmul.js';
+import { registerWasmConvForward } from './wasm-conv-forward.js';
 import { registerFusedKernels, setKernelThreads } from './fused-kernels.js';
 import { cpus } from 'node:os';
 
@@ -31,6 +32,7 @@ export function wasmThreadsWanted(): number {
 export function registerWasmKernels(threads = 1): void {
   setKernelThreads(threads);
   registerWasmGradientKernels();
+  registerWasmConvForward();
   registerWasmMatMul();
   registerFusedKernels('wasm');
 }

@@ -3,7 +3,8 @@
  * output elements are split (never a sum), so the result is bit-for-bit that of one thread:
  *
  *   conv_filter_grad  over output channels: dW[.., co] for co in a range (multiples of 4);
- *   conv_input_grad   over samples: dx[n] depends on dy[n] only.
+ *   conv_input_grad   over samples: dx[n] depends on dy[n] only;
+ *   conv_fwd          over samples.
  *
  * Without a pool (single-threaded wasm build, or one thread asked for) each runs whole here.
  */
@@ -30,4 +31,12 @@ export function convInputGrad(simd: Simd, args: number[]): void {
   const parts = splitRange(n, simd.pool?.threads ?? 1).map(([lo, hi]) => [dy + lo * oh * ow * co * 4, wT, dx + lo * h * w * ci * 4, hi - lo, h, w, ci, oh, ow, co, ...rest]);
   if (simd.pool && parts.length > 1) simd.pool.run('conv_input_grad', parts);
   else simd.k.conv_input_grad(...parts[0]);
+}
+
+/** conv_fwd(x, w, y, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all samples. */
+export function convForward(simd: Simd, args: number[]): void {
+  const [x, w, y, n, h, wd, ci, oh, ow, co, ...rest] = args;
+  const parts = splitRange(n, simd.pool?.threads ?? 1).map(([lo, hi]) => [x + lo * h * wd * ci * 4, w, y + lo * oh * ow * co * 4, hi - lo, h, wd, ci, oh, ow, co, ...rest]);
+  if (simd.pool && parts.length > 1) simd.pool.run('conv_fwd', parts);
+  else simd.k.conv_fwd(...parts[0]);
 }
