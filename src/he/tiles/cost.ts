@@ -3,10 +3,10 @@ import type { HeParams } from '../params.js';
 import type { HeProgram } from '../program.js';
 import { galoisKeyBytes, normalizeSteps } from '../client.js';
 import { SampleEvaluator, type SamplePlan } from '../packing/sample.js';
+import { type PackingKind, type PackingPlan, packingOf } from '../packing/index.js';
 import { size } from '../tensor-ops.js';
 import { type Calibration, opMs } from './calibrate.js';
 import { type DryCt, OP_KINDS, type OpKind, dryBackend } from './dry-run.js';
-import { runBatchGrouped } from './batch-pass.js';
 import { programSegments } from '../refresh.js';
 
 /**
@@ -16,7 +16,7 @@ import { programSegments } from '../refresh.js';
  * evaluation keys.
  */
 
-export type PackingKind = 'batch' | 'sample' | 'stacked';
+export type { PackingKind } from '../packing/index.js';
 
 export interface PassShape {
   kind: PackingKind;
@@ -49,22 +49,15 @@ export interface PassCost {
 
 export function passCost(s: PassShape): PassCost {
   const { be, dry, counts } = dryBackend(s.params);
-  let outputs: (DryCt | null)[];
-  let inputCiphertexts: number;
-  let setupOps = emptyOps(be.topLevel);
-  if (s.kind === 'batch') {
-    inputCiphertexts = size(s.program.inputShape);
-    const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
-    outputs = runBatchGrouped(s.program, be, inputs, { workers: s.workers ?? 1, N: s.params.polyModulusDegree });
-  } else {
-    const ev = new SampleEvaluator(s.program, s.plan!, be);
-    setupOps = snapshot(dry.tally.ops);
-    for (const k of OP_KINDS) dry.tally.ops[k].fill(0);
-    inputCiphertexts = s.plan!.layouts[s.program.input]!.cts;
-    const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
-    outputs = ev.run(inputs);
-    for (const c of inputs) be.free(c);
-  }
+  // setting the evaluator up (encoding diagonals) is once per model, not per pass
+  const runner = packingOf(s.kind).run(planOfShape(s), be, { workers: s.workers });
+  const setupOps = snapshot(dry.tally.ops);
+  for (const k of OP_KINDS) dry.tally.ops[k].fill(0);
+  const inputCiphertexts = s.plan ? s.plan.layouts[s.program.input]!.cts : size(s.program.inputShape);
+  const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
+  const outputs: (DryCt | null)[] = runner.run(inputs);
+  // batch passes hand their inputs over to the stages, which free them
+  if (s.plan) for (const c of inputs) be.free(c);
   let outputCiphertexts = 0;
   for (const c of outputs) {
     if (!c) continue;
@@ -86,8 +79,10 @@ export function passCost(s: PassShape): PassCost {
   };
 }
 
-function emptyOps(top: number): Record<OpKind, number[]> {
-  return Object.fromEntries(OP_KINDS.map((k) => [k, new Array(top + 1).fill(0)])) as Record<OpKind, number[]>;
+/** The packing plan a pass shape describes (the cost model keeps its own, smaller record). */
+function planOfShape(s: PassShape): PackingPlan {
+  const slots = s.params.polyModulusDegree / 2;
+  return { kind: s.kind, program: s.program, slots, samplesPerPass: s.samplesPerPass, sample: s.plan, stacked: null, rotationSteps: s.plan?.rotationSteps ?? [] };
 }
 
 function snapshot(ops: Record<OpKind, number[]>): Record<OpKind, number[]> {

@@ -1,14 +1,15 @@
 import type { HeParams } from '../params.js';
 import { RING_DEGREES } from '../params.js';
 import type { HeProgram } from '../program.js';
-import { clientPlan, planSample } from '../packing/sample.js';
-import { nextPow2 } from '../packing/layout.js';
+import { type SamplePlan, clientPlan } from '../packing/sample.js';
+import { PACKINGS, type Packing, type PackingKind, type PackingPlan, planName } from '../packing/index.js';
+import { samplePacking } from '../packing/sample-packing.js';
 import { GALOIS_KEY_BUDGET } from '../client.js';
 import { HepolyError } from '../../util/errors.js';
 import type { Calibration } from './calibrate.js';
 import { KEY_LOAD_PEAK, type PassCost, type PassShape, type Prediction, passCost, predict } from './cost.js';
-import { type StackOrder, type StackedProgram, stackForSlots } from './stacked.js';
-import { type TileLayout, batchTiles, interleavedTiles, sampleTiles, stackedTiles, tileLayout } from './tile-tensor.js';
+import type { StackedProgram } from './stacked.js';
+import type { TileLayout } from './tile-tensor.js';
 
 /**
  * The packing search: for the smallest ring that holds the program and the next one, batch
@@ -23,6 +24,7 @@ export const GOALS: Goal[] = ['latency', 'throughput', 'memory'];
 
 export interface Candidate {
   name: string;
+  kind: PackingKind;
   /** stacked and interleaved: its plan is client-only (costed already, diagonals dropped) */
   shape: PassShape;
   /** the input tensor as tiles: [samples, features]; interleaved, [features, samples] */
@@ -35,16 +37,16 @@ export interface Ranked extends Candidate {
   prediction: Prediction;
 }
 
-const MAX_STACK_VECTOR = 64;
-const MAX_INTERLEAVE = 256;
 /** wasm32's memory limit: no worker's SEAL heap can grow past it */
 const WASM_HEAP = 4 * 2 ** 30;
-const MAX_STACK_IMAGE = 8;
 
 export function candidates(program: HeProgram, base: HeParams, opts: { rings?: number; maxStack?: number } = {}): Candidate[] {
   const out: Candidate[] = [];
   const rings = RING_DEGREES.filter((N) => N >= base.polyModulusDegree).slice(0, opts.rings ?? 2);
-  for (const N of rings) out.push(...candidatesAtRing(program, N === base.polyModulusDegree ? base : sameChain(base, N), opts.maxStack));
+  for (const N of rings) {
+    const params = N === base.polyModulusDegree ? base : sameChain(base, N);
+    out.push(...packingCandidates(program, params, { maxM: opts.maxStack, suffix: ` N=${N}` }));
+  }
   return out;
 }
 
@@ -56,85 +58,61 @@ function sameChain(base: HeParams, N: number): HeParams {
   return { ...base, polyModulusDegree: N };
 }
 
-function candidatesAtRing(program: HeProgram, params: HeParams, maxStack = Infinity): Candidate[] {
+export interface SearchOptions {
+  /** the packings to try (default: every registered one) */
+  kinds?: readonly PackingKind[];
+  /** most samples per pass for the M-sample packings */
+  maxM?: number;
+  /** the M-sample packings stop at the first M whose predicted worker heap passes this */
+  heapCap?: number;
+  /** the one-sample plan, already made (and its Galois keys checked) by the caller */
+  single?: SamplePlan;
+  /** batch: server threads its channel groups are split for */
+  workers?: number;
+  /** appended to every candidate's name (he-plan: the ring) */
+  suffix?: string;
+}
+
+/**
+ * Every registered packing's points at the ring of `params`, each costed by a dry run of its
+ * evaluator: for each packing its sizes in ascending order (batch: the slots; sample: 1;
+ * stacked and interleaved: M = 2, 4, ...), stopping at the first that cannot be planned, given
+ * Galois keys or (M-sample packings, whose heap grows with M) held under the heap cap. The
+ * packings evaluated by the sample evaluator all need a one-sample plan: without one, none of
+ * them is tried.
+ */
+export function packingCandidates(program: HeProgram, params: HeParams, opts: SearchOptions = {}): Candidate[] {
   const slots = params.polyModulusDegree / 2;
-  const features = program.inputShape.reduce((a, b) => a * b, 1);
-  const ring = `N=${params.polyModulusDegree}`;
+  const heapCap = Math.min(opts.heapCap ?? WASM_HEAP, WASM_HEAP);
+  const single = opts.single ?? tryPlan(samplePacking, program, slots, 1)?.sample ?? null;
   const out: Candidate[] = [];
-  const batch: PassShape = { kind: 'batch', params, program, plan: null, samplesPerPass: slots };
-  out.push({ name: `batch ${ring}`, shape: batch, tiles: batchTiles(slots, features, slots), stacked: null, cost: passCost(batch) });
-  const image = program.inputShape.length === 3;
-  const single = tryPlan(program, slots);
-  if (!single) return out;
-  const shape: PassShape = { kind: 'sample', params, program, plan: single, samplesPerPass: 1 };
-  const inputTiles = image ? tileLayout([1, features], [1, slots]) : sampleTiles(features, slots);
-  if (fitsKeys(params, single.rotationSteps.length)) out.push({ name: `sample ${ring}`, shape, tiles: inputTiles, stacked: null, cost: passCost(shape) });
-  out.push(...stackedCandidates(program, params, maxStack));
-  out.push(...interleavedCandidates(program, params, maxStack));
-  return out;
-}
-
-/**
- * Interleaved points at the ring of `params`: m = 2, 4, ... samples
- * innermost, up to `maxM` and MAX_INTERLEAVE, and only while a worker's predicted SEAL heap
- * (which grows with m: more diagonals to keep encoded) stays under wasm's 4 GiB. m = slots
- * would be batch packing, which the batch evaluator runs without storing plaintexts.
- */
-export function interleavedCandidates(program: HeProgram, params: HeParams, maxM = Infinity, heapCap = WASM_HEAP): Candidate[] {
-  const slots = params.polyModulusDegree / 2;
-  return multiSampleCandidates(program, params, 'interleave', Math.min(maxM, MAX_INTERLEAVE, slots / 2), Math.min(heapCap, WASM_HEAP));
-}
-
-/**
- * Stacked points at the ring of `params`, 2, 4, 8... samples per ciphertext, up to `maxStack`,
- * while a worker's predicted SEAL heap stays under `heapCap` (the heap grows with M, and
- * planning a stacked CNN at M = 8 alone builds ~30M kernel entries).
- */
-export function stackedCandidates(program: HeProgram, params: HeParams, maxStack = Infinity, heapCap = WASM_HEAP): Candidate[] {
-  const slots = params.polyModulusDegree / 2;
-  const features = program.inputShape.reduce((a, b) => a * b, 1);
-  const image = program.inputShape.length === 3;
-  return multiSampleCandidates(program, params, 'block', Math.min(maxStack, image ? MAX_STACK_IMAGE : Math.min(MAX_STACK_VECTOR, slots / nextPow2(features))), Math.min(heapCap, WASM_HEAP));
-}
-
-/**
- * m = 2, 4, ... up to `limit` samples per pass in `order`, each costed by a dry run; the
- * search stops at the first m that cannot be stacked, planned, given Galois keys or (its
- * predicted worker heap) held under `heapCap`.
- */
-function multiSampleCandidates(program: HeProgram, params: HeParams, order: StackOrder, limit: number, heapCap = Infinity): Candidate[] {
-  const slots = params.polyModulusDegree / 2;
-  const features = program.inputShape.reduce((a, b) => a * b, 1);
-  const out: Candidate[] = [];
-  if ((program.refreshes ?? []).length) return out;
-  for (let m = 2; m <= limit; m *= 2) {
-    let sp: StackedProgram;
-    try {
-      sp = stackForSlots(program, m, slots, order);
-    } catch (e) {
-      if (e instanceof HepolyError) break;
-      throw e;
+  for (const pk of PACKINGS) {
+    if (opts.kinds && !opts.kinds.includes(pk.kind)) continue;
+    if (pk.evaluator === 'sample' && !single) continue;
+    for (const m of pk.sizes(program, slots, opts.maxM ?? Infinity)) {
+      // the one-sample plan is made once: it decides whether the sample evaluator runs at all
+      const plan = pk === samplePacking ? planWith(program, slots, single!) : tryPlan(pk, program, slots, m);
+      const keysChecked = pk === samplePacking && !!opts.single;
+      if (!plan || (!keysChecked && !fitsKeys(params, plan.rotationSteps.length))) break;
+      const shape: PassShape = { kind: pk.kind, params, program: plan.program, plan: plan.sample, samplesPerPass: plan.samplesPerPass, ...(pk.evaluator === 'batch' && opts.workers ? { workers: opts.workers } : {}) };
+      const cost = passCost(shape);
+      if (pk.heapGrowsWithM && KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > heapCap) break;
+      // an M-sample plan keeps only what the client needs: dozens of candidates' diagonals would stay in memory
+      const kept = pk.heapGrowsWithM && plan.sample ? { ...shape, plan: clientPlan(plan.sample) } : shape;
+      out.push({ name: `${planName(plan)}${opts.suffix ?? ''}`, kind: pk.kind, shape: kept, tiles: pk.tiles(plan), stacked: plan.stacked, cost });
     }
-    const plan = tryPlan(sp.program, slots);
-    if (!plan || !fitsKeys(params, plan.rotationSteps.length)) break;
-    const st: PassShape = { kind: 'stacked', params, program: sp.program, plan, samplesPerPass: m };
-    const cost = passCost(st);
-    if (KEY_LOAD_PEAK * cost.keyBytes + cost.poolBytes > heapCap) break;
-    const interleave = order === 'interleave';
-    out.push({
-      name: `${interleave ? 'interleaved' : 'stacked'} x${m} N=${params.polyModulusDegree}`,
-      shape: { ...st, plan: clientPlan(plan) },
-      tiles: interleave ? interleavedTiles(features, slots, m) : stackedTiles(m, features, slots, m),
-      stacked: sp,
-      cost,
-    });
   }
   return out;
 }
 
-function tryPlan(p: HeProgram, slots: number) {
+/** The sample packing's plan around a one-sample plan already made. */
+function planWith(program: HeProgram, slots: number, sample: SamplePlan): PackingPlan {
+  return { kind: 'sample', program, slots, samplesPerPass: 1, sample, stacked: null, rotationSteps: sample.rotationSteps };
+}
+
+function tryPlan(pk: Packing, p: HeProgram, slots: number, m: number): PackingPlan | null {
   try {
-    return planSample(p, slots);
+    return pk.plan(p, slots, m);
   } catch (e) {
     if (e instanceof HepolyError) return null;
     throw e;
