@@ -34,7 +34,7 @@ async function convOn(backend: string, x: Float32Array, xs: number[], f: Float32
     const y = tf.conv2d(xt, ft, strides, pad, 'NHWC', dilations);
     // tfjs has no gradient for dilated convolutions
     if (dilations > 1) return [y.dataSync() as Float32Array];
-    const loss = (a: tf.Tensor4D, b: tf.Tensor4D) => tf.sum(tf.square(tf.conv2d(a, b, strides, pad, 'NHWC', dilations)));
+    const loss = (a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.square(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, strides, pad, 'NHWC', dilations)));
     const [dx, df] = tf.grads(loss)([xt, ft]);
     return [y, dx, df].map((t) => t.dataSync() as Float32Array);
   });
