@@ -1,5 +1,6 @@
 import type { Graph, WeightMap } from '../models/graph.js';
 import type { HeProgram } from './program.js';
+import type { LevelContext } from '../ops/types.js';
 import type { CompilePass, CompileState } from './passes/pass.js';
 import { refuseNonPolynomialPass } from './passes/refuse-non-polynomial.js';
 import { foldTrainingPass } from './passes/fold-training.js';
@@ -19,12 +20,14 @@ export interface CompileOptions {
   source?: string;
   /** receives one line per pass: its name and what it did */
   trace?: (line: string) => void;
+  /** ranges.json of the checkpoint (power-softmax's reciprocal is fitted to a recorded range) */
+  ranges?: LevelContext['ranges'];
 }
 
 export const COMPILE_PASSES: readonly CompilePass[] = [refuseNonPolynomialPass, foldTrainingPass, lowerAffinePass, attributeLevelsPass, checkLevelsPass];
 
 export function compileProgram(graph: Graph, weights: WeightMap, opts: CompileOptions = {}): HeProgram {
-  let state: CompileState = { graph, weights, program: null, source: opts.source ?? 'checkpoint' };
+  let state: CompileState = { graph, weights, program: null, source: opts.source ?? 'checkpoint', ranges: opts.ranges ?? null };
   for (const pass of COMPILE_PASSES) {
     const r = pass.run(state);
     state = r.state;

@@ -91,10 +91,14 @@ export function structExpr(x: Expr, op: StructOp, node: string): Expr {
   return {
     shape: outShape,
     terms: x.terms.map((t) => {
+      const moved = op.kind === 'gather' ? gatherBeforeTokens(t, op, outShape, node) : null;
+      if (moved) return moved;
       const c = copyTerm(t);
       if (c.tail && !isOnes(c.tail)) {
         if (op.kind === 'flatten') {
           // same element order: the factor moves along unchanged
+        } else if (op.kind === 'gather') {
+          c.tail = gatherValues(c.tail, op.index);
         } else if (isChannelwise(c.tail, C)) {
           c.tail = tile(c.tail.subarray(0, C), n);
         } else {
@@ -111,6 +115,41 @@ export function structExpr(x: Expr, op: StructOp, node: string): Expr {
   };
 }
 
+/**
+ * A gather of whole rows after a per-token kernel (a language model's last token) commutes
+ * with it: the rows are gathered from the kernel's input and the kernel runs on them alone,
+ * so the selection costs nothing and the skipped rows are never computed.
+ */
+function gatherBeforeTokens(t: Term, op: Extract<StructOp, { kind: 'gather' }>, outShape: number[], node: string): Term | null {
+  const w = t.ops.findIndex((o) => o.kind === 'weighted');
+  const last = t.ops[t.ops.length - 1];
+  if (w !== t.ops.length - 1 || !last || last.kind !== 'weighted' || last.op.kind !== 'tokens') return null;
+  const k = last.op;
+  const rows = wholeRows(op.index, k.units);
+  if (!rows) return null;
+  const index = new Int32Array(rows.length * k.inSize);
+  rows.forEach((r, i) => {
+    for (let j = 0; j < k.inSize; j++) index[i * k.inSize + j] = r * k.inSize + j;
+  });
+  const c = copyTerm(t);
+  c.ops.splice(w, 1, { kind: 'struct', op: { kind: 'gather', shape: [rows.length, k.inSize], index }, node }, { kind: 'weighted', op: { ...k, tokens: rows.length }, node: last.node });
+  if (c.tail) c.tail = gatherValues(c.tail, op.index);
+  c.shape = outShape;
+  return c;
+}
+
+/** The rows an index reads when it copies whole rows of `width` elements in order, else null. */
+function wholeRows(index: Int32Array, width: number): number[] | null {
+  if (index.length % width !== 0) return null;
+  const rows: number[] = [];
+  for (let r = 0; r < index.length / width; r++) {
+    const row = Math.floor(index[r * width] / width);
+    for (let j = 0; j < width; j++) if (index[r * width + j] !== row * width + j) return null;
+    rows.push(row);
+  }
+  return rows;
+}
+
 export function applyStruct(op: StructOp, x: Float64Array, shape: number[]): Float64Array {
   switch (op.kind) {
     case 'sumpool':
@@ -121,7 +160,29 @@ export function applyStruct(op: StructOp, x: Float64Array, shape: number[]): Flo
       return pad(x, shape, op);
     case 'flatten':
       return Float64Array.from(x);
+    case 'gather':
+      return gatherValues(x, op.index);
   }
+}
+
+/** out[i] = x[index[i]] (a relabeling: patches, one token row). */
+export function gatherValues(x: Float64Array, index: Int32Array): Float64Array {
+  const out = new Float64Array(index.length);
+  for (let i = 0; i < index.length; i++) out[i] = x[index[i]];
+  return out;
+}
+
+/** The same dense layer on every row of [tokens, inSize]. */
+export function tokenwise(x: Float64Array, op: Extract<WeightedOp, { kind: 'tokens' }>): Float64Array {
+  const out = new Float64Array(op.tokens * op.units);
+  for (let t = 0; t < op.tokens; t++) out.set(dense(x.subarray(t * op.inSize, (t + 1) * op.inSize), op.kernel, op.units), t * op.units);
+  return out;
+}
+
+/** Whether element-wise factors over [tokens, width] repeat on every token (so they fold into a shared kernel). */
+function sameOnEveryToken(t: Float64Array, width: number): boolean {
+  for (let i = width; i < t.length; i++) if (t[i] !== t[i % width]) return false;
+  return true;
 }
 
 export function applyWeighted(op: WeightedOp, x: Float64Array, shape: number[]): Float64Array {
@@ -132,6 +193,8 @@ export function applyWeighted(op: WeightedOp, x: Float64Array, shape: number[]):
       return conv2d(x, op.geom, op.kernel);
     case 'scale':
       return x.map((v, i) => v * op.factors[i]);
+    case 'tokens':
+      return tokenwise(x, op);
   }
   void shape;
 }
@@ -148,6 +211,12 @@ export function foldInputFactors(op: WeightedOp, t: Float64Array): WeightedOp | 
     if (!isChannelwise(t, cin)) return null;
     const k = Float64Array.from(op.kernel);
     for (let p = 0; p < kernel * kernel; p++) for (let ci = 0; ci < cin; ci++) for (let co = 0; co < cout; co++) k[(p * cin + ci) * cout + co] *= t[ci];
+    return { ...op, kernel: k };
+  }
+  if (op.kind === 'tokens') {
+    if (!sameOnEveryToken(t, op.inSize)) return null;
+    const k = Float64Array.from(op.kernel);
+    for (let i = 0; i < op.inSize; i++) for (let j = 0; j < op.units; j++) k[i * op.units + j] *= t[i];
     return { ...op, kernel: k };
   }
   return { kind: 'scale', factors: op.factors.map((v, i) => v * t[i]) };
@@ -167,6 +236,12 @@ export function foldOutputFactors(op: WeightedOp, t: Float64Array): WeightedOp |
     for (let i = 0; i < k.length; i++) k[i] *= t[i % cout];
     return { ...op, kernel: k };
   }
+  if (op.kind === 'tokens') {
+    if (!sameOnEveryToken(t, op.units)) return null;
+    const k = Float64Array.from(op.kernel);
+    for (let i = 0; i < k.length; i++) k[i] *= t[i % op.units];
+    return { ...op, kernel: k };
+  }
   return { kind: 'scale', factors: op.factors.map((v, i) => v * t[i]) };
 }
 
@@ -179,6 +254,8 @@ export function tailBeforePost(tail: Float64Array, post: StructOp[], weightedOut
   for (let k = post.length - 1; k >= 0; k--) {
     const inShape = shapes[k];
     if (post[k].kind === 'flatten') continue;
+    // a gather moves elements between channels: the factor does not commute with it
+    if (post[k].kind === 'gather') return null;
     const C = inShape[inShape.length - 1];
     if (!isChannelwise(t, C)) return null;
     t = tile(t.subarray(0, C), size(inShape));

@@ -65,6 +65,14 @@ export function weightedEntries(op: WeightedOp, keep: (o: number) => boolean = (
     case 'scale':
       for (let i = 0; i < op.factors.length; i++) if (keep(i)) b.push(i, i, op.factors[i]);
       break;
+    case 'tokens':
+      for (let t = 0; t < op.tokens; t++) {
+        for (let j = 0; j < op.units; j++) {
+          if (!keep(t * op.units + j)) continue;
+          for (let i = 0; i < op.inSize; i++) b.push(t * op.units + j, t * op.inSize + i, op.kernel[i * op.units + j]);
+        }
+      }
+      break;
   }
   return b.build();
 }
@@ -102,6 +110,9 @@ export function structEntries(op: StructOp, inShape: number[], keep: (o: number)
       for (let i = 0; i < n; i++) if (keep(i)) b.push(i, i, 1);
       break;
     }
+    case 'gather':
+      for (let i = 0; i < op.index.length; i++) if (keep(i)) b.push(i, op.index[i], 1);
+      break;
   }
   return b.build();
 }

@@ -1,6 +1,6 @@
 import { type Graph, type GraphNode, type WeightMap, INPUT, inferShapes, weightKey } from '../models/graph.js';
 import { opOf } from '../ops/registry.js';
-import { isElsewhere, type LowerOps } from '../ops/types.js';
+import { isElsewhere, type LevelContext, type LowerOps, type ProductPairs } from '../ops/types.js';
 import { HepolyError } from '../util/errors.js';
 import type { HeProgram, LayerBudget, StructOp, Step, TensorInfo, WeightedOp } from './program.js';
 import { structOutShape, weightedOutShape } from './program.js';
@@ -45,11 +45,16 @@ export class Lowering {
   private steps: Step[] = [];
   private layers = new Map<string, LayerBudget>();
   private shapes: Map<string, number[]>;
+  private input = -1;
+  /** product operands used more than once (a Newton iteration's argument) are materialized once */
+  private materialized = new WeakMap<Expr, number>();
+  private inputEncoding: HeProgram['inputEncoding'];
 
   constructor(
     private graph: Graph,
     private weights: WeightMap,
     private source: string,
+    private ranges: LevelContext['ranges'] = null,
   ) {
     try {
       this.shapes = inferShapes(graph);
@@ -60,6 +65,7 @@ export class Lowering {
 
   run(): HeProgram {
     const input = this.newTensor(this.graph.inputShape, 0, 'input');
+    this.input = input;
     const exprs = new Map<string, Expr>([[INPUT, identity(input, this.graph.inputShape)]]);
     for (const node of this.graph.nodes) {
       this.layers.set(node.name, { node: node.name, op: describeOp(node), levels: 0, how: 'folded' });
@@ -74,7 +80,8 @@ export class Lowering {
     if (!out) throw new HepolyError(`${this.source}: the graph's output ${this.graph.output} is not a layer. Retrain the checkpoint`);
     const output = this.materialize(out, `logits (${this.graph.output})`);
     return {
-      inputShape: this.graph.inputShape,
+      // the encrypted input: the graph's, or its client-side encoding (one-hot token rows)
+      inputShape: this.tensors[input].shape,
       classes: this.graph.classes,
       tensors: this.tensors,
       steps: this.steps,
@@ -82,6 +89,7 @@ export class Lowering {
       output,
       depth: this.tensors[output].depth,
       layers: [...this.layers.values()],
+      ...(this.inputEncoding ? { inputEncoding: this.inputEncoding } : {}),
     };
   }
 
@@ -102,6 +110,7 @@ export class Lowering {
       inShapes: node.inputs.map((n) => this.shapes.get(n)!),
       w: (param) => this.w(node, param),
       he: this.lowerOps(node.name),
+      ranges: this.ranges,
     }) as Expr;
   }
 
@@ -117,12 +126,49 @@ export class Lowering {
         return e;
       },
       sum: (xs) => sumExprs(xs as Expr[], node),
+      product: (a, b, pairs, outShape, extra) => this.product(a as Expr, b as Expr, pairs, outShape, node, extra as ProductExtra | undefined),
+      oneHotInput: (x, vocab) => this.oneHotInput(x as Expr, vocab, node),
     };
   }
 
-  /** Appends a dense/conv; materializes first if a term already went through one. */
+  /** A dot step: both operands materialized, the signed pair products summed, one level. */
+  private product(a: Expr, b: Expr, pairs: ProductPairs, outShape: number[], node: string, extra?: ProductExtra): Expr {
+    const ta = this.operand(a, node);
+    const tb = this.operand(b, node);
+    const plus = extra?.plus ? { src: this.operand(extra.plus.x, node), factors: extra.plus.factors } : null;
+    const sources = [ta, tb, ...(plus ? [plus.src] : [])];
+    const depth = Math.max(...sources.map((t) => this.tensors[t].depth)) + 1;
+    const out = this.newTensor(outShape, depth, `${node} products`);
+    const bias = extra?.bias && extra.bias.some((v) => v !== 0) ? extra.bias : null;
+    const terms = plus ? [{ src: plus.src, op: { kind: 'scale' as const, factors: plus.factors } }] : [];
+    this.steps.push({ kind: 'dot', out, a: ta, b: tb, pairs, terms, bias, nodes: [node] });
+    return identity(out, outShape);
+  }
+
+  private operand(e: Expr, node: string): number {
+    let t = this.materialized.get(e);
+    if (t === undefined) {
+      t = this.materialize(e, `${node} product operand`);
+      this.materialized.set(e, t);
+    }
+    return t;
+  }
+
+  /** Token ids become one-hot rows on the client, so the embedding is a plaintext product. */
+  private oneHotInput(x: Expr, vocab: number, node: string): Expr {
+    const t = x.terms[0];
+    const raw = x.terms.length === 1 && t.src === this.input && !t.ops.length && isOnes(t.tail) && x.bias.every((v) => v === 0);
+    if (!raw) throw new HepolyError(`${this.source}: layer ${node} reads token ids, so it must be the network's first layer. Retrain the checkpoint`);
+    const shape = [...this.tensors[this.input].shape, vocab];
+    this.tensors[this.input].shape = shape;
+    this.inputEncoding = { kind: 'one-hot', vocab };
+    return identity(this.input, shape);
+  }
+
+  /** Appends a dense/conv; materializes first if a term already went through one (two per-token layers compose). */
   private weighted(x: Expr, op: WeightedOp, node: string, bias: Float64Array | null): Expr {
     let e = x;
+    if (op.kind === 'tokens' && e.terms.every((t) => composableTokens(t, op))) return this.composeTokens(e, op, node, bias);
     if (e.terms.some((t) => t.ops.some((o) => o.kind === 'weighted'))) {
       const t = this.materialize(e, `${node} input`);
       e = identity(t, e.shape);
@@ -138,6 +184,31 @@ export class Lowering {
         term.tail = null;
       }
       term.ops.push({ kind: 'weighted', op: k, node });
+      term.shape = outShape;
+      return term;
+    });
+    const b = applyWeighted(op, e.bias, e.shape);
+    if (bias) for (let i = 0; i < b.length; i++) b[i] += bias[i % bias.length];
+    return { shape: outShape, terms, bias: b, nodes: [...e.nodes, node] };
+  }
+
+  /**
+   * A per-token layer after per-token layers: each term's last kernel times this one, one
+   * plaintext product instead of two (layernorm's centering after the attention projection).
+   */
+  private composeTokens(e: Expr, op: Extract<WeightedOp, { kind: 'tokens' }>, node: string, bias: Float64Array | null): Expr {
+    const outShape = weightedOutShape(op, e.shape);
+    const terms = e.terms.map((t) => {
+      const term = copyTerm(t);
+      const last = term.ops.length ? term.ops[term.ops.length - 1] : null;
+      if (last && last.kind === 'weighted' && last.op.kind === 'tokens') {
+        const inner = term.tail ? foldOutputFactors(last.op, term.tail)! : last.op;
+        term.ops[term.ops.length - 1] = { kind: 'weighted', op: composeKernels(inner as typeof op, op), node };
+      } else {
+        const k = term.tail ? foldInputFactors(op, term.tail)! : op;
+        term.ops.push({ kind: 'weighted', op: k, node });
+      }
+      term.tail = null;
       term.shape = outShape;
       return term;
     });
@@ -173,6 +244,10 @@ export class Lowering {
       }
       const t = this.materialize(x, `${node} input`);
       const sq = this.power(t, t, `${node} input^2`, node);
+      if (b === 0) {
+        budget.how = 'square, coefficients folded into the next layer';
+        return affineOf([[sq, a]], c0, x.shape, node);
+      }
       budget.how = 'square, coefficients folded into the next layer (x^2 and x terms)';
       return affineOf(
         [
@@ -325,6 +400,31 @@ export class Lowering {
     return shape;
   }
 
+}
+
+type ProductExtra = { plus?: { x: Expr; factors: Float64Array }; bias?: Float64Array };
+
+/**
+ * A term a per-token layer can be composed onto: no weighted op yet, or a chain ending in a
+ * per-token kernel of the same token count with foldable factors (no struct op after it).
+ */
+function composableTokens(t: Term, op: Extract<WeightedOp, { kind: 'tokens' }>): boolean {
+  const weighted = t.ops.filter((o) => o.kind === 'weighted');
+  if (!weighted.length) return !t.tail || foldInputFactors(op, t.tail) !== null;
+  const last = t.ops[t.ops.length - 1];
+  if (weighted.length !== 1 || last.kind !== 'weighted' || last.op.kind !== 'tokens' || last.op.tokens !== op.tokens) return false;
+  return !t.tail || foldOutputFactors(last.op, t.tail) !== null;
+}
+
+/** x A B as one per-token kernel: [in, mid] times [mid, out]. */
+function composeKernels(a: Extract<WeightedOp, { kind: 'tokens' }>, b: Extract<WeightedOp, { kind: 'tokens' }>): WeightedOp {
+  const k = new Float64Array(a.inSize * b.units);
+  for (let i = 0; i < a.inSize; i++)
+    for (let m = 0; m < a.units; m++) {
+      const v = a.kernel[i * a.units + m];
+      if (v !== 0) for (let j = 0; j < b.units; j++) k[i * b.units + j] += v * b.kernel[m * b.units + j];
+    }
+  return { kind: 'tokens', tokens: a.tokens, inSize: a.inSize, units: b.units, kernel: k };
 }
 
 function describeOp(node: GraphNode): string {

@@ -10,15 +10,22 @@ import type { Conv2dGeometry } from './tensor-ops.js';
  *   is rescaled once.
  * - `power`: out = a * b (a square when a === b), ciphertext-ciphertext, relinearized and
  *   rescaled: one level.
- * - `struct`: additions and relabelings only (sum pooling, zero padding, flatten), plus an
- *   optional constant: no level.
+ * - `dot`: out[o] = sum of +-a[i] * b[j] over the pairs of o, plus plaintext terms and a bias:
+ *   ciphertext-ciphertext products summed before one relinearization and one rescale (the
+ *   plaintext terms land on the products' scale), one level. Attention's scores and value
+ *   products, the normalization by 1/D and the Newton steps of the reciprocal and inverse
+ *   square root are dot steps. Batch packing only (the pairs read arbitrary elements).
+ * - `struct`: additions and relabelings only (sum pooling, zero padding, flatten, gather),
+ *   plus an optional constant: no level.
  */
 
 export type StructOp =
   | { kind: 'sumpool'; size: number; stride: number }
   | { kind: 'globalsum' }
   | { kind: 'pad'; top: number; bottom: number; left: number; right: number }
-  | { kind: 'flatten' };
+  | { kind: 'flatten' }
+  /** out[i] = in[index[i]] into a tensor of `shape` (patches, a token row): a relabeling */
+  | { kind: 'gather'; shape: number[]; index: Int32Array };
 
 export type WeightedOp =
   /** y = x * kernel, kernel [inSize, units] row-major */
@@ -26,7 +33,20 @@ export type WeightedOp =
   /** kernel HWIO flat */
   | { kind: 'conv'; geom: Conv2dGeometry; kernel: Float64Array }
   /** element-wise factors over the whole tensor (a diagonal; d = 0 in sample packing) */
-  | { kind: 'scale'; factors: Float64Array };
+  | { kind: 'scale'; factors: Float64Array }
+  /** the same dense layer on each of `tokens` rows: [tokens, inSize] -> [tokens, units], kernel [inSize, units] */
+  | { kind: 'tokens'; tokens: number; inSize: number; units: number; kernel: Float64Array };
+
+/**
+ * The products of a dot step: entry k adds sign[k] * a[a[k]] * b[b[k]] to out[out[k]]
+ * (sign null: all +1; a sign is a free negation, a general factor would cost a level).
+ */
+export interface DotPairs {
+  out: Int32Array;
+  a: Int32Array;
+  b: Int32Array;
+  sign: Int8Array | null;
+}
 
 export interface LinearTerm {
   src: number;
@@ -36,6 +56,7 @@ export interface LinearTerm {
 export type Step =
   | { kind: 'linear'; out: number; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] }
   | { kind: 'power'; out: number; a: number; b: number; nodes: string[] }
+  | { kind: 'dot'; out: number; a: number; b: number; pairs: DotPairs; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] }
   | { kind: 'struct'; out: number; src: number; op: StructOp; bias: Float64Array | null; nodes: string[] };
 
 export interface TensorInfo {
@@ -77,6 +98,23 @@ export interface HeProgram {
    * depths stay one sample's: each kernel entry serves all of them. Absent: 1.
    */
   interleave?: number;
+  /**
+   * How the client turns a sample into the input tensor before encrypting it. Absent: as
+   * stored. `one-hot`: token ids [T] become rows of 0/1 [T, vocab] (an embedding is then a
+   * plaintext product).
+   */
+  inputEncoding?: InputEncoding;
+}
+
+export type InputEncoding = { kind: 'one-hot'; vocab: number };
+
+/** The vector the client encrypts for one sample (the program's input tensor). */
+export function encodeSample(p: HeProgram, x: ArrayLike<number>): Float64Array {
+  const e = p.inputEncoding;
+  if (!e) return Float64Array.from(x);
+  const out = new Float64Array(x.length * e.vocab);
+  for (let t = 0; t < x.length; t++) out[t * e.vocab + x[t]] = 1;
+  return out;
 }
 
 export interface RefreshPoint {
@@ -97,6 +135,7 @@ export function lastUses(p: HeProgram): Map<number, number> {
 export function stepSources(s: Step): number[] {
   if (s.kind === 'linear') return s.terms.map((t) => t.src);
   if (s.kind === 'power') return [s.a, s.b];
+  if (s.kind === 'dot') return [s.a, s.b, ...s.terms.map((t) => t.src)];
   return [s.src];
 }
 
@@ -105,11 +144,13 @@ export function structOutShape(op: StructOp, inShape: number[]): number[] {
     case 'sumpool':
       return [Math.floor((inShape[0] - op.size) / op.stride) + 1, Math.floor((inShape[1] - op.size) / op.stride) + 1, inShape[2]];
     case 'globalsum':
-      return [inShape[2]];
+      return [inShape[inShape.length - 1]];
     case 'pad':
       return [inShape[0] + op.top + op.bottom, inShape[1] + op.left + op.right, inShape[2]];
     case 'flatten':
       return [inShape.reduce((a, b) => a * b, 1)];
+    case 'gather':
+      return op.shape;
   }
 }
 
@@ -121,6 +162,8 @@ export function weightedOutShape(op: WeightedOp, inShape: number[]): number[] {
       return [op.geom.outH, op.geom.outW, op.geom.cout];
     case 'scale':
       return inShape;
+    case 'tokens':
+      return [op.tokens, op.units];
   }
 }
 

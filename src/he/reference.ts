@@ -1,7 +1,7 @@
 import { type Graph, type WeightMap, INPUT, inferShapes, weightKey } from '../models/graph.js';
 import type { HeProgram, StructOp } from './program.js';
-import { applyWeighted } from './compile.js';
-import { globalSum, pad, size, sumpool } from './tensor-ops.js';
+import { applyStruct, applyWeighted } from './expr.js';
+import { size } from './tensor-ops.js';
 import { opOf } from '../ops/registry.js';
 import { isElsewhere } from '../ops/types.js';
 
@@ -41,17 +41,9 @@ export function graphPredict(graph: Graph, weights: WeightMap, x: ArrayLike<numb
   return out;
 }
 
+/** A struct op on plain values (the compiler's own, src/he/expr.ts). */
 export function applyStructOp(op: StructOp, x: Float64Array, shape: number[]): Float64Array {
-  switch (op.kind) {
-    case 'sumpool':
-      return sumpool(x, shape, op.size, op.stride);
-    case 'globalsum':
-      return globalSum(x, shape);
-    case 'pad':
-      return pad(x, shape, op);
-    case 'flatten':
-      return x;
-  }
+  return applyStruct(op, x, shape);
 }
 
 /** Every tensor of the compiled program for one sample, in exact arithmetic. */
@@ -74,10 +66,27 @@ export function programForward(p: HeProgram, x: Float64Array): Float64Array[] {
       const a = vals[s.a];
       const b = vals[s.b];
       vals[s.out] = a.map((v, i) => v * b[i]);
+    } else if (s.kind === 'dot') {
+      vals[s.out] = dotForward(p, s, vals);
     } else {
       const y = applyStructOp(s.op, vals[s.src], p.tensors[s.src].shape);
       vals[s.out] = s.bias ? y.map((v, i) => v + s.bias![i]) : y;
     }
   }
   return vals;
+}
+
+/** A dot step in exact arithmetic: the signed pair products, the plaintext terms, the bias. */
+function dotForward(p: HeProgram, s: Extract<HeProgram['steps'][number], { kind: 'dot' }>, vals: Float64Array[]): Float64Array {
+  const out = new Float64Array(size(p.tensors[s.out].shape));
+  const a = vals[s.a];
+  const b = vals[s.b];
+  const { pairs } = s;
+  for (let k = 0; k < pairs.out.length; k++) out[pairs.out[k]] += (pairs.sign ? pairs.sign[k] : 1) * a[pairs.a[k]] * b[pairs.b[k]];
+  for (const t of s.terms) {
+    const y = applyWeighted(t.op, vals[t.src], p.tensors[t.src].shape);
+    for (let i = 0; i < out.length; i++) out[i] += y[i];
+  }
+  if (s.bias) for (let i = 0; i < out.length; i++) out[i] += s.bias[i];
+  return out;
 }

@@ -127,6 +127,7 @@ function rewire(s: Step, id: (t: number) => number, tensors: TensorInfo[], stepD
   tensors[s.out].depth = depth;
   if (s.kind === 'linear') return { ...s, terms: s.terms.map((t) => ({ ...t, src: id(t.src) })) };
   if (s.kind === 'power') return { ...s, a: id(s.a), b: id(s.b) };
+  if (s.kind === 'dot') return { ...s, a: id(s.a), b: id(s.b), terms: s.terms.map((t) => ({ ...t, src: id(t.src) })) };
   return { ...s, src: id(s.src) };
 }
 

@@ -685,6 +685,11 @@ function entryCount(op: Parameters<typeof weightedEntries>[0]): number {
     for (const v of op.kernel) if (v !== 0) c++;
     return c;
   }
+  if (op.kind === 'tokens') {
+    let c = 0;
+    for (const v of op.kernel) if (v !== 0) c++;
+    return c * op.tokens;
+  }
   return op.factors.length;
 }
 

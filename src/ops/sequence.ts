@@ -5,21 +5,22 @@ import { layerNorm, layerNormTf } from '../layers/norm.js';
 import { powerSoftmax, powerSoftmaxTf } from '../layers/power-softmax.js';
 import { invSqrtDepth, reciprocalDepth, reciprocalIterationsFor } from '../layers/reciprocal.js';
 import type { LayerSpec, SequenceLayerSpec } from '../models/graph.js';
-import type { Elsewhere, OpDefOf, PackingKind, ParamDef, Support } from './types.js';
+import type { OpDefOf, PackingKind, ParamDef, Support } from './types.js';
 import { glorot, needRank, noPacking, ones, zeros } from './shared.js';
+import { RECIPROCAL_TOLERANCE, lastRowIndex, lowerAttention, lowerLayerNorm, patchIndex, tokenMean, tokens } from './sequence-he.js';
 
 /**
- * Transformer ops on token sequences [T, F] (batches [N, T, F]). Their plaintext faces live
- * here; their HE lowering is the transformer evaluator's (src/he/transformer/), which runs
- * batch packing only, until the one-compiler work (issue 17 part 2) moves it into the IR.
+ * Transformer ops on token sequences [T, F] (batches [N, T, F]). Their HE lowering onto the
+ * shared program IR is in sequence-he.ts: products of arbitrary element pairs and gathers,
+ * which batch packing (one ciphertext per element) runs without rotations.
  */
 
-const BY_TRANSFORMER: Elsewhere = { elsewhere: 'lowered by the transformer evaluator (src/he/transformer/evaluator.ts)' };
+const SLOTS_ARE_SAMPLES = 'products of arbitrary element pairs (attention) need one ciphertext per element: batch packing';
 const TRANSFORMER_PACKINGS: Record<PackingKind, Support> = {
   batch: true,
-  sample: 'the transformer evaluator runs batch packing only',
-  stacked: 'the transformer evaluator runs batch packing only',
-  interleaved: 'the transformer evaluator runs batch packing only',
+  sample: SLOTS_ARE_SAMPLES,
+  stacked: SLOTS_ARE_SAMPLES,
+  interleaved: SLOTS_ARE_SAMPLES,
 };
 
 type Seq<K extends SequenceLayerSpec['op']> = Extract<LayerSpec, { op: K }>;
@@ -31,7 +32,6 @@ const needTokens = (node: string, op: string, x: number[]) => needRank(node, op,
 const common = {
   family: 'sequence',
   kind: 'sequence' as const,
-  lowerHE: BY_TRANSFORMER,
   foldsInto: null,
   prunable: { role: 'mixes' as const },
   rangeProbes: () => [] as string[],
@@ -70,11 +70,17 @@ export const patchifyOp: OpDefOf<'patchify'> = {
         for (let dy = 0; dy < s; dy++) for (let dx = 0; dx < s; dx++) for (let c = 0; c < C; c++) out[o++] = x[((ph * s + dy) * W + pw * s + dx) * C + c];
     return out;
   },
+  lowerHE: ({ layer: L, ins: [x], inShapes: [shape], he }) => {
+    const out = [(shape[0] / L.size) * (shape[1] / L.size), L.size * L.size * shape[2]];
+    return he.struct(x, { kind: 'gather', shape: out, index: patchIndex(shape, L.size) });
+  },
   levelCost: () => 0,
 };
 
 export const embeddingOp: OpDefOf<'embedding'> = {
   ...common,
+  // owns the plaintext products it is lowered to (the level budget charges them here)
+  kind: 'linear',
   name: 'embedding',
   examples: [{ layer: { op: 'embedding', vocab: 5, dim: 4 }, ins: [[3]] }],
   doc: '[T] character ids -> [T, dim]: one-hot times a table (under HE: a dense layer on one-hot inputs)',
@@ -100,6 +106,7 @@ export const embeddingOp: OpDefOf<'embedding'> = {
     });
     return out;
   },
+  lowerHE: ({ layer: L, ins: [x], inShapes: [[T]], w, he }) => he.weighted(he.oneHotInput(x, L.vocab), tokens(T, L.vocab, L.dim, w('table')), null),
   levelCost: () => 1,
 };
 
@@ -120,11 +127,17 @@ export const posEmbeddingOp: OpDefOf<'pos_embedding'> = {
     const table = w('table');
     return x.map((v, i) => v + table[i]);
   },
+  lowerHE: ({ ins: [x], w, he }) => {
+    const table = w('table');
+    return he.affine(x, new Float64Array(table.length).fill(1), table);
+  },
   levelCost: () => 0,
 };
 
 export const tokenDenseOp: OpDefOf<'token_dense'> = {
   ...common,
+  // owns the plaintext products it is lowered to (the level budget charges them here)
+  kind: 'linear',
   name: 'token_dense',
   examples: [{ layer: { op: 'token_dense', units: 5, bias: true }, ins: [[3, 4]] }],
   doc: 'the same dense layer on every token: [T, F] -> [T, units]',
@@ -141,6 +154,7 @@ export const tokenDenseOp: OpDefOf<'token_dense'> = {
     for (let t = 0; t < T; t++) out.set(dense(x.subarray(t * F, (t + 1) * F), w('kernel'), L.units, L.bias ? w('bias') : undefined), t * L.units);
     return out;
   },
+  lowerHE: ({ layer: L, ins: [x], inShapes: [[T, F]], w, he }) => he.weighted(x, tokens(T, F, L.units, w('kernel')), L.bias ? w('bias') : null),
   levelCost: () => 1,
 };
 
@@ -172,6 +186,7 @@ export const attentionOp: OpDefOf<'attention'> = {
   },
   tfjsForward: ({ layer: L, ins: [x], w, probe }) => attentionTf(x, L, w, probe),
   referenceForward: ({ layer: L, ins: [x], inShapes: [[T, D]], w }) => attentionReference(x, T, D, L, w),
+  lowerHE: ({ layer: L, node, ins: [x], inShapes: [shape], w, he, ranges }) => lowerAttention(L, node, x, shape, w, he, ranges),
   levelCost: (L, ctx) => sequenceOpDepth(L, ctx.ranges?.activations[`${ctx.node}/denominator`] ?? null)?.levels ?? (attentionOp.polynomial(L) === true ? null : Infinity),
   polynomial: (L) => (L.attention.kind === 'power-softmax' ? true : 'attention softmax'),
   rangeProbes: (L) => (L.attention.kind === 'power-softmax' ? ['denominator'] : []),
@@ -206,6 +221,7 @@ export const layernormOp: OpDefOf<'layernorm'> = {
     for (let t = 0; t < T; t++) out.set(layerNorm(x.subarray(t * D, (t + 1) * D), w('gamma'), w('beta'), L.epsilon, L.poly).y, t * D);
     return out;
   },
+  lowerHE: ({ layer: L, node, ins: [x], inShapes: [shape], w, he }) => lowerLayerNorm(L, node, x, shape, w, he),
   levelCost: (L) => sequenceOpDepth(L)?.levels ?? Infinity,
   polynomial: (L) => (L.poly ? true : 'layernorm (exact inverse square root)'),
   rangeProbes: () => ['variance'],
@@ -238,7 +254,9 @@ export const seqPoolOp: OpDefOf<'seq_pool'> = {
     for (let i = 0; i < x.length; i++) out[i % D] += x[i] / T;
     return out;
   },
-  levelCost: () => 0,
+  lowerHE: ({ layer: L, ins: [x], inShapes: [[T, D]], he }) =>
+    L.mode === 'last' ? he.struct(x, { kind: 'gather', shape: [D], index: lastRowIndex(T, D) }) : he.weighted(x, tokenMean(T, D), null),
+  levelCost: (L) => (L.mode === 'mean' ? 1 : 0),
 };
 
 function tokenDense(x: tf.Tensor, kernel: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
@@ -297,8 +315,7 @@ function softmax(s: Float64Array): Float64Array {
   return e.map((v) => v / sum);
 }
 
-/** Relative accuracy the HE reciprocal of power-softmax is sized for. */
-export const RECIPROCAL_TOLERANCE = 1e-3;
+export { RECIPROCAL_TOLERANCE };
 
 export interface SequenceDepth {
   /** CKKS levels on the longest path through the op */

@@ -82,6 +82,21 @@ export interface LowerOps {
   affine(x: HeValue, factors: Float64Array, shift: Float64Array): HeValue;
   /** element-wise sum of same-shaped values */
   sum(xs: HeValue[]): HeValue;
+  /**
+   * out[o] = sum over pairs of o of +-a[i] b[j] (+ plus.factors * plus.x) + bias: ciphertext
+   * products summed before one rescale, one level (attention, Newton steps; batch packing)
+   */
+  product(a: HeValue, b: HeValue, pairs: ProductPairs, outShape: number[], extra?: { plus?: { x: HeValue; factors: Float64Array }; bias?: Float64Array }): HeValue;
+  /** the program's input as one-hot rows of `vocab` (token ids -> [T, vocab]); only on the input itself */
+  oneHotInput(x: HeValue, vocab: number): HeValue;
+}
+
+/** The products of `LowerOps.product`: entry k adds sign[k] * a[a[k]] * b[b[k]] to out[out[k]]. */
+export interface ProductPairs {
+  out: Int32Array;
+  a: Int32Array;
+  b: Int32Array;
+  sign: Int8Array | null;
 }
 
 export interface LowerContext<L extends LayerSpec> {
@@ -91,6 +106,8 @@ export interface LowerContext<L extends LayerSpec> {
   inShapes: number[][];
   w(param: string): Float64Array;
   he: LowerOps;
+  /** ranges.json, when the checkpoint has one (power-softmax fits its reciprocal to a recorded range) */
+  ranges: LevelContext['ranges'];
 }
 
 export interface LevelContext {

@@ -41,6 +41,9 @@ function batchCost(p: HeProgram): Pick<HeCost, 'batchCiphertexts' | 'batchPtMult
     } else if (s.kind === 'power') {
       cts += n;
       ct += n;
+    } else if (s.kind === 'dot') {
+      cts += n;
+      ct += s.pairs.out.length;
     } else if (s.op.kind === 'sumpool' || s.op.kind === 'globalsum') cts += n;
   }
   return { batchCiphertexts: cts, batchPtMults: pt, batchCtMults: ct };

@@ -3,6 +3,7 @@ import type { HeProgram, Step, WeightedOp } from '../program.js';
 import { stepSources } from '../program.js';
 import { orderByInput, structEntries, weightedEntries } from '../linear-map.js';
 import { size } from '../tensor-ops.js';
+import { runDot } from './batch-dot.js';
 
 /**
  * Batch packing (CryptoNets): slot s of every ciphertext belongs to sample s, and each tensor
@@ -37,7 +38,8 @@ export function planStages(p: HeProgram, keepAll = false): Stage[] {
   };
   p.steps.forEach((s, idx) => {
     let joins = false;
-    if (cur && s.kind !== 'linear') {
+    // a dot step or a gather reads elements of other channels: it starts a stage of its own
+    if (cur && s.kind !== 'linear' && s.kind !== 'dot' && !(s.kind === 'struct' && s.op.kind === 'gather')) {
       const C = cur.channels;
       const srcs = stepSources(s);
       const outOk = s.kind === 'struct' && s.op.kind === 'flatten' ? size(p.tensors[s.out].shape) % C === 0 : lastDim(s.out) === C;
@@ -139,6 +141,7 @@ export function runStageGroup<C>(ctx: BatchContext<C>, st: Stage, group: number[
     local.set(s.out, out);
     if (s.kind === 'linear') runLinear(ctx, s, keep, out, read);
     else if (s.kind === 'power') runPower(ctx, s, keep, out, read);
+    else if (s.kind === 'dot') runDot(ctx, s, keep, out, read);
     else runStruct(ctx, s, keep, out, read);
     for (const [t, last] of lastUse) {
       if (last === k && inStage.has(t) && !exported.has(t)) {

@@ -121,6 +121,8 @@ export function planSample(p: HeProgram, slots: number): SamplePlan {
       if (la.replicas[0] !== lb.replicas[0] && !sameLayout(la, lb)) throw new Error('internal: power of tensors in different layouts');
       layouts[s.out] = la;
       steps.push({ kind: 'power', step: idx });
+    } else if (s.kind === 'dot' || s.op.kind === 'gather') {
+      throw unsupported(`${s.kind === 'dot' ? 'products of arbitrary element pairs' : 'a gather of elements'} (${p.tensors[s.out].label}: attention, patches)`);
     } else {
       const src = layouts[s.src];
       const inShape = p.tensors[s.src].shape;
@@ -470,7 +472,7 @@ export class SampleEvaluator<C, P> {
       } else if (s.kind === 'power') {
         const l = Math.min(this.level(s.a), this.level(s.b));
         this.scales[s.out] = (this.scales[s.a] * this.scales[s.b]) / be.prime(l);
-      } else this.scales[s.out] = this.scales[s.src];
+      } else if (s.kind === 'struct') this.scales[s.out] = this.scales[s.src];
     }
   }
 

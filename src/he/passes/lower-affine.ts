@@ -9,11 +9,11 @@ import type { CompilePass } from './pass.js';
 export const lowerAffinePass: CompilePass = {
   name: 'lower-affine',
   run(state) {
-    const program = new Lowering(state.graph, state.weights, state.source).run();
+    const program = new Lowering(state.graph, state.weights, state.source, state.ranges ?? null).run();
     const count = (k: string) => program.steps.filter((s) => s.kind === k).length;
     return {
       state: { ...state, program },
-      note: `${program.steps.length} steps (${count('linear')} linear, ${count('power')} power, ${count('struct')} struct), depth ${program.depth}`,
+      note: `${program.steps.length} steps (${count('linear')} linear, ${count('power')} power, ${count('dot')} dot, ${count('struct')} struct), depth ${program.depth}`,
     };
   },
 };

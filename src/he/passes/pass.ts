@@ -1,5 +1,6 @@
 import type { Graph, WeightMap } from '../../models/graph.js';
 import type { HeProgram } from '../program.js';
+import type { LevelContext } from '../../ops/types.js';
 
 /**
  * The graph-to-program compiler as an ordered list of named passes (EVA's shape: transform
@@ -15,6 +16,8 @@ export interface CompileState {
   program: HeProgram | null;
   /** names the checkpoint in error messages */
   source: string;
+  /** ranges.json (power-softmax's reciprocal is fitted to a recorded range) */
+  ranges?: LevelContext['ranges'];
 }
 
 export interface CompilePass {
