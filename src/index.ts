@@ -16,6 +16,7 @@ export { plan, type PlanOptions } from './api/plan.js';
 export { prune, type PruneOptions } from './api/prune.js';
 export { summary, type SummaryResult } from './api/summary.js';
 export { compile } from './api/compile.js';
+export { listTeachers, type ShippedTeacher } from './api/teachers.js';
 
 // checkpoints and recipes
 export { loadCheckpoint, type Checkpoint, type MetricsRow, type Ranges, type RangeStat } from './train/checkpoint.js';

@@ -16,6 +16,7 @@ import { exportCommand } from './export.js';
 import { serveCommand } from './serve.js';
 import { workerCommand } from './worker.js';
 import { predictCommand } from './predict.js';
+import { teachersCommand } from './teachers.js';
 
 /**
  * Every `hepoly` command, in the order `hepoly --help` lists them. A new command is its own file
@@ -33,6 +34,7 @@ export const COMMANDS: CommandModule[] = [
   sampleCommand,
   reportCommand,
   opsCommand,
+  teachersCommand,
   schemaCommand,
   importCommand,
   exportCommand,

@@ -21,6 +21,7 @@ import {
 } from './checkpoint.js';
 import type { TrainCallbacks, TrainResult } from './callbacks.js';
 import { loadTeacher } from './teacher.js';
+import { resolvePretrained } from './teacher-path.js';
 import { crossEntropy, distillationLoss, outOfRangeFraction, rangePenalty } from './losses.js';
 import { HepolyError } from '../util/errors.js';
 import { makeRng, permutation } from '../util/rng.js';
@@ -212,6 +213,7 @@ function restoreAdamPowers(optimizer: tf.Optimizer): void {
 async function distillationTargets(recipe: Recipe, recipeFile: string, graph: Graph, data: LoadedData, cb: TrainCallbacks): Promise<Float32Array> {
   const distill = recipe.distill!;
   const teacher = await loadTeacher(distill, graph.inputShape, data.preprocess, recipeFile);
+  cb.onMessage?.(teacher.source);
   let logits: Float32Array;
   try {
     logits = await teacher.logits(data.train.x, data.train.count);
@@ -238,9 +240,10 @@ function argmaxAgreement(logits: Float32Array, y: Int32Array, classes: number): 
 }
 
 /** Copies every weight of a compatible checkpoint (same name and shape) into `weights`. */
-function initFrom(weights: WeightMap, dir: string, recipeFile: string): string {
+function initFrom(weights: WeightMap, ref: string, recipeFile: string): string {
+  const { path: dir, note } = resolvePretrained(ref, 'init_from');
   if (!existsSync(dir)) {
-    throw new HepolyError(`${recipeFile}: init_from: ${dir} not found. Train that checkpoint first (hepoly train RECIPE; recipes/resnet-poly.yaml starts from recipes/resnet-relu.yaml) or remove init_from`);
+    throw new HepolyError(`${recipeFile}: init_from: ${ref} not found. Train that checkpoint first (hepoly train RECIPE; recipes/resnet-poly.yaml starts from recipes/resnet-relu.yaml) or remove init_from`);
   }
   const src = loadCheckpoint(dir);
   const copied: string[] = [];
@@ -261,7 +264,7 @@ function initFrom(weights: WeightMap, dir: string, recipeFile: string): string {
     throw new HepolyError(`${recipeFile}: init_from: ${shortPath(src.dir)} shares no layer with this model. Use a checkpoint of the same architecture`);
   }
   const fresh = [...weights.keys()].filter((k) => !copied.includes(k));
-  return `init_from ${shortPath(src.dir)}: copied ${copied.length} weight tensors${fresh.length ? `, kept ${fresh.length} fresh (${fresh.slice(0, 4).join(', ')}${fresh.length > 4 ? ', ...' : ''})` : ''}`;
+  return `${note}: copied ${copied.length} weight tensors${fresh.length ? `, kept ${fresh.length} fresh (${fresh.slice(0, 4).join(', ')}${fresh.length > 4 ? ', ...' : ''})` : ''}`;
 }
 
 function checkResumable(outDir: string, recipe: Recipe): Checkpoint | null {

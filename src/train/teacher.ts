@@ -1,5 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
-import { basename, resolve } from 'node:path';
+import { basename } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { DistillConfig } from '../recipe/schema.js';
 import type { Preprocess } from '../data/index.js';
@@ -9,6 +9,7 @@ import { toParams } from './evaluate.js';
 import { HepolyError } from '../util/errors.js';
 import { shippedRecipes, shortPath } from '../recipe/load.js';
 import { loadOnnxRuntime } from '../util/onnxruntime.js';
+import { resolvePretrained } from './teacher-path.js';
 
 /**
  * A pretrained teacher for distillation: a hepoly checkpoint (any activation) or an ONNX file
@@ -18,13 +19,16 @@ import { loadOnnxRuntime } from '../util/onnxruntime.js';
  */
 export interface Teacher {
   description: string;
+  /** which file was chosen and why (the user's own checkpoint or the shipped teacher) */
+  source: string;
   /** logits for `count` samples laid out as the student's input (NHWC) */
   logits(x: Float32Array, count: number): Promise<Float32Array>;
   dispose(): void;
 }
 
 export async function loadTeacher(cfg: DistillConfig, inputShape: number[], preprocess: Preprocess, recipeFile: string): Promise<Teacher> {
-  const path = resolve(cfg.teacher);
+  const chosen = resolvePretrained(cfg.teacher, 'distill.teacher');
+  const path = chosen.path;
   const where = `${recipeFile}: distill.teacher`;
   if (!existsSync(path)) {
     const shipped = shippedRecipes().get(basename(path));
@@ -34,11 +38,11 @@ export async function loadTeacher(cfg: DistillConfig, inputShape: number[], prep
     throw new HepolyError(`${where}: ${cfg.teacher} not found. Point it at a hepoly checkpoint directory (e.g. checkpoints/fmnist-cnn-relu, made by hepoly train) or an .onnx file`);
   }
   const classes = preprocess.labels.length;
-  if (statSync(path).isDirectory()) return checkpointTeacher(path, inputShape, preprocess, where);
-  return onnxTeacher(path, cfg, inputShape, classes, where);
+  const teacher = statSync(path).isDirectory() ? checkpointTeacher(path, inputShape, preprocess, where) : await onnxTeacher(path, cfg, inputShape, classes, where);
+  return { ...teacher, source: chosen.note };
 }
 
-function checkpointTeacher(dir: string, inputShape: number[], preprocess: Preprocess, where: string): Teacher {
+function checkpointTeacher(dir: string, inputShape: number[], preprocess: Preprocess, where: string): Omit<Teacher, 'source'> {
   const ckpt = loadCheckpoint(dir);
   if (ckpt.graph.inputShape.join(',') !== inputShape.join(',')) {
     throw new HepolyError(`${where}: the teacher ${shortPath(dir)} takes input [${ckpt.graph.inputShape.join(', ')}], the data gives [${inputShape.join(', ')}]. Use a teacher trained on the same data`);
@@ -101,7 +105,7 @@ export function onnxLayout(dims: readonly (number | string | null)[], inputShape
   throw new HepolyError(`${where}: the ONNX teacher's input is [${dims.join(', ')}], the data gives images [${inputShape.join(', ')}] (NHWC). Use a teacher trained on the same data (expected [N, ${nchw.join(', ')}] or [N, ${nhwc.join(', ')}])`);
 }
 
-async function onnxTeacher(path: string, cfg: DistillConfig, inputShape: number[], classes: number, where: string): Promise<Teacher> {
+async function onnxTeacher(path: string, cfg: DistillConfig, inputShape: number[], classes: number, where: string): Promise<Omit<Teacher, 'source'>> {
   // loaded here, not at the top: onnxruntime-node is optional and only ONNX teachers need it
   const ort = await loadOnnxRuntime(where);
   let session: Awaited<ReturnType<typeof ort.InferenceSession.create>>;
