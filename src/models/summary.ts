@@ -1,6 +1,7 @@
 import type { Graph, GraphNode } from './graph.js';
 import { inferShapes, paramShapes } from './graph.js';
 import { opOf } from '../ops/registry.js';
+import { nodeLevelCost } from '../ops/level-cost.js';
 import type { Ranges } from '../train/checkpoint.js';
 
 export interface SummaryRow {
@@ -24,16 +25,6 @@ export interface ModelSummary {
   non_polynomial: string[];
 }
 
-/**
- * Levels a layer consumes under CKKS: its op's `levelCost` face, the cost the HE compiler
- * spends (a linear layer one rescale, a degree-d polynomial ceil(log2 d), batchnorm, pooling
- * and relabelings 0 since they fold into a neighbour). Null: unknown until ranges are
- * recorded (power-softmax's reciprocal); Infinity: not a polynomial.
- */
-export function layerDepth(node: GraphNode, ranges: Ranges | null = null): number | null {
-  return opOf(node).levelCost(node.layer, { node: node.name, ranges });
-}
-
 /** The first range the op records (its input, or an internal value such as a denominator). */
 function recordedRange(node: GraphNode, ranges: Ranges | null): SummaryRow['input_range'] {
   const [what] = opOf(node).rangeProbes(node.layer);
@@ -50,7 +41,8 @@ export function summarize(graph: Graph, ranges: Ranges | null): ModelSummary {
     const def = opOf(node);
     const ps = paramShapes(node, shapes.get(node.inputs[0])!);
     const params = Object.values(ps).reduce((a, s) => a + s.reduce((x, y) => x * y, 1), 0);
-    const d = layerDepth(node, ranges);
+    // as the compiler spends them: the op's levelCost, and the output's pending factor (src/ops/level-cost.ts)
+    const d = nodeLevelCost(graph, node, ranges);
     const before = node.inputs.map((i) => (depthAt.has(i) ? depthAt.get(i)! : 0));
     depthAt.set(node.name, d === null || before.some((b) => b === null) ? null : Math.max(...(before as number[])) + d);
     const poly = def.polynomial(node.layer);

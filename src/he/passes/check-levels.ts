@@ -1,4 +1,5 @@
 import { opOf } from '../../ops/registry.js';
+import { nodeLevelCost } from '../../ops/level-cost.js';
 import { type CompilePass, programOf } from './pass.js';
 
 /**
@@ -13,12 +14,10 @@ export const checkLevelsPass: CompilePass = {
     const cheaper: string[] = [];
     for (const budget of program.layers) {
       const node = state.graph.nodes.find((n) => n.name === budget.node)!;
-      const opCost = opOf(node).levelCost(node.layer, { node: node.name, ranges: null });
-      if (opCost === null) continue;
-      // an op that folds into the next layer (levelCost 0) has none when it is the graph's
-      // output: the logits are materialized by their own linear step, one level (e.g. a
-      // network that ends in global_avgpool)
-      const cost = node.name === state.graph.output && opCost === 0 ? 1 : opCost;
+      // the op's levelCost, plus the output's pending factor (a network that ends in
+      // global_avgpool): the same figure hepoly summary prints (src/ops/level-cost.ts)
+      const cost = nodeLevelCost(state.graph, node, null);
+      if (cost === null) continue;
       if (budget.levels > cost) {
         throw new Error(`compiler: layer ${node.name} (${node.layer.op}) spends ${budget.levels} levels but its op's levelCost says ${cost} (src/ops/${opOf(node).family}.ts and the lowering disagree)`);
       }
