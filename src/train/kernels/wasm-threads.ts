@@ -12,7 +12,11 @@
  *    worker, URL.createObjectURL(mainScriptBlob) is answered with the loader's path;
  *  - reports 2 * threads CPUs to the module while it initializes, so the pool gets `threads`;
  *  - unrefs the pool's workers afterwards, so an idle pool does not keep the process alive,
- *    and terminates the pre-spawned workers the pool does not use.
+ *    and terminates the pre-spawned workers the pool does not use;
+ *  - with `threads` = 1 (the build loaded only for its shared memory, kernel-pool.ts) gives
+ *    Emscripten stand-in workers: it pre-spawns 8 pthread workers whatever the pool size and
+ *    waits until each has loaded the module, which took ~7 s of start-up on 2 loaded cores,
+ *    for threads a 1-thread XNNPACK pool never starts.
  * Everything patched is restored as soon as the backend is initialized; the temporary files
  * are removed then (workers read them only while starting).
  */
@@ -56,15 +60,46 @@ export async function withWasmThreads(threads: number, init: () => Promise<boole
   URL.createObjectURL = ((blob: Blob) => (blob?.type === 'application/javascript' ? workerPath : createObjectURL(blob))) as typeof URL.createObjectURL;
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
   wasmApi.setThreadsCount(threads);
+  const restoreWorker = threads === 1 ? standInWorkers() : () => {};
   try {
     const ok = await init();
     if (ok) releaseIdleWorkers();
     return ok;
   } finally {
+    restoreWorker();
     os.cpus = cpus;
     URL.createObjectURL = createObjectURL;
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A pthread worker that answers Emscripten's 'load' and refuses to run a thread (none is
+ * started by a 1-thread pool). Emscripten assigns global.Worker = worker_threads.Worker on
+ * every start, so the stand-in is installed as an accessor that ignores that assignment;
+ * the returned function puts the previous global back.
+ */
+function standInWorkers(): () => void {
+  class StandInWorker {
+    private onMessage: ((data: unknown) => void) | null = null;
+    on(event: string, fn: (data: unknown) => void): void {
+      if (event === 'message') this.onMessage = fn;
+    }
+    postMessage(msg: { cmd?: string }): void {
+      if (msg?.cmd !== 'load') throw new Error(`wasm-threads: a 1-thread pool was asked to run a pthread (${msg?.cmd})`);
+      setImmediate(() => this.onMessage?.({ cmd: 'loaded' }));
+    }
+    unref(): void {}
+    ref(): void {}
+    terminate(): void {}
+  }
+  const g = globalThis as Record<string, unknown>;
+  const previous = Object.getOwnPropertyDescriptor(g, 'Worker');
+  Object.defineProperty(g, 'Worker', { configurable: true, get: () => StandInWorker, set: () => {} });
+  return () => {
+    if (previous) Object.defineProperty(g, 'Worker', previous);
+    else delete g.Worker;
+  };
 }
 
 function releaseIdleWorkers(): void {
