@@ -2,7 +2,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { polynomial } from '../he/tensor-ops.js';
 import { initialPolynomialCoeffs, polynomialTf } from '../layers/polynomial.js';
 import { fitReluPolynomial } from '../layers/relu-approx.js';
-import type { ActivationSpec } from '../models/graph.js';
+import type { ActivationSpec, LayerSpec } from '../models/graph.js';
+import type { OnnxBuilder, OnnxExportContext } from './onnx-face.js';
+import { HepolyError } from '../util/errors.js';
 import { ActivationSchema } from './activation-schema.js';
 import { toActivationSpec } from '../models/activation.js';
 import { z } from 'zod';
@@ -61,10 +63,29 @@ export const activationOp: OpDefOf<'activation'> = {
     nodeName: 'act',
     toLayer: (l: z.infer<typeof activationRecipe>, ctx) => ({ op: 'activation', activation: l.activation ? toActivationSpec(l.activation) : ctx.activation }),
   },
+  onnx: { export: ({ layer, node, ins: [x], w, onnx, where }) => ({ name: activationOnnx(layer.activation, node, x.name, w, onnx, where), layout: x.layout }) },
   examples: (
     [{ kind: 'quad' }, { kind: 'poly', degree: 3 }, { kind: 'square' }, { kind: 'relu-approx', degree: 4, range: [-4, 4], trainable: false }, { kind: 'relu' }, { kind: 'gelu' }] as ActivationSpec[]
   ).map((activation) => ({ layer: { op: 'activation' as const, activation }, ins: [[4, 4, 2]] })),
 };
+
+/** c0 + c1 x + c2 x^2 + ... as Mul/Add of scalar initializers (hepoly import reads it back as the same activation). */
+function activationOnnx(a: ActivationSpec, node: string, x: string, w: OnnxExportContext<LayerSpec>['w'], onnx: OnnxBuilder, where: string): string {
+  if (a.kind === 'relu') return onnx.node('Relu', [x]);
+  if (a.kind === 'gelu') throw new HepolyError(`${where}: layer ${node}: the gelu activation has no exact standard ONNX form before opset 20. Export a polynomial network`);
+  const coeffs = a.kind === 'square' ? [0, 0, 1] : Array.from(w('coeffs').data);
+  if (coeffs.length === 3 && coeffs[0] === 0 && coeffs[1] === 0 && coeffs[2] === 1) return onnx.node('Mul', [x, x]);
+  const powers = [x];
+  for (let k = 2; k < coeffs.length; k++) powers.push(onnx.node('Mul', [powers[powers.length - 1], x]));
+  let sum: string | null = null;
+  for (let k = 1; k < coeffs.length; k++) {
+    if (coeffs[k] === 0) continue;
+    const term = onnx.node('Mul', [powers[k - 1], onnx.weight(`c${k}`, [], [coeffs[k]])]);
+    sum = sum ? onnx.node('Add', [sum, term]) : term;
+  }
+  if (sum === null) throw new HepolyError(`${where}: layer ${node}: the activation's polynomial is a constant (${coeffs[0]}): nothing to export. Retrain the checkpoint`);
+  return coeffs[0] === 0 ? sum : onnx.node('Add', [sum, onnx.weight('c0', [], [coeffs[0]])]);
+}
 
 /** Number of polynomial coefficients an activation carries as weights (0 for fixed ones). */
 export function activationCoeffCount(a: ActivationSpec): number {

@@ -61,6 +61,12 @@ export const batchnormOp: OpDefOf<'batchnorm'> = {
     nodeName: 'bn',
     toLayer: (l: z.infer<typeof batchnormRecipe>) => ({ op: 'batchnorm', momentum: l.momentum, epsilon: l.epsilon }),
   },
+  onnx: {
+    export({ layer: L, ins: [x], w, onnx }) {
+      const stats = ['gamma', 'beta', 'moving_mean', 'moving_variance'].map((q) => onnx.weight(q, w(q).shape, w(q).data));
+      return { name: onnx.node('BatchNormalization', [x.name, ...stats], { epsilon: L.epsilon }), layout: x.layout };
+    },
+  },
   examples: [{ layer: { op: 'batchnorm', momentum: 0.9, epsilon: 1e-3 }, ins: [[4, 4, 3]] }],
 };
 

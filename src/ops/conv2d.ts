@@ -112,7 +112,33 @@ export const conv2dOp: OpDefOf<'conv2d'> = {
     }),
   },
   inferenceFold: (node, weights) => (node.layer.dirac ? foldDirac(node.name, node.layer, weights) : null),
+  onnx: {
+    // the exporter folds a Dirac conv first (inferenceFold): the kernel here is the one it computes with
+    export({ layer: L, ins: [x], inShape, w, onnx }) {
+      const k = w('kernel');
+      const [ph, pw] = [samePads(inShape[0], L.kernel, L.stride), samePads(inShape[1], L.kernel, L.stride)];
+      const pads = L.padding === 'same' ? [ph[0], pw[0], ph[1], pw[1]] : [0, 0, 0, 0];
+      const inputs = [x.name, onnx.weight('kernel', [L.filters, k.shape[2], L.kernel, L.kernel], toOihw(k.data, k.shape))];
+      if (L.bias) inputs.push(onnx.weight('bias', [L.filters], w('bias').data));
+      const attributes = { kernel_shape: [L.kernel, L.kernel], strides: [L.stride, L.stride], pads, dilations: [1, 1], group: groupsOf(L) };
+      return { name: onnx.node('Conv', inputs, attributes), layout: 'nchw' };
+    },
+  },
 };
+
+/** TensorFlow's "same" padding split (hepoly's convention): the extra row/column at the end. */
+function samePads(size: number, k: number, stride: number): [number, number] {
+  const total = Math.max((Math.ceil(size / stride) - 1) * stride + k - size, 0);
+  return [Math.floor(total / 2), total - Math.floor(total / 2)];
+}
+
+/** HWIO [k, k, cin, cout] -> OIHW [cout, cin, k, k], ONNX's kernel layout. */
+function toOihw(data: Float32Array, [k, , cin, cout]: number[]): Float32Array {
+  const out = new Float32Array(data.length);
+  for (let r = 0; r < k; r++)
+    for (let c = 0; c < k; c++) for (let i = 0; i < cin; i++) for (let o = 0; o < cout; o++) out[((o * cin + i) * k + r) * k + c] = data[((r * k + c) * cin + i) * cout + o];
+  return out;
+}
 
 export function groupsOf(L: Conv): number {
   return L.groups ?? 1;

@@ -46,5 +46,12 @@ export const denseOp: OpDefOf<'dense'> = {
       return { op: 'dense', units: l.units, bias: l.bias };
     },
   },
+  onnx: {
+    export({ layer: L, ins: [x], w, onnx }) {
+      const inputs = [x.name, onnx.weight('kernel', w('kernel').shape, w('kernel').data)];
+      if (L.bias) inputs.push(onnx.weight('bias', [L.units], w('bias').data));
+      return { name: onnx.node('Gemm', inputs), layout: 'vec' };
+    },
+  },
   examples: [{ layer: { op: 'dense', units: 3, bias: true }, ins: [[5]] }],
 };

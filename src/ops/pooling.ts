@@ -1,6 +1,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { globalSum, poolShape, sumpool } from '../he/tensor-ops.js';
+import type { LayerSpec } from '../models/graph.js';
+import type { OnnxFace } from './onnx-face.js';
 import type { OpDefOf } from './types.js';
 import { ALL_PACKINGS, needImage, noPacking, posInt } from './shared.js';
 
@@ -22,6 +24,13 @@ function windowShape(op: string, L: { size: number; stride: number }, x: number[
   const out = poolShape(x, L.size, L.stride);
   if (out[0] < 1 || out[1] < 1) throw new Error(`layer ${node} (${op}): window ${L.size} does not fit input [${x.join(', ')}]`);
   return out;
+}
+
+/** ONNX's pooling of valid windows, as hepoly pools. */
+function windowOnnx(opType: 'AveragePool' | 'MaxPool'): OnnxFace<Extract<LayerSpec, { op: 'avgpool' | 'maxpool' }>> {
+  return {
+    export: ({ layer: L, ins: [x], onnx }) => ({ name: onnx.node(opType, [x.name], { kernel_shape: [L.size, L.size], strides: [L.stride, L.stride] }), layout: 'nchw' }),
+  };
 }
 
 const AVERAGE_FOLDS = 'ciphertext additions; 1/size^2 folded into a neighbour';
@@ -54,6 +63,7 @@ export const avgpoolOp: OpDefOf<'avgpool'> = {
     nodeName: 'avgpool',
     toLayer: (l: z.infer<typeof avgpoolRecipe>) => ({ op: 'avgpool', size: l.size, stride: l.stride ?? l.size }),
   },
+  onnx: windowOnnx('AveragePool'),
   examples: [{ layer: { op: 'avgpool', size: 2, stride: 2 }, ins: [[6, 6, 2]] }],
 };
 
@@ -95,6 +105,7 @@ export const maxpoolOp: OpDefOf<'maxpool'> = {
     nodeName: 'maxpool',
     toLayer: (l: z.infer<typeof maxpoolRecipe>) => ({ op: 'maxpool', size: l.size, stride: l.stride ?? l.size }),
   },
+  onnx: windowOnnx('MaxPool'),
   examples: [{ layer: { op: 'maxpool', size: 2, stride: 2 }, ins: [[6, 6, 2]] }],
 };
 
@@ -124,5 +135,11 @@ export const globalAvgpoolOp: OpDefOf<'global_avgpool'> = {
   prunable: { role: 'passes', params: [] },
   packings: () => ALL_PACKINGS,
   recipe: { type: 'global_avgpool', schema: globalAvgpoolRecipe, nodeName: 'gap', toLayer: () => ({ op: 'global_avgpool' }) },
+  onnx: {
+    export({ ins: [x], onnx }) {
+      const pooled = onnx.node('GlobalAveragePool', [x.name]);
+      return { name: onnx.node('Flatten', [pooled], { axis: 1 }), layout: 'vec' };
+    },
+  },
   examples: [{ layer: { op: 'global_avgpool' }, ins: [[4, 4, 3]] }],
 };

@@ -34,6 +34,14 @@ export const flattenOp: OpDefOf<'flatten'> = {
   prunable: { role: 'passes', params: [], flattens: true },
   packings: () => ALL_PACKINGS,
   recipe: { type: 'flatten', schema: flattenRecipe, nodeName: 'flatten', toLayer: () => ({ op: 'flatten' }) },
+  onnx: {
+    export({ ins: [x], onnx }) {
+      if (x.layout === 'vec') return x;
+      // hepoly flattens (h, w, c): back to NHWC first, so the next Gemm's rows stay in hepoly's order
+      const nhwc = onnx.node('Transpose', [x.name], { perm: [0, 2, 3, 1] });
+      return { name: onnx.node('Flatten', [nhwc], { axis: 1 }), layout: 'vec' };
+    },
+  },
   examples: [{ layer: { op: 'flatten' }, ins: [[3, 3, 2]] }],
 };
 
@@ -78,6 +86,12 @@ export const padOp: OpDefOf<'pad'> = {
       return { op: 'pad', top: Math.floor(dh / 2), bottom: dh - Math.floor(dh / 2), left: Math.floor(dw / 2), right: dw - Math.floor(dw / 2) };
     },
   },
+  onnx: {
+    export({ layer: L, ins: [x], onnx }) {
+      const pads = onnx.ints('pads', [0, 0, L.top, L.left, 0, 0, L.bottom, L.right]);
+      return { name: onnx.node('Pad', [x.name, pads], { mode: 'constant' }), layout: 'nchw' };
+    },
+  },
   examples: [{ layer: { op: 'pad', top: 1, bottom: 2, left: 0, right: 1 }, ins: [[4, 4, 2]] }],
 };
 
@@ -106,5 +120,12 @@ export const addOp: OpDefOf<'add'> = {
   foldsInto: 'folded into a neighbouring linear layer',
   prunable: { role: 'mixes' },
   packings: () => ALL_PACKINGS,
+  onnx: {
+    export({ ins: [x, ...others], onnx }) {
+      let sum = x.name;
+      for (const other of others) sum = onnx.node('Add', [sum, other.name]);
+      return { name: sum, layout: x.layout };
+    },
+  },
   examples: [{ layer: { op: 'add' }, ins: [[4, 4, 2], [4, 4, 2]] }],
 };

@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs-core';
 import type { z } from 'zod';
 import type { ActivationSpec, GraphNode, LayerSpec, Op, WeightMap } from '../models/graph.js';
 import type { StructOp, WeightedOp } from '../he/program.js';
+import type { OnnxFace } from './onnx-face.js';
 
 /**
  * The faces of one op: everything hepoly knows about a layer kind, in one object per op
@@ -176,6 +177,8 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
   recipe?: RecipeFace<L, any>;
   /** rewrites a training-time parameterization into the plain layer inference needs (Dirac convs) */
   inferenceFold?(node: GraphNode & { layer: L }, weights: WeightMap): { layer: L; weights: WeightMap } | null;
+  /** how `hepoly export --format onnx` writes it (absent: the export refuses the layer by name) */
+  onnx?: OnnxFace<L>;
 }
 
 /** What a recipe layer is turned into a graph layer with (src/models/cnn.ts). */

@@ -11,6 +11,8 @@ import { predict } from '../../src/models/tf-interpreter.js';
 import { sequenceNode } from '../../src/models/graph.js';
 import { initBackend } from '../../src/train/backend.js';
 import { HepolyError } from '../../src/util/errors.js';
+import { allOps, getOp, registerOp, unregisterOp } from '../../src/ops/registry.js';
+import type { OpDef } from '../../src/ops/types.js';
 import { tempDir } from '../helpers/tmp.js';
 import { makeCheckpoint, MODELS } from './checkpoints.js';
 import { INSTALL_ONNX, pythonWithOnnx } from './fixtures.js';
@@ -77,6 +79,21 @@ describe('onnx/export: hepoly checkpoints as standard ONNX models', function () 
   it('refuses transformer layers with the layer name and what can be exported', async () => {
     const ckpt = loadCheckpoint(join(tmp.path, 'mlp'));
     const graph = { ...ckpt.graph, inputShape: [4, 8], nodes: [sequenceNode('tokens', { op: 'token_dense', units: 2, bias: false }, ['input'])], output: 'tokens' };
-    expect(() => toOnnxModel({ ...ckpt, graph })).to.throw(HepolyError, /layer tokens \(token_dense\): transformer layers have no export/);
+    expect(() => toOnnxModel({ ...ckpt, graph })).to.throw(HepolyError, /layer tokens \(token_dense\): the token_dense op has no ONNX face \(src\/ops\/sequence\.ts\).*transformer layers are not exported yet/);
+  });
+
+  it('writes every layer through its op\'s ONNX face: a registered op without one is refused by layer, op and file before anything is written', () => {
+    // the shipped ops that MLP, CNN and ResNet checkpoints use all carry the face
+    expect(allOps().filter((d) => d.family !== 'sequence' && !d.onnx).map((d) => d.name)).to.deep.equal([]);
+    const ckpt = loadCheckpoint(join(tmp.path, 'mlp'));
+    const { onnx: _face, ...flattenWithoutFace } = getOp('flatten');
+    registerOp({ ...flattenWithoutFace, name: 'flatten_no_onnx_test', family: 'structure' } as unknown as OpDef);
+    try {
+      const first = ckpt.graph.nodes[0];
+      const graph = { ...ckpt.graph, nodes: [{ ...first, name: 'flat0', layer: { op: 'flatten_no_onnx_test' } as unknown as typeof first.layer, inputs: [first.inputs[0]] }, ...ckpt.graph.nodes.map((n, i) => (i === 0 ? { ...n, inputs: ['flat0'] } : n))] };
+      expect(() => toOnnxModel({ ...ckpt, graph })).to.throw(HepolyError, /layer flat0 \(flatten_no_onnx_test\): the flatten_no_onnx_test op has no ONNX face \(src\/ops\/structure\.ts\)/);
+    } finally {
+      unregisterOp('flatten_no_onnx_test'); // the registry is per process: later tests list every op
+    }
   });
 });
