@@ -1,4 +1,6 @@
+import { readdirSync } from 'node:fs';
 import { HepolyError } from '../util/errors.js';
+import { claimOutputDir } from '../util/output-guard.js';
 import { makePayments } from '../federated/payments.js';
 import { shortPath } from '../recipe/load.js';
 import { defineCommand } from './command.js';
@@ -14,9 +16,24 @@ export interface MakeDataArgs {
 
 export async function runMakeData(a: MakeDataArgs): Promise<void> {
   if (a.kind !== 'payments') throw new HepolyError(`make-data: unknown data set ${JSON.stringify(a.kind)}. Available: payments`, { exitCode: 2 });
-  const r = makePayments({ rows: a.rows, seed: a.seed, out: a.out });
+  const claim = claimOutputDir(a.out, { flag: '--out', kind: 'payments data set', describeOurs: describePayments, replace: true, replaceHint: '' });
+  let r: ReturnType<typeof makePayments>;
+  try {
+    r = makePayments({ rows: a.rows, seed: a.seed, out: claim.dir });
+  } finally {
+    claim.release();
+  }
   console.log(`payments: ${a.rows} transactions (${r.anomalies} anomalies, ${((100 * r.anomalies) / a.rows).toFixed(2)}%) -> ${r.files.map(shortPath).join(', ')}`);
   if (a.json) console.log(JSON.stringify({ files: r.files, rows: a.rows, anomalies: r.anomalies }));
+}
+
+/** The files makePayments writes (test/api/output-guard.test.ts checks they match). */
+export const PAYMENTS_FILES = ['bank-a.csv', 'bank-b.csv', 'transactions.csv'];
+
+/** A folder of nothing but an earlier `make-data payments` output is replaced; any other folder is refused. */
+function describePayments(dir: string): string | null {
+  const entries = readdirSync(dir);
+  return entries.length > 0 && entries.every((e) => PAYMENTS_FILES.includes(e)) ? 'a hepoly payments data set' : null;
 }
 
 export const makeDataCommand = defineCommand(

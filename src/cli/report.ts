@@ -1,21 +1,13 @@
-import { initBackend } from '../train/backend.js';
+import { report, type ReportOptions } from '../api/report.js';
 import { shortPath } from '../recipe/load.js';
 import { defineCommand } from './command.js';
 
-export interface ReportArgs {
-  checkpoint: string;
-  out?: string;
-  backend?: string;
-  json?: boolean;
-}
+/** The library's report options (src/api/report.ts), plus what only the CLI has. */
+export type ReportArgs = ReportOptions & { checkpoint: string; json?: boolean };
 
 /** `hepoly report CHECKPOINT [--out DIR]`: the training report (HTML, SVG, PNG) of a checkpoint. */
 export async function runReport(a: ReportArgs): Promise<void> {
-  // the held-out split is evaluated for the confusion matrix
-  await initBackend(a.backend);
-  // loaded here, not when any hepoly command starts: vega and resvg take a moment to load
-  const { writeReport } = await import('../report/write.js');
-  const r = await writeReport(a.checkpoint, a.out);
+  const r = await report(a.checkpoint, { out: a.out, backend: a.backend });
   const h = r.data.held_out;
   console.log(`${r.data.checkpoint}: ${h.split} accuracy ${h.accuracy.toFixed(4)} on ${h.samples} samples`);
   if (r.data.teacher) console.log('accuracy' in r.data.teacher ? `teacher ${r.data.teacher.description}: ${r.data.teacher.accuracy.toFixed(4)} on the same samples` : `teacher not evaluated: ${r.data.teacher.error}`);

@@ -18,7 +18,7 @@ import { reportHtml, type RenderedFigure } from './html.js';
 
 export const REPORT_DIR = 'report';
 /** written last: its presence marks a complete report folder */
-const PAGE = 'report.html';
+export const PAGE = 'report.html';
 
 export interface WrittenReport {
   dir: string;
