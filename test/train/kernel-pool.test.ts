@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { compileSimdModule, buildSimdModule } from '../../src/train/kernels/simd-kernels.js';
 import { createKernelPool, splitRange, type KernelPool } from '../../src/train/kernels/kernel-pool.js';
-import { convFilterGrad, convForward, convInputGrad } from '../../src/train/kernels/kernel-parallel.js';
+import { bnApply, bnGradDx, convFilterGrad, convForward, convInputGrad } from '../../src/train/kernels/kernel-parallel.js';
 import { writeColumnRanges } from '../../src/train/kernels/wasm-grad-kernels.js';
 import type { Simd } from '../../src/train/kernels/fused-kernels.js';
 
@@ -179,6 +179,35 @@ describe('kernel pool: convolution gradients on several threads', function () {
       }
     });
   }
+
+  it('batchnorm row maps (apply, dx) on 2 and 3 threads are the 1-thread bits, which match the formula', () => {
+    const rows = 1100;
+    const c = 12;
+    const at = { x: 1024, dy: 1024 + rows * c * 4, params: 1024 + 2 * rows * c * 4, out: 1024 + 2 * rows * c * 4 + 4096 };
+    const f32 = (offset: number, n: number) => new Float32Array(memory.buffer, offset, n);
+    f32(at.x, rows * c).set(random(rows * c, 21));
+    f32(at.dy, rows * c).set(random(rows * c, 23));
+    f32(at.params, 5 * c).set(random(5 * c, 29));
+    const p = (k: number, j: number) => f32(at.params, 5 * c)[k * c + j];
+    const run = (simd: Simd, which: 'apply' | 'dx') => {
+      if (which === 'apply') bnApply(simd, at.x, at.params, at.out, rows, c);
+      else bnGradDx(simd, at.dy, at.x, at.params, at.out, rows, c);
+      return f32(at.out, rows * c).slice();
+    };
+    for (const which of ['apply', 'dx'] as const) {
+      const one = run(single, which);
+      let worst = 0;
+      for (let i = 0; i < rows * c; i++) {
+        const j = i % c;
+        const x = f32(at.x, rows * c)[i];
+        const dy = f32(at.dy, rows * c)[i];
+        const want = which === 'apply' ? (x - p(0, j)) * p(1, j) * p(2, j) + p(3, j) : p(2, j) * (dy - p(3, j) - (x - p(0, j)) * p(1, j) * p(4, j));
+        worst = Math.max(worst, Math.abs(one[i] - want));
+      }
+      expect(worst, which).to.be.below(1e-5);
+      for (const pool of pools) expect([...bits(run({ ...single, pool }, which))], `${which} on ${pool.threads} threads`).to.deep.equal([...bits(one)]);
+    }
+  });
 
   it('a part that fails on a helper is reported, and the pool keeps working', () => {
     const pool = pools[0];

@@ -20,6 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { buildSimdModule, compileSimdModule, isSharedMemory, type SimdExports } from './simd-kernels.js';
 import { createKernelPool, type KernelPool } from './kernel-pool.js';
+import { bnApply, bnGradDx } from './kernel-parallel.js';
 
 export const POLYNOMIAL = 'HepolyPolynomial';
 export const POLYNOMIAL_GRAD = 'HepolyPolynomialGrad';
@@ -320,7 +321,7 @@ const batchNormWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   const view = (t: TensorInfo) => f32View(simd.memory, addr(b, t), c).slice();
   const p = params(b, simd, c, [view(mean), invStd(view(variance), epsilon), view(gamma), view(beta)]);
   try {
-    simd.k.bn_apply(xa, addr(b, p), addr(b, y), rows, c);
+    bnApply(simd, xa, addr(b, p), addr(b, y), rows, c);
   } finally {
     b.disposeData(p.dataId);
   }
@@ -361,7 +362,7 @@ const batchNormGradWasm: KernelFunc = ({ inputs, backend, attrs }) => {
     const m1 = db.map((v) => fr(v / rows));
     const m2 = dg.map((v) => fr(v / rows));
     p2 = params(b, simd, c, [m, s, k1, m1, m2]);
-    simd.k.bn_grad_dx(addr(b, dy), addr(b, x), addr(b, p2), addr(b, dx), rows, c);
+    bnGradDx(simd, addr(b, dy), addr(b, x), addr(b, p2), addr(b, dx), rows, c);
   } finally {
     b.disposeData(p1.dataId);
     b.disposeData(sums.dataId);

@@ -2,41 +2,61 @@
  * How each multi-threaded SIMD kernel is split across the threads of a KernelPool. Only
  * output elements are split (never a sum), so the result is bit-for-bit that of one thread:
  *
- *   conv_filter_grad  over output channels: dW[.., co] for co in a range (multiples of 4);
+ *   conv_fwd          over samples: y[n] depends on x[n] only;
  *   conv_input_grad   over samples: dx[n] depends on dy[n] only;
- *   conv_fwd          over samples.
+ *   conv_filter_grad  over output channels: dW[.., co] for co in a range (multiples of 4);
+ *   bn_apply, bn_grad_dx  over rows (the column statistics are computed before, once).
  *
  * Without a pool (single-threaded wasm build, or one thread asked for) each runs whole here.
  */
 import type { Simd } from './fused-kernels.js';
-import { splitRange } from './kernel-pool.js';
+import { splitRange, type KernelName } from './kernel-pool.js';
 
 /** Output channels per part below which a 16-channel block would be split into 4-wide ones. */
 const WIDE_BLOCK = 16;
+/** Rows per part below which a row map is not worth waking a helper for. */
+const MIN_ROWS_PER_PART = 256;
 
-/** conv_filter_grad(x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all output channels. */
-export function convFilterGrad(simd: Simd, args: number[]): void {
-  const co = args[9];
-  const threads = simd.pool?.threads ?? 1;
-  // keep the kernel's 16-wide channel blocks where every part still gets whole blocks
-  const align = co >= WIDE_BLOCK * threads ? WIDE_BLOCK : 4;
-  const parts = splitRange(co, threads, align).map(([lo, hi]) => [...args, lo, hi]);
-  if (simd.pool && parts.length > 1) simd.pool.run('conv_filter_grad', parts);
-  else simd.k.conv_filter_grad(...parts[0]);
+function runParts(simd: Simd, fn: KernelName, parts: number[][]): void {
+  if (simd.pool && parts.length > 1) simd.pool.run(fn, parts);
+  else (simd.k[fn] as (...args: number[]) => void)(...parts[0]);
+}
+
+const threadsOf = (simd: Simd) => simd.pool?.threads ?? 1;
+
+/** conv_fwd(x, w, y, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all samples. */
+export function convForward(simd: Simd, args: number[]): void {
+  const [x, w, y, n, h, wd, ci, oh, ow, co, ...rest] = args;
+  const parts = splitRange(n, threadsOf(simd)).map(([lo, hi]) => [x + lo * h * wd * ci * 4, w, y + lo * oh * ow * co * 4, hi - lo, h, wd, ci, oh, ow, co, ...rest]);
+  runParts(simd, 'conv_fwd', parts);
 }
 
 /** conv_input_grad(dy, wT, dx, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all samples. */
 export function convInputGrad(simd: Simd, args: number[]): void {
   const [dy, wT, dx, n, h, w, ci, oh, ow, co, ...rest] = args;
-  const parts = splitRange(n, simd.pool?.threads ?? 1).map(([lo, hi]) => [dy + lo * oh * ow * co * 4, wT, dx + lo * h * w * ci * 4, hi - lo, h, w, ci, oh, ow, co, ...rest]);
-  if (simd.pool && parts.length > 1) simd.pool.run('conv_input_grad', parts);
-  else simd.k.conv_input_grad(...parts[0]);
+  const parts = splitRange(n, threadsOf(simd)).map(([lo, hi]) => [dy + lo * oh * ow * co * 4, wT, dx + lo * h * w * ci * 4, hi - lo, h, w, ci, oh, ow, co, ...rest]);
+  runParts(simd, 'conv_input_grad', parts);
 }
 
-/** conv_fwd(x, w, y, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all samples. */
-export function convForward(simd: Simd, args: number[]): void {
-  const [x, w, y, n, h, wd, ci, oh, ow, co, ...rest] = args;
-  const parts = splitRange(n, simd.pool?.threads ?? 1).map(([lo, hi]) => [x + lo * h * wd * ci * 4, w, y + lo * oh * ow * co * 4, hi - lo, h, wd, ci, oh, ow, co, ...rest]);
-  if (simd.pool && parts.length > 1) simd.pool.run('conv_fwd', parts);
-  else simd.k.conv_fwd(...parts[0]);
+/** conv_filter_grad(x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all output channels. */
+export function convFilterGrad(simd: Simd, args: number[]): void {
+  const co = args[9];
+  const threads = threadsOf(simd);
+  // keep the kernel's 16-wide channel blocks where every part still gets whole blocks
+  const align = co >= WIDE_BLOCK * threads ? WIDE_BLOCK : 4;
+  runParts(simd, 'conv_filter_grad', splitRange(co, threads, align).map(([lo, hi]) => [...args, lo, hi]));
+}
+
+function rowRanges(simd: Simd, rows: number): [number, number][] {
+  return splitRange(rows, rows >= 2 * MIN_ROWS_PER_PART ? threadsOf(simd) : 1);
+}
+
+/** bn_apply(x, params, y, rows, C) over all rows. */
+export function bnApply(simd: Simd, x: number, params: number, y: number, rows: number, c: number): void {
+  runParts(simd, 'bn_apply', rowRanges(simd, rows).map(([lo, hi]) => [x + lo * c * 4, params, y + lo * c * 4, hi - lo, c]));
+}
+
+/** bn_grad_dx(dy, x, params, dx, rows, C) over all rows. */
+export function bnGradDx(simd: Simd, dy: number, x: number, params: number, dx: number, rows: number, c: number): void {
+  runParts(simd, 'bn_grad_dx', rowRanges(simd, rows).map(([lo, hi]) => [dy + lo * c * 4, x + lo * c * 4, params, dx + lo * c * 4, hi - lo, c]));
 }
