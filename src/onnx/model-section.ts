@@ -1,7 +1,9 @@
 import type { CnnLayerConfig, ModelConfig } from '../recipe/schema.js';
-import type { ActivationSpec, Graph } from '../models/graph.js';
+import type { Graph } from '../models/graph.js';
 import { INPUT, inferShapes } from '../models/graph.js';
 import { buildGraph } from '../models/build.js';
+import { opOf } from '../ops/registry.js';
+import { activationConfig } from '../ops/activation.js';
 
 /**
  * The recipe `model:` section written beside an imported network. The checkpoint's graph
@@ -32,44 +34,15 @@ function rebuilds(model: ModelConfig, graph: Graph): boolean {
 
 const sequential = (graph: Graph) => graph.nodes.every((n, i) => n.inputs.length === 1 && n.inputs[0] === (i === 0 ? INPUT : graph.nodes[i - 1].name));
 
-function activationConfig(a: ActivationSpec): Record<string, unknown> {
-  return a.kind === 'poly' ? { kind: 'poly', degree: a.degree } : a.kind === 'relu-approx' ? { ...a } : { kind: a.kind };
-}
-
 function cnnSection(graph: Graph): ModelConfig | null {
   if (!sequential(graph) || graph.inputShape.length !== 3) return null;
   const layers: Record<string, unknown>[] = [];
   const shapes = inferShapes(graph);
   for (const n of graph.nodes) {
-    const L = n.layer;
-    switch (L.op) {
-      case 'conv2d':
-        layers.push({ type: 'conv', filters: L.filters, kernel: L.kernel, stride: L.stride, padding: L.padding, bias: L.bias, ...(L.groups && L.groups > 1 ? { groups: L.groups } : {}) });
-        break;
-      case 'activation':
-        layers.push({ type: 'activation', activation: activationConfig(L.activation) });
-        break;
-      case 'avgpool':
-        layers.push({ type: 'avgpool', size: L.size, stride: L.stride });
-        break;
-      case 'global_avgpool':
-        layers.push({ type: 'global_avgpool' });
-        break;
-      case 'batchnorm':
-        layers.push({ type: 'batchnorm', momentum: L.momentum, epsilon: L.epsilon });
-        break;
-      case 'flatten':
-        layers.push({ type: 'flatten' });
-        break;
-      case 'pad':
-        layers.push({ type: 'pad', to: shapes.get(n.name)![0] });
-        break;
-      case 'dense':
-        layers.push({ type: 'dense', ...(n.name === graph.output ? {} : { units: L.units }), bias: L.bias });
-        break;
-      default:
-        return null;
-    }
+    // each op's recipe face says how a cnn recipe writes it; an op without one has no recipe form
+    const fromLayer = opOf(n).recipe?.fromLayer;
+    if (!fromLayer) return null;
+    layers.push(fromLayer(n.layer, { isLast: n.name === graph.output, outShape: shapes.get(n.name)! }));
   }
   return { kind: 'cnn', activation: { kind: 'quad' }, layers: layers as CnnLayerConfig[] } as ModelConfig;
 }

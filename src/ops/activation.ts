@@ -62,6 +62,7 @@ export const activationOp: OpDefOf<'activation'> = {
     schema: activationRecipe,
     nodeName: 'act',
     toLayer: (l: z.infer<typeof activationRecipe>, ctx) => ({ op: 'activation', activation: l.activation ? toActivationSpec(l.activation) : ctx.activation }),
+    fromLayer: (L) => ({ type: 'activation', activation: activationConfig(L.activation) }),
   },
   onnx: { export: ({ layer, node, ins: [x], w, onnx, where }) => ({ name: activationOnnx(layer.activation, node, x.name, w, onnx, where), layout: x.layout }) },
   examples: (
@@ -85,6 +86,11 @@ function activationOnnx(a: ActivationSpec, node: string, x: string, w: OnnxExpor
   }
   if (sum === null) throw new HepolyError(`${where}: layer ${node}: the activation's polynomial is a constant (${coeffs[0]}): nothing to export. Retrain the checkpoint`);
   return coeffs[0] === 0 ? sum : onnx.node('Add', [sum, onnx.weight('c0', [], [coeffs[0]])]);
+}
+
+/** An activation as a recipe writes it (`activation: {kind: poly, degree: 3}`). */
+export function activationConfig(a: ActivationSpec): Record<string, unknown> {
+  return a.kind === 'poly' ? { kind: 'poly', degree: a.degree } : a.kind === 'relu-approx' ? { ...a } : { kind: a.kind };
 }
 
 /** Number of polynomial coefficients an activation carries as weights (0 for fixed ones). */

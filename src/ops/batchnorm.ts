@@ -60,6 +60,7 @@ export const batchnormOp: OpDefOf<'batchnorm'> = {
     schema: batchnormRecipe,
     nodeName: 'bn',
     toLayer: (l: z.infer<typeof batchnormRecipe>) => ({ op: 'batchnorm', momentum: l.momentum, epsilon: l.epsilon }),
+    fromLayer: (L) => ({ type: 'batchnorm', momentum: L.momentum, epsilon: L.epsilon }),
   },
   onnx: {
     export({ layer: L, ins: [x], w, onnx }) {

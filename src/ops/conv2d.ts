@@ -110,6 +110,7 @@ export const conv2dOp: OpDefOf<'conv2d'> = {
       // groups: 1 stays absent, so such graphs equal those written before groups existed
       ...(l.groups && l.groups > 1 ? { groups: l.groups } : {}),
     }),
+    fromLayer: (L) => ({ type: 'conv', filters: L.filters, kernel: L.kernel, stride: L.stride, padding: L.padding, bias: L.bias, ...(L.groups && L.groups > 1 ? { groups: L.groups } : {}) }),
   },
   inferenceFold: (node, weights) => (node.layer.dirac ? foldDirac(node.name, node.layer, weights) : null),
   onnx: {

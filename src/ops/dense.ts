@@ -45,6 +45,8 @@ export const denseOp: OpDefOf<'dense'> = {
       if (l.units === undefined) throw new HepolyError(`${ctx.at('units')}: a hidden dense layer needs units (only the last, the classifier, defaults to the class count)`);
       return { op: 'dense', units: l.units, bias: l.bias };
     },
+    // the classifier's units are the class count: left out, as recipes write it
+    fromLayer: (L, { isLast }) => ({ type: 'dense', ...(isLast ? {} : { units: L.units }), bias: L.bias }),
   },
   onnx: {
     export({ layer: L, ins: [x], w, onnx }) {

@@ -62,6 +62,7 @@ export const avgpoolOp: OpDefOf<'avgpool'> = {
     schema: avgpoolRecipe,
     nodeName: 'avgpool',
     toLayer: (l: z.infer<typeof avgpoolRecipe>) => ({ op: 'avgpool', size: l.size, stride: l.stride ?? l.size }),
+    fromLayer: (L) => ({ type: 'avgpool', size: L.size, stride: L.stride }),
   },
   onnx: windowOnnx('AveragePool'),
   examples: [{ layer: { op: 'avgpool', size: 2, stride: 2 }, ins: [[6, 6, 2]] }],
@@ -104,6 +105,7 @@ export const maxpoolOp: OpDefOf<'maxpool'> = {
     schema: maxpoolRecipe,
     nodeName: 'maxpool',
     toLayer: (l: z.infer<typeof maxpoolRecipe>) => ({ op: 'maxpool', size: l.size, stride: l.stride ?? l.size }),
+    fromLayer: (L) => ({ type: 'maxpool', size: L.size, stride: L.stride }),
   },
   onnx: windowOnnx('MaxPool'),
   examples: [{ layer: { op: 'maxpool', size: 2, stride: 2 }, ins: [[6, 6, 2]] }],
@@ -134,7 +136,7 @@ export const globalAvgpoolOp: OpDefOf<'global_avgpool'> = {
   foldsInto: AVERAGE_FOLDS,
   prunable: { role: 'passes', params: [] },
   packings: () => ALL_PACKINGS,
-  recipe: { type: 'global_avgpool', schema: globalAvgpoolRecipe, nodeName: 'gap', toLayer: () => ({ op: 'global_avgpool' }) },
+  recipe: { type: 'global_avgpool', schema: globalAvgpoolRecipe, nodeName: 'gap', toLayer: () => ({ op: 'global_avgpool' }), fromLayer: () => ({ type: 'global_avgpool' }) },
   onnx: {
     export({ ins: [x], onnx }) {
       const pooled = onnx.node('GlobalAveragePool', [x.name]);

@@ -33,7 +33,7 @@ export const flattenOp: OpDefOf<'flatten'> = {
   foldsInto: 'relabeling, no operation',
   prunable: { role: 'passes', params: [], flattens: true },
   packings: () => ALL_PACKINGS,
-  recipe: { type: 'flatten', schema: flattenRecipe, nodeName: 'flatten', toLayer: () => ({ op: 'flatten' }) },
+  recipe: { type: 'flatten', schema: flattenRecipe, nodeName: 'flatten', toLayer: () => ({ op: 'flatten' }), fromLayer: () => ({ type: 'flatten' }) },
   onnx: {
     export({ ins: [x], onnx }) {
       if (x.layout === 'vec') return x;
@@ -85,6 +85,8 @@ export const padOp: OpDefOf<'pad'> = {
       const dw = l.to - w;
       return { op: 'pad', top: Math.floor(dh / 2), bottom: dh - Math.floor(dh / 2), left: Math.floor(dw / 2), right: dw - Math.floor(dw / 2) };
     },
+    // `to` is the padded size; the rebuild check catches an uneven pad it cannot express
+    fromLayer: (_L, { outShape }) => ({ type: 'pad', to: outShape[0] }),
   },
   onnx: {
     export({ layer: L, ins: [x], onnx }) {

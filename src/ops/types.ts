@@ -203,6 +203,12 @@ export interface RecipeFace<L extends LayerSpec, C> {
   /** reads a vector: after an image the builder inserts a flatten first (as Keras users write by hand) */
   flatInput?: boolean;
   toLayer(cfg: C, ctx: RecipeContext): L;
+  /**
+   * The inverse: the recipe layer (as YAML writes it) that gives back `layer`, for the `model:`
+   * section of an imported network (src/onnx/model-section.ts; the rebuilt graph is checked);
+   * absent: such networks get a stand-in section
+   */
+  fromLayer?(layer: L, ctx: { isLast: boolean; outShape: number[] }): Record<string, unknown>;
 }
 
 /** The op definition for one `op` name, with its layer type narrowed. */
