@@ -65,12 +65,24 @@ export function expandGroupedKernel(g: Conv2dGeometry, grouped: ArrayLike<number
 }
 
 /**
+ * The input pixel (iy * inW + ix) that kernel tap (ky, kx) of output pixel (oy, ox) reads,
+ * or -1 when it falls in the zero padding: iy = oy * stride + ky - padTop, and the same for x.
+ * The one place a convolution's index maths is written; every evaluator and reference reads
+ * its taps through it (a tap offset past the kernel is a Winograd input tile's pixel).
+ */
+export function convInputPixel(g: Conv2dGeometry, oy: number, ox: number, ky: number, kx: number): number {
+  const iy = oy * g.stride + ky - g.padTop;
+  const ix = ox * g.stride + kx - g.padLeft;
+  return iy < 0 || iy >= g.inH || ix < 0 || ix >= g.inW ? -1 : iy * g.inW + ix;
+}
+
+/**
  * Calls `fn(outIndex, inIndex, kernelIndex)` for every (output, input, weight) triple of a
  * convolution that stays inside the image; zero padding contributes nothing. Indices are
  * flat NHWC; the kernel index is flat HWIO.
  */
 export function forEachConvTap(g: Conv2dGeometry, fn: (o: number, i: number, k: number) => void): void {
-  const { inH, inW, cin, cout, kernel, stride, outH, outW, padTop, padLeft } = g;
+  const { cin, cout, kernel, outH, outW } = g;
   const groups = g.groups ?? 1;
   const cinG = cin / groups;
   const coutG = cout / groups;
@@ -78,12 +90,10 @@ export function forEachConvTap(g: Conv2dGeometry, fn: (o: number, i: number, k: 
     for (let ox = 0; ox < outW; ox++) {
       const oBase = (oy * outW + ox) * cout;
       for (let ky = 0; ky < kernel; ky++) {
-        const iy = oy * stride + ky - padTop;
-        if (iy < 0 || iy >= inH) continue;
         for (let kx = 0; kx < kernel; kx++) {
-          const ix = ox * stride + kx - padLeft;
-          if (ix < 0 || ix >= inW) continue;
-          const iBase = (iy * inW + ix) * cin;
+          const pixel = convInputPixel(g, oy, ox, ky, kx);
+          if (pixel < 0) continue;
+          const iBase = pixel * cin;
           const kBase = (ky * kernel + kx) * cin * cout;
           for (let grp = 0; grp < groups; grp++) {
             for (let ci = grp * cinG; ci < (grp + 1) * cinG; ci++) {

@@ -2,7 +2,7 @@ import type { CkksBackend } from '../backend.js';
 import type { HeProgram, Step, WeightedOp } from '../program.js';
 import { stepSources } from '../program.js';
 import { orderByInput, structEntries, weightedEntries } from '../linear-map.js';
-import { size } from '../tensor-ops.js';
+import { convInputPixel, size } from '../tensor-ops.js';
 import { runDot } from './batch-dot.js';
 
 /**
@@ -240,7 +240,7 @@ function convTerm<C>(
   read: Reader<C>,
 ): void {
   const { be } = ctx;
-  const { inH, inW, cin, cout, kernel: k, stride, outH, outW, padTop, padLeft } = op.geom;
+  const { inH, inW, cin, cout, kernel: k, outH, outW } = op.geom;
   const cos: number[] = [];
   for (let co = 0; co < cout; co++) if (keep(co)) cos.push(co);
   for (let ci = 0; ci < cin; ci++) {
@@ -269,12 +269,9 @@ function convTerm<C>(
             if (w === 0) continue;
             const pt = be.encodeConst(w, ptScale, levelIn);
             for (let oy = 0; oy < outH; oy++) {
-              const iy = oy * stride + ky - padTop;
-              if (iy < 0 || iy >= inH) continue;
               for (let ox = 0; ox < outW; ox++) {
-                const ix = ox * stride + kx - padLeft;
-                if (ix < 0 || ix >= inW) continue;
-                const x = xs[iy * inW + ix];
+                const pixel = convInputPixel(op.geom, oy, ox, ky, kx);
+                const x = pixel < 0 ? null : xs[pixel];
                 if (!x) continue;
                 const o = (oy * outW + ox) * cout + co;
                 const a = acc.get(o);
@@ -356,7 +353,7 @@ function winogradConvTerm<C>(
   read: Reader<C>,
 ): void {
   const { be } = ctx;
-  const { inH, inW, cin, cout, outH, outW, padTop, padLeft } = op.geom;
+  const { cin, cout, outH, outW } = op.geom;
   const cos: number[] = [];
   for (let co = 0; co < cout; co++) if (keep(co)) cos.push(co);
   const tilesY = Math.ceil(outH / 2);
@@ -376,9 +373,10 @@ function winogradConvTerm<C>(
       const cache = new Map<number, C | null>();
       const owned: C[] = [];
       const releases: (() => void)[] = [];
-      const pixel = (y: number, x: number): C | null => {
-        if (y < 0 || y >= inH || x < 0 || x >= inW) return null;
-        const pos = y * inW + x;
+      // pixel (row, col) of the 4x4 input tile of output tile (ty, tx): a tap of the convolution's index map
+      const pixel = (ty: number, tx: number, row: number, col: number): C | null => {
+        const pos = convInputPixel(op.geom, 2 * ty, 2 * tx, row, col);
+        if (pos < 0) return null;
         if (cache.has(pos)) return cache.get(pos)!;
         const r = read(src, pos * cin + ci);
         releases.push(r.release);
@@ -393,9 +391,7 @@ function winogradConvTerm<C>(
       };
       // V = B^T d B per tile
       const V: (C | null)[][] = block.map(([ty, tx]) => {
-        const y0 = 2 * ty - padTop;
-        const x0 = 2 * tx - padLeft;
-        const d = [0, 1, 2, 3].map((r) => [0, 1, 2, 3].map((c) => pixel(y0 + r, x0 + c)));
+        const d = [0, 1, 2, 3].map((r) => [0, 1, 2, 3].map((c) => pixel(ty, tx, r, c)));
         const t = [0, 1, 2, 3].map((i) => [0, 1, 2, 3].map((c) => combine(be, BT[i], d.map((row) => row[c]))));
         const v: (C | null)[] = [];
         for (let i = 0; i < 4; i++) for (let j = 0; j < 4; j++) v.push(combine(be, BT[j], t[i]));
