@@ -10,8 +10,8 @@ import { expectAllClose } from '../helpers/close.js';
 /**
  * Conv2D on wasm by hepoly's SIMD kernel (wasm-conv-forward.ts) against tfjs's cpu reference,
  * forward and through the gradient, on the geometries training uses (same / valid / explicit
- * pads, strides, 1x1 projections, odd sizes) and on ones it must hand back to the native
- * kernel (dilation, output channels not a multiple of 4).
+ * pads, strides, 1x1 projections, odd sizes) and on ones it hands back to the native kernel
+ * (few input channels per tap, dilation, output channels not a multiple of 4).
  */
 
 type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
@@ -62,14 +62,15 @@ describe('wasm Conv2D by the SIMD kernel', function () {
 
   // [N, H, W, Ci, Co, K, strides, pad, dilation]
   const cases: Array<[number, number, number, number, number, number, [number, number], Pad, number]> = [
-    [3, 9, 7, 3, 16, 3, [1, 1], 'same', 1],
+    [3, 9, 7, 8, 16, 3, [1, 1], 'same', 1],
     [2, 9, 9, 8, 20, 3, [2, 2], 'same', 1], // odd size, stride 2: asymmetric padding
-    [2, 8, 8, 5, 8, 3, [2, 2], 'valid', 1], // last row/column never read
-    [2, 7, 7, 16, 32, 1, [2, 2], 'valid', 1], // 1x1 strided projection
-    [2, 7, 8, 4, 4, 3, [2, 1], [[0, 0], [1, 2], [2, 0], [0, 0]], 1],
-    [1, 6, 6, 1, 12, 5, [1, 1], 2, 1],
-    [2, 6, 6, 3, 6, 3, [1, 1], 'same', 1], // Co % 4 != 0: native kernel
-    [2, 9, 9, 4, 8, 3, [1, 1], 'same', 2], // dilation: native kernel
+    [2, 8, 8, 9, 8, 3, [2, 2], 'valid', 1], // last row/column never read; odd channel count
+    [2, 7, 7, 72, 32, 1, [2, 2], 'valid', 1], // 1x1 strided projection
+    [2, 7, 8, 8, 4, 3, [2, 1], [[0, 0], [1, 2], [2, 0], [0, 0]], 1],
+    [1, 6, 6, 3, 12, 5, [1, 1], 2, 1],
+    [2, 6, 6, 3, 8, 3, [1, 1], 'same', 1], // Ci*KH*KW < 72 (first layers): native kernel
+    [2, 6, 6, 8, 6, 3, [1, 1], 'same', 1], // Co % 4 != 0: native kernel
+    [2, 9, 9, 8, 8, 3, [1, 1], 'same', 2], // dilation: native kernel
   ];
   let seed = 1;
   for (const [n, h, w, ci, co, k, strides, pad, dil] of cases) {

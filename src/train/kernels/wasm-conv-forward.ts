@@ -4,9 +4,12 @@
  * tfjs-backend-wasm's XNNPACK convolution.
  *
  * Why: XNNPACK's pool spins (kernel-pool.ts), so the forward convolutions, ~1/3 of a conv
- * net's training step, could not use the second core; and on one thread conv_fwd measured
- * 1.2-2x faster than XNNPACK on the bench:train shapes here (bench/conv-forward.ts). Only
- * NHWC, dilation 1, output channels a multiple of 4; anything else runs the native kernel.
+ * net's training step, could not use the second core. On one thread conv_fwd is on a par
+ * with XNNPACK where a tap has many input channels and well behind it for the first layers
+ * (1-3 input channels) and 1x1 convolutions (bench/conv-forward.ts, docs/results.md), so
+ * only convolutions with Ci*KH*KW >= MIN_PATCH come here; so do only NHWC, dilation 1 and
+ * output channels a multiple of 4. The rule does not depend on the thread count, so one
+ * and several threads give the same bits.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
@@ -23,13 +26,16 @@ interface WasmBackendLike {
 
 let native: KernelFunc | undefined;
 
+/** Smallest Ci * KH * KW taken by conv_fwd (3x3 with 8 input channels). */
+const MIN_PATCH = 72;
+
 const conv2DWasm: KernelFunc = (args) => {
   const { x, filter } = args.inputs as { x: TensorInfo; filter: TensorInfo };
   const a = args.attrs as unknown as tf.Conv2DAttrs;
   const dataFormat = tf.backend_util.convertConv2DDataFormat(a.dataFormat);
   const info = tf.backend_util.computeConv2DInfo(x.shape as Shape4, filter.shape as Shape4, a.strides, a.dilations, a.pad, a.dimRoundingMode, false, dataFormat);
   const simd = simdFor(args.backend);
-  const direct = simd && dataFormat === 'channelsLast' && info.dilationHeight === 1 && info.dilationWidth === 1 && info.outChannels % 4 === 0 && x.dtype === 'float32';
+  const direct = simd && dataFormat === 'channelsLast' && info.dilationHeight === 1 && info.dilationWidth === 1 && info.outChannels % 4 === 0 && info.inChannels * info.filterHeight * info.filterWidth >= MIN_PATCH && x.dtype === 'float32';
   if (!direct) return native!(args);
   const b = args.backend as unknown as WasmBackendLike;
   const { batchSize: n, inHeight: h, inWidth: w, inChannels: ci, outHeight: oh, outWidth: ow, outChannels: co } = info;
