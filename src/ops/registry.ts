@@ -38,6 +38,10 @@ export function registerOp<L extends LayerSpec>(def: OpDef<L>): void {
       throw new HepolyError(`registerOp: op ${name} has no ${face} face. Every op declares ${REQUIRED_FACES.join(', ')} (see docs/adding-an-op.md)`);
     }
   }
+  // an optional face, when given, must be whole: the exporter calls it without checking
+  if (def.onnx !== undefined && typeof def.onnx?.export !== 'function') {
+    throw new HepolyError(`registerOp: op ${name} has an onnx face without an export function (see src/ops/onnx-face.ts), or leave the face out to have ONNX export refuse the op`);
+  }
   if (registry.has(name)) throw new HepolyError(`registerOp: op ${name} is registered twice (its family ${registry.get(name)!.family} and ${def.family})`);
   registry.set(name, def as unknown as OpDef);
 }

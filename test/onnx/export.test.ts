@@ -95,5 +95,6 @@ describe('onnx/export: hepoly checkpoints as standard ONNX models', function () 
     } finally {
       unregisterOp('flatten_no_onnx_test'); // the registry is per process: later tests list every op
     }
+    expect(() => registerOp({ ...flattenWithoutFace, name: 'flatten_half_onnx_test', onnx: {} } as unknown as OpDef)).to.throw(HepolyError, /op flatten_half_onnx_test has an onnx face without an export function/);
   });
 });
