@@ -44,14 +44,20 @@ export async function runPredict(a: PredictArgs): Promise<void> {
     const predictions: string[] = [];
     const inputs = raw.map((r, i) => preprocessSample(artifact, r, `${a.input}: sample ${i}`));
     let ms = 0;
-    for (let i = 0; i < inputs.length; i++) {
+    // one request per pass: a sample, or up to samples_per_pass for batch, stacked and interleaved exports
+    const m = client.samplesPerPass;
+    for (let first = 0; first < inputs.length; first += m) {
+      const pass = inputs.slice(first, first + m);
       const t0 = performance.now();
-      const { outputs } = await remote.evaluate(keyId, [client.encrypt(inputs[i])], client);
-      const logits = client.decrypt(outputs[0]);
+      const { outputs } = await remote.evaluate(keyId, [client.encryptPass(pass)], client, pass.length);
+      const logits = client.decryptPass(outputs[0], pass.length);
       ms += performance.now() - t0;
-      const c = argmax(logits);
-      predictions.push(labels[c] ?? String(c));
-      if (!a.json || inputs.length <= 20) console.log(`sample ${i}: ${predictions[i]}  (logits ${Array.from(logits, (v) => v.toFixed(3)).join(', ')})`);
+      logits.forEach((l, k) => {
+        const i = first + k;
+        const c = argmax(l);
+        predictions.push(labels[c] ?? String(c));
+        if (!a.json || inputs.length <= 20) console.log(`sample ${i}: ${predictions[i]}  (logits ${Array.from(l, (v) => v.toFixed(3)).join(', ')})`);
+      });
     }
     let agreement: number | undefined;
     if (a.verify) {

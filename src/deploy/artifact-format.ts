@@ -1,4 +1,6 @@
 import { z } from 'zod';
+// the packing kinds' one list; ops/types.ts has only type imports besides it (browser-safe)
+import { PACKING_KINDS } from '../ops/types.js';
 
 /**
  * What `hepoly export` writes, typed once for every reader: the server artifact's manifest
@@ -26,7 +28,11 @@ export const VersionsSchema = z.object({
 });
 export type Versions = z.infer<typeof VersionsSchema>;
 
-export const PackingSchema = z.object({ kind: z.literal('sample') });
+/** Which packing the server evaluates, and how many samples share one pass (absent: 1). */
+export const PackingSchema = z.object({
+  kind: z.enum(PACKING_KINDS),
+  samples_per_pass: z.number().int().min(2).optional(),
+});
 
 export const ServerManifestSchema = z.object({
   format: z.literal(SERVER_FORMAT),
@@ -50,7 +56,10 @@ export const ServerManifestSchema = z.object({
 });
 export type ServerManifest = z.infer<typeof ServerManifestSchema>;
 
-/** One tensor's place in the slots: replicas[r][element] = ct * slots + slot, or -1 (zero). */
+/**
+ * One pass's tensor in the slots: replicas[r][element] = ct * slots + slot, or -1 (zero). With
+ * several samples per pass the elements are sample-major (element e of sample s is s * size + e).
+ */
 export const SlotLayoutSchema = z.object({
   shape: z.array(z.number().int()),
   ciphertexts: z.number().int(),

@@ -6,10 +6,7 @@ import { initBackend } from '../train/backend.js';
 import { compileProgram } from '../he/compile.js';
 import { type HeParams, describeParams } from '../he/params.js';
 import { refreshPointName } from '../he/refresh.js';
-import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/client.js';
-import { planSample } from '../he/packing/sample.js';
 import { nextPow2 } from '../he/packing/layout.js';
-import type { Layout } from '../he/packing/layout.js';
 import { writeDirAtomic } from '../util/atomic-dir.js';
 import { HepolyError } from '../util/errors.js';
 import { encodeProgram } from './program-codec.js';
@@ -17,7 +14,6 @@ import { currentVersions } from './versions.js';
 import {
   type ClientArtifact,
   type ServerManifest,
-  type SlotLayout,
   CLIENT_FORMAT,
   SERVER_FORMAT,
   digestInput,
@@ -25,6 +21,9 @@ import {
 import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
 import { claimOutputDir } from '../util/output-guard.js';
 import { chooseExportProgram } from './export-params.js';
+import { type ExportPacking, exportPacking } from './export-packing.js';
+
+export { slotLayout } from './export-packing.js';
 
 /**
  * `hepoly export CHECKPOINT --format he --out DIR`: the compiled program and its parameters,
@@ -37,7 +36,7 @@ import { chooseExportProgram } from './export-params.js';
 export interface HeExportOptions {
   checkpoint: string;
   out: string;
-  /** only 'sample' (one sample per request: latency) is served so far */
+  /** KIND[:M] of the packing registry: sample (default: latency), batch, stacked:M, interleaved:M */
   packing?: string;
   /** 'auto' or a JSON file */
   params?: string;
@@ -58,6 +57,8 @@ export interface HeExportResult {
   clientBytes: number;
   /** client round trips per request (0: the whole depth fits one chain) */
   refreshRounds: number;
+  packing: string;
+  samplesPerPass: number;
 }
 
 export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportResult> {
@@ -77,12 +78,6 @@ export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportRes
 
 async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResult> {
   const log = o.log ?? (() => {});
-  const packing = o.packing ?? 'sample';
-  if (packing !== 'sample') {
-    throw new HepolyError(
-      `--packing ${packing}: hepoly export serves sample packing only so far (one sample per request, lowest latency). Use --packing sample`,
-    );
-  }
   const refresh = o.refresh ?? 'none';
   if (refresh !== 'none' && refresh !== 'client') throw new HepolyError(`--refresh ${refresh}: expected none or client`, { exitCode: 2 });
   const ckpt = loadCheckpoint(o.checkpoint);
@@ -96,14 +91,11 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   if (minSlots && slots < minSlots) {
     throw new HepolyError(`--params ${o.params}: an image plane of ${ckpt.dir} needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}. Use a larger poly_modulus_degree`);
   }
-  const plan = planSample(program, slots);
-  const steps = normalizeSteps(plan.rotationSteps, slots);
-  const keyBytes = galoisKeyBytes(params, steps.length);
-  if (keyBytes > GALOIS_KEY_BUDGET) {
-    throw new HepolyError(`${ckpt.dir}: sample packing needs ${steps.length} Galois keys (${(keyBytes / 2 ** 20).toFixed(0)} MiB at N=${params.polyModulusDegree}), more than a server worker's SEAL heap holds safely. Use smaller --params or a smaller model`);
-  }
+  const packing = exportPacking(o.packing, program, params, ckpt.dir);
+  const steps = packing.rotationSteps;
+  const perPass = packing.samplesPerPass > 1 ? `${packing.samplesPerPass} samples per pass, ` : '';
   log(`program: depth ${program.depth}, ${program.steps.length} steps; parameters: ${describeParams(params)}`);
-  log(`packing: sample, ${plan.layouts[program.input]!.cts} input and ${plan.layouts[program.output]!.cts} output ciphertexts per request, ${steps.length} rotation steps`);
+  log(`packing: ${packing.kind}, ${perPass}${packing.input.ciphertexts} input and ${packing.output.ciphertexts} output ciphertexts per pass, ${steps.length} rotation steps`);
   const rounds = program.refreshes?.length ?? 0;
   for (const r of program.refreshes ?? []) log(`client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
   if (rounds) log(`--refresh client: ${rounds} round trip(s) per request: the data owner decrypts and re-encrypts these activations (it sees them; the server still holds no secret key)`);
@@ -116,12 +108,12 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     versions,
     checkpoint: resolve(ckpt.dir),
     params,
-    packing: { kind: 'sample' },
+    packing: packingField(packing),
     rotation_steps: steps,
     input_shape: shape,
     classes: program.classes,
-    input_ciphertexts: plan.layouts[program.input]!.cts,
-    output_ciphertexts: plan.layouts[program.output]!.cts,
+    input_ciphertexts: packing.input.ciphertexts,
+    output_ciphertexts: packing.output.ciphertexts,
     depth: program.depth,
     ...(rounds ? { refresh_rounds: rounds } : {}),
     files: { 'program.json': sha(encoded.json), 'program.bin': sha(encoded.bin) },
@@ -133,7 +125,7 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     versions,
     server_digest: digest,
     params,
-    packing: { kind: 'sample' },
+    packing: packingField(packing),
     rotation_steps: steps,
     slots,
     ...(rounds ? { refresh_rounds: rounds } : {}),
@@ -144,8 +136,8 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
       normalize: ckpt.preprocess.normalize,
       source: ckpt.recipe.data.source === 'idx' ? 'idx' : 'csv',
     },
-    input: slotLayout(plan.layouts[program.input]!),
-    output: slotLayout(plan.layouts[program.output]!),
+    input: packing.input,
+    output: packing.output,
   };
   const serverDir = join(out, 'server');
   const clientDir = join(out, 'client');
@@ -164,11 +156,12 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     serverBytes: encoded.json.length + encoded.bin.length + manifestJson.length,
     clientBytes: clientJson.length,
     refreshRounds: rounds,
+    packing: packing.kind,
+    samplesPerPass: packing.samplesPerPass,
   };
 }
 
-/** A layout as the client needs it: where each element sits, nothing of the program. */
-export function slotLayout(l: Layout): SlotLayout {
-  if ((l.run ?? 1) !== 1) throw new Error('internal: exported sample packing has one sample per pass');
-  return { shape: l.shape, ciphertexts: l.cts, replicas: l.replicas.map((r) => Array.from(r)) };
+/** The packing as both artifacts name it: its kind, and its samples per pass when more than one. */
+function packingField(p: ExportPacking): ClientArtifact['packing'] {
+  return p.samplesPerPass > 1 ? { kind: p.kind, samples_per_pass: p.samplesPerPass } : { kind: p.kind };
 }

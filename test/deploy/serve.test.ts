@@ -66,8 +66,9 @@ describe('deploy: export, serve, predict (CLI and library)', function () {
     expect(again.code, 'an existing export is replaced only with --overwrite').to.equal(1);
     expect(again.stderr).to.match(/already holds a hepoly export .*pass --overwrite/);
     expect(readFileSync(join(out, 'server', 'precious.txt'), 'utf8')).to.equal('keep me');
-    const packing = hepoly(['export', art.mlp.checkpoint, '--out', join(art.dir, 'x'), '--packing', 'batch']);
-    expect(packing.stderr).to.match(/--packing batch: .*Use --packing sample/);
+    const packing = hepoly(['export', art.mlp.checkpoint, '--out', join(art.dir, 'x'), '--packing', 'diagonal']);
+    expect(packing.code).to.equal(2);
+    expect(packing.stderr).to.match(/--packing diagonal: expected one of batch, sample, stacked, interleaved/);
     expect(existsSync(join(art.dir, 'x'))).to.equal(false);
   });
 

@@ -104,17 +104,49 @@ export class HEClient {
     return encodeFrames([publicKey, relinKeys, galoisKeys]);
   }
 
+  /** Samples one pass carries (1 but for batch, stacked and interleaved exports). */
+  get samplesPerPass(): number {
+    return this.artifact.packing.samples_per_pass ?? 1;
+  }
+
   /** One preprocessed sample -> its input ciphertexts (seeded symmetric encryption: half the upload). */
   encrypt(x: ArrayLike<number>): Uint8Array[] {
+    return this.encryptPass([x]);
+  }
+
+  /** Up to samplesPerPass preprocessed samples -> one pass's input ciphertexts (missing samples are zeros). */
+  encryptPass(samples: ArrayLike<number>[]): Uint8Array[] {
+    const m = this.samplesPerPass;
+    if (samples.length < 1 || samples.length > m) throw new HepolyError(`encrypt: ${samples.length} samples for one pass, this export packs 1 to ${m}`);
+    const per = this.artifact.preprocess.input_shape.reduce((a, b) => a * b, 1);
+    let x: ArrayLike<number> = samples[0];
+    if (m > 1) {
+      const flat = new Float64Array(m * per);
+      samples.forEach((v, s) => {
+        if (v.length !== per) throw new HepolyError(`input: sample ${s} has ${v.length} values, the model takes ${per}`);
+        flat.set(Array.from(v), s * per);
+      });
+      x = flat;
+    }
     return packInput(this.artifact.input, this.artifact.slots, x).map((v) => this.#encryptSlots(v));
   }
 
   /** The output ciphertexts of one sample -> its logits. */
   decrypt(outputs: Uint8Array[]): Float64Array {
+    return this.decryptPass(outputs, 1)[0];
+  }
+
+  /** One pass's output ciphertexts -> the logits of its first `count` samples. */
+  decryptPass(outputs: Uint8Array[], count: number): Float64Array[] {
     if (outputs.length !== this.artifact.output.ciphertexts) {
-      throw new HepolyError(`server reply: ${outputs.length} output ciphertexts per sample, the client artifact expects ${this.artifact.output.ciphertexts}`);
+      throw new HepolyError(`server reply: ${outputs.length} output ciphertexts per pass, the client artifact expects ${this.artifact.output.ciphertexts}`);
     }
-    return unpackOutput(this.artifact.output, this.artifact.slots, outputs.map((bytes, k) => this.#decryptSlots(bytes, `output ciphertext ${k}`)));
+    // an empty part: a ciphertext the packing leaves out (its slots read as zeros)
+    const slots = this.artifact.slots;
+    const vecs = outputs.map((bytes, k) => (bytes.length ? this.#decryptSlots(bytes, `output ciphertext ${k}`) : new Float64Array(slots)));
+    const all = unpackOutput(this.artifact.output, slots, vecs);
+    const classes = all.length / this.samplesPerPass;
+    return Array.from({ length: count }, (_, s) => all.slice(s * classes, (s + 1) * classes));
   }
 
   /**

@@ -33,7 +33,7 @@ export interface RemotePrediction {
   /** argmax class per sample */
   classes: number[];
   labels: string[];
-  /** milliseconds the server's workers spent per sample */
+  /** milliseconds the server's workers spent per pass (per sample but for multi-sample packings) */
   serverMs: number[];
 }
 
@@ -140,8 +140,9 @@ export class RemoteModel {
    * session id, `refresh_rounds` times: `client` decrypts and re-encrypts them and they go
    * back to `/v1/sessions/:id/continue` until the output comes.
    */
-  async evaluate(keyId: string, samples: Uint8Array[][], client?: Refresher): Promise<{ outputs: Uint8Array[][]; serverMs: number[]; rounds: number }> {
-    const meta = { key_id: keyId, server_digest: this.artifact.server_digest, artifact_format: ARTIFACT_FORMAT_VERSION, samples: samples.length };
+  async evaluate(keyId: string, samples: Uint8Array[][], client?: Refresher, count = samples.length): Promise<{ outputs: Uint8Array[][]; serverMs: number[]; rounds: number }> {
+    // `samples`: one entry per pass (a sample each but for multi-sample packings, which carry `count` samples in all)
+    const meta = { key_id: keyId, server_digest: this.artifact.server_digest, artifact_format: ARTIFACT_FORMAT_VERSION, samples: count };
     let reply = await this.post('/v1/predict', encodeFrames([jsonPart(meta), ...samples.flat()]));
     let rounds = 0;
     while (reply.head.state === 'refresh') {
@@ -155,8 +156,8 @@ export class RemoteModel {
     }
     const head = reply.head;
     const per = this.artifact.output.ciphertexts;
-    if (head.samples !== samples.length || reply.cts.length !== per * samples.length) {
-      throw new HepolyError(`server reply: ${reply.cts.length} ciphertexts for ${head.samples} samples, expected ${per} for each of ${samples.length}`);
+    if (head.samples !== count || reply.cts.length !== per * samples.length) {
+      throw new HepolyError(`server reply: ${reply.cts.length} ciphertexts for ${head.samples} samples, expected ${per} for each of ${samples.length} passes`);
     }
     const outputs = samples.map((_, s) => reply.cts.slice(s * per, (s + 1) * per));
     return { outputs, serverMs: head.ms, rounds };
@@ -173,9 +174,11 @@ export class RemoteModel {
 
   /** Raw samples (before normalization) -> predictions: preprocess, encrypt, evaluate remotely, decrypt. */
   async predict(client: HEClient, keyId: string, raw: ArrayLike<number>[]): Promise<RemotePrediction> {
-    const inputs = raw.map((r, i) => client.encrypt(preprocessSample(this.artifact, r, `sample ${i}`)));
-    const { outputs, serverMs } = await this.evaluate(keyId, inputs, client);
-    const logits = outputs.map((o) => client.decrypt(o));
+    const m = client.samplesPerPass;
+    const x = raw.map((r, i) => preprocessSample(this.artifact, r, `sample ${i}`));
+    const passes = Array.from({ length: Math.ceil(x.length / m) }, (_, p) => x.slice(p * m, (p + 1) * m));
+    const { outputs, serverMs } = await this.evaluate(keyId, passes.map((pass) => client.encryptPass(pass)), client, x.length);
+    const logits = outputs.flatMap((o, p) => client.decryptPass(o, passes[p].length));
     const classes = logits.map((l) => argmax(l));
     return { logits, classes, labels: classes.map((c) => this.artifact.preprocess.labels[c] ?? String(c)), serverMs };
   }

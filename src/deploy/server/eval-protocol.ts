@@ -1,5 +1,6 @@
 import type { HeParams } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
+import type { PackingKind } from '../../he/packing/index.js';
 
 /**
  * Messages between `hepoly serve`'s main thread and its evaluation workers (eval-worker.ts):
@@ -19,17 +20,23 @@ export interface TensorCts {
   cts: Uint8Array[];
 }
 
-/** What one request asks of a worker: a whole pass, or one segment between two client refreshes. */
+/** What one request asks of a worker: a whole pass (one or several samples), or one segment between two client refreshes. */
 export type EvalWork =
-  | { kind: 'sample'; inputs: Uint8Array[] }
+  | { kind: 'pass'; inputs: Uint8Array[] }
   | { kind: 'segment'; from: number; to: number; tensors: TensorCts[]; keep: number[] };
 
+/** The exported packing the worker plans from the program (src/he/packing/index.ts). */
+export interface WorkerPacking {
+  kind: PackingKind;
+  samplesPerPass: number;
+}
+
 export type EvalToWorker =
-  | { type: 'init'; params: HeParams; program: HeProgram; maxKeySets: number; keyId: string; keys: EvaluationKeyBytes }
+  | { type: 'init'; params: HeParams; program: HeProgram; packing: WorkerPacking; maxKeySets: number; keyId: string; keys: EvaluationKeyBytes }
   | { type: 'eval'; id: number; keyId: string; keys: EvaluationKeyBytes | null; work: EvalWork };
 
 export type EvalFromWorker =
   | { type: 'ready'; prepareMs: number; heapBytes: number }
-  /** a sample's output ciphertexts (outputs[0], tensor = program output) or a segment's kept tensors */
+  /** a pass's output ciphertexts (outputs[0]; an empty part for a ciphertext the packing leaves out) or a segment's kept tensors */
   | { type: 'evalDone'; id: number; outputs: TensorCts[]; ms: number; heapBytes: number }
   | { type: 'error'; id: number; message: string };

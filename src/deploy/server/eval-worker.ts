@@ -4,6 +4,7 @@ import { CkksContext, loadSeal, type CipherText, type PlainText } from '../../he
 import { SealBackend } from '../../he/seal-backend.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from '../../he/keys.js';
 import { SampleEvaluator, planSample } from '../../he/packing/sample.js';
+import { type PassRunner, packingOf } from '../../he/packing/index.js';
 import type { EvalFromWorker, EvalToWorker, EvalWork, TensorCts } from './eval-protocol.js';
 
 /**
@@ -24,7 +25,10 @@ interface KeySet {
 }
 
 let ctx: CkksContext | null = null;
+/** sample packing (which also runs the segments of a --refresh client export) */
 let evaluator: SampleEvaluator<CipherText, PlainText> | null = null;
+/** batch, stacked, interleaved: the registry's pass runner */
+let runner: PassRunner<CipherText> | null = null;
 let current: SealBackend | null = null;
 let maxKeySets = 4;
 const keySets = new Map<string, KeySet>();
@@ -67,15 +71,26 @@ function useKeys(keyId: string, keys: Extract<EvalToWorker, { type: 'eval' }>['k
  */
 function evaluate(ev: SampleEvaluator<CipherText, PlainText>, work: EvalWork): TensorCts[] {
   const p = ev.program;
-  const given = work.kind === 'sample' ? [{ tensor: p.input, cts: work.inputs }] : work.tensors;
-  const from = work.kind === 'sample' ? 0 : work.from;
-  const to = work.kind === 'sample' ? p.steps.length : work.to;
-  const keep = work.kind === 'sample' ? [p.output] : work.keep;
+  const whole = work.kind === 'pass';
+  const given = whole ? [{ tensor: p.input, cts: work.inputs }] : work.tensors;
+  const from = whole ? 0 : work.from;
+  const to = whole ? p.steps.length : work.to;
+  const keep = whole ? [p.output] : work.keep;
   const inputs = new Map(given.map((t) => [t.tensor, t.cts.map((b) => forwarding.deserialize(b))]));
   const kept = ev.runRange(inputs, from, to, keep);
   const outputs = keep.map((t) => ({ tensor: t, cts: kept.get(t)!.map((c) => forwarding.serialize(c)) }));
   for (const cts of [...kept.values(), ...inputs.values()]) for (const c of cts) forwarding.free(c);
   return outputs;
+}
+
+/** One pass of a multi-sample packing; a ciphertext the packing leaves out (null) travels as an empty part. */
+function runPass(r: PassRunner<CipherText>, work: EvalWork): Uint8Array[] {
+  if (work.kind !== 'pass') throw new Error('internal: only sample packing runs refresh segments');
+  const inputs = work.inputs.map((b) => forwarding.deserialize(b));
+  const outs = r.run(inputs);
+  const bytes = outs.map((c) => (c ? forwarding.serialize(c) : new Uint8Array(0)));
+  for (const c of [...outs, ...inputs]) if (c) forwarding.free(c);
+  return bytes;
 }
 
 port.on('message', (msg: EvalToWorker) => {
@@ -88,13 +103,17 @@ port.on('message', (msg: EvalToWorker) => {
         maxKeySets = msg.maxKeySets;
         useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
-        evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
+        if (msg.packing.kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
+        else {
+          const packing = packingOf(msg.packing.kind);
+          runner = packing.run(packing.plan(msg.program, ctx.slots, msg.packing.samplesPerPass), forwarding);
+        }
         send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
       } else if (msg.type === 'eval') {
-        if (!evaluator) throw new Error('worker used before init');
+        if (!evaluator && !runner) throw new Error('worker used before init');
         useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
-        const outputs = evaluate(evaluator, msg.work);
+        const outputs = evaluator ? evaluate(evaluator, msg.work) : [{ tensor: -1, cts: runPass(runner!, msg.work) }];
         send({ type: 'evalDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
       }
     } catch (e) {

@@ -62,11 +62,11 @@ export class Evaluation {
     return this.sessions.size;
   }
 
-  /** POST /v1/predict: every sample's input ciphertexts, checked by the caller. */
-  async start(keyId: string, keys: () => EvaluationKeyBytes, samples: Uint8Array[][]): Promise<Uint8Array> {
+  /** POST /v1/predict: every pass's input ciphertexts (one sample each but for multi-sample packings), checked by the caller. */
+  async start(keyId: string, keys: () => EvaluationKeyBytes, samples: Uint8Array[][], count = samples.length): Promise<Uint8Array> {
     if (!this.rounds) {
-      const results = await Promise.all(samples.map((inputs) => this.pool.run(keyId, keys, { kind: 'sample', inputs })));
-      return done(results.map((r) => r.outputs[0].cts), results.map((r) => r.ms));
+      const results = await Promise.all(samples.map((inputs) => this.pool.run(keyId, keys, { kind: 'pass', inputs })));
+      return done(results.map((r) => r.outputs[0].cts), results.map((r) => r.ms), count);
     }
     this.sweep();
     if (this.sessions.size >= MAX_SESSIONS) throw new HttpError(503, `${MAX_SESSIONS} refresh sessions are open on this server; retry when some have finished or expired`);
@@ -150,6 +150,6 @@ export class Evaluation {
   }
 }
 
-function done(outputs: Uint8Array[][], ms: number[]): Uint8Array {
-  return encodeFrames([jsonPart({ state: 'done', samples: outputs.length, ms }), ...outputs.flat()]);
+function done(outputs: Uint8Array[][], ms: number[], samples = outputs.length): Uint8Array {
+  return encodeFrames([jsonPart({ state: 'done', samples, passes: outputs.length, ms }), ...outputs.flat()]);
 }

@@ -1,6 +1,8 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 import { recoverDir, writeDirAtomic } from '../../util/atomic-dir.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
 import { HttpError } from './http-util.js';
 
 /**
@@ -37,7 +39,59 @@ export class KeyStore {
     for (const name of readdirSync(dir)) {
       const m = /^([0-9a-f]{64})\.(tmp|prev)-\d+$/.exec(name);
       if (m) recoverDir(join(dir, m[1]), isComplete);
+      // an upload still streaming when the server was killed
+      if (/^upload-[0-9a-f]+\.part$/.test(name)) rmSync(join(dir, name), { force: true });
     }
+  }
+
+  /** Where a key upload streams to before it is checked (a name no key id can take). */
+  uploadFile(): string {
+    return join(this.dir, `upload-${randomBytes(8).toString('hex')}.part`);
+  }
+
+  /**
+   * A checked upload (streamUpload's file, its sha256 the key id) moved into its folder:
+   * keys.bin renamed in, meta.json written last, the folder renamed into place. Keys already
+   * stored under the id are the same bytes: only their expiry is renewed.
+   */
+  putFile(id: string, file: string, bytes: number, serverDigest: string, now = Date.now()): KeyMeta {
+    KeyStore.checkId(id);
+    const meta = this.newMeta(id, bytes, serverDigest, now);
+    const dir = join(this.dir, id);
+    this.cache.delete(id);
+    if (isComplete(dir)) {
+      rmSync(file, { force: true });
+      writeFileAtomic(join(dir, 'meta.json'), JSON.stringify(meta));
+      return meta;
+    }
+    recoverDir(dir, isComplete);
+    const tmp = `${dir}.tmp-${process.pid}`;
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp);
+    try {
+      renameSync(file, join(tmp, 'keys.bin'));
+      writeFileAtomic(join(tmp, 'meta.json'), JSON.stringify(meta));
+      rmSync(dir, { recursive: true, force: true }); // incomplete leftovers only (checked above)
+      renameSync(tmp, dir);
+      const fd = openSync(this.dir, 'r');
+      fsyncSync(fd);
+      closeSync(fd);
+    } catch (e) {
+      rmSync(tmp, { recursive: true, force: true });
+      rmSync(file, { force: true });
+      throw e;
+    }
+    return meta;
+  }
+
+  private newMeta(id: string, bytes: number, serverDigest: string, now: number): KeyMeta {
+    return {
+      key_id: id,
+      server_digest: serverDigest,
+      created_at: new Date(now).toISOString(),
+      expires_at: new Date(now + this.ttlMs).toISOString(),
+      bytes,
+    };
   }
 
   static checkId(id: string): string {
@@ -47,13 +101,7 @@ export class KeyStore {
 
   put(id: string, bytes: Uint8Array, serverDigest: string, now = Date.now()): KeyMeta {
     KeyStore.checkId(id);
-    const meta: KeyMeta = {
-      key_id: id,
-      server_digest: serverDigest,
-      created_at: new Date(now).toISOString(),
-      expires_at: new Date(now + this.ttlMs).toISOString(),
-      bytes: bytes.length,
-    };
+    const meta = this.newMeta(id, bytes.length, serverDigest, now);
     writeDirAtomic(join(this.dir, id), [['keys.bin', bytes], ['meta.json', JSON.stringify(meta)]], isComplete);
     this.remember(id, bytes, meta);
     return meta;

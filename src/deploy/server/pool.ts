@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { HeParams } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
-import type { EvalFromWorker, EvalWork, EvaluationKeyBytes, TensorCts } from './eval-protocol.js';
+import type { EvalFromWorker, EvalWork, EvaluationKeyBytes, TensorCts, WorkerPacking } from './eval-protocol.js';
 import { HttpError } from './http-util.js';
 
 /**
@@ -56,6 +56,7 @@ export class WorkerPool {
     private readonly timeoutMs: number,
     private readonly params: HeParams,
     private readonly program: HeProgram,
+    private readonly packing: WorkerPacking,
     private readonly maxKeySets: number,
   ) {
     this.slots = Array.from({ length: Math.max(1, size) }, () => ({ worker: null, keyIds: [], busy: false, lastUsed: 0, heapBytes: 0, onMessage: null, onExit: null }));
@@ -136,7 +137,7 @@ export class WorkerPool {
           if ('heapBytes' in m) slot.heapBytes = Math.max(slot.heapBytes, m.heapBytes);
           slot.onMessage?.(m);
         });
-        w.postMessage({ type: 'init', params: this.params, program: this.program, maxKeySets: this.maxKeySets, keyId: job.keyId, keys: job.keys() });
+        w.postMessage({ type: 'init', params: this.params, program: this.program, packing: this.packing, maxKeySets: this.maxKeySets, keyId: job.keyId, keys: job.keys() });
         this.keyLoads++;
         await this.await(slot, -1, 'ready');
         sendKeys = false;

@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { timingSafeEqual } from 'node:crypto';
+import { rmSync } from 'node:fs';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -14,6 +15,7 @@ import { KeyStore } from './key-store.js';
 import { Metrics } from './metrics.js';
 import { WorkerPool } from './pool.js';
 import { WireChecks } from './wire-checks.js';
+import { framedFile, streamToFile } from './upload.js';
 import { DEFAULT_SESSION_TTL_MS, Evaluation } from './evaluation.js';
 
 /**
@@ -57,7 +59,8 @@ const PredictMeta = z.object({
   key_id: z.string(),
   server_digest: z.string(),
   artifact_format: z.number(),
-  samples: z.number().int().min(1).max(1024),
+  /** samples in the request; a multi-sample packing takes ceil(samples / samples_per_pass) passes */
+  samples: z.number().int().min(1).max(65536),
 });
 
 export class DeployServer {
@@ -83,8 +86,13 @@ export class DeployServer {
     }
     const keys = new KeyStore(o.keysDir ?? `${o.artifactDir.replace(/\/+$/, '')}-keys`, o.keyTtlMs ?? DEFAULT_KEY_TTL_MS);
     const checks = await WireChecks.create(m.params, m.rotation_steps, m.input_ciphertexts);
-    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, artifact.program, keySetsPerWorker(m.params, m.rotation_steps.length));
+    const packing = { kind: m.packing.kind, samplesPerPass: m.packing.samples_per_pass ?? 1 };
+    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, artifact.program, packing, keySetsPerWorker(m.params, m.rotation_steps.length));
     const http = createServer();
+    // a client encrypts (seconds, keygen a minute for large models) between two requests on one
+    // keep-alive connection: Node's 5 s default closed it under the client mid-reuse (ECONNRESET)
+    http.keepAliveTimeout = 65_000;
+    http.headersTimeout = 66_000;
     await new Promise<void>((resolve, reject) => {
       http.once('error', (e: NodeJS.ErrnoException) =>
         reject(new HepolyError(`--port ${o.port ?? 8080}: cannot listen on ${o.host ?? '127.0.0.1'} (${e.code ?? e.message}). Pick another --port or --host`)),
@@ -221,13 +229,23 @@ export class DeployServer {
     });
   }
 
+  /** POST /v1/keys: streamed to a file in the keys folder, checked part by part, then filed under its sha256. */
   private async uploadKeys(req: IncomingMessage, limit: number): Promise<Record<string, unknown>> {
     requireOctets(req);
-    const body = await readBody(req, limit, 'POST /v1/keys');
-    this.checks.checkKeys(body);
-    const id = createHash('sha256').update(body).digest('hex');
-    const meta = this.keys.put(id, body, this.artifact.manifest.digest);
-    return { key_id: id, expires_at: meta.expires_at, bytes: meta.bytes };
+    const up = await streamToFile(req, this.keys.uploadFile(), limit, 'POST /v1/keys');
+    try {
+      const framed = framedFile(up.file, 'POST /v1/keys');
+      try {
+        this.checks.checkKeys(framed.count, framed.read);
+      } finally {
+        framed.close();
+      }
+    } catch (e) {
+      rmSync(up.file, { force: true });
+      throw e;
+    }
+    const meta = this.keys.putFile(up.sha256, up.file, up.bytes, this.artifact.manifest.digest);
+    return { key_id: up.sha256, expires_at: meta.expires_at, bytes: meta.bytes };
   }
 
   private async predict(req: IncomingMessage, limit: number): Promise<Uint8Array> {
@@ -260,12 +278,15 @@ export class DeployServer {
       throw new HttpError(409, `key id ${keyId.slice(0, 12)}...: uploaded for another model (digest ${stored.meta.server_digest.slice(0, 12)}). Upload keys made with this model's client artifact`);
     }
     const per = m.input_ciphertexts;
-    if (parts.length - 1 !== meta.samples * per) {
-      throw new HttpError(400, `POST /v1/predict: ${parts.length - 1} ciphertexts for ${meta.samples} samples; this model takes ${per} per sample`);
+    const m1 = m.packing.samples_per_pass ?? 1;
+    const passes = Math.ceil(meta.samples / m1);
+    if (parts.length - 1 !== passes * per) {
+      const unit = m1 > 1 ? `${passes} passes of up to ${m1} samples (${m.packing.kind} packing); this model takes ${per} per pass` : `${meta.samples} samples; this model takes ${per} per sample`;
+      throw new HttpError(400, `POST /v1/predict: ${parts.length - 1} ciphertexts for ${unit}`);
     }
-    const samples = Array.from({ length: meta.samples }, (_, s) => parts.slice(1 + s * per, 1 + (s + 1) * per).map((p) => Uint8Array.from(p)));
-    samples.forEach((cts, s) => this.checks.checkInputs(cts, s));
-    return this.evaluation.start(keyId, storedKeys(this.keys, keyId), samples);
+    const inputs = Array.from({ length: passes }, (_, s) => parts.slice(1 + s * per, 1 + (s + 1) * per).map((p) => Uint8Array.from(p)));
+    inputs.forEach((cts, s) => this.checks.checkInputs(cts, s));
+    return this.evaluation.start(keyId, storedKeys(this.keys, keyId), inputs, meta.samples);
   }
 
   /** POST /v1/sessions/:id/continue: framed [{round}, the re-encrypted ciphertexts of that round...]. */

@@ -1,6 +1,5 @@
 import { CkksContext, newSeal } from '../../he/seal.js';
 import type { HeParams } from '../../he/params.js';
-import { decodeFrames } from '../framing.js';
 import { HttpError } from './http-util.js';
 
 /**
@@ -11,8 +10,6 @@ import { HttpError } from './http-util.js';
  * which part is wrong. Only public material is ever loaded: this thread has no secret key.
  */
 
-export type { EvaluationKeyBytes } from './eval-protocol.js';
-import type { EvaluationKeyBytes } from './eval-protocol.js';
 
 export class WireChecks {
   private constructor(
@@ -26,22 +23,19 @@ export class WireChecks {
     return new WireChecks(CkksContext.create(seal, params), rotationSteps, inputCts);
   }
 
-  /** A key upload: framed [public key, relinearization keys, Galois keys (empty: none)]. */
-  checkKeys(body: Uint8Array): EvaluationKeyBytes {
-    let parts: Uint8Array[];
-    try {
-      parts = decodeFrames(body, 'POST /v1/keys');
-    } catch (e) {
-      throw new HttpError(400, (e as Error).message);
-    }
-    if (parts.length !== 3) throw new HttpError(400, `POST /v1/keys: expected 3 parts (public key, relinearization keys, Galois keys), found ${parts.length}`);
-    const [publicKey, relinKeys, galois] = parts;
+  /**
+   * A key upload: framed [public key, relinearization keys, Galois keys (empty: none)], read
+   * part by part (`part(k)`), so only the part being loaded is in memory.
+   */
+  checkKeys(count: number, part: (k: number) => Uint8Array): void {
+    if (count !== 3) throw new HttpError(400, `POST /v1/keys: expected 3 parts (public key, relinearization keys, Galois keys), found ${count}`);
     const seal = this.ctx.seal;
     const p = this.ctx.params;
     const wrongParams = `keys for other CKKS parameters (this model uses N=${p.polyModulusDegree}, primes [${p.coeffModulusBits.join(', ')}]). Make the keys with this model's client artifact`;
-    this.load('public key', () => seal.PublicKey(), publicKey, wrongParams);
-    this.load('relinearization keys', () => seal.RelinKeys(), relinKeys, wrongParams);
-    if (!this.rotationSteps.length) return { publicKey, relinKeys, galoisKeys: galois.length ? galois : null };
+    this.load('public key', () => seal.PublicKey(), part(0), wrongParams);
+    this.load('relinearization keys', () => seal.RelinKeys(), part(1), wrongParams);
+    if (!this.rotationSteps.length) return;
+    const galois = part(2);
     if (!galois.length) throw new HttpError(400, `POST /v1/keys: Galois keys: missing; this model rotates by ${this.rotationSteps.length} steps. Make the keys with this model's client artifact`);
     const gk = seal.GaloisKeys();
     try {
@@ -55,7 +49,6 @@ export class WireChecks {
     if (missing.length) {
       throw new HttpError(400, `POST /v1/keys: Galois keys: no key for rotation steps ${missing.slice(0, 8).join(', ')}${missing.length > 8 ? ', ...' : ''}. Make the keys with this model's client artifact (its rotation_steps)`);
     }
-    return { publicKey, relinKeys, galoisKeys: galois };
   }
 
   private load(what: string, make: () => { loadArray(c: CkksContext['context'], b: Uint8Array): void; delete(): void }, bytes: Uint8Array, fix: string): void {
