@@ -23,6 +23,7 @@ import { readInputFile } from '../src/deploy/input-file.js';
 import { HEClient, RemoteModel, argmax, preprocessSample, type ClientArtifact } from '../src/deploy/client/index.js';
 import { encodeFrames, jsonPart } from '../src/deploy/framing.js';
 import { median } from '../src/util/stats.js';
+import { validate } from '../src/he/validate.js';
 
 const ANCHORS = [
   "Concrete-ML (published endpoint figures, MNIST-sized models): 72 MB evaluation key, ~4 s per inference on 8 vCPU",
@@ -46,6 +47,8 @@ interface Row {
   throughput: Record<string, number>;
   server_rss_mb: number;
   server_peak_rss_mb: number;
+  /** the same model in one process (he-validate, sample packing, same parameters), measured in this run */
+  in_process: { latency_ms_per_sample: number; worker_ms_per_sample: number; samples: number; agreement: number };
   faults: FaultResult | null;
 }
 
@@ -191,6 +194,17 @@ async function benchModel(model: string, work: string, requests: number, clientC
   const checkpoint = await checkpointFor(model, work);
   const exp = await exportHeArtifacts({ checkpoint, out: join(work, model), overwrite: true, log: (l) => console.log(`  ${l}`) });
   const artifact = loadClientArtifact(exp.clientDir);
+  // the anchor: the in-process path (client and server as worker threads, no HTTP), same parameters
+  const paramsFile = join(work, `${model}-params.json`);
+  writeFileSync(paramsFile, JSON.stringify({ poly_modulus_degree: exp.params.polyModulusDegree, coeff_modulus_bits: exp.params.coeffModulusBits, scale_bits: exp.params.scaleBits }));
+  const local = await validate({ checkpoint, samples: Math.max(2, Math.min(requests, 4)), packing: 'sample', params: paramsFile, workers, log: () => {} });
+  const inProcess = {
+    latency_ms_per_sample: local.latencyMsPerSample,
+    worker_ms_per_sample: local.timings.evaluateMs / local.samples,
+    samples: local.samples,
+    agreement: local.agreement,
+  };
+  console.log(`  in-process he-validate (same parameters, ${local.samples} samples): ${inProcess.latency_ms_per_sample.toFixed(0)} ms per sample latency, agreement ${inProcess.agreement}`);
   const serverOptions = { artifactDir: exp.serverDir, port: 0, workers, keysDir: join(work, `${model}-keys`), maxRequestMb: 32 };
   let { url, child } = await startServer(serverOptions);
   try {
@@ -266,6 +280,7 @@ async function benchModel(model: string, work: string, requests: number, clientC
       throughput,
       server_rss_mb: serverRss,
       server_peak_rss_mb: serverPeakRss,
+      in_process: inProcess,
     };
   } finally {
     child.kill('SIGTERM');
@@ -296,11 +311,11 @@ try {
 }
 const mb = (b: number) => (b / 2 ** 20).toFixed(1);
 console.log(`\n${workers} server workers, ${availableParallelism()} cores; one request = one sample (sample packing)`);
-console.log('| model | N | rot. keys | key MB | keygen s | upload s | request KB | response KB | cold ms | p50 ms | p95 ms | ' + clientCounts.map((c) => `${c} cl. req/s`).join(' | ') + ' | server RSS MB (peak) |');
-console.log(`|${'---|'.repeat(11 + clientCounts.length + 1)}`);
+console.log('| model | N | rot. keys | key MB | keygen s | upload s | request KB | response KB | cold ms | p50 ms | p95 ms | in-process ms | HTTP / in-process | ' + clientCounts.map((c) => `${c} cl. req/s`).join(' | ') + ' | server RSS MB (peak) |');
+console.log(`|${'---|'.repeat(13 + clientCounts.length + 1)}`);
 for (const r of rows) {
   console.log(
-    `| ${r.model} | ${r.poly_modulus_degree} | ${r.rotation_steps} | ${mb(r.key_bytes)} | ${(r.keygen_ms / 1000).toFixed(2)} | ${(r.key_upload_ms / 1000).toFixed(2)} | ${(r.request_bytes / 1024).toFixed(0)} | ${(r.response_bytes / 1024).toFixed(0)} | ${r.cold_request_ms.toFixed(0)} | ${r.p50_ms.toFixed(0)} | ${r.p95_ms.toFixed(0)} | ` +
+    `| ${r.model} | ${r.poly_modulus_degree} | ${r.rotation_steps} | ${mb(r.key_bytes)} | ${(r.keygen_ms / 1000).toFixed(2)} | ${(r.key_upload_ms / 1000).toFixed(2)} | ${(r.request_bytes / 1024).toFixed(0)} | ${(r.response_bytes / 1024).toFixed(0)} | ${r.cold_request_ms.toFixed(0)} | ${r.p50_ms.toFixed(0)} | ${r.p95_ms.toFixed(0)} | ${r.in_process.latency_ms_per_sample.toFixed(0)} | ${(r.p50_ms / r.in_process.latency_ms_per_sample).toFixed(2)} | ` +
       clientCounts.map((c) => r.throughput[String(c)].toFixed(2)).join(' | ') +
       ` | ${r.server_rss_mb.toFixed(0)} (${r.server_peak_rss_mb.toFixed(0)}) |`,
   );
