@@ -1,6 +1,7 @@
 import { loadCheckpoint, trainingStatus } from '../train/checkpoint.js';
 import { evaluateSplit, heldOutSplit, toParams } from '../train/evaluate.js';
 import { initBackend } from '../train/backend.js';
+import { refuseVerticalCheckpoint } from '../federated/vertical/checkpoint-guard.js';
 
 export interface EvaluateOptions {
   /** tfjs backend: tensorflow-gpu, tensorflow, wasm or cpu (default: the fastest that loads) */
@@ -25,6 +26,7 @@ export interface EvaluateResult {
 
 /** Accuracy and loss of a checkpoint on its held-out split. */
 export async function evaluate(checkpoint: string, o: EvaluateOptions = {}): Promise<EvaluateResult> {
+  refuseVerticalCheckpoint(checkpoint, 'eval');
   const ckpt = loadCheckpoint(checkpoint);
   await initBackend(o.backend);
   const split = await heldOutSplit(ckpt, o.data);

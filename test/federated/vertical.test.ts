@@ -6,9 +6,13 @@ import { tempDir } from '../helpers/tmp.js';
 import { blockSize, GradientEvaluator, GradientKeyHolder, gradientParams, MASK_BOUND } from '../../src/federated/vertical/he-gradient.js';
 import { decodeMessage } from '../../src/federated/wire.js';
 import { CkksContext, newSeal } from '../../src/he/seal.js';
-import { alignRows, idToken } from '../../src/federated/vertical/psi.js';
+import { alignment, hashId, PsiKey, psiAnswer, psiRows, PsiSender } from '../../src/federated/vertical/psi.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { HepolyError } from '../../src/util/errors.js';
+import { releaseColumns } from '../../src/federated/vertical/bank.js';
+import { X_MAX } from '../../src/federated/vertical/common.js';
+import { evaluate } from '../../src/api/evaluate.js';
+import { heValidate } from '../../src/api/he-validate.js';
 
 export function writeVerticalRecipe(dir: string, extra = ''): string {
   const file = join(dir, 'vfl.yaml');
@@ -56,17 +60,70 @@ describe('federated/vertical: the encrypted backward pass', () => {
     }
   });
 
-  it('ID alignment matches salted tokens and refuses a bank whose IDs match none', () => {
-    const salt = Uint8Array.from({ length: 32 }, (_, i) => i);
-    const tokens = ['A1', 'A2', 'A1', 'A9'].map((id) => idToken(salt, id));
-    const a = alignRows(tokens, salt, ['A2', 'A1', 'A5'], { file: 'bank.csv', field: 'federated.parties[1].key', recipeFile: 'r.yaml' });
-    expect(Array.from(a.rowOf)).to.deep.equal([1, 0, 1, -1]);
-    expect(a.maxMultiplicity).to.equal(2);
-    expect(() => alignRows(tokens, salt, ['B1', 'B2'], { file: 'bank.csv', field: 'federated.parties[1].key', recipeFile: 'r.yaml' })).to.throw(
-      HepolyError,
-      /bank\.csv \(federated\.parties\[1\]\.key in r\.yaml\): none of its 2 IDs match the label holder's 4 rows/,
-    );
-    expect(() => alignRows(tokens, Uint8Array.of(9), ['A1', 'A2'], { file: 'b.csv', field: 'k', recipeFile: 'r' })).to.throw(HepolyError, /none of its 2 IDs match/);
+  it('ECDH-PSI: the bank learns the intersection, the network only sizes; trying every possible ID against all it received finds nothing more', () => {
+    const id = (n: number) => `ACC${String(n).padStart(4, '0')}`;
+    const space = Array.from({ length: 100 }, (_, n) => id(n)); // every ID either side could hold
+    const networkRows = [3, 7, 3, 11, 50, 7, 99].map(id); // 50 and 99: only the network has them
+    const bankIds = [7, 11, 12, 80, 3].map(id); // 12 and 80: only the bank has them
+    const where = { file: 'bank.csv', field: 'federated.parties[1].key', recipeFile: 'r.yaml' };
+    const sender = new PsiSender(networkRows);
+    const bankKey = new PsiKey();
+    const first = sender.first(); // network -> bank (with sender.idIndex, sealed)
+    const second = psiAnswer(bankKey, bankIds, where); // bank -> network
+    const third = sender.third(second, 'bank'); // network -> bank, sealed
+    const rows = psiRows(bankKey.reblind(first, 'test'), third, sender.idIndex);
+    expect(Array.from(rows.rowOf)).to.deep.equal([4, 0, 4, 1, -1, 0, -1]);
+    expect(alignment(rows, bankIds.length, where)).to.include({ matched: 5, maxMultiplicity: 2 });
+
+    const points = (b: Uint8Array) => Array.from({ length: b.length / 32 }, (_, i) => Buffer.from(b.subarray(i * 32, i * 32 + 32)).toString('hex'));
+    const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
+    const one = (key: PsiKey, g: string) => points(key.blindIds([g]))[0];
+    // sizes only: one point per distinct network ID (no multiplicities), one per bank row
+    expect([first, second, third].map((m) => points(m).length)).to.deep.equal([5, 5, 5]);
+    expect(new Set([first, second, third].flatMap(points)).size, 'no point repeats across the messages').to.equal(15);
+    const plain = Buffer.concat([first, second, third]).toString('latin1');
+    for (const g of space) expect(plain.includes(g), g).to.equal(false);
+
+    // the network receives only message 2: with its scalar a, no guessed ID matches any of its points
+    const received = new Set(points(second));
+    expect(space.filter((g) => received.has(hex(hashId(g))) || received.has(one(sender.key, g)))).to.deep.equal([]);
+    // the bank, with its scalar b, recognizes in messages 1 and 3 exactly the intersection
+    const firstSet = new Set(points(first));
+    const thirdSet = new Set(points(third));
+    const reblinded = new Set(points(bankKey.reblind(first, 'test')));
+    expect(space.filter((g) => firstSet.has(hex(hashId(g))) || firstSet.has(one(bankKey, g)) || thirdSet.has(hex(hashId(g))) || thirdSet.has(one(bankKey, g)))).to.deep.equal([]);
+    expect(points(third).filter((p) => reblinded.has(p))).to.have.length(3); // 3, 7, 11
+
+    // fresh scalars per run: nobody can link one run's points to the next run's
+    expect(points(new PsiSender(networkRows).first()).filter((p) => firstSet.has(p))).to.deep.equal([]);
+
+    expect(() => alignment({ rowOf: Int32Array.of(-1, -1, -1), idIndex: Int32Array.of(0, 1, 2) }, 2, where)).to.throw(HepolyError, /bank\.csv \(federated\.parties\[1\]\.key in r\.yaml\): none of its 2 IDs match the label holder's 3 rows/);
+    expect(() => psiAnswer(bankKey, [id(1), id(2), id(1)], where)).to.throw(HepolyError, /ID "ACC0001" appears twice \(rows 2 and 4\)/);
+  });
+
+  it("under DP a bank releases each ID's columns once: the same noised row for every row naming it, noise alone for an ID it lacks", () => {
+    // bank rows (accounts): 3, two columns; label-holder rows name IDs 0, 1, 0, 2, 3 (the bank lacks ID 2)
+    const local = {
+      party: { name: 'bank', path: 'bank.csv', key: 'account' },
+      index: 1,
+      table: { file: 'bank.csv', columns: ['account', 'f', 'g'], rows: [['A'], ['B'], ['C']] },
+      features: ['f', 'g'],
+      keyCol: 0,
+      x: Float32Array.of(1, 0, 0, 5, -1, 2),
+    } as unknown as Parameters<typeof releaseColumns>[0];
+    const align = { rowOf: Int32Array.of(2, 0, 2, -1, 1), idIndex: Int32Array.of(0, 1, 0, 2, 3), matched: 4, maxMultiplicity: 2 };
+    const plain = releaseColumns(local, align, undefined, () => undefined);
+    expect(Array.from(plain.x.subarray(6, 8))).to.deep.equal([0, 0]); // no DP: zeros where the bank lacks the ID
+    const dp = releaseColumns(local, align, { epsilon: 8, delta: 1e-5, clip: 1 }, () => undefined);
+    expect(dp.epsilon!).to.be.at.most(8).and.above(7.9);
+    expect(Array.from(dp.x.subarray(0, 2))).to.deep.equal(Array.from(dp.x.subarray(4, 6))); // one release per ID
+    expect(Array.from(dp.x.subarray(6, 8))).to.not.deep.equal([0, 0]); // the missing ID gets noise
+    for (let r = 0; r < 5; r++) expect(Math.hypot(dp.x[2 * r], dp.x[2 * r + 1])).to.be.at.most(X_MAX + 1e-9);
+    // the noise is N(0, (sigma X_MAX)^2) per column: measured on 2000 IDs the bank lacks (small enough not to clip)
+    const many = { rowOf: new Int32Array(2000).fill(-1), idIndex: Int32Array.from({ length: 2000 }, (_, i) => i), matched: 0, maxMultiplicity: 0 };
+    const r = releaseColumns(local, many, { epsilon: 300, delta: 1e-5, clip: 1 }, () => undefined);
+    const std = Math.sqrt(r.x.reduce((a, v) => a + v * v, 0) / r.x.length);
+    expect(std / (r.sigma! * X_MAX)).to.be.within(0.93, 1.07);
   });
 });
 
@@ -93,6 +150,19 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
       ...['bank-a', 'bank-b'].flatMap((b) => ['closed', 'suspended', 'name_mismatch', 'kyc_risk', 'age_days'].map((f) => `${b}.${f}`)),
     ]);
     expect(ckpt.weights.get('dense1/kernel')!.shape).to.deep.equal([14, 4]);
+  });
+
+  it('eval and he-validate refuse the vertical checkpoint with a message naming the parties and where its figures are', async () => {
+    const dir = join(tmp.path, 'ckpt');
+    const message = /ckpt: a vertical federated checkpoint .*columns of several parties \(the label holder: 4, bank-a: 5, bank-b: 5\).*eval cannot read a held-out split.*hepoly federate --json.*metrics\.csv/;
+    await evaluate(dir).then(
+      () => expect.fail('eval ran on a vertical checkpoint'),
+      (e: Error) => expect(e).to.be.instanceOf(HepolyError).with.property('message').that.matches(message),
+    );
+    await heValidate(dir).then(
+      () => expect.fail('he-validate ran on a vertical checkpoint'),
+      (e: Error) => expect(e.message).to.match(/a vertical federated checkpoint .*he-validate cannot read a held-out split/),
+    );
   });
 
   it("the coordinator relayed the label holder's ciphertexts and public keys, never its secret key", async function () {

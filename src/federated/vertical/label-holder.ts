@@ -10,37 +10,101 @@ import { learningRate } from '../../train/schedule.js';
 import type { WeightMap } from '../../models/graph.js';
 import { calibrateSigma, privacySpent } from '../accountant.js';
 import { sumContext, type Session } from '../session.js';
-import { readSum } from '../secure-sum.js';
+import { readSum, type SecureSumContext } from '../secure-sum.js';
 import { SecureRandom } from '../secure-random.js';
 import { averagePrecision, classProbability } from '../metrics.js';
 import { bytesF64, f64Bytes } from '../wire.js';
 import type { PartyResult, PartyRunOptions } from '../horizontal/party.js';
 import { blockSize, GradientKeyHolder } from './he-gradient.js';
-import { idToken } from './psi.js';
+import { PsiSender } from './psi.js';
+import { VERTICAL_BACKEND } from './checkpoint-guard.js';
 import { clipRows, TopModel } from './split-model.js';
 import { batches, chunks, gather, standardize, X_MAX, type LocalColumns, type Plan } from './common.js';
 
 /** The label holder (the payment network) of a vertical run: see vertical/party.ts for the protocol. */
 
+/** What the label holder's steps share. */
+interface HolderRun {
+  session: Session;
+  banks: Session['peers'];
+  bankNames: string[];
+  bankFeatures: number[];
+  ctx: SecureSumContext;
+  timeout: { seconds: number };
+  plan: Plan;
+  y: Int32Array;
+  /** its own columns, standardized */
+  own: ReturnType<typeof standardize>;
+  top: TopModel;
+  keys: GradientKeyHolder | null;
+  batch: number;
+  /** std of the noise on each released weight gradient (0 without DP) */
+  noise: number;
+  random: SecureRandom;
+}
+
 export async function labelHolder(opts: PartyRunOptions, session: Session, local: LocalColumns): Promise<PartyResult> {
+  const fed = opts.recipe.federated!;
+  const log = opts.log ?? (() => undefined);
+  const { run, graph, init, names } = await prepare(opts, session, local);
+  const sigmaG = fed.dp ? calibrateSigma(fed.dp, 1, fed.rounds) : 0;
+  run.noise = fed.dp ? sigmaG * X_MAX * fed.dp.clip : 0;
+  if (fed.dp) log(`dp (labels, towards the banks): noise multiplier ${sigmaG.toFixed(3)} on each released gradient, ${fed.rounds} epochs`);
+  const metrics: MetricsRow[] = [];
+  const roundSeconds: number[] = [];
+  let valZ: Float64Array = new Float64Array(0);
+  for (let e = 1; e <= fed.rounds; e++) {
+    const lr = learningRate({ ...opts.recipe.train, epochs: fed.rounds }, e - 1);
+    const t0 = performance.now();
+    const loss = await trainEpoch(run, e, lr, fed.dp?.clip ?? null);
+    roundSeconds.push((performance.now() - t0) / 1000);
+    const val = await infer(run, run.plan.validation, `val:${e}`);
+    valZ = val.z;
+    metrics.push({ epoch: e, loss, accuracy: NaN, val_loss: val.loss, val_accuracy: val.accuracy, lr, samples_per_s: run.plan.train.length / roundSeconds[e - 1], seconds: roundSeconds[e - 1], val_auprc: val.auprc });
+    log(`epoch ${e}/${fed.rounds}: loss ${loss.toFixed(4)} val_accuracy ${val.accuracy.toFixed(4)} val_auprc ${val.auprc.toFixed(4)} (${roundSeconds[e - 1].toFixed(2)} s)`);
+  }
+  const test = await infer(run, run.plan.test, 'test');
+  const finals = await Promise.all(run.banks.map((b) => session.client.poll('/mailbox', { tag: 'vfl-final' + ':' + b.name }, { ...run.timeout, what: `the final bottom layer of ${b.name}` })));
+  const checkpoint = resolve(opts.outDir ?? `checkpoints/${opts.recipe.name}`);
+  const bankParts = finals.map((m, i) => ({ name: run.banks[i].name, features: run.banks[i].meta.features as string[], w: bytesF64(m.blobs[0]), mean: Array.from(bytesF64(m.blobs[1])), std: Array.from(bytesF64(m.blobs[2])) }));
+  writeVerticalCheckpoint(checkpoint, opts.recipe, graph, init, run.top, bankParts, { features: local.features, mean: run.own.mean, std: run.own.std, labels: names, metrics, valZ });
+  const bankEps = finals.map((m) => m.header.epsilon as number | null).filter((v): v is number => v !== null);
+  const labelEps = fed.dp ? privacySpent(1, sigmaG, fed.rounds, fed.dp.delta).epsilon : null;
+  const last = metrics[metrics.length - 1];
+  return {
+    party: session.me,
+    checkpoint,
+    partition: 'vertical',
+    parties: session.peers.length,
+    rounds: fed.rounds,
+    val_accuracy: last.val_accuracy,
+    test_accuracy: test.accuracy,
+    auprc: test.auprc,
+    val_auprc: last.val_auprc,
+    epsilon: fed.dp ? Math.max(labelEps!, ...bankEps) : null,
+    epsilon_labels: labelEps,
+    epsilon_features: bankEps.length ? Math.max(...bankEps) : null,
+    delta: fed.dp?.delta ?? null,
+    sigma: fed.dp ? sigmaG : null,
+    bytes_sent: 0,
+    bytes_received: 0,
+    seconds: 0,
+    round_seconds: roundSeconds,
+  };
+}
+
+/** The run's rows and plan, the gradient keys, the setup and PSI with every bank, the initial top model. */
+async function prepare(opts: PartyRunOptions, session: Session, local: LocalColumns) {
   const { recipe, recipeFile } = opts;
   const fed = recipe.federated!;
-  const log = opts.log ?? (() => undefined);
-  const model = recipe.model as Extract<Recipe['model'], { kind: 'mlp' }>;
-  const h = model.hidden[0];
+  const h = (recipe.model as Extract<Recipe['model'], { kind: 'mlp' }>).hidden[0];
   const banks = session.peers.filter((p) => p.name !== session.me);
-  const bankNames = banks.map((b) => b.name);
   const bankFeatures = banks.map((b) => (b.meta.features as string[]).length);
-  const ctx = sumContext(session, null, fed.secure_aggregation);
   const timeout = { seconds: fed.round_timeout };
-
   const { plan, y, names } = splitRows(recipe, local, h, bankFeatures);
   const fl = local.features.length;
-  const own = standardize(local.x, plan.train, fl);
-
-  const holder = fed.aggregation === 'he' ? await GradientKeyHolder.create(bankFeatures.map((f) => blockSize(f, h))) : null;
-  await sendSetup(session, banks, plan, local, holder);
-
+  const keys = fed.aggregation === 'he' ? await GradientKeyHolder.create(bankFeatures.map((f) => blockSize(f, h))) : null;
+  await sendSetup(session, banks, plan, local, keys, timeout);
   const graph = buildGraph(recipe.model, [plan.totalFeatures], plan.classes, recipeFile);
   const init = initWeights(graph, recipe.seed);
   const top = new TopModel(fl, h, plan.classes, {
@@ -50,82 +114,55 @@ export async function labelHolder(opts: PartyRunOptions, session: Session, local
     v: init.get('logits/kernel')!.data,
     c: init.get('logits/bias')!.data,
   });
-  const dp = fed.dp;
-  const sigmaG = dp ? calibrateSigma(dp, 1, fed.rounds) : 0;
-  if (dp) log(`dp (labels, towards the banks): noise multiplier ${sigmaG.toFixed(3)} on each released gradient, ${fed.rounds} epochs`);
-  const random = new SecureRandom();
-  const metrics: MetricsRow[] = [];
-  const roundSeconds: number[] = [];
-  const B = recipe.train.batch;
-  let lastZ: Float64Array = new Float64Array(0);
-
-  const infer = async (rows: Int32Array, tag: string) => {
-    const logits = new Float64Array(rows.length * plan.classes);
-    const zs: Float64Array[] = [];
-    let off = 0;
-    for (const [k, c] of chunks(rows, B).entries()) {
-      const s = await readSum(ctx, `${tag}:${k}`, c.length * h, { members: bankNames, audience: [session.me] });
-      const f = top.forward(gather(own.out, fl, c), s, c.length);
-      logits.set(f.logits, off * plan.classes);
-      zs.push(f.z);
-      off += c.length;
-    }
-    lastZ = Float64Array.from(zs.flatMap((z) => Array.from(z)));
-    return scoreLogits(logits, Int32Array.from(rows, (i) => y[i]), plan.classes);
+  const run: HolderRun = {
+    session,
+    banks,
+    bankNames: banks.map((b) => b.name),
+    bankFeatures,
+    ctx: sumContext(session, null, fed.secure_aggregation),
+    timeout,
+    plan,
+    y,
+    own: standardize(local.x, plan.train, fl),
+    top,
+    keys,
+    batch: recipe.train.batch,
+    noise: 0,
+    random: new SecureRandom(),
   };
+  return { run, graph, init, names };
+}
 
-  for (let e = 1; e <= fed.rounds; e++) {
-    const t0 = performance.now();
-    const lr = learningRate({ ...recipe.train, epochs: fed.rounds }, e - 1);
-    let lossSum = 0;
-    for (const [s, rows] of batches(plan, e, B).entries()) {
-      const n = rows.length;
-      const S = await readSum(ctx, `emb:${e}:${s}`, n * h, { members: bankNames, audience: [session.me] });
-      const { loss, cut } = top.step(gather(own.out, fl, rows), S, Int32Array.from(rows, (i) => y[i]), n, lr);
-      lossSum += loss * n;
-      if (dp) clipRows(cut, n, h, dp.clip);
-      const noise = dp ? sigmaG * X_MAX * dp.clip : 0;
-      await Promise.all(banks.map((b, bi) => returnGradient(session, b.name, `${e}:${s}`, cut, n, h, bankFeatures[bi], holder, noise, random, timeout)));
-    }
-    roundSeconds.push((performance.now() - t0) / 1000);
-    const val = await infer(plan.validation, `val:${e}`);
-    metrics.push({ epoch: e, loss: lossSum / plan.train.length, accuracy: NaN, val_loss: val.loss, val_accuracy: val.accuracy, lr, samples_per_s: plan.train.length / roundSeconds[e - 1], seconds: roundSeconds[e - 1], val_auprc: val.auprc });
-    log(`epoch ${e}/${fed.rounds}: loss ${(lossSum / plan.train.length).toFixed(4)} val_accuracy ${val.accuracy.toFixed(4)} val_auprc ${val.auprc.toFixed(4)} (${roundSeconds[e - 1].toFixed(2)} s)`);
+/** One epoch over the training rows: the banks' summed outputs in, a top step, each bank's gradient out. Returns the mean loss. */
+async function trainEpoch(run: HolderRun, e: number, lr: number, clip: number | null): Promise<number> {
+  const { top, own, plan, y } = run;
+  const h = top.hidden;
+  let lossSum = 0;
+  for (const [s, rows] of batches(plan, e, run.batch).entries()) {
+    const n = rows.length;
+    const S = await readSum(run.ctx, `emb:${e}:${s}`, n * h, { members: run.bankNames, audience: [run.session.me] });
+    const { loss, cut } = top.step(gather(own.out, top.features, rows), S, Int32Array.from(rows, (i) => y[i]), n, lr);
+    lossSum += loss * n;
+    if (clip !== null) clipRows(cut, n, h, clip);
+    await Promise.all(run.banks.map((b, bi) => returnGradient(run, b.name, `${e}:${s}`, cut, n, run.bankFeatures[bi])));
   }
-  const valZ = lastZ;
-  const test = await infer(plan.test, 'test');
-  const finals = await Promise.all(banks.map((b) => session.client.poll('/mailbox', { tag: 'vfl-final' + ':' + b.name }, { ...timeout, what: `the final bottom layer of ${b.name}` })));
-  const checkpoint = resolve(opts.outDir ?? `checkpoints/${recipe.name}`);
-  writeVerticalCheckpoint(checkpoint, recipe, graph, init, top, finals.map((m, i) => ({ name: banks[i].name, features: banks[i].meta.features as string[], w: bytesF64(m.blobs[0]), mean: Array.from(bytesF64(m.blobs[1])), std: Array.from(bytesF64(m.blobs[2])) })), {
-    features: local.features,
-    mean: own.mean,
-    std: own.std,
-    labels: names,
-    metrics,
-    valZ,
-  });
-  const bankEps = finals.map((m) => m.header.epsilon as number | null).filter((v): v is number => v !== null);
-  const labelEps = dp ? privacySpent(1, sigmaG, fed.rounds, dp.delta).epsilon : null;
-  return {
-    party: session.me,
-    checkpoint,
-    partition: 'vertical',
-    parties: session.peers.length,
-    rounds: fed.rounds,
-    val_accuracy: metrics[metrics.length - 1].val_accuracy,
-    test_accuracy: test.accuracy,
-    auprc: test.auprc,
-    val_auprc: metrics[metrics.length - 1].val_auprc,
-    epsilon: dp ? Math.max(labelEps!, ...bankEps) : null,
-    epsilon_labels: labelEps,
-    epsilon_features: bankEps.length ? Math.max(...bankEps) : null,
-    delta: dp?.delta ?? null,
-    sigma: dp ? sigmaG : null,
-    bytes_sent: 0,
-    bytes_received: 0,
-    seconds: 0,
-    round_seconds: roundSeconds,
-  };
+  return lossSum / plan.train.length;
+}
+
+/** Cross-party inference on some rows (validation, test): the banks' summed outputs and the top model. */
+async function infer(run: HolderRun, rows: Int32Array, tag: string): Promise<{ accuracy: number; loss: number; auprc: number; z: Float64Array }> {
+  const { top, own, plan } = run;
+  const logits = new Float64Array(rows.length * plan.classes);
+  const z = new Float64Array(rows.length * top.hidden);
+  let off = 0;
+  for (const [k, c] of chunks(rows, run.batch).entries()) {
+    const s = await readSum(run.ctx, `${tag}:${k}`, c.length * top.hidden, { members: run.bankNames, audience: [run.session.me] });
+    const f = top.forward(gather(own.out, top.features, c), s, c.length);
+    logits.set(f.logits, off * plan.classes);
+    z.set(f.z, off * top.hidden);
+    off += c.length;
+  }
+  return { ...scoreLogits(logits, Int32Array.from(rows, (i) => run.y[i]), plan.classes), z };
 }
 
 /** The label holder's rows: training, validation and test (half each of the held-out fraction), and the run's plan. */
@@ -148,39 +185,36 @@ function splitRows(recipe: Recipe, local: LocalColumns, h: number, bankFeatures:
   return { plan, y, names };
 }
 
-/** ID alignment and keys for every bank: the salt sealed per bank; the tokens, plan and public keys in the clear. */
-async function sendSetup(session: Session, banks: Session['peers'], plan: Plan, local: LocalColumns, holder: GradientKeyHolder | null): Promise<void> {
-  const salt = randomBytes(32);
-  const tokens = local.table.rows.map((r) => idToken(salt, r[local.keyCol]));
+/**
+ * Keys and ID alignment for every bank (psi.ts): the plan, the PSI's first message (the same
+ * blinded IDs for every bank) and, sealed per bank, each row's ID position and the PSI's third
+ * message; the label holder learns each bank's size, not which of its rows matched.
+ */
+async function sendSetup(session: Session, banks: Session['peers'], plan: Plan, local: LocalColumns, keys: GradientKeyHolder | null, timeout: { seconds: number }): Promise<void> {
+  const psi = new PsiSender(local.table.rows.map((r) => r[local.keyCol]));
+  const first = psi.first();
   const header = { ...plan, train: Array.from(plan.train), validation: Array.from(plan.validation), test: Array.from(plan.test) };
   for (const b of banks) {
-    const blobs = [session.identity.seal(b.publicKey, 'vfl-salt', salt), new TextEncoder().encode(tokens.join('\n'))];
-    if (holder) blobs.push(holder.publicKey, holder.galoisKeys);
-    await session.client.post('/mail', { to: b.name, tag: 'vfl-setup', plan: header }, blobs);
+    const blobs = [first, session.identity.seal(b.publicKey, 'vfl-psi-rows', new Uint8Array(psi.idIndex.buffer))];
+    await session.client.post('/mail', { to: b.name, tag: 'vfl-setup', plan: header }, keys ? [...blobs, keys.publicKey, keys.galoisKeys] : blobs);
+  }
+  for (const b of banks) {
+    const answer = await session.client.poll('/mailbox', { tag: `psi:${b.name}` }, { ...timeout, what: `the PSI answer of ${b.name}` });
+    await session.client.post('/mail', { to: b.name, tag: 'psi-3' }, [session.identity.seal(b.publicKey, 'vfl-psi-3', psi.third(answer.blobs[0], b.name))]);
   }
 }
 
 /**
  * The backward pass towards one bank: Enc(dZ) out, Enc(X_b^T dZ + R) back, decrypted and
- * noised (std `noise`) gradient slots out (plain aggregation: dZ and X_b^T dZ in the clear).
+ * noised (std run.noise) gradient slots out (plain aggregation: dZ and X_b^T dZ in the clear).
  */
-async function returnGradient(
-  session: Session,
-  bank: string,
-  tag: string,
-  cut: Float64Array,
-  rows: number,
-  h: number,
-  features: number,
-  holder: GradientKeyHolder | null,
-  noise: number,
-  random: SecureRandom,
-  timeout: { seconds: number },
-): Promise<void> {
-  await session.client.post('/mail', { to: bank, tag: `grad:${tag}` }, holder ? holder.encryptCutGradient(cut, rows, h, features) : [f64Bytes(cut)]);
-  const m = await session.client.poll('/mailbox', { tag: `gradm:${bank}:${tag}` }, { ...timeout, what: `the masked gradient of ${bank}` });
-  const g = holder ? holder.decryptMasked(m.blobs[0], features * h) : bytesF64(m.blobs[0]);
-  if (noise) for (let i = 0; i < g.length; i++) g[i] += noise * random.normal();
+async function returnGradient(run: HolderRun, bank: string, tag: string, cut: Float64Array, rows: number, features: number): Promise<void> {
+  const { session, keys } = run;
+  const h = run.top.hidden;
+  await session.client.post('/mail', { to: bank, tag: `grad:${tag}` }, keys ? keys.encryptCutGradient(cut, rows, h, features) : [f64Bytes(cut)]);
+  const m = await session.client.poll('/mailbox', { tag: `gradm:${bank}:${tag}` }, { ...run.timeout, what: `the masked gradient of ${bank}` });
+  const g = keys ? keys.decryptMasked(m.blobs[0], features * h) : bytesF64(m.blobs[0]);
+  if (run.noise) for (let i = 0; i < g.length; i++) g[i] += run.noise * run.random.normal();
   await session.client.post('/mail', { to: bank, tag: `gradr:${tag}` }, [f64Bytes(g)]);
 }
 
@@ -245,7 +279,7 @@ function writeVerticalCheckpoint(
     },
     ranges,
     metrics: own.metrics,
-    state: { epochs_done: own.metrics.length, complete: true, backend: 'federated-vertical', seed: recipe.seed },
+    state: { epochs_done: own.metrics.length, complete: true, backend: VERTICAL_BACKEND, seed: recipe.seed },
     optimizer: null,
     summary: { ...summarize(graph, ranges), train_accuracy: null, val_accuracy: last?.val_accuracy ?? null, test_accuracy: null, federated: 'vertical' },
   });

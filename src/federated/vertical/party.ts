@@ -9,8 +9,10 @@ import { bank } from './bank.js';
 /**
  * Vertical federated training (PV4FAD's setting): the label holder (the payment network) holds
  * the labels, its own columns and the CKKS secret key; each bank holds columns of the same
- * rows, matched by ID (psi.ts). Per batch: every bank sends its bottom output X_b W_b, clipped
- * and noised, pairwise-masked among the banks, so the label holder reads only their sum; the
+ * rows, matched by ID through ECDH-PSI (psi.ts). Under DP each bank noises its columns once per
+ * ID (bank.ts, releaseColumns) and the rest of the run is post-processing of that release. Per
+ * batch: every bank sends its bottom output X_b W_b, pairwise-masked among the banks, so the
+ * label holder reads only their sum; the
  * label holder runs the top model and returns the gradient at the cut encrypted, the bank turns
  * it into its masked weight gradient under HE (he-gradient.ts), the label holder decrypts and
  * noises that, the bank unmasks it. Inference (validation, test) runs the same forward path.
