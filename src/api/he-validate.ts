@@ -4,6 +4,7 @@ import { parseMode, reportJson, validate, type PackingChoice, type ValidationRep
 import { sequenceCheckpoint } from '../he/transformer/cli.js';
 import { parseRefresh } from '../he/transformer/params.js';
 import { sequenceReportJson } from '../he/transformer/report.js';
+import { refuseVerticalCheckpoint } from '../federated/vertical/checkpoint-guard.js';
 import { validateSequence, type SequenceReport } from '../he/transformer/validate.js';
 
 export interface HeValidateOptions {
@@ -66,6 +67,7 @@ export function heValidationJson(v: HeValidation): HeValidateResult {
 }
 
 export async function heValidateReport(checkpoint: string, o: HeValidateOptions): Promise<HeValidation> {
+  refuseVerticalCheckpoint(checkpoint, 'he-validate');
   const samples = parseSamples(o.samples);
   // transformers (sequence layers) have their own evaluator, src/he/transformer/
   const seq = sequenceCheckpoint(checkpoint);
