@@ -33,6 +33,34 @@ export function refreshCiphertexts(client: RefreshingClient, cts: Uint8Array[]):
  */
 export type RefreshChannel = (label: string, cts: Uint8Array[]) => Promise<Uint8Array[]> | Uint8Array[];
 
+/** One sample's tensors at a segment boundary: each tensor's ciphertexts. */
+export type SegmentTensors = { tensor: number; cts: Uint8Array[] }[];
+
+/**
+ * The client's part at boundary `j` of a cut program, for each sample of a segment's results:
+ * the tensors the next segment starts from, refreshed through `refresh`, counted into
+ * `records[j]` (ciphertexts and bytes each way). HEServer runs it between its own segments;
+ * a queued run (src/queue/) between two segment jobs.
+ */
+export async function refreshSegmentOutputs(p: HeProgram, j: number, outputs: SegmentTensors[], refresh: RefreshChannel, records: RefreshRecord[]): Promise<SegmentTensors[]> {
+  const point = p.refreshes![j];
+  const rec = (records[j] ??= { before: refreshPointName(p, point), tensors: point.tensors.map((t) => p.tensors[t.src].label), ciphertexts: 0, bytesToClient: 0, bytesToServer: 0 });
+  const carry: SegmentTensors[] = [];
+  for (const o of outputs) {
+    const next: SegmentTensors = [];
+    for (const { src, out } of point.tensors) {
+      const sent = o.find((x) => x.tensor === src)!.cts;
+      const back = await refresh(p.tensors[src].label, sent);
+      rec.ciphertexts += sent.length;
+      rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
+      rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
+      next.push({ tensor: out, cts: back });
+    }
+    carry.push(next);
+  }
+  return carry;
+}
+
 /** One refresh point as the report shows it. */
 export interface RefreshRecord {
   /** the step the chain would have overflowed at, named by its graph layers */

@@ -8,7 +8,7 @@ import { type OpCounts, addCounts, zeroCounts } from './backend.js';
 import { channelGroups, planStages, type Stage } from './packing/batch.js';
 import { levelsOf } from './params.js';
 import type { FromWorker, Packing, Ref, TensorRefs, ToWorker, WorkerInit } from './protocol.js';
-import { type RefreshChannel, type RefreshRecord, programSegments, refreshPointName } from './refresh.js';
+import { type RefreshChannel, type RefreshRecord, type SegmentTensors, programSegments, refreshSegmentOutputs } from './refresh.js';
 
 /**
  * The evaluating party. It receives bytes only (public, relinearization and Galois keys, the
@@ -337,39 +337,42 @@ export class HEServer {
   private async runSegmented(samples: Uint8Array[][], refresh: RefreshChannel): Promise<{ outputs: Uint8Array[][]; ms: number[] }> {
     const p = this.program;
     const segs = programSegments(p);
-    let carry = samples.map((inputs) => [{ tensor: p.input, cts: inputs }]);
+    let carry: SegmentTensors[] = samples.map((inputs) => [{ tensor: p.input, cts: inputs }]);
     const ms = samples.map(() => 0);
     for (let j = 0; j < segs.length; j++) {
-      const seg = segs[j];
-      const results = await this.schedule(
-        carry.map((tensors) => (h: WorkerHandle) => h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors, keep: seg.outputs })),
-        `evaluate segment ${j + 1}/${segs.length}`,
-      );
-      const outs = results.map((r, s) => {
-        if (r.type !== 'segmentDone') throw new Error('internal: unexpected worker reply');
-        ms[s] += r.ms;
-        this.counts = addCounts(this.counts, r.counts);
-        return r.outputs;
-      });
-      if (j === segs.length - 1) return { outputs: outs.map((o) => o[0].cts), ms };
-      const point = p.refreshes![j];
-      const rec = (this.refreshes[j] ??= { before: refreshPointName(p, point), tensors: point.tensors.map((t) => p.tensors[t.src].label), ciphertexts: 0, bytesToClient: 0, bytesToServer: 0 });
-      carry = [];
-      for (const o of outs) {
-        const next: { tensor: number; cts: Uint8Array[] }[] = [];
-        for (const { src, out } of point.tensors) {
-          const sent = o.find((x) => x.tensor === src)!.cts;
-          const back = await refresh(p.tensors[src].label, sent);
-          rec.ciphertexts += sent.length;
-          rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
-          rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
-          next.push({ tensor: out, cts: back });
-        }
-        carry.push(next);
-        reportProgress({ stage: `client refresh ${j + 1}/${segs.length - 1}`, done: carry.length, total: outs.length, unit: 'passes' });
-      }
+      const res = await this.evaluateSegment(j, carry);
+      res.ms.forEach((t, s) => (ms[s] += t));
+      if (j === segs.length - 1) return { outputs: res.outputs.map((o) => o[0].cts), ms };
+      carry = await refreshSegmentOutputs(p, j, res.outputs, refresh, this.refreshes);
+      reportProgress({ stage: `client refresh ${j + 1}/${segs.length - 1}`, done: carry.length, total: res.outputs.length, unit: 'passes' });
     }
     throw new Error('internal: a program has at least one segment');
+  }
+
+  /**
+   * Segment `j` of a program cut for --refresh client, for many samples: each sample's
+   * segment inputs (fresh or refreshed tensors) on one worker; per sample, the tensors the
+   * next segment needs refreshed (the program output after the last segment). runSegmented
+   * runs every segment with the client in between; a queue worker (src/queue/) runs one
+   * segment per job, the client refreshing between jobs.
+   */
+  async evaluateSegment(j: number, carry: SegmentTensors[]): Promise<{ outputs: SegmentTensors[]; ms: number[] }> {
+    if (this.packing !== 'sample') throw new Error('server was started for batch packing');
+    const segs = programSegments(this.program);
+    const seg = segs[j];
+    if (!seg) throw new Error(`internal: segment ${j} of a program with ${segs.length}`);
+    const results = await this.schedule(
+      carry.map((tensors) => (h: WorkerHandle) => h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors, keep: seg.outputs })),
+      `evaluate segment ${j + 1}/${segs.length}`,
+    );
+    const ms: number[] = [];
+    const outputs = results.map((r) => {
+      if (r.type !== 'segmentDone') throw new Error('internal: unexpected worker reply');
+      ms.push(r.ms);
+      this.counts = addCounts(this.counts, r.counts);
+      return r.outputs;
+    });
+    return { outputs, ms };
   }
 
   /** With `ServerOptions.tap`: resolves once every message posted so far has reached the tap. */

@@ -3,6 +3,7 @@ import { decodeProgram, encodeProgram } from '../deploy/program-codec.js';
 import type { PublicBundle } from '../he/client.js';
 import type { HeParams } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
+import type { SegmentTensors } from '../he/refresh.js';
 
 /**
  * What a queue worker evaluates with, as bytes: the server artifact (CKKS parameters, the
@@ -10,8 +11,11 @@ import type { HeProgram } from '../he/program.js';
  * Galois). Both are public; the secret key has no place in either format.
  */
 
-/** bumped when either layout changes: a worker refuses jobs of another format */
-export const QUEUE_FORMAT = 1;
+/**
+ * bumped when a layout changes: a worker refuses jobs of another format (2: segment jobs of
+ * programs cut for client refreshes, their shards framed per tensor)
+ */
+export const QUEUE_FORMAT = 2;
 
 export interface ServerArtifact {
   params: HeParams;
@@ -58,4 +62,25 @@ export function decodeShard<M>(bytes: Uint8Array, what: string): { meta: M; samp
     at += c;
   }
   return { meta, samples };
+}
+
+/**
+ * A shard at a segment boundary of a program cut for client refreshes: per sample, each
+ * tensor's ciphertexts (a segment may start from several refreshed tensors, e.g. a residual
+ * source beside the main path). The tensor ids and counts go in the JSON part.
+ */
+export function encodeTensorShard(meta: object, samples: SegmentTensors[]): Uint8Array {
+  const layout = samples.map((s) => s.map((t) => [t.tensor, t.cts.length]));
+  return encodeShard({ meta, layout }, samples.map((s) => s.flatMap((t) => t.cts)));
+}
+
+export function decodeTensorShard<M>(bytes: Uint8Array, what: string): { meta: M; samples: SegmentTensors[] } {
+  const { meta, samples } = decodeShard<{ meta: M; layout: [number, number][][] }>(bytes, what);
+  return {
+    meta: meta.meta,
+    samples: samples.map((cts, s) => {
+      let at = 0;
+      return meta.layout[s].map(([tensor, count]) => ({ tensor, cts: cts.slice(at, (at += count)) }));
+    }),
+  };
 }

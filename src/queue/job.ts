@@ -8,6 +8,8 @@ export const ShardJobSchema = z.object({
   session: z.string(),
   shard: z.number().int().min(0),
   samples: z.number().int().min(1),
+  /** a program cut for client refreshes: which segment this job runs (the client refreshes between two) */
+  segment: z.number().int().min(0).optional(),
   artifact: z.string().length(64),
   keys: z.string().length(64),
   versions: z.object({ hepoly: z.string(), node_seal: z.string(), queue_format: z.number().int() }),
@@ -36,6 +38,16 @@ export function checkRunId(runId: string | undefined): void {
 }
 
 /** BullMQ job ids may not contain ':'; run ids are checked against RUN_ID_PATTERN. */
-export function shardJobId(run: string, session: string, shard: number): string {
-  return `${run}.${session}.${shard}`;
+export function shardJobId(run: string, session: string, shard: number, segment = 0): string {
+  return `${run}.${session}.${shardTag(shard, segment)}`;
+}
+
+/** How a (shard, segment) is named in keys, job ids and the done list: `K`, or `K.J` past segment 0. */
+export function shardTag(shard: number, segment = 0): string {
+  return segment ? `${shard}.${segment}` : String(shard);
+}
+
+export function parseShardTag(tag: string): { shard: number; segment: number } {
+  const [shard, segment = '0'] = tag.split('.');
+  return { shard: Number(shard), segment: Number(segment) };
 }

@@ -1,26 +1,28 @@
 import { randomBytes } from 'node:crypto';
-import { FlowProducer, Job, Queue } from 'bullmq';
+import { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { type OpCounts, addCounts, zeroCounts } from '../he/backend.js';
 import type { PublicBundle } from '../he/client.js';
 import type { HeProgram } from '../he/program.js';
-import type { RefreshRecord } from '../he/refresh.js';
+import { type RefreshChannel, type RefreshRecord, type SegmentTensors, programSegments, refreshSegmentOutputs } from '../he/refresh.js';
 import { HepolyError } from '../util/errors.js';
 import { reportProgress } from '../util/progress-event.js';
-import { decodeShard, encodeArtifact, encodeEvaluationKeys, encodeShard } from './artifact.js';
+import { decodeShard, decodeTensorShard, encodeArtifact, encodeShard, encodeTensorShard } from './artifact.js';
+import { ShardChannel } from './channel.js';
 import { connectRedis, redactUrl, RUN_QUEUE, SHARD_QUEUE } from './connection.js';
-import { checkRunId, type ShardJob, type ShardResultMeta, shardJobId } from './job.js';
+import { checkRunId, type ShardResultMeta } from './job.js';
 import { RunState } from './run-state.js';
-import { keys, putBlob, RUN_TTL_S, sha256 } from './store.js';
+import { keys, RUN_TTL_S, sha256 } from './store.js';
 import type { TokenClient } from './token-client.js';
-import { queueVersions } from './versions.js';
 import { type JobTiming, type QueueStats, summarizeTimings } from './stats.js';
 
 /**
  * The "server" of a queued he-validate, on the client's machine: the same face as HEServer
  * for sample packing, but each shard of samples becomes a BullMQ job (children of one parent
  * per run) that some `hepoly worker` evaluates. The client's secret key stays in `client`;
- * only the artifact, the evaluation keys and ciphertexts are written to Redis.
+ * only the artifact, the evaluation keys and ciphertexts are written to Redis. A program cut
+ * for --refresh client runs as one job per shard and segment: each segment's results come
+ * back here, are refreshed (decrypted and encrypted again) and go out as the shard's next job.
  */
 
 export interface QueueOptions {
@@ -42,25 +44,28 @@ const DEFAULT_SHARD_SIZE = 4;
 export class QueueServer {
   counts: OpCounts = zeroCounts();
   prepareMs = 0;
+  /** per refresh point, summed over every sample that crossed it (a cut program) */
   readonly refreshes: RefreshRecord[] = [];
   readonly workerHeapBytes = 0;
   private timings: JobTiming[] = [];
   private shardsByWorker = new Map<string, number>();
   private resumed = 0;
+  private computed = 0;
+  /** segment results that came back to the client to be refreshed and sent on as a new job */
+  private roundTrips = 0;
   private shardCount = 0;
-  private readonly shardQueue: Queue;
   private flowRoot: string | null = null;
+  private readonly segments: number;
 
   private constructor(
-    private readonly redis: Redis,
+    private readonly channel: ShardChannel,
     private readonly client: TokenClient,
+    private readonly program: HeProgram,
     private readonly opts: QueueOptions & { shardSize: number; runId: string },
-    private readonly session: string,
-    private readonly artifactHash: string,
-    private readonly keysHash: string,
+    private readonly hashes: { artifact: string; keys: string },
     private readonly state: RunState,
   ) {
-    this.shardQueue = new Queue(SHARD_QUEUE, { connection: redis });
+    this.segments = programSegments(program).length;
   }
 
   static async start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate', client: TokenClient, o: QueueOptions): Promise<QueueServer> {
@@ -69,12 +74,13 @@ export class QueueServer {
     checkRunId(o.runId);
     const t = performance.now();
     const redis = await connectRedis(o.url);
-    const artifact = encodeArtifact({ params: bundle.params, program, mode });
-    const state = RunState.open(o.runId ? (o.runDir ?? `.hepoly-runs/${o.runId}`) : null, sha256(new TextEncoder().encode(`${sha256(artifact)}|${shardSize}|${mode}`)), o.runId ?? '');
-    const artifactHash = await putBlob(redis, artifact);
-    const keysHash = await putBlob(redis, encodeEvaluationKeys(bundle));
+    const artifact = { params: bundle.params, program, mode };
+    const settings = sha256(new TextEncoder().encode(`${sha256(encodeArtifact(artifact))}|${shardSize}|${mode}`));
+    const state = RunState.open(o.runId ? (o.runDir ?? `.hepoly-runs/${o.runId}`) : null, settings, o.runId ?? '');
+    const hashes = await ShardChannel.upload(redis, artifact, bundle);
     const runId = o.runId ?? `run-${randomBytes(6).toString('hex')}`;
-    const server = new QueueServer(redis, client, { ...o, shardSize, runId }, randomBytes(4).toString('hex'), artifactHash, keysHash, state);
+    const channel = new ShardChannel(redis, runId, randomBytes(4).toString('hex'), o.attempts ?? 3);
+    const server = new QueueServer(channel, client, program, { ...o, shardSize, runId }, hashes, state);
     server.prepareMs = performance.now() - t;
     return server;
   }
@@ -88,7 +94,8 @@ export class QueueServer {
     throw new Error('internal: a queued run uses sample packing');
   }
 
-  async evaluateSamples(samples: Uint8Array[][], _trace = false, _refresh?: unknown): Promise<{ outputs: Uint8Array[][]; trace: never[][]; ms: number[] }> {
+  async evaluateSamples(samples: Uint8Array[][], _trace = false, refresh?: RefreshChannel): Promise<{ outputs: Uint8Array[][]; trace: never[][]; ms: number[] }> {
+    if (this.segments > 1 && !refresh) throw new Error('internal: a program cut for --refresh client needs a refresh channel to the client');
     const K = this.opts.shardSize;
     this.shardCount = Math.ceil(samples.length / K);
     const outputs: Uint8Array[][] = new Array(samples.length);
@@ -108,28 +115,32 @@ export class QueueServer {
     reportProgress({ stage: 'queue shards', done, total: this.shardCount, unit: 'shards' });
     if (!pending.length) return { outputs, trace: [], ms };
     const enqueuedAt = await this.enqueue(samples, pending);
-    const waiting = new Set(pending);
-    const blocking = this.redis.duplicate();
-    blocking.on('error', () => {});
+    /** each shard still out: the segment its job runs now */
+    const waiting = new Map(pending.map((k) => [k, 0]));
+    const jobQueuedAt = new Map(pending.map((k) => [k, enqueuedAt]));
     try {
       while (waiting.size) {
-        const popped = await blocking.blpop(keys.done(this.opts.runId, this.session), 1);
+        const popped = await this.channel.next(1);
         if (!popped) {
           await this.failIfAnyFailed(waiting);
           continue;
         }
-        const k = Number(popped[1]);
-        if (!waiting.has(k)) continue; // a shard re-run after a stall reports twice
-        const meta = await this.collect(k, outputs, ms);
-        this.timings.push({ worker: meta.worker, enqueuedAt, startedAt: meta.startedAt, storedAt: meta.storedAt, collectedAt: Date.now(), evalMs: meta.ms.reduce((a, b) => a + b, 0), setupMs: meta.setupMs });
+        const { shard: k, segment: j } = popped;
+        if (waiting.get(k) !== j) continue; // a job re-run after a stall reports twice
+        const meta = j < this.segments - 1 ? await this.refreshShard(k, j, refresh!) : await this.collect(k, j, outputs);
+        meta.ms.forEach((t, i) => (ms[k * K + i] += t));
+        this.timings.push({ worker: meta.worker, enqueuedAt: jobQueuedAt.get(k)!, startedAt: meta.startedAt, storedAt: meta.storedAt, collectedAt: Date.now(), evalMs: meta.ms.reduce((a, b) => a + b, 0), setupMs: meta.setupMs });
+        if (j < this.segments - 1) {
+          waiting.set(k, j + 1);
+          jobQueuedAt.set(k, Date.now());
+          continue;
+        }
         waiting.delete(k);
         reportProgress({ stage: 'queue shards', done: ++done, total: this.shardCount, unit: 'shards' });
       }
     } catch (e) {
       if (e instanceof HepolyError) throw e;
       throw this.lostRedis(e, done);
-    } finally {
-      blocking.disconnect();
     }
     return { outputs, trace: [], ms };
   }
@@ -141,56 +152,91 @@ export class QueueServer {
     );
   }
 
+  /** A shard's first job input: its samples' ciphertexts (framed per tensor when the program is cut). */
+  private firstInput(samples: Uint8Array[][]): Uint8Array {
+    return this.segments > 1 ? encodeTensorShard({}, samples.map((cts) => [{ tensor: this.program.input, cts }])) : encodeShard({}, samples);
+  }
+
   /** Inputs first (a job must find them), then one flow: the run's parent and a child per shard. */
   private async enqueue(samples: Uint8Array[][], pending: number[]): Promise<number> {
     const { runId, shardSize: K } = this.opts;
-    const multi = this.redis.multi();
-    for (const k of pending) multi.set(keys.input(runId, this.session, k), Buffer.from(encodeShard({}, samples.slice(k * K, (k + 1) * K))), 'EX', RUN_TTL_S);
+    const multi = this.channel.redis.multi();
+    for (const k of pending) multi.set(keys.input(runId, this.channel.session, k), Buffer.from(this.firstInput(samples.slice(k * K, (k + 1) * K))), 'EX', RUN_TTL_S);
     await multi.exec();
-    const versions = queueVersions();
-    const flow = new FlowProducer({ connection: this.redis });
-    this.flowRoot = `${runId}.${this.session}`;
+    const flow = new FlowProducer({ connection: this.channel.redis });
+    this.flowRoot = `${runId}.${this.channel.session}`;
     const enqueuedAt = Date.now();
     await flow.add({
       name: `run ${runId}`,
       queueName: RUN_QUEUE,
-      data: { run: runId, session: this.session },
+      data: { run: runId, session: this.channel.session },
       opts: { jobId: this.flowRoot },
-      children: pending.map((k) => {
-        const data: ShardJob = { run: runId, session: this.session, shard: k, samples: Math.min(K, samples.length - k * K), artifact: this.artifactHash, keys: this.keysHash, versions };
-        return { name: `shard ${k}`, queueName: SHARD_QUEUE, data, opts: { jobId: shardJobId(runId, this.session, k), attempts: this.opts.attempts ?? 3, backoff: { type: 'fixed', delay: 200 } } };
-      }),
+      children: pending.map((k) => ({
+        name: `shard ${k}`,
+        queueName: SHARD_QUEUE,
+        data: this.channel.jobData(k, 0, Math.min(K, samples.length - k * K), this.hashes),
+        opts: this.channel.jobOptions(k),
+      })),
     });
     await flow.close();
     return enqueuedAt;
   }
 
-  /** Reads, decrypts and records shard k's outputs. */
-  private async collect(k: number, outputs: Uint8Array[][], ms: number[]): Promise<ShardResultMeta> {
-    const raw = await this.redis.getBuffer(keys.output(this.opts.runId, this.session, k));
+  /**
+   * Segment j of shard k came back: the client refreshes the tensors the next segment needs
+   * (one round trip per shard and cut) and queues that segment as the shard's next job.
+   */
+  private async refreshShard(k: number, j: number, refresh: RefreshChannel): Promise<ShardResultMeta> {
+    const { meta, samples } = decodeTensorShard<ShardResultMeta>(await this.resultOf(k, j), `shard ${k} segment ${j} result`);
+    const next = await refreshSegmentOutputs(this.program, j, samples, refresh, this.refreshes);
+    await this.channel.putInput(k, j + 1, encodeTensorShard({}, next));
+    await this.channel.addJob(this.channel.jobData(k, j + 1, samples.length, this.hashes));
+    await this.channel.drop(k, j);
+    this.roundTrips++;
+    this.count(meta);
+    return meta;
+  }
+
+  private async resultOf(k: number, j: number): Promise<Uint8Array> {
+    const raw = await this.channel.output(k, j);
     if (!raw) throw new HepolyError(`queue run ${this.opts.runId}: shard ${k} was reported done but its result is not in Redis`);
-    const { meta, samples } = decodeShard<ShardResultMeta>(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), `shard ${k} result`);
+    return raw;
+  }
+
+  /** Reads, decrypts and records shard k's outputs (its last segment's, for a cut program). */
+  private async collect(k: number, j: number, outputs: Uint8Array[][]): Promise<ShardResultMeta> {
+    const raw = await this.resultOf(k, j);
+    const what = `shard ${k} result`;
+    const { meta, samples } = this.segments > 1 ? this.lastSegment(raw, what) : decodeShard<ShardResultMeta>(raw, what);
     const vectors = samples.map((cts) => cts.map((b) => this.client.inner.decrypt(b)));
     this.state.save(k, { vectors, worker: meta.worker });
-    vectors.forEach((v, i) => {
-      outputs[k * this.opts.shardSize + i] = v.map((x, j) => this.client.token(x, samples[i][j]));
-      ms[k * this.opts.shardSize + i] = meta.ms[i];
-    });
-    this.counts = addCounts(this.counts, meta.counts);
+    vectors.forEach((v, i) => (outputs[k * this.opts.shardSize + i] = v.map((x, c) => this.client.token(x, samples[i][c]))));
+    this.count(meta);
+    this.computed++;
     this.shardsByWorker.set(meta.worker, (this.shardsByWorker.get(meta.worker) ?? 0) + 1);
     return meta;
   }
 
+  private lastSegment(raw: Uint8Array, what: string): { meta: ShardResultMeta; samples: Uint8Array[][] } {
+    const { meta, samples } = decodeTensorShard<ShardResultMeta>(raw, what);
+    return { meta, samples: samples.map((s: SegmentTensors) => s.find((t) => t.tensor === this.program.output)!.cts) };
+  }
+
+  private count(meta: ShardResultMeta): void {
+    this.counts = addCounts(this.counts, meta.counts);
+  }
+
   /** A shard out of tries ends the run, naming it and the worker's last message. */
-  private async failIfAnyFailed(waiting: Set<number>): Promise<void> {
-    if ((await this.shardQueue.getFailedCount()) === 0) return;
-    for (const k of waiting) {
-      const job = await Job.fromId(this.shardQueue, shardJobId(this.opts.runId, this.session, k));
-      if (job && (await job.isFailed())) {
-        throw new HepolyError(
-          `queue run ${this.opts.runId}: shard ${k} (samples ${k * this.opts.shardSize}-${(k + 1) * this.opts.shardSize - 1}) failed after ${job.attemptsMade} tr${job.attemptsMade === 1 ? 'y' : 'ies'}: ${job.failedReason}. Fix the cause and re-run with --run-id ${this.opts.runId} to resume`,
-        );
-      }
+  private async failIfAnyFailed(waiting: Map<number, number>): Promise<void> {
+    if (!(await this.channel.anyFailed())) return;
+    for (const [k, j] of waiting) {
+      const f = await this.channel.failure(k, j);
+      if (!f) continue;
+      const K = this.opts.shardSize;
+      const where = this.segments > 1 ? `, segment ${j + 1} of ${this.segments}` : '';
+      throw new HepolyError(
+        `queue run ${this.opts.runId}: shard ${k} (samples ${k * K}-${(k + 1) * K - 1}${where}) failed after ${f.tries} tr${f.tries === 1 ? 'y' : 'ies'}: ${f.reason}. Fix the cause and re-run with --run-id ${this.opts.runId} to resume`,
+      );
     }
   }
 
@@ -201,7 +247,10 @@ export class QueueServer {
       shardSize: this.opts.shardSize,
       shards: this.shardCount,
       resumedShards: this.resumed,
-      computedShards: this.timings.length,
+      computedShards: this.computed,
+      jobs: this.timings.length,
+      segmentsPerShard: this.segments,
+      roundTrips: this.roundTrips,
       shardsPerWorker: Object.fromEntries(this.shardsByWorker),
       ...summarizeTimings(this.timings),
     };
@@ -209,7 +258,7 @@ export class QueueServer {
 
   async close(): Promise<void> {
     try {
-      await this.opts.beforeCleanup?.(this.redis);
+      await this.opts.beforeCleanup?.(this.channel.redis);
     } finally {
       await this.cleanup();
     }
@@ -217,24 +266,31 @@ export class QueueServer {
 
   /** The run's jobs and per-shard keys go; the artifact and key blobs stay for the next run. */
   private async cleanup(): Promise<void> {
-    if (this.redis.status !== 'ready') {
+    const redis = this.channel.redis;
+    if (redis.status !== 'ready') {
       // Redis is gone: nothing to delete there now (its keys expire with the server's data)
-      this.redis.disconnect();
+      await this.channel.close(true);
+      redis.disconnect();
       return;
     }
     const { runId } = this.opts;
-    const shardKeys: string[] = [keys.done(runId, this.session)];
-    for (let k = 0; k < this.shardCount; k++) shardKeys.push(keys.input(runId, this.session, k), keys.output(runId, this.session, k));
+    const { session } = this.channel;
+    const shardKeys: string[] = [keys.done(runId, session)];
+    for (let k = 0; k < this.shardCount; k++) {
+      for (let j = 0; j < this.segments; j++) shardKeys.push(keys.input(runId, session, k, j), keys.output(runId, session, k, j));
+    }
     try {
       if (this.flowRoot) {
-        const runQueue = new Queue(RUN_QUEUE, { connection: this.redis });
+        const runQueue = new Queue(RUN_QUEUE, { connection: redis });
         await runQueue.remove(this.flowRoot, { removeChildren: true }).catch(() => 0);
         await runQueue.close();
       }
-      await this.redis.del(...shardKeys);
+      // later segments' jobs are not children of the run's flow
+      for (let k = 0; k < this.shardCount; k++) for (let j = 1; j < this.segments; j++) await this.channel.removeJob(k, j);
+      await redis.del(...shardKeys);
     } finally {
-      await this.shardQueue.close();
-      this.redis.disconnect();
+      await this.channel.close();
+      redis.disconnect();
     }
   }
 }

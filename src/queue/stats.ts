@@ -24,6 +24,12 @@ export interface QueueStats {
   /** shards read back from the --run-id state instead of computed */
   resumedShards: number;
   computedShards: number;
+  /** jobs run: one per computed shard, or one per shard and segment for a program cut for client refreshes */
+  jobs: number;
+  /** 1, or the segments of a program cut for client refreshes */
+  segmentsPerShard: number;
+  /** segment results that came back to the client for a refresh and went out as a new job */
+  roundTrips: number;
   shardsPerWorker: Record<string, number>;
   /** mean per job: on the worker from start to stored result */
   jobMs: number;

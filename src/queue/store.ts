@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { HepolyError } from '../util/errors.js';
+import { shardTag } from './job.js';
 
 /**
  * Redis keys of a queued run. Large, shared values (the server artifact, the evaluation keys)
@@ -24,9 +25,9 @@ export function sha256(bytes: Uint8Array): string {
 
 export const keys = {
   blob: (hash: string) => `${PREFIX}:blob:${hash}`,
-  input: (run: string, session: string, shard: number) => `${PREFIX}:run:${run}:${session}:in:${shard}`,
-  output: (run: string, session: string, shard: number) => `${PREFIX}:run:${run}:${session}:out:${shard}`,
-  /** shard numbers, pushed by workers as results land: the client waits on it (BLPOP) */
+  input: (run: string, session: string, shard: number, segment = 0) => `${PREFIX}:run:${run}:${session}:in:${shardTag(shard, segment)}`,
+  output: (run: string, session: string, shard: number, segment = 0) => `${PREFIX}:run:${run}:${session}:out:${shardTag(shard, segment)}`,
+  /** shard tags (`K`, or `K.J` for segment J), pushed by workers as results land: the client waits on it (BLPOP) */
   done: (run: string, session: string) => `${PREFIX}:run:${run}:${session}:done`,
 };
 

@@ -13,11 +13,12 @@ export type { QueueOptions, QueueStats };
  * "server" pair with the faces validate.ts already uses (ClientLike, HEServer's sample path).
  */
 
-/** A queued run shards samples: sample packing (auto means sample here). */
-export function queuePacking(packing: string | undefined, refresh: string | undefined, trace: boolean | undefined): string {
-  if (refresh === 'client') {
-    throw new HepolyError('--queue with --refresh client: not yet supported (a refresh needs a round trip to the client between jobs); run it without --queue');
-  }
+/**
+ * A queued run shards samples: sample packing (auto means sample here). Any `refresh` works:
+ * with --refresh client each segment is a job, and its results come back to the client
+ * between two (QueueServer).
+ */
+export function queuePacking(packing: string | undefined, _refresh: string | undefined, trace: boolean | undefined): string {
   if (trace) throw new HepolyError('--queue with --trace: not supported (trace decrypts every layer, which stays on one machine); run it without --queue');
   if (packing === undefined || packing === 'auto' || packing === 'sample') return 'sample';
   throw new HepolyError(`--queue with --packing ${packing}: queued runs shard samples with sample packing; use --packing sample or auto`);

@@ -2,10 +2,10 @@ import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { HepolyError } from '../util/errors.js';
-import { decodeShard, encodeShard } from './artifact.js';
+import { decodeShard, decodeTensorShard, encodeShard, encodeTensorShard } from './artifact.js';
 import { connectRedis, redactUrl, SHARD_QUEUE } from './connection.js';
 import { EvaluatorCache } from './evaluator-cache.js';
-import { type ShardResultMeta, ShardJobSchema } from './job.js';
+import { type ShardJob, type ShardResultMeta, ShardJobSchema, shardTag } from './job.js';
 import { keys, RUN_TTL_S } from './store.js';
 import { queueVersions, versionMismatch } from './versions.js';
 
@@ -69,26 +69,42 @@ async function runShard(job: Job, redis: Redis, cache: EvaluatorCache, id: strin
   const d = parsed.data;
   const mismatch = versionMismatch(d.versions, mine);
   if (mismatch) throw new UnrecoverableError(`worker ${id} refuses shard ${d.shard}: ${mismatch}`);
-  const outKey = keys.output(d.run, d.session, d.shard);
+  const segment = d.segment ?? 0;
+  const outKey = keys.output(d.run, d.session, d.shard, segment);
   // a re-run of a job whose result is stored already (a stall after the write) adds nothing
   if (!(await redis.exists(outKey))) {
     const startedAt = Date.now();
-    const raw = await redis.getBuffer(keys.input(d.run, d.session, d.shard));
+    const raw = await redis.getBuffer(keys.input(d.run, d.session, d.shard, segment));
     if (!raw) throw new UnrecoverableError(`shard ${d.shard} of run ${d.run}: its input ciphertexts are not in Redis (the client removed the run); run he-validate --run-id ${d.run} again`);
-    const { samples } = decodeShard(new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength), `shard ${d.shard} input`);
-    if (samples.length !== d.samples) throw new UnrecoverableError(`shard ${d.shard}: the job says ${d.samples} samples, its input holds ${samples.length}`);
+    const input = new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength);
     maybeInjectFault(d.shard);
     const tSetup = performance.now();
     const server = await cache.get(d.artifact, d.keys);
     const setupMs = performance.now() - tSetup;
     const before = { ...server.counts };
-    const res = await server.evaluateSamples(samples);
-    // the server's counts add up over its jobs; this job's share (exact at concurrency 1)
-    const counts = Object.fromEntries(Object.entries(server.counts).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof before;
-    const meta: ShardResultMeta = { worker: id, ms: res.ms, counts, setupMs, startedAt, storedAt: Date.now() };
-    await redis.set(outKey, Buffer.from(encodeShard(meta, res.outputs)), 'EX', RUN_TTL_S);
+    const stamp = () => ({ worker: id, setupMs, startedAt, storedAt: Date.now() });
+    const counts = () => Object.fromEntries(Object.entries(server.counts).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof before;
+    let result: Uint8Array;
+    if (server.program.refreshes?.length) {
+      // a program cut for client refreshes: this job is one segment; the client refreshes its outputs and queues the next
+      const { samples } = decodeTensorShard(input, `shard ${d.shard} segment ${segment} input`);
+      checkSampleCount(d, samples.length);
+      const res = await server.evaluateSegment(segment, samples);
+      result = encodeTensorShard({ ...stamp(), ms: res.ms, counts: counts() } satisfies ShardResultMeta, res.outputs);
+    } else {
+      const { samples } = decodeShard(input, `shard ${d.shard} input`);
+      checkSampleCount(d, samples.length);
+      const res = await server.evaluateSamples(samples);
+      // the server's counts add up over its jobs; this job's share (exact at concurrency 1)
+      result = encodeShard({ ...stamp(), ms: res.ms, counts: counts() } satisfies ShardResultMeta, res.outputs);
+    }
+    await redis.set(outKey, Buffer.from(result), 'EX', RUN_TTL_S);
   }
-  await redis.multi().rpush(keys.done(d.run, d.session), String(d.shard)).expire(keys.done(d.run, d.session), RUN_TTL_S).exec();
+  await redis.multi().rpush(keys.done(d.run, d.session), shardTag(d.shard, segment)).expire(keys.done(d.run, d.session), RUN_TTL_S).exec();
+}
+
+function checkSampleCount(d: ShardJob, found: number): void {
+  if (found !== d.samples) throw new UnrecoverableError(`shard ${d.shard}: the job says ${d.samples} samples, its input holds ${found}`);
 }
 
 /**

@@ -1,0 +1,75 @@
+import { expect } from 'chai';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { train } from '../../src/train/loop.js';
+import { loadRecipe } from '../../src/recipe/load.js';
+import { validate, type ValidationReport } from '../../src/he/validate.js';
+import { startQueueWorker, type QueueWorker } from '../../src/queue/worker.js';
+import { tempDir } from '../helpers/tmp.js';
+import { startRedis, type TestRedis } from '../helpers/redis.js';
+
+/**
+ * A ResNet deeper than its ring allows, through the queue with --refresh client: each shard
+ * runs as one job per segment, its results come back to the client between two (decrypted,
+ * encrypted again) and go out as the shard's next job. Real SEAL throughout.
+ */
+describe('he-validate --queue --refresh client: a ResNet cut into segments', function () {
+  this.timeout(300_000);
+  const tmp = tempDir('hepoly-queue-refresh-');
+  const ckpt = join(tmp.path, 'ckpt');
+  const params = join(tmp.path, 'params.json');
+  let redis: TestRedis;
+  let worker: QueueWorker;
+  const lines: string[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    const recipe = join(tmp.path, 'tiny-resnet.yaml');
+    writeFileSync(
+      recipe,
+      [
+        'name: tiny-resnet',
+        `extends: ${join(process.cwd(), 'recipes/fmnist-base.yaml')}`,
+        'model: {kind: resnet, depth: 8, widths: [2, 2, 4], skip: standard, pad_to: 32, activation: {kind: quad}}',
+        'data: {limit: 64, test_limit: 8, split: {validation: 0.01}}',
+        'train: {epochs: 1, batch: 32}',
+      ].join('\n'),
+    );
+    const { recipe: r } = loadRecipe(recipe, []);
+    await train({ recipe: r, recipeFile: recipe, outDir: ckpt, callbacks: {} });
+    // 5 levels for a depth-15 program: 2 client refreshes per sample
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [40, 27, 27, 27, 27, 27, 40], scale_bits: 27 }));
+    // the library's worker, in this process: the same evaluator `hepoly worker` runs
+    worker = await startQueueWorker({ url: redis.url, log: (l) => lines.push(l) });
+  });
+
+  after(async () => {
+    await worker?.close();
+    await redis?.stop();
+    tmp.cleanup();
+  });
+
+  it('agrees with the plaintext model; every shard crosses each cut once as a new job, and the round trips are counted', async () => {
+    const queued: ValidationReport = await validate({ checkpoint: ckpt, samples: 2, params, refresh: 'client', packing: 'sample', queue: { url: redis.url, shardSize: 1 } });
+    expect(queued.depth).to.equal(15);
+    // validate compares the decrypted logits with the plaintext model's: CKKS noise only
+    expect(queued.agreement).to.equal(1);
+    expect(queued.maxAbsError).to.be.below(1e-2);
+    // the cuts a local run makes (test/he/resnet.test.ts): 2 per sample, each counted with its ciphertexts
+    expect(queued.refreshes!.perPass).to.equal(2);
+    expect(queued.refreshes!.total).to.equal(2 * 2);
+    for (const p of queued.refreshes!.points) {
+      expect(p.ciphertexts).to.be.above(0);
+      expect(p.bytesToClient).to.be.above(0);
+      expect(p.bytesToServer).to.be.above(0);
+    }
+    const q = queued.queue!;
+    expect(q.segmentsPerShard).to.equal(3);
+    expect(q.computedShards).to.equal(2);
+    expect(q.roundTrips).to.equal(2 * 2);
+    expect(q.jobs).to.equal(2 * 3);
+    expect(Object.values(q.shardsPerWorker)).to.deep.equal([2]);
+    // one evaluator set-up for all six jobs: the artifact and keys are fetched once
+    expect(lines.filter((l) => /evaluator ready/.test(l))).to.have.length(1);
+  });
+});
