@@ -163,7 +163,10 @@ async function vertical(): Promise<{ rows: Row[]; heError: number }> {
   const joined = joinedPayments();
   const c = await centralized(recipe, 'payments-central', [`data.path=${joined}`, `train.epochs=${rounds}`]);
   c.split = 'joined table (val + test rows)';
-  const rows: Row[] = [c];
+  const n = await centralized(recipe, 'payments-network-only', [`train.epochs=${rounds}`, 'data.features=[amount_usd_log, amount_dev, night, cross_border]']);
+  n.setting = 'network only (hepoly train, no bank columns)';
+  n.split = 'transactions (val + test rows)';
+  const rows: Row[] = [c, n];
   const base = [`federated.rounds=${rounds}`];
   rows.push(row('plain split learning', 'vertical', 'none', federate(recipe, 'payments-plain', [...base, 'federated.aggregation=plain', 'federated.secure_aggregation=false'])));
   rows.push(row('HE gradients + masked outputs', 'vertical', 'none', federate(recipe, 'payments-he', base)));
