@@ -43,6 +43,13 @@ export { RemoteModel, RemoteError, HEClient as RemoteHEClient, type ClientKeyMat
 export { exportHeArtifacts, type HeExportOptions, type HeExportResult } from './deploy/export.js';
 export { DeployServer, type ServeOptions } from './deploy/server/server.js';
 
+// the job queue (BullMQ on Redis, docs/queue.md): workers on any machine evaluate what
+// he-validate --queue shards and what a server hands over one request at a time
+export { startQueueWorker, type QueueWorker, type QueueWorkerOptions } from './queue/worker.js';
+export { QueueEvaluator, type QueueEvaluatorOptions, type QueueEvaluationKeys, type QueueEvaluation } from './queue/evaluator.js';
+export { queuedHeValidation } from './queue/run-validate.js';
+export type { QueueOptions, QueueStats } from './queue/validate-hook.js';
+
 // ONNX in and out (hepoly import / export --format onnx)
 export { importCheckpoint, type ImportCheckpointOptions, type ImportResult } from './onnx/import.js';
 export { exportOnnx, toOnnxModel, type ExportOnnxResult } from './onnx/export.js';
