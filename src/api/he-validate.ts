@@ -69,25 +69,6 @@ export function heValidationJson(v: HeValidation): HeValidateResult {
 export async function heValidateReport(checkpoint: string, o: HeValidateOptions): Promise<HeValidation> {
   refuseVerticalCheckpoint(checkpoint, 'he-validate');
   const samples = parseSamples(o.samples);
-  // transformers (sequence layers) have their own evaluator, src/he/transformer/
-  const seq = sequenceCheckpoint(checkpoint);
-  if (seq) {
-    if (o.packing && o.packing !== 'auto' && o.packing !== 'batch') {
-      throw new HepolyError(`--packing ${o.packing}: transformer checkpoints run batch-packed (slot = sample, no rotations); use --packing batch or auto`);
-    }
-    if (o.scaleBits !== undefined) throw new HepolyError('--scale-bits: transformer checkpoints choose their scale per segment; pass a --params file to fix it');
-    const mode = parseMode(o.mode);
-    await initBackend();
-    const report = await validateSequence(seq, {
-      samples: samples === undefined ? 10 : samples === 'all' || samples === 0 ? Infinity : samples,
-      mode,
-      refresh: parseRefresh(o.refresh),
-      params: o.params,
-      trace: !!o.trace,
-      log: o.log,
-    });
-    return { kind: 'sequence', report };
-  }
   const report = await validate({
     checkpoint,
     samples,

@@ -1,5 +1,6 @@
 import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import { refreshPointName } from './refresh.js';
 import { reportProgress } from '../util/progress-event.js';
 import type { PublicBundle } from './client.js';
 import type { HeProgram } from './program.js';
@@ -237,7 +238,7 @@ export class HEServer {
    * Batch packing: one ciphertext per input element (slot s = sample s) in, one per logit
    * out. With keepAll, every tensor's ciphertexts come back too.
    */
-  async evaluateBatch(inputs: (Uint8Array | null)[]): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
+  async evaluateBatch(inputs: (Uint8Array | null)[], refresh?: RefreshChannel): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
     if (this.packing !== 'batch' || !this.stages) throw new Error('server was started for sample packing');
     const p = this.program;
     const buffers: SharedArrayBuffer[] = [];
@@ -262,8 +263,16 @@ export class HEServer {
     const N = this.init.params.polyModulusDegree;
     const lastStage = new Map<number, number>();
     this.stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+    // a cut program: the stage that starts at a refresh point first sends its tensors to the client
+    const refreshAt = new Map((p.refreshes ?? []).map((r, j) => [r.before, j]));
+    this.stages.forEach((st, k) => {
+      const j = refreshAt.get(st.steps[0]);
+      if (j !== undefined) for (const { src } of p.refreshes![j].tensors) lastStage.set(src, Math.max(lastStage.get(src) ?? k, k));
+    });
     for (let k = 0; k < this.stages.length; k++) {
       const st = this.stages[k];
+      const j = refreshAt.get(st.steps[0]);
+      if (j !== undefined) await this.refreshBatch(j, store, buffers, refresh);
       const produced = new Set(st.steps.map((i) => p.steps[i].out));
       const srcTensors = new Set<number>();
       for (const i of st.steps) for (const t of stepSources(p.steps[i])) if (!produced.has(t)) srcTensors.add(t);
@@ -297,6 +306,42 @@ export class HEServer {
     const tensors = new Map<number, (Uint8Array | null)[]>();
     if (this.init.keepAll) for (const [t, refs] of store) tensors.set(t, bytesOf(refs));
     return { outputs: bytesOf(store.get(p.output)!), tensors };
+  }
+
+  /**
+   * Batch packing of a cut program: at refresh point `j` the ciphertexts of its tensors (one
+   * per element, every sample of the batch in its slots) go through `refresh` and come back
+   * fresh, into a shared buffer the next stages read.
+   */
+  private async refreshBatch(j: number, store: Map<number, Ref[]>, buffers: SharedArrayBuffer[], refresh: RefreshChannel | undefined): Promise<void> {
+    if (!refresh) throw new Error('internal: a program cut for --refresh client needs a refresh channel');
+    const p = this.program;
+    const point = p.refreshes![j];
+    const rec = (this.refreshes[j] ??= { before: refreshPointName(p, point), tensors: point.tensors.map((t) => p.tensors[t.src].label), ciphertexts: 0, bytesToClient: 0, bytesToServer: 0 });
+    for (const { src, out } of point.tensors) {
+      const refs = store.get(src);
+      if (!refs) throw new Error(`internal: tensor ${src} to refresh is not available`);
+      const present = refs.flatMap((r, i) => (r ? [i] : []));
+      const sent = present.map((i) => {
+        const r = refs[i]!;
+        return new Uint8Array(buffers[r[0]], r[1], r[2]).slice();
+      });
+      const back = await refresh(p.tensors[src].label, sent);
+      rec.ciphertexts += sent.length;
+      rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
+      rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
+      const sab = new SharedArrayBuffer(Math.max(1, back.reduce((a, b) => a + b.length, 0)));
+      const view = new Uint8Array(sab);
+      const fresh: Ref[] = refs.map(() => null);
+      let off = 0;
+      back.forEach((b, k) => {
+        view.set(b, off);
+        fresh[present[k]] = [buffers.length, off, b.length];
+        off += b.length;
+      });
+      buffers.push(sab);
+      store.set(out, fresh);
+    }
   }
 
   /**

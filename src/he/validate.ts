@@ -9,7 +9,7 @@ import { forward } from '../models/tf-interpreter.js';
 import { HepolyError } from '../util/errors.js';
 import { compileProgram } from './compile.js';
 import { programForward } from './reference.js';
-import type { HeProgram, LayerBudget } from './program.js';
+import { type HeProgram, type LayerBudget, encodeSample } from './program.js';
 import {
   type HeParams,
   type ParamsSummary,
@@ -177,7 +177,6 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const t0 = performance.now();
   const mode = parseMode(opts.mode);
   const packingSpec = parsePacking(opts.queue ? queuePacking(opts.packing, opts.refresh, opts.trace) : opts.packing);
-  const packingOpt = packingSpec.kind;
   const refreshMode = opts.refresh ?? 'none';
   if (refreshMode !== 'none' && refreshMode !== 'client') throw new HepolyError(`--refresh: expected none or client, found ${JSON.stringify(refreshMode)}`);
   if (opts.scaleBits !== undefined && !(Number.isInteger(opts.scaleBits) && opts.scaleBits >= MIN_SCALE_BITS && opts.scaleBits <= MAX_USEFUL_SCALE_BITS)) {
@@ -186,19 +185,24 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const ckpt = loadCheckpoint(opts.checkpoint);
   const training = trainingStatus(ckpt);
   if (training.note) log(training.note);
-  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, ranges: ckpt.ranges });
+  const packingOpt = packingFor(compiled, packingSpec.kind);
+  const batchOnly = isBatchOnly(compiled);
   let program = compiled;
   await initBackend();
   const split = await heldOutSplit(ckpt, opts.data);
   const n = sampleCount(opts.samples, split.count);
   const per = size(ckpt.graph.inputShape);
   const x = split.x.subarray(0, n * per);
+  // what the client encrypts: the samples as the program's input tensor (one-hot token rows for a language model)
+  const xp = programInputs(compiled, x, n);
+  const perIn = size(compiled.inputShape);
   const y = split.y.subarray(0, n);
   const classes = ckpt.graph.classes;
 
   // plaintext model (the trainer's tfjs interpreter) and range checks in one pass
   const plain = plaintextPass(ckpt, x, n);
-  let maxAbs = calibrate(program, x, Math.min(n, 32));
+  let maxAbs = calibrate(program, xp, Math.min(n, 32));
   const rssPeak = trackRss();
   const workers = Math.max(1, opts.workers ?? availableParallelism());
 
@@ -210,7 +214,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (!opts.params || opts.params === 'auto') {
     if (refreshMode === 'client') {
       // refreshes make every ring usable: pick the fastest estimate, cut or not
-      const best = chooseWithRefresh(compiled, x, n, maxAbs, workers, minSlots, packingOpt, opts.scaleBits);
+      const best = chooseWithRefresh(compiled, xp, n, maxAbs, workers, minSlots, packingOpt, opts.scaleBits);
       ({ params, program, maxAbs } = best);
       refreshChoice = best.why;
     } else params = chooseParams({ depth: program.depth, maxAbs, minScaleBits: opts.scaleBits });
@@ -220,12 +224,12 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     paramsSource = opts.params;
     if (refreshMode === 'client' && levelsOf(params) < program.depth && levelsOf(params) >= 1) {
       program = segmentProgram(compiled, levelsOf(params));
-      maxAbs = calibrate(program, x, Math.min(n, 32));
+      maxAbs = calibrate(program, xp, Math.min(n, 32));
     }
     checkParams(params, { depth: program.depth, maxAbs }, opts.params);
   }
   const cut = (program.refreshes ?? []).length > 0;
-  if (cut && packingOpt === 'batch') {
+  if (cut && packingOpt === 'batch' && !batchOnly) {
     throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto');
   }
   const multi = packingOpt === 'stacked' || packingOpt === 'interleaved';
@@ -253,7 +257,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   }
   if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
   if (multi && !plan) throw new HepolyError(`--packing ${packingOpt} runs on the sample-packing evaluator, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
-  if (cut && !plan) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
+  if (cut && !plan && !batchOnly) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
   const est = {
     batch: estimateBatchSeconds(program, params, n, workers),
     sample: plan ? estimateSampleSeconds(plan, program, params, n, workers) : null,
@@ -279,7 +283,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     packingReason = 'chosen with --packing';
   } else if (packingOpt === 'batch' || packingOpt === 'sample') {
     packing = packingOpt;
-    packingReason = 'chosen with --packing';
+    packingReason = batchOnly ? 'attention multiplies arbitrary element pairs: batch packing' : 'chosen with --packing';
   } else if (cut) {
     packing = 'sample';
     packingReason = 'client refreshes run per sample';
@@ -339,16 +343,23 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   let latency = 0;
   let layerErrors: LayerError[] | null = null;
   let workerHeapMb = 0;
+  let refreshMs = 0;
+  const refreshChannel = (_label: string, cts: Uint8Array[]) => {
+    const tr = performance.now();
+    const fresh = refreshCiphertexts(client, cts);
+    refreshMs += performance.now() - tr;
+    return fresh;
+  };
   try {
     if (packing === 'batch') {
       reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
       for (let start = 0; start < n; start += slots) {
         const cnt = Math.min(slots, n - start);
         let t = performance.now();
-        const cts = client.encrypt(packBatch(x, per, start, cnt, slots));
+        const cts = client.encrypt(packBatch(xp, perIn, start, cnt, slots));
         const enc = performance.now() - t;
         t = performance.now();
-        const res = await server.evaluateBatch(cts);
+        const res = await server.evaluateBatch(cts, refreshChannel);
         const ev = performance.now() - t;
         t = performance.now();
         const outs = res.outputs.map((b) => (b ? client.decrypt(b) : null));
@@ -365,7 +376,12 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
         perPass = cts.length + res.outputs.length;
         log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
         reportProgress({ stage: 'batches', done: Math.min(n, start + slots), total: n, unit: 'samples' });
-        if (opts.trace && start === 0) layerErrors = traceBatch(program, client, res.tensors, x, Math.min(cnt, 16), per);
+        if (opts.trace && start === 0) layerErrors = traceBatch(program, client, res.tensors, xp, Math.min(cnt, 16), perIn);
+      }
+      if (cut) log(`  client refreshes: ${program.refreshes!.length} round trips per batch, ${fmtMs(refreshMs)} in all (inside evaluate)`);
+      for (const r of server.refreshes) {
+        up += r.bytesToServer;
+        down += r.bytesToClient;
       }
     } else {
       const p = plan!;
@@ -375,8 +391,8 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       const passInput = (i: number): ArrayLike<number> => {
         const start = i * m;
         const cnt = Math.min(m, n - start);
-        const xs = x.subarray(start * per, (start + cnt) * per);
-        return stacked ? stackInputs(stacked, xs, per, cnt) : xs;
+        const xs = xp.subarray(start * perIn, (start + cnt) * perIn);
+        return stacked ? stackInputs(stacked, xs, perIn, cnt) : xs;
       };
       let t = performance.now();
       const inputs: Uint8Array[][] = [];
@@ -387,13 +403,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
       }
       encryptMs = performance.now() - t;
       t = performance.now();
-      let refreshMs = 0;
-      const res = await server.evaluateSamples(inputs, !!opts.trace && !cut, (_label, cts) => {
-        const tr = performance.now();
-        const fresh = refreshCiphertexts(client, cts);
-        refreshMs += performance.now() - tr;
-        return fresh;
-      });
+      const res = await server.evaluateSamples(inputs, !!opts.trace && !cut, refreshChannel);
       evaluateMs = performance.now() - t;
       t = performance.now();
       res.outputs.forEach((o, i) => {
@@ -415,7 +425,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
         down += r.bytesToClient;
       }
       // every layer of the first passes (at most 8 samples' worth of passes) against the plaintext program
-      if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, Math.ceil(8 / m)), x, per, stacked, n);
+      if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, Math.ceil(8 / m)), xp, perIn, stacked, n);
     }
     workerHeapMb = server.workerHeapBytes / 2 ** 20;
   } finally {
@@ -464,7 +474,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     workers: server.workerCount,
     outOfRange: plain.outOfRange,
     estimatedSeconds: est,
-    refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, n) : null,
+    refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, packing === 'batch' ? Math.ceil(n / slots) : n) : null,
   };
   if (queued) report.queue = queued.stats();
   return report;
@@ -521,6 +531,10 @@ function chooseWithRefresh(
       const maxAbs = calibrate(program, x, Math.min(n, 32));
       const params = paramsAtRing(N, { depth: program.depth, maxAbs, minScaleBits });
       if (!params) continue;
+      if (isBatchOnly(program)) {
+        options.push({ params, program, maxAbs, seconds: estimateBatchSeconds(program, params, n, workers) });
+        break;
+      }
       try {
         const plan = planSample(program, N / 2);
         if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) break;
@@ -554,6 +568,30 @@ function chooseWithRefresh(
     (tooBig.length ? `${options.length > 1 ? '; ' : ''}over a worker's 4 GiB SEAL heap: ${tooBig.join(', ')}` : '') +
     ')';
   return { params: best.params, program: best.program, maxAbs: best.maxAbs, why };
+}
+
+/** A program only batch packing runs: products of arbitrary element pairs or gathers (attention, patches). */
+function isBatchOnly(p: HeProgram): boolean {
+  return p.steps.some((s) => s.kind === 'dot' || (s.kind === 'struct' && s.op.kind === 'gather'));
+}
+
+/** `--packing` for this program: batch-only programs take auto as batch and refuse the others with the reason. */
+function packingFor(p: HeProgram, asked: ReturnType<typeof parsePacking>['kind']): ReturnType<typeof parsePacking>['kind'] {
+  if (!isBatchOnly(p)) return asked;
+  if (asked !== 'auto' && asked !== 'batch') {
+    throw new HepolyError(`--packing ${asked}: this network's attention multiplies arbitrary pairs of elements (and gathers patches or tokens), which only batch packing (slot = sample, one ciphertext per element) runs without rotations; use --packing batch or auto`);
+  }
+  return 'batch';
+}
+
+/** The samples as the program's input tensor: the client's encoding (one-hot token rows) applied. */
+function programInputs(p: HeProgram, x: Float32Array, n: number): Float32Array {
+  if (!p.inputEncoding) return x;
+  const per = x.length / n;
+  const perIn = size(p.inputShape);
+  const out = new Float32Array(n * perIn);
+  for (let s = 0; s < n; s++) out.set(encodeSample(p, x.subarray(s * per, (s + 1) * per)), s * perIn);
+  return out;
 }
 
 function sampleCount(samples: number | 'all' | undefined, available: number): number {
@@ -670,6 +708,7 @@ function estimateBatchSeconds(p: HeProgram, params: HeParams, n: number, workers
         if (t.op.kind !== 'conv') dense += c;
       }
     } else if (s.kind === 'power') squares += size(p.tensors[s.out].shape);
+    else if (s.kind === 'dot') squares += s.pairs.out.length;
   }
   const pass = products * NS_MUL * N * L + dense * NS_CRAFT * N * L + squares * (NS_MUL + NS_KEYSWITCH * L) * N * L;
   return (Math.ceil(n / (N / 2)) * pass) / workers;

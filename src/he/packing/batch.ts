@@ -32,6 +32,8 @@ export function planStages(p: HeProgram, keepAll = false): Stage[] {
   const stages: Stage[] = [];
   const producedIn = new Map<number, number>();
   let cur: Stage | null = null;
+  // a client refresh happens between two stages: a stage never runs across one
+  const refreshBefore = new Set((p.refreshes ?? []).map((r) => r.before));
   const lastDim = (t: number) => {
     const s = p.tensors[t].shape;
     return s[s.length - 1];
@@ -45,7 +47,7 @@ export function planStages(p: HeProgram, keepAll = false): Stage[] {
       const outOk = s.kind === 'struct' && s.op.kind === 'flatten' ? size(p.tensors[s.out].shape) % C === 0 : lastDim(s.out) === C;
       joins = outOk && srcs.every((t) => size(p.tensors[t].shape) % C === 0 && (lastDim(t) === C || producedIn.get(t) === stages.length - 1));
     }
-    if (!joins) {
+    if (!joins || refreshBefore.has(idx)) {
       cur = { steps: [], channels: lastDim(s.out), exports: [] };
       stages.push(cur);
     }
@@ -58,6 +60,7 @@ export function planStages(p: HeProgram, keepAll = false): Stage[] {
     const needed = new Set<number>();
     for (let j = k + 1; j < stages.length; j++) for (const i of stages[j].steps) for (const t of stepSources(p.steps[i])) if (mine.has(t)) needed.add(t);
     if (mine.has(p.output)) needed.add(p.output);
+    for (const r of p.refreshes ?? []) for (const { src } of r.tensors) if (mine.has(src)) needed.add(src);
     if (keepAll) for (const t of mine) needed.add(t);
     st.exports = [...needed];
   });

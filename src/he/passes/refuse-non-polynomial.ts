@@ -1,6 +1,5 @@
 import type { Graph } from '../../models/graph.js';
 import { opOf } from '../../ops/registry.js';
-import { isElsewhere } from '../../ops/types.js';
 import { HepolyError } from '../../util/errors.js';
 import type { CompilePass } from './pass.js';
 
@@ -15,13 +14,6 @@ export const refuseNonPolynomialPass: CompilePass = {
 
 /** One message naming every layer that CKKS cannot evaluate, and what to do about it. */
 export function refuseNonPolynomial(graph: Graph, source: string): void {
-  const elsewhere = graph.nodes.filter((n) => isElsewhere(opOf(n).lowerHE));
-  if (elsewhere.length) {
-    throw new HepolyError(
-      `${source}: layer ${elsewhere.map((n) => `${n.name} (${n.layer.op})`).join(', ')} is a sequence (transformer) layer, which this CNN/MLP compiler does not evaluate. ` +
-        'Validate transformer checkpoints on simulated CKKS with scripts/he-validate-transformer.ts',
-    );
-  }
   const bad = graph.nodes.map((n) => ({ n, why: opOf(n).polynomial(n.layer) })).filter((b) => b.why !== true);
   if (!bad.length) return;
   const what = bad.map(({ n, why }) => `${n.name} (${why})`).join(', ');
