@@ -1,5 +1,6 @@
 import { CkksContext, loadSeal } from './seal.js';
-import type { CipherText, CKKSEncoder, Decryptor, Encryptor, KeyGenerator, PlainText, SecretKey } from './seal.js';
+import type { CipherText, KeyGenerator } from './seal.js';
+import { CkksKeyHolder } from './key-holder.js';
 import type { HeParams } from './params.js';
 import { padTo } from './seal-backend.js';
 
@@ -19,14 +20,11 @@ export interface PublicBundle {
 
 /**
  * The data owner: generates the keys, encrypts inputs and decrypts results. The only holder of
- * the secret key, which never leaves this object (no accessor returns it or its bytes).
+ * the secret key, which never leaves this object (no accessor returns it or its bytes). The
+ * key and encode steps are the ones every client shares (key-holder.ts).
  */
 export class HEClient {
-  #secretKey: SecretKey;
-  #keygen: KeyGenerator;
-  #encryptor: Encryptor;
-  #decryptor: Decryptor;
-  #encoder: CKKSEncoder;
+  #keys: CkksKeyHolder;
   readonly scale: number;
   readonly slots: number;
 
@@ -34,15 +32,8 @@ export class HEClient {
     readonly ctx: CkksContext,
     keygen: KeyGenerator,
   ) {
-    const seal = ctx.seal;
-    this.#keygen = keygen;
-    this.#secretKey = keygen.secretKey();
-    this.#encoder = seal.CKKSEncoder(ctx.context);
-    const pk = keygen.createPublicKey();
-    this.#encryptor = seal.Encryptor(ctx.context, pk, this.#secretKey);
-    pk.delete();
-    this.#decryptor = seal.Decryptor(ctx.context, this.#secretKey);
-    this.scale = 2 ** ctx.params.scaleBits;
+    this.#keys = new CkksKeyHolder(ctx.seal, ctx.context, keygen, 2 ** ctx.params.scaleBits);
+    this.scale = this.#keys.scale;
     this.slots = ctx.slots;
   }
 
@@ -52,27 +43,10 @@ export class HEClient {
     return new HEClient(ctx, seal.KeyGenerator(ctx.context));
   }
 
-  /**
-   * Public, relinearization and Galois keys as bytes. Relinearization and Galois keys are
-   * produced in SEAL's seeded form (half the size); only the rotation steps the program uses
-   * get a Galois key, because each key at N=16384 is megabytes.
-   */
+  /** Public, relinearization and Galois keys as bytes (only the rotation steps the program uses get a Galois key). */
   publicBundle(rotationSteps: number[]): PublicBundle {
-    const seal = this.ctx.seal;
-    const pk = this.#keygen.createPublicKey();
-    const publicKey = pk.saveArray();
-    pk.delete();
-    const rk = this.#keygen.createRelinKeysSerializable();
-    const relinKeys = rk.saveArray();
-    rk.delete();
     const steps = normalizeSteps(rotationSteps, this.slots);
-    let galoisKeys: Uint8Array | null = null;
-    if (steps.length) {
-      const gk = this.#keygen.createGaloisKeysSerializable(Int32Array.from(steps));
-      galoisKeys = gk.saveArray(seal.ComprModeType.zstd);
-      gk.delete();
-    }
-    return { params: this.ctx.params, publicKey, relinKeys, galoisKeys, rotationSteps: steps };
+    return { params: this.ctx.params, ...this.#keys.publicKeys(steps), rotationSteps: steps };
   }
 
   /**
@@ -80,27 +54,11 @@ export class HEClient {
    * allowed here (the client owns it) and serializes in seeded form: half the upload.
    */
   encrypt(vectors: Float64Array[]): Uint8Array[] {
-    const out: Uint8Array[] = [];
-    for (const v of vectors) {
-      const pt = this.#encoder.encode(v.length === this.slots ? v : padTo(v, this.slots), this.scale) as PlainText;
-      const ser = this.#encryptor.encryptSymmetricSerializable(pt);
-      out.push(ser.saveArray());
-      ser.delete();
-      pt.delete();
-    }
-    return out;
+    return vectors.map((v) => this.#keys.encryptSlots(v.length === this.slots ? v : padTo(v, this.slots)));
   }
 
   decrypt(bytes: Uint8Array): Float64Array {
-    const seal = this.ctx.seal;
-    const ct: CipherText = seal.CipherText();
-    ct.loadArray(this.ctx.context, bytes);
-    const pt = seal.PlainText();
-    this.#decryptor.decrypt(ct, pt);
-    const v = this.#encoder.decode(pt);
-    pt.delete();
-    ct.delete();
-    return Float64Array.from(v);
+    return this.#keys.decryptSlots(bytes);
   }
 
   /** Chain level and log2 scale of a ciphertext, for --trace. */
@@ -113,11 +71,7 @@ export class HEClient {
   }
 
   delete(): void {
-    this.#encryptor.delete();
-    this.#decryptor.delete();
-    this.#encoder.delete();
-    this.#secretKey.delete();
-    this.#keygen.delete();
+    this.#keys.delete();
     this.ctx.delete();
   }
 }

@@ -1,4 +1,5 @@
-import type { CKKSEncoder, Context, Decryptor, Encryptor, KeyGenerator, PlainText, Seal, SecretKey } from '../../he/seal.js';
+import type { Context, KeyGenerator, Seal } from '../../he/seal.js';
+import { CkksKeyHolder } from '../../he/key-holder.js';
 import { HepolyError } from '../../util/errors.js';
 import type { ClientArtifact } from '../artifact-format.js';
 import { encodeFrames } from '../framing.js';
@@ -22,28 +23,21 @@ export interface ClientKeyMaterial {
 }
 
 export class HEClient {
-  #secretKey: SecretKey;
-  #keygen: KeyGenerator;
-  #encryptor: Encryptor;
-  #decryptor: Decryptor;
-  #encoder: CKKSEncoder;
+  /** the key and encode steps every client shares (src/he/key-holder.ts) */
+  #keys: CkksKeyHolder;
   readonly evaluationKeys: Uint8Array;
   /** sha256 of evaluationKeys (hex): the id the server files them under */
   readonly keyId: string;
 
   private constructor(
     readonly artifact: ClientArtifact,
-    private readonly seal: Seal,
+    seal: Seal,
     private readonly context: Context,
     keygen: KeyGenerator,
     evaluationKeys: Uint8Array | null,
     keyId: string,
   ) {
-    this.#keygen = keygen;
-    this.#secretKey = keygen.secretKey();
-    this.#encoder = seal.CKKSEncoder(context);
-    this.#encryptor = seal.Encryptor(context, this.#makePublicKey(), this.#secretKey);
-    this.#decryptor = seal.Decryptor(context, this.#secretKey);
+    this.#keys = new CkksKeyHolder(seal, context, keygen, 2 ** artifact.params.scaleBits);
     this.evaluationKeys = evaluationKeys ?? this.#makeEvaluationKeys();
     this.keyId = keyId;
   }
@@ -74,34 +68,17 @@ export class HEClient {
 
   /** The key material to keep locally (secret included: never send it anywhere). */
   exportKeys(): ClientKeyMaterial {
-    return { secretKey: this.#secretKey.saveArray(), evaluationKeys: this.evaluationKeys };
-  }
-
-  #makePublicKey() {
-    return this.#keygen.createPublicKey();
+    return { secretKey: this.#keys.saveSecretKey(), evaluationKeys: this.evaluationKeys };
   }
 
   /**
-   * Public, relinearization and Galois keys, serialized once. Relinearization and Galois keys
-   * go in SEAL's seeded form and zstd-compressed, and only for the artifact's rotation steps:
-   * these are the megabytes that make re-sending keys per request unrealistic, so the server
-   * stores them under a key id.
+   * Public, relinearization and Galois keys, serialized once, framed as the server stores them.
+   * zstd-compressed and only for the artifact's rotation steps: these are the megabytes that make
+   * re-sending keys per request unrealistic, so the server stores them under a key id.
    */
   #makeEvaluationKeys(): Uint8Array {
-    const zstd = this.seal.ComprModeType.zstd;
-    const pk = this.#makePublicKey();
-    const publicKey = pk.saveArray(zstd);
-    pk.delete();
-    const rk = this.#keygen.createRelinKeysSerializable();
-    const relinKeys = rk.saveArray(zstd);
-    rk.delete();
-    let galoisKeys: Uint8Array = new Uint8Array(0);
-    if (this.artifact.rotation_steps.length) {
-      const gk = this.#keygen.createGaloisKeysSerializable(Int32Array.from(this.artifact.rotation_steps));
-      galoisKeys = gk.saveArray(zstd);
-      gk.delete();
-    }
-    return encodeFrames([publicKey, relinKeys, galoisKeys]);
+    const k = this.#keys.publicKeys(this.artifact.rotation_steps, true);
+    return encodeFrames([k.publicKey, k.relinKeys, k.galoisKeys ?? new Uint8Array(0)]);
   }
 
   /** Samples one pass carries (1 but for batch, stacked and interleaved exports). */
@@ -160,36 +137,19 @@ export class HEClient {
   }
 
   #encryptSlots(v: Float64Array): Uint8Array {
-    const pt = this.#encoder.encode(v, 2 ** this.artifact.params.scaleBits) as PlainText;
-    const ser = this.#encryptor.encryptSymmetricSerializable(pt);
-    const bytes = ser.saveArray(this.seal.ComprModeType.zstd);
-    ser.delete();
-    pt.delete();
-    return bytes;
+    return this.#keys.encryptSlots(v, true);
   }
 
   #decryptSlots(bytes: Uint8Array, what: string): Float64Array {
-    const ct = this.seal.CipherText();
     try {
-      ct.loadArray(this.context, bytes);
+      return this.#keys.decryptSlots(bytes);
     } catch (e) {
-      ct.delete();
       throw new HepolyError(`server reply: ${what} does not deserialize with the artifact's parameters (${(e as Error).message})`);
     }
-    const pt = this.seal.PlainText();
-    this.#decryptor.decrypt(ct, pt);
-    const v = Float64Array.from(this.#encoder.decode(pt));
-    pt.delete();
-    ct.delete();
-    return v;
   }
 
   delete(): void {
-    this.#encryptor.delete();
-    this.#decryptor.delete();
-    this.#encoder.delete();
-    this.#secretKey.delete();
-    this.#keygen.delete();
+    this.#keys.delete();
     this.context.delete();
   }
 }
