@@ -127,11 +127,13 @@ export function lowerAttention(L: Seq<'attention'>, node: string, x: HeValue, [T
   const coeffs = new Float64Array(L.attention.p + 1);
   coeffs[L.attention.p] = 1;
   const e = he.polynomial(scores, coeffs);
-  const den = he.weighted(e, tokens(H * T, T, 1, fill(T, 1)), fill(1, L.attention.eps));
-  const r = lowerReciprocal(he, den, chooseReciprocal(node, ranges, L.attention.eps).approx);
+  // the value product first: during the reciprocal's many levels only the numerators (T x D)
+  // stay alive, not q, k, v and the powers (T x 3D + H x T x T), so a client refresh there sends fewer
   const num = he.product(e, qkv, pairsOf(H * T * dh * T, (push) => {
     for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) for (let c = 0; c < dh; c++) for (let u = 0; u < T; u++) push((h * T + t) * dh + c, (h * T + t) * T + u, at(u, 2 * D + h * dh + c));
   }), [H * T, dh]);
+  const den = he.weighted(e, tokens(H * T, T, 1, fill(T, 1)), fill(1, L.attention.eps));
+  const r = lowerReciprocal(he, den, chooseReciprocal(node, ranges, L.attention.eps).approx);
   // heads back side by side: ctx[t][h dh + c] = num[h T + t][c] / D[h T + t]
   const ctx = he.product(num, r, pairsOf(T * D, (push) => {
     for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let c = 0; c < dh; c++) push(t * D + h * dh + c, (h * T + t) * dh + c, h * T + t);

@@ -9,7 +9,8 @@ import { forward, initWeights } from '../../src/models/tf-interpreter.js';
 import { compileProgram } from '../../src/he/compile.js';
 import { type HeProgram, encodeSample } from '../../src/he/program.js';
 import { programForward } from '../../src/he/reference.js';
-import { opOf } from '../../src/ops/registry.js';
+import { SimBackend } from '../../src/he/sim-backend.js';
+import { encodeInputs, evaluateSequenceModel } from '../../src/he/transformer/evaluator.js';
 import type { HeParams } from '../../src/he/params.js';
 import type { Ranges } from '../../src/train/checkpoint.js';
 import { RangeAccumulator } from '../../src/train/ranges.js';
@@ -22,7 +23,7 @@ import { TEST_PARAMS } from './pipeline.js';
  * Transformers on the shared program IR: attention, power-softmax's Newton reciprocal and
  * poly-layernorm's inverse square root lowered by their op files to `dot` steps, per-token
  * kernels and gathers. The program's float64 reference is checked against the plaintext
- * network, its depth against the layers' summed level costs, and the new kernels (dot with
+ * network, its depth against the transformer evaluator's, and the new kernels (dot with
  * signs, plaintext terms and bias; gather; per-token kernels) under real SEAL against the
  * program's float64 reference.
  */
@@ -71,13 +72,11 @@ function programLogits(p: HeProgram, xs: Float32Array, count: number): Float64Ar
   return out;
 }
 
-/**
- * The levels the ops say they cost, summed over the layers: what an interpreter spending each
- * layer's own levels one after the other needs (the removed transformer evaluator did, with a
- * quad at 2 levels); folding and composing may only lower it.
- */
-function summedLevelCosts(graph: Graph, ranges: Ranges): number {
-  return graph.nodes.reduce((a, n) => a + (opOf(n).levelCost(n.layer, { node: n.name, ranges }) ?? Infinity), 0);
+/** Levels the transformer evaluator (src/he/transformer/) spends on the same network. */
+function evaluatorDepth(graph: Graph, weights: WeightMap, ranges: Ranges, xs: Float32Array, count: number): number {
+  const be = new SimBackend({ polyModulusDegree: 256, coeffModulusBits: [60, ...new Array<number>(120).fill(40), 60], scaleBits: 40 }, { noise: false });
+  const enc = encodeInputs(graph, xs, count);
+  return evaluateSequenceModel(be, graph, weights, ranges, enc.values.map((v) => be.encryptInput(v))).report.levelsUsed;
 }
 
 describe('transformers on the shared program IR', function () {
@@ -86,7 +85,7 @@ describe('transformers on the shared program IR', function () {
     await tf.setBackend('cpu');
   });
 
-  it('a tiny character LM compiles to dot steps; its program agrees with the plaintext network, in no more levels than its layers cost one after another', () => {
+  it('a tiny character LM compiles to dot steps; its program agrees with the plaintext network, in no more levels than the transformer evaluator', () => {
     const graph = buildGraph(model({ task: 'lm', layers: 1, dim: 4, heads: 2, mlp_ratio: 1, attention: { kind: 'power-softmax', p: 2 }, norm: 'batchnorm' }), [4], 5);
     const rng = makeRng(1, 'seq-ir-lm');
     const N = 16;
@@ -97,7 +96,7 @@ describe('transformers on the shared program IR', function () {
     expect(p.inputEncoding).to.deep.equal({ kind: 'one-hot', vocab: 5 });
     expect(p.steps.filter((s) => s.kind === 'dot').length).to.be.above(3);
     expectAllClose(programLogits(p, xs, N), plaintext(graph, weights, x), { atol: 2e-3, rtol: 2e-3 }, 'program vs plaintext logits');
-    expect(p.depth).to.be.at.most(summedLevelCosts(graph, ranges));
+    expect(p.depth).to.be.at.most(evaluatorDepth(graph, weights, ranges, xs, N));
     x.dispose();
   });
 
@@ -115,7 +114,7 @@ describe('transformers on the shared program IR', function () {
     const p = compileProgram(graph, weights, { ranges });
     expect(p.steps.some((s) => s.kind === 'struct' && s.op.kind === 'gather')).to.equal(true);
     expectAllClose(programLogits(p, xs, N), plaintext(graph, weights, x), { atol: 2e-3, rtol: 2e-3 }, 'program vs plaintext logits');
-    expect(p.depth).to.be.at.most(summedLevelCosts(graph, ranges));
+    expect(p.depth).to.be.at.most(evaluatorDepth(graph, weights, ranges, xs, N));
     x.dispose();
   });
 
