@@ -31,7 +31,7 @@ describe('train/teacher-list: hepoly teachers lists what ships in teachers/', fu
   it('the index and the folder agree: every teacher in teachers/ is listed, every listed one is there', () => {
     const onDisk = readdirSync(shippedDir).filter((f) => statSync(join(shippedDir, f)).isDirectory() || f.endsWith('.onnx'));
     expect(teachers.map((t) => basename(t.path)).sort()).to.deep.equal(onDisk.sort());
-    expect(teachers.map((t) => t.name)).to.include.members(['fmnist-cnn-relu', 'vit-softmax', 'fmnist-teacher-large']);
+    expect(teachers.map((t) => t.name)).to.include.members(['fmnist-cnn-relu', 'resnet-relu', 'vit-softmax', 'fmnist-teacher-large']);
   });
 
   it('each row is read from the teacher itself (architecture, parameters, size) beside its measured accuracy', () => {

@@ -31,9 +31,6 @@ function argmaxAccuracy(logits: Float32Array, y: Int32Array, classes: number): n
   return hits / y.length;
 }
 
-/** distilling recipes whose teacher is not shipped yet */
-const PENDING = new Set(['resnet-poly']);
-
 describe('train/teacher-path: shipped teachers and the precedence of your own checkpoints', function () {
   this.timeout(120000);
   const tmp = tempDir();
@@ -47,12 +44,12 @@ describe('train/teacher-path: shipped teachers and the precedence of your own ch
   after(() => tmp.cleanup());
 
   it('the distilling recipes are found (the list is read from recipes/, not hand-picked)', () => {
-    expect(recipes.map((r) => r.name)).to.include.members(['fmnist-cnn-kd', 'fmnist-cnn-kd-onnx', 'vit-poly-kd']);
+    expect(recipes.map((r) => r.name)).to.include.members(['fmnist-cnn-kd', 'fmnist-cnn-kd-onnx', 'resnet-poly', 'vit-poly-kd']);
   });
 
   it('on a fresh clone each distilling recipe resolves its teacher and init_from to a shipped teacher that loads and predicts', async () => {
     const data = new Map<string, Promise<LoadedData>>();
-    for (const { name, recipe, file } of recipes.filter((r) => !PENDING.has(r.name))) {
+    for (const { name, recipe, file } of recipes) {
       for (const [field, ref] of [['distill.teacher', recipe.distill?.teacher], ['init_from', recipe.init_from]] as const) {
         if (!ref) continue;
         const r = resolvePretrained(ref, field, fresh);
@@ -86,12 +83,12 @@ describe('train/teacher-path: shipped teachers and the precedence of your own ch
     }
   });
 
-  it('hepoly train fmnist-cnn-kd says first which teacher it uses (stopped before epoch 1)', async () => {
+  it('hepoly train resnet-poly says first which init_from and teacher it uses (stopped before epoch 1)', async () => {
     const events: string[] = [];
     const stop = new AbortController();
-    const err = await train('recipes/fmnist-cnn-kd.yaml', {
+    const err = await train('recipes/resnet-poly.yaml', {
       set: { 'data.limit': 32, 'data.test_limit': 32 },
-      out: join(tmp.path, 'fmnist-cnn-kd'),
+      out: join(tmp.path, 'resnet-poly'),
       signal: stop.signal,
       callbacks: {
         onStart: () => events.push('start'),
@@ -104,8 +101,10 @@ describe('train/teacher-path: shipped teachers and the precedence of your own ch
     }).catch((e: Error) => e);
     expect(String(err)).to.match(/interrupted before epoch 1/);
     expect(events[0]).to.equal('start');
-    expect(events[1]).to.equal(resolvePretrained('teachers/fmnist-cnn-relu', 'distill.teacher').note);
-    expect(events[2]).to.match(/^distilling from hepoly checkpoint .*fmnist-cnn-relu/);
+    expect(events[1].startsWith(`${resolvePretrained('teachers/resnet-relu', 'init_from').note}: copied `), events[1]).to.equal(true);
+    expect(events[1]).to.match(/copied \d+ weight tensors/);
+    expect(events[2]).to.equal(resolvePretrained('teachers/resnet-relu', 'distill.teacher').note);
+    expect(events[3]).to.match(/^distilling from hepoly checkpoint .*resnet-relu/);
     expect(events).to.not.include('epoch');
   });
 
