@@ -33,7 +33,7 @@ export async function loadTeacher(cfg: DistillConfig, inputShape: number[], prep
   if (!existsSync(path)) {
     const shipped = shippedRecipes().get(basename(path));
     if (shipped) {
-      throw new HepolyError(`${where}: ${cfg.teacher} not found: train the teacher first with \`hepoly train ${shortPath(shipped)}\` (it writes ${cfg.teacher})`);
+      throw new HepolyError(`${where}: ${cfg.teacher} not found: train the teacher first with \`hepoly train ${shortPath(shipped)}\` (it writes checkpoints/${basename(path)})`);
     }
     throw new HepolyError(`${where}: ${cfg.teacher} not found. Point it at a hepoly checkpoint directory (e.g. checkpoints/fmnist-cnn-relu, made by hepoly train) or an .onnx file`);
   }
