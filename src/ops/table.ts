@@ -63,8 +63,8 @@ edit by hand (\`test/ops/registry.test.ts\` fails when this file is out of date)
 prints the same table. One row per example layer of each op. *levels*: CKKS levels the op
 consumes, as the compiler spends them (\`from ranges\`: power-softmax's reciprocal is sized
 from the recorded denominator range). *HE lowering*: \`program IR\` ops are compiled by
-\`src/he/compile.ts\` and run in every packing; sequence ops are lowered by the transformer
-evaluator (\`src/he/transformer/\`), which runs batch packing only. How to add an op:
+\`src/he/compile.ts\`; the packing columns say which packings run them (attention multiplies
+arbitrary element pairs, which only batch packing runs without rotations). How to add an op:
 [adding-an-op.md](adding-an-op.md).
 
 `;
