@@ -16,6 +16,7 @@ export interface ServeArgs {
   maxRequestMb?: number;
   cors?: string;
   sessionTtl?: number;
+  queue?: string;
 }
 
 /**
@@ -41,10 +42,11 @@ export async function runServe(a: ServeArgs): Promise<void> {
     maxRequestBytes: (positive(a.maxRequestMb, '--max-request-mb') ?? 64) * 2 ** 20,
     corsOrigin: a.cors,
     sessionTtlMs: (positive(a.sessionTtl, '--session-ttl') ?? 600) * 1000,
+    queue: a.queue,
   });
   const m = server.artifact.manifest;
   console.log(`serving ${a.dir} on ${server.url}`);
-  console.log(`model ${m.digest.slice(0, 12)}: input [${m.input_shape.join(', ')}], ${m.classes} classes, N=${m.params.polyModulusDegree}, ${m.rotation_steps.length} rotation steps${m.refresh_rounds ? `, ${m.refresh_rounds} client refresh round(s) per request` : ''}; keys in ${server.keys.dir}; ${server.pool.size} workers${a.token ? '; bearer token required' : ''}`);
+  console.log(`model ${m.digest.slice(0, 12)}: input [${m.input_shape.join(', ')}], ${m.classes} classes, N=${m.params.polyModulusDegree}, ${m.rotation_steps.length} rotation steps${m.refresh_rounds ? `, ${m.refresh_rounds} client refresh round(s) per request` : ''}; keys in ${server.keys.dir}; ${a.queue ? 'evaluated by hepoly workers on the queue' : `${server.pool.size} workers`}${a.token ? '; bearer token required' : ''}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -69,7 +71,8 @@ export const serveCommand = defineCommand(
       .option('max-key-mb', { type: 'number', describe: 'largest key upload (default 512)' })
       .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' })
       .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' })
-      .option('session-ttl', { type: 'number', describe: 'seconds a client has to send back a refresh round (--refresh client exports; default 600)' }),
+      .option('session-ttl', { type: 'number', describe: 'seconds a client has to send back a refresh round (--refresh client exports; default 600)' })
+      .option('queue', { type: 'string', describe: 'redis://HOST:PORT: hand evaluations to hepoly workers on this BullMQ queue instead of local threads (sample packing)' }),
   (a) =>
-    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl }),
+    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl, queue: a.queue }),
 );

@@ -80,7 +80,7 @@ describe('deploy: nothing the server holds is a secret key', function () {
       // which serves the wire checks and holds a context only (its wasm heap would be one blob)
       const internals = server as unknown as { checks: { ctx: CkksContext }; http: object };
       expect(Object.keys(internals.checks).sort()).to.deep.equal(['ctx', 'inputCts', 'rotationSteps']);
-      expect(Object.keys(server).sort()).to.deep.equal(['artifact', 'checks', 'evaluation', 'http', 'keys', 'metrics', 'pool', 'url']);
+      expect(Object.keys(server).sort()).to.deep.equal(['artifact', 'checks', 'evaluation', 'http', 'keys', 'metrics', 'pool', 'queued', 'url']);
       const inMemory = byteStrings(server, new Set([internals.checks, internals.http]));
       const onDisk = filesUnder(join(tmp, 'keys')).map((f) => new Uint8Array(readFileSync(f)));
       expect(onDisk.length).to.equal(2);

@@ -2,9 +2,14 @@ import { randomBytes } from 'node:crypto';
 import type { HeProgram } from '../../he/program.js';
 import { type Segment, programSegments } from '../../he/refresh.js';
 import { encodeFrames, jsonPart } from '../framing.js';
-import type { EvaluationKeyBytes, TensorCts } from './eval-protocol.js';
+import type { EvalWork, EvaluationKeyBytes, TensorCts } from './eval-protocol.js';
 import { HttpError } from './http-util.js';
-import type { WorkerPool } from './pool.js';
+import type { EvalResult } from './pool.js';
+
+/** Who evaluates a pass or a segment: the server's worker threads (pool.ts) or the queue's workers (queue-runner.ts). */
+export interface Evaluator {
+  run(keyId: string, keys: () => EvaluationKeyBytes, work: EvalWork): Promise<EvalResult>;
+}
 
 /**
  * One request's evaluation, whole or in segments. A program exported with `--refresh client`
@@ -47,7 +52,7 @@ export class Evaluation {
 
   constructor(
     private readonly program: HeProgram,
-    private readonly pool: WorkerPool,
+    private readonly pool: Evaluator,
     private readonly sessionTtlMs = DEFAULT_SESSION_TTL_MS,
   ) {
     this.segments = programSegments(program);

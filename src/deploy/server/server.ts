@@ -16,6 +16,7 @@ import { Metrics } from './metrics.js';
 import { WorkerPool } from './pool.js';
 import { WireChecks } from './wire-checks.js';
 import { framedFile, streamToFile } from './upload.js';
+import { type PassRunner, openQueueRunner } from './queue-runner.js';
 import { DEFAULT_SESSION_TTL_MS, Evaluation } from './evaluation.js';
 
 /**
@@ -45,6 +46,8 @@ export interface ServeOptions {
   maxRequestBytes?: number;
   /** one sample's evaluation may take this long before its worker is replaced */
   timeoutMs?: number;
+  /** redis://HOST:PORT: evaluations go to `hepoly worker`s through the queue (queue-runner.ts) instead of this server's threads */
+  queue?: string;
   /** a refresh round (a `--refresh client` export) must come back within this */
   sessionTtlMs?: number;
   /** answer CORS preflights and allow this origin ('*': any), for browser clients on another origin */
@@ -71,6 +74,8 @@ export class DeployServer {
     readonly pool: WorkerPool,
     private readonly checks: WireChecks,
     readonly evaluation: Evaluation,
+    /** --queue: the runner that hands passes to queue workers (null: this server's threads) */
+    readonly queued: PassRunner | null,
     private readonly http: Server,
     readonly url: string,
   ) {}
@@ -101,8 +106,9 @@ export class DeployServer {
     });
     const addr = http.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    const evaluation = new Evaluation(artifact.program, pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
-    const server = new DeployServer(artifact, keys, pool, checks, evaluation, http, `http://${host}:${addr.port}`);
+    const queued = o.queue ? await openQueueRunner(o.queue, m, artifact.program, o.timeoutMs ?? 600_000) : null;
+    const evaluation = new Evaluation(artifact.program, queued ?? pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
+    const server = new DeployServer(artifact, keys, pool, checks, evaluation, queued, http, `http://${host}:${addr.port}`);
     const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES };
     http.on('request', (req, res) => {
       if (o.corsOrigin && allowCors(req, res, o.corsOrigin)) return;
@@ -316,6 +322,7 @@ export class DeployServer {
       this.http.closeAllConnections();
     });
     await this.pool.close();
+    await this.queued?.close();
     this.checks.delete();
   }
 }
