@@ -55,7 +55,7 @@ describe('deploy: export and serve every packing', function () {
     });
   }
 
-  for (const [model, spec] of [['mlp', 'batch'], ['cnn', 'interleaved:2']] as const) {
+  for (const [model, spec] of [['mlp', 'batch'], ['mlp', 'interleaved:2']] as const) {
     it(`${model} exported with --packing ${spec}: predictions over HTTP match the plaintext model`, async () => {
       const tmp = mkdtempSync(join(tmpdir(), 'hepoly-packing-'));
       const exp = await exportHeArtifacts({ checkpoint: art[model].checkpoint, out: join(tmp, 'export'), packing: spec });
