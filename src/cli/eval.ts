@@ -1,12 +1,11 @@
-import { evaluate, type EvaluateOptions } from '../api/evaluate.js';
-import { initBackend } from '../train/backend.js';
-import { shortPath } from '../recipe/load.js';
+import type { EvaluateOptions } from '../api/evaluate.js';
 import { defineCommand } from './command.js';
 
 /** The library's evaluate options (src/api/evaluate.ts), plus what only the CLI has. */
 export type EvalArgs = EvaluateOptions & { checkpoint: string; json?: boolean };
 
 export async function runEval(a: EvalArgs): Promise<void> {
+  const [{ evaluate }, { initBackend }, { shortPath }] = await Promise.all([import('../api/evaluate.js'), import('../train/backend.js'), import('../util/paths.js')]);
   const r = await evaluate(a.checkpoint, { backend: a.backend, data: a.data });
   // evaluate loaded it; this only names it
   const backend = await initBackend(a.backend);

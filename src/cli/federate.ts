@@ -1,9 +1,5 @@
-import { loadRecipe, shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { HepolyError } from '../util/errors.js';
-import { Coordinator } from '../federated/coordinator.js';
-import { launchFederation } from '../federated/launcher.js';
-import { runHorizontalParty } from '../federated/horizontal/party.js';
-import { runVerticalParty } from '../federated/vertical/party.js';
 import type { Recipe } from '../recipe/schema.js';
 import { defineCommand } from './command.js';
 
@@ -24,7 +20,8 @@ export interface FederateArgs {
   json?: boolean;
 }
 
-function federatedRecipe(path: string, set: string[] | undefined): { recipe: Recipe; file: string } {
+async function federatedRecipe(path: string, set: string[] | undefined): Promise<{ recipe: Recipe; file: string }> {
+  const { loadRecipe } = await import('../recipe/load.js');
   const { recipe, file } = loadRecipe(path, set ?? []);
   if (!recipe.federated) throw new HepolyError(`${shortPath(file)}: no federated section. Add federated: {partition, parties, ...} (see docs/federated.md), or train it with hepoly train`);
   return { recipe, file };
@@ -34,6 +31,7 @@ export async function runFederate(a: FederateArgs): Promise<void> {
   if (a.target === 'coordinator') return runCoordinatorRole(a);
   if (a.target === 'party') return runPartyRole(a);
   if (a.recipe) throw new HepolyError(`federate ${a.target} ${a.recipe}: expected \`federate RECIPE\`, \`federate coordinator RECIPE\` or \`federate party RECIPE\``, { exitCode: 2 });
+  const { launchFederation } = await import('../federated/launcher.js');
   const result = await launchFederation({ recipe: a.target, set: a.set, out: a.out, log: (l) => console.log(l) });
   const fmt = (v: number | null, d = 4) => (v === null || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
   console.log(
@@ -49,7 +47,8 @@ export async function runFederate(a: FederateArgs): Promise<void> {
 
 async function runCoordinatorRole(a: FederateArgs): Promise<void> {
   if (!a.recipe) throw new HepolyError('federate coordinator: name the recipe: hepoly federate coordinator RECIPE --port P', { exitCode: 2 });
-  const { recipe } = federatedRecipe(a.recipe, a.set);
+  const { recipe } = await federatedRecipe(a.recipe, a.set);
+  const { Coordinator } = await import('../federated/coordinator.js');
   const fed = recipe.federated!;
   const c = new Coordinator({ parties: fed.parties.map((p) => p.name), polyModulusDegree: fed.he.poly_modulus_degree, roundTimeoutS: fed.round_timeout });
   const url = await c.listen(a.port ?? 8470, a.host ?? '127.0.0.1');
@@ -63,9 +62,12 @@ async function runPartyRole(a: FederateArgs): Promise<void> {
   if (!a.recipe || !a.name || !a.coordinator) {
     throw new HepolyError('federate party: usage: hepoly federate party RECIPE --name NAME --coordinator http://HOST:PORT', { exitCode: 2 });
   }
-  const { recipe, file } = federatedRecipe(a.recipe, a.set);
+  const { recipe, file } = await federatedRecipe(a.recipe, a.set);
   const opts = { recipe, recipeFile: shortPath(file), name: a.name, coordinator: a.coordinator.replace(/\/$/, ''), outDir: a.out, backend: a.backend, log: (l: string) => console.log(l) };
-  const result = recipe.federated!.partition === 'vertical' ? await runVerticalParty(opts) : await runHorizontalParty(opts);
+  const result =
+    recipe.federated!.partition === 'vertical'
+      ? await (await import('../federated/vertical/party.js')).runVerticalParty(opts)
+      : await (await import('../federated/horizontal/party.js')).runHorizontalParty(opts);
   if (a.json) console.log(JSON.stringify(result));
 }
 

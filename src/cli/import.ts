@@ -1,7 +1,4 @@
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
-import { initBackend } from '../train/backend.js';
-import { importCheckpoint } from '../onnx/import.js';
 import { defineCommand } from './command.js';
 
 export interface ImportArgs {
@@ -19,6 +16,7 @@ export async function runImport(a: ImportArgs): Promise<void> {
   if (a.layout !== undefined && a.layout !== 'nchw' && a.layout !== 'nhwc') {
     throw new HepolyError(`--layout: expected nchw (PyTorch exports) or nhwc (Keras / tf2onnx exports), found "${a.layout}"`, { exitCode: 2 });
   }
+  const [{ shortPath }, { initBackend }, { importCheckpoint }] = await Promise.all([import('../util/paths.js'), import('../train/backend.js'), import('../onnx/import.js')]);
   const backend = await initBackend(a.backend);
   console.log(`backend: ${backend}`);
   const r = await importCheckpoint({ model: a.model, data: a.data, layout: a.layout as 'nchw' | 'nhwc' | undefined, out: a.out, overwrite: a.overwrite, backend, log: (l) => console.log(l) });

@@ -1,8 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { HepolyError } from '../util/errors.js';
 import { claimOutputDir } from '../util/output-guard.js';
-import { makePayments } from '../federated/payments.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { defineCommand } from './command.js';
 
 /** `hepoly make-data payments --rows N --seed S --out DIR`: synthetic data sets for the federated recipes. */
@@ -17,6 +16,7 @@ export interface MakeDataArgs {
 export async function runMakeData(a: MakeDataArgs): Promise<void> {
   if (a.kind !== 'payments') throw new HepolyError(`make-data: unknown data set ${JSON.stringify(a.kind)}. Available: payments`, { exitCode: 2 });
   const claim = claimOutputDir(a.out, { flag: '--out', kind: 'payments data set', describeOurs: describePayments, replace: true, replaceHint: '' });
+  const { makePayments } = await import('../federated/payments.js');
   let r: ReturnType<typeof makePayments>;
   try {
     r = makePayments({ rows: a.rows, seed: a.seed, out: claim.dir });

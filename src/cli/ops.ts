@@ -1,6 +1,3 @@
-import Table from 'cli-table3';
-import { PACKING_KINDS } from '../ops/types.js';
-import { opsRows } from '../ops/table.js';
 import { defineCommand } from './command.js';
 
 export interface OpsArgs {
@@ -8,7 +5,8 @@ export interface OpsArgs {
 }
 
 /** `hepoly ops`: every registered op, its HE lowering and level cost, and which packings run it. */
-export function runOps(a: OpsArgs): void {
+export async function runOps(a: OpsArgs): Promise<void> {
+  const [{ default: Table }, { PACKING_KINDS }, { opsRows }] = await Promise.all([import('cli-table3'), import('../ops/types.js'), import('../ops/table.js')]);
   const rows = opsRows();
   if (a.json) {
     console.log(JSON.stringify(rows));

@@ -2,7 +2,7 @@ import cliProgress from 'cli-progress';
 import { setProgressSink, type ProgressEvent } from '../util/progress-event.js';
 import type { TrainCallbacks } from '../train/callbacks.js';
 import type { MetricsRow } from '../train/checkpoint.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 
 const fmt = (x: number, d = 4) => (Number.isFinite(x) ? x.toFixed(d) : String(x));
 

@@ -1,4 +1,4 @@
-import { prune, type PruneOptions } from '../api/prune.js';
+import type { PruneOptions } from '../api/prune.js';
 import { integerFlag } from './args.js';
 import { defineCommand } from './command.js';
 
@@ -10,6 +10,7 @@ export async function runPrune(a: PruneArgs): Promise<void> {
   const epochs = integerFlag('--epochs', a.epochs ?? 3, { min: 0, max: 10000 });
   const tile = integerFlag('--tile', a.tile ?? 1, { min: 1, max: 65536 });
   const { checkpoint, json, ...options } = a;
+  const { prune } = await import('../api/prune.js');
   const result = await prune(checkpoint, { ...options, tile, epochs, log: (l) => console.log(l) });
   if (json) console.log(JSON.stringify(result));
 }

@@ -1,5 +1,4 @@
-import { report, type ReportOptions } from '../api/report.js';
-import { shortPath } from '../recipe/load.js';
+import type { ReportOptions } from '../api/report.js';
 import { defineCommand } from './command.js';
 
 /** The library's report options (src/api/report.ts), plus what only the CLI has. */
@@ -7,6 +6,7 @@ export type ReportArgs = ReportOptions & { checkpoint: string; json?: boolean };
 
 /** `hepoly report CHECKPOINT [--out DIR]`: the training report (HTML, SVG, PNG) of a checkpoint. */
 export async function runReport(a: ReportArgs): Promise<void> {
+  const [{ report }, { shortPath }] = await Promise.all([import('../api/report.js'), import('../util/paths.js')]);
   const r = await report(a.checkpoint, { out: a.out, backend: a.backend });
   const h = r.data.held_out;
   console.log(`${r.data.checkpoint}: ${h.split} accuracy ${h.accuracy.toFixed(4)} on ${h.samples} samples`);

@@ -1,8 +1,8 @@
-import { recipeJsonSchemaText } from '../recipe/json-schema.js';
 import { defineCommand } from './command.js';
 
 /** `hepoly schema`: the recipe JSON Schema on stdout (`hepoly schema > recipe.schema.json`). */
-export function runSchema(): void {
+export async function runSchema(): Promise<void> {
+  const { recipeJsonSchemaText } = await import('../recipe/json-schema.js');
   process.stdout.write(recipeJsonSchemaText());
 }
 

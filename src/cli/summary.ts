@@ -1,7 +1,3 @@
-import Table from 'cli-table3';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { summarize } from '../models/summary.js';
-import { shortPath } from '../recipe/load.js';
 import { defineCommand } from './command.js';
 
 export interface SummaryArgs {
@@ -13,6 +9,12 @@ const num = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3)
 
 /** Keras-style model table, plus what matters under HE: activation ranges and level costs. */
 export async function runSummary(a: SummaryArgs): Promise<void> {
+  const [{ default: Table }, { loadCheckpoint }, { summarize }, { shortPath }] = await Promise.all([
+    import('cli-table3'),
+    import('../train/checkpoint.js'),
+    import('../models/summary.js'),
+    import('../util/paths.js'),
+  ]);
   const ckpt = loadCheckpoint(a.checkpoint);
   const s = summarize(ckpt.graph, ckpt.ranges);
   const table = new Table({

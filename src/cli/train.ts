@@ -1,5 +1,4 @@
-import { train, type TrainOptions } from '../api/train.js';
-import { consoleCallbacks } from './progress.js';
+import type { TrainOptions } from '../api/train.js';
 import { abortOnSignals } from './interrupt.js';
 import type { TrainCallbacks } from '../train/callbacks.js';
 import { defineCommand } from './command.js';
@@ -9,6 +8,7 @@ export type TrainArgs = Pick<TrainOptions, 'out' | 'resume' | 'overwrite' | 'bac
 
 /** `hepoly train RECIPE`: progress on stdout; with --json the run's figures as the last line. */
 export async function runTrain(a: TrainArgs): Promise<void> {
+  const [{ train }, { consoleCallbacks }] = await Promise.all([import('../api/train.js'), import('./progress.js')]);
   const interrupt = abortOnSignals();
   const log = (l: string) => console.log(l);
   const progress = consoleCallbacks(log, !!process.stdout.isTTY && !a.json);

@@ -6,7 +6,7 @@ import { RecipeSchema, type Recipe } from './schema.js';
 import { allowedKeys, isStringKey, valueAt } from './schema-walk.js';
 import { HepolyError } from '../util/errors.js';
 import { didYouMean, closest } from '../util/suggest.js';
-import { packageRoot } from '../util/paths.js';
+import { packageRoot, shortPath } from '../util/paths.js';
 
 /**
  * Recipe loading: find the file, follow `extends` (deep merge, lists replace), apply
@@ -251,10 +251,8 @@ function where(path: (string | number)[], sources: Source[], setPaths: string[][
 }
 
 /** Paths in messages: relative to the current directory when that is shorter. */
-export function shortPath(file: string): string {
-  const rel = relative(process.cwd(), file);
-  return rel && !rel.startsWith('..') ? rel : file;
-}
+// re-exported where it always was, for the modules that read recipes anyway
+export { shortPath };
 
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 /** The folder of the hepoly package (holding package.json), from src/ or dist/ alike. */
@@ -10,4 +10,10 @@ export function packageRoot(): string {
     dir = dirname(dir);
   }
   return process.cwd();
+}
+
+/** A path as the user would type it: relative to the working folder when inside it, else as given. */
+export function shortPath(file: string): string {
+  const rel = relative(process.cwd(), file);
+  return rel && !rel.startsWith('..') ? rel : file;
 }
