@@ -850,6 +850,8 @@ export function reportJson(r: ValidationReport): Record<string, unknown> {
     workers: r.workers,
     out_of_range_input_samples: r.outOfRange.inputSamples,
     out_of_range_activation_samples: r.outOfRange.activationSamples,
+    // client round trips per pass for every model (0: the chain held the whole depth), --mode simulate too
+    refreshes_per_pass: r.refreshes?.perPass ?? 0,
     refreshes: r.refreshes
       ? {
           per_pass: r.refreshes.perPass,
