@@ -1,6 +1,6 @@
 import Table from 'cli-table3';
-import { listTeachers } from '../api/teachers.js';
-import { shortPath } from '../recipe/load.js';
+import type { ShippedTeacher } from '../api/teachers.js';
+import { shortPath } from '../util/paths.js';
 import { defineCommand } from './command.js';
 
 export interface TeachersArgs {
@@ -8,8 +8,13 @@ export interface TeachersArgs {
 }
 
 /** `hepoly teachers`: the pretrained teachers shipped in teachers/, which the distilling recipes use. */
-export function runTeachers(a: TeachersArgs): void {
-  const rows = listTeachers();
+export async function runTeachers(a: TeachersArgs): Promise<void> {
+  const { listTeachers } = await import('../api/teachers.js');
+  printTeachers(listTeachers(), a);
+}
+
+/** The list as a table, or as one JSON array with --json. */
+export function printTeachers(rows: ShippedTeacher[], a: TeachersArgs): void {
   if (a.json) {
     console.log(JSON.stringify(rows));
     return;

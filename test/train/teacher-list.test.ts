@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { listTeachers } from '../../src/api/teachers.js';
-import { runTeachers } from '../../src/cli/teachers.js';
+import { printTeachers } from '../../src/cli/teachers.js';
 import { loadRecipe, shippedRecipes } from '../../src/recipe/load.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { packageRoot } from '../../src/util/paths.js';
@@ -67,10 +67,10 @@ describe('train/teacher-list: hepoly teachers lists what ships in teachers/', fu
     const cwd = process.cwd();
     process.chdir(tmp.path);
     try {
-      const text = captureLog(() => runTeachers({}));
+      const text = captureLog(() => printTeachers(listTeachers(), {}));
       for (const t of teachers) expect(text).to.contain(t.name).and.contain(t.test_accuracy.toFixed(4));
       expect(text).to.contain('takes precedence');
-      const json = JSON.parse(captureLog(() => runTeachers({ json: true }))) as { name: string }[];
+      const json = JSON.parse(captureLog(() => printTeachers(listTeachers(), { json: true }))) as { name: string }[];
       expect(json.map((t) => t.name)).to.deep.equal(teachers.map((t) => t.name));
     } finally {
       process.chdir(cwd);
