@@ -36,7 +36,8 @@ import { type SamplePlan, packSample, planSample, unpackTensor } from './packing
 import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
-import { type ServerPacking, chooseServerPacking } from './tiles/choose.js';
+import { type ServerPacking, chooseServerPacking, predictSeconds } from './tiles/choose.js';
+import { packingOf } from './packing/index.js';
 import { type StackedProgram, stackForSlots, stackInputs, unstackOutputs, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
 import { queuePacking, startQueueRun, type QueueOptions, type QueueStats } from '../queue/validate-hook.js';
@@ -214,7 +215,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (!opts.params || opts.params === 'auto') {
     if (refreshMode === 'client') {
       // refreshes make every ring usable: pick the fastest estimate, cut or not
-      const best = chooseWithRefresh(compiled, xp, n, maxAbs, workers, minSlots, packingOpt, opts.scaleBits);
+      const best = await chooseWithRefresh(compiled, xp, n, maxAbs, workers, minSlots, packingOpt, opts.scaleBits);
       ({ params, program, maxAbs } = best);
       refreshChoice = best.why;
     } else params = chooseParams({ depth: program.depth, maxAbs, minScaleBits: opts.scaleBits });
@@ -258,9 +259,10 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
   if (multi && !plan) throw new HepolyError(`--packing ${packingOpt} runs on the sample-packing evaluator, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
   if (cut && !plan && !batchOnly) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
+  // batch and sample packing by the calibrated cost model, the one --packing auto and he-plan use
   const est = {
-    batch: estimateBatchSeconds(program, params, n, workers),
-    sample: plan ? estimateSampleSeconds(plan, program, params, n, workers) : null,
+    batch: await predictSeconds(packingOf('batch').plan(program, slots, slots), params, n, workers),
+    sample: plan ? await predictSeconds({ kind: 'sample', program, slots, samplesPerPass: 1, sample: plan, stacked: null, rotationSteps: plan.rotationSteps }, params, n, workers) : null,
   };
   let packing: ServerPacking;
   let packingReason: string;
@@ -496,7 +498,7 @@ function summarizeRefreshes(points: RefreshSummary['points'], passes: number): R
 /** Seconds one client refresh adds per sample in --params auto's choice (network round trip and client work). */
 const REFRESH_ROUND_TRIP_S = 1;
 
-function chooseWithRefresh(
+async function chooseWithRefresh(
   compiled: HeProgram,
   x: Float32Array,
   n: number,
@@ -505,7 +507,7 @@ function chooseWithRefresh(
   minSlots: number | undefined,
   packingOpt: ReturnType<typeof parsePacking>['kind'],
   minScaleBits?: number,
-): { params: HeParams; program: HeProgram; maxAbs: number; why: string } {
+): Promise<{ params: HeParams; program: HeProgram; maxAbs: number; why: string }> {
   type Option = { params: HeParams; program: HeProgram; maxAbs: number; seconds: number };
   const options: Option[] = [];
   const tooBig: string[] = [];
@@ -517,7 +519,7 @@ function chooseWithRefresh(
     }
   })();
   if (uncut && packingOpt !== 'sample') {
-    options.push({ params: uncut, program: compiled, maxAbs: maxAbs0, seconds: estimateBatchSeconds(compiled, uncut, n, workers) });
+    options.push({ params: uncut, program: compiled, maxAbs: maxAbs0, seconds: await predictSeconds(packingOf('batch').plan(compiled, uncut.polyModulusDegree / 2, 1), uncut, n, workers) });
   }
   for (const N of RING_DEGREES) {
     if (minSlots && N / 2 < minSlots) continue;
@@ -532,7 +534,7 @@ function chooseWithRefresh(
       const params = paramsAtRing(N, { depth: program.depth, maxAbs, minScaleBits });
       if (!params) continue;
       if (isBatchOnly(program)) {
-        options.push({ params, program, maxAbs, seconds: estimateBatchSeconds(program, params, n, workers) });
+        options.push({ params, program, maxAbs, seconds: await predictSeconds(packingOf('batch').plan(program, N / 2, 1), params, n, workers) });
         break;
       }
       try {
@@ -544,7 +546,8 @@ function chooseWithRefresh(
           tooBig.push(`N=${N} with ${levelsOf(params)} levels`);
           continue;
         }
-        options.push({ params, program, maxAbs, seconds: estimateSampleSeconds(plan, program, params, n, workers) });
+        const single = { kind: 'sample' as const, program, slots: N / 2, samplesPerPass: 1, sample: plan, stacked: null, rotationSteps: plan.rotationSteps };
+        options.push({ params, program, maxAbs, seconds: await predictSeconds(single, params, n, workers) });
       } catch (e) {
         if (!(e instanceof HepolyError)) throw e;
       }
@@ -686,59 +689,6 @@ export function calibrate(p: HeProgram, x: Float32Array, count: number): number 
     });
   }
   return 4 * m;
-}
-
-// rough per-operation costs of node-seal (wasm) per ring coefficient and prime, measured on
-// this project's reference machine; only the ratio between packings matters
-const NS_MUL = 60e-9;
-const NS_CRAFT = 30e-9;
-const NS_KEYSWITCH = 130e-9;
-
-function estimateBatchSeconds(p: HeProgram, params: HeParams, n: number, workers: number): number {
-  const N = params.polyModulusDegree;
-  const L = levelsOf(params) / 2 + 1;
-  let products = 0;
-  let dense = 0;
-  let squares = 0;
-  for (const s of p.steps) {
-    if (s.kind === 'linear') {
-      for (const t of s.terms) {
-        const c = entryCount(t.op);
-        products += c;
-        if (t.op.kind !== 'conv') dense += c;
-      }
-    } else if (s.kind === 'power') squares += size(p.tensors[s.out].shape);
-    else if (s.kind === 'dot') squares += s.pairs.out.length;
-  }
-  const pass = products * NS_MUL * N * L + dense * NS_CRAFT * N * L + squares * (NS_MUL + NS_KEYSWITCH * L) * N * L;
-  return (Math.ceil(n / (N / 2)) * pass) / workers;
-}
-
-function entryCount(op: Parameters<typeof weightedEntries>[0]): number {
-  if (op.kind === 'conv') {
-    const g = op.geom;
-    return (g.outH * g.outW * g.kernel * g.kernel * g.cin * g.cout) / (g.groups ?? 1);
-  }
-  if (op.kind === 'dense') {
-    let c = 0;
-    for (const v of op.kernel) if (v !== 0) c++;
-    return c;
-  }
-  if (op.kind === 'tokens') {
-    let c = 0;
-    for (const v of op.kernel) if (v !== 0) c++;
-    return c * op.tokens;
-  }
-  return op.factors.length;
-}
-
-function estimateSampleSeconds(plan: SamplePlan, p: HeProgram, params: HeParams, n: number, workers: number): number {
-  const N = params.polyModulusDegree;
-  const L = levelsOf(params) / 2 + 1;
-  let squares = 0;
-  for (const s of p.steps) if (s.kind === 'power') squares += plan.layouts[s.out]?.cts ?? 0;
-  const one = plan.stats.diagonals * NS_MUL * N * L + (plan.stats.rotations + squares) * NS_KEYSWITCH * L * N * L;
-  return (n * one) / workers;
 }
 
 /** Peak resident memory of the process (all worker threads' wasm heaps included). */

@@ -3,7 +3,6 @@ import { packBatch, unpackBatch } from './batch.js';
 import { runBatchGrouped } from '../tiles/batch-pass.js';
 import { batchTiles } from '../tiles/tile-tensor.js';
 import { size } from '../tensor-ops.js';
-import { HepolyError } from '../../util/errors.js';
 
 /**
  * Batch packing (CryptoNets): slot s of every ciphertext is sample s, one ciphertext per tensor
@@ -17,7 +16,6 @@ export const batchPacking: Packing = {
   supports: () => true,
   sizes: (_program, slots) => [slots],
   plan(program, slots): PackingPlan {
-    if ((program.refreshes ?? []).length) throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto');
     return { kind: 'batch', program, slots, samplesPerPass: slots, sample: null, stacked: null, rotationSteps: [] };
   },
   run(plan, be, opts = {}) {

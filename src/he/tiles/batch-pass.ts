@@ -11,7 +11,12 @@ import { size } from '../tensor-ops.js';
  */
 export const SERVER_MEMORY_BUDGET = 2e9;
 
-export function runBatchGrouped<C>(p: HeProgram, be: CkksBackend<C>, inputs: (C | null)[], opts: { workers: number; N: number; memoryBudget?: number }): (C | null)[] {
+export function runBatchGrouped<C>(
+  p: HeProgram,
+  be: CkksBackend<C>,
+  inputs: (C | null)[],
+  opts: { workers: number; N: number; memoryBudget?: number; refresh?: (cts: (C | null)[]) => (C | null)[] },
+): (C | null)[] {
   const budget = opts.memoryBudget ?? SERVER_MEMORY_BUDGET;
   const tensors = new Map<number, (C | null)[]>([[p.input, inputs]]);
   const store: TensorStore<C> = {
@@ -21,7 +26,17 @@ export function runBatchGrouped<C>(p: HeProgram, be: CkksBackend<C>, inputs: (C 
   const stages = planStages(p);
   const lastStage = new Map<number, number>();
   stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+  // a program cut for client refreshes (as HEServer.evaluateBatch runs it): the stage that
+  // starts at a refresh point first has its tensors refreshed (`refresh` gives the fresh copies)
+  const refreshAt = new Map((p.refreshes ?? []).map((r) => [r.before, r.tensors]));
   stages.forEach((st, k) => {
+    for (const { src } of refreshAt.get(st.steps[0]) ?? []) lastStage.set(src, Math.max(lastStage.get(src) ?? k, k));
+  });
+  stages.forEach((st, k) => {
+    for (const { src, out } of refreshAt.get(st.steps[0]) ?? []) {
+      if (!opts.refresh) throw new Error('internal: a program cut for --refresh client needs a refresh');
+      tensors.set(out, opts.refresh(tensors.get(src)!));
+    }
     for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
     for (const group of channelGroups(p, st, be.topLevel, opts.N, budget, opts.workers)) {
       for (const [t, m] of runStageGroup({ program: p, be, store, memoryBudget: budget }, st, group)) {

@@ -8,6 +8,7 @@ import { size } from '../tensor-ops.js';
 import { type Calibration, opMs } from './calibrate.js';
 import { type DryCt, OP_KINDS, type OpKind, dryBackend } from './dry-run.js';
 import { programSegments } from '../refresh.js';
+import { runBatchGrouped } from './batch-pass.js';
 
 /**
  * The cost of one evaluation pass of a packing: operation counts (those of the evaluator
@@ -49,15 +50,9 @@ export interface PassCost {
 
 export function passCost(s: PassShape): PassCost {
   const { be, dry, counts } = dryBackend(s.params);
-  // setting the evaluator up (encoding diagonals) is once per model, not per pass
-  const runner = packingOf(s.kind).run(planOfShape(s), be, { workers: s.workers });
-  const setupOps = snapshot(dry.tally.ops);
-  for (const k of OP_KINDS) dry.tally.ops[k].fill(0);
   const inputCiphertexts = s.plan ? s.plan.layouts[s.program.input]!.cts : size(s.program.inputShape);
-  const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
-  const outputs: (DryCt | null)[] = runner.run(inputs);
-  // batch passes hand their inputs over to the stages, which free them
-  if (s.plan) for (const c of inputs) be.free(c);
+  const cut = !!s.program.refreshes?.length;
+  const { outputs, setupOps } = cut && s.plan ? segmentedPass(s.program, s.plan, be, dry) : cut ? batchSegments(s, be, dry, inputCiphertexts) : wholePass(s, be, dry, inputCiphertexts);
   let outputCiphertexts = 0;
   for (const c of outputs) {
     if (!c) continue;
@@ -77,6 +72,54 @@ export function passCost(s: PassShape): PassCost {
     keyBytes: evaluationKeyBytes(s.params, steps),
     rotationKeys: steps,
   };
+}
+
+type Dry = ReturnType<typeof dryBackend>;
+
+/** One pass of the packing's evaluator; setting it up (encoding diagonals) is once per model, not per pass. */
+function wholePass(s: PassShape, be: Dry['be'], dry: Dry['dry'], inputCiphertexts: number): { outputs: (DryCt | null)[]; setupOps: Record<OpKind, number[]> } {
+  const runner = packingOf(s.kind).run(planOfShape(s), be, { workers: s.workers });
+  const setupOps = snapshot(dry.tally.ops);
+  for (const k of OP_KINDS) dry.tally.ops[k].fill(0);
+  const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
+  const outputs: (DryCt | null)[] = runner.run(inputs);
+  // batch passes hand their inputs over to the stages, which free them
+  if (s.plan) for (const c of inputs) be.free(c);
+  return { outputs, setupOps };
+}
+
+/**
+ * A program cut for client refreshes, segment by segment as the server's workers run it, each
+ * segment's inputs fresh at the top level (the client re-encrypted them; the client's own
+ * decrypt and encrypt are outside the server's pass). Each segment's diagonals are encoded
+ * before it: setup, not pass.
+ */
+function segmentedPass(program: HeProgram, plan: SamplePlan, be: Dry['be'], dry: Dry['dry']): { outputs: (DryCt | null)[]; setupOps: Record<OpKind, number[]> } {
+  const ev = new SampleEvaluator(program, plan, be);
+  const setupOps = snapshot(dry.tally.ops);
+  let outputs: DryCt[] = [];
+  for (const seg of programSegments(program)) {
+    const before = snapshot(dry.tally.ops);
+    ev.prepareRange(seg.from, seg.to);
+    for (const k of OP_KINDS) dry.tally.ops[k].forEach((n, l) => ((setupOps[k][l] += n - before[k][l]), (dry.tally.ops[k][l] = before[k][l])));
+    const given = new Map(seg.inputs.map((t) => [t, Array.from({ length: plan.layouts[t]!.cts }, () => dry.input())]));
+    const kept = ev.runRange(given, seg.from, seg.to, seg.outputs);
+    for (const cts of given.values()) for (const c of cts) be.free(c);
+    for (const [t, cts] of kept) {
+      if (t === program.output) outputs = cts;
+      else for (const c of cts) be.free(c);
+    }
+  }
+  ev.delete();
+  return { outputs, setupOps };
+}
+
+/** A batch pass of a program cut for client refreshes: the refreshed tensors come back fresh at the top level. */
+function batchSegments(s: PassShape, be: Dry['be'], dry: Dry['dry'], inputCiphertexts: number): { outputs: (DryCt | null)[]; setupOps: Record<OpKind, number[]> } {
+  const setupOps = snapshot(dry.tally.ops);
+  const inputs = Array.from({ length: inputCiphertexts }, () => dry.input());
+  const refresh = (cts: (DryCt | null)[]) => cts.map((c) => (c ? dry.input() : null));
+  return { outputs: runBatchGrouped(s.program, be, inputs, { workers: s.workers ?? 1, N: s.params.polyModulusDegree, refresh }), setupOps };
 }
 
 /** The packing plan a pass shape describes (the cost model keeps its own, smaller record). */
