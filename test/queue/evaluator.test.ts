@@ -17,7 +17,7 @@ import { startRedis, type TestRedis } from '../helpers/redis.js';
 describe('queue library: QueueEvaluator, one evaluation per job', function () {
   this.timeout(120_000);
   const g = tinyMlp();
-  const program = compileProgram(g, randomWeights(g, 7));
+  const program = compileProgram(g, randomWeights(g, 11));
   const per = g.inputShape.reduce((a, b) => a * b, 1);
   const x = randomInputs(g, 4, 11);
   let redis: TestRedis;
@@ -51,7 +51,7 @@ describe('queue library: QueueEvaluator, one evaluation per job', function () {
         return { logits, plain: programForward(program, Float64Array.from(xs))[program.output], worker: r.worker };
       });
       const answers = await Promise.all(requests);
-      for (const a of answers) expect(maxAbsDiff(a.logits.subarray(0, g.classes), a.plain.subarray(0, g.classes))).to.be.below(1e-2);
+      for (const a of answers) expect(maxAbsDiff(a.logits.subarray(0, g.classes), a.plain.subarray(0, g.classes))).to.be.below(5e-3);
       expect(new Set(answers.map((a) => a.worker))).to.deep.equal(new Set([worker.id]));
       // each client's keys were asked for (and uploaded) once, not per request
       expect(keyCalls).to.equal(2);
