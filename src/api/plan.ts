@@ -13,6 +13,8 @@ export interface PlanOptions {
   top?: number;
   /** redo the node-seal micro-benchmark instead of using the cached one */
   calibrate?: boolean;
+  /** log every compiler pass by name with what it did (he-plan --trace) */
+  trace?: boolean;
   log?: (line: string) => void;
 }
 
@@ -21,5 +23,5 @@ export async function plan(checkpoint: string, o: PlanOptions = {}): Promise<Pla
   const goal = parseGoal(o.goal);
   const memoryLimit = parseMemory(o.memory);
   if (o.top !== undefined && !(Number.isInteger(o.top) && o.top >= 1)) throw new HepolyError(`--top: expected a positive integer, found ${o.top}`);
-  return planPackings({ checkpoint, goal, memoryLimit, measure: !!o.measure, top: o.top, recalibrate: !!o.calibrate, log: o.log });
+  return planPackings({ checkpoint, goal, memoryLimit, measure: !!o.measure, top: o.top, recalibrate: !!o.calibrate, trace: !!o.trace, log: o.log });
 }

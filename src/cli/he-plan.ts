@@ -75,6 +75,7 @@ export const hePlanCommand = defineCommand(
       .option('measure', { type: 'boolean', default: false, describe: 'also run each shown candidate once on SEAL and report measured vs predicted' })
       .option('top', { type: 'number', describe: 'candidates to show (default 5)' })
       .option('calibrate', { type: 'boolean', default: false, describe: 'redo the node-seal micro-benchmark instead of using the cached one' })
+      .option('trace', { type: 'boolean', default: false, describe: 'print every compiler pass by name with what it did' })
       .option('json', { type: 'boolean', default: false }),
-  (a) => runHePlan({ checkpoint: a.checkpoint, goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, json: a.json }),
+  (a) => runHePlan({ checkpoint: a.checkpoint, goal: a.goal, memory: a.memory, measure: a.measure, top: a.top, calibrate: a.calibrate, trace: a.trace, json: a.json }),
 );

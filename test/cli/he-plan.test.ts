@@ -58,4 +58,20 @@ describe('hepoly he-plan --measure (CLI): predicted and measured rows for a tiny
     expect(bad.code).to.not.equal(0);
     expect(bad.stderr).to.match(/error: .*--goal/);
   });
+
+  it('--trace: every compiler pass by name, in order, with what it did; the passes after lowering are in the JSON', () => {
+    const r = hepoly(['he-plan', ckpt, '--trace', '--top', '1', '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const plan = r.json as unknown as PlanResult;
+    expect(plan.passes.map((p) => p.pass)).to.deep.equal(['scales', 'choose-params', 'check-chain', 'stack-interleave']);
+    const names = [...r.stdout.matchAll(/^(?:compile )?pass ([a-z-]+): /gm)].map((m) => m[1]);
+    // the graph's passes (src/he/compile.ts) lower it first, then the chain's
+    expect(names.slice(-4)).to.deep.equal(['scales', 'choose-params', 'check-chain', 'stack-interleave']);
+    expect(names.indexOf('lower-affine')).to.be.within(0, names.length - 5);
+    // each says what it did: the ring it chose, and the registered packings it costed
+    expect(plan.passes[1].note).to.include(`N=${plan.params.polyModulusDegree}`);
+    expect(plan.passes[3].note).to.match(/batch \(\d\), sample \(\d\)/);
+    const without = hepoly(['he-plan', ckpt, '--top', '1']);
+    expect(without.stdout).to.not.match(/^pass /m);
+  });
 });

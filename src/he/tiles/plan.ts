@@ -2,12 +2,16 @@ import { loadCheckpoint } from '../../train/checkpoint.js';
 import { reportProgress } from '../../util/progress-event.js';
 import { heldOutSplit } from '../../train/evaluate.js';
 import { compileProgram } from '../compile.js';
-import { chooseParams, type HeParams } from '../params.js';
+import type { HeParams } from '../params.js';
 import type { HeProgram } from '../program.js';
-import { calibrate } from '../validate.js';
 import { size } from '../tensor-ops.js';
 import { type Calibration, calibration } from './calibrate.js';
-import { type Goal, type Ranked, candidates, rank } from './optimizer.js';
+import { type Candidate, type Goal, type Ranked, candidates, rank } from './optimizer.js';
+import { type ChainState, runChainPasses } from '../passes/chain.js';
+import { scalesPass } from '../passes/scales.js';
+import { chooseParamsPass } from '../passes/choose-params.js';
+import { checkChainPass } from '../passes/check-chain.js';
+import { stackInterleavePass } from '../passes/stack-interleave.js';
 import { type PassMeasurement, type PassRequest, measurePass } from './measure.js';
 import { stackInputs } from './stacked.js';
 
@@ -26,6 +30,8 @@ export interface PlanOptions {
   top?: number;
   recalibrate?: boolean;
   log?: (line: string) => void;
+  /** log every compiler pass by name with what it did (`he-plan --trace`) */
+  trace?: boolean;
 }
 
 export interface PlanRow {
@@ -50,8 +56,13 @@ export interface PlanResult {
   goal: Goal;
   memoryLimit: number;
   params: HeParams;
+  /** the compiler's passes after lowering, in order, with what each did */
+  passes: { pass: string; note: string }[];
   rows: PlanRow[];
 }
+
+/** From the lowered program to costed packings: the passes he-plan runs (src/he/passes/). */
+export const PLAN_PASSES = [scalesPass, chooseParamsPass, checkChainPass, stackInterleavePass] as const;
 
 /** --measure runs warm passes only for candidates predicted under this */
 const WARM_PASS_LIMIT_MS = 60_000;
@@ -74,9 +85,9 @@ export async function planProgram(
   params: HeParams,
   goal: Goal,
   memoryLimit: number,
-  opts: { recalibrate?: boolean; log?: (s: string) => void } = {},
+  opts: { recalibrate?: boolean; log?: (s: string) => void; candidates?: Candidate[] } = {},
 ): Promise<{ ranked: Ranked[]; calibs: Map<number, Calibration> }> {
-  const cands = candidates(program, params);
+  const cands = opts.candidates ?? candidates(program, params);
   const calibs = new Map<number, Calibration>();
   for (const N of new Set(cands.map((c) => c.shape.params.polyModulusDegree))) {
     const p = cands.find((c) => c.shape.params.polyModulusDegree === N)!.shape.params;
@@ -87,12 +98,14 @@ export async function planProgram(
 
 export async function plan(opts: PlanOptions): Promise<PlanResult> {
   const ckpt = loadCheckpoint(opts.checkpoint);
-  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  const trace = opts.trace ? opts.log : undefined;
+  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, trace });
   const split = await heldOutSplit(ckpt);
   const per = size(program.inputShape);
-  const maxAbs = calibrate(program, split.x, Math.min(split.count, 32));
-  const params = chooseParams({ depth: program.depth, maxAbs });
-  const { ranked: all, calibs } = await planProgram(program, params, opts.goal, opts.memoryLimit, opts);
+  const start: ChainState = { program, inputs: split.x, count: split.count, maxAbs: null, params: null, candidates: null };
+  const { state, notes } = runChainPasses(PLAN_PASSES, start, trace);
+  const params = state.params!;
+  const { ranked: all, calibs } = await planProgram(program, params, opts.goal, opts.memoryLimit, { ...opts, candidates: state.candidates! });
   const ranked = all.slice(0, opts.top ?? 5);
   const rows: PlanRow[] = [];
   for (const c of ranked) {
@@ -129,5 +142,5 @@ export async function plan(opts: PlanOptions): Promise<PlanResult> {
       measured,
     });
   }
-  return { checkpoint: ckpt.dir, goal: opts.goal, memoryLimit: opts.memoryLimit, params, rows };
+  return { checkpoint: ckpt.dir, goal: opts.goal, memoryLimit: opts.memoryLimit, params, passes: notes, rows };
 }
