@@ -2,12 +2,8 @@ import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
 import { integerFlag, workersFlag } from './args.js';
-import { heValidateReport, heValidationJson, type HeValidation, type HeValidateOptions } from '../api/he-validate.js';
-import { reportMarkdown, reportText } from '../he/report.js';
-import { sequenceReportText } from '../he/transformer/report.js';
+import type { HeValidation, HeValidateOptions } from '../api/he-validate.js';
 import { showProgress } from './progress.js';
-import { queuedHeValidation } from '../queue/run-validate.js';
-import { queueReportLines } from '../queue/report.js';
 import { defineCommand } from './command.js';
 
 /**
@@ -40,6 +36,13 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   // checked before the encrypted run, which can take hours, not after it
   if (a.report !== undefined) checkOutputFile(a.report, '--report', (text) => /^# (he-validate|Encrypted validation)/.test(text));
   // a bar on a terminal, a line every ~10 s in logs: encrypted runs take minutes to hours
+  const [{ heValidateReport, heValidationJson }, { reportText }, { sequenceReportText }, { queuedHeValidation }, { queueReportLines }] = await Promise.all([
+    import('../api/he-validate.js'),
+    import('../he/report.js'),
+    import('../he/transformer/report.js'),
+    import('../queue/run-validate.js'),
+    import('../queue/report.js'),
+  ]);
   const progress = showProgress({ tty: !!process.stdout.isTTY && !a.json, task: 'he-validate' });
   const log = (line: string) => {
     progress.pause();
@@ -76,7 +79,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
 async function markdownReport(v: HeValidation, file: string, lines: string[]): Promise<string> {
   if (v.kind === 'sequence') return `# he-validate ${v.report.checkpoint}\n\n\`\`\`\n${lines.join('\n')}\n\`\`\`\n`;
   // figures first: the markdown links them (the figure libraries load only here)
-  const { writeHeValidateFigures } = await import('../report/he-figures.js');
+  const [{ writeHeValidateFigures }, { reportMarkdown }] = await Promise.all([import('../report/he-figures.js'), import('../he/report.js')]);
   return reportMarkdown(v.report, await writeHeValidateFigures(file, v.report));
 }
 
