@@ -1,6 +1,7 @@
 import type { HeParams } from './params.js';
 import type { HeProgram } from './program.js';
 import type { OpCounts } from './backend.js';
+import type { EvaluatorKind } from './packing/packing.js';
 
 /**
  * Messages between the server's main thread and its worker threads. Everything a worker
@@ -9,7 +10,8 @@ import type { OpCounts } from './backend.js';
  * secret key exists on this side to send.
  */
 
-export type Packing = 'batch' | 'sample';
+/** Which evaluator a worker runs (a registered packing's `evaluator`, src/he/packing/packing.ts). */
+export type Packing = EvaluatorKind;
 
 export interface WorkerInit {
   params: HeParams;

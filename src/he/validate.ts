@@ -299,7 +299,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     ({ packing, stacked, reason: packingReason } = d);
     plan = d.plan ?? plan;
   }
-  const samplesPerPass = packing === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
+  // the evaluator the registered packing runs on: batch stages, or one pass per request
+  const evaluator = packingOf(packing).evaluator;
+  const samplesPerPass = evaluator === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
   const packingName = stacked ? `${packing} x${stacked.samples}` : packing;
   const served = stacked ? stacked.program : program;
 
@@ -320,7 +322,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const ownClient: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
   const queued = opts.queue ? startQueueRun(ownClient, opts.queue) : null;
   const client = queued?.client ?? ownClient;
-  const rotationSteps = packing !== 'batch' ? plan!.rotationSteps : [];
+  const rotationSteps = evaluator === 'sample' ? plan!.rotationSteps : [];
   const bundle = client.publicBundle(rotationSteps);
   const keygenMs = performance.now() - tk;
   const keyBytes = bundle.publicKey.length + bundle.relinKeys.length + (bundle.galoisKeys?.length ?? 0);
@@ -329,7 +331,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const ts = performance.now();
   const server = queued
     ? await queued.start(bundle, served, mode === 'simulate' ? 'simulate' : 'seal')
-    : await HEServer.start(bundle, served, packing === 'batch' ? 'batch' : 'sample', { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && packing === 'batch' });
+    : await HEServer.start(bundle, served, evaluator, { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && evaluator === 'batch' });
   const serverSetupMs = performance.now() - ts;
   log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
 
@@ -353,7 +355,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     return fresh;
   };
   try {
-    if (packing === 'batch') {
+    if (evaluator === 'batch') {
       reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
       for (let start = 0; start < n; start += slots) {
         const cnt = Math.min(slots, n - start);
@@ -476,7 +478,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     workers: server.workerCount,
     outOfRange: plain.outOfRange,
     estimatedSeconds: est,
-    refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, packing === 'batch' ? Math.ceil(n / slots) : n) : null,
+    refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, evaluator === 'batch' ? Math.ceil(n / slots) : n) : null,
   };
   if (queued) report.queue = queued.stats();
   return report;
