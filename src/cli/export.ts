@@ -1,5 +1,4 @@
 import { HepolyError } from '../util/errors.js';
-import { exportHeArtifacts } from '../deploy/export.js';
 import { runExportOnnx } from './export-onnx.js';
 import { defineCommand } from './command.js';
 
@@ -29,6 +28,7 @@ export async function runExport(a: ExportArgs): Promise<void> {
 
 async function exportHe(a: ExportArgs): Promise<void> {
   if (!a.out) throw new HepolyError('--out DIR: required: the folder that gets server/ and client/', { exitCode: 2 });
+  const { exportHeArtifacts } = await import('../deploy/export.js');
   const r = await exportHeArtifacts({ checkpoint: a.checkpoint, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, log: (l) => console.log(l) });
   console.log(`server artifact: ${r.serverDir} (${(r.serverBytes / 1024).toFixed(1)} KiB, give it to the server; nothing in it is secret)`);
   console.log(`client artifact: ${r.clientDir} (${(r.clientBytes / 1024).toFixed(1)} KiB, give it to the data owner; no weights)`);

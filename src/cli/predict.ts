@@ -1,10 +1,5 @@
 import { HepolyError } from '../util/errors.js';
-import { loadClientArtifact } from '../deploy/artifact-load.js';
-import { openClientKeys } from '../deploy/key-folder.js';
-import { readInputFile } from '../deploy/input-file.js';
-import { RemoteModel } from '../deploy/client/remote-model.js';
 import { argmax, preprocessSample } from '../deploy/client/preprocess.js';
-import { currentVersions } from '../deploy/versions.js';
 import { defineCommand } from './command.js';
 
 /** Options of `hepoly predict`, as the CLI parses them. */
@@ -26,6 +21,13 @@ export interface PredictArgs {
  */
 export async function runPredict(a: PredictArgs): Promise<void> {
   if (!/^https?:\/\//.test(a.server)) throw new HepolyError(`--server ${a.server}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080`, { exitCode: 2 });
+  const [{ loadClientArtifact }, { openClientKeys }, { readInputFile }, { RemoteModel }, { currentVersions }] = await Promise.all([
+    import('../deploy/artifact-load.js'),
+    import('../deploy/key-folder.js'),
+    import('../deploy/input-file.js'),
+    import('../deploy/client/remote-model.js'),
+    import('../deploy/versions.js'),
+  ]);
   const artifact = loadClientArtifact(a.dir);
   const here = currentVersions();
   if (artifact.versions.node_seal !== here.node_seal || artifact.versions.seal !== here.seal) {

@@ -1,5 +1,4 @@
 import { HepolyError } from '../util/errors.js';
-import { DeployServer } from '../deploy/server/server.js';
 import { defineCommand } from './command.js';
 
 /** Options of `hepoly serve`, as the CLI parses them. */
@@ -29,6 +28,7 @@ export async function runServe(a: ServeArgs): Promise<void> {
     return v;
   };
   if (a.port !== undefined && !(Number.isInteger(a.port) && a.port >= 0 && a.port < 65536)) throw new HepolyError(`--port: expected 0-65535, found ${a.port}`, { exitCode: 2 });
+  const { DeployServer } = await import('../deploy/server/server.js');
   const server = await DeployServer.start({
     artifactDir: a.dir,
     host: a.host,
