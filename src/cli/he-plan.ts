@@ -1,7 +1,7 @@
 import type { PlanResult } from '../he/tiles/plan.js';
 import { showProgress } from './progress.js';
-import { fmtGiB } from '../he/tiles/optimizer.js';
-import { plan, type PlanOptions } from '../api/plan.js';
+import { fmtGiB } from '../util/format.js';
+import type { PlanOptions } from '../api/plan.js';
 import { defineCommand } from './command.js';
 
 /** The library's plan options (src/api/plan.ts), plus what only the CLI has. */
@@ -10,13 +10,14 @@ export type HePlanArgs = Omit<PlanOptions, 'log'> & { checkpoint: string; json?:
 /** `hepoly he-plan CHECKPOINT`: a table of the best packings; with --json one JSON object last. */
 export async function runHePlan(a: HePlanArgs): Promise<void> {
   const { checkpoint, json, ...options } = a;
+  const { plan } = await import('../api/plan.js');
   // --measure runs each candidate on SEAL (minutes): a bar on a terminal, a line every ~10 s in logs
   const progress = showProgress({ tty: !!process.stdout.isTTY && !json, task: 'he-plan' });
   const log = (l: string) => {
     progress.pause();
     console.log(l);
   };
-  let r: Awaited<ReturnType<typeof plan>>;
+  let r: PlanResult;
   try {
     r = await plan(checkpoint, { ...options, log });
   } finally {

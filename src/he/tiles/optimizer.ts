@@ -10,6 +10,7 @@ import type { Calibration } from './calibrate.js';
 import { KEY_LOAD_PEAK, type PassCost, type PassShape, type Prediction, passCost, predict } from './cost.js';
 import type { StackedProgram } from './stacked.js';
 import type { TileLayout } from './tile-tensor.js';
+import { fmtGiB } from '../../util/format.js';
 
 /**
  * The packing search: for the smallest ring that holds the program and the next one, batch
@@ -162,6 +163,3 @@ export function rank(cands: Candidate[], calib: (p: HeParams) => Calibration, go
   return fit.sort((a, b) => score(goal, a.prediction) - score(goal, b.prediction) || a.prediction.latencyMs - b.prediction.latencyMs);
 }
 
-export function fmtGiB(b: number): string {
-  return b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(2)} GiB` : `${(b / 2 ** 20).toFixed(1)} MiB`;
-}
