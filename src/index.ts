@@ -17,6 +17,8 @@ export { prune, type PruneOptions } from './api/prune.js';
 export { summary, type SummaryResult } from './api/summary.js';
 export { compile } from './api/compile.js';
 export { listTeachers, type ShippedTeacher } from './api/teachers.js';
+export { report, type ReportOptions } from './api/report.js';
+export { sample, type SampleOptions, type SampleResult } from './api/sample.js';
 
 // checkpoints and recipes
 export { loadCheckpoint, type Checkpoint, type MetricsRow, type Ranges, type RangeStat } from './train/checkpoint.js';
