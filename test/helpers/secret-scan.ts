@@ -145,11 +145,12 @@ function stringBytes(s: string, path: string): ByteString[] {
 }
 
 /**
- * The client's secret key object, read from its `#secretKey` field by the heap walk (the
- * client has no accessor for it, by design); the test uses it to recognize the key's bytes.
+ * The client's secret key object, read by the heap walk from the `#secretKey` field of the key
+ * holder in its `#keys` field (src/he/key-holder.ts; neither has an accessor for it, by
+ * design); the test uses it to recognize the key's bytes.
  */
 export function secretKeyOf(clientHeap: HeapFindings): SecretKey {
-  const hit = clientHeap.objects.find((o) => o.path === 'root.#secretKey');
-  if (!hit) throw new Error("the client's #secretKey field was not found by the heap walk (renamed?)");
+  const hit = clientHeap.objects.find((o) => o.path === 'root.#keys.#secretKey');
+  if (!hit) throw new Error("the client's #keys.#secretKey field was not found by the heap walk (renamed?)");
   return hit.value as SecretKey;
 }
