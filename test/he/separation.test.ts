@@ -18,7 +18,7 @@ import { randomInputs, randomWeights, tinyMlp } from './fixtures.js';
 import { TEST_PARAMS } from './pipeline.js';
 import { tempDir } from '../helpers/tmp.js';
 import { walkHeap, type HeapFindings } from '../helpers/heap-walk.js';
-import { SecretKeyDetector, byteStringsOf, byteStringsOfHeap, isSealInternals, sealObjectsIn, secretKeyOf } from '../helpers/secret-scan.js';
+import { type ByteString, SecretKeyDetector, byteStringsOf, byteStringsOfHeap, isSealInternals, sealObjectsIn, secretKeyOf } from '../helpers/secret-scan.js';
 import { HoldsInPrivateField, closureHolding, holdInModule, releaseModuleHeld } from '../helpers/planted.js';
 import { keyCodeModules, runtimeImportGraph } from '../helpers/import-graph.js';
 
@@ -112,7 +112,11 @@ async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Obs
 
 /** The detector for this client's secret key, after checking it recognizes that key. */
 async function detectorFor(client: HEClient): Promise<SecretKeyDetector> {
-  const sk = secretKeyOf(await walkHeap(client, { scopesUnder: SRC_URL, stopWhen: isSealInternals }));
+  return detectorOf(secretKeyOf(await walkHeap(client, { scopesUnder: SRC_URL, stopWhen: isSealInternals })));
+}
+
+/** The detector for a secret key, after checking it recognizes that key. */
+async function detectorOf(sk: ReturnType<typeof secretKeyOf>): Promise<SecretKeyDetector> {
   const detector = await SecretKeyDetector.create(sk);
   expect(detector.check(sk.saveArray()), 'the detector recognizes the client key it was given').to.match(/the client's secret key/);
   return detector;
@@ -127,10 +131,19 @@ function secretSealObjects(h: HeapFindings): string[] {
 
 /** Checks one observed he-validate run; returns what was scanned. */
 async function expectServerHeldNoSecret(seen: Observed): Promise<{ types: string[]; messages: number; bytes: number; heapObjects: number }> {
-  expect(seen.clients, 'one client').to.have.length(1);
   expect(seen.servers, 'one server').to.have.length(1);
   const [{ server, bundle, messages }] = seen.servers;
-  const detector = await detectorFor(seen.clients[0]);
+  // the run's own client, plus those the calibrated cost model keys for its speed probe and
+  // micro-benchmark: none of the secret keys that still exist may reach the server (the
+  // micro-benchmark deletes its client, key included, before the run's server starts)
+  const detectors: SecretKeyDetector[] = [];
+  // one walk at a time: the walks share one inspector session
+  for (const c of seen.clients) {
+    const sk = secretKeyOf(await walkHeap(c, { scopesUnder: SRC_URL, stopWhen: isSealInternals }));
+    if ((sk as unknown as { instance?: unknown }).instance) detectors.push(await detectorOf(sk));
+  }
+  expect(detectors.length, "the run's client and its key are alive").to.be.at.least(1);
+  const detector = { findings: (strings: ByteString[]) => detectors.flatMap((d) => d.findings(strings)) };
   try {
     // the tap recorded what the workers got: the init message carries the bundle's real bytes
     const init = messages.find((m): m is Extract<ToWorker, { type: 'init' }> => m.type === 'init');

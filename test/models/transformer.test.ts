@@ -58,8 +58,8 @@ describe('transformer (plaintext)', function () {
     const D = 32;
     const block = 3 * D * D + 3 * D + D * D + D + (D * 2 * D + 2 * D) + (2 * D * D + D) + 2 * 4 * D + 3; // attn, mlp, 2 batchnorms, quad
     expect(countParams(g)).to.equal(49 * D + D + 16 * D + 2 * block + 4 * D + D * 10 + 10);
-    // not (yet) compiled by the HE evaluator: refused there with a clear message
-    expect(g.nodes.filter((n) => !isPolynomial(n.layer)).map((n) => n.name)).to.include('b1_attn');
+    // power-softmax attention and the quad are polynomial: the shared HE compiler lowers every layer
+    expect(g.nodes.filter((n) => !isPolynomial(n.layer)).map((n) => n.name)).to.deep.equal([]);
   });
 
   it('builds a language model; wrong task / context / patch are clear errors', () => {
