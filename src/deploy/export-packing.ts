@@ -1,7 +1,7 @@
 import { type Packing, type PackingKind, type PackingPlan, PACKINGS, PACKING_KINDS, packingOf } from '../he/packing/index.js';
 import type { HeParams } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
-import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/client.js';
+import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
 import { HepolyError } from '../util/errors.js';
 import type { SlotLayout } from './artifact-format.js';
 import type { Layout } from '../he/packing/layout.js';

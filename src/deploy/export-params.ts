@@ -2,7 +2,7 @@ import { calibrate } from '../he/validate.js';
 import { type HeParams, RING_DEGREES, checkParams, chooseParams, levelsOf, loadParamsFile, maxDepthAtRing, paramsAtRing } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
 import { segmentProgram } from '../he/refresh.js';
-import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/client.js';
+import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
 import { planSample } from '../he/packing/sample.js';
 import { refreshedSampleMemory } from '../he/tiles/cost.js';
 import { HepolyError } from '../util/errors.js';

@@ -4,7 +4,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { galoisKeyBytes } from '../../he/client.js';
+import { galoisKeyBytes } from '../../he/key-sizes.js';
 import { HepolyError } from '../../util/errors.js';
 import { ARTIFACT_FORMAT_VERSION } from '../artifact-format.js';
 import { type ServerArtifact, loadServerArtifact } from '../artifact-load.js';
