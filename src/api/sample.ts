@@ -3,11 +3,11 @@ import { loadCheckpoint } from '../train/checkpoint.js';
 import { toParams } from '../train/evaluate.js';
 import { initBackend } from '../train/backend.js';
 import { forward } from '../models/tf-interpreter.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { chars, PAD_CHAR, textPreprocess } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
 import { makeRng } from '../util/rng.js';
-import { integerFlag } from '../cli/args.js';
+import { integerFlag } from '../util/flags.js';
 
 export interface SampleOptions {
   checkpoint: string;

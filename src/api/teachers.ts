@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { shippedTeacherDirs } from '../train/teacher-path.js';
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 
 /**
  * `teachers/teachers.json`: how each shipped teacher was made and what it scored. Architecture,

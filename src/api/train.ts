@@ -1,4 +1,5 @@
-import { loadRecipe, shortPath } from '../recipe/load.js';
+import { loadRecipe } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { train as trainLoop } from '../train/loop.js';
 import type { TrainCallbacks, TrainResult } from '../train/callbacks.js';
 import type { MetricsRow } from '../train/checkpoint.js';

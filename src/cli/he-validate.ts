@@ -1,7 +1,7 @@
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOutputFile } from '../util/output-guard.js';
 import { HepolyError } from '../util/errors.js';
-import { integerFlag, workersFlag } from './args.js';
+import { integerFlag, workersFlag } from '../util/flags.js';
 import type { HeValidation, HeValidateOptions } from '../api/he-validate.js';
 import { showProgress } from './progress.js';
 import { defineCommand } from './command.js';

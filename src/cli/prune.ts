@@ -1,5 +1,5 @@
 import type { PruneOptions } from '../api/prune.js';
-import { integerFlag } from './args.js';
+import { integerFlag } from '../util/flags.js';
 import { defineCommand } from './command.js';
 
 /** The library's prune options (one declaration: src/api/prune.ts), plus what only the CLI has. */

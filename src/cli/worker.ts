@@ -1,4 +1,4 @@
-import { integerFlag } from './args.js';
+import { integerFlag } from '../util/flags.js';
 import { defineCommand } from './command.js';
 
 /** `hepoly worker --queue URL`: evaluates shard jobs until SIGINT/SIGTERM. */

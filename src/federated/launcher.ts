@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join, resolve } from 'node:path';
-import { loadRecipe, shortPath } from '../recipe/load.js';
-import { packageRoot } from '../util/paths.js';
+import { loadRecipe } from '../recipe/load.js';
+import { packageRoot, shortPath } from '../util/paths.js';
 import { HepolyError } from '../util/errors.js';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { evaluateSplit, heldOutSplit, toParams } from '../train/evaluate.js';

@@ -6,7 +6,7 @@ import { foldForInference } from '../models/fold.js';
 import { opOf } from '../ops/registry.js';
 import type { OnnxAttributes, OnnxBuilder, OnnxValue } from '../ops/onnx-face.js';
 import type { Checkpoint } from '../train/checkpoint.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { HepolyError } from '../util/errors.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { checkOutputFile } from '../util/output-guard.js';

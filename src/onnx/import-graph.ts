@@ -1,7 +1,7 @@
 import type { Graph, GraphNode, WeightMap } from '../models/graph.js';
 import { INPUT, inferShapes } from '../models/graph.js';
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import type { ModelProto, NodeProto, ValueInfoProto } from './proto.js';
 import { toNumber } from './proto.js';
 import { Attributes, defaultOpset } from './read.js';

@@ -1,7 +1,7 @@
 import type { ActivationSpec, GraphNode, LayerSpec, WeightMap } from '../models/graph.js';
 import { weightKey } from '../models/graph.js';
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import type { NodeProto } from './proto.js';
 import { describeNode, type Attributes } from './read.js';
 import { numel, type ConstTensor } from './tensor.js';

@@ -1,5 +1,5 @@
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { loadOnnxRuntime } from '../util/onnxruntime.js';
 
 type Ort = typeof import('onnxruntime-node');

@@ -1,6 +1,6 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { decodeModel, toNumber, type AttributeProto, type ModelProto, type NodeProto } from './proto.js';
 import { decodeTensor, type ConstTensor } from './tensor.js';
 

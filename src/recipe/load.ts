@@ -251,8 +251,6 @@ function where(path: (string | number)[], sources: Source[], setPaths: string[][
 }
 
 /** Paths in messages: relative to the current directory when that is shorter. */
-// re-exported where it always was, for the modules that read recipes anyway
-export { shortPath };
 
 function show(v: unknown): string {
   if (v === undefined) return 'nothing';

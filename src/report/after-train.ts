@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 
 /**
  * The report `train` writes into its checkpoint at the end. A report that cannot be made

@@ -2,7 +2,7 @@ import type { Checkpoint, MetricsRow, RangeStat } from '../train/checkpoint.js';
 import type { ModelSummary } from '../models/summary.js';
 import { heldOutSplit, toParams } from '../train/evaluate.js';
 import { loadTeacher } from '../train/teacher.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { argmaxRows, confusionMatrix, splitLogits, type Confusion } from './confusion.js';
 
 /** Everything a training report shows, gathered once; figures and the HTML page only read it. */

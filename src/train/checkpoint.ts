@@ -8,7 +8,7 @@ import { RecipeSchema, type Recipe } from '../recipe/schema.js';
 import type { Preprocess } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
 import { readableDir, writeDirAtomic, type FileContents } from '../util/atomic-dir.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 
 /**
  * A checkpoint directory: everything needed to evaluate, resume, summarize or encrypt a run.

@@ -1,4 +1,4 @@
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Graph } from '../models/graph.js';
 import { forward, type ParamMap } from '../models/tf-interpreter.js';

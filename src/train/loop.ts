@@ -25,7 +25,7 @@ import { resolvePretrained } from './teacher-path.js';
 import { crossEntropy, distillationLoss, outOfRangeFraction, rangePenalty } from './losses.js';
 import { HepolyError } from '../util/errors.js';
 import { makeRng, permutation } from '../util/rng.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { existsSync } from 'node:fs';
 import { claimOutputDir, type OutputClaim } from '../util/output-guard.js';
 import { checkFitsInMemory } from './memory.js';

@@ -5,7 +5,7 @@ import type { ModelConfig, PruneConfig, Recipe } from '../recipe/schema.js';
 import { summarize } from '../models/summary.js';
 import { loadData } from '../data/index.js';
 import { HepolyError } from '../util/errors.js';
-import { shortPath } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { initBackend } from './backend.js';
 import { loadCheckpoint, saveCheckpoint, type Checkpoint, type MetricsRow } from './checkpoint.js';
 import { evaluateSplit, evaluateWithRanges } from './evaluate.js';

@@ -1,7 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join, normalize, resolve, sep } from 'node:path';
-import { packageRoot } from '../util/paths.js';
-import { shortPath } from '../recipe/load.js';
+import { packageRoot, shortPath } from '../util/paths.js';
 
 /**
  * Where a pretrained model named by a recipe (`distill.teacher`, `init_from`) is read from.

@@ -7,7 +7,8 @@ import { loadCheckpoint } from './checkpoint.js';
 import { forward } from '../models/tf-interpreter.js';
 import { toParams } from './evaluate.js';
 import { HepolyError } from '../util/errors.js';
-import { shippedRecipes, shortPath } from '../recipe/load.js';
+import { shippedRecipes } from '../recipe/load.js';
+import { shortPath } from '../util/paths.js';
 import { loadOnnxRuntime } from '../util/onnxruntime.js';
 import { resolvePretrained } from './teacher-path.js';
 

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { shortPath } from '../../recipe/load.js';
+import { shortPath } from '../../util/paths.js';
 import { HepolyError } from '../../util/errors.js';
 
 /** The state.json backend a vertical run's assembled checkpoint records (label-holder.ts). */

@@ -1,8 +1,8 @@
 import { availableParallelism } from 'node:os';
-import { HepolyError } from '../util/errors.js';
+import { HepolyError } from './errors.js';
 
 /**
- * Command-line values the parser cannot check by type alone; every refusal is a usage error
+ * Option values (from the command line or the library) that types alone cannot check; every refusal is a usage error
  * (exit 2) that names the flag and the accepted range.
  */
 export function integerFlag(flag: string, v: unknown, range: { min: number; max: number }): number {
