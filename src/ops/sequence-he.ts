@@ -14,9 +14,10 @@ import type { HeValue, LevelContext, LowerOps, ProductPairs } from './types.js';
  *   q, k, v  = x Wqkv + b                   1 level (1/sqrt(dh) folded into q's columns)
  *   s[t][u]  = sum_c q[t][c] k[u][c]        1 level
  *   e        = s^p                          log2 p levels (the compiler's power tree)
- *   y0       = c0 - c1 (eps + sum_u e)      1 level (the sum folds into the start)
- *   y        = y (2 - D y), k times         2 levels each (Newton, fitted to the recorded range of D)
- *   o[t][c]  = (sum_u e[t][u] v[u][c]) y[t] 1 level after the reciprocal (the value product runs beside it)
+ *   D        = eps + sum_u e                (folds into the start y0 = c0 - c1 D)
+ *   n, d     = (sum_u e[t][u] v[u][c]) y0, D y0   1 level (the value product runs beside the sum)
+ *   n, d     = n (2 - d), d (2 - d), k times      1 level each (Goldschmidt; k fitted to the recorded range of D)
+ *   o[t][c]  = n[t][c]                      relabeling (heads back side by side)
  *   out      = o Wout + b                   1 level
  */
 
@@ -48,7 +49,7 @@ export function chooseReciprocal(node: string, ranges: LevelContext['ranges'], e
   const hi = Math.max(lo * 1.0001, r.max * DENOMINATOR_MARGIN);
   const iterations = reciprocalIterationsFor(lo, hi, RECIPROCAL_TOLERANCE);
   const approx = fitReciprocal(lo, hi, iterations);
-  return { approx, choice: { node, lo, hi, iterations, errorBound: approx.errorBound, levels: 1 + 2 * iterations } };
+  return { approx, choice: { node, lo, hi, iterations, errorBound: approx.errorBound, levels: 1 + iterations } };
 }
 
 /** Pairs from a list of [out, a, b] triples (sign +1, or -1 for every pair). */
@@ -98,6 +99,34 @@ export function lowerReciprocal(he: LowerOps, den: HeValue, f: NewtonApprox): He
   return y;
 }
 
+/** out[r * W + i] = 2 a[r * W + i] - a[r * W + i] * b[r]: one Goldschmidt step, as pairs (the 2a is `plus`). */
+function rowScaledNegated(rows: number, width: number): ProductPairs {
+  return pairsOf(rows * width, (push) => {
+    for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) push(r * width + i, r * width + i, r);
+  }, true);
+}
+
+/**
+ * num[r][c] / den[r] by Goldschmidt: with the linear start y0, n = num y0 and d = den y0, then
+ * k times z = 2 - d, n <- n z, d <- d z. n_k = num y_k for Newton's iterate y_k (the same error
+ * bound), but each step is one level instead of two, because n and d are updated side by side
+ * and z = 2 - d folds into the products (2n - n d, 2d - d d): 1 + k levels after den instead of
+ * Newton's 1 + 2k plus the product with num. The price: n (rows x width) is multiplied every step.
+ */
+export function lowerDivision(he: LowerOps, num: HeValue, den: HeValue, width: number, f: NewtonApprox): HeValue {
+  const rows = den.shape.reduce((a, b) => a * b, 1);
+  const y0 = he.affine(den, fill(rows, -f.c1), fill(rows, f.c0));
+  let n = he.product(num, y0, rowScaled(rows, width), num.shape);
+  let d = he.product(den, y0, elementwise(rows), den.shape);
+  for (let k = 0; k < f.iterations; k++) {
+    const next = he.product(n, d, rowScaledNegated(rows, width), num.shape, { plus: { x: n, factors: fill(rows * width, 2) } });
+    // the last step needs no new denominator
+    if (k < f.iterations - 1) d = he.product(d, d, elementwise(rows, true), den.shape, { plus: { x: d, factors: fill(rows, 2) } });
+    n = next;
+  }
+  return n;
+}
+
 /** v^-1/2 by Newton: y <- 1.5 y + (-0.5 v y) y^2, where y^2 and (-0.5 v) y run side by side. */
 export function lowerInvSqrt(he: LowerOps, v: HeValue, f: NewtonApprox): HeValue {
   const n = v.shape.reduce((a, b) => a * b, 1);
@@ -133,11 +162,11 @@ export function lowerAttention(L: Seq<'attention'>, node: string, x: HeValue, [T
     for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) for (let c = 0; c < dh; c++) for (let u = 0; u < T; u++) push((h * T + t) * dh + c, (h * T + t) * T + u, at(u, 2 * D + h * dh + c));
   }), [H * T, dh]);
   const den = he.weighted(e, tokens(H * T, T, 1, fill(T, 1)), fill(1, L.attention.eps));
-  const r = lowerReciprocal(he, den, chooseReciprocal(node, ranges, L.attention.eps).approx);
-  // heads back side by side: ctx[t][h dh + c] = num[h T + t][c] / D[h T + t]
-  const ctx = he.product(num, r, pairsOf(T * D, (push) => {
-    for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let c = 0; c < dh; c++) push(t * D + h * dh + c, (h * T + t) * dh + c, h * T + t);
-  }), [T, D]);
+  const quotient = lowerDivision(he, num, den, dh, chooseReciprocal(node, ranges, L.attention.eps).approx);
+  // heads back side by side: ctx[t][h dh + c] = quotient[h T + t][c] (a relabeling, no operation)
+  const back = new Int32Array(T * D);
+  for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let c = 0; c < dh; c++) back[t * D + h * dh + c] = (h * T + t) * dh + c;
+  const ctx = he.struct(quotient, { kind: 'gather', shape: [T, D], index: back });
   return he.weighted(ctx, tokens(T, D, D, w('out_kernel')), w('out_bias'));
 }
 

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { dense } from '../he/tensor-ops.js';
 import { layerNorm, layerNormTf } from '../layers/norm.js';
 import { powerSoftmax, powerSoftmaxTf } from '../layers/power-softmax.js';
-import { invSqrtDepth, reciprocalDepth, reciprocalIterationsFor } from '../layers/reciprocal.js';
+import { invSqrtDepth, reciprocalIterationsFor } from '../layers/reciprocal.js';
 import type { LayerSpec, SequenceLayerSpec } from '../models/graph.js';
 import type { OpDefOf, PackingKind, ParamDef, Support } from './types.js';
 import { glorot, needRank, noPacking, ones, zeros } from './shared.js';
@@ -329,9 +329,8 @@ export interface SequenceDepth {
  * critical path; additions, rotations and relabelings are free). `denominator` is the observed
  * range of power-softmax's denominator (ranges.json `<node>/denominator`); without it the
  * reciprocal's iterations are unknown and the levels are null.
- *   attention: qkv projection 1, q k^T 1, power log2(p), reciprocal 1 + 2k (Newton, k from the
- *   range), (s^p v) x 1/D 1 (the reciprocal is applied after the value product, where it
- *   costs one product instead of T^2), output projection 1;
+ *   attention: qkv projection 1, q k^T 1, power log2(p), division 1 + k (Goldschmidt on the
+ *   value product s^p v and the denominator side by side, k from the range), output projection 1;
  *   poly-layernorm: square 1, inverse square root 1 + 2k, (x - mu) x r 1 (gamma folds).
  */
 export function sequenceOpDepth(L: SequenceLayerSpec, denominator?: { min: number; max: number } | null): SequenceDepth | null {
@@ -345,8 +344,10 @@ export function sequenceOpDepth(L: SequenceLayerSpec, denominator?: { min: numbe
     const power = Math.ceil(Math.log2(L.attention.p));
     const lo = Math.max(denominator.min, L.attention.eps, 1e-6);
     const k = reciprocalIterationsFor(lo, Math.max(lo, denominator.max), RECIPROCAL_TOLERANCE);
-    const parts = { qkv: 1, scores: 1, power, reciprocal: reciprocalDepth(k), normalize: 1, output: 1 };
-    return { levels: 1 + 1 + power + reciprocalDepth(k) + 1 + 1, parts };
+    // Goldschmidt division (lowerDivision): n = num y0 and d = den y0, then k steps of one level
+    const division = 1 + k;
+    const parts = { qkv: 1, scores: 1, power, division, output: 1 };
+    return { levels: 1 + 1 + power + division + 1, parts };
   }
   const levels = L.op === 'embedding' || L.op === 'token_dense' ? 1 : 0;
   return { levels, parts: levels ? { linear: levels } : {} };
