@@ -58,7 +58,6 @@ export { exportOnnx, toOnnxModel, type ExportOnnxResult } from './onnx/export.js
 
 // reports
 export type { ValidationReport, LayerError, OutOfRange } from './he/validate.js';
-export type { SequenceReport } from './he/transformer/validate.js';
 export type { PlanResult, PlanRow } from './he/tiles/plan.js';
 export type { PruneSummary } from './train/prune.js';
 

@@ -1,11 +1,7 @@
 import { HepolyError } from '../util/errors.js';
 import { initBackend } from '../train/backend.js';
 import { parseMode, reportJson, validate, type PackingChoice, type ValidationReport } from '../he/validate.js';
-import { sequenceCheckpoint } from '../he/transformer/cli.js';
-import { parseRefresh } from '../he/transformer/params.js';
-import { sequenceReportJson } from '../he/transformer/report.js';
 import { refuseVerticalCheckpoint } from '../federated/vertical/checkpoint-guard.js';
-import { validateSequence, type SequenceReport } from '../he/transformer/validate.js';
 
 export interface HeValidateOptions {
   /** held-out samples to encrypt: a count, or 'all' (default 10 for transformers; see validate) */
@@ -32,7 +28,7 @@ export interface HeValidateOptions {
 
 /**
  * What `hepoly he-validate --json` prints (snake_case, stable keys). The keys below are on every
- * result; CNN/MLP and transformer checkpoints each add their own (rotations, refreshes, ...).
+ * result; each model adds its own (rotations, refreshes, ...).
  */
 export interface HeValidateResult {
   checkpoint: string;
@@ -55,7 +51,10 @@ export interface HeValidateResult {
 }
 
 /** The full report behind the JSON: the CLI formats its text and markdown from it. */
-export type HeValidation = { kind: 'graph'; report: ValidationReport } | { kind: 'sequence'; report: SequenceReport };
+export interface HeValidation {
+  kind: 'graph';
+  report: ValidationReport;
+}
 
 /** Runs a checkpoint on CKKS-encrypted held-out samples and compares with the plaintext model. */
 export async function heValidate(checkpoint: string, o: HeValidateOptions = {}): Promise<HeValidateResult> {
@@ -63,7 +62,7 @@ export async function heValidate(checkpoint: string, o: HeValidateOptions = {}):
 }
 
 export function heValidationJson(v: HeValidation): HeValidateResult {
-  return (v.kind === 'graph' ? reportJson(v.report) : sequenceReportJson(v.report)) as HeValidateResult;
+  return reportJson(v.report) as HeValidateResult;
 }
 
 export async function heValidateReport(checkpoint: string, o: HeValidateOptions): Promise<HeValidation> {

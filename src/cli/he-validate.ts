@@ -36,10 +36,9 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
   // checked before the encrypted run, which can take hours, not after it
   if (a.report !== undefined) checkOutputFile(a.report, '--report', (text) => /^# (he-validate|Encrypted validation)/.test(text));
   // a bar on a terminal, a line every ~10 s in logs: encrypted runs take minutes to hours
-  const [{ heValidateReport, heValidationJson }, { reportText }, { sequenceReportText }, { queuedHeValidation }, { queueReportLines }] = await Promise.all([
+  const [{ heValidateReport, heValidationJson }, { reportText }, { queuedHeValidation }, { queueReportLines }] = await Promise.all([
     import('../api/he-validate.js'),
     import('../he/report.js'),
-    import('../he/transformer/report.js'),
     import('../queue/run-validate.js'),
     import('../queue/report.js'),
   ]);
@@ -63,21 +62,20 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
       log,
       data: a.data,
     });
-    const lines = v.kind === 'graph' ? [...reportText(v.report), ...queueReportLines(v.report.queue)] : sequenceReportText(v.report);
+    const lines = [...reportText(v.report), ...queueReportLines(v.report.queue)];
     for (const line of lines) log(line);
     if (a.report) {
-      writeFileAtomic(a.report, await markdownReport(v, a.report, lines));
+      writeFileAtomic(a.report, await markdownReport(v, a.report));
       console.log(`report written to ${a.report}`);
     }
   } finally {
     progress.stop();
   }
-  if (a.json) console.log(JSON.stringify(v.kind === 'graph' && v.report.queue ? { ...heValidationJson(v), queue: v.report.queue } : heValidationJson(v)));
+  if (a.json) console.log(JSON.stringify(v.report.queue ? { ...heValidationJson(v), queue: v.report.queue } : heValidationJson(v)));
 }
 
-/** --report: the markdown file (a transformer run's is its text, as printed) */
-async function markdownReport(v: HeValidation, file: string, lines: string[]): Promise<string> {
-  if (v.kind === 'sequence') return `# he-validate ${v.report.checkpoint}\n\n\`\`\`\n${lines.join('\n')}\n\`\`\`\n`;
+/** --report: the markdown file */
+async function markdownReport(v: HeValidation, file: string): Promise<string> {
   // figures first: the markdown links them (the figure libraries load only here)
   const [{ writeHeValidateFigures }, { reportMarkdown }] = await Promise.all([import('../report/he-figures.js'), import('../he/report.js')]);
   return reportMarkdown(v.report, await writeHeValidateFigures(file, v.report));

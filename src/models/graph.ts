@@ -13,7 +13,7 @@
  * - polynomial coefficients are ascending: `y = c0 + c1 x + c2 x^2 + ...`.
  */
 import { getOp } from '../ops/registry.js';
-import { isElsewhere, type ParamDef } from '../ops/types.js';
+import type { ParamDef } from '../ops/types.js';
 import '../ops/index.js';
 
 export type ActivationSpec =
@@ -98,14 +98,9 @@ export { weightKey } from './weight-key.js';
 
 export { activationCoeffCount, activationDepth } from '../ops/activation.js';
 
-/**
- * Whether the CNN/MLP HE compiler (src/he/compile.ts) can evaluate the layer: the op is a
- * polynomial and is lowered to the shared program IR. Sequence ops are lowered by the
- * transformer evaluator instead, so they report false here.
- */
+/** Whether the HE compiler (src/he/compile.ts) can evaluate the layer: its op is a polynomial. */
 export function isPolynomial(layer: LayerSpec): boolean {
-  const def = getOp(layer.op);
-  return def.polynomial(layer) === true && !isElsewhere(def.lowerHE);
+  return getOp(layer.op).polynomial(layer) === true;
 }
 
 /** Output shape of every node, computed from the input shape and the layer specs. */
@@ -186,9 +181,14 @@ export type SequenceLayerSpec =
 
 export type AnyLayerSpec = LayerSpec;
 
-/** A transformer layer (its HE lowering is the transformer evaluator's, src/he/transformer/). */
+/** A transformer layer (its HE lowering is in src/ops/sequence-he.ts). */
 export function isSequenceOp(layer: LayerSpec): layer is SequenceLayerSpec {
   return getOp(layer.op).kind === 'sequence';
+}
+
+/** Whether a graph holds sequence ops (a transformer: batch packing only). */
+export function isSequenceGraph(graph: Graph): boolean {
+  return graph.nodes.some((n) => isSequenceOp(layerOf(n)));
 }
 
 /** A node's layer (kept for callers written when sequence ops sat outside `LayerSpec`). */
