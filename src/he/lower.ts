@@ -1,6 +1,6 @@
 import { type Graph, type GraphNode, type WeightMap, INPUT, inferShapes, weightKey } from '../models/graph.js';
 import { opOf } from '../ops/registry.js';
-import { isElsewhere, type LevelContext, type LowerOps, type ProductPairs } from '../ops/types.js';
+import { type LevelContext, type LowerOps, type ProductPairs } from '../ops/types.js';
 import { HepolyError } from '../util/errors.js';
 import type { HeProgram, LayerBudget, StructOp, Step, TensorInfo, WeightedOp } from './program.js';
 import { structOutShape, weightedOutShape } from './program.js';
@@ -102,7 +102,6 @@ export class Lowering {
   /** A node lowered by its op's `lowerHE` face, on the affine expressions of its inputs. */
   private layer(node: GraphNode, ins: Expr[]): Expr {
     const lower = opOf(node).lowerHE;
-    if (isElsewhere(lower)) throw new Error(`unreachable: ${node.name} is refused before compiling (${lower.elsewhere})`);
     return lower({
       layer: node.layer,
       node: node.name,

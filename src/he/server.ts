@@ -269,10 +269,14 @@ export class HEServer {
       const j = refreshAt.get(st.steps[0]);
       if (j !== undefined) for (const { src } of p.refreshes![j].tensors) lastStage.set(src, Math.max(lastStage.get(src) ?? k, k));
     });
+    let refreshed = 0;
     for (let k = 0; k < this.stages.length; k++) {
       const st = this.stages[k];
       const j = refreshAt.get(st.steps[0]);
-      if (j !== undefined) await this.refreshBatch(j, store, buffers, refresh);
+      if (j !== undefined) {
+        await this.refreshBatch(j, store, buffers, refresh);
+        refreshed++;
+      }
       const produced = new Set(st.steps.map((i) => p.steps[i].out));
       const srcTensors = new Set<number>();
       for (const i of st.steps) for (const t of stepSources(p.steps[i])) if (!produced.has(t)) srcTensors.add(t);
@@ -299,7 +303,9 @@ export class HEServer {
       if (!this.init.keepAll) {
         for (const [t, last] of lastStage) if (last === k && t !== p.output) store.delete(t);
       }
-      reportProgress({ stage: 'evaluate (batch packing)', done: k + 1, total: this.stages.length, unit: 'layer stages' });
+      // a refresh is a client round trip: the count tells a waiting user where the run is
+      const detail = refreshAt.size ? `${refreshed} client refreshes` : undefined;
+      reportProgress({ stage: 'evaluate (batch packing)', done: k + 1, total: this.stages.length, unit: 'layer stages', detail });
       if (k < this.stages.length - 1) await this.recycleGrownWorkers();
     }
     const bytesOf = (refs: Ref[]) => refs.map((r) => (r ? Uint8Array.from(new Uint8Array(buffers[r[0]], r[1], r[2])) : null));

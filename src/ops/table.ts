@@ -1,5 +1,5 @@
 import { allOps } from './registry.js';
-import { PACKING_KINDS, isElsewhere, type OpDef, type Support } from './types.js';
+import { PACKING_KINDS, type OpDef, type Support } from './types.js';
 import type { LayerSpec } from '../models/graph.js';
 import './index.js';
 
@@ -30,7 +30,7 @@ function row(def: OpDef, layer: LayerSpec): OpsRow {
     op: def.name,
     example: `${def.name} ${def.describe(layer)}`.trim(),
     family: `src/ops/${def.family}.ts`,
-    lowering: poly !== true ? `none (${poly} is not a polynomial)` : isElsewhere(def.lowerHE) ? 'transformer evaluator' : 'program IR',
+    lowering: poly !== true ? `none (${poly} is not a polynomial)` : 'program IR',
     levels: cost === null ? 'from ranges' : Number.isFinite(cost) ? String(cost) : '-',
     packings: Object.fromEntries(PACKING_KINDS.map((k) => [k, def.packings(layer)[k]])),
     folds: def.foldsInto ?? '',

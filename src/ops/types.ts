@@ -18,15 +18,6 @@ export type PackingKind = (typeof PACKING_KINDS)[number];
 /** `true`, or why that packing cannot run the op. */
 export type Support = true | string;
 
-/** A face this op does not carry here, and where it lives instead (the transformer's HE path). */
-export interface Elsewhere {
-  elsewhere: string;
-}
-
-export function isElsewhere(v: unknown): v is Elsewhere {
-  return typeof v === 'object' && v !== null && 'elsewhere' in v;
-}
-
 /** How an initial weight is drawn (all in plain JS, from a seeded stream: same on every backend). */
 export type ParamInit =
   | { kind: 'zeros' }
@@ -154,9 +145,9 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
   params(layer: L, inShape: number[]): Record<string, ParamDef>;
   tfjsForward(ctx: TfForwardContext<L>): tf.Tensor;
   /** float64, one sample: per-layer expected values of the HE checks */
-  referenceForward: ((ctx: ReferenceContext<L>) => Float64Array) | Elsewhere;
+  referenceForward: (ctx: ReferenceContext<L>) => Float64Array;
   /** lowering to the program IR of src/he/program.ts */
-  lowerHE: ((ctx: LowerContext<L>) => HeValue) | Elsewhere;
+  lowerHE: (ctx: LowerContext<L>) => HeValue;
   /** CKKS levels the op consumes on its path, as the compiler spends them; null: unknown until ranges are recorded */
   levelCost(layer: L, ctx: LevelContext): number | null;
   /** true, or why CKKS cannot evaluate it (not additions and multiplications only) */

@@ -1,5 +1,6 @@
 import { parseSamples, type HeValidateOptions, type HeValidation } from '../api/he-validate.js';
-import { sequenceCheckpoint } from '../he/transformer/cli.js';
+import { loadCheckpoint } from '../train/checkpoint.js';
+import { isSequenceGraph } from '../models/graph.js';
 import { validate, type PackingChoice } from '../he/validate.js';
 import { HepolyError } from '../util/errors.js';
 import { checkRunId } from './job.js';
@@ -7,7 +8,7 @@ import type { QueueOptions } from './server.js';
 
 /** `he-validate --queue`: the library run of src/api/he-validate.ts, its shards on the queue. */
 export async function queuedHeValidation(checkpoint: string, o: HeValidateOptions & { data?: string }, queue: QueueOptions): Promise<HeValidation> {
-  if (sequenceCheckpoint(checkpoint)) {
+  if (isSequenceGraph(loadCheckpoint(checkpoint).graph)) {
     throw new HepolyError(`${checkpoint}: --queue runs MLP and CNN checkpoints; transformer checkpoints (client refreshes between segments) are not queued yet. Run it without --queue`);
   }
   checkRunId(queue.runId);

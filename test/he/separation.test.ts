@@ -13,7 +13,6 @@ import type { ToWorker } from '../../src/he/protocol.js';
 import { RecyclingSealBackend } from '../../src/he/recycling-backend.js';
 import { packSample, planSample } from '../../src/he/packing/sample.js';
 import { validate, type PackingChoice } from '../../src/he/validate.js';
-import { validateSequence } from '../../src/he/transformer/validate.js';
 import { randomInputs, randomWeights, tinyMlp } from './fixtures.js';
 import { TEST_PARAMS } from './pipeline.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -52,7 +51,7 @@ interface Observed {
 }
 
 /**
- * Runs a shipped entry point (validate, validateSequence) with every server started with a
+ * Runs a shipped entry point (validate) with every server started with a
  * worker tap, every client and transformer evaluator recorded, and their deletion deferred.
  */
 async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Observed }> {
@@ -301,7 +300,7 @@ describe('he: the server cannot decrypt (secret key separation)', function () {
     });
   }
 
-  it('the transformer evaluator (SEAL, --refresh client) is given only public keys and ciphertexts and holds no secret-key object', async () => {
+  it('a transformer (SEAL, batch packing, --refresh client): the server is given only public keys and ciphertexts and holds no secret-key object', async () => {
     const text = join(tmp.path, 'tiny.txt');
     writeFileSync(text, 'the cat sat on the mat. the dog sat on the log.\n'.repeat(20));
     const recipeFile = join(tmp.path, 'lm.yaml');
@@ -316,26 +315,12 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     const { recipe } = loadRecipe(recipeFile);
     const dir = join(tmp.path, 'lm');
     await train({ recipe, recipeFile, outDir: dir, callbacks: {} });
-    const { result, seen } = await observe(() => validateSequence(loadCheckpoint(dir), { samples: 2, mode: 'encrypt', refresh: 'client' }));
-    try {
-      expect(result.agreement).to.equal(1);
-      expect(result.refreshes.count, 'the refresh path ran').to.be.above(0);
-      expect(seen.clients).to.have.length(1);
-      expect(seen.evaluators).to.have.length(1);
-      const [{ backend, bundle, deserialized }] = seen.evaluators;
-      const detector = await detectorFor(seen.clients[0]);
-      // inputs and refreshed ciphertexts: more than the inputs were deserialized
-      expect(deserialized.length).to.be.above(result.ciphertexts.input);
-      const given = [...byteStringsOf(bundle, 'bundle'), ...deserialized.map((bytes, i) => ({ path: `deserialized ${i}`, bytes }))];
-      expect(detector.findings(given)).to.deep.equal([]);
-      const heap = await walkHeap(backend, { scopesUnder: SRC_URL, stopWhen: isSealInternals });
-      const classes = sealObjectsIn(heap).map((o) => o.sealClass);
-      expect(classes, 'the evaluator holds SEAL objects: the walk reached them').to.include.members(['PublicKey', 'RelinKeys', 'Evaluator']);
-      expect(secretSealObjects(heap)).to.deep.equal([]);
-      expect(detector.findings(byteStringsOfHeap(heap))).to.deep.equal([]);
-    } finally {
-      for (const d of seen.deferred.splice(0)) d();
-    }
+    const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, workers: 1, refresh: 'client' }));
+    expect(result.packing).to.equal('batch');
+    expect(result.agreement, 'it did evaluate: decrypted logits agree with the plaintext model').to.equal(1);
+    expect(result.refreshes!.total, 'the refresh path ran').to.be.above(0);
+    const scanned = await expectServerHeldNoSecret(seen);
+    expect(scanned.bytes).to.be.above(0);
   });
 
   it('server and worker code cannot load the key-generation code (runtime import graph)', () => {
@@ -343,7 +328,7 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     const clientSide = runtimeImportGraph(ROOT, ['src/he/validate.ts']);
     expect(keyCodeModules(ROOT, clientSide.modules)).to.include('src/he/client.ts');
 
-    const evaluating = runtimeImportGraph(ROOT, ['src/he/server.ts', 'src/he/worker.ts', 'src/he/recycling-backend.ts', 'src/he/transformer/evaluator.ts']);
+    const evaluating = runtimeImportGraph(ROOT, ['src/he/server.ts', 'src/he/worker.ts', 'src/he/recycling-backend.ts']);
     expect(evaluating.modules.size, 'the walk followed imports').to.be.above(8);
     expect(evaluating.modules.has('src/he/client.ts')).to.equal(false);
     expect(keyCodeModules(ROOT, evaluating.modules), 'modules that make or use a secret key').to.deep.equal([]);

@@ -13,7 +13,7 @@ import { sequenceOpDepth } from '../../src/models/transformer.js';
 import { powerSoftmax } from '../../src/layers/power-softmax.js';
 import { hepoly } from '../helpers/cli.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
-import { validateSequenceCheckpoint } from '../../src/he/transformer/validate.js';
+import { validate } from '../../src/he/validate.js';
 import { tempDir } from '../helpers/tmp.js';
 import { expectAllClose } from '../helpers/close.js';
 
@@ -195,13 +195,18 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
 
   it('the trained LM checkpoint agrees under (simulated) CKKS: next-character agreement, per-layer error, levels', async () => {
     await tf.setBackend('cpu');
-    const v = await validateSequenceCheckpoint(loadCheckpoint(out), { samples: 8, trace: true, ringDegree: 256 });
+    const v = await validate({ checkpoint: out, samples: 8, trace: true, mode: 'simulate', refresh: 'client' });
     expect(v.samples).to.equal(8);
+    expect(v.packing).to.equal('batch');
     expect(v.agreement).to.equal(1);
-    expect(v.maxLogitError).to.be.below(1e-2);
-    expect(v.layers.map((l) => l.node)).to.include.members(['b1_attn', 'logits']);
-    expect(v.report.reciprocals[0].node).to.equal('b1_attn');
-    expect(v.report.levelsUsed).to.be.above(v.report.reciprocals[0].levels);
+    expect(v.maxAbsError).to.be.below(1e-2);
+    const traced = v.layerErrors!.map((l) => l.label);
+    expect(traced.some((l) => l.includes('b1_attn')), traced.join(', ')).to.equal(true);
+    expect(v.layerErrors!.every((l) => l.maxAbsError < 1e-2)).to.equal(true);
+    // the program's depth includes the attention's, division included
+    const ckpt = loadCheckpoint(out);
+    const attn = layerOf(ckpt.graph.nodes.find((n) => n.name === 'b1_attn')!) as SequenceLayerSpec;
+    expect(v.depth).to.be.at.least(sequenceOpDepth(attn, ckpt.ranges!.activations['b1_attn/denominator'])!.levels);
   });
 
   it('distils from a transformer teacher (the softmax-twin path)', () => {

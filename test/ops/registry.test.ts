@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { SHIPPED_OPS } from '../../src/ops/index.js';
 import { allOps, getOp, registerOp } from '../../src/ops/registry.js';
-import { isElsewhere, type OpDef } from '../../src/ops/types.js';
+import type { OpDef } from '../../src/ops/types.js';
 import { opsDocument } from '../../src/ops/table.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { hepoly } from '../helpers/cli.js';
@@ -63,9 +63,7 @@ describe('ops/registry', function () {
         const w = new Map(params.map(([k, p], i) => [k, rand(p.shape.reduce((a, b) => a * b, 1), 17 + i, k.includes('variance') ? 0.5 : -1, k.includes('variance') ? 2 : 1)]));
         // character ids for an embedding, values elsewhere
         const xs = ins.map((s, i) => (def.name === 'embedding' ? Float64Array.from({ length: s[0] }, (_, t) => t % 5) : rand(s.reduce((a, b) => a * b, 1), 3 + i)));
-        const ref = def.referenceForward;
-        expect(isElsewhere(ref), 'float64 reference').to.equal(false);
-        const want = (ref as Exclude<typeof ref, { elsewhere: string }>)({ layer, node: 'n', ins: xs, inShapes: ins, w: (p) => w.get(p)! });
+        const want = def.referenceForward({ layer, node: 'n', ins: xs, inShapes: ins, w: (p) => w.get(p)! });
         expect(want.length).to.equal(def.outputShape(layer, ins, 'n').reduce((a, b) => a * b, 1));
         const got = tf.tidy(() =>
           def
