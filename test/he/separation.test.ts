@@ -307,15 +307,15 @@ describe('he: the server cannot decrypt (secret key separation)', function () {
     writeFileSync(
       recipeFile,
       `name: tiny-lm
-data: {source: text, path: ${JSON.stringify(text)}, context: 4, split: {validation: 0.1, test: 0.1}}
-model: {kind: transformer, task: lm, layers: 1, dim: 4, heads: 2, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm}
+data: {source: text, path: ${JSON.stringify(text)}, context: 2, split: {validation: 0.1, test: 0.1}}
+model: {kind: transformer, task: lm, layers: 1, dim: 2, heads: 1, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm}
 train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
 `,
     );
     const { recipe } = loadRecipe(recipeFile);
     const dir = join(tmp.path, 'lm');
     await train({ recipe, recipeFile, outDir: dir, callbacks: {} });
-    const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, workers: 1, refresh: 'client' }));
+    const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, packing: 'batch', workers: 1, refresh: 'client' }));
     expect(result.packing).to.equal('batch');
     expect(result.agreement, 'it did evaluate: decrypted logits agree with the plaintext model').to.equal(1);
     expect(result.refreshes!.total, 'the refresh path ran').to.be.above(0);
