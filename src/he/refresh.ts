@@ -21,7 +21,7 @@ export interface RefreshingClient {
 /**
  * Client side of one refresh: decrypt each ciphertext and encrypt its slots again at the top
  * level and the default scale. Layout-agnostic (every slot is carried over), so it serves any
- * packing and any evaluator, e.g. deep attention in src/he/transformer/.
+ * packing, e.g. deep attention in batch packing.
  */
 export function refreshCiphertexts(client: RefreshingClient, cts: Uint8Array[]): Uint8Array[] {
   return client.encrypt(cts.map((b) => client.decrypt(b)));

@@ -2,7 +2,7 @@
  * Reciprocal and inverse square root by Newton iterations, the way CKKS evaluates a division:
  * only additions and multiplications, started from a linear approximation fitted to the range
  * [lo, hi] the argument was observed in during training. Shared by the plaintext reference,
- * the tests and the HE evaluator (src/he/transformer/).
+ * the tests and the HE lowering (src/ops/sequence-he.ts).
  *
  * Reciprocal. Start y0 = c0 - c1 a, iterate y <- y (2 - a y). With e = 1 - a y the error
  * squares exactly each step: e_{k+1} = e_k^2, so after k steps 1 - a y_k = (1 - a y0)^(2^k).
