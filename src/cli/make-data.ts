@@ -28,7 +28,7 @@ export async function runMakeData(a: MakeDataArgs): Promise<void> {
 }
 
 /** The files makePayments writes (test/api/output-guard.test.ts checks they match). */
-export const PAYMENTS_FILES = ['bank-a.csv', 'bank-b.csv', 'transactions.csv'];
+export const PAYMENTS_FILES = ['bank-a.csv', 'bank-b.csv', 'joined.csv', 'transactions.csv'];
 
 /** A folder of nothing but an earlier `make-data payments` output is replaced; any other folder is refused. */
 function describePayments(dir: string): string | null {
@@ -44,7 +44,7 @@ export const makeDataCommand = defineCommand(
       .positional('kind', { type: 'string', demandOption: true, describe: 'payments' })
       .option('rows', { type: 'number', default: 5000, describe: 'transactions' })
       .option('seed', { type: 'number', default: 42 })
-      .option('out', { type: 'string', default: 'datasets/federated/payments', describe: 'folder for transactions.csv, bank-a.csv, bank-b.csv' })
+      .option('out', { type: 'string', default: 'datasets/federated/payments', describe: 'folder for transactions.csv, bank-a.csv, bank-b.csv, joined.csv' })
       .option('json', { type: 'boolean', default: false }),
   (a) => runMakeData({ kind: a.kind, rows: a.rows, seed: a.seed, out: a.out, json: a.json }),
 );

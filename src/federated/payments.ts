@@ -58,6 +58,7 @@ export function makePayments(opts: PaymentsOptions): { files: string[]; anomalie
   const accounts = Array.from({ length: Math.max(20, Math.round(opts.rows / 6)) }, (_, i) => makeAccount(i, rng));
   const start = Date.UTC(2026, 0, 1) / 1000;
   const tx: (string | number)[][] = [['txn_id', 'timestamp', 'hour', 'amount', 'currency', 'amount_usd_log', 'amount_dev', 'night', 'cross_border', 'sender_account', 'receiver_account', 'is_anomaly']];
+  const receivers: Account[] = [];
   let anomalies = 0;
   for (let t = 0; t < opts.rows; t++) {
     const sender = accounts[rng.int(accounts.length)];
@@ -78,6 +79,7 @@ export function makePayments(opts: PaymentsOptions): { files: string[]; anomalie
     const p = sigmoid(-6 + 2.0 * txSignal * accountSignal + 0.3 * txSignal + 0.3 * accountSignal);
     const label = rng.next() < p ? 1 : 0;
     anomalies += label;
+    receivers.push(receiver);
     tx.push([`T${String(t).padStart(7, '0')}`, ts, hour, +amount.toFixed(2), currency, +logUsd.toFixed(4), +dev.toFixed(4), night, cross, sender.id, receiver.id, label]);
   }
   const dir = resolve(opts.out);
@@ -91,5 +93,41 @@ export function makePayments(opts: PaymentsOptions): { files: string[]; anomalie
     writeFileAtomic(f, toCsv(rows));
     files.push(f);
   }
+  const joined = join(dir, 'joined.csv');
+  writeFileAtomic(joined, toCsv(joinedTable(tx, receivers, accounts)));
+  files.push(joined);
   return { files, anomalies };
+}
+
+const TX_NUMERIC = ['timestamp', 'hour', 'amount', 'amount_usd_log', 'amount_dev', 'night', 'cross_border'];
+const BANK_COLUMNS = ['closed', 'suspended', 'name_mismatch', 'kyc_risk', 'age_days'] as const;
+const accountValue = (a: Account, c: (typeof BANK_COLUMNS)[number]): number =>
+  ({ closed: a.closed, suspended: a.suspended, name_mismatch: a.nameMismatch, kyc_risk: a.kycRisk, age_days: a.ageDays })[c];
+
+/**
+ * Every party's columns of every transaction in one table, in transactions.csv's row order (so
+ * a recipe's seeded split picks the rows a vertical run held out), bank columns named
+ * `<bank>.<column>` as the assembled checkpoint names them. Only for a party allowed to see
+ * them all (docs/federated.md, threat model): it is what `eval`, `he-validate` and `export`
+ * read for a vertical checkpoint. A bank that lacks the receiving account holds its column
+ * mean there: a vertical run feeds zeros for a missing ID after standardizing with the bank's
+ * own statistics (mean and std over its whole table, bank.ts releaseColumns), and the mean
+ * standardizes to zero.
+ */
+function joinedTable(tx: (string | number)[][], receivers: Account[], accounts: Account[]): (string | number)[][] {
+  const banks = ['bank-a', 'bank-b'] as const;
+  const header = tx[0] as string[];
+  const txAt = TX_NUMERIC.map((c) => header.indexOf(c));
+  const mean = new Map(banks.map((b) => {
+    const own = accounts.filter((a) => a.bank === b);
+    // 9 digits: more than the float32 the readers parse it to
+    return [b, BANK_COLUMNS.map((c) => +(own.reduce((s, a) => s + accountValue(a, c), 0) / own.length).toPrecision(9))];
+  }));
+  const rows: (string | number)[][] = [[...TX_NUMERIC, ...banks.flatMap((b) => BANK_COLUMNS.map((c) => `${b}.${c}`)), 'is_anomaly']];
+  receivers.forEach((receiver, t) => {
+    const row = tx[t + 1];
+    const bankCells = banks.flatMap((b) => (receiver.bank === b ? BANK_COLUMNS.map((c) => accountValue(receiver, c)) : mean.get(b)!));
+    rows.push([...txAt.map((i) => row[i]), ...bankCells, row[header.length - 1]]);
+  });
+  return rows;
 }
