@@ -26,7 +26,7 @@ export interface EvaluateResult {
 
 /** Accuracy and loss of a checkpoint on its held-out split. */
 export async function evaluate(checkpoint: string, o: EvaluateOptions = {}): Promise<EvaluateResult> {
-  refuseVerticalCheckpoint(checkpoint, 'eval');
+  refuseVerticalCheckpoint(checkpoint, 'eval', o.data);
   const ckpt = loadCheckpoint(checkpoint);
   await initBackend(o.backend);
   const split = await heldOutSplit(ckpt, o.data);

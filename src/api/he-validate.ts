@@ -66,7 +66,7 @@ export function heValidationJson(v: HeValidation): HeValidateResult {
 }
 
 export async function heValidateReport(checkpoint: string, o: HeValidateOptions): Promise<HeValidation> {
-  refuseVerticalCheckpoint(checkpoint, 'he-validate');
+  refuseVerticalCheckpoint(checkpoint, 'he-validate', o.data);
   const samples = parseSamples(o.samples);
   const report = await validate({
     checkpoint,

@@ -21,6 +21,7 @@ import {
 import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
 import { claimOutputDir } from '../util/output-guard.js';
 import { chooseExportProgram } from './export-params.js';
+import { refuseVerticalCheckpoint } from '../federated/vertical/checkpoint-guard.js';
 import { type ExportPacking, exportPacking } from './export-packing.js';
 
 export { slotLayout } from './export-packing.js';
@@ -62,6 +63,8 @@ export interface HeExportResult {
 }
 
 export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportResult> {
+  // export packs with a few held-out rows: refused before --out is claimed
+  refuseVerticalCheckpoint(o.checkpoint, 'export');
   const claim = claimOutputDir(o.out, {
     flag: '--out',
     kind: 'export (server/ and client/)',

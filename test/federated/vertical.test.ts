@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -13,6 +13,17 @@ import { releaseColumns } from '../../src/federated/vertical/bank.js';
 import { X_MAX } from '../../src/federated/vertical/common.js';
 import { evaluate } from '../../src/api/evaluate.js';
 import { heValidate } from '../../src/api/he-validate.js';
+import { exportHeArtifacts } from '../../src/deploy/export.js';
+import { evaluateSplit, heldOutSplit, toParams } from '../../src/train/evaluate.js';
+import { stratifiedSplit } from '../../src/data/index.js';
+
+/** Some rows of a held-out split. */
+function pick(s: { x: Float32Array; y: Int32Array; count: number }, rows: Int32Array): { x: Float32Array; y: Int32Array; count: number } {
+  const F = s.x.length / s.count;
+  const x = new Float32Array(rows.length * F);
+  rows.forEach((r, i) => x.set(s.x.subarray(r * F, (r + 1) * F), i * F));
+  return { x, y: Int32Array.from(rows, (r) => s.y[r]), count: rows.length };
+}
 
 export function writeVerticalRecipe(dir: string, extra = ''): string {
   const file = join(dir, 'vfl.yaml');
@@ -150,19 +161,68 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
       ...['bank-a', 'bank-b'].flatMap((b) => ['closed', 'suspended', 'name_mismatch', 'kyc_risk', 'age_days'].map((f) => `${b}.${f}`)),
     ]);
     expect(ckpt.weights.get('dense1/kernel')!.shape).to.deep.equal([14, 4]);
+    writeFileSync(join(tmp.path, 'run.json'), JSON.stringify(j));
   });
 
-  it('eval and he-validate refuse the vertical checkpoint with a message naming the parties and where its figures are', async () => {
+  it('eval, he-validate and export refuse the vertical checkpoint without its joined table, naming the file and the fix', async () => {
     const dir = join(tmp.path, 'ckpt');
-    const message = /ckpt: a vertical federated checkpoint .*columns of several parties \(the label holder: 4, bank-a: 5, bank-b: 5\).*eval cannot read a held-out split.*hepoly federate --json.*metrics\.csv/;
-    await evaluate(dir).then(
-      () => expect.fail('eval ran on a vertical checkpoint'),
-      (e: Error) => expect(e).to.be.instanceOf(HepolyError).with.property('message').that.matches(message),
-    );
-    await heValidate(dir).then(
-      () => expect.fail('he-validate ran on a vertical checkpoint'),
-      (e: Error) => expect(e.message).to.match(/a vertical federated checkpoint .*he-validate cannot read a held-out split/),
-    );
+    const joined = join(tmp.path, 'joined.csv');
+    renameSync(joined, `${joined}.away`);
+    try {
+      const message = /ckpt: a vertical federated checkpoint .*columns of several parties \(the label holder: 4, bank-a: 5, bank-b: 5\): eval needs them joined, and its joined table .*joined\.csv was not found.*Fix: put the joined table at .*joined\.csv .*make-data payments.*--data DIR/;
+      await evaluate(dir).then(
+        () => expect.fail('eval ran without the joined table'),
+        (e: Error) => expect(e).to.be.instanceOf(HepolyError).with.property('message').that.matches(message),
+      );
+      await heValidate(dir).then(
+        () => expect.fail('he-validate ran without the joined table'),
+        (e: Error) => expect(e.message).to.match(/a vertical federated checkpoint .*he-validate needs them joined.*joined\.csv was not found/),
+      );
+      const out = join(tmp.path, 'export');
+      await exportHeArtifacts({ checkpoint: dir, out } as Parameters<typeof exportHeArtifacts>[0]).then(
+        () => expect.fail('export ran without the joined table'),
+        (e: Error) => expect(e.message).to.match(/export needs them joined.*joined\.csv was not found/),
+      );
+      expect(existsSync(out), 'export claimed no --out folder').to.equal(false);
+      // a table without the banks' columns (here the label holder's own file) is refused by column
+      copyFileSync(join(tmp.path, 'transactions.csv'), joined);
+      await evaluate(dir).then(
+        () => expect.fail('eval ran on a table without the bank columns'),
+        (e: Error) => expect(e.message).to.match(/joined\.csv lacks the model columns "bank-a\.closed", .*\(10 in all\)\. Fix:/),
+      );
+    } finally {
+      renameSync(`${joined}.away`, joined);
+    }
+    expect((loadCheckpoint(dir).recipe.data as { path: string }).path, "the checkpoint's recipe names the joined table").to.equal(joined);
+  });
+
+  it("the assembled model on the joined table scores the run's held-out rows as the cross-party inference did; he-validate agrees on ciphertexts", async function () {
+    this.timeout(600000);
+    const dir = join(tmp.path, 'ckpt');
+    const ckpt = loadCheckpoint(dir);
+    const run = ckpt.metrics[ckpt.metrics.length - 1];
+    const reported = JSON.parse(readFileSync(join(tmp.path, 'run.json'), 'utf8')) as { val_accuracy: number; test_accuracy: number };
+    const e = await evaluate(dir);
+    // the run's held-out 30%: its validation and test halves (label-holder.ts splitRows)
+    const held = await heldOutSplit(ckpt);
+    const halves = stratifiedSplit(held.y, 2, 0.5, ckpt.recipe.seed + 1);
+    expect(e.samples).to.equal(held.count).and.equal(halves.train.length + halves.validation.length);
+    const params = toParams(ckpt.weights);
+    const score = (rows: Int32Array) => evaluateSplit(ckpt.graph, params, pick(held, rows));
+    const val = score(halves.train);
+    const test = score(halves.validation);
+    for (const t of params.values()) t.dispose();
+    // the split model summed the banks' outputs in fixed point: the same predictions, losses within that rounding
+    expect(val.accuracy).to.equal(reported.val_accuracy);
+    expect(val.accuracy).to.be.closeTo(run.val_accuracy, 1e-6); // metrics.csv holds 6 digits
+    expect(val.loss).to.be.closeTo(run.val_loss, 1e-4);
+    expect(test.accuracy).to.equal(reported.test_accuracy);
+    expect(e.accuracy * e.samples).to.be.closeTo(val.accuracy * halves.train.length + test.accuracy * halves.validation.length, 1e-6);
+
+    const he = await heValidate(dir, { samples: 2, packing: 'sample', workers: 1 });
+    expect(he).to.include({ mode: 'encrypt', samples: 2, agreement: 1 });
+    expect(he.poly_modulus_degree).to.be.at.most(8192);
+    expect(he.max_abs_error).to.be.below(1e-2);
   });
 
   it("the coordinator relayed the label holder's ciphertexts and public keys, never its secret key", async function () {

@@ -1,35 +1,89 @@
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { Recipe } from '../../recipe/schema.js';
+import { resolveDataPath } from '../../data/dataset.js';
 import { shortPath } from '../../util/paths.js';
 import { HepolyError } from '../../util/errors.js';
 
 /** The state.json backend a vertical run's assembled checkpoint records (label-holder.ts). */
 export const VERTICAL_BACKEND = 'federated-vertical';
 
+/** The joined table's name, beside the label holder's data.path (`hepoly make-data payments` writes it). */
+export const JOINED_FILE = 'joined.csv';
+
 /**
- * Commands that read a checkpoint's held-out split (eval, he-validate) cannot run on a vertical
- * federated checkpoint: its inputs are several parties' columns, which no single table holds
- * (and under DP the banks' columns the model saw exist only as their noised release). Its
- * held-out figures are the run's own cross-party inference. Says so, and where those are,
- * instead of failing on a missing column. A checkpoint whose state.json cannot be read is left
- * to the loader's own message.
+ * The recipe a vertical checkpoint records: as run, but with data.path on the joined table (every
+ * party's columns of the label holder's rows, in its row order) and data.features on the
+ * assembled model's columns, so eval, he-validate and export read the joint model's held-out
+ * rows (the same seeded split the run held out) like any checkpoint's. federated.parties keeps
+ * where each party's own file was.
  */
-export function refuseVerticalCheckpoint(dir: string, command: string): void {
-  const state = readJson(join(dir, 'state.json')) as { backend?: string } | null;
+export function joinedDataRecipe(recipe: Recipe, features: string[]): Recipe {
+  const data = recipe.data as Extract<Recipe['data'], { source: 'csv' }>;
+  return { ...recipe, data: { ...data, path: join(dirname(data.path), JOINED_FILE), features } } as Recipe;
+}
+
+/**
+ * The joint model of a vertical checkpoint needs every party's columns, which no party holds
+ * (docs/federated.md, threat model): eval, he-validate and export run on it only where the joined
+ * table its recipe names is found (from here, `--data DIR`, or the folder it was trained in) and
+ * holds every model column. Otherwise says what is missing and how to make it, instead of failing
+ * on a missing column. A checkpoint whose state.json cannot be read is left to the loader's message.
+ */
+export function refuseVerticalCheckpoint(dir: string, command: string, dataRoot?: string): void {
+  const state = readJson(join(dir, 'state.json')) as { backend?: string; data_root?: string } | null;
   if (state?.backend !== VERTICAL_BACKEND) return;
   const features = (readJson(join(dir, 'preprocess.json')) as { features?: string[] } | null)?.features ?? [];
+  const dataPath = recordedDataPath(dir);
+  const roots = [dataRoot, state.data_root].filter((r): r is string => !!r);
+  const found = dataPath ? findFile(dataPath, roots) : null;
+  const missing = found ? features.filter((f) => !csvHeader(found).includes(f)) : features;
+  if (found && missing.length === 0) return;
+  const where = shortPath(dir);
+  const joined = dataPath && dataPath.endsWith(JOINED_FILE) ? dataPath : join(dirname(dataPath ?? '.'), JOINED_FILE);
+  const problem = found
+    ? `${shortPath(found)} lacks the model columns ${missing.slice(0, 4).map((m) => JSON.stringify(m)).join(', ')}${missing.length > 4 ? ` (${missing.length} in all)` : ''}`
+    : `its joined table ${joined} was not found${roots.length ? ` (looked from here and in ${roots.map(shortPath).join(', ')})` : ' (looked from here)'}`;
+  throw new HepolyError(
+    `${where}: a vertical federated checkpoint (hepoly federate, partition: vertical) whose inputs are columns of several parties (${ownerCounts(features)}): ${command} needs them joined, and ${problem}. ` +
+      `Fix: put the joined table at ${joined} (columns ${features.slice(0, 2).join(', ')}, ... as in ${where}/preprocess.json, plus the label; the label holder's rows in its order, a bank's columns at its column mean where it lacks the ID; \`hepoly make-data payments\` writes it for the payments data), or pass --data DIR for the folder it is read from. ` +
+      `Only a party allowed to see every party's columns may do this (docs/federated.md); the run's own cross-party figures are in the \`hepoly federate --json\` output and ${where}/metrics.csv`,
+    { exitCode: 1 },
+  );
+}
+
+function ownerCounts(features: string[]): string {
   const parties = new Map<string, number>();
   for (const f of features) {
     const owner = f.includes('.') ? f.slice(0, f.indexOf('.')) : 'the label holder';
     parties.set(owner, (parties.get(owner) ?? 0) + 1);
   }
-  const held = [...parties].map(([p, n]) => `${p}: ${n}`).join(', ');
-  const where = shortPath(dir);
-  throw new HepolyError(
-    `${where}: a vertical federated checkpoint (hepoly federate, partition: vertical). Its inputs are columns of several parties (${held}) that no single table holds, so ${command} cannot read a held-out split for it. ` +
-      `Its held-out figures come from the run's cross-party inference: test_accuracy and auprc in the \`hepoly federate --json\` output, val_accuracy and val_auprc per epoch in ${where}/metrics.csv. Run ${command} on a horizontal or centrally trained checkpoint`,
-    { exitCode: 1 },
-  );
+  return [...parties].map(([p, n]) => `${p}: ${n}`).join(', ');
+}
+
+/** data.path of the checkpoint's recipe.yaml, null when unreadable (the loader then says why). */
+function recordedDataPath(dir: string): string | null {
+  try {
+    const recipe = parseYaml(readFileSync(join(dir, 'recipe.yaml'), 'utf8')) as { data?: { path?: unknown } } | null;
+    return typeof recipe?.data?.path === 'string' ? recipe.data.path : null;
+  } catch {
+    return null;
+  }
+}
+
+function findFile(p: string, roots: string[]): string | null {
+  try {
+    return resolveDataPath(p, 'data.path', undefined, roots).path;
+  } catch {
+    return null;
+  }
+}
+
+function csvHeader(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  const end = text.indexOf('\n');
+  return (end < 0 ? text : text.slice(0, end)).replace(/\r$/, '').split(',').map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
 }
 
 function readJson(file: string): unknown {

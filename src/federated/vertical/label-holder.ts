@@ -17,7 +17,7 @@ import { bytesF64, f64Bytes } from '../wire.js';
 import type { PartyResult, PartyRunOptions } from '../horizontal/party.js';
 import { blockSize, GradientKeyHolder } from './he-gradient.js';
 import { PsiSender } from './psi.js';
-import { VERTICAL_BACKEND } from './checkpoint-guard.js';
+import { joinedDataRecipe, VERTICAL_BACKEND } from './checkpoint-guard.js';
 import { clipRows, TopModel } from './split-model.js';
 import { batches, chunks, gather, standardize, X_MAX, type LocalColumns, type Plan } from './common.js';
 
@@ -270,7 +270,7 @@ function writeVerticalCheckpoint(
   saveCheckpoint(dir, {
     graph,
     weights,
-    recipe,
+    recipe: joinedDataRecipe(recipe, features),
     preprocess: {
       labels: own.labels,
       inputShape: [features.length],
