@@ -41,6 +41,7 @@ import { packingOf } from './packing/index.js';
 import { type StackedProgram, stackForSlots, stackInputs, unstackOutputs, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
 import { queuePacking, startQueueRun, type QueueOptions, type QueueStats } from '../queue/validate-hook.js';
+import type { QueueServer } from '../queue/server.js';
 
 /** wasm32's memory limit, which caps every SEAL instance's heap */
 const WASM_HEAP_MAX = 4 * 2 ** 30;
@@ -166,7 +167,7 @@ export interface ValidationReport {
 
 const noop = () => {};
 
-/** `--mode`, checked once for both evaluators (CNN/MLP and transformer). */
+/** `--mode`: encrypt (SEAL) or simulate (float64 with the same schedule). */
 export function parseMode(mode: string | undefined): 'encrypt' | 'simulate' {
   const m = mode ?? 'encrypt';
   if (m !== 'encrypt' && m !== 'simulate') throw new HepolyError(`--mode: expected encrypt or simulate, found ${JSON.stringify(m)}`);
@@ -176,6 +177,32 @@ export function parseMode(mode: string | undefined): 'encrypt' | 'simulate' {
 export async function validate(opts: ValidateOptions): Promise<ValidationReport> {
   const log = opts.log ?? noop;
   const t0 = performance.now();
+  const checked = checkOptions(opts);
+  const ckpt = loadCheckpoint(opts.checkpoint);
+  const training = trainingStatus(ckpt);
+  if (training.note) log(training.note);
+  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, ranges: ckpt.ranges });
+  await initBackend();
+  const inputs = await heldOutInputs(ckpt, compiled, opts);
+  const rssPeak = trackRss();
+  const workers = Math.max(1, opts.workers ?? availableParallelism());
+  const chosen = await chooseParameters(ckpt, compiled, inputs, checked, opts, workers);
+  const layout = await choosePacking(ckpt, chosen, inputs.n, checked.packingSpec, workers);
+  logPlan(log, ckpt, compiled, inputs, chosen, layout, checked.mode, !!opts.trace);
+  const run = await encryptedRun(opts, checked.mode, chosen, layout, inputs, workers, log);
+  const peakRssMb = rssPeak.stop();
+  const cmp = compareLogits(inputs.plain.logits, run.he, inputs.y, inputs.n, inputs.classes);
+  return validationReport({ ckpt, training, compiled, inputs, chosen, layout, run, cmp, mode: checked.mode, refreshMode: checked.refreshMode, peakRssMb, totalMs: performance.now() - t0 });
+}
+
+/** The options as checked before anything is loaded: a typo fails in a second, not after keygen. */
+interface CheckedOptions {
+  mode: 'encrypt' | 'simulate';
+  packingSpec: ReturnType<typeof parsePacking>;
+  refreshMode: 'none' | 'client';
+}
+
+function checkOptions(opts: ValidateOptions): CheckedOptions {
   const mode = parseMode(opts.mode);
   const packingSpec = parsePacking(opts.queue ? queuePacking(opts.packing, opts.refresh, opts.trace) : opts.packing);
   const refreshMode = opts.refresh ?? 'none';
@@ -183,37 +210,57 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (opts.scaleBits !== undefined && !(Number.isInteger(opts.scaleBits) && opts.scaleBits >= MIN_SCALE_BITS && opts.scaleBits <= MAX_USEFUL_SCALE_BITS)) {
     throw new HepolyError(`--scale-bits: expected a whole number from ${MIN_SCALE_BITS} to ${MAX_USEFUL_SCALE_BITS}, found ${opts.scaleBits}`);
   }
-  const ckpt = loadCheckpoint(opts.checkpoint);
-  const training = trainingStatus(ckpt);
-  if (training.note) log(training.note);
-  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, ranges: ckpt.ranges });
-  const packingOpt = packingFor(compiled, packingSpec.kind);
-  const batchOnly = isBatchOnly(compiled);
-  let program = compiled;
-  await initBackend();
+  return { mode, packingSpec, refreshMode };
+}
+
+/** The held-out samples, as the plaintext model sees them and as the client encrypts them. */
+interface HeldOutInputs {
+  split: Awaited<ReturnType<typeof heldOutSplit>>;
+  n: number;
+  /** what the client encrypts: the samples as the program's input tensor (one-hot token rows for a language model) */
+  xp: Float32Array;
+  perIn: number;
+  y: Int32Array;
+  classes: number;
+  /** the plaintext model (the trainer's tfjs interpreter) and its range checks */
+  plain: ReturnType<typeof plaintextPass>;
+}
+
+async function heldOutInputs(ckpt: Checkpoint, compiled: HeProgram, opts: ValidateOptions): Promise<HeldOutInputs> {
   const split = await heldOutSplit(ckpt, opts.data);
   const n = sampleCount(opts.samples, split.count);
-  const per = size(ckpt.graph.inputShape);
-  const x = split.x.subarray(0, n * per);
-  // what the client encrypts: the samples as the program's input tensor (one-hot token rows for a language model)
+  const x = split.x.subarray(0, n * size(ckpt.graph.inputShape));
   const xp = programInputs(compiled, x, n);
-  const perIn = size(compiled.inputShape);
-  const y = split.y.subarray(0, n);
-  const classes = ckpt.graph.classes;
+  return { split, n, xp, perIn: size(compiled.inputShape), y: split.y.subarray(0, n), classes: ckpt.graph.classes, plain: plaintextPass(ckpt, x, n) };
+}
 
-  // plaintext model (the trainer's tfjs interpreter) and range checks in one pass
-  const plain = plaintextPass(ckpt, x, n);
+/** The CKKS parameters and the program they run (cut into segments where the client refreshes). */
+interface ChosenParameters {
+  params: HeParams;
+  program: HeProgram;
+  maxAbs: number;
+  paramsSource: string;
+  refreshChoice: string | null;
+  /** an image plane's slots: sample packing needs at least these */
+  minSlots: number | undefined;
+  packingOpt: ReturnType<typeof parsePacking>['kind'];
+  batchOnly: boolean;
+  /** the program is cut into segments with client refreshes */
+  cut: boolean;
+}
+
+async function chooseParameters(ckpt: Checkpoint, compiled: HeProgram, inputs: HeldOutInputs, checked: CheckedOptions, opts: ValidateOptions, workers: number): Promise<ChosenParameters> {
+  const { xp, n } = inputs;
+  const packingOpt = packingFor(compiled, checked.packingSpec.kind);
+  const batchOnly = isBatchOnly(compiled);
+  let program = compiled;
   let maxAbs = calibrate(program, xp, Math.min(n, 32));
-  const rssPeak = trackRss();
-  const workers = Math.max(1, opts.workers ?? availableParallelism());
-
-  // parameters
   let params: HeParams;
   let paramsSource = 'auto';
   const minSlots = ckpt.graph.inputShape.length === 3 ? nextPow2(ckpt.graph.inputShape[0] * ckpt.graph.inputShape[1]) : undefined;
   let refreshChoice: string | null = null;
   if (!opts.params || opts.params === 'auto') {
-    if (refreshMode === 'client') {
+    if (checked.refreshMode === 'client') {
       // refreshes make every ring usable: pick the fastest estimate, cut or not
       const best = await chooseWithRefresh(compiled, xp, n, maxAbs, workers, minSlots, packingOpt, opts.scaleBits);
       ({ params, program, maxAbs } = best);
@@ -223,7 +270,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     if (opts.scaleBits !== undefined) throw new HepolyError('--scale-bits applies to --params auto; a --params file sets scale_bits itself');
     params = loadParamsFile(opts.params);
     paramsSource = opts.params;
-    if (refreshMode === 'client' && levelsOf(params) < program.depth && levelsOf(params) >= 1) {
+    if (checked.refreshMode === 'client' && levelsOf(params) < program.depth && levelsOf(params) >= 1) {
       program = segmentProgram(compiled, levelsOf(params));
       maxAbs = calibrate(program, xp, Math.min(n, 32));
     }
@@ -233,32 +280,35 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   if (cut && packingOpt === 'batch' && !batchOnly) {
     throw new HepolyError('--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto');
   }
-  const multi = packingOpt === 'stacked' || packingOpt === 'interleaved';
-  if (cut && multi) {
+  if (cut && (packingOpt === 'stacked' || packingOpt === 'interleaved')) {
     throw new HepolyError(`--refresh client: refreshes run with sample packing (one sample per round trip); use --packing sample or auto, not ${packingOpt}`);
   }
+  return { params, program, maxAbs, paramsSource, refreshChoice, minSlots, packingOpt, batchOnly, cut };
+}
 
-  // packing
+/** How samples sit in slots, and the evaluator that serves them. */
+interface ChosenPacking {
+  slots: number;
+  packing: ServerPacking;
+  packingReason: string;
+  packingName: string;
+  stacked: StackedProgram | null;
+  plan: SamplePlan | null;
+  evaluator: 'batch' | 'sample';
+  samplesPerPass: number;
+  /** the program the server runs (the M-sample program when stacked) */
+  served: HeProgram;
+  est: ValidationReport['estimatedSeconds'];
+}
+
+async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: number, spec: ReturnType<typeof parsePacking>, workers: number): Promise<ChosenPacking> {
+  const { params, program, packingOpt } = chosen;
   const slots = params.polyModulusDegree / 2;
-  let plan: SamplePlan | null = null;
-  let planError: string | null = null;
-  const needPlan = packingOpt !== 'batch';
-  if (needPlan) {
-    if (minSlots && slots < minSlots) planError = `an image plane needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}`;
-    else {
-      try {
-        plan = planSample(program, slots);
-        planError = galoisKeyProblem(params, plan);
-        if (planError) plan = null;
-      } catch (e) {
-        if (!(e instanceof HepolyError) || packingOpt === 'sample') throw e;
-        planError = e.message;
-      }
-    }
-  }
+  let { plan, planError } = trySamplePlan(chosen, slots);
+  const multi = packingOpt === 'stacked' || packingOpt === 'interleaved';
   if (packingOpt === 'sample' && !plan) throw new HepolyError(`--packing sample: ${planError}. Use --packing batch or larger --params`);
   if (multi && !plan) throw new HepolyError(`--packing ${packingOpt} runs on the sample-packing evaluator, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
-  if (cut && !plan && !batchOnly) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
+  if (chosen.cut && !plan && !chosen.batchOnly) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
   // batch and sample packing by the calibrated cost model, the one --packing auto and he-plan use
   const est = {
     batch: await predictSeconds(packingOf('batch').plan(program, slots, slots), params, n, workers),
@@ -267,26 +317,14 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   let packing: ServerPacking;
   let packingReason: string;
   let stacked: StackedProgram | null = null;
-  if (multi && packingSpec.m !== null) {
-    const m = packingSpec.m;
-    const order = packingOpt === 'interleaved' ? 'interleave' : 'block';
-    if (m > slots || slots % m) throw new HepolyError(`--packing ${packingOpt}:${m}: M must be a power of two that divides the ${slots} slots of N=${params.polyModulusDegree}, e.g. --packing ${packingOpt}:${Math.min(slots, nextPow2(m))}`);
-    try {
-      stacked = stackForSlots(program, m, slots, order);
-      plan = planSample(stacked.program, slots);
-    } catch (e) {
-      // the planner knows the shapes, not whose they are
-      if (e instanceof HepolyError) throw new HepolyError(`${ckpt.dir}: ${e.message}`);
-      throw e;
-    }
-    const problem = galoisKeyProblem(params, plan);
-    if (problem) throw new HepolyError(`--packing ${packingOpt}:${m}: ${problem}. Use fewer samples per ciphertext`);
+  if (multi && spec.m !== null) {
+    ({ stacked, plan } = stackedAsAsked(ckpt, program, params, packingOpt, spec.m));
     packing = packingOpt as 'stacked' | 'interleaved';
     packingReason = 'chosen with --packing';
   } else if (packingOpt === 'batch' || packingOpt === 'sample') {
     packing = packingOpt;
-    packingReason = batchOnly ? 'attention multiplies arbitrary element pairs: batch packing' : 'chosen with --packing';
-  } else if (cut) {
+    packingReason = chosen.batchOnly ? 'attention multiplies arbitrary element pairs: batch packing' : 'chosen with --packing';
+  } else if (chosen.cut) {
     packing = 'sample';
     packingReason = 'client refreshes run per sample';
   } else if (!plan) {
@@ -303,157 +341,280 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const evaluator = packingOf(packing).evaluator;
   const samplesPerPass = evaluator === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
   const packingName = stacked ? `${packing} x${stacked.samples}` : packing;
-  const served = stacked ? stacked.program : program;
+  return { slots, packing, packingReason, packingName, stacked, plan, evaluator, samplesPerPass, served: stacked ? stacked.program : program, est };
+}
 
-  log(`checkpoint ${ckpt.dir}: ${split.name} split, ${n} of ${split.count} samples`);
+/** The sample-packing plan where one is wanted and fits, else why not. */
+function trySamplePlan(chosen: ChosenParameters, slots: number): { plan: SamplePlan | null; planError: string | null } {
+  const { params, program, packingOpt, minSlots } = chosen;
+  if (packingOpt === 'batch') return { plan: null, planError: null };
+  if (minSlots && slots < minSlots) return { plan: null, planError: `an image plane needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}` };
+  try {
+    const plan = planSample(program, slots);
+    const planError = galoisKeyProblem(params, plan);
+    return { plan: planError ? null : plan, planError };
+  } catch (e) {
+    if (!(e instanceof HepolyError) || packingOpt === 'sample') throw e;
+    return { plan: null, planError: e.message };
+  }
+}
+
+/** --packing stacked:M / interleaved:M: the M-sample program and its plan, or why M does not fit. */
+function stackedAsAsked(ckpt: Checkpoint, program: HeProgram, params: HeParams, packingOpt: string, m: number): { stacked: StackedProgram; plan: SamplePlan } {
+  const slots = params.polyModulusDegree / 2;
+  const order = packingOpt === 'interleaved' ? 'interleave' : 'block';
+  if (m > slots || slots % m) throw new HepolyError(`--packing ${packingOpt}:${m}: M must be a power of two that divides the ${slots} slots of N=${params.polyModulusDegree}, e.g. --packing ${packingOpt}:${Math.min(slots, nextPow2(m))}`);
+  let stacked: StackedProgram;
+  let plan: SamplePlan;
+  try {
+    stacked = stackForSlots(program, m, slots, order);
+    plan = planSample(stacked.program, slots);
+  } catch (e) {
+    // the planner knows the shapes, not whose they are
+    if (e instanceof HepolyError) throw new HepolyError(`${ckpt.dir}: ${e.message}`);
+    throw e;
+  }
+  const problem = galoisKeyProblem(params, plan);
+  if (problem) throw new HepolyError(`--packing ${packingOpt}:${m}: ${problem}. Use fewer samples per ciphertext`);
+  return { stacked, plan };
+}
+
+function logPlan(log: (line: string) => void, ckpt: Checkpoint, compiled: HeProgram, inputs: HeldOutInputs, chosen: ChosenParameters, layout: ChosenPacking, mode: string, trace: boolean): void {
+  const { program, cut } = chosen;
+  log(`checkpoint ${ckpt.dir}: ${inputs.split.name} split, ${inputs.n} of ${inputs.split.count} samples`);
   log(`program: depth ${compiled.depth}, ${compiled.steps.length} steps`);
-  if (refreshChoice) log(`--refresh client: ${refreshChoice}`);
-  if (cut && opts.trace) log('--trace: not available with client refreshes (the segments run in separate worker calls); the refreshes below show where values return to the client');
+  if (chosen.refreshChoice) log(`--refresh client: ${chosen.refreshChoice}`);
+  if (cut && trace) log('--trace: not available with client refreshes (the segments run in separate worker calls); the refreshes below show where values return to the client');
   if (cut) {
     for (const r of program.refreshes!) log(`  client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
   }
   for (const l of program.layers) log(`  ${l.node.padEnd(12)} ${l.op.padEnd(22)} ${String(l.levels).padStart(2)} level${l.levels === 1 ? ' ' : 's'}  ${l.how}`);
-  log(`parameters (${paramsSource}): ${describeParams(params)}, 128-bit security (SEAL tc128)`);
-  log(`packing: ${packingName} (${packingReason})`);
+  log(`parameters (${chosen.paramsSource}): ${describeParams(chosen.params)}, 128-bit security (SEAL tc128)`);
+  log(`packing: ${layout.packingName} (${layout.packingReason})`);
   if (mode === 'simulate') log('mode: simulate (float64, same packing and rescale points, no encryption)');
+}
 
-  // client: keys
+/** What the encrypted passes produced and cost. */
+interface PassTotals {
+  /** decrypted logits, samples x classes */
+  he: Float64Array;
+  encryptMs: number;
+  evaluateMs: number;
+  decryptMs: number;
+  up: number;
+  down: number;
+  ctIn: number;
+  ctOut: number;
+  perPass: number;
+  latency: number;
+  layerErrors: LayerError[] | null;
+}
+
+interface EncryptedRun extends PassTotals {
+  keygenMs: number;
+  serverSetupMs: number;
+  keyBytes: number;
+  rotationKeys: number;
+  counts: OpCounts;
+  workerHeapMb: number;
+  workerCount: number;
+  refreshPoints: RefreshSummary['points'];
+  queueStats: QueueStats | undefined;
+}
+
+type RunServer = HEServer | QueueServer;
+
+/** The client makes keys, the server (workers or the queue) starts from the public bundle, the passes run. */
+async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate', chosen: ChosenParameters, layout: ChosenPacking, inputs: HeldOutInputs, workers: number, log: (line: string) => void): Promise<EncryptedRun> {
   const tk = performance.now();
-  const ownClient: ClientLike = mode === 'simulate' ? new SimClient(params) : await HEClient.create(params);
+  const ownClient: ClientLike = mode === 'simulate' ? new SimClient(chosen.params) : await HEClient.create(chosen.params);
   const queued = opts.queue ? startQueueRun(ownClient, opts.queue) : null;
   const client = queued?.client ?? ownClient;
-  const rotationSteps = evaluator === 'sample' ? plan!.rotationSteps : [];
+  const rotationSteps = layout.evaluator === 'sample' ? layout.plan!.rotationSteps : [];
   const bundle = client.publicBundle(rotationSteps);
   const keygenMs = performance.now() - tk;
   const keyBytes = bundle.publicKey.length + bundle.relinKeys.length + (bundle.galoisKeys?.length ?? 0);
   log(`keys: ${fmtMs(keygenMs)}, ${fmtBytes(keyBytes)} (public + relinearization${bundle.galoisKeys ? ` + ${rotationSteps.length} Galois` : ''})`);
 
   const ts = performance.now();
-  const server = queued
-    ? await queued.start(bundle, served, mode === 'simulate' ? 'simulate' : 'seal')
-    : await HEServer.start(bundle, served, evaluator, { workers, mode: mode === 'simulate' ? 'simulate' : 'seal', keepAll: !!opts.trace && evaluator === 'batch' });
+  const engine = mode === 'simulate' ? 'simulate' : 'seal';
+  const server: RunServer = queued
+    ? await queued.start(bundle, layout.served, engine)
+    : await HEServer.start(bundle, layout.served, layout.evaluator, { workers, mode: engine, keepAll: !!opts.trace && layout.evaluator === 'batch' });
   const serverSetupMs = performance.now() - ts;
   log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
-
-  const he = new Float64Array(n * classes);
-  let encryptMs = 0;
-  let evaluateMs = 0;
-  let decryptMs = 0;
-  let up = keyBytes;
-  let down = 0;
-  let ctIn = 0;
-  let ctOut = 0;
-  let perPass = 0;
-  let latency = 0;
-  let layerErrors: LayerError[] | null = null;
-  let workerHeapMb = 0;
-  let refreshMs = 0;
-  const refreshChannel = (_label: string, cts: Uint8Array[]) => {
-    const tr = performance.now();
-    const fresh = refreshCiphertexts(client, cts);
-    refreshMs += performance.now() - tr;
-    return fresh;
-  };
+  let totals: PassTotals;
+  let workerHeapMb: number;
   try {
-    if (evaluator === 'batch') {
-      reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
-      for (let start = 0; start < n; start += slots) {
-        const cnt = Math.min(slots, n - start);
-        let t = performance.now();
-        const cts = client.encrypt(packBatch(xp, perIn, start, cnt, slots));
-        const enc = performance.now() - t;
-        t = performance.now();
-        const res = await server.evaluateBatch(cts, refreshChannel);
-        const ev = performance.now() - t;
-        t = performance.now();
-        const outs = res.outputs.map((b) => (b ? client.decrypt(b) : null));
-        const dec = performance.now() - t;
-        he.set(unpackBatch(outs, classes, cnt), start * classes);
-        encryptMs += enc;
-        evaluateMs += ev;
-        decryptMs += dec;
-        latency = Math.max(latency, enc + ev + dec);
-        up += cts.reduce((a, b) => a + b.length, 0);
-        down += res.outputs.reduce((a, b) => a + (b ? b.length : 0), 0);
-        ctIn += cts.length;
-        ctOut += res.outputs.length;
-        perPass = cts.length + res.outputs.length;
-        log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
-        reportProgress({ stage: 'batches', done: Math.min(n, start + slots), total: n, unit: 'samples' });
-        if (opts.trace && start === 0) layerErrors = traceBatch(program, client, res.tensors, xp, Math.min(cnt, 16), perIn);
-      }
-      if (cut) log(`  client refreshes: ${program.refreshes!.length} round trips per batch, ${fmtMs(refreshMs)} in all (inside evaluate)`);
-      for (const r of server.refreshes) {
-        up += r.bytesToServer;
-        down += r.bytesToClient;
-      }
-    } else {
-      const p = plan!;
-      // a pass's input: one sample, or (stacked) up to M samples in one tensor of the M-sample program
-      const m = stacked ? stacked.samples : 1;
-      const passes = Math.ceil(n / m);
-      const passInput = (i: number): ArrayLike<number> => {
-        const start = i * m;
-        const cnt = Math.min(m, n - start);
-        const xs = xp.subarray(start * perIn, (start + cnt) * perIn);
-        return stacked ? stackInputs(stacked, xs, perIn, cnt) : xs;
-      };
-      let t = performance.now();
-      const inputs: Uint8Array[][] = [];
-      reportProgress({ stage: 'encrypt', done: 0, total: passes, unit: 'passes' });
-      for (let i = 0; i < passes; i++) {
-        inputs.push(client.encrypt(packSample(p, served, passInput(i))));
-        reportProgress({ stage: 'encrypt', done: i + 1, total: passes, unit: 'passes' });
-      }
-      encryptMs = performance.now() - t;
-      t = performance.now();
-      const res = await server.evaluateSamples(inputs, !!opts.trace && !cut, refreshChannel);
-      evaluateMs = performance.now() - t;
-      t = performance.now();
-      res.outputs.forEach((o, i) => {
-        const out = unpackTensor(p, served.output, o.map((b) => client.decrypt(b)));
-        he.set(stacked ? unstackOutputs(stacked, out, Math.min(m, n - i * m)) : out, i * m * classes);
-      });
-      decryptMs = performance.now() - t;
-      const meanWorker = res.ms.reduce((a, b) => a + b, 0) / Math.max(1, res.ms.length);
-      latency = (encryptMs + decryptMs + refreshMs) / passes + meanWorker;
-      up += inputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
-      down += res.outputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0);
-      ctIn = inputs.reduce((a, s) => a + s.length, 0);
-      ctOut = res.outputs.reduce((a, s) => a + s.length, 0);
-      perPass = inputs[0].length + res.outputs[0].length;
-      const unit = stacked ? `pass of ${m} samples` : 'sample';
-      log(`  ${n} samples${stacked ? ` in ${passes} pass${passes === 1 ? '' : 'es'}` : ''}: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per ${unit} on one worker${cut ? `, client refreshes ${fmtMs(refreshMs)} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
-      for (const r of server.refreshes) {
-        up += r.bytesToServer;
-        down += r.bytesToClient;
-      }
-      // every layer of the first passes (at most 8 samples' worth of passes) against the plaintext program
-      if (opts.trace) layerErrors = traceSamples(program, p, client, res.trace.slice(0, Math.ceil(8 / m)), xp, perIn, stacked, n);
+    const pass = { client, server, chosen, layout, inputs, trace: !!opts.trace, log };
+    totals = layout.evaluator === 'batch' ? await runBatches(pass) : await runPasses(pass);
+    totals.up += keyBytes;
+    for (const r of server.refreshes) {
+      totals.up += r.bytesToServer;
+      totals.down += r.bytesToClient;
     }
     workerHeapMb = server.workerHeapBytes / 2 ** 20;
   } finally {
     await server.close();
     client.delete();
   }
-  const peakRssMb = rssPeak.stop();
+  // counts and queue figures as they stand once the server has closed
+  return {
+    ...totals,
+    keygenMs,
+    serverSetupMs,
+    keyBytes,
+    rotationKeys: rotationSteps.length,
+    counts: server.counts,
+    workerHeapMb,
+    workerCount: server.workerCount,
+    refreshPoints: server.refreshes,
+    queueStats: queued ? queued.stats() : undefined,
+  };
+}
 
-  // comparison
-  const cmp = compareLogits(plain.logits, he, y, n, classes);
-  const totalMs = performance.now() - t0;
+interface PassContext {
+  client: ClientLike;
+  server: RunServer;
+  chosen: ChosenParameters;
+  layout: ChosenPacking;
+  inputs: HeldOutInputs;
+  trace: boolean;
+  log: (line: string) => void;
+}
+
+/** A client refresh channel that times the client's part (decrypt and re-encrypt). */
+function timedRefresh(client: ClientLike): { channel: (label: string, cts: Uint8Array[]) => Uint8Array[]; ms: () => number } {
+  let refreshMs = 0;
+  return {
+    channel: (_label, cts) => {
+      const tr = performance.now();
+      const fresh = refreshCiphertexts(client, cts);
+      refreshMs += performance.now() - tr;
+      return fresh;
+    },
+    ms: () => refreshMs,
+  };
+}
+
+/** Batch packing: up to `slots` samples per pass, one slot each. */
+async function runBatches({ client, server, chosen, layout, inputs, trace, log }: PassContext): Promise<PassTotals> {
+  const { n, xp, perIn, classes } = inputs;
+  const { slots } = layout;
+  const refresh = timedRefresh(client);
+  const t: PassTotals = { he: new Float64Array(n * classes), encryptMs: 0, evaluateMs: 0, decryptMs: 0, up: 0, down: 0, ctIn: 0, ctOut: 0, perPass: 0, latency: 0, layerErrors: null };
+  reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
+  for (let start = 0; start < n; start += slots) {
+    const cnt = Math.min(slots, n - start);
+    let t0 = performance.now();
+    const cts = client.encrypt(packBatch(xp, perIn, start, cnt, slots));
+    const enc = performance.now() - t0;
+    t0 = performance.now();
+    const res = await server.evaluateBatch(cts, refresh.channel);
+    const ev = performance.now() - t0;
+    t0 = performance.now();
+    const outs = res.outputs.map((b) => (b ? client.decrypt(b) : null));
+    const dec = performance.now() - t0;
+    t.he.set(unpackBatch(outs, classes, cnt), start * classes);
+    t.encryptMs += enc;
+    t.evaluateMs += ev;
+    t.decryptMs += dec;
+    t.latency = Math.max(t.latency, enc + ev + dec);
+    t.up += cts.reduce((a, b) => a + b.length, 0);
+    t.down += res.outputs.reduce((a, b) => a + (b ? b.length : 0), 0);
+    t.ctIn += cts.length;
+    t.ctOut += res.outputs.length;
+    t.perPass = cts.length + res.outputs.length;
+    log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
+    reportProgress({ stage: 'batches', done: Math.min(n, start + slots), total: n, unit: 'samples' });
+    if (trace && start === 0) t.layerErrors = traceBatch(chosen.program, client, res.tensors, xp, Math.min(cnt, 16), perIn);
+  }
+  if (chosen.cut) log(`  client refreshes: ${chosen.program.refreshes!.length} round trips per batch, ${fmtMs(refresh.ms())} in all (inside evaluate)`);
+  return t;
+}
+
+/** Sample, stacked or interleaved packing: one pass per sample, or per M samples in one tensor. */
+async function runPasses({ client, server, chosen, layout, inputs, trace, log }: PassContext): Promise<PassTotals> {
+  const { n, xp, perIn, classes } = inputs;
+  const { stacked, served } = layout;
+  const p = layout.plan!;
+  const cut = chosen.cut;
+  const refresh = timedRefresh(client);
+  const m = stacked ? stacked.samples : 1;
+  const passes = Math.ceil(n / m);
+  const passInput = (i: number): ArrayLike<number> => {
+    const start = i * m;
+    const cnt = Math.min(m, n - start);
+    const xs = xp.subarray(start * perIn, (start + cnt) * perIn);
+    return stacked ? stackInputs(stacked, xs, perIn, cnt) : xs;
+  };
+  let t0 = performance.now();
+  const inputsCt: Uint8Array[][] = [];
+  reportProgress({ stage: 'encrypt', done: 0, total: passes, unit: 'passes' });
+  for (let i = 0; i < passes; i++) {
+    inputsCt.push(client.encrypt(packSample(p, served, passInput(i))));
+    reportProgress({ stage: 'encrypt', done: i + 1, total: passes, unit: 'passes' });
+  }
+  const encryptMs = performance.now() - t0;
+  t0 = performance.now();
+  const res = await server.evaluateSamples(inputsCt, trace && !cut, refresh.channel);
+  const evaluateMs = performance.now() - t0;
+  t0 = performance.now();
+  const he = new Float64Array(n * classes);
+  res.outputs.forEach((o, i) => {
+    const out = unpackTensor(p, served.output, o.map((b) => client.decrypt(b)));
+    he.set(stacked ? unstackOutputs(stacked, out, Math.min(m, n - i * m)) : out, i * m * classes);
+  });
+  const decryptMs = performance.now() - t0;
+  const meanWorker = res.ms.reduce((a, b) => a + b, 0) / Math.max(1, res.ms.length);
+  const unit = stacked ? `pass of ${m} samples` : 'sample';
+  log(`  ${n} samples${stacked ? ` in ${passes} pass${passes === 1 ? '' : 'es'}` : ''}: encrypt ${fmtMs(encryptMs)}, evaluate ${fmtMs(evaluateMs)} (${fmtMs(meanWorker)} per ${unit} on one worker${cut ? `, client refreshes ${fmtMs(refresh.ms())} in all` : ''}), decrypt ${fmtMs(decryptMs)}`);
+  return {
+    he,
+    encryptMs,
+    evaluateMs,
+    decryptMs,
+    latency: (encryptMs + decryptMs + refresh.ms()) / passes + meanWorker,
+    up: inputsCt.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0),
+    down: res.outputs.reduce((a, s) => a + s.reduce((b, c) => b + c.length, 0), 0),
+    ctIn: inputsCt.reduce((a, s) => a + s.length, 0),
+    ctOut: res.outputs.reduce((a, s) => a + s.length, 0),
+    perPass: inputsCt[0].length + res.outputs[0].length,
+    // every layer of the first passes (at most 8 samples' worth of passes) against the plaintext program
+    layerErrors: trace ? traceSamples(chosen.program, p, client, res.trace.slice(0, Math.ceil(8 / m)), xp, perIn, stacked, n) : null,
+  };
+}
+
+interface ReportParts {
+  ckpt: Checkpoint;
+  training: ReturnType<typeof trainingStatus>;
+  compiled: HeProgram;
+  inputs: HeldOutInputs;
+  chosen: ChosenParameters;
+  layout: ChosenPacking;
+  run: EncryptedRun;
+  cmp: ReturnType<typeof compareLogits>;
+  mode: 'encrypt' | 'simulate';
+  refreshMode: 'none' | 'client';
+  peakRssMb: number;
+  totalMs: number;
+}
+
+function validationReport({ ckpt, training, compiled, inputs, chosen, layout, run, cmp, mode, refreshMode, peakRssMb, totalMs }: ReportParts): ValidationReport {
+  const { n } = inputs;
   const report: ValidationReport = {
     checkpoint: ckpt.dir,
     training: { trained_epochs: training.trained_epochs, planned_epochs: training.planned_epochs, complete: training.complete },
-    split: split.name,
+    split: inputs.split.name,
     samples: n,
     mode,
-    packing: packingName,
-    packingReason,
-    samplesPerPass,
-    params: summarize(params, { depth: program.depth, maxAbs }),
-    paramsSource,
+    packing: layout.packingName,
+    packingReason: layout.packingReason,
+    samplesPerPass: layout.samplesPerPass,
+    params: summarize(chosen.params, { depth: chosen.program.depth, maxAbs: chosen.maxAbs }),
+    paramsSource: chosen.paramsSource,
     depth: compiled.depth,
-    layers: program.layers,
+    layers: chosen.program.layers,
     plaintextAccuracy: cmp.plainCorrect / n,
     encryptedAccuracy: cmp.heCorrect / n,
     agreement: cmp.agree / n,
@@ -465,22 +626,22 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
     meanAbsError: cmp.meanAbsError,
     logitRange: cmp.logitRange,
     relativeError: cmp.logitRange > 0 ? cmp.maxAbsError / cmp.logitRange : cmp.maxAbsError,
-    layerErrors,
-    timings: { keygenMs, serverSetupMs, encryptMs, evaluateMs, decryptMs, totalMs },
-    latencyMsPerSample: latency,
-    amortizedMsPerSample: (encryptMs + evaluateMs + decryptMs) / n,
-    bytes: { keys: keyBytes, clientToServer: up, serverToClient: down },
-    ciphertexts: { input: ctIn, output: ctOut, perPass },
-    ops: server.counts,
-    rotationKeys: rotationSteps.length,
+    layerErrors: run.layerErrors,
+    timings: { keygenMs: run.keygenMs, serverSetupMs: run.serverSetupMs, encryptMs: run.encryptMs, evaluateMs: run.evaluateMs, decryptMs: run.decryptMs, totalMs },
+    latencyMsPerSample: run.latency,
+    amortizedMsPerSample: (run.encryptMs + run.evaluateMs + run.decryptMs) / n,
+    bytes: { keys: run.keyBytes, clientToServer: run.up, serverToClient: run.down },
+    ciphertexts: { input: run.ctIn, output: run.ctOut, perPass: run.perPass },
+    ops: run.counts,
+    rotationKeys: run.rotationKeys,
     peakRssMb,
-    workerHeapMb,
-    workers: server.workerCount,
-    outOfRange: plain.outOfRange,
-    estimatedSeconds: est,
-    refreshes: refreshMode === 'client' ? summarizeRefreshes(server.refreshes, evaluator === 'batch' ? Math.ceil(n / slots) : n) : null,
+    workerHeapMb: run.workerHeapMb,
+    workers: run.workerCount,
+    outOfRange: inputs.plain.outOfRange,
+    estimatedSeconds: layout.est,
+    refreshes: refreshMode === 'client' ? summarizeRefreshes(run.refreshPoints, layout.evaluator === 'batch' ? Math.ceil(n / layout.slots) : n) : null,
   };
-  if (queued) report.queue = queued.stats();
+  if (run.queueStats) report.queue = run.queueStats;
   return report;
 }
 
