@@ -5,6 +5,13 @@ import { encodeFrames, jsonPart } from '../framing.js';
 import type { EvalWork, EvaluationKeyBytes, TensorCts } from './eval-protocol.js';
 import { HttpError } from './http-util.js';
 import type { EvalResult } from './pool.js';
+import type { SessionFiles } from './session-files.js';
+
+/** Where sessions are kept across restarts, and how a reloaded session's key id becomes its keys again. */
+export interface SessionPersistence {
+  files: SessionFiles;
+  keysFor: (keyId: string) => () => EvaluationKeyBytes;
+}
 
 /** Who evaluates a pass or a segment: the server's worker threads (pool.ts) or the queue's workers (queue-runner.ts). */
 export interface Evaluator {
@@ -19,6 +26,9 @@ export interface Evaluator {
  * re-encrypts them at the top level and posts them to `/v1/sessions/:id/continue`; the last
  * segment's answer is the output. Between two rounds the server holds no ciphertext of the
  * request (every tensor the rest needs goes through the client), so a session costs bytes.
+ * With a SessionPersistence, each session is also a small file (session-files.ts), written when
+ * a round's answer is ready and reloaded when the server starts: a session survives a restart or
+ * a kill -9, and a round whose answer was lost to one can be sent again.
  *
  * Reply, framed: [meta, ciphertexts...] with meta
  *   {state: 'done', samples, ms}                                   output ciphertexts follow
@@ -54,8 +64,17 @@ export class Evaluation {
     private readonly program: HeProgram,
     private readonly pool: Evaluator,
     private readonly sessionTtlMs = DEFAULT_SESSION_TTL_MS,
+    private readonly persist?: SessionPersistence,
   ) {
     this.segments = programSegments(program);
+    for (const [id, saved] of persist?.files.load() ?? []) {
+      if (saved.next < 1 || saved.next > this.rounds) {
+        persist!.files.remove(id); // saved for another program: not a session of this one
+        continue;
+      }
+      const { key_id: keyId, samples, next, counts, ms, expires_at: expiresAt } = saved;
+      this.sessions.set(id, { keyId, keys: persist!.keysFor(keyId), samples, next, counts, ms, expiresAt, busy: false });
+    }
   }
 
   get rounds(): number {
@@ -89,9 +108,9 @@ export class Evaluation {
   session(id: string): Session {
     if (!SESSION_ID.test(id)) throw new HttpError(400, `session id ${JSON.stringify(id.slice(0, 80))}: expected 32 hex digits (the session_id of the server's refresh answer)`);
     const s = this.sessions.get(id);
-    if (!s) throw new HttpError(404, `session ${id}: unknown on this server (finished, deleted, or the server restarted). Send the request again with POST /v1/predict`);
+    if (!s) throw new HttpError(404, `session ${id}: unknown on this server (finished, deleted, or the server stopped before its first round was answered). Send the request again with POST /v1/predict`);
     if (s.expiresAt <= Date.now() && !s.busy) {
-      this.sessions.delete(id);
+      this.drop(id);
       throw new HttpError(410, `session ${id}: expired (a refresh round must come back within ${this.sessionTtlMs / 1000} s). Send the request again with POST /v1/predict`);
     }
     return s;
@@ -101,7 +120,9 @@ export class Evaluation {
   async continue(id: string, round: number, cts: Uint8Array[]): Promise<Uint8Array> {
     const s = this.session(id);
     if (s.busy) throw new HttpError(409, `session ${id}: round ${s.next} is being evaluated; wait for its answer`);
-    if (round !== s.next) throw new HttpError(409, `session ${id}: expects round ${s.next}, the request says ${round} (a repeated or skipped continue)`);
+    if (round !== s.next) {
+      throw new HttpError(409, `session ${id}: expects round ${s.next}, the request says ${round} (a repeated or skipped continue; a round whose answer was lost cannot be sent again once the server has moved past it). Delete the session and send the request again with POST /v1/predict`);
+    }
     const per = s.counts.reduce((a, b) => a + b, 0);
     if (cts.length !== per * s.samples) {
       throw new HttpError(400, `POST /v1/sessions/${id}/continue: ${cts.length} ciphertexts, round ${round} handed out ${per} per sample for ${s.samples} samples; send back each one re-encrypted, in order`);
@@ -125,6 +146,11 @@ export class Evaluation {
 
   delete(id: string): boolean {
     this.session(id);
+    return this.drop(id);
+  }
+
+  private drop(id: string): boolean {
+    this.persist?.files.remove(id);
     return this.sessions.delete(id);
   }
 
@@ -134,24 +160,25 @@ export class Evaluation {
     try {
       results = await Promise.all(carry.map((tensors) => this.pool.run(s.keyId, s.keys, { kind: 'segment', from: seg.from, to: seg.to, tensors, keep: seg.outputs })));
     } catch (e) {
-      this.sessions.delete(id); // a failed round ends the session: the client starts again
+      this.drop(id); // a failed round ends the session: the client starts again
       throw e;
     }
     results.forEach((r, k) => (s.ms[k] += r.ms));
     if (s.next === this.rounds) {
-      this.sessions.delete(id);
+      this.drop(id);
       return done(results.map((r) => r.outputs[0].cts), s.ms);
     }
     s.counts = results[0].outputs.map((o) => o.cts.length);
     s.next++;
     s.expiresAt = Date.now() + this.sessionTtlMs;
     this.roundTrips++;
+    this.persist?.files.save(id, { key_id: s.keyId, samples: s.samples, next: s.next, counts: s.counts, ms: s.ms, expires_at: s.expiresAt });
     const meta = { state: 'refresh', session_id: id, round: s.next, rounds: this.rounds, samples: s.samples, ms: s.ms, per_sample: s.counts.reduce((a, b) => a + b, 0) };
     return encodeFrames([jsonPart(meta), ...results.flatMap((r) => r.outputs.flatMap((o) => o.cts))]);
   }
 
   private sweep(now = Date.now()): void {
-    for (const [id, s] of this.sessions) if (!s.busy && s.expiresAt <= now) this.sessions.delete(id);
+    for (const [id, s] of this.sessions) if (!s.busy && s.expiresAt <= now) this.drop(id);
   }
 }
 

@@ -1,5 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -18,6 +19,7 @@ import { WireChecks } from './wire-checks.js';
 import { framedFile, streamToFile } from './upload.js';
 import { type PassRunner, openQueueRunner } from './queue-runner.js';
 import { DEFAULT_SESSION_TTL_MS, Evaluation } from './evaluation.js';
+import { SessionFiles } from './session-files.js';
 
 /**
  * `hepoly serve DIR/server`: the evaluating party over HTTP. It holds the artifact (program,
@@ -107,7 +109,9 @@ export class DeployServer {
     const addr = http.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const queued = o.queue ? await openQueueRunner(o.queue, m, artifact.program, o.timeoutMs ?? 600_000) : null;
-    const evaluation = new Evaluation(artifact.program, queued ?? pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS);
+    // refresh sessions beside the keys: a restarted server on the same --keys folder continues them
+    const persist = { files: new SessionFiles(join(keys.dir, 'sessions')), keysFor: (keyId: string) => storedKeys(keys, keyId) };
+    const evaluation = new Evaluation(artifact.program, queued ?? pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS, persist);
     const server = new DeployServer(artifact, keys, pool, checks, evaluation, queued, http, `http://${host}:${addr.port}`);
     const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES };
     http.on('request', (req, res) => {

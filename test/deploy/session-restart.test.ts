@@ -1,0 +1,135 @@
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { exportHeArtifacts } from '../../src/deploy/export.js';
+import { loadClientArtifact } from '../../src/deploy/artifact-load.js';
+import { HEClient, RemoteModel, decodeFrames, encodeFrames, preprocessSample, type ClientArtifact } from '../../src/deploy/client/index.js';
+import { jsonPart, parseJsonPart } from '../../src/deploy/framing.js';
+import { readInputFile } from '../../src/deploy/input-file.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { initBackend } from '../../src/train/backend.js';
+import { predict } from '../../src/models/tf-interpreter.js';
+import { sampleCsv, serveProcess, stopProcess, tinyArtifacts } from './fixtures.js';
+
+/**
+ * Refresh sessions survive a kill -9: the tiny MLP exported with `--refresh client` on a
+ * 2-level N=8192 chain, served by `hepoly serve` as its own process. One round is answered, the
+ * server is killed with SIGKILL and started again on the same --keys folder, and the session
+ * goes on from the round the client holds to the end; the decrypted logits match the
+ * plaintext model. Sessions expired while the server was down are gone (404), one past its
+ * --session-ttl answers 410, and the server keeps serving.
+ */
+
+const body = (round: number, cts: Uint8Array[]) => encodeFrames([jsonPart({ round }), ...cts]);
+
+async function post(url: string, path: string, bytes: Uint8Array): Promise<{ status: number; error: string; parts: Uint8Array[] }> {
+  const res = await fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: bytes as BodyInit });
+  const got = new Uint8Array(await res.arrayBuffer());
+  if (!res.ok) return { status: res.status, error: (JSON.parse(new TextDecoder().decode(got)) as { error: string }).error, parts: [] };
+  return { status: res.status, error: '', parts: decodeFrames(got, 'reply').map((p) => Uint8Array.from(p)) };
+}
+
+describe('deploy: refresh sessions survive a server restart and kill -9', function () {
+  this.timeout(600000);
+  let tmp: string;
+  let serverDir: string;
+  let keysDir: string;
+  let artifact: ClientArtifact;
+  let client: HEClient;
+  let inputs: Float64Array[];
+  let plain: Float32Array;
+  let child: ChildProcess | undefined;
+
+  const serve = async (...extra: string[]) => {
+    const s = await serveProcess([serverDir, '--keys', keysDir, '--workers', '1', ...extra]);
+    child = s.child;
+    return s.url;
+  };
+
+  before(async () => {
+    const art = await tinyArtifacts();
+    tmp = mkdtempSync(join(tmpdir(), 'hepoly-session-restart-'));
+    const params = join(tmp, 'params.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [45, 30, 30, 45], scale_bits: 30 }));
+    const r = await exportHeArtifacts({ checkpoint: art.mlp.checkpoint, out: join(tmp, 'export'), params, refresh: 'client' });
+    expect(r.refreshRounds).to.be.at.least(1);
+    serverDir = r.serverDir;
+    keysDir = join(tmp, 'keys');
+    artifact = loadClientArtifact(r.clientDir);
+    client = await HEClient.create(artifact);
+    inputs = readInputFile(sampleCsv(tmp, 2), artifact).map((x, i) => preprocessSample(artifact, x, `sample ${i}`));
+    await initBackend('cpu');
+    const ckpt = loadCheckpoint(art.mlp.checkpoint);
+    plain = predict(ckpt.graph, ckpt.weights, Float64ToFloat32(inputs[0]), 1);
+  });
+
+  after(async () => {
+    client?.delete();
+    if (child) await stopProcess(child, 'SIGKILL');
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('one round, kill -9, restart on the same --keys: the session continues to the end and agrees with plaintext', async () => {
+    let url = await serve();
+    const keyId = (await new RemoteModel(artifact, { url }).ensureKeys(client)).keyId;
+    const start = encodeFrames([jsonPart({ key_id: keyId, server_digest: artifact.server_digest, artifact_format: 1, samples: 1 }), ...client.encrypt(inputs[0])]);
+    const first = await post(url, '/v1/predict', start);
+    expect(first.status, first.error).to.equal(200);
+    const head = parseJsonPart(first.parts[0], 'reply') as { state: string; session_id: string; round: number; rounds: number };
+    expect(head).to.include({ state: 'refresh', round: 1 });
+    expect(readdirSync(join(keysDir, 'sessions'))).to.deep.equal([`${head.session_id}.json`]);
+
+    await stopProcess(child!, 'SIGKILL');
+    url = await serve();
+    let handed = first.parts.slice(1);
+    for (let round = 1; round <= head.rounds; round++) {
+      const reply = await post(url, `/v1/sessions/${head.session_id}/continue`, body(round, client.refresh(handed)));
+      expect(reply.status, `round ${round}: ${reply.error}`).to.equal(200);
+      const meta = parseJsonPart(reply.parts[0], 'reply') as { state: string };
+      handed = reply.parts.slice(1);
+      if (round < head.rounds) expect(meta.state).to.equal('refresh');
+      else expect(meta).to.include({ state: 'done', samples: 1 });
+    }
+    const logits = client.decrypt(handed);
+    logits.forEach((v, c) => expect(Math.abs(v - plain[c]), `logit ${c}`).to.be.below(1e-2));
+    expect(readdirSync(join(keysDir, 'sessions')), 'a finished session leaves no file').to.deep.equal([]);
+    const gone = await post(url, `/v1/sessions/${head.session_id}/continue`, body(1, client.refresh(first.parts.slice(1))));
+    expect(gone.status).to.equal(404);
+  });
+
+  it('a session that expired while the server was down is dropped (404); one past --session-ttl answers 410; the server keeps serving', async () => {
+    await stopProcess(child!, 'SIGKILL');
+    let url = await serve('--session-ttl', '1');
+    const keyId = (await new RemoteModel(artifact, { url }).ensureKeys(client)).keyId;
+    const start = encodeFrames([jsonPart({ key_id: keyId, server_digest: artifact.server_digest, artifact_format: 1, samples: 1 }), ...client.encrypt(inputs[0])]);
+    const open = async () => {
+      const r = await post(url, '/v1/predict', start);
+      expect(r.status, r.error).to.equal(200);
+      return { id: (parseJsonPart(r.parts[0], 'reply') as { session_id: string }).session_id, fresh: client.refresh(r.parts.slice(1)) };
+    };
+    const late = await open();
+    await new Promise((r) => setTimeout(r, 1500));
+    const expired = await post(url, `/v1/sessions/${late.id}/continue`, body(1, late.fresh));
+    expect(expired.status).to.equal(410);
+    expect(expired.error).to.match(/expired .*POST \/v1\/predict/);
+
+    const down = await open();
+    const file = join(keysDir, 'sessions', `${down.id}.json`);
+    expect(JSON.parse(readFileSync(file, 'utf8'))).to.include({ key_id: keyId, next: 1 });
+    await stopProcess(child!, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 1500));
+    url = await serve();
+    const dropped = await post(url, `/v1/sessions/${down.id}/continue`, body(1, down.fresh));
+    expect(dropped.status).to.equal(404);
+    expect(dropped.error).to.match(/unknown on this server/);
+    expect(readdirSync(join(keysDir, 'sessions'))).to.not.include(`${down.id}.json`);
+    expect((await fetch(`${url}/v1/health`)).status).to.equal(200);
+    expect((await post(url, '/v1/predict', start)).status, 'a new request after all that').to.equal(200);
+  });
+});
+
+function Float64ToFloat32(x: Float64Array): Float32Array {
+  return Float32Array.from(x);
+}
