@@ -31,6 +31,7 @@ import { claimOutputDir, type OutputClaim } from '../util/output-guard.js';
 import { checkFitsInMemory } from './memory.js';
 import { holdPruneMask } from './prune-mask.js';
 import { reportAfterTraining } from '../report/after-train.js';
+import { reestimateBatchnormStats } from './bn-recalibrate.js';
 
 export interface TrainOptions {
   recipe: Recipe;
@@ -46,6 +47,8 @@ export interface TrainOptions {
 }
 
 let runCounter = 0;
+/** training batches averaged to re-estimate batchnorm statistics after init_from */
+const BN_REESTIMATE_BATCHES = 8;
 
 /** Trains a recipe into a checkpoint directory; one epoch = one atomic checkpoint save. */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
@@ -121,7 +124,12 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
   });
 
   if (replacing) cb.onMessage?.(`note: --overwrite: the checkpoint ${shortPath(outDir)} is replaced after the first epoch`);
-  if (!previous && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
+  if (!previous && recipe.init_from) {
+    cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
+    // the copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's
+    const set = reestimateBatchnormStats(graph, weights, data.train, t.batch, BN_REESTIMATE_BATCHES);
+    if (set) cb.onMessage?.(`init_from: re-estimated the moving statistics of ${set} batchnorm layers on ${Math.min(data.train.count, BN_REESTIMATE_BATCHES * t.batch)} training samples`);
+  }
   const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
 
   const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);

@@ -1,0 +1,55 @@
+import * as tf from '@tensorflow/tfjs-core';
+import type { Graph, WeightMap } from '../models/graph.js';
+import { weightKey } from '../models/graph.js';
+import { forward, type ParamMap } from '../models/tf-interpreter.js';
+import type { Split } from '../data/index.js';
+
+/**
+ * Re-estimates every batchnorm's moving mean and variance for the weights as they are now.
+ * Why: `init_from` copies a ReLU teacher's moving statistics into a student whose activations
+ * differ (a quadratic's outputs are not a ReLU's), so inference-mode batchnorm normalizes with
+ * statistics of another network; in a deep ResNet the mismatch compounds and evaluation
+ * overflows to NaN while training (which normalizes with batch statistics) looks fine.
+ * A plain average over `batches` training-mode batches replaces them (no momentum: the old
+ * values carry no information about this network). Returns the number of batchnorm layers set.
+ */
+export function reestimateBatchnormStats(graph: Graph, weights: WeightMap, train: Split, batch: number, batches: number): number {
+  const bnNodes = graph.nodes.filter((n) => n.layer.op === 'batchnorm');
+  if (!bnNodes.length || train.count === 0) return 0;
+  const per = graph.inputShape.reduce((a, b) => a * b, 1);
+  const params: ParamMap = new Map([...weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape)]));
+  const sums = new Map<string, { mean: Float64Array; variance: Float64Array }>();
+  let used = 0;
+  try {
+    for (let b = 0; b < batches && b * batch < train.count; b++) {
+      const n = Math.min(batch, train.count - b * batch);
+      tf.tidy(() => {
+        const xb = tf.tensor(train.x.subarray(b * batch * per, (b * batch + n) * per), [n, ...graph.inputShape]);
+        const out = forward(graph, params, xb, { training: true });
+        const unbias = n > 1 ? n / (n - 1) : 1;
+        for (const [name, s] of out.batchStats) {
+          const mean = s.mean.dataSync();
+          const variance = s.variance.dataSync();
+          const acc = sums.get(name) ?? { mean: new Float64Array(mean.length), variance: new Float64Array(mean.length) };
+          for (let c = 0; c < mean.length; c++) {
+            acc.mean[c] += mean[c];
+            acc.variance[c] += variance[c] * unbias;
+          }
+          sums.set(name, acc);
+        }
+      });
+      used++;
+    }
+  } finally {
+    for (const t of params.values()) t.dispose();
+  }
+  let set = 0;
+  for (const node of bnNodes) {
+    const acc = sums.get(node.name);
+    if (!acc) continue;
+    weights.get(weightKey(node.name, 'moving_mean'))!.data.set(Float32Array.from(acc.mean, (v) => v / used));
+    weights.get(weightKey(node.name, 'moving_variance'))!.data.set(Float32Array.from(acc.variance, (v) => v / used));
+    set++;
+  }
+  return set;
+}
