@@ -426,31 +426,43 @@ function winogradConvTerm<C>(
       for (const x of owned) be.free(x);
       for (const r of releases) r();
     }
-    // Y = A^T M A, straight into the step's accumulators
-    cos.forEach((co, ci2) => {
-      block.forEach(([ty, tx], k) => {
-        const m = (i: number, j: number) => M[(ci2 * block.length + k) * 16 + i * 4 + j];
-        const r = [0, 1].map((a) => [0, 1, 2, 3].map((j) => combine(be, AT[a], [0, 1, 2, 3].map((i) => m(i, j)))));
-        for (let a = 0; a < 2; a++) {
-          for (let bb = 0; bb < 2; bb++) {
-            const oy = 2 * ty + a;
-            const ox = 2 * tx + bb;
-            if (oy >= outH || ox >= outW) continue;
-            const y = combine(be, AT[bb], r[a]);
-            if (!y) continue;
-            const o = (oy * outW + ox) * cout + co;
-            const prev = acc.get(o);
-            if (prev) {
-              be.addInPlace(prev, y);
-              be.free(y);
-            } else acc.set(o, y);
-          }
-        }
-        for (const row of r) for (const x of row) if (x) be.free(x);
-      });
-    });
+    winogradOutputTransform(be, M, cos, block, op.geom, acc);
     for (const x of M) if (x) be.free(x);
   }
+}
+
+/** Y = A^T M A for each output channel and tile of a block, added straight into the step's accumulators. */
+function winogradOutputTransform<C>(
+  be: BatchContext<C>['be'],
+  M: (C | null)[],
+  cos: number[],
+  block: [number, number][],
+  geom: Extract<WeightedOp, { kind: 'conv' }>['geom'],
+  acc: Map<number, C>,
+): void {
+  const { cout, outH, outW } = geom;
+  cos.forEach((co, ci2) => {
+    block.forEach(([ty, tx], k) => {
+      const m = (i: number, j: number) => M[(ci2 * block.length + k) * 16 + i * 4 + j];
+      const r = [0, 1].map((a) => [0, 1, 2, 3].map((j) => combine(be, AT[a], [0, 1, 2, 3].map((i) => m(i, j)))));
+      for (let a = 0; a < 2; a++) {
+        for (let bb = 0; bb < 2; bb++) {
+          const oy = 2 * ty + a;
+          const ox = 2 * tx + bb;
+          if (oy >= outH || ox >= outW) continue;
+          const y = combine(be, AT[bb], r[a]);
+          if (!y) continue;
+          const o = (oy * outW + ox) * cout + co;
+          const prev = acc.get(o);
+          if (prev) {
+            be.addInPlace(prev, y);
+            be.free(y);
+          } else acc.set(o, y);
+        }
+      }
+      for (const row of r) for (const x of row) if (x) be.free(x);
+    });
+  });
 }
 
 function runPower<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'power' }>, keep: (o: number) => boolean, out: Map<number, C | null>, read: Reader<C>): void {

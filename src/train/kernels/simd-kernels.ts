@@ -377,26 +377,9 @@ function convFilterGradFn(): Fn {
   const p = Array.from({ length: 18 }, () => T.i32);
   const f = new Fn('conv_filter_grad', p);
   const [x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange, coLo, coHi] = p.map((_, i) => i);
-  const n = f.local(T.i32);
-  const oh = f.local(T.i32);
-  const kh = f.local(T.i32);
-  const kw = f.local(T.i32);
-  const row = f.local(T.i32);
-  const ci = f.local(T.i32);
-  const co = f.local(T.i32);
-  const ow = f.local(T.i32);
-  const owLo = f.local(T.i32);
-  const owHi = f.local(T.i32);
-  const xRow = f.local(T.i32); // &x[n, row, 0, 0]
-  const dyRow = f.local(T.i32); // &dy[n, oh, 0, 0]
-  const xp = f.local(T.i32);
-  const dp = f.local(T.i32);
-  const wp = f.local(T.i32);
-  const xStep = f.local(T.i32); // sw * Ci * 4
-  const dyStep = f.local(T.i32); // Co * 4
-  const ci2End = f.local(T.i32);
-  const co16End = f.local(T.i32);
-  const coBytes = f.local(T.i32);
+  // allocated in this order (wasm local indices), one i32 each; xRow = &x[n, row, 0, 0], dyRow = &dy[n, oh, 0, 0],
+  // xStep = sw * Ci * 4, dyStep = Co * 4
+  const [n, oh, kh, kw, row, ci, co, ow, owLo, owHi, xRow, dyRow, xp, dp, wp, xStep, dyStep, ci2End, co16End, coBytes] = i32Locals(f, 20);
   const acc = Array.from({ length: 8 }, () => f.local(T.v128));
   const dv = Array.from({ length: 4 }, () => f.local(T.v128));
   const xa = f.local(T.v128);
@@ -473,6 +456,11 @@ function convFilterGradFn(): Fn {
     return set(wp, I32.add(get(dw), I32.shl(I32.add(I32.mul(I32.add(I32.mul(I32.add(I32.mul(get(kh), get(KW)), get(kw)), get(Ci)), get(ci)), get(Co)), get(co)), i32(2))));
   }
   return f;
+}
+
+/** `count` fresh i32 locals of `f`, in order: a kernel with many scalar registers declares them in one line. */
+function i32Locals(f: Fn, count: number): number[] {
+  return Array.from({ length: count }, () => f.local(T.i32));
 }
 
 /**
