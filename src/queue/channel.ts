@@ -56,6 +56,10 @@ export class ShardChannel {
       jobId: shardJobId(this.run, this.session, shard, segment),
       attempts: this.attempts,
       backoff: { type: 'fixed', delay: 200 },
+      // a shard's next segment (after a client refresh) goes ahead of shards not started:
+      // shards finish depth first, so few are mid-chain when a run is interrupted (a resume
+      // recomputes those) and decrypted shards reach --run-id state from the start of the run
+      ...(segment > 0 ? { lifo: true } : {}),
       ...(this.removeOnComplete ? { removeOnComplete: true, removeOnFail: { age: 3600 } } : {}),
     };
   }

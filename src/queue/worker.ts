@@ -48,6 +48,7 @@ export async function startQueueWorker(o: QueueWorkerOptions): Promise<QueueWork
     stalledInterval: Math.max(1000, Math.floor(lockDuration / 2)),
     maxStalledCount: 2,
   });
+  worker.on('active', (job) => log(`worker ${id}: shard job ${job.id} started`));
   worker.on('failed', (job, err) => log(`worker ${id}: shard job ${job?.id} failed: ${err.message}`));
   worker.on('error', (err) => log(`worker ${id}: ${err.message}`));
   await worker.waitUntilReady();

@@ -50,14 +50,14 @@ describe('he-validate --queue --refresh client: a ResNet cut into segments', fun
   });
 
   it('agrees with the plaintext model; every shard crosses each cut once as a new job, and the round trips are counted', async () => {
-    const queued: ValidationReport = await validate({ checkpoint: ckpt, samples: 2, params, refresh: 'client', packing: 'sample', queue: { url: redis.url, shardSize: 1 } });
+    const queued: ValidationReport = await validate({ checkpoint: ckpt, samples: 3, params, refresh: 'client', packing: 'sample', queue: { url: redis.url, shardSize: 1 } });
     expect(queued.depth).to.equal(15);
     // validate compares the decrypted logits with the plaintext model's: CKKS noise only
     expect(queued.agreement).to.equal(1);
     expect(queued.maxAbsError).to.be.below(1e-2);
     // the cuts a local run makes (test/he/resnet.test.ts): 2 per sample, each counted with its ciphertexts
     expect(queued.refreshes!.perPass).to.equal(2);
-    expect(queued.refreshes!.total).to.equal(2 * 2);
+    expect(queued.refreshes!.total).to.equal(3 * 2);
     for (const p of queued.refreshes!.points) {
       expect(p.ciphertexts).to.be.above(0);
       expect(p.bytesToClient).to.be.above(0);
@@ -65,11 +65,16 @@ describe('he-validate --queue --refresh client: a ResNet cut into segments', fun
     }
     const q = queued.queue!;
     expect(q.segmentsPerShard).to.equal(3);
-    expect(q.computedShards).to.equal(2);
-    expect(q.roundTrips).to.equal(2 * 2);
-    expect(q.jobs).to.equal(2 * 3);
-    expect(Object.values(q.shardsPerWorker)).to.deep.equal([2]);
-    // one evaluator set-up for all six jobs: the artifact and keys are fetched once
+    expect(q.computedShards).to.equal(3);
+    expect(q.roundTrips).to.equal(3 * 2);
+    expect(q.jobs).to.equal(3 * 3);
+    expect(Object.values(q.shardsPerWorker)).to.deep.equal([3]);
+    // depth first: shard 0's second segment (queued after its refresh, while shard 1's first
+    // runs) goes ahead of shard 2, which has not started; FIFO would run every first segment first
+    const started = lines.flatMap((l) => /shard job run-[0-9a-f]+\.[0-9a-f]+\.(\d+(?:\.\d+)?) started/.exec(l)?.[1] ?? []);
+    expect(started).to.have.length(9);
+    expect(started.indexOf('0.1'), started.join(' ')).to.be.below(started.indexOf('2'));
+    // one evaluator set-up for all nine jobs: the artifact and keys are fetched once
     expect(lines.filter((l) => /evaluator ready/.test(l))).to.have.length(1);
   });
 });
