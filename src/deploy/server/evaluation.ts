@@ -45,6 +45,8 @@ interface Session {
   /** per refreshed tensor (in the refresh point's order): ciphertexts per sample */
   counts: number[];
   ms: number[];
+  /** counts and times before the last answered round: a client whose answer was lost (a restart) sends that round again */
+  prev?: { counts: number[]; ms: number[] };
   expiresAt: number;
   busy: boolean;
 }
@@ -72,8 +74,8 @@ export class Evaluation {
         persist!.files.remove(id); // saved for another program: not a session of this one
         continue;
       }
-      const { key_id: keyId, samples, next, counts, ms, expires_at: expiresAt } = saved;
-      this.sessions.set(id, { keyId, keys: persist!.keysFor(keyId), samples, next, counts, ms, expiresAt, busy: false });
+      const { key_id: keyId, samples, next, counts, ms, prev, expires_at: expiresAt } = saved;
+      this.sessions.set(id, { keyId, keys: persist!.keysFor(keyId), samples, next, counts, ms, prev, expiresAt, busy: false });
     }
   }
 
@@ -120,8 +122,14 @@ export class Evaluation {
   async continue(id: string, round: number, cts: Uint8Array[]): Promise<Uint8Array> {
     const s = this.session(id);
     if (s.busy) throw new HttpError(409, `session ${id}: round ${s.next} is being evaluated; wait for its answer`);
+    if (round === s.next - 1 && round >= 1 && s.prev) {
+      // the answer of the last round was lost (the client holds what it sent): evaluate it again
+      s.next = round;
+      s.counts = s.prev.counts;
+      s.ms = [...s.prev.ms];
+    }
     if (round !== s.next) {
-      throw new HttpError(409, `session ${id}: expects round ${s.next}, the request says ${round} (a repeated or skipped continue; a round whose answer was lost cannot be sent again once the server has moved past it). Delete the session and send the request again with POST /v1/predict`);
+      throw new HttpError(409, `session ${id}: expects round ${s.next}, the request says ${round} (a repeated or skipped continue; only the last answered round can be sent again). Delete the session and send the request again with POST /v1/predict`);
     }
     const per = s.counts.reduce((a, b) => a + b, 0);
     if (cts.length !== per * s.samples) {
@@ -156,6 +164,7 @@ export class Evaluation {
 
   private async runSegment(id: string, s: Session, carry: TensorCts[][]): Promise<Uint8Array> {
     const seg = this.segments[s.next];
+    const before = { counts: s.counts, ms: [...s.ms] };
     let results;
     try {
       results = await Promise.all(carry.map((tensors) => this.pool.run(s.keyId, s.keys, { kind: 'segment', from: seg.from, to: seg.to, tensors, keep: seg.outputs })));
@@ -168,11 +177,12 @@ export class Evaluation {
       this.drop(id);
       return done(results.map((r) => r.outputs[0].cts), s.ms);
     }
+    if (s.next >= 1) s.prev = before;
     s.counts = results[0].outputs.map((o) => o.cts.length);
     s.next++;
     s.expiresAt = Date.now() + this.sessionTtlMs;
     this.roundTrips++;
-    this.persist?.files.save(id, { key_id: s.keyId, samples: s.samples, next: s.next, counts: s.counts, ms: s.ms, expires_at: s.expiresAt });
+    this.persist?.files.save(id, { key_id: s.keyId, samples: s.samples, next: s.next, counts: s.counts, ms: s.ms, prev: s.prev, expires_at: s.expiresAt });
     const meta = { state: 'refresh', session_id: id, round: s.next, rounds: this.rounds, samples: s.samples, ms: s.ms, per_sample: s.counts.reduce((a, b) => a + b, 0) };
     return encodeFrames([jsonPart(meta), ...results.flatMap((r) => r.outputs.flatMap((o) => o.cts))]);
   }

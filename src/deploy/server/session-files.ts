@@ -19,6 +19,8 @@ export interface SavedSession {
   next: number;
   counts: number[];
   ms: number[];
+  /** counts and times before the last answered round (evaluation.ts sends it again on request) */
+  prev?: { counts: number[]; ms: number[] };
   expires_at: number;
 }
 
