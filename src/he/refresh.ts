@@ -1,6 +1,4 @@
-import { HepolyError } from '../util/errors.js';
-import type { HeProgram, RefreshPoint, Step, TensorInfo } from './program.js';
-import { stepSources } from './program.js';
+import type { HeProgram, RefreshPoint } from './program.js';
 
 /**
  * `--refresh client`: SEAL has no CKKS bootstrapping, so a program deeper than the modulus
@@ -89,75 +87,8 @@ export function tooDeepMessage(depth: number, levels: number, where: string): st
   );
 }
 
-/**
- * Cuts `p` so no tensor is more than `levels` levels below a fresh encryption. Greedy: a cut
- * goes right before the first step that would overflow (moved back over struct steps, so only
- * tensors that own ciphertexts are refreshed), and every tensor still needed after it (the
- * residual sources too) is refreshed there, so all of a segment's inputs start at the top.
- */
-export function segmentProgram(p: HeProgram, levels: number): HeProgram {
-  if (levels < 1) throw new HepolyError(`--refresh client: the parameters give ${levels} levels; each segment needs at least 1`);
-  const tensors: TensorInfo[] = p.tensors.map((t) => ({ ...t }));
-  const remap = new Map<number, number>();
-  const id = (t: number) => remap.get(t) ?? t;
-  const depthOf = (t: number) => tensors[id(t)].depth;
-  const stepDepth = (s: Step) => {
-    const d = Math.max(...stepSources(s).map(depthOf));
-    return s.kind === 'struct' ? d : d + 1;
-  };
-  const steps: Step[] = [];
-  const refreshes: RefreshPoint[] = [];
-  const fresh = new Set<number>([p.input]);
-  tensors[p.input].depth = 0;
-  for (let i = 0; i < p.steps.length; i++) {
-    if (stepDepth(p.steps[i]) > levels) {
-      let cut = steps.length;
-      const lastCut = refreshes.length ? refreshes[refreshes.length - 1].before : 0;
-      while (cut > lastCut && steps[cut - 1].kind === 'struct') cut--;
-      // struct steps after the cut are evaluated again on the refreshed tensors
-      const redo = p.steps.slice(i - (steps.length - cut), i);
-      const defined = new Set([...fresh, ...steps.slice(0, cut).map((s) => s.out)]);
-      steps.length = cut;
-      const renamed = new Map<number, number>();
-      const pairs: { src: number; out: number }[] = [];
-      for (const s of [...redo, ...p.steps.slice(i)]) {
-        for (const o of stepSources(s)) {
-          const cur = id(o);
-          if (!defined.has(cur)) continue;
-          let out = renamed.get(cur);
-          if (out === undefined) {
-            out = tensors.length;
-            const label = tensors[cur].label.endsWith(REFRESHED) ? tensors[cur].label : `${tensors[cur].label}${REFRESHED}`;
-            tensors.push({ id: out, shape: tensors[cur].shape, depth: 0, label });
-            renamed.set(cur, out);
-            pairs.push({ src: cur, out });
-            fresh.add(out);
-          }
-          remap.set(o, out);
-        }
-      }
-      refreshes.push({ before: cut, tensors: pairs });
-      for (const s of redo) steps.push(rewire(s, id, tensors, stepDepth));
-      if (stepDepth(p.steps[i]) > levels) {
-        throw new HepolyError(`--refresh client: step ${p.steps[i].nodes.join(', ')} needs more than ${levels} levels even from fresh ciphertexts`);
-      }
-    }
-    steps.push(rewire(p.steps[i], id, tensors, stepDepth));
-  }
-  const output = id(p.output);
-  return { ...p, tensors, steps, output, depth: Math.max(...tensors.map((t) => t.depth)), refreshes };
-}
-
-const REFRESHED = ' (refreshed by the client)';
-
-function rewire(s: Step, id: (t: number) => number, tensors: TensorInfo[], stepDepth: (s: Step) => number): Step {
-  const depth = stepDepth(s);
-  tensors[s.out].depth = depth;
-  if (s.kind === 'linear') return { ...s, terms: s.terms.map((t) => ({ ...t, src: id(t.src) })) };
-  if (s.kind === 'power') return { ...s, a: id(s.a), b: id(s.b) };
-  if (s.kind === 'dot') return { ...s, a: id(s.a), b: id(s.b), terms: s.terms.map((t) => ({ ...t, src: id(t.src) })) };
-  return { ...s, src: id(s.src) };
-}
+/** The cut itself is the compiler pass src/he/passes/segment-refresh.ts; re-exported for the callers that cut for a ring they choose. */
+export { segmentProgram } from './passes/segment-refresh.js';
 
 /** A program's segments: step ranges, the tensors each starts from and hands on. */
 export interface Segment {

@@ -63,14 +63,16 @@ describe('hepoly he-plan --measure (CLI): predicted and measured rows for a tiny
     const r = hepoly(['he-plan', ckpt, '--trace', '--top', '1', '--json']);
     expect(r.code, r.stderr).to.equal(0);
     const plan = r.json as unknown as PlanResult;
-    expect(plan.passes.map((p) => p.pass)).to.deep.equal(['scales', 'choose-params', 'check-chain', 'stack-interleave']);
+    expect(plan.passes.map((p) => p.pass)).to.deep.equal(['scales', 'choose-params', 'segment-refresh', 'check-chain', 'stack-interleave']);
     const names = [...r.stdout.matchAll(/^(?:compile )?pass ([a-z-]+): /gm)].map((m) => m[1]);
     // the graph's passes (src/he/compile.ts) lower it first, then the chain's
-    expect(names.slice(-4)).to.deep.equal(['scales', 'choose-params', 'check-chain', 'stack-interleave']);
-    expect(names.indexOf('lower-affine')).to.be.within(0, names.length - 5);
+    expect(names.slice(-5)).to.deep.equal(['scales', 'choose-params', 'segment-refresh', 'check-chain', 'stack-interleave']);
+    expect(names.indexOf('lower-affine')).to.be.within(0, names.length - 6);
     // each says what it did: the ring it chose, and the registered packings it costed
     expect(plan.passes[1].note).to.include(`N=${plan.params.polyModulusDegree}`);
-    expect(plan.passes[3].note).to.match(/batch \(\d\), sample \(\d\)/);
+    // he-plan asks no client refresh: the program stays one segment
+    expect(plan.passes[2].note).to.equal('no client refresh asked: one segment');
+    expect(plan.passes[4].note).to.match(/batch \(\d\), sample \(\d\)/);
     const without = hepoly(['he-plan', ckpt, '--top', '1']);
     expect(without.stdout).to.not.match(/^pass /m);
   });

@@ -18,6 +18,8 @@ export interface ChainState {
   maxAbs: number | null;
   /** set by `choose-params` */
   params: HeParams | null;
+  /** `--refresh client` asks `segment-refresh` to cut the program to the chain; absent or 'none': no cut */
+  refresh?: 'none' | 'client';
   /** set by `stack-interleave`: every registered packing's points, costed by a dry run */
   candidates: Candidate[] | null;
 }

@@ -11,6 +11,7 @@ import { type ChainState, runChainPasses } from '../passes/chain.js';
 import { scalesPass } from '../passes/scales.js';
 import { chooseParamsPass } from '../passes/choose-params.js';
 import { checkChainPass } from '../passes/check-chain.js';
+import { segmentRefreshPass } from '../passes/segment-refresh.js';
 import { stackInterleavePass } from '../passes/stack-interleave.js';
 import { type PassMeasurement, type PassRequest, measurePass } from './measure.js';
 import { stackInputs } from './stacked.js';
@@ -62,7 +63,7 @@ export interface PlanResult {
 }
 
 /** From the lowered program to costed packings: the passes he-plan runs (src/he/passes/). */
-export const PLAN_PASSES = [scalesPass, chooseParamsPass, checkChainPass, stackInterleavePass] as const;
+export const PLAN_PASSES = [scalesPass, chooseParamsPass, segmentRefreshPass, checkChainPass, stackInterleavePass] as const;
 
 /** --measure runs warm passes only for candidates predicted under this */
 const WARM_PASS_LIMIT_MS = 60_000;

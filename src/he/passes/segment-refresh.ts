@@ -1,0 +1,95 @@
+import { HepolyError } from '../../util/errors.js';
+import type { HeProgram, RefreshPoint, Step, TensorInfo } from '../program.js';
+import { stepSources } from '../program.js';
+import { levelsOf } from '../params.js';
+import type { ChainPass } from './chain.js';
+
+/**
+ * Segment for client refresh (`--refresh client`): a program deeper than the chosen chain is
+ * cut into segments that each fit it, the ciphertexts still needed refreshed by the client at
+ * each cut (src/he/refresh.ts runs the round trips). One pass for every model: MLP, CNN,
+ * ResNet and transformer programs are all cut here. Without a refresh asked, or when the chain
+ * holds the whole depth, the program goes on whole.
+ */
+export const segmentRefreshPass: ChainPass = {
+  name: 'segment-refresh',
+  run(state) {
+    if (!state.params) throw new Error('internal: segment-refresh runs before choose-params');
+    const levels = levelsOf(state.params);
+    if (!state.refresh || state.refresh === 'none') return { state, note: 'no client refresh asked: one segment' };
+    if (state.program.depth <= levels) return { state, note: `depth ${state.program.depth} fits the chain's ${levels} levels: one segment` };
+    const program = segmentProgram(state.program, levels);
+    const cuts = program.refreshes?.length ?? 0;
+    return { state: { ...state, program }, note: `${cuts + 1} segments of at most ${levels} levels (${cuts} client refreshes per pass)` };
+  },
+};
+
+/**
+ * Cuts `p` so no tensor is more than `levels` levels below a fresh encryption. Greedy: a cut
+ * goes right before the first step that would overflow (moved back over struct steps, so only
+ * tensors that own ciphertexts are refreshed), and every tensor still needed after it (the
+ * residual sources too) is refreshed there, so all of a segment's inputs start at the top.
+ */
+export function segmentProgram(p: HeProgram, levels: number): HeProgram {
+  if (levels < 1) throw new HepolyError(`--refresh client: the parameters give ${levels} levels; each segment needs at least 1`);
+  const tensors: TensorInfo[] = p.tensors.map((t) => ({ ...t }));
+  const remap = new Map<number, number>();
+  const id = (t: number) => remap.get(t) ?? t;
+  const depthOf = (t: number) => tensors[id(t)].depth;
+  const stepDepth = (s: Step) => {
+    const d = Math.max(...stepSources(s).map(depthOf));
+    return s.kind === 'struct' ? d : d + 1;
+  };
+  const steps: Step[] = [];
+  const refreshes: RefreshPoint[] = [];
+  const fresh = new Set<number>([p.input]);
+  tensors[p.input].depth = 0;
+  for (let i = 0; i < p.steps.length; i++) {
+    if (stepDepth(p.steps[i]) > levels) {
+      let cut = steps.length;
+      const lastCut = refreshes.length ? refreshes[refreshes.length - 1].before : 0;
+      while (cut > lastCut && steps[cut - 1].kind === 'struct') cut--;
+      // struct steps after the cut are evaluated again on the refreshed tensors
+      const redo = p.steps.slice(i - (steps.length - cut), i);
+      const defined = new Set([...fresh, ...steps.slice(0, cut).map((s) => s.out)]);
+      steps.length = cut;
+      const renamed = new Map<number, number>();
+      const pairs: { src: number; out: number }[] = [];
+      for (const s of [...redo, ...p.steps.slice(i)]) {
+        for (const o of stepSources(s)) {
+          const cur = id(o);
+          if (!defined.has(cur)) continue;
+          let out = renamed.get(cur);
+          if (out === undefined) {
+            out = tensors.length;
+            const label = tensors[cur].label.endsWith(REFRESHED) ? tensors[cur].label : `${tensors[cur].label}${REFRESHED}`;
+            tensors.push({ id: out, shape: tensors[cur].shape, depth: 0, label });
+            renamed.set(cur, out);
+            pairs.push({ src: cur, out });
+            fresh.add(out);
+          }
+          remap.set(o, out);
+        }
+      }
+      refreshes.push({ before: cut, tensors: pairs });
+      for (const s of redo) steps.push(rewire(s, id, tensors, stepDepth));
+      if (stepDepth(p.steps[i]) > levels) {
+        throw new HepolyError(`--refresh client: step ${p.steps[i].nodes.join(', ')} needs more than ${levels} levels even from fresh ciphertexts`);
+      }
+    }
+    steps.push(rewire(p.steps[i], id, tensors, stepDepth));
+  }
+  const output = id(p.output);
+  return { ...p, tensors, steps, output, depth: Math.max(...tensors.map((t) => t.depth)), refreshes };
+}
+
+const REFRESHED = ' (refreshed by the client)';
+
+function rewire(s: Step, id: (t: number) => number, tensors: TensorInfo[], stepDepth: (s: Step) => number): Step {
+  const depth = stepDepth(s);
+  tensors[s.out].depth = depth;
+  if (s.kind === 'linear') return { ...s, terms: s.terms.map((t) => ({ ...t, src: id(t.src) })) };
+  if (s.kind === 'power') return { ...s, a: id(s.a), b: id(s.b) };
+  if (s.kind === 'dot') return { ...s, a: id(s.a), b: id(s.b), terms: s.terms.map((t) => ({ ...t, src: id(t.src) })) };
+  return { ...s, src: id(s.src) };
+}
