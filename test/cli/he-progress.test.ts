@@ -165,9 +165,12 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
       );
       const out = join(tmp.path, 'ckpt');
       await train({ recipe: loadRecipe(recipe, []).recipe, recipeFile: recipe, outDir: out, callbacks: {} });
+      // a fixed N=8192 chain (--params auto could pick an uncut N=32768, slow to simulate)
+      const params = join(tmp.path, 'refresh-params.json');
+      writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
       let report: Awaited<ReturnType<typeof validate>> | null = null;
       const events = await eventsOf(async () => {
-        report = await validate({ checkpoint: out, samples: 2, mode: 'simulate', refresh: 'client' });
+        report = await validate({ checkpoint: out, samples: 2, params, mode: 'simulate', refresh: 'client' });
       });
       const layers = events.filter((e) => e.stage === 'evaluate (batch packing)');
       expect(layers.map((e) => e.done)).to.deep.equal(layers.map((_, i) => i + 1));

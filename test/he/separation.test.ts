@@ -315,7 +315,10 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     const { recipe } = loadRecipe(recipeFile);
     const dir = join(tmp.path, 'lm');
     await train({ recipe, recipeFile, outDir: dir, callbacks: {} });
-    const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, packing: 'batch', workers: 1, refresh: 'client' }));
+    // a fixed N=8192 chain (--params auto could pick an uncut N=32768)
+    const lmParams = join(tmp.path, 'lm-params.json');
+    writeFileSync(lmParams, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, packing: 'batch', params: lmParams, workers: 1, refresh: 'client' }));
     expect(result.packing).to.equal('batch');
     expect(result.agreement, 'it did evaluate: decrypted logits agree with the plaintext model').to.equal(1);
     expect(result.refreshes!.total, 'the refresh path ran').to.be.above(0);

@@ -40,7 +40,11 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
   it('simulated CKKS: the compiled program, batch-packed in the server\'s worker threads with client refresh, agrees with plaintext; every refresh is named', async () => {
     // the worker threads, the bytes between them and the client's refreshes are the real ones;
     // the dot, gather and per-token kernels run under SEAL in sequence-ir.test.ts
-    const r = await validate({ checkpoint: out, samples: 6, mode: 'simulate', refresh: 'client', workers: 2 });
+    // a fixed N=8192 chain: since the Goldschmidt division the tiny LM also fits N=32768 uncut, which
+    // --params auto may pick on a fast-timed calibration, and simulating 16,384 slots is slow
+    const params = join(tmp.path, 'refresh-params.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const r = await validate({ checkpoint: out, samples: 6, params, mode: 'simulate', refresh: 'client', workers: 2 });
     expect(r.packing).to.equal('batch');
     expect(r.params.polyModulusDegree).to.be.oneOf([4096, 8192]);
     expect(r.params.securityBits).to.equal(128);
@@ -78,7 +82,9 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
   });
 
   it('the CLI dispatches a transformer checkpoint (simulated: --mode simulate, client refresh, JSON report)', () => {
-    const r = hepoly(['he-validate', out, '--samples', '3', '--mode', 'simulate', '--refresh', 'client', '--json']);
+    const params = join(tmp.path, 'cli-params.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const r = hepoly(['he-validate', out, '--samples', '3', '--params', params, '--mode', 'simulate', '--refresh', 'client', '--json']);
     expect(r.code, r.stderr).to.equal(0);
     expect(r.json!.agreement).to.equal(1);
     expect((r.json!.refreshes as { per_pass: number }).per_pass).to.be.above(0);
