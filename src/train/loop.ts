@@ -124,13 +124,10 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
   });
 
   if (replacing) cb.onMessage?.(`note: --overwrite: the checkpoint ${shortPath(outDir)} is replaced after the first epoch`);
-  if (!previous && recipe.init_from) {
-    cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
-    // the copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's
-    const set = reestimateBatchnormStats(graph, weights, data.train, t.batch, BN_REESTIMATE_BATCHES);
-    if (set) cb.onMessage?.(`init_from: re-estimated the moving statistics of ${set} batchnorm layers on ${Math.min(data.train.count, BN_REESTIMATE_BATCHES * t.batch)} training samples`);
-  }
+  if (!previous && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
   const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
+  // after the teacher's lines: the first lines of a run say which init_from and teacher it uses
+  if (!previous && recipe.init_from) reestimateAfterInit(graph, weights, data, t.batch, cb);
 
   const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);
   run.recipeFile = recipeFile;
@@ -218,6 +215,12 @@ function restoreAdamPowers(optimizer: tf.Optimizer): void {
 }
 
 /** The teacher's logits over the training set, computed once before the first epoch. */
+/** The copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's. */
+function reestimateAfterInit(graph: Graph, weights: WeightMap, data: LoadedData, batch: number, cb: TrainCallbacks): void {
+  const set = reestimateBatchnormStats(graph, weights, data.train, batch, BN_REESTIMATE_BATCHES);
+  if (set) cb.onMessage?.(`init_from: re-estimated the moving statistics of ${set} batchnorm layers on ${Math.min(data.train.count, BN_REESTIMATE_BATCHES * batch)} training samples`);
+}
+
 async function distillationTargets(recipe: Recipe, recipeFile: string, graph: Graph, data: LoadedData, cb: TrainCallbacks): Promise<Float32Array> {
   const distill = recipe.distill!;
   const teacher = await loadTeacher(distill, graph.inputShape, data.preprocess, recipeFile);
