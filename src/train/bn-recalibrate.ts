@@ -14,7 +14,8 @@ import type { Split } from '../data/index.js';
  * values carry no information about this network). Returns the number of batchnorm layers set.
  */
 export function reestimateBatchnormStats(graph: Graph, weights: WeightMap, train: Split, batch: number, batches: number): number {
-  const bnNodes = graph.nodes.filter((n) => n.layer.op === 'batchnorm');
+  // the layers that carry moving statistics, by their declared parameters (not by op name)
+  const bnNodes = graph.nodes.filter((n) => weights.has(weightKey(n.name, 'moving_mean')) && weights.has(weightKey(n.name, 'moving_variance')));
   if (!bnNodes.length || train.count === 0) return 0;
   const per = graph.inputShape.reduce((a, b) => a * b, 1);
   const params: ParamMap = new Map([...weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape)]));

@@ -214,13 +214,13 @@ function restoreAdamPowers(optimizer: tf.Optimizer): void {
   adam.accBeta2.assign(tf.scalar(power(adam.beta2!)));
 }
 
-/** The teacher's logits over the training set, computed once before the first epoch. */
 /** The copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's. */
 function reestimateAfterInit(graph: Graph, weights: WeightMap, data: LoadedData, batch: number, cb: TrainCallbacks): void {
   const set = reestimateBatchnormStats(graph, weights, data.train, batch, BN_REESTIMATE_BATCHES);
   if (set) cb.onMessage?.(`init_from: re-estimated the moving statistics of ${set} batchnorm layers on ${Math.min(data.train.count, BN_REESTIMATE_BATCHES * batch)} training samples`);
 }
 
+/** The teacher's logits over the training set, computed once before the first epoch. */
 async function distillationTargets(recipe: Recipe, recipeFile: string, graph: Graph, data: LoadedData, cb: TrainCallbacks): Promise<Float32Array> {
   const distill = recipe.distill!;
   const teacher = await loadTeacher(distill, graph.inputShape, data.preprocess, recipeFile);
