@@ -124,10 +124,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
   });
 
   if (replacing) cb.onMessage?.(`note: --overwrite: the checkpoint ${shortPath(outDir)} is replaced after the first epoch`);
-  if (!previous && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
-  const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
-  // after the teacher's lines: the first lines of a run say which init_from and teacher it uses
-  if (!previous && recipe.init_from) reestimateAfterInit(graph, weights, data, t.batch, cb);
+  const teacherLogits = await startingPoint(recipe, recipeFile, graph, weights, data, !previous, cb);
 
   const run = new Run(graph, weights, recipe, ++runCounter, teacherLogits);
   run.recipeFile = recipeFile;
@@ -212,6 +209,18 @@ function restoreAdamPowers(optimizer: tf.Optimizer): void {
   };
   adam.accBeta1.assign(tf.scalar(power(adam.beta1!)));
   adam.accBeta2.assign(tf.scalar(power(adam.beta2!)));
+}
+
+/**
+ * What a run starts from, said in its first lines: the init_from weights (a fresh run only), the
+ * teacher's logits (null without distillation), then the batchnorm statistics re-estimated for
+ * the copied weights.
+ */
+async function startingPoint(recipe: Recipe, recipeFile: string, graph: Graph, weights: WeightMap, data: LoadedData, fresh: boolean, cb: TrainCallbacks): Promise<Float32Array | null> {
+  if (fresh && recipe.init_from) cb.onMessage?.(initFrom(weights, recipe.init_from, recipeFile));
+  const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
+  if (fresh && recipe.init_from) reestimateAfterInit(graph, weights, data, recipe.train.batch, cb);
+  return teacherLogits;
 }
 
 /** The copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's. */
