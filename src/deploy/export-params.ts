@@ -1,7 +1,7 @@
 import { calibrate } from '../he/validate.js';
 import { type HeParams, RING_DEGREES, checkParams, chooseParams, levelsOf, loadParamsFile, maxDepthAtRing, paramsAtRing } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
-import { segmentProgram } from '../he/refresh.js';
+import { cutToParams, segmentProgram } from '../he/passes/segment-refresh.js';
 import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
 import { planSample } from '../he/packing/sample.js';
 import { refreshedSampleMemory } from '../he/tiles/cost.js';
@@ -42,9 +42,9 @@ export function chooseExportProgram(spec: string | undefined, refresh: 'none' | 
     const params = loadParamsFile(spec);
     let program = compiled;
     let maxAbs = maxAbs0;
-    if (refresh === 'client' && levelsOf(params) < compiled.depth && levelsOf(params) >= 1) {
-      program = segmentProgram(compiled, levelsOf(params));
-      maxAbs = calibrate(program, x, count);
+    if (refresh === 'client' && levelsOf(params) >= 1) {
+      program = cutToParams(compiled, params, x, count);
+      if (program !== compiled) maxAbs = calibrate(program, x, count);
     }
     checkParams(params, { depth: program.depth, maxAbs }, spec);
     return { program, params, maxAbs };

@@ -31,15 +31,15 @@ import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './c
 import { type ClientLike, SimClient } from './sim-client.js';
 import { HEServer } from './server.js';
 import { type OpCounts, zeroCounts } from './backend.js';
-import { packBatch, unpackBatch } from './packing/batch.js';
-import { type SamplePlan, packSample, planSample, unpackTensor } from './packing/sample.js';
+import { type SamplePlan, planSample, unpackTensor } from './packing/sample.js';
 import { weightedEntries } from './linear-map.js';
 import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
 import { type ServerPacking, chooseServerPacking, predictSeconds } from './tiles/choose.js';
-import { packingOf } from './packing/index.js';
-import { type StackedProgram, stackForSlots, stackInputs, unstackOutputs, unstackTensor } from './tiles/stacked.js';
+import { type PackingPlan, packingOf } from './packing/index.js';
+import { type StackedProgram, stackForSlots, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
+import { cutToParams } from './passes/segment-refresh.js';
 import { queuePacking, startQueueRun, type QueueOptions, type QueueStats } from '../queue/validate-hook.js';
 import type { QueueServer } from '../queue/server.js';
 
@@ -270,9 +270,9 @@ async function chooseParameters(ckpt: Checkpoint, compiled: HeProgram, inputs: H
     if (opts.scaleBits !== undefined) throw new HepolyError('--scale-bits applies to --params auto; a --params file sets scale_bits itself');
     params = loadParamsFile(opts.params);
     paramsSource = opts.params;
-    if (checked.refreshMode === 'client' && levelsOf(params) < program.depth && levelsOf(params) >= 1) {
-      program = segmentProgram(compiled, levelsOf(params));
-      maxAbs = calibrate(program, xp, Math.min(n, 32));
+    if (checked.refreshMode === 'client' && levelsOf(params) >= 1) {
+      program = cutToParams(compiled, params, xp, n);
+      if (program !== compiled) maxAbs = calibrate(program, xp, Math.min(n, 32));
     }
     checkParams(params, { depth: program.depth, maxAbs }, opts.params);
   }
@@ -298,6 +298,8 @@ interface ChosenPacking {
   samplesPerPass: number;
   /** the program the server runs (the M-sample program when stacked) */
   served: HeProgram;
+  /** what the client packs and unpacks with: the registered packing's plan of `served` */
+  packed: PackingPlan;
   est: ValidationReport['estimatedSeconds'];
 }
 
@@ -341,7 +343,12 @@ async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: numb
   const evaluator = packingOf(packing).evaluator;
   const samplesPerPass = evaluator === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
   const packingName = stacked ? `${packing} x${stacked.samples}` : packing;
-  return { slots, packing, packingReason, packingName, stacked, plan, evaluator, samplesPerPass, served: stacked ? stacked.program : program, est };
+  const served = stacked ? stacked.program : program;
+  const packed: PackingPlan =
+    evaluator === 'batch'
+      ? packingOf('batch').plan(program, slots, slots)
+      : { kind: packing, program: served, slots, samplesPerPass: stacked ? stacked.samples : 1, sample: plan!, stacked, rotationSteps: plan!.rotationSteps };
+  return { slots, packing, packingReason, packingName, stacked, plan, evaluator, samplesPerPass, served, packed, est };
 }
 
 /** The sample-packing plan where one is wanted and fits, else why not. */
@@ -500,14 +507,15 @@ function timedRefresh(client: ClientLike): { channel: (label: string, cts: Uint8
 /** Batch packing: up to `slots` samples per pass, one slot each. */
 async function runBatches({ client, server, chosen, layout, inputs, trace, log }: PassContext): Promise<PassTotals> {
   const { n, xp, perIn, classes } = inputs;
-  const { slots } = layout;
+  const { slots, packed } = layout;
+  const packer = packingOf(packed.kind);
   const refresh = timedRefresh(client);
   const t: PassTotals = { he: new Float64Array(n * classes), encryptMs: 0, evaluateMs: 0, decryptMs: 0, up: 0, down: 0, ctIn: 0, ctOut: 0, perPass: 0, latency: 0, layerErrors: null };
   reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
   for (let start = 0; start < n; start += slots) {
     const cnt = Math.min(slots, n - start);
     let t0 = performance.now();
-    const cts = client.encrypt(packBatch(xp, perIn, start, cnt, slots));
+    const cts = client.encrypt(packer.pack(packed, xp.subarray(start * perIn, (start + cnt) * perIn), cnt));
     const enc = performance.now() - t0;
     t0 = performance.now();
     const res = await server.evaluateBatch(cts, refresh.channel);
@@ -515,7 +523,7 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log }
     t0 = performance.now();
     const outs = res.outputs.map((b) => (b ? client.decrypt(b) : null));
     const dec = performance.now() - t0;
-    t.he.set(unpackBatch(outs, classes, cnt), start * classes);
+    t.he.set(packer.unpack(packed, outs, cnt), start * classes);
     t.encryptMs += enc;
     t.evaluateMs += ev;
     t.decryptMs += dec;
@@ -536,23 +544,19 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log }
 /** Sample, stacked or interleaved packing: one pass per sample, or per M samples in one tensor. */
 async function runPasses({ client, server, chosen, layout, inputs, trace, log }: PassContext): Promise<PassTotals> {
   const { n, xp, perIn, classes } = inputs;
-  const { stacked, served } = layout;
+  const { stacked, packed } = layout;
+  const packer = packingOf(packed.kind);
   const p = layout.plan!;
   const cut = chosen.cut;
   const refresh = timedRefresh(client);
-  const m = stacked ? stacked.samples : 1;
+  const m = packed.samplesPerPass;
   const passes = Math.ceil(n / m);
-  const passInput = (i: number): ArrayLike<number> => {
-    const start = i * m;
-    const cnt = Math.min(m, n - start);
-    const xs = xp.subarray(start * perIn, (start + cnt) * perIn);
-    return stacked ? stackInputs(stacked, xs, perIn, cnt) : xs;
-  };
+  const countOf = (i: number) => Math.min(m, n - i * m);
   let t0 = performance.now();
   const inputsCt: Uint8Array[][] = [];
   reportProgress({ stage: 'encrypt', done: 0, total: passes, unit: 'passes' });
   for (let i = 0; i < passes; i++) {
-    inputsCt.push(client.encrypt(packSample(p, served, passInput(i))));
+    inputsCt.push(client.encrypt(packer.pack(packed, xp.subarray(i * m * perIn, (i * m + countOf(i)) * perIn), countOf(i))));
     reportProgress({ stage: 'encrypt', done: i + 1, total: passes, unit: 'passes' });
   }
   const encryptMs = performance.now() - t0;
@@ -561,10 +565,7 @@ async function runPasses({ client, server, chosen, layout, inputs, trace, log }:
   const evaluateMs = performance.now() - t0;
   t0 = performance.now();
   const he = new Float64Array(n * classes);
-  res.outputs.forEach((o, i) => {
-    const out = unpackTensor(p, served.output, o.map((b) => client.decrypt(b)));
-    he.set(stacked ? unstackOutputs(stacked, out, Math.min(m, n - i * m)) : out, i * m * classes);
-  });
+  res.outputs.forEach((o, i) => he.set(packer.unpack(packed, o.map((b) => client.decrypt(b)), countOf(i)), i * m * classes));
   const decryptMs = performance.now() - t0;
   const meanWorker = res.ms.reduce((a, b) => a + b, 0) / Math.max(1, res.ms.length);
   const unit = stacked ? `pass of ${m} samples` : 'sample';

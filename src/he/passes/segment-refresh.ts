@@ -1,7 +1,7 @@
 import { HepolyError } from '../../util/errors.js';
 import type { HeProgram, RefreshPoint, Step, TensorInfo } from '../program.js';
 import { stepSources } from '../program.js';
-import { levelsOf } from '../params.js';
+import { type HeParams, levelsOf } from '../params.js';
 import type { ChainPass } from './chain.js';
 
 /**
@@ -23,6 +23,15 @@ export const segmentRefreshPass: ChainPass = {
     return { state: { ...state, program }, note: `${cuts + 1} segments of at most ${levels} levels (${cuts} client refreshes per pass)` };
   },
 };
+
+/**
+ * A `--params FILE` chain with `--refresh client`: the program as the segment-refresh pass
+ * leaves it (cut where deeper than the chain, else the same object).
+ */
+export function cutToParams(program: HeProgram, params: HeParams, inputs: Float32Array, count: number): HeProgram {
+  const state = { program, inputs, count, maxAbs: null, params, refresh: 'client' as const, candidates: null };
+  return segmentRefreshPass.run(state).state.program;
+}
 
 /**
  * Cuts `p` so no tensor is more than `levels` levels below a fresh encryption. Greedy: a cut
