@@ -11,6 +11,7 @@ export interface ExportArgs {
   params?: string;
   refresh?: string;
   overwrite?: boolean;
+  data?: string;
   json?: boolean;
 }
 
@@ -29,7 +30,7 @@ export async function runExport(a: ExportArgs): Promise<void> {
 async function exportHe(a: ExportArgs): Promise<void> {
   if (!a.out) throw new HepolyError('--out DIR: required: the folder that gets server/ and client/', { exitCode: 2 });
   const { exportHeArtifacts } = await import('../deploy/export.js');
-  const r = await exportHeArtifacts({ checkpoint: a.checkpoint, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, log: (l) => console.log(l) });
+  const r = await exportHeArtifacts({ checkpoint: a.checkpoint, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, data: a.data, log: (l) => console.log(l) });
   console.log(`server artifact: ${r.serverDir} (${(r.serverBytes / 1024).toFixed(1)} KiB, give it to the server; nothing in it is secret)`);
   console.log(`client artifact: ${r.clientDir} (${(r.clientBytes / 1024).toFixed(1)} KiB, give it to the data owner; no weights)`);
   if (a.json) {
@@ -63,6 +64,7 @@ export const exportCommand = defineCommand(
       .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
       .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: a model deeper than one CKKS chain is cut into segments; per request the data owner re-encrypts between them (round trips, counted)' })
       .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing hepoly export at --out' })
+      .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
       .option('json', { type: 'boolean', default: false }),
-  (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, json: a.json }),
+  (a) => runExport({ checkpoint: a.checkpoint, format: a.format, out: a.out, packing: a.packing, params: a.params, refresh: a.refresh, overwrite: a.overwrite, data: a.data, json: a.json }),
 );

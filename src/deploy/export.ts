@@ -45,6 +45,8 @@ export interface HeExportOptions {
   refresh?: string;
   /** replace an existing hepoly export at `out` (anything else there is always refused) */
   overwrite?: boolean;
+  /** the folder the checkpoint's relative data paths are read from (a moved checkpoint or data); export packs with a few held-out rows */
+  data?: string;
   log?: (line: string) => void;
 }
 
@@ -64,7 +66,7 @@ export interface HeExportResult {
 
 export async function exportHeArtifacts(o: HeExportOptions): Promise<HeExportResult> {
   // export packs with a few held-out rows: refused before --out is claimed
-  refuseVerticalCheckpoint(o.checkpoint, 'export');
+  refuseVerticalCheckpoint(o.checkpoint, 'export', o.data);
   const claim = claimOutputDir(o.out, {
     flag: '--out',
     kind: 'export (server/ and client/)',
@@ -86,7 +88,7 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   const ckpt = loadCheckpoint(o.checkpoint);
   const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
   await initBackend();
-  const split = await heldOutSplit(ckpt);
+  const split = await heldOutSplit(ckpt, o.data);
   const shape = ckpt.graph.inputShape;
   const minSlots = shape.length === 3 ? nextPow2(shape[0] * shape[1]) : undefined;
   const { program, params } = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir });
