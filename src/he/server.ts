@@ -302,6 +302,7 @@ export class HEServer {
       }
       if (!this.init.keepAll) {
         for (const [t, last] of lastStage) if (last === k && t !== p.output) store.delete(t);
+        releaseUnreferenced(buffers, store);
       }
       // a refresh is a client round trip: the count tells a waiting user where the run is
       const detail = refreshAt.size ? `${refreshed} client refreshes` : undefined;
@@ -435,4 +436,17 @@ export class HEServer {
   async close(): Promise<void> {
     await Promise.all(this.handles.map((h) => h.worker.terminate()));
   }
+}
+
+/** A stand-in for a result buffer no tensor reads any more (indices into `buffers` stay valid). */
+const RELEASED = new SharedArrayBuffer(1);
+
+/**
+ * Drops the result buffers of a batch pass that no stored tensor points into. Without this a
+ * pass holds every stage's ciphertexts to its end: a vit-poly pass at N=8192 grew past 20 GB.
+ */
+export function releaseUnreferenced(buffers: SharedArrayBuffer[], store: Map<number, Ref[]>): void {
+  const live = new Set<number>();
+  for (const refs of store.values()) for (const r of refs) if (r) live.add(r[0]);
+  for (let i = 0; i < buffers.length; i++) if (!live.has(i)) buffers[i] = RELEASED;
 }
