@@ -36,7 +36,9 @@ export async function runPredict(a: PredictArgs): Promise<void> {
     );
   }
   const raw = readInputFile(a.input, artifact);
-  const remote = new RemoteModel(artifact, { url: a.server, token: a.token });
+  // a server that restarts mid-run is waited for (RemoteModel's retries); say so, on stderr so --json's last line stays the object
+  const onRetry = (r: { method: string; path: string; attempt: number; failed: string }) => console.error(`${a.server}: ${r.method} ${r.path} failed (${r.failed}); sending it again (try ${r.attempt + 1})`);
+  const remote = new RemoteModel(artifact, { url: a.server, token: a.token, onRetry });
   await remote.describe();
   const keysDir = a.keys ?? `${a.dir.replace(/\/+$/, '')}-keys`;
   const { client } = await openClientKeys(keysDir, artifact);
@@ -79,8 +81,10 @@ export async function runPredict(a: PredictArgs): Promise<void> {
           bytes_sent: remote.bytesSent,
           bytes_received: remote.bytesReceived,
           key_id: keyId,
-          keys_uploaded: uploaded,
+          // ensureKeys' upload, or evaluate()'s to a server restarted on another --keys folder
+          keys_uploaded: remote.keyUploads > 0,
           refresh_rounds: remote.refreshRounds,
+          retries: remote.retries,
         }),
       );
     }

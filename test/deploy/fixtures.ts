@@ -75,9 +75,10 @@ export function sampleCsv(dir: string, rows: number): string {
   return file;
 }
 
-/** `hepoly serve` as its own process on a free port; resolves once it prints its URL. */
+/** `hepoly serve` as its own process on a free port (or the `--port` in args); resolves once it prints its URL. */
 export function serveProcess(args: string[]): Promise<{ url: string; child: ChildProcess; output: () => string }> {
-  const child = spawn(process.execPath, [bin, 'serve', ...args, '--port', '0'], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const port = args.includes('--port') ? [] : ['--port', '0'];
+  const child = spawn(process.execPath, [bin, 'serve', ...args, ...port], { cwd: root, env: { ...process.env, NODE_OPTIONS: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`hepoly serve printed no URL within 60 s:\n${out}`)), 60000);

@@ -39,15 +39,17 @@ describe('deploy: refresh sessions survive a server restart and kill -9', functi
   let keysDir: string;
   let artifact: ClientArtifact;
   let client: HEClient;
+  let raw: Float64Array[];
   let inputs: Float64Array[];
   let plain: Float32Array;
   let child: ChildProcess | undefined;
 
-  const serve = async (...extra: string[]) => {
-    const s = await serveProcess([serverDir, '--keys', keysDir, '--workers', '1', ...extra]);
+  const serveOn = async (keys: string, ...extra: string[]) => {
+    const s = await serveProcess([serverDir, '--keys', keys, '--workers', '1', ...extra]);
     child = s.child;
     return s.url;
   };
+  const serve = (...extra: string[]) => serveOn(keysDir, ...extra);
 
   before(async () => {
     const art = await tinyArtifacts();
@@ -61,7 +63,8 @@ describe('deploy: refresh sessions survive a server restart and kill -9', functi
     keysDir = join(tmp, 'keys');
     artifact = loadClientArtifact(r.clientDir);
     client = await HEClient.create(artifact);
-    inputs = readInputFile(sampleCsv(tmp, 2), artifact).map((x, i) => preprocessSample(artifact, x, `sample ${i}`));
+    raw = readInputFile(sampleCsv(tmp, 2), artifact);
+    inputs = raw.map((x, i) => preprocessSample(artifact, x, `sample ${i}`));
     await initBackend('cpu');
     const ckpt = loadCheckpoint(art.mlp.checkpoint);
     plain = predict(ckpt.graph, ckpt.weights, Float64ToFloat32(inputs[0]), 1);
@@ -141,7 +144,71 @@ describe('deploy: refresh sessions survive a server restart and kill -9', functi
     expect((await fetch(`${url}/v1/health`)).status).to.equal(200);
     expect((await post(url, '/v1/predict', start)).status, 'a new request after all that').to.equal(200);
   });
+
+  /**
+   * The library client on its own (RemoteModel's retries): its `fetch` option kills the served
+   * process (SIGKILL) just after the first continue went out, and `onServerDown` brings it back
+   * 0.5 s later on the same port, with `keys` as its --keys folder.
+   */
+  const killDuringFirstContinue = (port: string, keys: string) => {
+    const state: { killed: boolean; back?: Promise<void> } = { killed: false };
+    const killing: typeof fetch = (input, init) => {
+      const sent = fetch(input, init);
+      if (!state.killed && String(input).endsWith('/continue')) {
+        state.killed = true;
+        state.back = (async () => {
+          await sleep(20); // the round is on its way or being evaluated
+          await stopProcess(child!, 'SIGKILL');
+          await sleep(500);
+          await serveOn(keys, '--port', port);
+        })();
+      }
+      return sent;
+    };
+    return { state, fetch: killing };
+  };
+
+  it('library client: kill -9 in the middle of a multi-round predict(), restart after 0.5 s on the same port and --keys: the same call completes on its own', async () => {
+    await stopProcess(child!, 'SIGKILL');
+    const url = await serve();
+    const k = killDuringFirstContinue(new URL(url).port, keysDir);
+    const remote = new RemoteModel(artifact, { url, fetch: k.fetch, retry: { tries: 12, baseMs: 200 } });
+    const { keyId } = await remote.ensureKeys(client);
+    const got = await remote.predict(client, keyId, [raw[0]]);
+    await k.state.back;
+    expect(k.state.killed, 'the server was killed mid-request').to.equal(true);
+    expect(remote.retries, 'requests sent again').to.be.at.least(1);
+    expect(remote.keyUploads, 'the key id survived the kill').to.equal(0);
+    got.logits[0].forEach((v, c) => expect(Math.abs(v - plain[c]), `logit ${c}`).to.be.below(1e-2));
+  });
+
+  it('library client: restarted on an empty --keys folder, the session and key id are gone: it starts over and uploads its keys again, once', async () => {
+    await stopProcess(child!, 'SIGKILL');
+    const url = await serve();
+    const k = killDuringFirstContinue(new URL(url).port, join(tmp, 'keys-empty'));
+    const remote = new RemoteModel(artifact, { url, fetch: k.fetch, retry: { tries: 12, baseMs: 200 } });
+    const { keyId, uploaded } = await remote.ensureKeys(client);
+    expect(uploaded, 'the keys are on the first server already').to.equal(false);
+    const got = await remote.predict(client, keyId, [raw[0]]);
+    await k.state.back;
+    expect(remote.restarts, 'started over from POST /v1/predict').to.equal(1);
+    expect(remote.keyUploads, 'one re-upload to the server that lost them').to.equal(1);
+    expect(readdirSync(join(tmp, 'keys-empty')), 'filed on the restarted server').to.include(keyId);
+    got.logits[0].forEach((v, c) => expect(Math.abs(v - plain[c]), `logit ${c}`).to.be.below(1e-2));
+  });
+
+  it('library client with retry: false: a dead server is one failed try, and the message names the URL and says it is unreachable', async () => {
+    const url = await serve();
+    const remote = new RemoteModel(artifact, { url, retry: false });
+    const { keyId } = await remote.ensureKeys(client);
+    await stopProcess(child!, 'SIGKILL');
+    const err = await remote.predict(client, keyId, [raw[0]]).then(() => null, (e: Error) => e);
+    expect(err?.message).to.match(new RegExp(`^${url.replace(/[.]/g, '\\.')}: the server is unreachable: POST /v1/predict failed \\(fetch failed.*\\), tried once \\(retry: false\\)`));
+    expect(remote.retries).to.equal(0);
+  });
 });
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 function Float64ToFloat32(x: Float64Array): Float32Array {
   return Float32Array.from(x);

@@ -3,7 +3,8 @@
  * (the browser bundle, src/browser/entry.ts, is built from this module).
  */
 export { HEClient, type ClientKeyMaterial, sha256Hex } from './he-client.js';
-export { RemoteModel, RemoteError, type RemoteOptions, type RemotePrediction } from './remote-model.js';
+export { RemoteModel, RemoteError, type RemoteOptions, type RemotePrediction, type KeyOwner, type Refresher } from './remote-model.js';
+export { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 export { preprocessSample, argmax } from './preprocess.js';
 export { packInput, unpackOutput } from './layout.js';
 export { ClientArtifactSchema, type ClientArtifact } from '../artifact-format.js';
