@@ -172,7 +172,13 @@ function isCompleteCheckpoint(dir: string): boolean {
   }
 }
 
-/** How far training got; `note` is set when it stopped before its last epoch (killed, interrupted). */
+/**
+ * How far training got; `note` is set when it stopped before its last epoch (killed, interrupted).
+ * A federated checkpoint (recipe has `federated:`) counts aggregation rounds (horizontal) or epochs
+ * over the joined rows (vertical): its state.json records one epoch per round (local_epochs are
+ * inside a round), so the plan is federated.rounds, not train.epochs, which `hepoly federate` does
+ * not run. It is written once, after its last round, so it is complete.
+ */
 export interface TrainingStatus {
   trained_epochs: number;
   planned_epochs: number;
@@ -181,7 +187,8 @@ export interface TrainingStatus {
 }
 
 export function trainingStatus(c: Checkpoint): TrainingStatus {
-  const planned = c.recipe.train.epochs;
+  const fed = c.recipe.federated;
+  const planned = fed ? fed.rounds : c.recipe.train.epochs;
   const done = c.state.epochs_done;
   const finished = c.state.complete && (done >= planned || !!c.state.stopped_early);
   const note = finished
@@ -198,7 +205,9 @@ export function describeCheckpoint(dir: string): string | null {
   if (!isCompleteCheckpoint(dir)) return null;
   try {
     const state = JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8')) as TrainState;
-    const recipe = parseYaml(readFileSync(join(dir, 'recipe.yaml'), 'utf8')) as { train?: { epochs?: number } };
+    const recipe = parseYaml(readFileSync(join(dir, 'recipe.yaml'), 'utf8')) as { train?: { epochs?: number }; federated?: { rounds?: number } };
+    // a federated run plans federated.rounds (as trainingStatus)
+    if (recipe.federated) return `a hepoly checkpoint (federated, ${state.epochs_done} of ${recipe.federated.rounds ?? '?'} rounds)`;
     return `a hepoly checkpoint (trained ${state.epochs_done} of ${recipe.train?.epochs ?? '?'} epochs${state.complete ? '' : ', unfinished'})`;
   } catch {
     return 'a hepoly checkpoint';
