@@ -72,6 +72,9 @@ describe('federated/horizontal: hepoly federate (3 party processes, CKKS N=4096)
     const ev = hepoly(['eval', join(tmp.path, 'ckpt'), '--json']);
     expect(ev.code, ev.stderr).to.equal(0);
     expect(ev.json!.accuracy).to.equal(j.test_accuracy);
+    // a finished federated run planned federated.rounds (2), not train.epochs (the default 10)
+    expect(ev.json).to.include({ trained_epochs: 2, planned_epochs: 2, training_complete: true });
+    expect(ev.stdout).to.not.match(/stopped before its end/);
   });
 
   it('the HE-aggregated model equals plain FedAvg of the same updates (within fixed-point and CKKS error)', () => {
