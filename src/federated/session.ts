@@ -58,3 +58,13 @@ export async function reportFailure(s: Pick<Session, 'client'>, e: unknown): Pro
   if (/stopped the run/.test(err.message)) return;
   await s.client.post('/fail', { error: err.message, exitCode: err.exitCode }).catch(() => undefined);
 }
+
+/**
+ * A party whose own data is unusable tells the coordinator why without joining: the roster then
+ * never completes, so every other party's wait ends on this message. (Joining first, with an
+ * empty declaration, let a label holder take the roster and read columns the party never
+ * declared: a crash instead of this party's message.)
+ */
+export async function refuseToJoin(url: string, me: string, e: unknown): Promise<void> {
+  await reportFailure({ client: new CoordinatorClient(url, me) }, e);
+}

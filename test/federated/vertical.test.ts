@@ -221,6 +221,9 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
 
     const he = await heValidate(dir, { samples: 2, packing: 'sample', workers: 1 });
     expect(he).to.include({ mode: 'encrypt', samples: 2, agreement: 1 });
+    // a finished vertical run planned federated.rounds epochs (2), not train.epochs
+    expect(e).to.include({ trained_epochs: 2, planned_epochs: 2, training_complete: true });
+    expect(he).to.include({ trained_epochs: 2, planned_epochs: 2, training_complete: true });
     expect(he.poly_modulus_degree).to.be.at.most(8192);
     expect(he.max_abs_error).to.be.below(1e-2);
   });
@@ -259,6 +262,16 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
     expect(r.code, r.stderr).to.equal(0);
     expect(r.json!.epsilon as number).to.be.above(3.9).and.at.most(4);
     expect(r.stdout).to.match(/dp \(labels, towards the banks\): noise multiplier/);
+  });
+
+  it("a bank whose columns differ from the recipe's ends the run with one message naming its file, the field and its columns", () => {
+    const recipe = writeVerticalRecipe(tmp.path);
+    const text = readFileSync(recipe, 'utf8');
+    writeFileSync(recipe, text.replace(/(name: bank-a, path: [^,]+, key: account)\}/, '$1, features: [closed, frozen]}'));
+    const r = hepoly(['federate', recipe]);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/^error: .*bank-a\.csv \(federated\.parties\[1\]\.features in .*vfl\.yaml\): its columns differ from the recipe's: no column "frozen"\. Set federated\.parties\[1\]\.features to columns of the file \(account, closed, /m);
+    expect(r.stderr).to.not.match(/    at /);
   });
 
   it('a bank whose IDs match none of the network\'s ends every process with one clear message', () => {

@@ -12,7 +12,7 @@ import { evaluateSplit, evaluateWithRanges, toParams } from '../../train/evaluat
 import { HepolyError } from '../../util/errors.js';
 import { calibrateSigma, privacySpent } from '../accountant.js';
 import { checkColumns, numericColumns, readPartyTable } from '../party-data.js';
-import { joinRun, keyCeremony, reportFailure, sumContext, type Session } from '../session.js';
+import { joinRun, keyCeremony, refuseToJoin, reportFailure, sumContext, type Session } from '../session.js';
 import { secureSum, type SecureSumContext } from '../secure-sum.js';
 import { DpSgd, FedAvg, type Strategy } from './strategies.js';
 
@@ -97,8 +97,7 @@ export async function runHorizontalParty(opts: PartyRunOptions): Promise<PartyRe
     local = readLocal(opts, index);
   } catch (e) {
     // tell the others why this party is not coming, then stop
-    const s = await joinRun(opts.coordinator, name, { labels: [] }).catch(() => null);
-    if (s) await reportFailure(s, e);
+    await refuseToJoin(opts.coordinator, name, e);
     throw e;
   }
   session = await joinRun(opts.coordinator, name, { labels: [...new Set(local.rawLabels)], features: local.features });

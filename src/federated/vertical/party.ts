@@ -1,6 +1,6 @@
 import { HepolyError } from '../../util/errors.js';
 import { numericColumns, readPartyTable } from '../party-data.js';
-import { joinRun, reportFailure } from '../session.js';
+import { joinRun, refuseToJoin, reportFailure } from '../session.js';
 import type { PartyResult, PartyRunOptions } from '../horizontal/party.js';
 import type { LocalColumns } from './common.js';
 import { labelHolder } from './label-holder.js';
@@ -53,8 +53,7 @@ export async function runVerticalParty(opts: PartyRunOptions): Promise<PartyResu
   try {
     local = readColumns(opts, index);
   } catch (e) {
-    const s = await joinRun(opts.coordinator, opts.name, {}).catch(() => null);
-    if (s) await reportFailure(s, e);
+    await refuseToJoin(opts.coordinator, opts.name, e);
     throw e;
   }
   const session = await joinRun(opts.coordinator, opts.name, { features: local.features, label: local.party.label });
