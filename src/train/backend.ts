@@ -59,7 +59,12 @@ const loaders: Record<BackendName, () => Promise<boolean>> = {
  */
 export async function initBackend(forced?: string): Promise<BackendName> {
   const want = forced ?? process.env.HEPOLY_BACKEND;
-  if (active && (!want || want === active)) return active;
+  if (active && (!want || want === active)) {
+    // other tfjs code in this process (a caller's own, a test) may have switched backends since
+    const registered = active.startsWith('tensorflow') ? 'tensorflow' : active;
+    if (tf.getBackend() !== registered) await tf.setBackend(registered);
+    return active;
+  }
   if (want) {
     // blame what the user actually set: the flag, or the environment variable
     const source = forced !== undefined ? '--backend' : 'HEPOLY_BACKEND';
