@@ -132,6 +132,8 @@ async function horizontal(): Promise<{ rows: Row[]; heError: number }> {
       if (quick && scheme !== 'iid') continue;
       const set = [`federated.rounds=${dpRounds}`, `federated.split.scheme=${scheme}`, 'federated.split.skew=0.9', `federated.dp={epsilon: ${eps}, delta: 1.0e-5, clip: 1.0, sample_rate: 0.25}`, 'train.optimizer.lr=0.01'];
       rows.push(row('HE + masks, distributed DP-SGD', split, `eps ${eps}`, federate(recipe, `cancer-dp${eps}-${scheme}`, set)));
+      // the same DP-SGD without encryption or masks: what HE costs under DP
+      rows.push(row('plain distributed DP-SGD', split, `eps ${eps}`, federate(recipe, `cancer-plain-dp${eps}-${scheme}`, [...set, 'federated.aggregation=plain', 'federated.secure_aggregation=false'])));
     }
   }
   return { rows, heError: heAggregationError(dump) };
