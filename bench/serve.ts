@@ -4,7 +4,12 @@
  * with 1, 4 and 16 concurrent clients (distinct keys, so workers are re-keyed between them)
  * and the server's resident memory, with published figures of other toolkits beside them.
  *
- *   npx tsx bench/serve.ts [--models quickstart,fmnist-mlp,he-bench-mnist,fmnist-cnn] [--requests N] [--clients 1,4,16] [--workers W] [--json FILE]
+ *   npx tsx bench/serve.ts [--models quickstart,fmnist-mlp,he-bench-mnist,fmnist-cnn] [--requests N] [--clients 1,4,16] [--workers W]
+ *                          [--faults MODEL,...|none] [--fault-clients N]
+ *
+ * The fault phase (the first model unless --faults says otherwise) kills the server with
+ * SIGKILL under load from --fault-clients clients (default 4) and restarts it on the same port
+ * and keys folder; the clients' own RemoteModel retries carry them over it (faultPhase).
  *
  * The server is `hepoly serve` of the built CLI (dist/: `npm run build` first) in its own
  * process, on this machine's cores. A checkpoint in checkpoints/<model> is used when present; otherwise a tiny version is
@@ -105,22 +110,67 @@ function rssMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
 
 interface FaultResult {
   clients: number;
-  answered: number;
-  /** requests that met the outage (connection refused or 5xx) and were sent again */
-  retried: number;
-  /** answers whose label differs from the same input's answer before the kill */
+  /** requests answered before the kill */
+  before: number;
+  /** requests in flight at the kill, answered after the restart by the client's own retries */
+  across: number;
+  /** requests sent after the kill (during the outage or after the restart) and answered */
+  after: number;
+  /** requests that ended in an error despite the retries */
+  failed: number;
+  /** answers whose label differs from the same input's answer before the kill, or whose logits are off by more than LOGIT_TOLERANCE */
   wrong: number;
+  /** key ids the restarted server did not know: keys the clients had to upload again, or did not find at the end */
   keys_lost: number;
+  /** requests the clients sent again (connection refused or reset, 502/503) */
+  retries: number;
+  /** the kill until the restarted server listens */
   outage_ms: number;
+  /** the kill until the first answer after the restart */
+  recovery_ms: number;
   bad_requests: number;
   bad_requests_4xx: number;
 }
 
+/** relative to the largest reference logit (at least 1): CKKS noise of two encryptions is orders of magnitude below */
+const LOGIT_TOLERANCE = 1e-2;
+/** a client waits out a restart on its own: 20 tries, 250 ms doubling to 5 s (about 80 s) */
+const FAULT_RETRY = { tries: 20, baseMs: 250, maxMs: 5000 };
+
+/** Bad requests sent under load right after the restart: each must get a 4xx while the clients go on. */
+function badRequests(artifact: ClientArtifact, keyId: string): [string, RequestInit][] {
+  const octets = { 'content-type': 'application/octet-stream' };
+  const meta = (key: string) => jsonPart({ key_id: key, server_digest: artifact.server_digest, artifact_format: 1, samples: 1 });
+  return [
+    ['/v1/predict', { method: 'POST', headers: octets, body: encodeFrames([meta('ab'.repeat(32)), new Uint8Array(100)]) as BodyInit }],
+    ['/v1/predict', { method: 'POST', headers: octets, body: encodeFrames([meta(keyId), new Uint8Array(5000).fill(1)]) as BodyInit }],
+    ['/v1/predict', { method: 'POST', headers: octets, body: new Uint8Array(33 * 2 ** 20) }],
+    ['/v1/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }],
+    ['/v1/keys/..%2F..%2Fetc%2Fpasswd', { method: 'DELETE' }],
+  ];
+}
+
+async function countBad(url: string, bad: [string, RequestInit][]): Promise<number> {
+  let answered4xx = 0;
+  for (const [path, init] of bad) {
+    try {
+      const res = await fetch(`${url}${path}`, init);
+      await res.arrayBuffer();
+      if (res.status >= 400 && res.status < 500) answered4xx++;
+    } catch {
+      // a reset counts as not answered
+    }
+  }
+  return answered4xx;
+}
+
 /**
- * kill -9 of the server under load from 4 clients (stored key ids), restart on the same port
- * and keys folder; the clients retry what failed. Counts wrong answers (labels that differ from
- * the same input's label before the kill), key ids the restarted server no longer knows, and
- * bad requests sent under load that did not get a 4xx.
+ * kill -9 of the server under load from N clients (stored key ids, each its own RemoteModel),
+ * restart on the same port and keys folder after the kill; nothing in the bench retries: the
+ * clients' RemoteModel sends again what the kill cut off (FAULT_RETRY). The kill comes once N
+ * requests have been answered; each client then goes on until it has 2 answers to requests
+ * sent after the kill. Counts requests before / across / after the kill, wrong answers (the
+ * same input's label or logits before the kill), keys lost, and the time to the first answer.
  */
 async function faultPhase(o: {
   serverOptions: Parameters<typeof startServer>[0];
@@ -132,65 +182,70 @@ async function faultPhase(o: {
   x: Float64Array[];
 }): Promise<{ result: FaultResult; server: { url: string; child: ChildProcess } }> {
   const port = Number(new URL(o.url).port);
-  let url = o.url;
   let child = o.child;
   const inputs = o.x.slice(0, 4);
+  const n = o.clients.length;
+  const remotes = o.clients.map(() => new RemoteModel(o.artifact, { url: o.url, retry: FAULT_RETRY }));
   const ask = async (c: number, i: number) => {
-    const remote = new RemoteModel(o.artifact, { url });
-    const { outputs } = await remote.evaluate(o.keyIds[c], [o.clients[c].encrypt(inputs[i])]);
-    return argmax(o.clients[c].decrypt(outputs[0]));
+    const { outputs } = await remotes[c].evaluate(o.keyIds[c], [o.clients[c].encrypt(inputs[i])], o.clients[c]);
+    return o.clients[c].decrypt(outputs[0]);
   };
-  const reference = [];
+  const reference: Float64Array[] = [];
   for (let i = 0; i < inputs.length; i++) reference.push(await ask(0, i));
-  const r: FaultResult = { clients: o.clients.length, answered: 0, retried: 0, wrong: 0, keys_lost: 0, outage_ms: 0, bad_requests: 0, bad_requests_4xx: 0 };
-  let restarted = false;
-  const perClientAfter = 2;
+  const uploadsBefore = remotes.map((r) => r.keyUploads);
+  const r: FaultResult = { clients: n, before: 0, across: 0, after: 0, failed: 0, wrong: 0, keys_lost: 0, retries: 0, outage_ms: 0, recovery_ms: 0, bad_requests: 0, bad_requests_4xx: 0 };
+  let killedAt = Infinity;
+  let firstAfter = Infinity;
   const loops = o.clients.map(async (_, c) => {
-    let after = 0;
-    for (let i = c; after < perClientAfter; i++) {
+    let sentAfter = 0;
+    for (let k = c; sentAfter < 2; k++) {
+      const i = k % inputs.length;
+      const t = performance.now();
+      if (t >= killedAt) sentAfter++;
       try {
-        const label = await ask(c, i % inputs.length);
-        r.answered++;
-        if (label !== reference[i % inputs.length]) r.wrong++;
-        if (restarted) after++;
-      } catch {
-        r.retried++;
-        await new Promise((res) => setTimeout(res, 250));
+        const logits = await ask(c, i);
+        const end = performance.now();
+        if (end >= killedAt) firstAfter = Math.min(firstAfter, end);
+        if (end < killedAt) r.before++;
+        else if (t < killedAt) r.across++;
+        else r.after++;
+        if (wrongAnswer(logits, reference[i])) r.wrong++;
+      } catch (e) {
+        r.failed++;
+        console.log(`  client ${c}: request failed: ${(e as Error).message}`);
       }
     }
   });
-  await new Promise((res) => setTimeout(res, 3000));
-  const t = performance.now();
+  while (r.before < n && r.failed < n) await new Promise((res) => setTimeout(res, 100));
+  killedAt = performance.now();
   child.kill('SIGKILL');
   await new Promise((res) => child.once('exit', res));
+  let url: string;
   ({ url, child } = await startServer({ ...o.serverOptions, port }));
-  r.outage_ms = performance.now() - t;
-  restarted = true;
-  // bad requests while the clients load it
-  const bad: [string, RequestInit][] = [
-    ['/v1/predict', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: encodeFrames([jsonPart({ key_id: 'ab'.repeat(32), server_digest: o.artifact.server_digest, artifact_format: 1, samples: 1 }), new Uint8Array(100)]) }],
-    ['/v1/predict', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: encodeFrames([jsonPart({ key_id: o.keyIds[0], server_digest: o.artifact.server_digest, artifact_format: 1, samples: 1 }), new Uint8Array(5000).fill(1)]) }],
-    ['/v1/predict', { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: new Uint8Array(33 * 2 ** 20) }],
-    ['/v1/keys', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }],
-    ['/v1/keys/..%2F..%2Fetc%2Fpasswd', { method: 'DELETE' }],
-  ];
-  for (const [path, init] of bad) {
-    r.bad_requests++;
-    try {
-      const res = await fetch(`${url}${path}`, init);
-      await res.arrayBuffer();
-      if (res.status >= 400 && res.status < 500) r.bad_requests_4xx++;
-    } catch {
-      // a reset counts as not answered
-    }
-  }
+  r.outage_ms = performance.now() - killedAt;
+  const bad = badRequests(o.artifact, o.keyIds[0]);
+  r.bad_requests = bad.length;
+  r.bad_requests_4xx = await countBad(url, bad);
   await Promise.all(loops);
-  for (let c = 0; c < o.clients.length; c++) if (!(await new RemoteModel(o.artifact, { url }).hasKeys(o.keyIds[c]))) r.keys_lost++;
-  console.log(`  kill -9 under load: outage ${(r.outage_ms / 1000).toFixed(1)} s, ${r.answered} answered, ${r.retried} retried, ${r.wrong} wrong, ${r.keys_lost} keys lost, ${r.bad_requests_4xx}/${r.bad_requests} bad requests answered 4xx`);
+  r.recovery_ms = firstAfter - killedAt;
+  r.retries = remotes.reduce((a, m) => a + m.retries, 0);
+  for (let c = 0; c < n; c++) {
+    const reuploaded = remotes[c].keyUploads > uploadsBefore[c];
+    if (reuploaded || !(await remotes[c].hasKeys(o.keyIds[c]))) r.keys_lost++;
+  }
+  console.log(
+    `  kill -9 under load from ${n} clients: requests answered ${r.before} before the kill, ${r.across} in flight across it, ${r.after} after; ${r.wrong} wrong, ${r.failed} failed, ${r.keys_lost} keys lost; ` +
+      `outage ${(r.outage_ms / 1000).toFixed(1)} s, first answer ${(r.recovery_ms / 1000).toFixed(1)} s after the kill, ${r.retries} requests sent again by the clients; ${r.bad_requests_4xx}/${r.bad_requests} bad requests answered 4xx`,
+  );
   return { result: r, server: { url, child } };
 }
 
-async function benchModel(model: string, work: string, requests: number, clientCounts: number[], workers: number, withFaults: boolean): Promise<Row> {
+function wrongAnswer(logits: Float64Array, reference: Float64Array): boolean {
+  const scale = Math.max(1, ...Array.from(reference, Math.abs));
+  return argmax(logits) !== argmax(reference) || logits.some((v, k) => Math.abs(v - reference[k]) > LOGIT_TOLERANCE * scale);
+}
+
+async function benchModel(model: string, work: string, requests: number, clientCounts: number[], workers: number, faultClients: number): Promise<Row> {
   const checkpoint = await checkpointFor(model, work);
   const exp = await exportHeArtifacts({ checkpoint, out: join(work, model), overwrite: true, log: (l) => console.log(`  ${l}`) });
   const artifact = loadClientArtifact(exp.clientDir);
@@ -208,7 +263,7 @@ async function benchModel(model: string, work: string, requests: number, clientC
   const serverOptions = { artifactDir: exp.serverDir, port: 0, workers, keysDir: join(work, `${model}-keys`), maxRequestMb: 32 };
   let { url, child } = await startServer(serverOptions);
   try {
-    const maxClients = Math.max(...clientCounts);
+    const maxClients = Math.max(...clientCounts, faultClients);
     const clients: HEClient[] = [];
     const keygen: number[] = [];
     const upload: number[] = [];
@@ -256,8 +311,8 @@ async function benchModel(model: string, work: string, requests: number, clientC
     const serverRss = rssMb(child.pid!, 'VmRSS');
     const serverPeakRss = rssMb(child.pid!, 'VmHWM');
     let faults: FaultResult | null = null;
-    if (withFaults) {
-      const f = await faultPhase({ serverOptions, url, child, clients: clients.slice(0, 4), keyIds: keyIds.slice(0, 4), artifact, x });
+    if (faultClients > 0) {
+      const f = await faultPhase({ serverOptions, url, child, clients: clients.slice(0, faultClients), keyIds: keyIds.slice(0, faultClients), artifact, x });
       ({ url, child } = f.server);
       faults = f.result;
     }
@@ -291,8 +346,10 @@ const models = arg('models', 'quickstart,fmnist-mlp,he-bench-mnist,fmnist-cnn').
 const requests = Number(arg('requests', '10'));
 const clientCounts = arg('clients', '1,4,16').split(',').map(Number);
 const workers = Number(arg('workers', String(availableParallelism())));
-// the kill -9 phase runs for these models (default: the first)
+// the kill -9 phase runs for these models (default: the first; none: no fault phase), under load from --fault-clients clients
 const faultsFor = arg('faults', models[0]).split(',');
+const faultClients = Number(arg('fault-clients', '4'));
+if (!Number.isInteger(faultClients) || faultClients < 1) throw new Error(`--fault-clients ${arg('fault-clients', '4')}: expected a whole number of clients, 1 or more`);
 const work = mkdtempSync(join(tmpdir(), 'hepoly-bench-serve-'));
 const rows: Row[] = [];
 const failures: Record<string, string> = {};
@@ -300,7 +357,7 @@ try {
   for (const m of models) {
     console.log(`${m}:`);
     try {
-      rows.push(await benchModel(m, work, requests, clientCounts, workers, faultsFor.includes(m)));
+      rows.push(await benchModel(m, work, requests, clientCounts, workers, faultsFor.includes(m) ? faultClients : 0));
     } catch (e) {
       failures[m] = (e as Error).message;
       console.log(`  ${m}: not measured: ${(e as Error).message}`);
@@ -319,6 +376,15 @@ for (const r of rows) {
       clientCounts.map((c) => r.throughput[String(c)].toFixed(2)).join(' | ') +
       ` | ${r.server_rss_mb.toFixed(0)} (${r.server_peak_rss_mb.toFixed(0)}) |`,
   );
+}
+const faulted = rows.filter((r) => r.faults);
+if (faulted.length) {
+  console.log('\nkill -9 under load, restart on the same port and keys folder (the clients retry on their own):');
+  console.log('| model | clients | answered before / across / after the kill | wrong | failed | keys lost | outage s | first answer after the kill s | re-sent requests | bad requests 4xx |');
+  console.log(`|${'---|'.repeat(10)}`);
+  for (const { model, faults: f } of faulted) {
+    console.log(`| ${model} | ${f!.clients} | ${f!.before} / ${f!.across} / ${f!.after} | ${f!.wrong} | ${f!.failed} | ${f!.keys_lost} | ${(f!.outage_ms / 1000).toFixed(1)} | ${(f!.recovery_ms / 1000).toFixed(1)} | ${f!.retries} | ${f!.bad_requests_4xx}/${f!.bad_requests} |`);
+  }
 }
 console.log('anchors (published, other hardware):');
 for (const a of ANCHORS) console.log(`  ${a}`);
