@@ -137,7 +137,7 @@ export class Lowering {
     const plus = extra?.plus ? { src: this.operand(extra.plus.x, node), factors: extra.plus.factors } : null;
     const sources = [ta, tb, ...(plus ? [plus.src] : [])];
     const depth = Math.max(...sources.map((t) => this.tensors[t].depth)) + 1;
-    const out = this.newTensor(outShape, depth, `${node} products`);
+    const out = this.newTensor(outShape, depth, `${node} ${extra?.role ?? 'products'}`);
     const bias = extra?.bias && extra.bias.some((v) => v !== 0) ? extra.bias : null;
     const terms = plus ? [{ src: plus.src, op: { kind: 'scale' as const, factors: plus.factors } }] : [];
     this.steps.push({ kind: 'dot', out, a: ta, b: tb, pairs, terms, bias, nodes: [node] });
@@ -401,7 +401,7 @@ export class Lowering {
 
 }
 
-type ProductExtra = { plus?: { x: Expr; factors: Float64Array }; bias?: Float64Array };
+type ProductExtra = { plus?: { x: Expr; factors: Float64Array }; bias?: Float64Array; role?: string };
 
 /**
  * A term a per-token layer can be composed onto: no weighted op yet, or a chain ending in a

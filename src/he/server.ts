@@ -7,6 +7,7 @@ import type { HeProgram } from './program.js';
 import { stepSources } from './program.js';
 import { type OpCounts, addCounts, zeroCounts } from './backend.js';
 import { channelGroups, planStages, type Stage } from './packing/batch.js';
+import { type LatencyPart, latencyBreakdown } from './latency-breakdown.js';
 import { levelsOf } from './params.js';
 import type { FromWorker, Packing, Ref, TensorRefs, ToWorker, WorkerInit } from './protocol.js';
 import { type RefreshChannel, type RefreshRecord, type SegmentTensors, programSegments, refreshSegmentOutputs } from './refresh.js';
@@ -147,6 +148,9 @@ export class HEServer {
   private retiredHeapBytes: number[];
   /** workers replaced by fresh ones between batch stages */
   recycledWorkers = 0;
+  /** batch packing: wall time of each stage, and of the client refreshes, summed over passes */
+  private stageMs: number[] = [];
+  private refreshMs = 0;
   private recycleHeapBytes = RECYCLE_HEAP_BYTES;
 
   private constructor(
@@ -185,6 +189,11 @@ export class HEServer {
     }
     if (packing === 'batch') server.stages = planStages(program, init.keepAll);
     return server;
+  }
+
+  /** Batch packing: the passes' time by component (attention scores, power, division, MLP, norm, refreshes); empty before a pass. */
+  get latencyBreakdown(): LatencyPart[] {
+    return this.stages && this.stageMs.length ? latencyBreakdown(this.program, this.stages, this.stageMs, this.refreshMs) : [];
   }
 
   /** Sum over workers of their largest SEAL wasm heap. */
@@ -274,9 +283,12 @@ export class HEServer {
       const st = this.stages[k];
       const j = refreshAt.get(st.steps[0]);
       if (j !== undefined) {
+        const tr = performance.now();
         await this.refreshBatch(j, store, buffers, refresh);
+        this.refreshMs += performance.now() - tr;
         refreshed++;
       }
+      const ts = performance.now();
       const produced = new Set(st.steps.map((i) => p.steps[i].out));
       const srcTensors = new Set<number>();
       for (const i of st.steps) for (const t of stepSources(p.steps[i])) if (!produced.has(t)) srcTensors.add(t);
@@ -290,6 +302,7 @@ export class HEServer {
       const results = await this.schedule(
         groups.map((group) => (h: WorkerHandle) => h.request({ type: 'stage', id: this.nextId++, stage: k, group, buffers, sources })),
       );
+      this.stageMs[k] = (this.stageMs[k] ?? 0) + performance.now() - ts;
       for (const r of results) {
         if (r.type !== 'stageDone') continue;
         const bi = buffers.length;

@@ -30,6 +30,7 @@ import { coreReportJson } from './report-json.js';
 import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
 import { HEServer } from './server.js';
+import type { LatencyPart } from './latency-breakdown.js';
 import { type OpCounts, zeroCounts } from './backend.js';
 import { type SamplePlan, planSample, unpackTensor } from './packing/sample.js';
 import { weightedEntries } from './linear-map.js';
@@ -163,6 +164,8 @@ export interface ValidationReport {
   refreshes: RefreshSummary | null;
   /** --queue: shards, per-worker counts and queue overhead */
   queue?: QueueStats;
+  /** batch packing: the evaluation time by component (empty for the other packings and the queue) */
+  latencyBreakdown: LatencyPart[];
 }
 
 const noop = () => {};
@@ -427,6 +430,7 @@ interface EncryptedRun extends PassTotals {
   workerCount: number;
   refreshPoints: RefreshSummary['points'];
   queueStats: QueueStats | undefined;
+  latencyBreakdown: LatencyPart[];
 }
 
 type RunServer = HEServer | QueueServer;
@@ -465,6 +469,8 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
     await server.close();
     client.delete();
   }
+  const breakdown = server instanceof HEServer ? server.latencyBreakdown : [];
+  if (breakdown.length) log(`  evaluation by component: ${breakdown.map((p) => `${p.component} ${fmtMs(p.ms)} (${(100 * p.share).toFixed(0)}%)`).join(', ')}`);
   // counts and queue figures as they stand once the server has closed
   return {
     ...totals,
@@ -477,6 +483,7 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
     workerCount: server.workerCount,
     refreshPoints: server.refreshes,
     queueStats: queued ? queued.stats() : undefined,
+    latencyBreakdown: breakdown,
   };
 }
 
@@ -641,6 +648,7 @@ function validationReport({ ckpt, training, compiled, inputs, chosen, layout, ru
     outOfRange: inputs.plain.outOfRange,
     estimatedSeconds: layout.est,
     refreshes: refreshMode === 'client' ? summarizeRefreshes(run.refreshPoints, layout.evaluator === 'batch' ? Math.ceil(n / layout.slots) : n) : null,
+    latencyBreakdown: run.latencyBreakdown,
   };
   if (run.queueStats) report.queue = run.queueStats;
   return report;
@@ -973,5 +981,6 @@ export function reportJson(r: ValidationReport): Record<string, unknown> {
           points: r.refreshes.points.map((p) => ({ before: p.before, tensors: p.tensors, ciphertexts: p.ciphertexts, bytes_to_client: p.bytesToClient, bytes_to_server: p.bytesToServer })),
         }
       : null,
+    latency_breakdown: r.latencyBreakdown.map((p) => ({ component: p.component, ms: p.ms, share: p.share })),
   };
 }

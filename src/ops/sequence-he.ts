@@ -93,8 +93,8 @@ export function lowerReciprocal(he: LowerOps, den: HeValue, f: NewtonApprox): He
   const n = den.shape.reduce((a, b) => a * b, 1);
   let y = he.affine(den, fill(n, -f.c1), fill(n, f.c0));
   for (let k = 0; k < f.iterations; k++) {
-    const z = he.product(den, y, elementwise(n, true), den.shape, { bias: fill(n, 2) });
-    y = he.product(y, z, elementwise(n), den.shape);
+    const z = he.product(den, y, elementwise(n, true), den.shape, { bias: fill(n, 2), role: 'reciprocal' });
+    y = he.product(y, z, elementwise(n), den.shape, { role: 'reciprocal' });
   }
   return y;
 }
@@ -116,12 +116,12 @@ function rowScaledNegated(rows: number, width: number): ProductPairs {
 export function lowerDivision(he: LowerOps, num: HeValue, den: HeValue, width: number, f: NewtonApprox): HeValue {
   const rows = den.shape.reduce((a, b) => a * b, 1);
   const y0 = he.affine(den, fill(rows, -f.c1), fill(rows, f.c0));
-  let n = he.product(num, y0, rowScaled(rows, width), num.shape);
-  let d = he.product(den, y0, elementwise(rows), den.shape);
+  let n = he.product(num, y0, rowScaled(rows, width), num.shape, { role: 'division' });
+  let d = he.product(den, y0, elementwise(rows), den.shape, { role: 'division' });
   for (let k = 0; k < f.iterations; k++) {
-    const next = he.product(n, d, rowScaledNegated(rows, width), num.shape, { plus: { x: n, factors: fill(rows * width, 2) } });
+    const next = he.product(n, d, rowScaledNegated(rows, width), num.shape, { plus: { x: n, factors: fill(rows * width, 2) }, role: 'division' });
     // the last step needs no new denominator
-    if (k < f.iterations - 1) d = he.product(d, d, elementwise(rows, true), den.shape, { plus: { x: d, factors: fill(rows, 2) } });
+    if (k < f.iterations - 1) d = he.product(d, d, elementwise(rows, true), den.shape, { plus: { x: d, factors: fill(rows, 2) }, role: 'division' });
     n = next;
   }
   return n;
@@ -133,9 +133,9 @@ export function lowerInvSqrt(he: LowerOps, v: HeValue, f: NewtonApprox): HeValue
   let y = he.affine(v, fill(n, -f.c1), fill(n, f.c0));
   const halfV = he.affine(v, fill(n, -0.5), fill(n, 0));
   for (let k = 0; k < f.iterations; k++) {
-    const y2 = he.product(y, y, elementwise(n), v.shape);
-    const u = he.product(halfV, y, elementwise(n), v.shape);
-    y = he.product(u, y2, elementwise(n), v.shape, { plus: { x: y, factors: fill(n, 1.5) } });
+    const y2 = he.product(y, y, elementwise(n), v.shape, { role: 'inverse sqrt' });
+    const u = he.product(halfV, y, elementwise(n), v.shape, { role: 'inverse sqrt' });
+    y = he.product(u, y2, elementwise(n), v.shape, { plus: { x: y, factors: fill(n, 1.5) }, role: 'inverse sqrt' });
   }
   return y;
 }
@@ -152,7 +152,7 @@ export function lowerAttention(L: Seq<'attention'>, node: string, x: HeValue, [T
   const at = (t: number, col: number) => t * 3 * D + col;
   const scores = he.product(qkv, qkv, pairsOf(H * T * T * dh, (push) => {
     for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) for (let u = 0; u < T; u++) for (let c = 0; c < dh; c++) push((h * T + t) * T + u, at(t, h * dh + c), at(u, D + h * dh + c));
-  }), [H * T, T]);
+  }), [H * T, T], { role: 'scores' });
   const coeffs = new Float64Array(L.attention.p + 1);
   coeffs[L.attention.p] = 1;
   const e = he.polynomial(scores, coeffs);
@@ -160,7 +160,7 @@ export function lowerAttention(L: Seq<'attention'>, node: string, x: HeValue, [T
   // stay alive, not q, k, v and the powers (T x 3D + H x T x T), so a client refresh there sends fewer
   const num = he.product(e, qkv, pairsOf(H * T * dh * T, (push) => {
     for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) for (let c = 0; c < dh; c++) for (let u = 0; u < T; u++) push((h * T + t) * dh + c, (h * T + t) * T + u, at(u, 2 * D + h * dh + c));
-  }), [H * T, dh]);
+  }), [H * T, dh], { role: 'values' });
   const den = he.weighted(e, tokens(H * T, T, 1, fill(T, 1)), fill(1, L.attention.eps));
   const quotient = lowerDivision(he, num, den, dh, chooseReciprocal(node, ranges, L.attention.eps).approx);
   // heads back side by side: ctx[t][h dh + c] = quotient[h T + t][c] (a relabeling, no operation)
@@ -175,10 +175,10 @@ export function lowerLayerNorm(L: Seq<'layernorm'>, node: string, x: HeValue, [T
   if (!L.poly) throw new Error(`unreachable: ${node} (exact layernorm) is refused before compiling`);
   const centering = new Float64Array(D * D).map((_, k) => (Math.floor(k / D) === k % D ? 1 : 0) - 1 / D);
   const xc = he.weighted(x, tokens(T, D, D, centering), null);
-  const sq = he.product(xc, xc, elementwise(T * D), [T, D]);
+  const sq = he.product(xc, xc, elementwise(T * D), [T, D], { role: 'variance' });
   const variance = he.weighted(sq, tokens(T, D, 1, fill(D, 1 / D)), fill(1, L.epsilon));
   const r = lowerInvSqrt(he, variance, fitInvSqrt(L.poly.range[0], L.poly.range[1], L.poly.iterations));
-  const y = he.product(xc, r, rowScaled(T, D), [T, D]);
+  const y = he.product(xc, r, rowScaled(T, D), [T, D], { role: 'normalize' });
   const g = w('gamma');
   const b = w('beta');
   return he.affine(y, Float64Array.from({ length: T * D }, (_, i) => g[i % D]), Float64Array.from({ length: T * D }, (_, i) => b[i % D]));

@@ -76,9 +76,11 @@ export interface LowerOps {
   sum(xs: HeValue[]): HeValue;
   /**
    * out[o] = sum over pairs of o of +-a[i] b[j] (+ plus.factors * plus.x) + bias: ciphertext
-   * products summed before one rescale, one level (attention, Newton steps; batch packing)
+   * products summed before one rescale, one level (attention, Newton steps; batch packing).
+   * `role` names the product in the output's label (`NODE ROLE`, default `products`): the
+   * latency breakdown of a pass groups its time by it
    */
-  product(a: HeValue, b: HeValue, pairs: ProductPairs, outShape: number[], extra?: { plus?: { x: HeValue; factors: Float64Array }; bias?: Float64Array }): HeValue;
+  product(a: HeValue, b: HeValue, pairs: ProductPairs, outShape: number[], extra?: { plus?: { x: HeValue; factors: Float64Array }; bias?: Float64Array; role?: string }): HeValue;
   /** the program's input as one-hot rows of `vocab` (token ids -> [T, vocab]); only on the input itself */
   oneHotInput(x: HeValue, vocab: number): HeValue;
 }

@@ -54,6 +54,22 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(r.refreshes!.perPass).to.be.above(0);
     expect(r.refreshes!.points.map((p) => p.before).join(' ')).to.match(/b1_attn/);
     expect(r.ops.ctCtMults).to.be.above(0);
+    // where the pass's time went: attention's products by role, and the client's refreshes
+    const components = r.latencyBreakdown.map((p) => p.component);
+    expect(components).to.include.members(['attention scores', 'attention values', 'attention division', 'client refreshes']);
+    expect(r.latencyBreakdown.reduce((a, p) => a + p.share, 0)).to.be.closeTo(1, 1e-9);
+    expect(r.latencyBreakdown.every((p) => p.ms > 0)).to.equal(true);
+  });
+
+  it('real SEAL: encrypted on the client, evaluated on ciphertexts by the worker threads with client refresh, decrypted: agrees with plaintext', async () => {
+    const params = join(tmp.path, 'seal-params.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const r = await validate({ checkpoint: out, samples: 6, params, mode: 'encrypt', refresh: 'client', workers: 2 });
+    expect(r.mode).to.equal('encrypt');
+    expect(r.refreshes!.perPass).to.be.above(0);
+    expect(r.agreement).to.equal(1);
+    expect(r.maxAbsError).to.be.below(1e-2);
+    expect(r.ops.ctCtMults).to.be.above(0);
   });
 
   it('without refresh, a network deeper than the chain is refused with depth needed vs available and the options', async () => {
