@@ -15,6 +15,7 @@ import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { sampleCsv, tinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * The client library in a real headless browser (Debian's chromium driven by playwright-core):
@@ -53,6 +54,8 @@ interface PageResult {
 }
 
 describe('deploy: the client library in a headless browser', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(600000);
 
   it('chromium encrypts, the server evaluates, chromium decrypts the plaintext model logits', async () => {

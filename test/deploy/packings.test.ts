@@ -14,6 +14,7 @@ import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { sampleCsv, tinyArtifacts, type TinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * Every packing of the registry exported and served: the client's slot layouts (read off each
@@ -22,6 +23,8 @@ import { sampleCsv, tinyArtifacts, type TinyArtifacts } from './fixtures.js';
  */
 
 describe('deploy: export and serve every packing', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(600000);
   let art: TinyArtifacts;
 

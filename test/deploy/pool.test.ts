@@ -10,6 +10,7 @@ import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { sampleCsv, tinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * One worker, several clients with their own keys: the worker keeps each client's keys and the
@@ -17,6 +18,8 @@ import { sampleCsv, tinyArtifacts } from './fixtures.js';
  * decrypts its own correct logits (a wrong key set would decrypt to noise).
  */
 describe('deploy: one worker serves several clients', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(300000);
 
   it('alternating clients: each key set loaded once, every answer is the plaintext CNN logits', async () => {

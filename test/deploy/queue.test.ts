@@ -15,6 +15,7 @@ import { startRedis, type TestRedis } from '../helpers/redis.js';
 import { allRedisValues } from '../queue/redis-values.js';
 import { SecretKeyLoader } from '../queue/secret-key-check.js';
 import { sampleCsv, tinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * `hepoly serve --queue`: the server hands each request to a `hepoly worker` through the BullMQ
@@ -23,6 +24,8 @@ import { sampleCsv, tinyArtifacts } from './fixtures.js';
  * threads never run, and nothing in Redis is a secret key.
  */
 describe('deploy: serve --queue hands evaluations to queue workers', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(300000);
   let redis: TestRedis;
   let worker: QueueWorker;

@@ -12,6 +12,7 @@ import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { sampleCsv, tinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * A model deeper than its CKKS chain, served with client refreshes: the tiny MLP exported with
@@ -43,6 +44,8 @@ async function post(url: string, path: string, body: Uint8Array, method = 'POST'
 }
 
 describe('deploy: --refresh client exports, served with refresh sessions', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(600000);
   let tmp: string;
   let artifact: ClientArtifact;

@@ -9,6 +9,7 @@ import { loadClientArtifact, loadServerArtifact } from '../../src/deploy/artifac
 import { HEClient, RemoteModel, preprocessSample } from '../../src/deploy/client/index.js';
 import { readInputFile } from '../../src/deploy/input-file.js';
 import { sampleCsv, serveProcess, stopProcess, tinyArtifacts, type TinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * The deployment as users run it: `hepoly export`, `hepoly serve` in its own process on a free
@@ -26,6 +27,8 @@ async function plaintextLogits(checkpoint: string, inputs: Float64Array[]): Prom
 }
 
 describe('deploy: export, serve, predict (CLI and library)', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(600000);
   let art: TinyArtifacts;
 

@@ -12,6 +12,7 @@ import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { sampleCsv, serveProcess, stopProcess, tinyArtifacts } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * Refresh sessions survive a kill -9: the tiny MLP exported with `--refresh client` on a
@@ -33,6 +34,8 @@ async function post(url: string, path: string, bytes: Uint8Array): Promise<{ sta
 }
 
 describe('deploy: refresh sessions survive a server restart and kill -9', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(600000);
   let tmp: string;
   let serverDir: string;

@@ -6,6 +6,7 @@ import { graphPredict, programForward } from '../../src/he/reference.js';
 import type { Graph } from '../../src/models/graph.js';
 import { chain, quad, randomInputs, randomWeights, tinyCnn, tinyMlp, maxAbsDiff } from './fixtures.js';
 import { HepolyError } from '../../src/util/errors.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 function programPredict(g: Graph, seed: number, count: number) {
   const w = randomWeights(g, seed);
@@ -71,6 +72,8 @@ graphs['residual add'] = {
 };
 
 describe('he/compile: graph -> HE program', () => {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   for (const [name, g] of Object.entries(graphs)) {
     it(`computes the same logits as the graph (${name})`, () => {
       const { out, ref } = programPredict(g, 7, 5);

@@ -4,6 +4,7 @@ import { predict } from '../../src/models/tf-interpreter.js';
 import type { Graph } from '../../src/models/graph.js';
 import { argmaxRows, chain, maxAbsDiff, quad, randomInputs, randomWeights, tinyCnn, tinyMlp } from './fixtures.js';
 import { encryptedLogits } from './pipeline.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * The HE path end to end on real ciphertexts: encrypt on the client, evaluate on the server's
@@ -30,6 +31,8 @@ const cases: [string, Graph, 'batch' | 'sample'][] = [
 ];
 
 describe('he: encrypted inference matches the plaintext model', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(180000);
   before(async () => {
     await initBackend('cpu');

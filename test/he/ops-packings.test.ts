@@ -11,6 +11,7 @@ import { calibrate } from '../../src/he/validate.js';
 import { type Engine, type PackingName, encryptedPass, releaseSharedSeal } from './encrypted-pass.js';
 import { chain, quad, randomInputs, randomWeights } from './fixtures.js';
 import { expectAllClose } from '../helpers/close.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * Every op the HE evaluator supports, in every packing, on SEAL: a tiny graph per op (the op
@@ -181,6 +182,8 @@ async function expectAgrees(row: Row, packing: PackingName, engine: Engine): Pro
 }
 
 describe('he/ops x packings: every op in every packing on SEAL agrees with the tfjs interpreter (or is refused by name)', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   before(async () => {
     await initBackend('cpu');
   });

@@ -5,6 +5,7 @@ import type { Graph } from '../../src/models/graph.js';
 import { pruneWeights, type PruneMethod } from '../../src/train/prune.js';
 import { argmaxRows, chain, maxAbsDiff, quad, randomInputs, randomWeights, tinyCnn } from './fixtures.js';
 import { encryptedLogits } from './pipeline.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * Pruned networks on real ciphertexts: pruning leaves many all-zero weights, rows and
@@ -31,6 +32,8 @@ const cases: [string, () => Graph, PruneMethod, number, 'batch' | 'sample'][] = 
 ];
 
 describe('he: pruned networks under encryption', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(180000);
   before(async () => {
     await initBackend('cpu');

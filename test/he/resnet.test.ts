@@ -26,6 +26,7 @@ import { tempDir } from '../helpers/tmp.js';
 import type { ToWorker } from '../../src/he/protocol.js';
 import { walkHeap } from '../helpers/heap-walk.js';
 import { SecretKeyDetector, byteStringsOf, isSealInternals, secretKeyOf } from '../helpers/secret-scan.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 type Skip = 'standard' | 'dirac' | 'shared-source';
 
@@ -77,6 +78,8 @@ async function encryptedWithRefresh(g: Graph, w: WeightMap, x: Float32Array, cou
 }
 
 describe('he/resnet: residual networks under encryption and --refresh client', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(300000);
   const tmp = tempDir('hepoly-resnet-');
   before(async () => {

@@ -20,6 +20,7 @@ import { walkHeap, type HeapFindings } from '../helpers/heap-walk.js';
 import { type ByteString, SecretKeyDetector, byteStringsOf, byteStringsOfHeap, isSealInternals, sealObjectsIn, secretKeyOf } from '../helpers/secret-scan.js';
 import { HoldsInPrivateField, closureHolding, holdInModule, releaseModuleHeld } from '../helpers/planted.js';
 import { keyCodeModules, runtimeImportGraph } from '../helpers/import-graph.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
  * The server cannot decrypt: no secret key reaches the evaluating side. Checked on what the
@@ -175,6 +176,8 @@ async function trainTiny(dir: string, set: string[]): Promise<string> {
 }
 
 describe('he: the server cannot decrypt (secret key separation)', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(600000);
   const tmp = tempDir('hepoly-sep-');
   let mlp = '';

@@ -17,6 +17,7 @@ import type { Graph, WeightMap } from '../../src/models/graph.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { chain, maxAbsDiff, quad, randomInputs, randomWeights, tinyCnn, tinyMlp } from './fixtures.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 function tileShapes(shape: number[], slots: number): number[][] {
   // every way of writing `slots` (a power of two) as a product of per-dimension extents
@@ -34,6 +35,8 @@ function orders(rank: number): DimOrder[][] {
 }
 
 describe('he/tiles: tile tensors', () => {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   it('packs and unpacks every tile layout of several tensors back to the same values', () => {
     let layouts = 0;
     for (const shape of [[3, 5], [4, 7, 2], [1, 6], [5, 1, 3]]) {
@@ -110,6 +113,8 @@ async function expectPassAgrees(p: HeProgram, sp: StackedProgram, x: Float32Arra
 }
 
 describe('he/tiles: stacked packing under encryption', () => {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   for (const [name, make] of [['dense', tinyMlp], ['conv', tinyCnn]] as const) {
     // m = 1 is sample packing itself, run below through the server
     for (const m of [2, 4]) {
@@ -127,6 +132,8 @@ describe('he/tiles: stacked packing under encryption', () => {
 });
 
 describe('he/tiles: interleaved packing, the family from sample packing (m = 1) to batch packing (m = slots)', () => {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   const slots = TEST_PARAMS.polyModulusDegree / 2;
   for (const m of [1, 8, 64, slots]) {
     it(`dense: ${m} sample${m === 1 ? '' : 's'} interleaved (samples innermost) agree with plaintext on SEAL, with the cost model's counts`, async function () {
@@ -225,6 +232,8 @@ describe('he/tiles: interleaved packing, the family from sample packing (m = 1) 
 });
 
 describe("he/tiles: batch and sample packing agree with plaintext, and the cost model's counts equal the server's", () => {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   for (const [name, make] of [['mlp', tinyMlp], ['cnn', tinyCnn]] as const) {
     for (const packing of ['batch', 'sample'] as const) {
       it(`${name}, ${packing} packing`, async function () {
@@ -254,6 +263,8 @@ describe("he/tiles: batch and sample packing agree with plaintext, and the cost 
 });
 
 describe('he/tiles: optimizer', () => {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   const flat: Calibration = {
     key: 'test',
     measuredAt: '',

@@ -11,6 +11,7 @@ import { saveCheckpoint, loadCheckpoint } from '../../src/train/checkpoint.js';
 import { summarize } from '../../src/models/summary.js';
 import { chain, maxAbsDiff, quad, randomInputs, randomWeights, tinyCnn } from '../he/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
+import { restoreFastestBackend } from '../helpers/backend.js';
 
 /** A slightly wider MLP than the HE fixtures', so halving its hidden layers is meaningful. */
 function mlp(): Graph {
@@ -44,6 +45,8 @@ function zeroOutgoing(g: Graph, w: WeightMap, removed: Record<string, number[]>)
 }
 
 describe('train/prune: HE-aware pruning', function () {
+  // tests here force the cpu backend; later files in this mocha worker get the fastest back
+  after(restoreFastestBackend);
   this.timeout(60000);
   before(async () => {
     await initBackend('cpu');
