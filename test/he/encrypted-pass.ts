@@ -29,7 +29,7 @@ export async function encryptedPass(p: HeProgram, packing: PackingName, x: Float
   const slots = client.slots;
   const per = p.inputShape.reduce((a, b) => a * b, 1);
   if (packing === 'batch') {
-    const server = await EvaluatingSide.open(client.publicBundle([]), p, engine, false);
+    const server = await EvaluatingSide.open(bundleOf(client, []), p, engine, false);
     const outs = server.evaluate(client.encrypt(packBatch(x, per, 0, count, slots)));
     server.close();
     return unpackBatch(outs.map((b) => (b ? client.decrypt(b) : null)), p.classes, count);
@@ -38,7 +38,7 @@ export async function encryptedPass(p: HeProgram, packing: PackingName, x: Float
   const stacked: StackedProgram | null = kind === 'sample' ? null : stackForSlots(p, Number(mArg), slots, kind === 'interleaved' ? 'interleave' : 'block');
   const program = stacked ? stacked.program : p;
   const plan = planSample(program, slots);
-  const server = await EvaluatingSide.open(client.publicBundle(plan.rotationSteps), program, engine, true);
+  const server = await EvaluatingSide.open(bundleOf(client, plan.rotationSteps), program, engine, true);
   const logits = new Float64Array(count * p.classes);
   try {
     // sample packing: one pass per sample; stacked and interleaved: all samples in one pass
@@ -56,11 +56,23 @@ export async function encryptedPass(p: HeProgram, packing: PackingName, x: Float
 }
 
 /**
- * Making a SEAL context costs about a second at N=8192, so the table's rows share one client
- * (keys included) and one server-side context per parameter set; Galois keys stay per program.
+ * Making a SEAL context costs about a second at N=8192, and Galois keys half a second to make
+ * and load, so the table's rows share one client (keys included) and one server-side context
+ * per parameter set, and one public bundle and its loaded keys per set of rotation steps.
  */
 const clients = new Map<string, HEClient>();
 const serverContexts = new Map<string, CkksContext>();
+const bundles = new Map<ClientLike, Map<string, PublicBundle>>();
+const serverKeys = new Map<PublicBundle, ReturnType<typeof loadEvaluationKeys>>();
+
+function bundleOf(client: ClientLike, steps: number[]): PublicBundle {
+  let mine = bundles.get(client);
+  if (!mine) bundles.set(client, (mine = new Map()));
+  const key = [...steps].sort((a, b) => a - b).join(',');
+  let b = mine.get(key);
+  if (!b) mine.set(key, (b = client.publicBundle(steps)));
+  return b;
+}
 
 async function sealClient(params: HeParams): Promise<HEClient> {
   const key = JSON.stringify(params);
@@ -78,6 +90,9 @@ async function serverContext(params: HeParams): Promise<CkksContext> {
 
 /** Frees the shared clients and contexts (call in `after`). */
 export function releaseSharedSeal(): void {
+  for (const k of serverKeys.values()) deleteEvaluationKeys(k);
+  serverKeys.clear();
+  bundles.clear();
   for (const c of clients.values()) c.delete();
   for (const c of serverContexts.values()) c.delete();
   clients.clear();
@@ -93,22 +108,20 @@ class EvaluatingSide {
     private readonly p: HeProgram,
     private readonly be: CkksBackend<unknown, unknown>,
     private readonly sample: SampleEvaluator<unknown, unknown> | null,
-    private readonly release: () => void,
   ) {}
 
   static async open(bundle: PublicBundle, p: HeProgram, engine: Engine, samplePacked: boolean): Promise<EvaluatingSide> {
     let be: CkksBackend<unknown, unknown>;
-    let release = () => {};
     if (engine === 'sim') be = new SimBackend(bundle.params, { noise: true, seed: 5 }) as CkksBackend<unknown, unknown>;
     else {
       const ctx = await serverContext(bundle.params);
-      const keys = loadEvaluationKeys(ctx, bundle);
+      let keys = serverKeys.get(bundle);
+      if (!keys) serverKeys.set(bundle, (keys = loadEvaluationKeys(ctx, bundle)));
       be = new SealBackend(ctx, keys) as CkksBackend<unknown, unknown>;
-      release = () => deleteEvaluationKeys(keys);
     }
     // the server plans the layouts itself, from the program (the client's plan has the same)
     const sample = samplePacked ? new SampleEvaluator(p, planSample(p, be.slots), be) : null;
-    return new EvaluatingSide(p, be, sample, release);
+    return new EvaluatingSide(p, be, sample);
   }
 
   evaluate(uploads: Uint8Array[]): (Uint8Array | null)[] {
@@ -127,6 +140,5 @@ class EvaluatingSide {
 
   close(): void {
     this.sample?.delete();
-    this.release();
   }
 }

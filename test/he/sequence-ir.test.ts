@@ -14,7 +14,7 @@ import type { Ranges } from '../../src/train/checkpoint.js';
 import { RangeAccumulator } from '../../src/train/ranges.js';
 import { makeRng } from '../../src/util/rng.js';
 import { expectAllClose } from '../helpers/close.js';
-import { encryptedPass } from './encrypted-pass.js';
+import { encryptedPass, releaseSharedSeal } from './encrypted-pass.js';
 import { TEST_PARAMS } from './pipeline.js';
 
 /**
@@ -78,6 +78,7 @@ const MAX_DEPTH = { lm: 21, vit: 48 };
 
 describe('transformers on the shared program IR', function () {
   this.timeout(120000);
+  after(() => releaseSharedSeal());
   before(async () => {
     await tf.setBackend('cpu');
   });

@@ -1,4 +1,5 @@
 import { Session } from 'node:inspector/promises';
+import type { Runtime } from 'node:inspector';
 
 /**
  * Everything a JS object holds, as V8's inspector sees it: own properties, `#private` fields,
@@ -47,11 +48,14 @@ export interface WalkOptions {
   stopWhen?: (o: object) => boolean;
   /** a walk past this many objects is an error (it has left the code under test) */
   maxObjects?: number;
+  /** objects this many steps from the root are recorded but not walked into (default: no limit) */
+  maxDepth?: number;
 }
 
 export async function walkHeap(root: unknown, opts: WalkOptions): Promise<HeapFindings> {
   const stopAt = opts.stopAt ?? ['Worker', 'MessagePort'];
   const maxObjects = opts.maxObjects ?? 200_000;
+  const maxDepth = opts.maxDepth ?? Infinity;
   const prefixes = typeof opts.scopesUnder === 'string' ? [opts.scopesUnder] : opts.scopesUnder;
   const g = globalThis as unknown as Record<string, Slot | undefined>;
   const slot: Slot = {
@@ -71,20 +75,27 @@ export async function walkHeap(root: unknown, opts: WalkOptions): Promise<HeapFi
   const out: HeapFindings = { classes: new Map(), objects: [], strings: [], visited: 0 };
   try {
     const { result } = (await session.post('Runtime.evaluate', { expression: `globalThis.${SLOT}.root` })) as { result: RemoteObject };
-    // a remote object's identity (object ids differ per call): its index in `found`, where it
-    // is kept on first sight so the caller can inspect the object itself; -1 for a built-in
-    const identify = async (o: RemoteObject): Promise<number> => {
-      const r = (await session.post('Runtime.callFunctionOn', {
-        objectId: o.objectId!,
-        functionDeclaration: `function () { const s = globalThis.${SLOT}; if (s.builtins.has(this)) return -1; if (!s.index.has(this)) { s.index.set(this, s.found.length); s.found.push(this); } return s.index.get(this); }`,
+    // remote objects' identities (object ids differ per call): each one's index in `found`,
+    // where it is kept on first sight so the caller can inspect the object itself; -1 for a
+    // built-in. One call per object's children: a round trip per object would double the walk.
+    const identify = async (os: RemoteObject[]): Promise<number[]> => {
+      if (!os.length) return [];
+      const call: Runtime.CallFunctionOnParameterType = {
+        objectId: result.objectId!,
+        arguments: os.map((o) => ({ objectId: o.objectId! })),
+        functionDeclaration: `function (...os) { const s = globalThis.${SLOT}; return os.map((o) => { if (s.builtins.has(o)) return -1; if (!s.index.has(o)) { s.index.set(o, s.found.length); s.found.push(o); } return s.index.get(o); }); }`,
         returnByValue: true,
-      })) as { result: { value: number } };
-      return r.result.value;
+      };
+      const r = await session.post('Runtime.callFunctionOn', call);
+      return r.result.value as number[];
     };
+    /** objects the walk identifies and may enter (not scope views, primitives or native functions) */
+    const isObject = (o: RemoteObject) =>
+      !!o.objectId && (o.type === 'object' || o.type === 'function') && !o.subtype?.startsWith('internal#') && !(o.type === 'function' && /\[native code\]/.test(o.description ?? ''));
     const seen = new Set<number>();
-    const stack: { o: RemoteObject; path: string }[] = [{ o: result, path: 'root' }];
+    const stack: { o: RemoteObject; path: string; depth: number; id: number }[] = [{ o: result, path: 'root', depth: 0, id: (await identify([result]))[0] }];
     while (stack.length) {
-      const { o, path } = stack.pop()!;
+      const { o, path, depth, id } = stack.pop()!;
       if (o.type === 'string' && typeof o.value === 'string' && o.value.length >= 16) out.strings.push({ path, value: o.value });
       // symbols and bigints carry an object id too, but hold nothing
       if (!o.objectId || (o.type !== 'object' && o.type !== 'function')) continue;
@@ -92,7 +103,6 @@ export async function walkHeap(root: unknown, opts: WalkOptions): Promise<HeapFi
       // scope lists and scopes are inspector views, not JS objects: walked, not identified (the
       // functions that hold them are, so each is reached once per function)
       if (!o.subtype?.startsWith('internal#')) {
-        const id = await identify(o);
         if (id < 0 || seen.has(id)) continue;
         seen.add(id);
         out.objects.push({ path, value: slot.found[id] });
@@ -102,7 +112,7 @@ export async function walkHeap(root: unknown, opts: WalkOptions): Promise<HeapFi
       const cls = o.className ?? o.type;
       if (!out.classes.has(cls)) out.classes.set(cls, path);
       if (o.subtype === 'typedarray' || o.subtype === 'arraybuffer' || o.subtype === 'dataview') continue;
-      if (stopAt.includes(cls)) continue;
+      if (stopAt.includes(cls) || depth >= maxDepth) continue;
       if (!o.subtype?.startsWith('internal#')) {
         const value = out.objects[out.objects.length - 1].value;
         // an array of numbers holds no object: its values are read here, not listed one by one
@@ -119,14 +129,18 @@ export async function walkHeap(root: unknown, opts: WalkOptions): Promise<HeapFi
       const location = internal.find((p) => p.name === '[[FunctionLocation]]')?.value?.value as { scriptId: string } | undefined;
       const url = location ? (scripts.get(location.scriptId) ?? '') : '';
       const ours = prefixes.some((u) => url.startsWith(u)) && !url.includes('/node_modules/');
+      const children: { o: RemoteObject; path: string }[] = [];
       for (const p of [...(props.result ?? []), ...internal, ...(props.privateProperties ?? [])]) {
         const v = p.value;
         if (!v) continue;
         if (p.name === '[[Scopes]]' && !ours) continue;
         // a scope list holds the closure, module, script and global scopes: all but the global one
         if (o.subtype === 'internal#scopeList' && /^Global/.test(v.description ?? '')) continue;
-        stack.push({ o: v, path: `${path}.${p.name}` });
+        children.push({ o: v, path: `${path}.${p.name}` });
       }
+      const ids = await identify(children.filter((c) => isObject(c.o)).map((c) => c.o));
+      let next = 0;
+      for (const c of children) stack.push({ ...c, depth: depth + 1, id: isObject(c.o) ? ids[next++] : -2 });
     }
   } finally {
     await session.post('Debugger.disable');

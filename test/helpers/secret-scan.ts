@@ -144,12 +144,16 @@ function stringBytes(s: string, path: string): ByteString[] {
   return out;
 }
 
+/** How deep `root.#keys.#secretKey` lies: a walk for the key alone need not go further. */
+export const KEY_FIELD_DEPTH = 2;
+
 /**
  * The client's secret key object, read by the heap walk from the `#secretKey` field of the key
  * holder in its `#keys` field (src/he/key-holder.ts; neither has an accessor for it, by
  * design); the test uses it to recognize the key's bytes.
  */
 export function secretKeyOf(clientHeap: HeapFindings): SecretKey {
+  // a walk for it may stop at KEY_FIELD_DEPTH (the rest of the client is module state)
   const hit = clientHeap.objects.find((o) => o.path === 'root.#keys.#secretKey');
   if (!hit) throw new Error("the client's #keys.#secretKey field was not found by the heap walk (renamed?)");
   return hit.value as SecretKey;

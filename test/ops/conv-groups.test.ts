@@ -17,7 +17,7 @@ import { ModelSchema } from '../../src/recipe/schema.js';
 import { pruneWeights } from '../../src/train/prune.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { TEST_PARAMS } from '../he/pipeline.js';
-import { type PackingName, encryptedPass } from '../he/encrypted-pass.js';
+import { type PackingName, encryptedPass, releaseSharedSeal } from '../he/encrypted-pass.js';
 import { chain, quad, randomInputs, randomWeights } from '../he/fixtures.js';
 import { expectAllClose } from '../helpers/close.js';
 import { hepoly } from '../helpers/cli.js';
@@ -157,6 +157,7 @@ function grouped(groups: number): Graph {
 
 describe('ops/conv2d groups under HE: real SEAL encryption, every packing agrees with plaintext', function () {
   this.timeout(600000);
+  after(() => releaseSharedSeal());
   before(async () => {
     await tf.setBackend('cpu');
   });
