@@ -26,8 +26,8 @@ export function redactUrl(url: string): string {
  * A connection opened only after one PING answered: an unreachable Redis is a clear error at
  * start, not a silent retry loop. `role` 'worker': BullMQ's Worker requires
  * maxRetriesPerRequest null, and a long-running worker should wait for Redis to come back.
- * 'client': a lost Redis fails its requests after ~15 s of reconnecting, so he-validate ends
- * with a message (and resumes with --run-id) instead of hanging.
+ * 'client': a lost Redis fails its requests after ~15 s of reconnecting (HEPOLY_REDIS_RETRY_SECONDS),
+ * so he-validate ends with a message (and resumes with --run-id) instead of hanging.
  */
 export async function connectRedis(url: string, role: 'worker' | 'client' = 'client'): Promise<Redis> {
   checkQueueUrl(url);
@@ -46,14 +46,20 @@ export async function connectRedis(url: string, role: 'worker' | 'client' = 'cli
   } finally {
     probe.disconnect();
   }
-  const conn = new Redis(url, role === 'worker' ? { maxRetriesPerRequest: null } : CLIENT_RETRIES);
+  const conn = new Redis(url, role === 'worker' ? { maxRetriesPerRequest: null } : clientRetries());
   conn.on('error', () => {
     // ioredis reconnects by itself; a request that cannot complete surfaces where it is awaited
   });
   return conn;
 }
 
-export const CLIENT_RETRIES = { maxRetriesPerRequest: 3, retryStrategy: (times: number) => (times > 15 ? null : 1000) };
+/** A client reconnects once a second for HEPOLY_REDIS_RETRY_SECONDS (default 15), then gives up. */
+function clientRetries() {
+  const raw = process.env.HEPOLY_REDIS_RETRY_SECONDS;
+  const seconds = raw === undefined ? 15 : Number(raw);
+  if (!Number.isInteger(seconds) || seconds < 1) throw new HepolyError(`HEPOLY_REDIS_RETRY_SECONDS: expected a whole number of seconds (1 or more), found ${JSON.stringify(raw)}`);
+  return { maxRetriesPerRequest: 3, retryStrategy: (times: number) => (times > seconds ? null : 1000) };
+}
 
 /** BullMQ loses jobs on a Redis that evicts keys; say so where the setting is readable. */
 async function checkEvictionPolicy(r: Redis, url: string): Promise<void> {

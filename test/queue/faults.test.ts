@@ -18,9 +18,9 @@ import { startWorker, type WorkerProcess } from './workers.js';
 
 const bin = fileURLToPath(new URL('../../bin/hepoly.js', import.meta.url));
 
-function hepolyAsync(args: string[], cwd: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function hepolyAsync(args: string[], cwd: string, env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const c = spawn(process.execPath, [bin, ...args], { cwd, env: { ...process.env, NODE_OPTIONS: '' } });
+    const c = spawn(process.execPath, [bin, ...args], { cwd, env: { ...process.env, NODE_OPTIONS: '', ...env } });
     let stdout = '';
     let stderr = '';
     c.stdout.on('data', (d) => (stdout += d));
@@ -93,7 +93,8 @@ describe('he-validate --queue: faults', function () {
     try {
       workers.push(await startWorker(doomedRedis.url, [], { HEPOLY_QUEUE_TEST_FAULT: 'hang:1' }));
       const runArgs = (url: string) => ['he-validate', ckpt, '--samples', '4', '--packing', 'sample', '--queue', url, '--shard-size', '2', '--run-id', 'lost', '--json'];
-      const client = hepolyAsync(runArgs(doomedRedis.url), tmp.path);
+      // 2 s of reconnecting instead of 15: the test waits for the client to give up
+      const client = hepolyAsync(runArgs(doomedRedis.url), tmp.path, { HEPOLY_REDIS_RETRY_SECONDS: '2' });
       const shard0 = join(tmp.path, '.hepoly-runs', 'lost', 'shard-0.bin');
       for (let i = 0; i < 1200 && !existsSync(shard0); i++) await new Promise((r) => setTimeout(r, 100));
       expect(existsSync(shard0), 'shard 0 collected before Redis goes').to.equal(true);
