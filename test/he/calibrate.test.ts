@@ -7,9 +7,10 @@ import { measuredPasses } from '../../src/he/tiles/plan.js';
 import { latencyRatio } from '../../src/cli/he-plan.js';
 import { OP_KINDS, type OpKind } from '../../src/he/tiles/dry-run.js';
 
+const ops = Object.fromEntries(OP_KINDS.map((k, i) => [k, { base: 0.1 * i, perPrime: 0.5 + i }])) as Calibration['ops'];
+const cached: Calibration = { key: 'k', measuredAt: '2026-11-28T09:00:00Z', ops, probeMs: 100 };
+
 describe('he/tiles/calibrate: a cached calibration follows the load of now', () => {
-  const ops = Object.fromEntries(OP_KINDS.map((k, i) => [k, { base: 0.1 * i, perPrime: 0.5 + i }])) as Calibration['ops'];
-  const cached: Calibration = { key: 'k', measuredAt: '2026-11-28T09:00:00Z', ops, probeMs: 100 };
 
   it('scales every operation by the ratio of the speed probes', () => {
     const slower = atCurrentSpeed(cached, 250);
@@ -41,6 +42,28 @@ describe('he/tiles/calibrate: a cached calibration follows the load of now', () 
       expect(stored.probeMs).to.be.above(0);
       // with its probe it is now served from the cache
       expect((await calibration(params, { cachePath })).measuredAt).to.equal(stored.measuredAt);
+    } finally {
+      tmp.cleanup();
+    }
+  });
+});
+
+describe('he/tiles/calibrate: which parameters share a calibration', () => {
+  it('chains of one length at one ring share it; another length or ring has its own', () => {
+    const key = (N: number, bits: number[]) => calibrationKey({ polyModulusDegree: N, coeffModulusBits: bits, scaleBits: 30 });
+    expect(key(8192, [36, 28, 28, 36])).to.equal(key(8192, [60, 40, 40, 60]));
+    expect(key(8192, [36, 28, 28, 36])).to.not.equal(key(8192, [36, 28, 28, 28, 36]));
+    expect(key(8192, [36, 28, 28, 36])).to.not.equal(key(16384, [36, 28, 28, 36]));
+  });
+
+  it('a cached calibration of another chain of the same length is used without measuring', async () => {
+    const tmp = tempDir();
+    try {
+      const cachePath = join(tmp.path, 'cal.json');
+      const stored = { ...cached, key: calibrationKey({ polyModulusDegree: 4096, coeffModulusBits: [40, 30, 39], scaleBits: 30 }) };
+      writeFileSync(cachePath, JSON.stringify({ [stored.key]: stored }));
+      const c = await calibration({ polyModulusDegree: 4096, coeffModulusBits: [38, 25, 38], scaleBits: 25 }, { cachePath });
+      expect(c.measuredAt).to.equal(cached.measuredAt);
     } finally {
       tmp.cleanup();
     }

@@ -90,8 +90,13 @@ export function opMs(c: Calibration, kind: OpKind, level: number): number {
 /** Bumped when the way operations are timed changes, so older caches are measured again. */
 const METHOD = 'median-seal-probe';
 
+/**
+ * What an operation's cost depends on: the ring and how many primes the chain has, not their
+ * bit sizes (SEAL keeps every prime of up to 61 bits in one 64-bit word, so [40, 27, 40] and
+ * [60, 40, 60] cost the same), so chains of one length share one calibration.
+ */
 export function calibrationKey(p: HeParams): string {
-  return `${METHOD} N=${p.polyModulusDegree} q=${p.coeffModulusBits.join(',')} node=${process.version} cpu=${cpus()[0]?.model ?? '?'}`;
+  return `${METHOD} N=${p.polyModulusDegree} primes=${p.coeffModulusBits.length} node=${process.version} cpu=${cpus()[0]?.model ?? '?'}`;
 }
 
 /**
