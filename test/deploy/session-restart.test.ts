@@ -47,7 +47,9 @@ describe('deploy: refresh sessions survive a server restart and kill -9', functi
   let plain: Float32Array;
   let child: ChildProcess | undefined;
 
+  // one server at a time: a test that starts one stops the one before (else it outlives the run)
   const serveOn = async (keys: string, ...extra: string[]) => {
+    if (child) await stopProcess(child, 'SIGKILL');
     const s = await serveProcess([serverDir, '--keys', keys, '--workers', '1', ...extra]);
     child = s.child;
     return s.url;
