@@ -230,14 +230,22 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
 
   it("the coordinator relayed the label holder's ciphertexts and public keys, never its secret key", async function () {
     this.timeout(600000);
-    // a failed load can leave SEAL's wasm heap inconsistent, so every blob gets an instance of its own
+    // a failed load can leave SEAL's wasm heap inconsistent, so a probe that fails retires its
+    // instance; one that loads leaves it clean for the next
+    let clean: { seal: Awaited<ReturnType<typeof newSeal>>; ctx: CkksContext } | null = null;
     const probe = async (b: Uint8Array, kind: 'SecretKey' | 'CipherText') => {
       // SEAL refuses anything without its header magic 0xA15E before parsing further
       if (b.length < 16 || b[0] !== 0x5e || b[1] !== 0xa1) return false;
-      const seal = await newSeal();
-      const ctx = CkksContext.create(seal, gradientParams());
+      const { seal, ctx } = clean ?? (await (async () => {
+        const fresh = await newSeal();
+        return { seal: fresh, ctx: CkksContext.create(fresh, gradientParams()) };
+      })());
+      clean = null;
       try {
-        (kind === 'SecretKey' ? seal.SecretKey() : seal.CipherText()).loadArray(ctx.context, b);
+        const loaded = kind === 'SecretKey' ? seal.SecretKey() : seal.CipherText();
+        loaded.loadArray(ctx.context, b);
+        loaded.delete();
+        clean = { seal, ctx };
         return true;
       } catch {
         return false;
