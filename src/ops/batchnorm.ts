@@ -30,6 +30,7 @@ export const batchnormOp: OpDefOf<'batchnorm'> = {
     const fixed = (p: ParamDef): ParamDef => ({ ...p, trainable: false });
     return { gamma: ones(c), beta: zeros(c), moving_mean: fixed(zeros(c)), moving_variance: fixed(ones(c)) };
   },
+  movingStatistics: { mean: 'moving_mean', variance: 'moving_variance', momentum: (L) => L.momentum },
   tfjsForward({ layer: L, ins: [x], w, training, batchStats }) {
     if (training) {
       const bn = batchNormTrainFused(x, w('gamma'), w('beta'), L.epsilon) ?? batchNormTrain(x, w('gamma'), w('beta'), L.epsilon);

@@ -168,6 +168,11 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
    * type is each op's own, so the registry holds it as `any` and the schema checks it first
    */
   recipe?: RecipeFace<L, any>;
+  /**
+   * a layer whose training forward reports batch statistics (`TfForwardContext.batchStats`):
+   * the trainer folds them into these (non-trainable) parameters at the layer's momentum
+   */
+  movingStatistics?: { mean: string; variance: string; momentum(layer: L): number };
   /** rewrites a training-time parameterization into the plain layer inference needs (Dirac convs) */
   inferenceFold?(node: GraphNode & { layer: L }, weights: WeightMap): { layer: L; weights: WeightMap } | null;
   /** how `hepoly export --format onnx` writes it (absent: the export refuses the layer by name) */

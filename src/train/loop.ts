@@ -4,6 +4,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Recipe } from '../recipe/schema.js';
 import { buildGraph } from '../models/build.js';
 import { type Graph, type GraphNode, type WeightMap, isTrainableParam, weightKey } from '../models/graph.js';
+import { opOf } from '../ops/registry.js';
 import { forward, initWeights, type ParamMap } from '../models/tf-interpreter.js';
 import { summarize } from '../models/summary.js';
 import { checkSplitSizes, loadData, type LoadedData, type Split } from '../data/index.js';
@@ -332,7 +333,8 @@ export class Run {
   readonly params: ParamMap = new Map();
   private readonly trainable: { key: string; node: GraphNode; variable: tf.Variable }[] = [];
   private readonly optimizer: tf.Optimizer;
-  private readonly bnNodes: GraphNode[];
+  /** layers whose moving statistics follow the batch statistics (the op's movingStatistics face) */
+  private readonly bnNodes: { name: string; mean: string; variance: string; momentum: number }[];
   private readonly xBuf: Float32Array;
   private readonly yBuf: Int32Array;
 
@@ -355,12 +357,16 @@ export class Run {
     }
     const o = recipe.train.optimizer;
     this.optimizer = o.kind === 'adam' ? tf.train.adam(o.lr, o.beta1, o.beta2) : tf.train.momentum(o.lr, o.momentum);
-    this.bnNodes = graph.nodes.filter((n) => n.layer.op === 'batchnorm');
+    this.bnNodes = graph.nodes.flatMap((n) => {
+      const m = opOf(n).movingStatistics;
+      return m ? [{ name: n.name, mean: m.mean, variance: m.variance, momentum: m.momentum(n.layer) }] : [];
+    });
     const per = graph.inputShape.reduce((a, b) => a * b, 1);
     this.xBuf = new Float32Array(recipe.train.batch * per);
     this.yBuf = new Int32Array(recipe.train.batch);
     this.tBuf = new Float32Array(recipe.train.batch * graph.classes);
-    this.actNodes = graph.nodes.filter((n) => n.layer.op === 'activation').map((n) => n.name);
+    // range regularization keeps each op's recorded input range (activations) where its polynomial fits
+    this.actNodes = graph.nodes.filter((n) => opOf(n).rangeProbes(n.layer).includes('input')).map((n) => n.name);
   }
 
   private readonly tBuf: Float32Array;
@@ -489,11 +495,11 @@ export class Run {
     });
     for (const node of this.bnNodes) {
       const s = captured.get(node.name);
-      if (!s || node.layer.op !== 'batchnorm') continue;
-      const m = node.layer.momentum;
+      if (!s) continue;
+      const m = node.momentum;
       tf.tidy(() => {
-        const mm = this.params.get(weightKey(node.name, 'moving_mean')) as tf.Variable;
-        const mv = this.params.get(weightKey(node.name, 'moving_variance')) as tf.Variable;
+        const mm = this.params.get(weightKey(node.name, node.mean)) as tf.Variable;
+        const mv = this.params.get(weightKey(node.name, node.variance)) as tf.Variable;
         mm.assign(tf.add(tf.mul(mm, m), tf.mul(s.mean, 1 - m)));
         // unbiased batch variance, as Keras and PyTorch keep in the running estimate
         const unbias = n > 1 ? n / (n - 1) : 1;

@@ -7,6 +7,10 @@ import { forward, initWeights } from '../../src/models/tf-interpreter.js';
 import { RecipeSchema } from '../../src/recipe/schema.js';
 import { reestimateBatchnormStats } from '../../src/train/bn-recalibrate.js';
 import { makeRng } from '../../src/util/rng.js';
+import { loadRecipe } from '../../src/recipe/load.js';
+import { train } from '../../src/train/loop.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { tempDir } from '../helpers/tmp.js';
 
 /** tiny quadratic ResNet, as resnet-poly is after init_from */
 const quadResnet = RecipeSchema.parse({
@@ -71,5 +75,27 @@ describe('batchnorm statistics re-estimated after init_from', function () {
     const copy = new Map([...weights].map(([k, w]) => [k, Float32Array.from(w.data)]));
     expect(reestimateBatchnormStats(graph, weights, { x: new Float32Array(12), y: new Int32Array(4), count: 4 }, 2, 2)).to.equal(0);
     for (const [k, w] of weights) expect([...w.data]).to.deep.equal([...copy.get(k)!]);
+  });
+});
+
+describe('training keeps moving statistics (the batchnorm op\'s movingStatistics face)', function () {
+  this.timeout(120000);
+  const tmp = tempDir('hepoly-moving-');
+  after(() => tmp.cleanup());
+
+  it('folds each batchnorm\'s batch statistics into its moving mean and variance (they leave their initial 0 and 1)', async () => {
+    const { recipe } = loadRecipe('recipes/quickstart.yaml', ['train.epochs=2', 'model.hidden=[6]', 'model.batchnorm=true']);
+    await train({ recipe, recipeFile: 'quickstart.yaml', outDir: tmp.path, callbacks: {} });
+    const ckpt = loadCheckpoint(tmp.path);
+    const bn = ckpt.graph.nodes.filter((n) => n.layer.op === 'batchnorm').map((n) => n.name);
+    expect(bn, 'the recipe has a batchnorm layer').to.have.length.above(0);
+    for (const name of bn) {
+      const mean = ckpt.weights.get(weightKey(name, 'moving_mean'))!.data;
+      const variance = ckpt.weights.get(weightKey(name, 'moving_variance'))!.data;
+      // initialized to 0 and 1: a trainer that never folds the batch statistics leaves them there
+      expect(Math.max(...Array.from(mean, Math.abs)), `${name} moving mean`).to.be.above(1e-3);
+      expect(Math.max(...Array.from(variance, (v) => Math.abs(v - 1))), `${name} moving variance`).to.be.above(1e-3);
+      expect(Array.from(variance).every((v) => v > 0)).to.equal(true);
+    }
   });
 });
