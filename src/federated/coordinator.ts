@@ -136,13 +136,20 @@ export class Coordinator {
     writeFileSync(join(dir, `${String(this.recordCount++).padStart(5, '0')}${path.replace(/\//g, '_')}.bin`), body);
   }
 
-  /** Parties told about a failure; the coordinator stays up until every joined party was told (or 15 s). */
+  /** Parties told about a failure; the coordinator stays up until every party was told (or 15 s). */
   private readonly told = new Set<string>();
+  /** parties that reported a failure themselves (before or after joining) */
+  private readonly failed = new Set<string>();
+
+  /** Every party of the run knows of the failure: told, failed itself, or joined and gone. */
+  private everyoneTold(): boolean {
+    return this.opts.parties.every((p) => this.told.has(p) || this.failed.has(p) || (this.joined.has(p) && !this.alive.has(p)));
+  }
 
   private checkFailure(from = ''): void {
     if (this.failure && from) {
       this.told.add(from);
-      if ([...this.joined.keys()].every((p) => this.told.has(p) || p === this.failure!.from || !this.alive.has(p))) setTimeout(() => this.resolveFinished(), 300);
+      if (this.everyoneTold()) setTimeout(() => this.resolveFinished(), 300);
     }
     if (this.failure) throw new HepolyError(this.failure.from === 'coordinator' ? this.failure.error : `party ${this.failure.from} stopped the run: ${this.failure.error}`, { exitCode: this.failure.exitCode });
   }
@@ -175,8 +182,10 @@ export class Coordinator {
         return this.result(q.get('id')!, Number(q.get('attempt')), from);
       case '/fail':
         this.failure ??= { from, error: String(msg!.header.error), exitCode: Number(msg!.header.exitCode ?? 1) };
+        this.failed.add(from);
         this.notify();
-        setTimeout(() => this.resolveFinished(), 15000).unref();
+        // when every party refused (none is left to tell), there is nothing to wait for
+        setTimeout(() => this.resolveFinished(), this.everyoneTold() ? 300 : 15000).unref();
         return ok();
       case '/done':
         this.done.add(from);

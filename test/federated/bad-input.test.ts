@@ -42,6 +42,14 @@ ${parties.map((p, i) => `    - {name: p${i}, path: ${p}}`).join('\n')}
     expect(line).to.match(/c\.csv \(federated\.parties\[2\]\.path in .*r\.yaml\): its columns differ from the recipe's, expected the 31 columns of data\.path .*missing "mean_radius"; unexpected "radius_mean"\. Every horizontal party must hold the same columns/);
   });
 
+  it('dp with batchnorm (a record\'s clipped gradient would depend on its batch)', () => {
+    const two = `federated.parties=[{name: p0, path: ${parties[0]}}, {name: p1, path: ${parties[1]}}]`;
+    const r = hepoly(['federate', recipe, '--set', two, '--set', 'model.batchnorm=true', '--set', 'federated.dp={epsilon: 8, delta: 1.0e-5, clip: 1.0}']);
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/r\.yaml: federated\.dp: per-record gradient clipping cannot be combined with batchnorm .*Set model\.batchnorm: false, or remove federated\.dp/);
+    expect(r.stderr).to.not.match(/    at /);
+  });
+
   it('an unreachable coordinator', () => {
     const r = hepoly(['federate', 'party', recipe, '--name', 'p0', '--coordinator', 'http://127.0.0.1:9'], { env: { HEPOLY_FED_CONNECT_TIMEOUT_MS: '1500' } });
     expect(r.code).to.equal(1);

@@ -3,6 +3,7 @@ import { join, resolve } from 'node:path';
 import type { Recipe } from '../../recipe/schema.js';
 import type { WeightMap } from '../../models/graph.js';
 import { buildGraph } from '../../models/build.js';
+import { opOf } from '../../ops/registry.js';
 import { initWeights } from '../../models/tf-interpreter.js';
 import { summarize } from '../../models/summary.js';
 import { sortLabels, stratifiedSplit, type NormalizeStats, type Split } from '../../data/index.js';
@@ -95,6 +96,7 @@ export async function runHorizontalParty(opts: PartyRunOptions): Promise<PartyRe
   let session: Session;
   try {
     local = readLocal(opts, index);
+    checkDpFits(opts, local.features.length);
   } catch (e) {
     // tell the others why this party is not coming, then stop
     await refuseToJoin(opts.coordinator, name, e);
@@ -171,13 +173,23 @@ async function trainParty(opts: PartyRunOptions, session: Session, local: LocalD
   };
 }
 
+/**
+ * Before joining, so that every party stops at once: a layer that normalizes with batch
+ * statistics makes one record's clipped gradient depend on its batch, which DP-SGD forbids.
+ */
+function checkDpFits(opts: PartyRunOptions, features: number): void {
+  if (!opts.recipe.federated!.dp) return;
+  // the class count does not change which layers the model has
+  const graph = buildGraph(opts.recipe.model, [features], 2, opts.recipeFile);
+  if (graph.nodes.some((n) => opOf(n).movingStatistics)) {
+    throw new HepolyError(`${opts.recipeFile}: federated.dp: per-record gradient clipping cannot be combined with batchnorm (a record's gradient would depend on its batch). Set model.batchnorm: false, or remove federated.dp`);
+  }
+}
+
 function makeStrategy(opts: PartyRunOptions, graph: ReturnType<typeof buildGraph>, train: Split, totalRecords: number): Strategy {
   const { recipe, recipeFile } = opts;
   const fed = recipe.federated!;
   if (!fed.dp) return new FedAvg(graph, recipe, recipeFile, train, fed.local_epochs, fed.rounds);
-  if (graph.nodes.some((n) => n.layer.op === 'batchnorm')) {
-    throw new HepolyError(`${recipeFile}: federated.dp: per-record gradient clipping cannot be combined with batchnorm (a record's gradient would depend on its batch). Set model.batchnorm: false, or remove federated.dp`);
-  }
   const q = fed.dp.sample_rate ?? Math.min(1, recipe.train.batch / totalRecords);
   const sigma = calibrateSigma(fed.dp, q, fed.rounds);
   opts.log?.(`dp: epsilon ${fed.dp.epsilon}, delta ${fed.dp.delta}: noise multiplier ${sigma.toFixed(3)} at sampling rate ${q.toFixed(4)} over ${fed.rounds} rounds`);
