@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { Recipe } from '../../recipe/schema.js';
@@ -38,7 +38,8 @@ export function refuseVerticalCheckpoint(dir: string, command: string, dataRoot?
   const dataPath = recordedDataPath(dir);
   const roots = [dataRoot, state.data_root].filter((r): r is string => !!r);
   const found = dataPath ? findFile(dataPath, roots) : null;
-  const missing = found ? features.filter((f) => !csvHeader(found).includes(f)) : features;
+  const header = found ? new Set(csvHeader(found)) : null;
+  const missing = header ? features.filter((f) => !header.has(f)) : features;
   if (found && missing.length === 0) return;
   const where = shortPath(dir);
   const joined = dataPath && dataPath.endsWith(JOINED_FILE) ? dataPath : join(dirname(dataPath ?? '.'), JOINED_FILE);
@@ -80,10 +81,25 @@ function findFile(p: string, roots: string[]): string | null {
   }
 }
 
+/** The first line's column names: read up to the first newline only (a joined table can be large). */
 function csvHeader(file: string): string[] {
-  const text = readFileSync(file, 'utf8');
-  const end = text.indexOf('\n');
-  return (end < 0 ? text : text.slice(0, end)).replace(/\r$/, '').split(',').map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
+  const fd = openSync(file, 'r');
+  const chunks: Buffer[] = [];
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      const part = buf.subarray(0, n);
+      const end = part.indexOf(0x0a);
+      chunks.push(Buffer.from(end < 0 ? part : part.subarray(0, end)));
+      if (end >= 0) break;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  const line = Buffer.concat(chunks).toString('utf8');
+  return line.replace(/\r$/, '').split(',').map((c) => c.trim().replace(/^"(.*)"$/, '$1'));
 }
 
 function readJson(file: string): unknown {
