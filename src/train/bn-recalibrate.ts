@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Graph, WeightMap } from '../models/graph.js';
 import { weightKey } from '../models/graph.js';
+import { opOf } from '../ops/registry.js';
 import { forward, type ParamMap } from '../models/tf-interpreter.js';
 import type { Split } from '../data/index.js';
 
@@ -14,8 +15,11 @@ import type { Split } from '../data/index.js';
  * values carry no information about this network). Returns the number of batchnorm layers set.
  */
 export function reestimateBatchnormStats(graph: Graph, weights: WeightMap, train: Split, batch: number, batches: number): number {
-  // the layers that carry moving statistics, by their declared parameters (not by op name)
-  const bnNodes = graph.nodes.filter((n) => weights.has(weightKey(n.name, 'moving_mean')) && weights.has(weightKey(n.name, 'moving_variance')));
+  // the layers that carry moving statistics, by the op's movingStatistics face (not by op name)
+  const bnNodes = graph.nodes.flatMap((n) => {
+    const m = opOf(n).movingStatistics;
+    return m ? [{ name: n.name, mean: m.mean, variance: m.variance }] : [];
+  });
   if (!bnNodes.length || train.count === 0) return 0;
   const per = graph.inputShape.reduce((a, b) => a * b, 1);
   const params: ParamMap = new Map([...weights].map(([k, w]) => [k, tf.tensor(w.data, w.shape)]));
@@ -48,8 +52,8 @@ export function reestimateBatchnormStats(graph: Graph, weights: WeightMap, train
   for (const node of bnNodes) {
     const acc = sums.get(node.name);
     if (!acc) continue;
-    weights.get(weightKey(node.name, 'moving_mean'))!.data.set(Float32Array.from(acc.mean, (v) => v / used));
-    weights.get(weightKey(node.name, 'moving_variance'))!.data.set(Float32Array.from(acc.variance, (v) => v / used));
+    weights.get(weightKey(node.name, node.mean))!.data.set(Float32Array.from(acc.mean, (v) => v / used));
+    weights.get(weightKey(node.name, node.variance))!.data.set(Float32Array.from(acc.variance, (v) => v / used));
     set++;
   }
   return set;
