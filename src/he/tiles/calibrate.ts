@@ -130,9 +130,11 @@ export async function calibration(p: HeParams, opts: { cachePath?: string; force
   opts.log?.(`calibrating node-seal operations at N=${p.polyModulusDegree} (cached in ${path})`);
   const c = await microBenchmark(p);
   writeFileAtomic(path, JSON.stringify({ ...readCache(path), [key]: c }, null, 1));
-  // brought to now like a cached entry, so a ring measured just now and one read from the cache
-  // are compared at one speed (else a plan ranks differently on a cold and a warm cache)
-  return atCurrentSpeed(c, await probeNow());
+  // its own probe serves the cached reads that follow (as probeNow would), so a ring measured
+  // just now and one read from the cache are compared at one speed (else a plan ranks
+  // differently on a cold and a warm cache)
+  lastProbe = { at: performance.now(), ms: c.probeMs! };
+  return c;
 }
 
 /**
