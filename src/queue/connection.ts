@@ -31,6 +31,7 @@ export function redactUrl(url: string): string {
  */
 export async function connectRedis(url: string, role: 'worker' | 'client' = 'client'): Promise<Redis> {
   checkQueueUrl(url);
+  const options = role === 'worker' ? { maxRetriesPerRequest: null } : clientRetries();
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 3000 });
   let lastError = '';
   probe.on('error', (e: Error) => (lastError = e.message));
@@ -46,7 +47,7 @@ export async function connectRedis(url: string, role: 'worker' | 'client' = 'cli
   } finally {
     probe.disconnect();
   }
-  const conn = new Redis(url, role === 'worker' ? { maxRetriesPerRequest: null } : clientRetries());
+  const conn = new Redis(url, options);
   conn.on('error', () => {
     // ioredis reconnects by itself; a request that cannot complete surfaces where it is awaited
   });

@@ -116,4 +116,10 @@ describe('he-validate --queue (BullMQ on Redis, 2 worker processes)', function (
     expect(r.code).to.equal(1);
     expect(r.stderr).to.match(/error: --queue redis:\/\/127\.0\.0\.1:1: Redis does not answer/);
   });
+
+  it('a bad HEPOLY_REDIS_RETRY_SECONDS is refused by name before Redis is asked', () => {
+    const r = hepoly(['he-validate', ckpt, '--samples', '2', '--queue', redis.url, '--json'], { cwd: tmp.path, env: { HEPOLY_REDIS_RETRY_SECONDS: '0.5' } });
+    expect(r.code).to.equal(1);
+    expect(r.stderr).to.match(/error: HEPOLY_REDIS_RETRY_SECONDS: expected a whole number of seconds \(1 or more\), found "0\.5"/);
+  });
 });
