@@ -62,7 +62,8 @@ export async function encryptedPass(p: HeProgram, packing: PackingName, x: Float
  */
 const clients = new Map<string, HEClient>();
 const serverContexts = new Map<string, CkksContext>();
-const bundles = new Map<ClientLike, Map<string, PublicBundle>>();
+// weak: the simulator makes a client per pass, and those bundles go with their client
+let bundles = new WeakMap<ClientLike, Map<string, PublicBundle>>();
 const serverKeys = new Map<PublicBundle, ReturnType<typeof loadEvaluationKeys>>();
 
 function bundleOf(client: ClientLike, steps: number[]): PublicBundle {
@@ -92,7 +93,7 @@ async function serverContext(params: HeParams): Promise<CkksContext> {
 export function releaseSharedSeal(): void {
   for (const k of serverKeys.values()) deleteEvaluationKeys(k);
   serverKeys.clear();
-  bundles.clear();
+  bundles = new WeakMap();
   for (const c of clients.values()) c.delete();
   for (const c of serverContexts.values()) c.delete();
   clients.clear();

@@ -24,8 +24,7 @@ import { TEST_PARAMS } from './pipeline.js';
 import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
 import type { ToWorker } from '../../src/he/protocol.js';
-import { walkHeap } from '../helpers/heap-walk.js';
-import { KEY_FIELD_DEPTH, SecretKeyDetector, byteStringsOf, isSealInternals, secretKeyOf } from '../helpers/secret-scan.js';
+import { SecretKeyDetector, byteStringsOf, clientSecretKey } from '../helpers/secret-scan.js';
 import { restoreFastestBackend } from '../helpers/backend.js';
 
 type Skip = 'standard' | 'dirac' | 'shared-source';
@@ -68,7 +67,7 @@ async function encryptedWithRefresh(g: Graph, w: WeightMap, x: Float32Array, cou
     const logits = new Float64Array(count * g.classes);
     res.outputs.forEach((o, s) => logits.set(unpackTensor(plan, program.output, o.map((b) => client.decrypt(b))), s * g.classes));
     await server.tapDrained();
-    const detector = await SecretKeyDetector.create(secretKeyOf(await walkHeap(client, { scopesUnder: new URL('../../src/', import.meta.url).href, stopWhen: isSealInternals, maxDepth: KEY_FIELD_DEPTH })));
+    const detector = await SecretKeyDetector.create(await clientSecretKey(client, new URL('../../src/', import.meta.url).href));
     const secretsSent = detector.findings(messages.flatMap((m, i) => byteStringsOf(m, `message ${i} (${m.type})`)));
     return { logits, program, server, sent, messages, secretsSent };
   } finally {

@@ -17,7 +17,7 @@ import { randomInputs, randomWeights, tinyMlp } from './fixtures.js';
 import { TEST_PARAMS } from './pipeline.js';
 import { tempDir } from '../helpers/tmp.js';
 import { walkHeap, type HeapFindings } from '../helpers/heap-walk.js';
-import { type ByteString, KEY_FIELD_DEPTH, SecretKeyDetector, byteStringsOf, byteStringsOfHeap, isSealInternals, sealObjectsIn, secretKeyOf } from '../helpers/secret-scan.js';
+import { type ByteString, SecretKeyDetector, byteStringsOf, byteStringsOfHeap, clientSecretKey, isSealInternals, sealObjectsIn, type secretKeyOf } from '../helpers/secret-scan.js';
 import { HoldsInPrivateField, closureHolding, holdInModule, releaseModuleHeld } from '../helpers/planted.js';
 import { keyCodeModules, runtimeImportGraph } from '../helpers/import-graph.js';
 import { restoreFastestBackend } from '../helpers/backend.js';
@@ -112,7 +112,7 @@ async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Obs
 
 /** The detector for this client's secret key, after checking it recognizes that key. */
 async function detectorFor(client: HEClient): Promise<SecretKeyDetector> {
-  return detectorOf(secretKeyOf(await walkHeap(client, { scopesUnder: SRC_URL, stopWhen: isSealInternals, maxDepth: KEY_FIELD_DEPTH })));
+  return detectorOf(await clientSecretKey(client, SRC_URL));
 }
 
 /** The detector for a secret key, after checking it recognizes that key. */
@@ -139,7 +139,7 @@ async function expectServerHeldNoSecret(seen: Observed): Promise<{ types: string
   const detectors: SecretKeyDetector[] = [];
   // one walk at a time: the walks share one inspector session
   for (const c of seen.clients) {
-    const sk = secretKeyOf(await walkHeap(c, { scopesUnder: SRC_URL, stopWhen: isSealInternals, maxDepth: KEY_FIELD_DEPTH }));
+    const sk = await clientSecretKey(c, SRC_URL);
     if ((sk as unknown as { instance?: unknown }).instance) detectors.push(await detectorOf(sk));
   }
   expect(detectors.length, "the run's client and its key are alive").to.be.at.least(1);
@@ -193,7 +193,7 @@ describe('he: the server cannot decrypt (secret key separation)', function () {
     let skObject: ReturnType<typeof secretKeyOf>;
     before(async () => {
       client = await HEClient.create(TEST_PARAMS);
-      skObject = secretKeyOf(await walkHeap(client, { scopesUnder: SRC_URL, stopWhen: isSealInternals, maxDepth: KEY_FIELD_DEPTH }));
+      skObject = await clientSecretKey(client, SRC_URL);
       detector = await SecretKeyDetector.create(skObject);
     });
     after(() => {

@@ -1,5 +1,5 @@
 import { loadSeal, type SecretKey } from '../../src/he/seal.js';
-import type { HeapFindings } from './heap-walk.js';
+import { type HeapFindings, walkHeap } from './heap-walk.js';
 
 /**
  * The key-separation test's checker: given byte strings (from worker messages, a server's
@@ -145,7 +145,7 @@ function stringBytes(s: string, path: string): ByteString[] {
 }
 
 /** How deep `root.#keys.#secretKey` lies: a walk for the key alone need not go further. */
-export const KEY_FIELD_DEPTH = 2;
+const KEY_FIELD_DEPTH = 2;
 
 /**
  * The client's secret key object, read by the heap walk from the `#secretKey` field of the key
@@ -153,8 +153,12 @@ export const KEY_FIELD_DEPTH = 2;
  * design); the test uses it to recognize the key's bytes.
  */
 export function secretKeyOf(clientHeap: HeapFindings): SecretKey {
-  // a walk for it may stop at KEY_FIELD_DEPTH (the rest of the client is module state)
   const hit = clientHeap.objects.find((o) => o.path === 'root.#keys.#secretKey');
   if (!hit) throw new Error("the client's #keys.#secretKey field was not found by the heap walk (renamed?)");
   return hit.value as SecretKey;
+}
+
+/** The client's secret key object, by a heap walk that stops at its field (the rest of the client is module state). */
+export async function clientSecretKey(client: object, scopesUnder: string): Promise<SecretKey> {
+  return secretKeyOf(await walkHeap(client, { scopesUnder, stopWhen: isSealInternals, maxDepth: KEY_FIELD_DEPTH }));
 }
