@@ -161,8 +161,8 @@ function finishGraph(s: ImportState, inputShape: number[], classes: number, outp
   for (let i = s.nodes.length - 1; i >= 0; i--) if (live.has(s.nodes[i].name)) s.nodes[i].inputs.forEach((n) => live.add(n));
   let nodes: GraphNode[] = s.nodes.filter((n) => live.has(n.name));
   let out = output;
-  const last = nodes.find((n) => n.name === output)!;
-  if (last.layer.op === 'dense' && !nodes.some((n) => n.name === 'logits')) {
+  // hepoly's builders name the classifier `logits`, whatever its op (src/models/cnn.ts): so does the import
+  if (!nodes.some((n) => n.name === 'logits')) {
     nodes = nodes.map((n) => ({ ...n, name: n.name === output ? 'logits' : n.name, inputs: n.inputs.map((x) => (x === output ? 'logits' : x)) }));
     for (const [k, w] of [...s.weights]) {
       if (k.startsWith(`${output}/`)) {

@@ -1,6 +1,7 @@
 import type { ActivationSpec, GraphNode, LayerSpec, WeightMap } from '../models/graph.js';
 import { weightKey } from '../models/graph.js';
 import { HepolyError } from '../util/errors.js';
+import { opOf } from '../ops/registry.js';
 import { shortPath } from '../util/paths.js';
 import type { NodeProto } from './proto.js';
 import { describeNode, type Attributes } from './read.js';
@@ -190,8 +191,9 @@ export class ImportState {
   private affine(v: TensorValue, scale: Float64Array, shift: Float64Array): string {
     if (scale.every((s) => s === 1) && shift.every((t) => t === 0)) return v.node;
     const producer = this.nodes.find((n) => n.name === v.node);
-    if (v.exclusive && producer && (producer.layer.op === 'dense' || producer.layer.op === 'conv2d')) {
-      this.foldInto(producer, scale, shift);
+    const absorbing = v.exclusive && producer ? opOf(producer).absorbsOutputAffine?.(producer.layer) : null;
+    if (producer && absorbing) {
+      this.foldInto(producer, absorbing, scale, shift);
       return producer.name;
     }
     const C = scale.length;
@@ -205,16 +207,16 @@ export class ImportState {
     });
   }
 
-  private foldInto(producer: GraphNode, scale: Float64Array, shift: Float64Array): void {
-    const L = producer.layer as Extract<LayerSpec, { op: 'dense' | 'conv2d' }>;
+  /** Scales the kernel's output units (its last axis) and the bias, switching the bias on when the shift needs one. */
+  private foldInto(producer: GraphNode, withBias: LayerSpec, scale: Float64Array, shift: Float64Array): void {
     const kernel = this.weights.get(weightKey(producer.name, 'kernel'))!;
     const units = scale.length;
     for (let i = 0; i < kernel.data.length; i++) kernel.data[i] *= scale[i % units];
     const biasKey = weightKey(producer.name, 'bias');
-    const old = this.weights.get(biasKey)?.data ?? new Float32Array(units);
-    if (!L.bias && shift.every((t) => t === 0)) return;
-    L.bias = true;
-    this.weights.set(biasKey, { shape: [units], data: Float32Array.from(old, (b, i) => b * scale[i] + shift[i]) });
+    const old = this.weights.get(biasKey);
+    if (!old && shift.every((t) => t === 0)) return;
+    producer.layer = withBias;
+    this.weights.set(biasKey, { shape: [units], data: Float32Array.from(old?.data ?? new Float32Array(units), (b, i) => b * scale[i] + shift[i]) });
   }
 
   /** The polynomial a value carries (identity when none). */

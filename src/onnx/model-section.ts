@@ -3,7 +3,6 @@ import type { Graph } from '../models/graph.js';
 import { INPUT, inferShapes } from '../models/graph.js';
 import { buildGraph } from '../models/build.js';
 import { opOf } from '../ops/registry.js';
-import { activationConfig } from '../ops/activation.js';
 
 /**
  * The recipe `model:` section written beside an imported network. The checkpoint's graph
@@ -15,7 +14,7 @@ export function modelSection(graph: Graph): { model: ModelConfig; exact: boolean
   for (const model of [mlpSection(graph), cnnSection(graph)]) {
     if (model && rebuilds(model, graph)) return { model, exact: true };
   }
-  const residual = graph.nodes.some((n) => n.layer.op === 'add');
+  const residual = graph.nodes.some((n) => n.inputs.length > 1);
   // a stand-in: prune refuses resnets (residual adds tie channels), which is right for these graphs too
   const model: ModelConfig = residual
     ? { kind: 'resnet', depth: 8, widths: [16, 32, 64], skip: 'standard', post_add_bn: true, activation: { kind: 'quad' } } as unknown as ModelConfig
@@ -47,10 +46,15 @@ function cnnSection(graph: Graph): ModelConfig | null {
   return { kind: 'cnn', activation: { kind: 'quad' }, layers: layers as CnnLayerConfig[] } as ModelConfig;
 }
 
+/** An mlp recipe: dense widths, optional batchnorm and one activation, read through the ops' faces (the rebuild check decides). */
 function mlpSection(graph: Graph): ModelConfig | null {
-  const act = graph.nodes.find((n) => n.layer.op === 'activation');
-  const hidden = graph.nodes.filter((n) => n.layer.op === 'dense' && n.name !== graph.output).map((n) => (n.layer as { units: number }).units);
-  if (!act || act.layer.op !== 'activation') return null;
-  const batchnorm = graph.nodes.some((n) => n.layer.op === 'batchnorm');
-  return { kind: 'mlp', hidden, batchnorm, activation: activationConfig(act.layer.activation) } as unknown as ModelConfig;
+  const act = graph.nodes.find((n) => opOf(n).kind === 'activation');
+  const activation = act ? opOf(act).recipe?.fromLayer?.(act.layer, { isLast: false, outShape: [] }).activation : undefined;
+  if (!activation) return null;
+  const hidden = graph.nodes.filter((n) => n.name !== graph.output).flatMap((n) => {
+    const p = opOf(n).prunable;
+    return p.role === 'units' ? [p.units(n.layer)] : [];
+  });
+  const batchnorm = graph.nodes.some((n) => opOf(n).kind === 'normalization');
+  return { kind: 'mlp', hidden, batchnorm, activation } as unknown as ModelConfig;
 }

@@ -54,6 +54,7 @@ export const activationOp: OpDefOf<'activation'> = {
   levelCost: ({ activation }) => activationDepth(activation),
   polynomial: ({ activation: a }) => (a.kind === 'relu' || a.kind === 'gelu' ? `activation ${a.kind}` : true),
   rangeProbes: () => ['input'],
+  fitInterval: ({ activation: a }) => (a.kind === 'relu-approx' ? { range: a.range, label: 'relu-approx interval' } : null),
   foldsInto: null,
   prunable: { role: 'passes', params: [] },
   packings: ({ activation: a }) => (a.kind === 'relu' || a.kind === 'gelu' ? noPacking(`${a.kind} is not a polynomial`) : ALL_PACKINGS),

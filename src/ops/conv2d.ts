@@ -112,6 +112,8 @@ export const conv2dOp: OpDefOf<'conv2d'> = {
     }),
     fromLayer: (L) => ({ type: 'conv', filters: L.filters, kernel: L.kernel, stride: L.stride, padding: L.padding, bias: L.bias, ...(L.groups && L.groups > 1 ? { groups: L.groups } : {}) }),
   },
+  // a Dirac conv's kernel is a training-time reparameterization: scaling it is not scaling the conv
+  absorbsOutputAffine: (L) => (L.dirac ? null : { ...L, bias: true }),
   inferenceFold: (node, weights) => (node.layer.dirac ? foldDirac(node.name, node.layer, weights) : null),
   onnx: {
     // the exporter folds a Dirac conv first (inferenceFold): the kernel here is the one it computes with

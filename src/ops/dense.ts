@@ -35,6 +35,7 @@ export const denseOp: OpDefOf<'dense'> = {
   foldsInto: null,
   prunable: { role: 'units', units: (L) => L.units, withUnits: (L, units) => ({ ...L, units }), kernelInputAxis: 0, refuse: () => null },
   packings: () => ALL_PACKINGS,
+  absorbsOutputAffine: (L) => ({ ...L, bias: true }),
   recipe: {
     type: 'dense',
     schema: denseRecipe,

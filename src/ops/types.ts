@@ -173,6 +173,15 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
    * the trainer folds them into these (non-trainable) parameters at the layer's momentum
    */
   movingStatistics?: { mean: string; variance: string; momentum(layer: L): number };
+  /**
+   * a per-unit `y * scale + shift` after the layer can be absorbed into its weights: the last
+   * axis of its `kernel` runs over output units and its `bias` adds per unit. Returns the layer
+   * with its bias switched on, or null when this one cannot absorb it (a Dirac conv). The ONNX
+   * importer folds a following Mul/Add or BatchNormalization this way
+   */
+  absorbsOutputAffine?(layer: L): L | null;
+  /** the input interval the op's polynomial was fitted on (a ReLU fit's range) and what reports call it, shown against the recorded range */
+  fitInterval?(layer: L): { range: [number, number]; label: string } | null;
   /** rewrites a training-time parameterization into the plain layer inference needs (Dirac convs) */
   inferenceFold?(node: GraphNode & { layer: L }, weights: WeightMap): { layer: L; weights: WeightMap } | null;
   /** how `hepoly export --format onnx` writes it (absent: the export refuses the layer by name) */

@@ -1,8 +1,10 @@
 import type { Checkpoint, MetricsRow, RangeStat } from '../train/checkpoint.js';
 import type { ModelSummary } from '../models/summary.js';
+import type { GraphNode } from '../models/graph.js';
 import { heldOutSplit, toParams } from '../train/evaluate.js';
 import { loadTeacher } from '../train/teacher.js';
 import { shortPath } from '../util/paths.js';
+import { opOf } from '../ops/registry.js';
 import { argmaxRows, confusionMatrix, splitLogits, type Confusion } from './confusion.js';
 
 /** Everything a training report shows, gathered once; figures and the HTML page only read it. */
@@ -25,9 +27,10 @@ export interface ReportData {
 
 export interface ActivationRange extends RangeStat {
   name: string;
-  /** where the polynomial is meant to work: [-bound, bound] or a relu-approx fit interval */
+  /** where the polynomial is meant to work: [-bound, bound] or the op's fit interval (OpDef.fitInterval) */
   reference: [number, number] | null;
-  reference_kind: 'range.bound' | 'relu-approx interval' | null;
+  /** 'range.bound', or the fit interval's label ('relu-approx interval') */
+  reference_kind: string | null;
 }
 
 export type TeacherResult =
@@ -72,13 +75,16 @@ export function visibleLabel(label: unknown): string {
 export function activationRanges(ckpt: Pick<Checkpoint, 'ranges' | 'recipe' | 'graph'>): ActivationRange[] {
   if (!ckpt.ranges) return [];
   const bound = ckpt.recipe.range?.bound;
-  return Object.entries(ckpt.ranges.activations).map(([name, stat]) => {
-    const node = ckpt.graph.nodes.find((n) => n.name === name);
-    const act = node?.layer.op === 'activation' ? node.layer.activation : null;
-    if (act && bound !== undefined) return { name, ...stat, reference: [-bound, bound], reference_kind: 'range.bound' };
-    if (act?.kind === 'relu-approx') return { name, ...stat, reference: act.range, reference_kind: 'relu-approx interval' };
-    return { name, ...stat, reference: null, reference_kind: null };
-  });
+  return Object.entries(ckpt.ranges.activations).map(([name, stat]) => ({ name, ...stat, ...referenceOf(ckpt.graph.nodes.find((n) => n.name === name), bound) }));
+}
+
+function referenceOf(node: GraphNode | undefined, bound: number | undefined): Pick<ActivationRange, 'reference' | 'reference_kind'> {
+  if (!node) return { reference: null, reference_kind: null };
+  const op = opOf(node);
+  // the trainer's range penalty acts on the inputs the ops probe as 'input' (src/train/loop.ts)
+  if (bound !== undefined && op.rangeProbes(node.layer).includes('input')) return { reference: [-bound, bound], reference_kind: 'range.bound' };
+  const fitted = op.fitInterval?.(node.layer);
+  return fitted ? { reference: fitted.range, reference_kind: fitted.label } : { reference: null, reference_kind: null };
 }
 
 /** The teacher on the student's held-out split, so the two accuracies are comparable. */

@@ -44,6 +44,13 @@ describe('onnx round trip: export --format onnx, then import, gives the same HE 
     // 1e-4 at logit scale 1; random-init quads on a residual stream reach logits of tens
     expect(r.max_abs_diff).to.be.below(1e-4 * Math.max(1, r.max_abs_logit));
     expect(r.accuracy).to.equal(r.onnx_accuracy);
+    // a sequential network gets the recipe that rebuilds it; a residual one a stand-in
+    expect(r.model_section).to.equal(which === 'resnet-csv' ? 'stand-in' : 'exact');
+    if (which === 'mlp') {
+      // the import folds each batchnorm into the dense layer before it, so the rebuilt mlp has none
+      const { hidden, activation } = loadCheckpoint(original).recipe.model as { hidden: number[]; activation: unknown };
+      expect(loadCheckpoint(r.checkpoint).recipe.model).to.deep.equal({ kind: 'mlp', hidden, batchnorm: false, activation });
+    }
     return { original, imported: r.checkpoint };
   }
 
