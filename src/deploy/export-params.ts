@@ -1,7 +1,7 @@
 import { calibrate } from '../he/validate.js';
-import { type HeParams, RING_DEGREES, checkParams, chooseParams, levelsOf, loadParamsFile, maxDepthAtRing, paramsAtRing } from '../he/params.js';
+import { type HeParams, checkParams, chooseParams, levelsOf, loadParamsFile } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
-import { cutToParams, segmentProgram } from '../he/passes/segment-refresh.js';
+import { cutToParams, ringCuts } from '../he/passes/segment-refresh.js';
 import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
 import { planSample } from '../he/packing/sample.js';
 import { refreshedSampleMemory } from '../he/tiles/cost.js';
@@ -68,28 +68,17 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
   const { compiled, x, count } = req;
   let best: (ExportChoice & { cuts: number }) | null = null;
   const tooBig: string[] = [];
-  for (const N of RING_DEGREES) {
-    if (req.minSlots && N / 2 < req.minSlots) continue;
-    const levels = Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0));
-    if (levels < 1) continue;
-    let program: HeProgram;
-    try {
-      program = segmentProgram(compiled, levels);
-    } catch (e) {
-      if (e instanceof HepolyError) continue;
-      throw e;
+  for (const { N, cuts } of ringCuts(compiled, { maxAbs: maxAbs0, calibrate: (p) => calibrate(p, x, count), minSlots: req.minSlots })) {
+    for (const { program, params, maxAbs } of cuts) {
+      const plan = planSample(program, N / 2);
+      if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) continue;
+      if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
+        tooBig.push(`N=${N}`);
+        continue;
+      }
+      const n = program.refreshes?.length ?? 0;
+      if (!best || n < best.cuts) best = { program, params, maxAbs, cuts: n };
     }
-    const maxAbs = calibrate(program, x, count);
-    const params = paramsAtRing(N, { depth: program.depth, maxAbs });
-    if (!params) continue;
-    const plan = planSample(program, N / 2);
-    if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) continue;
-    if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
-      tooBig.push(`N=${N}`);
-      continue;
-    }
-    const cuts = program.refreshes?.length ?? 0;
-    if (!best || cuts < best.cuts) best = { program, params, maxAbs, cuts };
   }
   if (!best) {
     throw new HepolyError(

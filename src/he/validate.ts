@@ -13,7 +13,6 @@ import { type HeProgram, type LayerBudget, encodeSample } from './program.js';
 import {
   type HeParams,
   type ParamsSummary,
-  RING_DEGREES,
   checkParams,
   chooseParams,
   MAX_USEFUL_SCALE_BITS,
@@ -21,11 +20,9 @@ import {
   describeParams,
   levelsOf,
   loadParamsFile,
-  maxDepthAtRing,
-  paramsAtRing,
   summarize,
 } from './params.js';
-import { type RefreshSummary, refreshCiphertexts, refreshPointName, segmentProgram } from './refresh.js';
+import { type RefreshSummary, refreshCiphertexts, refreshPointName } from './refresh.js';
 import { coreReportJson } from './report-json.js';
 import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
@@ -40,7 +37,7 @@ import { type ServerPacking, chooseServerPacking, predictSeconds } from './tiles
 import { type PackingPlan, packingOf } from './packing/index.js';
 import { type StackedProgram, stackForSlots, unstackTensor } from './tiles/stacked.js';
 import { refreshedSampleMemory } from './tiles/cost.js';
-import { cutToParams } from './passes/segment-refresh.js';
+import { cutToParams, ringCuts } from './passes/segment-refresh.js';
 import { queuePacking, startQueueRun, type QueueOptions, type QueueStats } from '../queue/validate-hook.js';
 import type { QueueServer } from '../queue/server.js';
 
@@ -693,18 +690,9 @@ async function chooseWithRefresh(
   if (uncut && packingOpt !== 'sample') {
     options.push({ params: uncut, program: compiled, maxAbs: maxAbs0, seconds: await predictSeconds(packingOf('batch').plan(compiled, uncut.polyModulusDegree / 2, 1), uncut, n, workers) });
   }
-  for (const N of RING_DEGREES) {
-    if (minSlots && N / 2 < minSlots) continue;
-    for (let L = Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0, minScaleBits)); L >= 1 && L >= Math.min(compiled.depth, maxDepthAtRing(N, maxAbs0, minScaleBits)) - 2; L--) {
-      let program: HeProgram;
-      try {
-        program = L >= compiled.depth ? compiled : segmentProgram(compiled, L);
-      } catch {
-        break;
-      }
-      const maxAbs = calibrate(program, x, Math.min(n, 32));
-      const params = paramsAtRing(N, { depth: program.depth, maxAbs, minScaleBits });
-      if (!params) continue;
+  const search = { maxAbs: maxAbs0, calibrate: (p: HeProgram) => calibrate(p, x, Math.min(n, 32)), minSlots, minScaleBits, fallbackLevels: 2 };
+  for (const { N, cuts } of ringCuts(compiled, search)) {
+    for (const { program, params, maxAbs } of cuts) {
       if (isBatchOnly(program)) {
         options.push({ params, program, maxAbs, seconds: await predictSeconds(packingOf('batch').plan(program, N / 2, 1), params, n, workers) });
         break;

@@ -19,7 +19,9 @@ import { validate, reportJson } from '../../src/he/validate.js';
 import { reportMarkdown } from '../../src/he/report.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { refreshedSampleMemory } from '../../src/he/tiles/cost.js';
-import { paramsAtRing } from '../../src/he/params.js';
+import { RING_DEGREES, levelsOf, maxDepthAtRing, paramsAtRing } from '../../src/he/params.js';
+import { ringCuts } from '../../src/he/passes/segment-refresh.js';
+import type { HeProgram } from '../../src/he/program.js';
 import { TEST_PARAMS } from './pipeline.js';
 import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -100,6 +102,39 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     expect(segs[segs.length - 1].to).to.equal(cut.steps.length);
     const x = Float64Array.from(randomInputs(graph, 1, 5));
     expect(maxAbsDiff(programForward(cut, x)[cut.output], programForward(full, x)[full.output])).to.be.below(1e-9);
+  });
+
+  it('the ring search (he-validate and export share it): per ring, cuts that fit its parameters, fewer levels only when asked for more', () => {
+    const { graph, weights } = tinyResnet('standard', 14);
+    const full = compileProgram(graph, weights);
+    const calibrated: number[] = [];
+    const search = { maxAbs: 10, calibrate: (p: HeProgram) => (calibrated.push(p.depth), 10), fallbackLevels: 2 };
+    const rings = [...ringCuts(full, search)];
+    expect(rings.map((r) => r.N)).to.deep.equal([...RING_DEGREES]);
+    // lazy: nothing is cut or calibrated before a ring's candidates are read
+    expect(calibrated).to.deep.equal([]);
+    let usable = 0;
+    for (const { N, cuts } of rings) {
+      const all = [...cuts];
+      // the smallest rings hold no level at this scale: no candidate
+      if (maxDepthAtRing(N, 10) < 1) expect(all).to.deep.equal([]);
+      else expect(all.length).to.be.within(1, 3);
+      if (all.length) usable++;
+      for (const c of all) {
+        expect(c.params.polyModulusDegree).to.equal(N);
+        expect(c.program.depth).to.be.at.most(levelsOf(c.params));
+        if (c.program !== full) expect(c.program.refreshes!.length).to.be.above(0);
+      }
+      // each candidate after the first has no more levels per segment, so at least as many cuts
+      for (let i = 1; i < all.length; i++) {
+        expect(all[i].program.depth).to.be.at.most(all[i - 1].program.depth);
+        expect(all[i].program.refreshes?.length ?? 0).to.be.at.least(all[i - 1].program.refreshes?.length ?? 0);
+      }
+    }
+    expect(usable).to.be.at.least(3);
+    expect(calibrated.length).to.be.at.least(usable);
+    const minSlots = [...ringCuts(full, { ...search, minSlots: 8192 })].map((r) => r.N);
+    expect(minSlots).to.deep.equal(RING_DEGREES.filter((N) => N / 2 >= 8192));
   });
 
   it('prices the SEAL heap of a refreshed run segment by segment (what --params auto checks against the 4 GiB cap)', () => {

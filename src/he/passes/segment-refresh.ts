@@ -1,7 +1,7 @@
 import { HepolyError } from '../../util/errors.js';
 import type { HeProgram, RefreshPoint, Step, TensorInfo } from '../program.js';
 import { stepSources } from '../program.js';
-import { type HeParams, levelsOf } from '../params.js';
+import { type HeParams, RING_DEGREES, levelsOf, maxDepthAtRing, paramsAtRing } from '../params.js';
 import type { ChainPass } from './chain.js';
 
 /**
@@ -31,6 +31,54 @@ export const segmentRefreshPass: ChainPass = {
 export function cutToParams(program: HeProgram, params: HeParams, inputs: Float32Array, count: number): HeProgram {
   const state = { program, inputs, count, maxAbs: null, params, refresh: 'client' as const, candidates: null };
   return segmentRefreshPass.run(state).state.program;
+}
+
+/** One candidate of the ring search: the program cut for a ring, with the parameters that hold it. */
+export interface RingCut {
+  program: HeProgram;
+  params: HeParams;
+  /** the cut program's largest calibrated value */
+  maxAbs: number;
+}
+
+export interface RingSearch {
+  /** the uncut program's largest calibrated value (bounds the levels a ring holds) */
+  maxAbs: number;
+  /** the largest value a program computes on the calibration inputs (a cut changes it) */
+  calibrate(program: HeProgram): number;
+  minSlots?: number;
+  minScaleBits?: number;
+  /** how many levels fewer than a ring's most are tried when the consumer rejects a cut (default 0) */
+  fallbackLevels?: number;
+}
+
+/**
+ * `--params auto --refresh client`'s search, shared by he-validate and export: per ring, from
+ * the smallest, the program cut to the most levels the ring holds, then (lazily, while the
+ * consumer asks for more) to fewer. The consumer prices and checks the candidates.
+ */
+export function* ringCuts(compiled: HeProgram, search: RingSearch): Generator<{ N: number; cuts: Iterable<RingCut> }> {
+  for (const N of RING_DEGREES) {
+    if (search.minSlots && N / 2 < search.minSlots) continue;
+    yield { N, cuts: cutsAtRing(compiled, N, search) };
+  }
+}
+
+function* cutsAtRing(compiled: HeProgram, N: number, search: RingSearch): Generator<RingCut> {
+  const most = Math.min(compiled.depth, maxDepthAtRing(N, search.maxAbs, search.minScaleBits));
+  for (let levels = most; levels >= 1 && levels >= most - (search.fallbackLevels ?? 0); levels--) {
+    let program: HeProgram;
+    try {
+      program = levels >= compiled.depth ? compiled : segmentProgram(compiled, levels);
+    } catch (e) {
+      // a step that needs more levels than this even from fresh ciphertexts: fewer cannot help
+      if (e instanceof HepolyError) return;
+      throw e;
+    }
+    const maxAbs = search.calibrate(program);
+    const params = paramsAtRing(N, { depth: program.depth, maxAbs, minScaleBits: search.minScaleBits });
+    if (params) yield { program, params, maxAbs };
+  }
 }
 
 /**
