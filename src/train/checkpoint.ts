@@ -265,7 +265,7 @@ export function loadCheckpoint(dirArg: string): Checkpoint {
   const read = (f: string) => readFileSync(join(dir, f), 'utf8');
   const json = <T>(f: string): T => {
     try {
-      return JSON.parse(read(f)) as T;
+      return JSON.parse(read(f), f === 'ranges.json' || f === 'summary.json' ? overflowAsNaN : undefined) as T;
     } catch (e) {
       throw corrupt(dir, `${f} is not valid JSON (${(e as Error).message})`);
     }
@@ -294,6 +294,13 @@ export function loadCheckpoint(dirArg: string): Checkpoint {
     summary: json<unknown>('summary.json'),
     ...(m.files['prune.json'] ? { prune: json<unknown>('prune.json') } : {}),
   };
+}
+
+const RANGE_FIELDS = new Set(['min', 'max', 'p001', 'p999']);
+
+/** JSON writes an overflowed range (NaN, Infinity) as null; read back it is NaN, a number every reader formats. */
+function overflowAsNaN(key: string, value: unknown): unknown {
+  return value === null && RANGE_FIELDS.has(key) ? NaN : value;
 }
 
 function checkWeightsMatchGraph(graph: Graph, weights: WeightMap, dir: string): void {

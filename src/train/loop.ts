@@ -11,6 +11,7 @@ import { checkSplitSizes, loadData, type LoadedData, type Split } from '../data/
 import { initBackend } from './backend.js';
 import { learningRate } from './schedule.js';
 import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
+import { refuseInferenceOverflow } from './inference-overflow.js';
 import {
   describeCheckpoint,
   loadCheckpoint,
@@ -18,6 +19,7 @@ import {
   type Checkpoint,
   type MetricsRow,
   type OptimizerState,
+  type Ranges,
   type TrainState,
 } from './checkpoint.js';
 import type { TrainCallbacks, TrainResult } from './callbacks.js';
@@ -185,6 +187,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
       backend,
     };
     await reportAfterTraining(outDir, (text) => cb.onMessage?.(text));
+    refuseInferenceOverflow(final.ranges, data.validation.count ? metrics[metrics.length - 1]?.val_loss ?? null : null, result, recipeFile);
     cb.onEnd?.(result);
     return result;
   } finally {
@@ -533,8 +536,8 @@ export class Run {
   }
 
   /** Writes the checkpoint; the final save also measures ranges and train/test accuracy. */
-  async save(outDir: string, data: LoadedData, metrics: MetricsRow[], state: TrainState, final: boolean): Promise<{ trainAccuracy: number; testAccuracy: number | null }> {
-    let ranges = null;
+  async save(outDir: string, data: LoadedData, metrics: MetricsRow[], state: TrainState, final: boolean): Promise<{ trainAccuracy: number; testAccuracy: number | null; ranges: Ranges | null }> {
+    let ranges: Ranges | null = null;
     let trainAccuracy = metrics[metrics.length - 1]?.accuracy ?? NaN;
     let testAccuracy: number | null = null;
     if (final) {
@@ -561,7 +564,7 @@ export class Run {
       summary,
       prune: this.prune,
     });
-    return { trainAccuracy, testAccuracy };
+    return { trainAccuracy, testAccuracy, ranges };
   }
 
   dispose(): void {

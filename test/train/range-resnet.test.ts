@@ -9,6 +9,7 @@ import { inferShapes, INPUT } from '../../src/models/graph.js';
 import { initWeights, predict } from '../../src/models/tf-interpreter.js';
 import { foldForInference } from '../../src/models/fold.js';
 import { RecipeSchema } from '../../src/recipe/schema.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { expectAllClose } from '../helpers/close.js';
@@ -73,6 +74,23 @@ describe('range-aware training and polynomial ResNets', function () {
     expect(folded.graph.nodes.some((n) => n.layer.op === 'conv2d' && n.layer.dirac)).to.equal(false);
     const x = Float32Array.from({ length: 2 * 8 * 8 * 3 }, (_, i) => Math.sin(i));
     expectAllClose(predict(folded.graph, folded.weights, x, 2), predict(graph, weights, x, 2), { atol: 1e-4, rtol: 1e-4 });
+  });
+
+  it('a model that trains but overflows at inference (moving statistics, raw pixels) exits 3 naming the layer; the checkpoint and its report stay readable', () => {
+    const dir = join(tmp.path, 'overflow');
+    const r = hepoly([
+      'train', 'recipes/fmnist-cnn.yaml', '--out', dir,
+      '--set', 'model={kind: resnet, depth: 20, widths: [4, 4, 4], skip: standard}', '--set', 'data.normalize={scale: 1, shift: 0}',
+      '--set', 'data.limit=64', '--set', 'data.test_limit=32', '--set', 'data.split.validation=0.01', '--set', 'train.epochs=1', '--set', 'train.batch=32',
+    ]);
+    expect(r.code, r.stderr).to.equal(3);
+    expect(r.stderr).to.match(/recipes\/fmnist-cnn\.yaml: the trained model overflows at inference .*the input of s\d+b\d+_act\d is not finite/);
+    expect(r.stderr).to.include('data.normalize');
+    // JSON wrote the overflow as null: read back, the range is NaN, which the report formats
+    const ranges = loadCheckpoint(dir).ranges!;
+    expect(Object.values(ranges.activations).some((a) => Number.isNaN(a.max))).to.equal(true);
+    expect(Object.values(ranges.activations).every((a) => typeof a.max === 'number')).to.equal(true);
+    expect(readFileSync(join(dir, 'report', 'report.html'), 'utf8')).to.include('NaN');
   });
 
   for (const skip of ['standard', 'dirac', 'shared-source']) {
