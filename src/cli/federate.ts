@@ -5,7 +5,8 @@ import { defineCommand } from './command.js';
 
 /**
  * `hepoly federate RECIPE` (every role on this machine), `hepoly federate coordinator RECIPE
- * --port P` and `hepoly federate party RECIPE --name N --coordinator URL` (one role each).
+ * --port P` and `hepoly federate party RECIPE --name N --coordinator URL` (one role each), and
+ * `hepoly federate join RECIPE` (a vertical run's joined table, for eval, he-validate, export).
  */
 export interface FederateArgs {
   target: string;
@@ -30,7 +31,8 @@ async function federatedRecipe(path: string, set: string[] | undefined): Promise
 export async function runFederate(a: FederateArgs): Promise<void> {
   if (a.target === 'coordinator') return runCoordinatorRole(a);
   if (a.target === 'party') return runPartyRole(a);
-  if (a.recipe) throw new HepolyError(`federate ${a.target} ${a.recipe}: expected \`federate RECIPE\`, \`federate coordinator RECIPE\` or \`federate party RECIPE\``, { exitCode: 2 });
+  if (a.target === 'join') return runJoin(a);
+  if (a.recipe) throw new HepolyError(`federate ${a.target} ${a.recipe}: expected \`federate RECIPE\`, \`federate coordinator RECIPE\`, \`federate party RECIPE\` or \`federate join RECIPE\``, { exitCode: 2 });
   const { launchFederation } = await import('../federated/launcher.js');
   const result = await launchFederation({ recipe: a.target, set: a.set, out: a.out, log: (l) => console.log(l) });
   const fmt = (v: number | null, d = 4) => (v === null || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
@@ -43,6 +45,20 @@ export async function runFederate(a: FederateArgs): Promise<void> {
     const { party_results: _omit, ...rest } = result;
     console.log(JSON.stringify(rest));
   }
+}
+
+/** `federate join RECIPE [--out FILE]`: the joined table a vertical checkpoint's eval, he-validate and export read. */
+async function runJoin(a: FederateArgs): Promise<void> {
+  if (!a.recipe) throw new HepolyError('federate join: name the recipe: hepoly federate join RECIPE [--out FILE]', { exitCode: 2 });
+  const { recipe, file } = await federatedRecipe(a.recipe, a.set);
+  if (recipe.federated!.partition !== 'vertical') {
+    throw new HepolyError(`${shortPath(file)}: federated.partition: horizontal: its parties hold rows of the same columns, so there is nothing to join; federate join is for partition: vertical`, { exitCode: 2 });
+  }
+  const { writeJoinedTable } = await import('../federated/vertical/joined-table.js');
+  const t = writeJoinedTable(recipe, shortPath(file), a.out);
+  const gaps = Object.entries(t.unmatched).map(([bank, n]) => `${bank} lacks ${n} IDs (column means there)`).join(', ');
+  console.log(`joined table ${shortPath(t.file)}: ${t.rows} rows, ${t.columns.length - 1} feature columns + ${t.columns[t.columns.length - 1]}${gaps ? `; ${gaps}` : ''}. It holds every party's columns: keep it where only a party allowed to see them all can read it`);
+  if (a.json) console.log(JSON.stringify(t));
 }
 
 async function runCoordinatorRole(a: FederateArgs): Promise<void> {
@@ -73,13 +89,13 @@ async function runPartyRole(a: FederateArgs): Promise<void> {
 
 export const federateCommand = defineCommand(
   'federate <target> [recipe]',
-  'federated training: `federate RECIPE` runs every role here as separate processes; `federate coordinator RECIPE --port P` and `federate party RECIPE --name N --coordinator URL` run one role',
+  'federated training: `federate RECIPE` runs every role here as separate processes; `federate coordinator RECIPE --port P` and `federate party RECIPE --name N --coordinator URL` run one role; `federate join RECIPE` writes a vertical run\'s joined table',
   (y) =>
     y
-      .positional('target', { type: 'string', demandOption: true, describe: 'a recipe with a federated section, or the role: coordinator | party' })
+      .positional('target', { type: 'string', demandOption: true, describe: 'a recipe with a federated section, or the role: coordinator | party | join' })
       .positional('recipe', { type: 'string', describe: 'the recipe, after a role' })
       .option('set', { type: 'string', array: true, describe: 'override a recipe key (repeatable), passed to every role' })
-      .option('out', { type: 'string', describe: 'checkpoint directory of the federated model (default checkpoints/<name>)' })
+      .option('out', { type: 'string', describe: 'checkpoint directory of the federated model (default checkpoints/<name>); join: the table file (default joined.csv beside data.path)' })
       .option('port', { type: 'number', describe: 'coordinator: port to listen on (0: any free port; default 8470)' })
       .option('host', { type: 'string', describe: 'coordinator: address to listen on (default 127.0.0.1; 0.0.0.0 to serve other machines)' })
       .option('name', { type: 'string', describe: 'party: its name in federated.parties' })

@@ -196,6 +196,38 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
     expect((loadCheckpoint(dir).recipe.data as { path: string }).path, "the checkpoint's recipe names the joined table").to.equal(joined);
   });
 
+  it('federate join writes the joined table from the parties\' own files: the generator\'s table on every column, and eval reads it', async () => {
+    const joined = join(tmp.path, 'joined.csv');
+    renameSync(joined, `${joined}.generated`);
+    try {
+      const r = hepoly(['federate', 'join', join(tmp.path, 'vfl.yaml'), '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.match(/joined table .*joined\.csv: 800 rows, 14 feature columns \+ is_anomaly; bank-a lacks \d+ IDs \(column means there\), bank-b lacks \d+ IDs/);
+      const t = r.json as { file: string; unmatched: Record<string, number> };
+      expect(t.file).to.equal(joined);
+      const table = (f: string) => {
+        const [head, ...rows] = readFileSync(f, 'utf8').trim().split('\n').map((l) => l.split(','));
+        return { head, rows };
+      };
+      const ours = table(joined);
+      const generated = table(`${joined}.generated`);
+      expect(ours.rows.length).to.equal(generated.rows.length);
+      // made independently (make-data from its accounts, join from the CSVs): the same values
+      for (const [c, name] of ours.head.entries()) {
+        const g = generated.head.indexOf(name);
+        expect(g, name).to.be.at.least(0);
+        ours.rows.forEach((row, i) => expect(Number(row[c]), `${name}, row ${i + 1}`).to.be.closeTo(Number(generated.rows[i][g]), 1e-6 * Math.max(1, Math.abs(Number(row[c])))));
+      }
+      expect(t.unmatched['bank-a'] + t.unmatched['bank-b']).to.equal(800);
+      expect((await evaluate(join(tmp.path, 'ckpt'))).samples).to.be.above(0);
+      const horizontal = hepoly(['federate', 'join', 'recipes/cancer-fl.yaml']);
+      expect(horizontal.code).to.equal(2);
+      expect(horizontal.stderr).to.match(/cancer-fl\.yaml: federated\.partition: horizontal: .*nothing to join/);
+    } finally {
+      renameSync(`${joined}.generated`, joined);
+    }
+  });
+
   it("the assembled model on the joined table scores the run's held-out rows as the cross-party inference did; he-validate agrees on ciphertexts", async function () {
     this.timeout(600000);
     const dir = join(tmp.path, 'ckpt');

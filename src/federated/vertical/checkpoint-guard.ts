@@ -9,7 +9,7 @@ import { HepolyError } from '../../util/errors.js';
 /** The state.json backend a vertical run's assembled checkpoint records (label-holder.ts). */
 export const VERTICAL_BACKEND = 'federated-vertical';
 
-/** The joined table's name, beside the label holder's data.path (`hepoly make-data payments` writes it). */
+/** The joined table's name, beside the label holder's data.path (`hepoly federate join` and `hepoly make-data payments` write it). */
 export const JOINED_FILE = 'joined.csv';
 
 /**
@@ -48,7 +48,7 @@ export function refuseVerticalCheckpoint(dir: string, command: string, dataRoot?
     : `its joined table ${joined} was not found${roots.length ? ` (looked from here and in ${roots.map(shortPath).join(', ')})` : ' (looked from here)'}`;
   throw new HepolyError(
     `${where}: a vertical federated checkpoint (hepoly federate, partition: vertical) whose inputs are columns of several parties (${ownerCounts(features)}): ${command} needs them joined, and ${problem}. ` +
-      `Fix: put the joined table at ${joined} (columns ${features.slice(0, 2).join(', ')}, ... as in ${where}/preprocess.json, plus the label; the label holder's rows in its order, a bank's columns at its column mean where it lacks the ID; \`hepoly make-data payments\` writes it for the payments data), or pass --data DIR for the folder it is read from. ` +
+      `Fix: put the joined table at ${joined} (columns ${features.slice(0, 2).join(', ')}, ... as in ${where}/preprocess.json, plus the label; the label holder's rows in its order, a bank's columns at its column mean where it lacks the ID; \`hepoly federate join RECIPE\` writes it from the parties' files, \`hepoly make-data payments\` for the payments data), or pass --data DIR for the folder it is read from. ` +
       `Only a party allowed to see every party's columns may do this (docs/federated.md); the run's own cross-party figures are in the \`hepoly federate --json\` output and ${where}/metrics.csv`,
     { exitCode: 1 },
   );

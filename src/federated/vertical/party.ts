@@ -3,6 +3,7 @@ import { numericColumns, readPartyTable } from '../party-data.js';
 import { joinRun, refuseToJoin, reportFailure } from '../session.js';
 import type { PartyResult, PartyRunOptions } from '../horizontal/party.js';
 import type { LocalColumns } from './common.js';
+import type { Recipe } from '../../recipe/schema.js';
 import { labelHolder } from './label-holder.js';
 import { bank } from './bank.js';
 
@@ -18,8 +19,8 @@ import { bank } from './bank.js';
  * noises that, the bank unmasks it. Inference (validation, test) runs the same forward path.
  */
 
-function readColumns(opts: PartyRunOptions, index: number): LocalColumns {
-  const { recipe, recipeFile } = opts;
+/** A vertical party's key and feature columns, checked against the recipe (the run's parties and `federate join` read them alike). */
+export function readColumns(recipe: Recipe, recipeFile: string, index: number): LocalColumns {
   const fed = recipe.federated!;
   const holders = fed.parties.filter((p) => p.label);
   if (holders.length !== 1) {
@@ -51,7 +52,7 @@ export async function runVerticalParty(opts: PartyRunOptions): Promise<PartyResu
   if (index < 0) throw new HepolyError(`--name ${opts.name}: not a party of ${opts.recipeFile} (federated.parties: ${fed.parties.map((p) => p.name).join(', ')}). Pass one of those names`, { exitCode: 2 });
   let local: LocalColumns;
   try {
-    local = readColumns(opts, index);
+    local = readColumns(opts.recipe, opts.recipeFile, index);
   } catch (e) {
     await refuseToJoin(opts.coordinator, opts.name, e);
     throw e;
