@@ -110,6 +110,25 @@ describe('transformer under (simulated) CKKS, through the shared compiler', func
     x.dispose();
   });
 
+  it("a ViT whose quad keeps its x term (a shift too large to complete the square): the residual through the embedding is not charged the MLP's levels", async () => {
+    const graph = buildGraph(model({ task: 'classify', patch: 2, layers: 1, dim: 2, heads: 1, mlp_ratio: 1, attention: { kind: 'power-softmax', p: 2 }, norm: 'batchnorm' }), [4, 4, 1], 2);
+    const rng = makeRng(3, 'he-vit-x-term');
+    const N = 8;
+    const xs = Float32Array.from({ length: N * 16 }, () => rng.next());
+    const x = tf.tensor4d(xs, [N, 4, 4, 1]);
+    const { weights, ranges } = trainTiny(graph, x, Array.from({ length: N }, (_, i) => i % 2), 3);
+    // a = 0.005, b = 1: completing the square would shift by b / 2a = 100, past the compiler's limit
+    weights.get('b1_act/coeffs')!.data.set([0, 1, 0.005]);
+    const p = compileProgram(graph, weights, { ranges });
+    const byNode = new Map(p.layers.map((l) => [l.node, l]));
+    expect(byNode.get('b1_act')!.how).to.match(/x\^2 and x terms/);
+    expect(byNode.get('embed')!.levels).to.equal(1);
+    expect(byNode.get('b1_mlp2')!.levels).to.equal(1);
+    const logits = await simulatedLogits(graph, weights, ranges, xs, N);
+    expectAllClose(logits, plaintext(graph, weights, x), { atol: 3e-3, rtol: 3e-3 }, 'simulated vs plaintext logits');
+    x.dispose();
+  });
+
   it('softmax attention is refused, naming the layer', () => {
     const graph = buildGraph(model({ task: 'lm', layers: 1, dim: 4, heads: 2, attention: { kind: 'softmax' }, norm: 'batchnorm' }), [4], 5);
     expect(isSequenceGraph(graph)).to.equal(true);

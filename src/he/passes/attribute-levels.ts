@@ -36,8 +36,13 @@ export function attributeLevels(program: HeProgram, graph: Graph): void {
       const b = layers.get(owner);
       if (!b) continue;
       if (s.kind === 'linear') {
-        // a chain of the layer's own linear steps counts from where the chain began
-        const own = stepSources(s).map((t) => chainStart.get(`${owner}:${t}`)).filter((d): d is number => d !== undefined);
+        // a chain of the layer's own linear steps counts from where the chain began, when the
+        // chain is what sets this step's depth: a residual term that carries the layer's
+        // kernel into a step deepened by another branch (a transformer's x + f(x)) is not its chain
+        const own = stepSources(s)
+          .filter((t) => program.tensors[t].depth === from)
+          .map((t) => chainStart.get(`${owner}:${t}`))
+          .filter((d): d is number => d !== undefined);
         const start = own.length ? Math.min(...own) : from;
         chainStart.set(`${owner}:${s.out}`, start);
         linearLevels.set(owner, Math.max(linearLevels.get(owner) ?? 0, to - start));
