@@ -1,5 +1,5 @@
 import { loadCheckpoint, type Checkpoint } from '../train/checkpoint.js';
-import { compileProgram } from '../he/compile.js';
+import { compileCheckpoint } from '../he/compile.js';
 import type { HeProgram } from '../he/program.js';
 
 /**
@@ -9,5 +9,5 @@ import type { HeProgram } from '../he/program.js';
  */
 export function compile(checkpoint: string | Checkpoint): HeProgram {
   const ckpt = typeof checkpoint === 'string' ? loadCheckpoint(checkpoint) : checkpoint;
-  return compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  return compileCheckpoint(ckpt);
 }

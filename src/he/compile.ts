@@ -1,4 +1,5 @@
 import type { Graph, WeightMap } from '../models/graph.js';
+import type { Checkpoint } from '../train/checkpoint.js';
 import type { HeProgram } from './program.js';
 import type { LevelContext } from '../ops/types.js';
 import type { CompilePass, CompileState } from './passes/pass.js';
@@ -34,6 +35,11 @@ export function compileProgram(graph: Graph, weights: WeightMap, opts: CompileOp
     opts.trace?.(`compile pass ${pass.name}: ${r.note}`);
   }
   return state.program!;
+}
+
+/** A checkpoint's program: named by its folder, with its recorded ranges (every command compiles a checkpoint this way). */
+export function compileCheckpoint(ckpt: Pick<Checkpoint, 'graph' | 'weights' | 'dir' | 'ranges'>, opts: Pick<CompileOptions, 'trace'> = {}): HeProgram {
+  return compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, ranges: ckpt.ranges, ...opts });
 }
 
 export { refuseNonPolynomial } from './passes/refuse-non-polynomial.js';

@@ -7,7 +7,7 @@ import { compareLogits } from './compare.js';
 import { initBackend } from '../train/backend.js';
 import { forward } from '../models/tf-interpreter.js';
 import { HepolyError } from '../util/errors.js';
-import { compileProgram } from './compile.js';
+import { compileCheckpoint } from './compile.js';
 import { programForward } from './reference.js';
 import { type HeProgram, type LayerBudget, encodeSample } from './program.js';
 import {
@@ -181,7 +181,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const ckpt = loadCheckpoint(opts.checkpoint);
   const training = trainingStatus(ckpt);
   if (training.note) log(training.note);
-  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, ranges: ckpt.ranges });
+  const compiled = compileCheckpoint(ckpt);
   await initBackend();
   const inputs = await heldOutInputs(ckpt, compiled, opts);
   const rssPeak = trackRss();

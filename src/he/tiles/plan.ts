@@ -1,7 +1,7 @@
 import { loadCheckpoint } from '../../train/checkpoint.js';
 import { reportProgress } from '../../util/progress-event.js';
 import { heldOutSplit } from '../../train/evaluate.js';
-import { compileProgram } from '../compile.js';
+import { compileCheckpoint } from '../compile.js';
 import type { HeParams } from '../params.js';
 import type { HeProgram } from '../program.js';
 import { size } from '../tensor-ops.js';
@@ -100,7 +100,7 @@ export async function planProgram(
 export async function plan(opts: PlanOptions): Promise<PlanResult> {
   const ckpt = loadCheckpoint(opts.checkpoint);
   const trace = opts.trace ? opts.log : undefined;
-  const program = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir, trace });
+  const program = compileCheckpoint(ckpt, { trace });
   const split = await heldOutSplit(ckpt);
   const per = size(program.inputShape);
   const start: ChainState = { program, inputs: split.x, count: split.count, maxAbs: null, params: null, candidates: null };
