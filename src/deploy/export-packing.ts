@@ -1,4 +1,4 @@
-import { type Packing, type PackingKind, type PackingPlan, PACKINGS, PACKING_KINDS, packingOf } from '../he/packing/index.js';
+import { type Packing, type PackingKind, type PackingPlan, PACKINGS, PACKING_KINDS, firstUnsupported, packingOf } from '../he/packing/index.js';
 import type { HeParams } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
 import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
@@ -28,22 +28,30 @@ export interface ExportPacking {
 /** Samples per pass tried for stacked / interleaved without `:M` (the largest that plans wins). */
 const DEFAULT_MAX_M = 8;
 
-export function exportPacking(spec: string | undefined, program: HeProgram, params: HeParams, source: string): ExportPacking {
-  const [name, mText] = (spec ?? 'sample').split(':');
+/**
+ * `--packing` as given, or the default: sample (latency), batch for a program only batch
+ * packing runs (attention's products of element pairs).
+ */
+export function packingSpec(spec: string | undefined, program: HeProgram): string {
+  return spec ?? (firstUnsupported(packingOf('sample'), program) ? 'batch' : 'sample');
+}
+
+export function exportPacking(spec: string, program: HeProgram, params: HeParams, source: string): ExportPacking {
+  const [name, mText] = spec.split(':');
   if (!(PACKING_KINDS as readonly string[]).includes(name)) {
     throw new HepolyError(`--packing ${spec}: expected one of ${PACKINGS.map((p) => p.kind).join(', ')} (stacked and interleaved take :M samples per pass)`, { exitCode: 2 });
   }
   const kind = name as PackingKind;
   const packing = packingOf(kind);
-  if (program.refreshes?.length && kind !== 'sample') {
-    throw new HepolyError(`--packing ${spec}: a model cut for --refresh client is served one sample per round trip; use --packing sample`);
+  if (program.refreshes?.length && kind !== 'sample' && kind !== 'batch') {
+    throw new HepolyError(`--packing ${spec}: a model cut for --refresh client is served by sample packing (one sample per round trip) or batch packing (a batch per round trip); use --packing sample or batch`);
   }
   const slots = params.polyModulusDegree / 2;
   const m = mText === undefined ? null : Number(mText);
   if (m !== null && !(Number.isInteger(m) && m >= 1 && m <= slots && slots % m === 0)) {
     throw new HepolyError(`--packing ${spec}: M must be a power of two that divides the ${slots} slots of N=${params.polyModulusDegree}, e.g. --packing ${kind}:4`, { exitCode: 2 });
   }
-  const plan = m !== null ? planOrExplain(packing, program, slots, m, spec!, source) : largestPlan(packing, program, slots, spec ?? kind, source);
+  const plan = m !== null ? planOrExplain(packing, program, slots, m, spec, source) : largestPlan(packing, program, slots, spec, source);
   const steps = normalizeSteps(plan.rotationSteps, slots);
   const keyBytes = galoisKeyBytes(params, steps.length);
   if (keyBytes > GALOIS_KEY_BUDGET) {

@@ -6,6 +6,9 @@ import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-siz
 import { planSample } from '../he/packing/sample.js';
 import { refreshedSampleMemory } from '../he/tiles/cost.js';
 import { HepolyError } from '../util/errors.js';
+import { ciphertextBytes } from '../he/packing/batch.js';
+import { programSegments } from '../he/refresh.js';
+import { size } from '../he/tensor-ops.js';
 
 /**
  * The program and CKKS parameters an export serves. Without `--refresh client` the whole
@@ -30,6 +33,8 @@ export interface ExportRequirement {
   minSlots?: number;
   /** names the checkpoint in messages */
   source: string;
+  /** the export's packing kind: a batch-packed cut needs no rotations, so only sample packing's keys and heap are checked per ring */
+  packing?: string;
 }
 
 /** A worker's SEAL heap is wasm32: a cut program whose one segment needs more cannot be served. */
@@ -70,11 +75,18 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
   const tooBig: string[] = [];
   for (const { N, cuts } of ringCuts(compiled, { maxAbs: maxAbs0, calibrate: (p) => calibrate(p, x, count), minSlots: req.minSlots })) {
     for (const { program, params, maxAbs } of cuts) {
-      const plan = planSample(program, N / 2);
-      if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) continue;
-      if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
-        tooBig.push(`N=${N}`);
-        continue;
+      if (req.packing === 'batch') {
+        if (batchSegmentBytes(program, params) > WASM_HEAP_MAX / 2) {
+          tooBig.push(`N=${N}`);
+          continue;
+        }
+      } else {
+        const plan = planSample(program, N / 2);
+        if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) continue;
+        if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
+          tooBig.push(`N=${N}`);
+          continue;
+        }
       }
       const n = program.refreshes?.length ?? 0;
       if (!best || n < best.cuts) best = { program, params, maxAbs, cuts: n };
@@ -86,4 +98,15 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
     );
   }
   return { program: best.program, params: best.params, maxAbs: best.maxAbs };
+}
+
+/**
+ * Batch packing: a worker holds a segment's fresh input ciphertexts (one per element) and the
+ * ones it hands back at once; the largest segment's, at the top level. Half the wasm heap is
+ * left for the stage's own products.
+ */
+function batchSegmentBytes(p: HeProgram, params: HeParams): number {
+  const count = (ts: number[]) => ts.reduce((a, t) => a + size(p.tensors[t].shape), 0);
+  const top = ciphertextBytes(params.polyModulusDegree, levelsOf(params));
+  return Math.max(...programSegments(p).map((seg) => (count(seg.inputs) + count(seg.outputs)) * top));
 }

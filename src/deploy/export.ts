@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { heldOutSplit } from '../train/evaluate.js';
 import { initBackend } from '../train/backend.js';
-import { compileProgram } from '../he/compile.js';
+import { compileCheckpoint } from '../he/compile.js';
 import { type HeParams, describeParams } from '../he/params.js';
 import { refreshPointName } from '../he/refresh.js';
 import { nextPow2 } from '../he/packing/layout.js';
@@ -22,7 +22,7 @@ import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
 import { claimOutputDir } from '../util/output-guard.js';
 import { chooseExportProgram } from './export-params.js';
 import { refuseVerticalCheckpoint } from '../federated/vertical/checkpoint-guard.js';
-import { type ExportPacking, exportPacking } from './export-packing.js';
+import { type ExportPacking, exportPacking, packingSpec } from './export-packing.js';
 
 export { slotLayout } from './export-packing.js';
 
@@ -86,17 +86,18 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   const refresh = o.refresh ?? 'none';
   if (refresh !== 'none' && refresh !== 'client') throw new HepolyError(`--refresh ${refresh}: expected none or client`, { exitCode: 2 });
   const ckpt = loadCheckpoint(o.checkpoint);
-  const compiled = compileProgram(ckpt.graph, ckpt.weights, { source: ckpt.dir });
+  const compiled = compileCheckpoint(ckpt);
   await initBackend();
   const split = await heldOutSplit(ckpt, o.data);
   const shape = ckpt.graph.inputShape;
   const minSlots = shape.length === 3 ? nextPow2(shape[0] * shape[1]) : undefined;
-  const { program, params } = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir });
+  const spec = packingSpec(o.packing, compiled);
+  const { program, params } = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir, packing: spec.split(':')[0] });
   const slots = params.polyModulusDegree / 2;
   if (minSlots && slots < minSlots) {
     throw new HepolyError(`--params ${o.params}: an image plane of ${ckpt.dir} needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}. Use a larger poly_modulus_degree`);
   }
-  const packing = exportPacking(o.packing, program, params, ckpt.dir);
+  const packing = exportPacking(spec, program, params, ckpt.dir);
   const steps = packing.rotationSteps;
   const perPass = packing.samplesPerPass > 1 ? `${packing.samplesPerPass} samples per pass, ` : '';
   log(`program: depth ${program.depth}, ${program.steps.length} steps; parameters: ${describeParams(params)}`);

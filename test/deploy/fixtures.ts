@@ -66,6 +66,25 @@ export function exportHe(checkpoint: string, out: string): Record<string, unknow
 }
 
 /** The first rows of the data set, as a user would pass them to `hepoly predict --input`. */
+/** A tiny polynomial ViT (power-softmax, batchnorm, quad) on 16 breast-cancer features read as a 4x4 image: batch packing only. */
+export function trainTinyVit(dir: string): string {
+  const recipe = join(dir, 'tiny-vit.yaml');
+  const features = readFileSync(BREAST_CANCER, 'utf8').split('\n')[0].split(',').slice(0, 16);
+  writeFileSync(
+    recipe,
+    `name: tiny-vit
+seed: 3
+data: {source: csv, path: ${BREAST_CANCER}, label: diagnosis, features: [${features.join(', ')}], shape: [4, 4, 1], normalize: standard, split: {validation: 0.2}}
+model: {kind: transformer, task: classify, patch: 2, layers: 1, dim: 2, heads: 1, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm, activation: {kind: quad}}
+train: {epochs: 2, batch: 32, optimizer: {kind: adam, lr: 0.01}}
+`,
+  );
+  const out = join(dir, 'ck-vit');
+  const r = hepoly(['train', recipe, '--out', out]);
+  expect(r.code, r.stderr).to.equal(0);
+  return out;
+}
+
 export function sampleCsv(dir: string, rows: number): string {
   const lines = readFileSync(BREAST_CANCER, 'utf8').split('\n').filter((l) => l.trim());
   // the head of the file is all one class: take rows from both ends

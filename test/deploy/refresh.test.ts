@@ -11,7 +11,7 @@ import { readInputFile } from '../../src/deploy/input-file.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
-import { sampleCsv, tinyArtifacts } from './fixtures.js';
+import { sampleCsv, tinyArtifacts, trainTinyVit } from './fixtures.js';
 import { restoreFastestBackend } from '../helpers/backend.js';
 
 /**
@@ -155,5 +155,50 @@ describe('deploy: --refresh client exports, served with refresh sessions', funct
     expect((await post(server.url, `/v1/sessions/${id}`, new Uint8Array(0), 'DELETE')).status).to.equal(204);
     expect((await post(server.url, `/v1/sessions/${id}/continue`, body(1, fresh))).status).to.equal(404);
     expect((await fetch(`${server.url}/v1/health`)).status).to.equal(200);
+  });
+});
+
+describe('deploy: a transformer (batch packing) exported with --refresh client and served', function () {
+  after(restoreFastestBackend);
+  this.timeout(600000);
+  let tmp: string;
+
+  before(() => {
+    tmp = mkdtempSync(join(tmpdir(), 'hepoly-refresh-vit-'));
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+
+  it('the default packing is batch; every round of the session goes through the client; decrypted logits match the plaintext model', async () => {
+    const checkpoint = trainTinyVit(tmp);
+    const params = join(tmp, 'params.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export'), params, refresh: 'client' });
+    expect(r.packing).to.equal('batch');
+    expect(r.refreshRounds, 'attention deeper than 4 levels is cut').to.be.at.least(2);
+    const artifact = loadClientArtifact(r.clientDir);
+    const server = await DeployServer.start({ artifactDir: r.serverDir, port: 0, workers: 1, keysDir: join(tmp, 'keys'), maxRequestBytes: 256 * 2 ** 20 });
+    const client = await HEClient.create(artifact);
+    try {
+      const remote = new RemoteModel(artifact, { url: server.url });
+      const keyId = (await remote.ensureKeys(client)).keyId;
+      const raw = readInputFile(sampleCsv(tmp, 5), artifact);
+      const inputs = raw.map((x, i) => preprocessSample(artifact, x, `sample ${i}`));
+      // one batch pass carries every sample, each in its own slot
+      const res = await remote.evaluate(keyId, [client.encryptPass(inputs)], client, inputs.length);
+      expect(res.rounds).to.equal(r.refreshRounds);
+      const logits = client.decryptPass(res.outputs[0], inputs.length);
+      await initBackend('cpu');
+      const ckpt = loadCheckpoint(checkpoint);
+      const flat = new Float32Array(inputs.length * inputs[0].length);
+      inputs.forEach((v, i) => flat.set(v, i * v.length));
+      const plain = predict(ckpt.graph, ckpt.weights, flat, inputs.length);
+      const classes = artifact.preprocess.labels.length;
+      logits.forEach((l, s) => l.forEach((v, c) => expect(Math.abs(v - plain[s * classes + c]), `sample ${s} logit ${c}`).to.be.below(2e-2 * Math.max(1, Math.abs(plain[s * classes + c])))));
+      const metrics = await (await fetch(`${server.url}/metrics`)).text();
+      expect(metrics).to.match(new RegExp(`hepoly_refresh_round_trips_total ${r.refreshRounds}\\n`));
+    } finally {
+      client.delete();
+      await server.close();
+    }
   });
 });

@@ -133,7 +133,8 @@ export class HEClient {
    * data owner sees these intermediate activations; the server still sees only ciphertexts.
    */
   refresh(cts: Uint8Array[]): Uint8Array[] {
-    return cts.map((bytes, k) => this.#encryptSlots(this.#decryptSlots(bytes, `refresh ciphertext ${k}`)));
+    // an empty part (a ciphertext batch packing leaves out) goes back empty
+    return cts.map((bytes, k) => (bytes.length ? this.#encryptSlots(this.#decryptSlots(bytes, `refresh ciphertext ${k}`)) : bytes));
   }
 
   #encryptSlots(v: Float64Array): Uint8Array {

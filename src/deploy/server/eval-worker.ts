@@ -6,6 +6,8 @@ import { deleteEvaluationKeys, loadEvaluationKeys } from '../../he/keys.js';
 import { SampleEvaluator, planSample } from '../../he/packing/sample.js';
 import { type PassRunner, packingOf } from '../../he/packing/index.js';
 import type { EvalFromWorker, EvalToWorker, EvalWork, TensorCts } from './eval-protocol.js';
+import type { HeProgram } from '../../he/program.js';
+import { runBatchRange } from '../../he/tiles/batch-pass.js';
 
 /**
  * One evaluation thread of `hepoly serve`, serving many clients: the program's diagonals are
@@ -29,6 +31,8 @@ let ctx: CkksContext | null = null;
 let evaluator: SampleEvaluator<CipherText, PlainText> | null = null;
 /** batch, stacked, interleaved: the registry's pass runner */
 let runner: PassRunner<CipherText> | null = null;
+/** batch packing of a --refresh client export: its segments run here (runBatchRange) */
+let batchProgram: HeProgram | null = null;
 let current: SealBackend | null = null;
 let maxKeySets = 4;
 const keySets = new Map<string, KeySet>();
@@ -83,12 +87,28 @@ function evaluate(ev: SampleEvaluator<CipherText, PlainText>, work: EvalWork): T
   return outputs;
 }
 
-/** One pass of a multi-sample packing; a ciphertext the packing leaves out (null) travels as an empty part. */
+/** A ciphertext the packing leaves out (null) travels as an empty part. */
+const fromBytes = (b: Uint8Array): CipherText | null => (b.length ? forwarding.deserialize(b) : null);
+const toBytes = (c: CipherText | null): Uint8Array => (c ? forwarding.serialize(c) : new Uint8Array(0));
+
+/** One segment of a batch-packed program cut for client refreshes: its kept tensors, element by element. */
+function runBatchSegment(p: HeProgram, work: EvalWork): TensorCts[] {
+  if (work.kind !== 'segment') throw new Error('internal: a program cut for client refreshes runs segment by segment');
+  const given = new Map(work.tensors.map((t) => [t.tensor, t.cts.map(fromBytes)]));
+  const kept = runBatchRange(p, forwarding, given, work, { workers: 1, N: ctx!.slots * 2 });
+  const outputs = work.keep.map((t) => ({ tensor: t, cts: kept.get(t)!.map(toBytes) }));
+  // a kept tensor may be one the segment was given: each ciphertext freed once
+  const all = new Set([...kept.values(), ...given.values()].flat());
+  for (const c of all) if (c) forwarding.free(c);
+  return outputs;
+}
+
+/** One pass of a multi-sample packing. */
 function runPass(r: PassRunner<CipherText>, work: EvalWork): Uint8Array[] {
-  if (work.kind !== 'pass') throw new Error('internal: only sample packing runs refresh segments');
+  if (work.kind !== 'pass') throw new Error('internal: only sample and batch packing run refresh segments');
   const inputs = work.inputs.map((b) => forwarding.deserialize(b));
   const outs = r.run(inputs);
-  const bytes = outs.map((c) => (c ? forwarding.serialize(c) : new Uint8Array(0)));
+  const bytes = outs.map(toBytes);
   for (const c of [...outs, ...inputs]) if (c) forwarding.free(c);
   return bytes;
 }
@@ -104,16 +124,17 @@ port.on('message', (msg: EvalToWorker) => {
         useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
         if (msg.packing.kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
+        else if (msg.packing.kind === 'batch' && msg.program.refreshes?.length) batchProgram = msg.program;
         else {
           const packing = packingOf(msg.packing.kind);
           runner = packing.run(packing.plan(msg.program, ctx.slots, msg.packing.samplesPerPass), forwarding);
         }
         send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
       } else if (msg.type === 'eval') {
-        if (!evaluator && !runner) throw new Error('worker used before init');
+        if (!evaluator && !runner && !batchProgram) throw new Error('worker used before init');
         useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
-        const outputs = evaluator ? evaluate(evaluator, msg.work) : [{ tensor: -1, cts: runPass(runner!, msg.work) }];
+        const outputs = evaluator ? evaluate(evaluator, msg.work) : batchProgram ? runBatchSegment(batchProgram, msg.work) : [{ tensor: -1, cts: runPass(runner!, msg.work) }];
         send({ type: 'evalDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
       }
     } catch (e) {

@@ -39,7 +39,10 @@ export interface Evaluator {
 interface Session {
   keyId: string;
   keys: () => EvaluationKeyBytes;
+  /** passes */
   samples: number;
+  /** samples the request asked for (several per pass in batch packing) */
+  count: number;
   /** the segment the next continue runs */
   next: number;
   /** per refreshed tensor (in the refresh point's order): ciphertexts per sample */
@@ -74,8 +77,8 @@ export class Evaluation {
         persist!.files.remove(id); // saved for another program: not a session of this one
         continue;
       }
-      const { key_id: keyId, samples, next, counts, ms, prev, expires_at: expiresAt } = saved;
-      this.sessions.set(id, { keyId, keys: persist!.keysFor(keyId), samples, next, counts, ms, prev, expiresAt, busy: false });
+      const { key_id: keyId, samples, count, next, counts, ms, prev, expires_at: expiresAt } = saved;
+      this.sessions.set(id, { keyId, keys: persist!.keysFor(keyId), samples, count: count ?? samples, next, counts, ms, prev, expiresAt, busy: false });
     }
   }
 
@@ -96,7 +99,7 @@ export class Evaluation {
     }
     this.sweep();
     if (this.sessions.size >= MAX_SESSIONS) throw new HttpError(503, `${MAX_SESSIONS} refresh sessions are open on this server; retry when some have finished or expired`);
-    const session: Session = { keyId, keys, samples: samples.length, next: 0, counts: [], ms: samples.map(() => 0), expiresAt: 0, busy: true };
+    const session: Session = { keyId, keys, samples: samples.length, count, next: 0, counts: [], ms: samples.map(() => 0), expiresAt: 0, busy: true };
     const id = randomBytes(16).toString('hex');
     this.sessions.set(id, session);
     try {
@@ -175,14 +178,14 @@ export class Evaluation {
     results.forEach((r, k) => (s.ms[k] += r.ms));
     if (s.next === this.rounds) {
       this.drop(id);
-      return done(results.map((r) => r.outputs[0].cts), s.ms);
+      return done(results.map((r) => r.outputs[0].cts), s.ms, s.count);
     }
     if (s.next >= 1) s.prev = before;
     s.counts = results[0].outputs.map((o) => o.cts.length);
     s.next++;
     s.expiresAt = Date.now() + this.sessionTtlMs;
     this.roundTrips++;
-    this.persist?.files.save(id, { key_id: s.keyId, samples: s.samples, next: s.next, counts: s.counts, ms: s.ms, prev: s.prev, expires_at: s.expiresAt });
+    this.persist?.files.save(id, { key_id: s.keyId, samples: s.samples, count: s.count, next: s.next, counts: s.counts, ms: s.ms, prev: s.prev, expires_at: s.expiresAt });
     const meta = { state: 'refresh', session_id: id, round: s.next, rounds: this.rounds, samples: s.samples, ms: s.ms, per_sample: s.counts.reduce((a, b) => a + b, 0) };
     return encodeFrames([jsonPart(meta), ...results.flatMap((r) => r.outputs.flatMap((o) => o.cts))]);
   }

@@ -316,7 +316,8 @@ export class DeployServer {
     const round = (raw as { round?: unknown } | null)?.round;
     if (!Number.isInteger(round)) throw new HttpError(400, `${what}: meta.round: expected the round number of the server's refresh answer, found ${JSON.stringify(round)}`);
     const cts = parts.slice(1).map((p) => Uint8Array.from(p));
-    cts.forEach((c, k) => this.checks.checkFresh(c, `${what}: ciphertext ${k}`));
+    // an empty part: a ciphertext batch packing leaves out (it was handed out empty, its slots are zeros)
+    cts.forEach((c, k) => c.length && this.checks.checkFresh(c, `${what}: ciphertext ${k}`));
     return this.evaluation.continue(id, round as number, cts);
   }
 

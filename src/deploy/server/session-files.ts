@@ -14,7 +14,10 @@ import { writeFileAtomic } from '../../util/atomic-file.js';
 
 export interface SavedSession {
   key_id: string;
+  /** passes (one sample each but for multi-sample packings) */
   samples: number;
+  /** samples the request asked for (a batch pass carries several); absent: one per pass */
+  count?: number;
   /** the segment the next continue runs */
   next: number;
   counts: number[];

@@ -83,10 +83,17 @@ export function planName(plan: PackingPlan): string {
   return plan.stacked ? `${plan.kind} x${plan.samplesPerPass}` : plan.kind;
 }
 
-/** Throws, naming the first step the packing cannot evaluate and why. */
-export function refuseUnsupported(packing: Packing, program: HeProgram): void {
+/** The first step the packing cannot evaluate, with why; null when it runs the whole program. */
+export function firstUnsupported(packing: Packing, program: HeProgram): string | null {
   for (const step of program.steps) {
     const ok = packing.supports(step, program);
-    if (ok !== true) throw new HepolyError(`${packing.kind} packing does not support ${program.tensors[step.out].label}: ${ok}`);
+    if (ok !== true) return `${program.tensors[step.out].label}: ${ok}`;
   }
+  return null;
+}
+
+/** Throws, naming the first step the packing cannot evaluate and why. */
+export function refuseUnsupported(packing: Packing, program: HeProgram): void {
+  const why = firstUnsupported(packing, program);
+  if (why) throw new HepolyError(`${packing.kind} packing does not support ${why}`);
 }

@@ -53,3 +53,49 @@ export function runBatchGrouped<C>(
   });
   return tensors.get(p.output)!;
 }
+
+/**
+ * One segment of a program cut for client refreshes, batch packing (what `hepoly serve` runs
+ * per round): the stages of steps [from, to) on the tensors the segment starts from (the
+ * input, or a refresh point's fresh copies); returns `keep` (the next refresh point's sources,
+ * or the output). `given` stays the caller's (a kept tensor may be one of them); every other
+ * ciphertext is freed once no later stage of the segment reads it.
+ */
+export function runBatchRange<C>(
+  p: HeProgram,
+  be: CkksBackend<C>,
+  given: Map<number, (C | null)[]>,
+  range: { from: number; to: number; keep: number[] },
+  opts: { workers: number; N: number; memoryBudget?: number },
+): Map<number, (C | null)[]> {
+  const budget = opts.memoryBudget ?? SERVER_MEMORY_BUDGET;
+  const tensors = new Map(given);
+  const store: TensorStore<C> = { acquire: (t, i) => tensors.get(t)?.[i] ?? null, release: () => {} };
+  const stages = planStages(p).filter((st) => st.steps[0] >= range.from && st.steps[0] < range.to);
+  const keep = new Set(range.keep);
+  const lastStage = new Map<number, number>();
+  stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+  stages.forEach((st, k) => {
+    for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
+    for (const group of channelGroups(p, st, be.topLevel, opts.N, budget, opts.workers)) {
+      for (const [t, m] of runStageGroup({ program: p, be, store, memoryBudget: budget }, st, group)) {
+        const arr = tensors.get(t)!;
+        for (const [i, c] of m) arr[i] = c;
+      }
+    }
+    for (const [t, last] of lastStage) {
+      if (last !== k || keep.has(t) || given.has(t) || !tensors.has(t)) continue;
+      for (const c of tensors.get(t)!) if (c) be.free(c);
+      tensors.delete(t);
+    }
+  });
+  const out = new Map<number, (C | null)[]>();
+  for (const t of range.keep) {
+    const cts = tensors.get(t);
+    if (!cts) throw new Error(`internal: segment [${range.from}, ${range.to}) does not produce tensor ${t}`);
+    out.set(t, cts);
+  }
+  // exported but read by no later stage of this segment, nor kept: not needed
+  for (const [t, cts] of tensors) if (!keep.has(t) && !given.has(t)) for (const c of cts) if (c) be.free(c);
+  return out;
+}
