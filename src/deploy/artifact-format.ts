@@ -63,9 +63,50 @@ export type ServerManifest = z.infer<typeof ServerManifestSchema>;
 export const SlotLayoutSchema = z.object({
   shape: z.array(z.number().int()),
   ciphertexts: z.number().int(),
-  replicas: z.array(z.array(z.number().int())),
+  replicas: z.array(z.union([z.array(z.number().int()), z.object({ runs: z.array(z.number().int()) }).transform((r, ctx) => expandRuns(r.runs, ctx))])),
 });
 export type SlotLayout = z.infer<typeof SlotLayoutSchema>;
+/** A layout as client.json writes it: each replica a list or its runs. */
+export type WrittenSlotLayout = z.input<typeof SlotLayoutSchema>;
+
+/**
+ * A replica as client.json writes it: [start, step, count, ...], arithmetic runs of slot
+ * numbers. A batch pass places element f of sample s at slot f * slots + s, one run per
+ * sample: a few kilobytes where the list was 25 MB for a 784-pixel image. Read back (the
+ * schema's transform) as the list, so no reader sees runs.
+ */
+export function toRuns(replica: readonly number[]): { runs: number[] } {
+  const runs: number[] = [];
+  for (let i = 0; i < replica.length; ) {
+    const step = i + 1 < replica.length ? replica[i + 1] - replica[i] : 0;
+    let n = 1;
+    while (i + n < replica.length && replica[i + n] - replica[i + n - 1] === step) n++;
+    runs.push(replica[i], n > 1 ? step : 0, n);
+    i += n;
+  }
+  return { runs };
+}
+
+/** A layout to write: each replica as runs when that is shorter (batch and most sample layouts), else as the list. */
+export function compactLayout(l: SlotLayout): WrittenSlotLayout {
+  return {
+    ...l,
+    replicas: l.replicas.map((r) => {
+      const runs = toRuns(r);
+      return JSON.stringify(runs).length < JSON.stringify(r).length ? runs : r;
+    }),
+  };
+}
+
+function expandRuns(runs: number[], ctx: z.RefinementCtx): number[] {
+  if (runs.length % 3 || runs.some((v, k) => k % 3 === 2 && v < 1)) {
+    ctx.addIssue({ code: 'custom', message: 'runs: expected [start, step, count] triples with count >= 1' });
+    return z.NEVER;
+  }
+  const out: number[] = [];
+  for (let k = 0; k < runs.length; k += 3) for (let j = 0; j < runs[k + 2]; j++) out.push(runs[k] + j * runs[k + 1]);
+  return out;
+}
 
 export const NormalizeSchema = z.discriminatedUnion('kind', [
   z.object({ kind: z.literal('standard'), mean: z.array(z.number()), std: z.array(z.number()) }),

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import type { z } from 'zod';
 import { join, resolve } from 'node:path';
 import { loadCheckpoint } from '../train/checkpoint.js';
 import { heldOutSplit } from '../train/evaluate.js';
@@ -14,6 +15,8 @@ import { currentVersions } from './versions.js';
 import {
   type ClientArtifact,
   type ServerManifest,
+  ClientArtifactSchema,
+  compactLayout,
   CLIENT_FORMAT,
   SERVER_FORMAT,
   digestInput,
@@ -145,10 +148,11 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
     input: packing.input,
     output: packing.output,
   };
+  const written: z.input<typeof ClientArtifactSchema> = { ...client, input: compactLayout(packing.input), output: compactLayout(packing.output) };
   const serverDir = join(out, 'server');
   const clientDir = join(out, 'client');
   const manifestJson = JSON.stringify(manifest, null, 1);
-  const clientJson = JSON.stringify(client);
+  const clientJson = JSON.stringify(written);
   // manifest.json last: its presence marks the folder complete
   writeDirAtomic(serverDir, [['program.json', encoded.json], ['program.bin', encoded.bin], ['manifest.json', manifestJson]], isServerArtifactDir);
   writeDirAtomic(clientDir, [['client.json', clientJson]], isClientArtifactDir);

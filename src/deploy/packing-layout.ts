@@ -20,7 +20,8 @@ export function passLayouts(packing: Packing, plan: PackingPlan, features: numbe
   vecs.forEach((v, ct) => {
     for (let s = 0; s < v.length; s++) if (v[s] !== 0) where[v[s] - 1].push(ct * slots + s);
   });
-  const copies = Math.max(1, ...where.map((w) => w.length));
+  // a reduce, not Math.max(...): a batch pass of images has millions of elements
+  const copies = where.reduce((m, w) => Math.max(m, w.length), 1);
   const input: SlotLayout = {
     shape: [m, features],
     ciphertexts: vecs.length,

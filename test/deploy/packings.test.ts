@@ -6,6 +6,11 @@ import seedrandom from 'seedrandom';
 import { PACKINGS, packingOf } from '../../src/he/packing/index.js';
 import { exportPacking } from '../../src/deploy/export-packing.js';
 import { exportHeArtifacts } from '../../src/deploy/export.js';
+import { SlotLayoutSchema, compactLayout } from '../../src/deploy/artifact-format.js';
+import { buildGraph } from '../../src/models/build.js';
+import { compileProgram } from '../../src/he/compile.js';
+import type { ModelConfig } from '../../src/recipe/schema.js';
+import { randomWeights } from '../he/fixtures.js';
 import { loadClientArtifact, loadServerArtifact } from '../../src/deploy/artifact-load.js';
 import { DeployServer } from '../../src/deploy/server/server.js';
 import { HEClient, RemoteModel, packInput, preprocessSample, unpackOutput } from '../../src/deploy/client/index.js';
@@ -32,6 +37,17 @@ describe('deploy: export and serve every packing', function () {
     art = await tinyArtifacts();
   });
 
+  it('batch packing of 28x28 images (3.2 million slot entries per pass): the layout is computed and written as runs', () => {
+    const graph = buildGraph({ kind: 'mlp', hidden: [2], batchnorm: false, activation: { kind: 'quad' } } as ModelConfig, [28, 28, 1], 10);
+    const program = compileProgram(graph, randomWeights(graph, 3));
+    const params = { polyModulusDegree: 8192, coeffModulusBits: [40, 26, 26, 26, 40], scaleBits: 26 };
+    const e = exportPacking('batch', program, params, 'images');
+    expect(e.input.replicas[0].length).to.equal(4096 * 784);
+    const written = JSON.stringify(compactLayout(e.input));
+    expect(written.length).to.be.below(200_000);
+    expect(SlotLayoutSchema.parse(JSON.parse(written)).replicas[0].slice(0, 3)).to.deep.equal([0, 4096, 8192]);
+  });
+
   for (const model of ['mlp', 'cnn'] as const) {
     it(`${model}: for every packing, the exported layouts pack and unpack as the packing itself does`, () => {
       const server = loadServerArtifact(art[model].server);
@@ -52,7 +68,16 @@ describe('deploy: export and serve every packing', function () {
         mine.forEach((v, ct) => expect(Array.from(v), `${spec} input ciphertext ${ct}`).to.deep.equal(Array.from(theirs[ct])));
         const outs = Array.from({ length: e.output.ciphertexts }, () => Float64Array.from({ length: e.plan.slots }, () => rng()));
         expect(Array.from(unpackOutput(e.output, e.plan.slots, outs)), `${spec} output`).to.deep.equal(Array.from(packing.unpack(e.plan, outs, m)));
+        // as client.json writes them (runs where shorter) and reads them back: the same layouts
+        for (const l of [e.input, e.output]) {
+          const written = compactLayout(l);
+          expect(SlotLayoutSchema.parse(JSON.parse(JSON.stringify(written))), `${spec} layout through client.json`).to.deep.equal(l);
+          const size = (v: unknown) => JSON.stringify(v).length;
+          expect(size(written), spec).to.be.at.most(size(l));
+          if (spec === 'batch' && l === e.input) expect(size(written) * 10, 'a batch input layout is one run per sample').to.be.below(size(l));
+        }
       }
+      expect(() => SlotLayoutSchema.parse({ shape: [2], ciphertexts: 1, replicas: [{ runs: [0, 1] }] })).to.throw(/\[start, step, count\] triples/);
       expect(() => exportPacking('stacked:3', program, params, model)).to.throw(/M must be a power of two that divides/);
       expect(() => exportPacking('diagonal', program, params, model)).to.throw(/expected one of batch, sample, stacked, interleaved/);
     });
