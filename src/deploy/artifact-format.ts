@@ -134,6 +134,8 @@ export const ClientArtifactSchema = z.object({
     normalize: NormalizeSchema,
     /** the training data's format: csv rows of feature values, or idx images (raw bytes, normalized below) */
     source: z.enum(['csv', 'idx']),
+    /** token ids become one-hot rows before packing (a language model's context; src/he/input-encoding.ts) */
+    input_encoding: z.object({ kind: z.literal('one-hot'), vocab: z.number().int().min(1) }).optional(),
   }),
   input: SlotLayoutSchema,
   output: SlotLayoutSchema,

@@ -144,6 +144,7 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
       ...(ckpt.preprocess.features ? { features: ckpt.preprocess.features } : {}),
       normalize: ckpt.preprocess.normalize,
       source: ckpt.recipe.data.source === 'idx' ? 'idx' : 'csv',
+      ...(program.inputEncoding ? { input_encoding: program.inputEncoding } : {}),
     },
     input: packing.input,
     output: packing.output,

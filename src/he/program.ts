@@ -1,3 +1,4 @@
+import { type InputEncoding, encodeInput } from './input-encoding.js';
 import type { Conv2dGeometry } from './tensor-ops.js';
 
 /**
@@ -106,15 +107,9 @@ export interface HeProgram {
   inputEncoding?: InputEncoding;
 }
 
-export type InputEncoding = { kind: 'one-hot'; vocab: number };
-
 /** The vector the client encrypts for one sample (the program's input tensor). */
 export function encodeSample(p: HeProgram, x: ArrayLike<number>): Float64Array {
-  const e = p.inputEncoding;
-  if (!e) return Float64Array.from(x);
-  const out = new Float64Array(x.length * e.vocab);
-  for (let t = 0; t < x.length; t++) out[t * e.vocab + x[t]] = 1;
-  return out;
+  return encodeInput(p.inputEncoding, x);
 }
 
 export interface RefreshPoint {

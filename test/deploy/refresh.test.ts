@@ -13,6 +13,7 @@ import { initBackend } from '../../src/train/backend.js';
 import { predict } from '../../src/models/tf-interpreter.js';
 import { sampleCsv, tinyArtifacts, trainTinyVit } from './fixtures.js';
 import { restoreFastestBackend } from '../helpers/backend.js';
+import { hepoly } from '../helpers/cli.js';
 
 /**
  * A model deeper than its CKKS chain, served with client refreshes: the tiny MLP exported with
@@ -196,6 +197,44 @@ describe('deploy: a transformer (batch packing) exported with --refresh client a
       logits.forEach((l, s) => l.forEach((v, c) => expect(Math.abs(v - plain[s * classes + c]), `sample ${s} logit ${c}`).to.be.below(2e-2 * Math.max(1, Math.abs(plain[s * classes + c])))));
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
       expect(metrics).to.match(new RegExp(`hepoly_refresh_round_trips_total ${r.refreshRounds}\\n`));
+    } finally {
+      client.delete();
+      await server.close();
+    }
+  });
+
+  it('a character LM: the client turns token ids into one-hot rows as the artifact says; decrypted logits match the plaintext model', async () => {
+    const text = join(tmp, 'tiny.txt');
+    writeFileSync(text, 'the cat sat on the mat. the dog sat on the log.\n'.repeat(20));
+    const recipe = join(tmp, 'lm.yaml');
+    writeFileSync(recipe, `name: tiny-lm
+data: {source: text, path: ${JSON.stringify(text)}, context: 2, split: {validation: 0.1, test: 0.1}}
+model: {kind: transformer, task: lm, layers: 1, dim: 2, heads: 1, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm}
+train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
+`);
+    const checkpoint = join(tmp, 'ck-lm');
+    const t = hepoly(['train', recipe, '--out', checkpoint]);
+    expect(t.code, t.stderr).to.equal(0);
+    const params = join(tmp, 'params-lm.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export-lm'), params, refresh: 'client' });
+    const artifact = loadClientArtifact(r.clientDir);
+    const vocab = artifact.preprocess.labels.length;
+    expect(artifact.preprocess.input_encoding).to.deep.equal({ kind: 'one-hot', vocab });
+    const server = await DeployServer.start({ artifactDir: r.serverDir, port: 0, workers: 1, keysDir: join(tmp, 'keys-lm'), maxRequestBytes: 256 * 2 ** 20 });
+    const client = await HEClient.create(artifact);
+    try {
+      expect(() => client.encryptPass([[0, vocab]])).to.throw(/input: sample 0: token 1 is \d+, expected a token id in 0\.\.\d+/);
+      const contexts = [[0, 1], [vocab - 1, 2], [3, 3]];
+      const remote = new RemoteModel(artifact, { url: server.url });
+      const keyId = (await remote.ensureKeys(client)).keyId;
+      const res = await remote.evaluate(keyId, [client.encryptPass(contexts)], client, contexts.length);
+      expect(res.rounds).to.equal(r.refreshRounds).and.to.be.above(0);
+      const logits = client.decryptPass(res.outputs[0], contexts.length);
+      await initBackend('cpu');
+      const ckpt = loadCheckpoint(checkpoint);
+      const plain = predict(ckpt.graph, ckpt.weights, Float32Array.from(contexts.flat()), contexts.length);
+      logits.forEach((l, s) => l.forEach((v, c) => expect(Math.abs(v - plain[s * vocab + c]), `context ${s} logit ${c}`).to.be.below(2e-2 * Math.max(1, Math.abs(plain[s * vocab + c])))));
     } finally {
       client.delete();
       await server.close();

@@ -1,6 +1,7 @@
 import type { Context, KeyGenerator, Seal } from '../../he/seal.js';
 import { CkksKeyHolder } from '../../he/key-holder.js';
 import { HepolyError } from '../../util/errors.js';
+import { encodeInput } from '../../he/input-encoding.js';
 import type { ClientArtifact } from '../artifact-format.js';
 import { encodeFrames } from '../framing.js';
 import { packInput, unpackOutput } from './layout.js';
@@ -96,16 +97,14 @@ export class HEClient {
     const m = this.samplesPerPass;
     if (samples.length < 1 || samples.length > m) throw new HepolyError(`encrypt: ${samples.length} samples for one pass, this export packs 1 to ${m}`);
     const per = this.artifact.preprocess.input_shape.reduce((a, b) => a * b, 1);
-    let x: ArrayLike<number> = samples[0];
-    if (m > 1) {
-      const flat = new Float64Array(m * per);
-      samples.forEach((v, s) => {
-        if (v.length !== per) throw new HepolyError(`input: sample ${s} has ${v.length} values, the model takes ${per}`);
-        flat.set(Array.from(v), s * per);
-      });
-      x = flat;
-    }
-    return packInput(this.artifact.input, this.artifact.slots, x).map((v) => this.#encryptSlots(v));
+    const encoding = this.artifact.preprocess.input_encoding;
+    const perIn = per * (encoding?.vocab ?? 1);
+    const flat = new Float64Array(m * perIn);
+    samples.forEach((v, s) => {
+      if (v.length !== per) throw new HepolyError(`input: sample ${s} has ${v.length} values, the model takes ${per}`);
+      flat.set(encodeInput(encoding, v, `input: sample ${s}`), s * perIn);
+    });
+    return packInput(this.artifact.input, this.artifact.slots, flat).map((v) => this.#encryptSlots(v));
   }
 
   /** The output ciphertexts of one sample -> its logits. */
