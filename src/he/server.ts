@@ -250,82 +250,95 @@ export class HEServer {
   async evaluateBatch(inputs: (Uint8Array | null)[], refresh?: RefreshChannel): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
     if (this.packing !== 'batch' || !this.stages) throw new Error('server was started for sample packing');
     const p = this.program;
-    const buffers: SharedArrayBuffer[] = [];
-    const store = new Map<number, Ref[]>();
-    // the inputs, copied once into shared memory that every worker reads in place
-    {
-      const total = inputs.reduce((a, b) => a + (b ? b.length : 0), 0);
-      const sab = new SharedArrayBuffer(Math.max(1, total));
-      const view = new Uint8Array(sab);
-      let off = 0;
-      const refs: Ref[] = inputs.map((b) => {
-        if (!b) return null;
-        view.set(b, off);
-        const r: Ref = [0, off, b.length];
-        off += b.length;
-        return r;
-      });
-      buffers.push(sab);
-      store.set(p.input, refs);
-    }
+    const { store, buffers } = sharedTensors([{ tensor: p.input, cts: inputs }]);
+    await this.runBatchStages(0, this.stages.length, store, buffers, new Set([p.output]), refresh);
+    const tensors = new Map<number, (Uint8Array | null)[]>();
+    if (this.init.keepAll) for (const [t, refs] of store) tensors.set(t, bytesOf(refs, buffers));
+    return { outputs: bytesOf(store.get(p.output)!, buffers), tensors };
+  }
+
+  /**
+   * Batch packing, one segment of a program cut for client refreshes (a queued job): the
+   * stages of segment `j` on the tensors it starts from (the input, or the client's fresh
+   * copies at the refresh point before it); returns the tensors the next refresh needs, or
+   * the output. An element the packing leaves out travels as an empty part both ways.
+   */
+  async evaluateBatchSegment(j: number, given: SegmentTensors): Promise<{ outputs: SegmentTensors; ms: number }> {
+    if (this.packing !== 'batch' || !this.stages) throw new Error('server was started for sample packing');
+    const seg = programSegments(this.program)[j];
+    if (!seg) throw new Error(`internal: segment ${j} of a program with ${programSegments(this.program).length}`);
+    const t0 = performance.now();
+    const { store, buffers } = sharedTensors(given.map((t) => ({ tensor: t.tensor, cts: t.cts.map((b) => (b.length ? b : null)) })));
+    const first = this.stages.findIndex((st) => st.steps[0] >= seg.from);
+    const end = this.stages.findIndex((st) => st.steps[0] >= seg.to);
+    await this.runBatchStages(first, end < 0 ? this.stages.length : end, store, buffers, new Set(seg.outputs));
+    const outputs = seg.outputs.map((t) => ({ tensor: t, cts: bytesOf(store.get(t)!, buffers).map((b) => b ?? new Uint8Array(0)) }));
+    return { outputs, ms: performance.now() - t0 };
+  }
+
+  /** Stages [k0, k1) over the store; `keep` survives them; a stage after k0 that starts at a refresh point refreshes first. */
+  private async runBatchStages(k0: number, k1: number, store: Map<number, Ref[]>, buffers: SharedArrayBuffer[], keep: Set<number>, refresh?: RefreshChannel): Promise<void> {
+    const p = this.program;
+    const stages = this.stages!;
     const top = levelsOf(this.init.params);
     const N = this.init.params.polyModulusDegree;
     const lastStage = new Map<number, number>();
-    this.stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
+    for (let k = k0; k < k1; k++) stages[k].steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k)));
     // a cut program: the stage that starts at a refresh point first sends its tensors to the client
     const refreshAt = new Map((p.refreshes ?? []).map((r, j) => [r.before, j]));
-    this.stages.forEach((st, k) => {
-      const j = refreshAt.get(st.steps[0]);
+    for (let k = k0 + 1; k < k1; k++) {
+      const j = refreshAt.get(stages[k].steps[0]);
       if (j !== undefined) for (const { src } of p.refreshes![j].tensors) lastStage.set(src, Math.max(lastStage.get(src) ?? k, k));
-    });
+    }
     let refreshed = 0;
-    for (let k = 0; k < this.stages.length; k++) {
-      const st = this.stages[k];
-      const j = refreshAt.get(st.steps[0]);
+    for (let k = k0; k < k1; k++) {
+      const st = stages[k];
+      const j = k > k0 ? refreshAt.get(st.steps[0]) : undefined;
       if (j !== undefined) {
         const tr = performance.now();
         await this.refreshBatch(j, store, buffers, refresh);
         this.refreshMs += performance.now() - tr;
         refreshed++;
       }
-      const ts = performance.now();
-      const produced = new Set(st.steps.map((i) => p.steps[i].out));
-      const srcTensors = new Set<number>();
-      for (const i of st.steps) for (const t of stepSources(p.steps[i])) if (!produced.has(t)) srcTensors.add(t);
-      const sources: TensorRefs[] = [...srcTensors].map((t) => {
-        const elems = store.get(t);
-        if (!elems) throw new Error(`internal: tensor ${t} needed by stage ${k} is not available`);
-        return { tensor: t, elems };
-      });
-      const groups = channelGroups(p, st, top, N, this.init.memoryBudget, this.handles.length);
-      for (const t of st.exports) store.set(t, new Array(p.tensors[t].shape.reduce((a, b) => a * b, 1)).fill(null));
-      const results = await this.schedule(
-        groups.map((group) => (h: WorkerHandle) => h.request({ type: 'stage', id: this.nextId++, stage: k, group, buffers, sources })),
-      );
-      this.stageMs[k] = (this.stageMs[k] ?? 0) + performance.now() - ts;
-      for (const r of results) {
-        if (r.type !== 'stageDone') continue;
-        const bi = buffers.length;
-        buffers.push(r.buffer);
-        this.counts = addCounts(this.counts, r.counts);
-        for (const e of r.exports) {
-          const arr = store.get(e.tensor)!;
-          for (const [i, off, len] of e.elems) arr[i] = [bi, off, len];
-        }
-      }
+      await this.runBatchStage(k, store, buffers, top, N);
       if (!this.init.keepAll) {
-        for (const [t, last] of lastStage) if (last === k && t !== p.output) store.delete(t);
+        for (const [t, last] of lastStage) if (last === k && !keep.has(t)) store.delete(t);
         releaseUnreferenced(buffers, store);
       }
       // a refresh is a client round trip: the count tells a waiting user where the run is
       const detail = refreshAt.size ? `${refreshed} client refreshes` : undefined;
-      reportProgress({ stage: 'evaluate (batch packing)', done: k + 1, total: this.stages.length, unit: 'layer stages', detail });
-      if (k < this.stages.length - 1) await this.recycleGrownWorkers();
+      reportProgress({ stage: 'evaluate (batch packing)', done: k + 1, total: stages.length, unit: 'layer stages', detail });
+      if (k < stages.length - 1) await this.recycleGrownWorkers();
     }
-    const bytesOf = (refs: Ref[]) => refs.map((r) => (r ? Uint8Array.from(new Uint8Array(buffers[r[0]], r[1], r[2])) : null));
-    const tensors = new Map<number, (Uint8Array | null)[]>();
-    if (this.init.keepAll) for (const [t, refs] of store) tensors.set(t, bytesOf(refs));
-    return { outputs: bytesOf(store.get(p.output)!), tensors };
+  }
+
+  /** One stage, its channel groups spread over the workers; its exports land in the store. */
+  private async runBatchStage(k: number, store: Map<number, Ref[]>, buffers: SharedArrayBuffer[], top: number, N: number): Promise<void> {
+    const p = this.program;
+    const st = this.stages![k];
+    const ts = performance.now();
+    const produced = new Set(st.steps.map((i) => p.steps[i].out));
+    const srcTensors = new Set<number>();
+    for (const i of st.steps) for (const t of stepSources(p.steps[i])) if (!produced.has(t)) srcTensors.add(t);
+    const sources: TensorRefs[] = [...srcTensors].map((t) => {
+      const elems = store.get(t);
+      if (!elems) throw new Error(`internal: tensor ${t} needed by stage ${k} is not available`);
+      return { tensor: t, elems };
+    });
+    const groups = channelGroups(p, st, top, N, this.init.memoryBudget, this.handles.length);
+    for (const t of st.exports) store.set(t, new Array(p.tensors[t].shape.reduce((a, b) => a * b, 1)).fill(null));
+    const results = await this.schedule(groups.map((group) => (h: WorkerHandle) => h.request({ type: 'stage', id: this.nextId++, stage: k, group, buffers, sources })));
+    this.stageMs[k] = (this.stageMs[k] ?? 0) + performance.now() - ts;
+    for (const r of results) {
+      if (r.type !== 'stageDone') continue;
+      const bi = buffers.length;
+      buffers.push(r.buffer);
+      this.counts = addCounts(this.counts, r.counts);
+      for (const e of r.exports) {
+        const arr = store.get(e.tensor)!;
+        for (const [i, off, len] of e.elems) arr[i] = [bi, off, len];
+      }
+    }
   }
 
   /**
@@ -450,6 +463,30 @@ export class HEServer {
     await Promise.all(this.handles.map((h) => h.worker.terminate()));
   }
 }
+
+/** Tensors' ciphertexts copied once into shared memory that every worker reads in place. */
+function sharedTensors(tensors: { tensor: number; cts: (Uint8Array | null)[] }[]): { store: Map<number, Ref[]>; buffers: SharedArrayBuffer[] } {
+  const total = tensors.reduce((a, t) => a + t.cts.reduce((b, c) => b + (c ? c.length : 0), 0), 0);
+  const sab = new SharedArrayBuffer(Math.max(1, total));
+  const view = new Uint8Array(sab);
+  const store = new Map<number, Ref[]>();
+  let off = 0;
+  for (const t of tensors) {
+    store.set(
+      t.tensor,
+      t.cts.map((b) => {
+        if (!b) return null;
+        view.set(b, off);
+        const r: Ref = [0, off, b.length];
+        off += b.length;
+        return r;
+      }),
+    );
+  }
+  return { store, buffers: [sab] };
+}
+
+const bytesOf = (refs: Ref[], buffers: SharedArrayBuffer[]) => refs.map((r) => (r ? Uint8Array.from(new Uint8Array(buffers[r[0]], r[1], r[2])) : null));
 
 /** A stand-in for a result buffer no tensor reads any more (indices into `buffers` stay valid). */
 const RELEASED = new SharedArrayBuffer(1);

@@ -251,7 +251,9 @@ interface ChosenParameters {
 
 async function chooseParameters(ckpt: Checkpoint, compiled: HeProgram, inputs: HeldOutInputs, checked: CheckedOptions, opts: ValidateOptions, workers: number): Promise<ChosenParameters> {
   const { xp, n } = inputs;
-  const packingOpt = packingFor(compiled, checked.packingSpec.kind);
+  const asked = packingFor(compiled, checked.packingSpec.kind);
+  // a queued run ships sample shards or one batch pass: auto is sample there unless only batch runs the network
+  const packingOpt = opts.queue && asked === 'auto' ? 'sample' : asked;
   const batchOnly = isBatchOnly(compiled);
   let program = compiled;
   let maxAbs = calibrate(program, xp, Math.min(n, 32));
@@ -447,7 +449,7 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
   const ts = performance.now();
   const engine = mode === 'simulate' ? 'simulate' : 'seal';
   const server: RunServer = queued
-    ? await queued.start(bundle, layout.served, engine)
+    ? await queued.start(bundle, layout.served, engine, layout.evaluator)
     : await HEServer.start(bundle, layout.served, layout.evaluator, { workers, mode: engine, keepAll: !!opts.trace && layout.evaluator === 'batch' });
   const serverSetupMs = performance.now() - ts;
   log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);

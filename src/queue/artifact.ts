@@ -13,25 +13,28 @@ import type { SegmentTensors } from '../he/refresh.js';
 
 /**
  * bumped when a layout changes: a worker refuses jobs of another format (2: segment jobs of
- * programs cut for client refreshes, their shards framed per tensor)
+ * programs cut for client refreshes, their shards framed per tensor; 3: batch-packed shards,
+ * one pass each, for transformers)
  */
-export const QUEUE_FORMAT = 2;
+export const QUEUE_FORMAT = 3;
 
 export interface ServerArtifact {
   params: HeParams;
   program: HeProgram;
   mode: 'seal' | 'simulate';
+  /** sample: a shard is samples, each its ciphertexts; batch: a shard is one pass, one ciphertext per element (absent: sample) */
+  packing?: 'sample' | 'batch';
 }
 
 export function encodeArtifact(a: ServerArtifact): Uint8Array {
   const { json, bin } = encodeProgram(a.program);
-  return encodeFrames([jsonPart({ format: QUEUE_FORMAT, params: a.params, mode: a.mode }), new TextEncoder().encode(json), bin]);
+  return encodeFrames([jsonPart({ format: QUEUE_FORMAT, params: a.params, mode: a.mode, packing: a.packing ?? 'sample' }), new TextEncoder().encode(json), bin]);
 }
 
 export function decodeArtifact(bytes: Uint8Array): ServerArtifact {
   const [meta, json, bin] = decodeFrames(bytes, 'queue server artifact');
-  const m = parseJsonPart(meta, 'queue server artifact') as { params: HeParams; mode: 'seal' | 'simulate' };
-  return { params: m.params, mode: m.mode, program: decodeProgram(new TextDecoder().decode(json), Uint8Array.from(bin), 'queue server artifact') };
+  const m = parseJsonPart(meta, 'queue server artifact') as { params: HeParams; mode: 'seal' | 'simulate'; packing?: 'sample' | 'batch' };
+  return { params: m.params, mode: m.mode, packing: m.packing ?? 'sample', program: decodeProgram(new TextDecoder().decode(json), Uint8Array.from(bin), 'queue server artifact') };
 }
 
 export function encodeEvaluationKeys(b: PublicBundle): Uint8Array {

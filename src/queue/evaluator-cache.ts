@@ -38,7 +38,7 @@ export class EvaluatorCache {
     const keyBytes = await getBlob(this.redis, keysHash, 'evaluation keys');
     this.fetches += 2;
     const artifact = decodeArtifact(artifactBytes);
-    const server = await HEServer.start(decodeEvaluationKeys(keyBytes, artifact.params), artifact.program, 'sample', { workers: this.threads, mode: artifact.mode });
+    const server = await HEServer.start(decodeEvaluationKeys(keyBytes, artifact.params), artifact.program, artifact.packing ?? 'sample', { workers: this.threads, mode: artifact.mode });
     const mb = (artifactBytes.length + keyBytes.length) / 2 ** 20;
     this.log(`evaluator ready: artifact ${artifactHash.slice(0, 12)}, keys ${keysHash.slice(0, 12)} (${mb.toFixed(1)} MiB fetched), ${this.threads} thread(s), ${(performance.now() - t).toFixed(0)} ms`);
     return server;

@@ -1,6 +1,4 @@
 import { parseSamples, type HeValidateOptions, type HeValidation } from '../api/he-validate.js';
-import { loadCheckpoint } from '../train/checkpoint.js';
-import { isSequenceGraph } from '../models/graph.js';
 import { validate, type PackingChoice } from '../he/validate.js';
 import { HepolyError } from '../util/errors.js';
 import { checkRunId } from './job.js';
@@ -8,9 +6,6 @@ import type { QueueOptions } from './server.js';
 
 /** `he-validate --queue`: the library run of src/api/he-validate.ts, its shards on the queue. */
 export async function queuedHeValidation(checkpoint: string, o: HeValidateOptions & { data?: string }, queue: QueueOptions): Promise<HeValidation> {
-  if (isSequenceGraph(loadCheckpoint(checkpoint).graph)) {
-    throw new HepolyError(`${checkpoint}: --queue runs MLP and CNN checkpoints; transformer checkpoints run batch packed (attention multiplies arbitrary element pairs) and queued shards are sample packed, so they are not queued yet. Run it without --queue`);
-  }
   checkRunId(queue.runId);
   // before keys are made and samples encrypted: an unreachable Redis fails in a second
   // (ioredis and BullMQ load only for --queue runs)

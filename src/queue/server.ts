@@ -68,13 +68,14 @@ export class QueueServer {
     this.segments = programSegments(program).length;
   }
 
-  static async start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate', client: TokenClient, o: QueueOptions): Promise<QueueServer> {
-    const shardSize = o.shardSize ?? DEFAULT_SHARD_SIZE;
+  static async start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate', client: TokenClient, o: QueueOptions, packing: 'sample' | 'batch' = 'sample'): Promise<QueueServer> {
+    // batch packing: a shard is one pass, which holds up to N/2 samples already
+    const shardSize = packing === 'batch' ? 1 : (o.shardSize ?? DEFAULT_SHARD_SIZE);
     if (!Number.isInteger(shardSize) || shardSize < 1) throw new HepolyError(`--shard-size: expected a whole number of samples >= 1, found ${shardSize}`, { exitCode: 2 });
     checkRunId(o.runId);
     const t = performance.now();
     const redis = await connectRedis(o.url);
-    const artifact = { params: bundle.params, program, mode };
+    const artifact = { params: bundle.params, program, mode, packing };
     const settings = sha256(new TextEncoder().encode(`${sha256(encodeArtifact(artifact))}|${shardSize}|${mode}`));
     const state = RunState.open(o.runId ? (o.runDir ?? `.hepoly-runs/${o.runId}`) : null, settings, o.runId ?? '');
     const hashes = await ShardChannel.upload(redis, artifact, bundle);
@@ -90,8 +91,26 @@ export class QueueServer {
     return Math.max(1, this.shardsByWorker.size);
   }
 
-  evaluateBatch(): never {
-    throw new Error('internal: a queued run uses sample packing');
+  private batchPasses = 0;
+
+  /**
+   * Batch packing (transformers): the pass is the run's one shard, one ciphertext per element
+   * (an element the packing leaves out crosses as an empty part); a cut program's segments
+   * are its jobs, refreshed here between two like a sample shard's.
+   */
+  async evaluateBatch(inputs: (Uint8Array | null)[], refresh?: RefreshChannel): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
+    if (++this.batchPasses > 1) {
+      throw new HepolyError(`queue run ${this.opts.runId}: a queued batch-packed run evaluates one pass of up to ${this.client.slots} samples; ask for at most that many (--samples), or run the rest as another run`);
+    }
+    const skipEmpty: RefreshChannel | undefined = refresh && (async (label, cts) => {
+      const present = cts.flatMap((b, i) => (b.length ? [i] : []));
+      const back = await refresh(label, present.map((i) => cts[i]));
+      const out: Uint8Array[] = cts.map(() => new Uint8Array(0));
+      present.forEach((i, k) => (out[i] = back[k]));
+      return out;
+    });
+    const r = await this.evaluateSamples([inputs.map((b) => b ?? new Uint8Array(0))], false, skipEmpty);
+    return { outputs: r.outputs[0].map((b) => (b.length ? b : null)), tensors: new Map() };
   }
 
   async evaluateSamples(samples: Uint8Array[][], _trace = false, refresh?: RefreshChannel): Promise<{ outputs: Uint8Array[][]; trace: never[][]; ms: number[] }> {
@@ -208,7 +227,8 @@ export class QueueServer {
     const raw = await this.resultOf(k, j);
     const what = `shard ${k} result`;
     const { meta, samples } = this.segments > 1 ? this.lastSegment(raw, what) : decodeShard<ShardResultMeta>(raw, what);
-    const vectors = samples.map((cts) => cts.map((b) => this.client.inner.decrypt(b)));
+    // an empty part: a ciphertext batch packing leaves out (its slots read as zeros)
+    const vectors = samples.map((cts) => cts.map((b) => (b.length ? this.client.inner.decrypt(b) : new Float64Array(this.client.slots))));
     this.state.save(k, { vectors, worker: meta.worker });
     vectors.forEach((v, i) => (outputs[k * this.opts.shardSize + i] = v.map((x, c) => this.client.token(x, samples[i][c]))));
     this.count(meta);

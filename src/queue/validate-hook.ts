@@ -14,19 +14,21 @@ export type { QueueOptions, QueueStats };
  */
 
 /**
- * A queued run shards samples: sample packing (auto means sample here). Any `refresh` works:
- * with --refresh client each segment is a job, and its results come back to the client
- * between two (QueueServer).
+ * A queued run shards samples with sample packing, or sends batch packing's one pass as its
+ * shard (auto: batch for attention models, which only batch packing runs; else sample). Any
+ * `refresh` works: with --refresh client each segment is a job, and its results come back to
+ * the client between two (QueueServer).
  */
 export function queuePacking(packing: string | undefined, _refresh: string | undefined, trace: boolean | undefined): string {
   if (trace) throw new HepolyError('--queue with --trace: not supported (trace decrypts every layer, which stays on one machine); run it without --queue');
-  if (packing === undefined || packing === 'auto' || packing === 'sample') return 'sample';
-  throw new HepolyError(`--queue with --packing ${packing}: queued runs shard samples with sample packing; use --packing sample or auto`);
+  if (packing === undefined || packing === 'auto') return 'auto';
+  if (packing === 'sample' || packing === 'batch') return packing;
+  throw new HepolyError(`--queue with --packing ${packing}: queued runs shard samples with sample packing or send one batch pass; use --packing sample, batch or auto`);
 }
 
 export function startQueueRun(own: ClientLike, o: QueueOptions): {
   client: TokenClient;
-  start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate'): Promise<QueueServer>;
+  start(bundle: PublicBundle, program: HeProgram, mode: 'seal' | 'simulate', packing: 'sample' | 'batch'): Promise<QueueServer>;
   stats(): QueueStats;
 } {
   const client = new TokenClient(own);
@@ -34,7 +36,7 @@ export function startQueueRun(own: ClientLike, o: QueueOptions): {
   return {
     client,
     // loaded here, not at import: a run without --queue never loads BullMQ and ioredis
-    start: async (bundle, program, mode) => (server = await (await import('./server.js')).QueueServer.start(bundle, program, mode, client, o)),
+    start: async (bundle, program, mode, packing) => (server = await (await import('./server.js')).QueueServer.start(bundle, program, mode, client, o, packing)),
     stats: () => {
       if (!server) throw new Error('internal: queue stats before the queue run started');
       return server.stats();

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { HepolyError } from '../util/errors.js';
+import type { HEServer } from '../he/server.js';
 import { decodeShard, decodeTensorShard, encodeShard, encodeTensorShard } from './artifact.js';
 import { connectRedis, redactUrl, SHARD_QUEUE } from './connection.js';
 import { EvaluatorCache } from './evaluator-cache.js';
@@ -86,7 +87,9 @@ async function runShard(job: Job, redis: Redis, cache: EvaluatorCache, id: strin
     const stamp = () => ({ worker: id, setupMs, startedAt, storedAt: Date.now() });
     const counts = () => Object.fromEntries(Object.entries(server.counts).map(([k, v]) => [k, v - before[k as keyof typeof before]])) as typeof before;
     let result: Uint8Array;
-    if (server.program.refreshes?.length) {
+    if (server.packing === 'batch') {
+      result = await batchShard(server, d, segment, input, (ms) => ({ ...stamp(), ms, counts: counts() }));
+    } else if (server.program.refreshes?.length) {
       // a program cut for client refreshes: this job is one segment; the client refreshes its outputs and queues the next
       const { samples } = decodeTensorShard(input, `shard ${d.shard} segment ${segment} input`);
       checkSampleCount(d, samples.length);
@@ -102,6 +105,33 @@ async function runShard(job: Job, redis: Redis, cache: EvaluatorCache, id: strin
     await redis.set(outKey, Buffer.from(result), 'EX', RUN_TTL_S);
   }
   await redis.multi().rpush(keys.done(d.run, d.session), shardTag(d.shard, segment)).expire(keys.done(d.run, d.session), RUN_TTL_S).exec();
+}
+
+/**
+ * A batch-packed shard: one pass (a "sample" of the shard format holding one ciphertext per
+ * element, an empty part for an element the packing leaves out), whole or one segment of a
+ * program cut for client refreshes.
+ */
+async function batchShard(server: HEServer, d: ShardJob, segment: number, input: Uint8Array, meta: (ms: number[]) => ShardResultMeta): Promise<Uint8Array> {
+  const present = (cts: Uint8Array[]) => cts.map((b) => (b.length ? b : null));
+  const absent = (cts: (Uint8Array | null)[]) => cts.map((b) => b ?? new Uint8Array(0));
+  if (server.program.refreshes?.length) {
+    const { samples } = decodeTensorShard(input, `shard ${d.shard} segment ${segment} input`);
+    checkSampleCount(d, samples.length);
+    const res = [];
+    for (const tensors of samples) res.push(await server.evaluateBatchSegment(segment, tensors));
+    return encodeTensorShard(meta(res.map((r) => r.ms)), res.map((r) => r.outputs));
+  }
+  const { samples } = decodeShard(input, `shard ${d.shard} input`);
+  checkSampleCount(d, samples.length);
+  const outputs: Uint8Array[][] = [];
+  const ms: number[] = [];
+  for (const pass of samples) {
+    const t0 = performance.now();
+    outputs.push(absent((await server.evaluateBatch(present(pass))).outputs));
+    ms.push(performance.now() - t0);
+  }
+  return encodeShard(meta(ms), outputs);
 }
 
 function checkSampleCount(d: ShardJob, found: number): void {

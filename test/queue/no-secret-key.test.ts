@@ -37,38 +37,56 @@ describe('he-validate --queue: no secret key in Redis', function () {
     tmp.cleanup();
   });
 
-  it('every stored value fails to load as a SecretKey; a planted one is found', async () => {
-    let snapshot: { path: string; bytes: Buffer }[] = [];
-    let planted: string[] = [];
-    let loader: SecretKeyLoader | null = null;
-    const findings: string[] = [];
+  /** Scans Redis just before the run cleans up: every value loaded as a SecretKey, and a planted one as the control. */
+  function scanner() {
+    const found = { snapshot: [] as { path: string; bytes: Buffer }[], planted: [] as string[], loader: null as SecretKeyLoader | null, findings: [] as string[] };
     const scan = async (r: Redis) => {
-      snapshot = await allRedisValues(r);
-      const artifact = snapshot.find((v) => v.path.startsWith('hepoly:blob:') && tryArtifact(v.bytes));
+      found.snapshot = await allRedisValues(r);
+      const artifact = found.snapshot.find((v) => v.path.startsWith('hepoly:blob:') && tryArtifact(v.bytes));
       expect(artifact, 'the server artifact is in Redis').to.not.equal(undefined);
       const params = tryArtifact(artifact!.bytes)!;
-      loader = new SecretKeyLoader(params);
-      for (const v of snapshot) findings.push(...(await loader.secretKeysIn(v.path, v.bytes)));
+      found.loader = new SecretKeyLoader(params);
+      for (const v of found.snapshot) found.findings.push(...(await found.loader.secretKeysIn(v.path, v.bytes)));
       // positive control: the same check on a real secret key stored the same way
       await r.set('planted:secret-key', Buffer.from(await secretKeyBytes(params)));
       const again = await allRedisValues(r);
       const p = again.find((v) => v.path === 'planted:secret-key')!;
-      planted = await loader.secretKeysIn(p.path, p.bytes);
+      found.planted = await found.loader.secretKeysIn(p.path, p.bytes);
       await r.del('planted:secret-key');
     };
+    return { scan, found };
+  }
+
+  it('every stored value fails to load as a SecretKey; a planted one is found', async () => {
+    const { scan, found } = scanner();
     const report = await validate({ checkpoint: ckpt, samples: 4, packing: 'sample', queue: { url: redis.url, shardSize: 2, beforeCleanup: scan } });
     expect(report.queue!.computedShards).to.equal(2);
     // the scan saw the run: both shards' inputs and results, the evaluation keys and the BullMQ jobs
-    const paths = snapshot.map((v) => v.path);
+    const paths = found.snapshot.map((v) => v.path);
     expect(paths.filter((p) => /:in:\d+$/.test(p))).to.have.length(2);
     expect(paths.filter((p) => /:out:\d+$/.test(p))).to.have.length(2);
     expect(paths.filter((p) => p.startsWith('hepoly:blob:'))).to.have.length.greaterThanOrEqual(2);
     expect(paths.some((p) => p.startsWith('bull:hepoly-shards:'))).to.equal(true);
-    expect(loader!.candidates).to.be.greaterThan(snapshot.length);
+    expect(found.loader!.candidates).to.be.greaterThan(found.snapshot.length);
     // at least: public, relin and Galois keys, 4 input and 4 output ciphertexts were loaded into SEAL
-    expect(loader!.loads).to.be.greaterThanOrEqual(11);
-    expect(findings).to.deep.equal([]);
-    expect(planted).to.deep.equal(['planted:secret-key']);
+    expect(found.loader!.loads).to.be.greaterThanOrEqual(11);
+    expect(found.findings).to.deep.equal([]);
+    expect(found.planted).to.deep.equal(['planted:secret-key']);
+  });
+
+  it('a batch-packed run (the path transformers take): its one pass in Redis holds no secret key either', async () => {
+    const { scan, found } = scanner();
+    const report = await validate({ checkpoint: ckpt, samples: 4, packing: 'batch', queue: { url: redis.url, beforeCleanup: scan } });
+    expect(report.packing).to.equal('batch');
+    expect(report.agreement).to.equal(1);
+    expect(report.queue!.computedShards).to.equal(1);
+    const paths = found.snapshot.map((v) => v.path);
+    expect(paths.filter((p) => /:in:\d+$/.test(p))).to.have.length(1);
+    expect(paths.filter((p) => /:out:\d+$/.test(p))).to.have.length(1);
+    // public and relin keys, one ciphertext per input feature and per logit
+    expect(found.loader!.loads).to.be.greaterThanOrEqual(2 + 30 + 2);
+    expect(found.findings).to.deep.equal([]);
+    expect(found.planted).to.deep.equal(['planted:secret-key']);
   });
 });
 

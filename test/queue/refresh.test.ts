@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { train } from '../../src/train/loop.js';
 import { loadRecipe } from '../../src/recipe/load.js';
@@ -75,6 +75,62 @@ describe('he-validate --queue --refresh client: a ResNet cut into segments', fun
     expect(started).to.have.length(9);
     expect(started.indexOf('0.1'), started.join(' ')).to.be.below(started.indexOf('2'));
     // one evaluator set-up for all nine jobs: the artifact and keys are fetched once
+    expect(lines.filter((l) => /evaluator ready/.test(l))).to.have.length(1);
+  });
+});
+
+/**
+ * A transformer through the queue: attention runs only batch packed, so the run's one pass is
+ * its shard, and with --refresh client each segment of it a job. Real SEAL throughout.
+ */
+describe('he-validate --queue: a transformer (batch packing) with --refresh client', function () {
+  this.timeout(300_000);
+  const tmp = tempDir('hepoly-queue-vit-');
+  const ckpt = join(tmp.path, 'ckpt');
+  const params = join(tmp.path, 'params.json');
+  let redis: TestRedis;
+  let worker: QueueWorker;
+  const lines: string[] = [];
+
+  before(async () => {
+    redis = await startRedis();
+    const data = join(process.cwd(), 'datasets/breast-cancer-wisconsin.csv');
+    const features = readFileSync(data, 'utf8').split('\n')[0].split(',').slice(0, 16);
+    const recipe = join(tmp.path, 'tiny-vit.yaml');
+    writeFileSync(
+      recipe,
+      [
+        'name: tiny-vit',
+        'seed: 3',
+        `data: {source: csv, path: ${data}, label: diagnosis, features: [${features.join(', ')}], shape: [4, 4, 1], normalize: standard, split: {validation: 0.2}}`,
+        'model: {kind: transformer, task: classify, patch: 2, layers: 1, dim: 2, heads: 1, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm, activation: {kind: quad}}',
+        'train: {epochs: 2, batch: 32, optimizer: {kind: adam, lr: 0.01}}',
+      ].join('\n'),
+    );
+    const { recipe: r } = loadRecipe(recipe, []);
+    await train({ recipe: r, recipeFile: recipe, outDir: ckpt, callbacks: {} });
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    worker = await startQueueWorker({ url: redis.url, log: (l) => lines.push(l) });
+  });
+
+  after(async () => {
+    await worker?.close();
+    await redis?.stop();
+    tmp.cleanup();
+  });
+
+  it('the pass agrees with the plaintext model; each segment is a job of the one shard, each cut a round trip', async () => {
+    const queued: ValidationReport = await validate({ checkpoint: ckpt, samples: 6, params, refresh: 'client', queue: { url: redis.url } });
+    expect(queued.packing).to.equal('batch');
+    expect(queued.agreement).to.equal(1);
+    expect(queued.maxAbsError).to.be.below(2e-2 * Math.max(1, queued.logitRange));
+    const cuts = queued.refreshes!.perPass;
+    expect(cuts).to.be.at.least(2);
+    const q = queued.queue!;
+    expect(q.shards).to.equal(1);
+    expect(q.segmentsPerShard).to.equal(cuts + 1);
+    expect(q.roundTrips).to.equal(cuts);
+    expect(q.jobs).to.equal(cuts + 1);
     expect(lines.filter((l) => /evaluator ready/.test(l))).to.have.length(1);
   });
 });
