@@ -66,8 +66,8 @@ describe('deploy: the client library in a headless browser', function () {
     const raw = readInputFile(sampleCsv(tmp, 2), artifact).map((r) => Array.from(r));
     const bundle = await buildBrowserBundle(join(tmp, 'hepoly.js'));
     expect(bundle.inputs.some((i) => i.includes('node-seal/throws_wasm_web'))).to.equal(true);
-    // the client path only: the shared key steps (he/key-holder) and the packing kinds' list (ops/types) are browser-safe modules of their own
-    expect(bundle.inputs.filter((i) => i.startsWith('src/') && !/^src\/(deploy\/(client\/|framing|artifact-format)|browser\/|util\/errors|he\/key-holder|ops\/types)/.test(i))).to.deep.equal([]);
+    // the client path only: the shared key steps (he/key-holder), the input encoding (he/input-encoding) and the packing kinds' list (ops/types) are browser-safe modules of their own
+    expect(bundle.inputs.filter((i) => i.startsWith('src/') && !/^src\/(deploy\/(client\/|framing|artifact-format)|browser\/|util\/errors|he\/key-holder|he\/input-encoding|ops\/types)/.test(i))).to.deep.equal([]);
     const api = await DeployServer.start({ artifactDir: art.mlp.server, port: 0, workers: 1, keysDir: join(tmp, 'keys'), corsOrigin: '*' });
     const page = await staticServer({
       '/': { type: 'text/html', body: '<!doctype html><title>hepoly</title><script src="/hepoly.js"></script>' },

@@ -103,9 +103,12 @@ describe('he-validate --queue (BullMQ on Redis, 2 worker processes)', function (
   });
 
   it('what the queue cannot run yet is refused with the fix, before any work', () => {
-    const batch = hepoly(['he-validate', ckpt, '--samples', '2', '--packing', 'batch', '--queue', redis.url], { cwd: tmp.path });
-    expect(batch.code).to.equal(1);
-    expect(batch.stderr).to.match(/error: --queue with --packing batch: queued runs shard samples with sample packing; use --packing sample or auto/);
+    const stacked = hepoly(['he-validate', ckpt, '--samples', '2', '--packing', 'stacked', '--queue', redis.url], { cwd: tmp.path });
+    expect(stacked.code).to.equal(1);
+    expect(stacked.stderr).to.match(/error: --queue with --packing stacked: queued runs shard samples with sample packing or send one batch pass; use --packing sample, batch or auto/);
+    const trace = hepoly(['he-validate', ckpt, '--samples', '2', '--trace', '--queue', redis.url], { cwd: tmp.path });
+    expect(trace.code).to.equal(1);
+    expect(trace.stderr).to.match(/error: --queue with --trace: not supported/);
     const badId = hepoly(['he-validate', ckpt, '--samples', '2', '--queue', redis.url, '--run-id', 'a:b'], { cwd: tmp.path });
     expect(badId.code).to.equal(2);
     expect(badId.stderr).to.match(/error: --run-id "a:b": use 1-64 letters, digits/);

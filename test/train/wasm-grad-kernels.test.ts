@@ -139,6 +139,27 @@ describe('wasm gradient kernels (Conv2DBackpropFilter & co.)', function () {
     ]);
   });
 
+  it('a second copy of the module (tsx loads one per loader) registering in turn does not take the first one\'s kernel for the native one', async () => {
+    // a query string makes the loader evaluate the file again: another instance, as when a
+    // test file is required through tsx's CJS hook and src/train/backend.ts imports it
+    const second = (await import(`../../src/train/kernels/wasm-grad-kernels.ts?copy=${Date.now()}`)) as { registerWasmGradientKernels: () => void };
+    second.registerWasmGradientKernels();
+    registerWasmGradientKernels();
+    second.registerWasmGradientKernels();
+    await tf.setBackend('wasm');
+    try {
+      // stride 3: the native Conv2DBackpropInput is preferred, so each copy calls the kernel it replaced
+      const x = tf.randomNormal([1, 9, 9, 2], 0, 1, 'float32', 7) as tf.Tensor4D;
+      const f = tf.randomNormal([3, 3, 2, 2], 0, 1, 'float32', 8) as tf.Tensor4D;
+      const g = tf.grad((xx) => tf.sum(tf.conv2d(xx as tf.Tensor4D, f, 3, 'valid')))(x);
+      expect(g.shape).to.deep.equal([1, 9, 9, 2]);
+      tf.dispose([x, f, g]);
+    } finally {
+      registerWasmGradientKernels();
+      await tf.setBackend('cpu');
+    }
+  });
+
   describe('conv2d: d/dx and d/dfilter match the cpu backend', () => {
     // [N, H, W, Ci, Co, K, strides, pad]
     const cases: Array<[number, number, number, number, number, number, [number, number], Pad]> = [

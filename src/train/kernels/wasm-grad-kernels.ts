@@ -794,6 +794,12 @@ export interface RegisterWasmGradientKernelsOptions {
 function replaceKernel(name: string, kernelFunc: KernelFunc, native: KernelFunc | undefined): KernelFunc | undefined {
   const existing = tf.getKernel(name, BACKEND);
   if (existing?.kernelFunc === kernelFunc) return native;
+  // this module can be loaded twice in one process (a test file through tsx's require hook,
+  // src/train/backend.ts through import()): another instance's replacement is not the
+  // native kernel, and taking it for one would make the two call each other forever
+  const natives = ((globalThis as Record<symbol, Map<string, KernelFunc | undefined>>)[NATIVE_KERNELS] ??= new Map());
+  if (!(existing != null && (existing.kernelFunc as { [OURS]?: boolean })[OURS])) natives.set(name, existing?.kernelFunc);
+  (kernelFunc as { [OURS]?: boolean })[OURS] = true;
   if (existing != null) tf.unregisterKernel(name, BACKEND);
   tf.registerKernel({
     kernelName: name,
@@ -802,8 +808,12 @@ function replaceKernel(name: string, kernelFunc: KernelFunc, native: KernelFunc 
     setupFunc: existing?.setupFunc,
     disposeFunc: existing?.disposeFunc,
   });
-  return existing?.kernelFunc;
+  return natives.get(name);
 }
+
+/** Marks hepoly's replacement kernels, and keeps the native kernels they replaced, across module instances. */
+const OURS = Symbol.for('hepoly.wasmGradKernel');
+const NATIVE_KERNELS = Symbol.for('hepoly.nativeWasmKernels');
 
 /**
  * Registers the missing gradient kernels for the 'wasm' backend, and replaces
