@@ -1,7 +1,7 @@
 import type { CkksBackend } from '../backend.js';
 import type { HeProgram } from '../program.js';
 import { stepSources } from '../program.js';
-import { channelGroups, planStages, runStageGroup, type TensorStore } from '../packing/batch.js';
+import { type Stage, type TensorStore, channelGroups, planStages, runStageGroup } from '../packing/batch.js';
 import { size } from '../tensor-ops.js';
 
 /**
@@ -19,10 +19,6 @@ export function runBatchGrouped<C>(
 ): (C | null)[] {
   const budget = opts.memoryBudget ?? SERVER_MEMORY_BUDGET;
   const tensors = new Map<number, (C | null)[]>([[p.input, inputs]]);
-  const store: TensorStore<C> = {
-    acquire: (t, i) => tensors.get(t)?.[i] ?? null,
-    release: () => {},
-  };
   const stages = planStages(p);
   const lastStage = new Map<number, number>();
   stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
@@ -37,13 +33,7 @@ export function runBatchGrouped<C>(
       if (!opts.refresh) throw new Error('internal: a program cut for --refresh client needs a refresh');
       tensors.set(out, opts.refresh(tensors.get(src)!));
     }
-    for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
-    for (const group of channelGroups(p, st, be.topLevel, opts.N, budget, opts.workers)) {
-      for (const [t, m] of runStageGroup({ program: p, be, store, memoryBudget: budget }, st, group)) {
-        const arr = tensors.get(t)!;
-        for (const [i, c] of m) arr[i] = c;
-      }
-    }
+    runStage(p, be, st, tensors, { ...opts, memoryBudget: budget });
     for (const [t, last] of lastStage) {
       if (last === k && t !== p.output && tensors.has(t)) {
         for (const c of tensors.get(t)!) if (c) be.free(c);
@@ -70,19 +60,12 @@ export function runBatchRange<C>(
 ): Map<number, (C | null)[]> {
   const budget = opts.memoryBudget ?? SERVER_MEMORY_BUDGET;
   const tensors = new Map(given);
-  const store: TensorStore<C> = { acquire: (t, i) => tensors.get(t)?.[i] ?? null, release: () => {} };
   const stages = planStages(p).filter((st) => st.steps[0] >= range.from && st.steps[0] < range.to);
   const keep = new Set(range.keep);
   const lastStage = new Map<number, number>();
   stages.forEach((st, k) => st.steps.forEach((i) => stepSources(p.steps[i]).forEach((t) => lastStage.set(t, k))));
   stages.forEach((st, k) => {
-    for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
-    for (const group of channelGroups(p, st, be.topLevel, opts.N, budget, opts.workers)) {
-      for (const [t, m] of runStageGroup({ program: p, be, store, memoryBudget: budget }, st, group)) {
-        const arr = tensors.get(t)!;
-        for (const [i, c] of m) arr[i] = c;
-      }
-    }
+    runStage(p, be, st, tensors, { ...opts, memoryBudget: budget });
     for (const [t, last] of lastStage) {
       if (last !== k || keep.has(t) || given.has(t) || !tensors.has(t)) continue;
       for (const c of tensors.get(t)!) if (c) be.free(c);
@@ -98,4 +81,16 @@ export function runBatchRange<C>(
   // exported but read by no later stage of this segment, nor kept: not needed
   for (const [t, cts] of tensors) if (!keep.has(t) && !given.has(t)) for (const c of cts) if (c) be.free(c);
   return out;
+}
+
+/** One stage in this thread, group by group as the server's workers split it; its exports land in `tensors`. */
+function runStage<C>(p: HeProgram, be: CkksBackend<C>, st: Stage, tensors: Map<number, (C | null)[]>, opts: { workers: number; N: number; memoryBudget: number }): void {
+  const store: TensorStore<C> = { acquire: (t, i) => tensors.get(t)?.[i] ?? null, release: () => {} };
+  for (const t of st.exports) tensors.set(t, new Array(size(p.tensors[t].shape)).fill(null));
+  for (const group of channelGroups(p, st, be.topLevel, opts.N, opts.memoryBudget, opts.workers)) {
+    for (const [t, m] of runStageGroup({ program: p, be, store, memoryBudget: opts.memoryBudget }, st, group)) {
+      const arr = tensors.get(t)!;
+      for (const [i, c] of m) arr[i] = c;
+    }
+  }
 }
