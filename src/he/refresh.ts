@@ -47,12 +47,17 @@ export async function refreshSegmentOutputs(p: HeProgram, j: number, outputs: Se
   for (const o of outputs) {
     const next: SegmentTensors = [];
     for (const { src, out } of point.tensors) {
-      const sent = o.find((x) => x.tensor === src)!.cts;
+      const cts = o.find((x) => x.tensor === src)!.cts;
+      // an empty part (an element batch packing leaves out) crosses neither way
+      const present = cts.flatMap((b, i) => (b.length ? [i] : []));
+      const sent = present.map((i) => cts[i]);
       const back = await refresh(p.tensors[src].label, sent);
       rec.ciphertexts += sent.length;
       rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
       rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);
-      next.push({ tensor: out, cts: back });
+      const fresh: Uint8Array[] = cts.map(() => new Uint8Array(0));
+      present.forEach((i, k) => (fresh[i] = back[k]));
+      next.push({ tensor: out, cts: fresh });
     }
     carry.push(next);
   }

@@ -95,21 +95,15 @@ export class QueueServer {
 
   /**
    * Batch packing (transformers): the pass is the run's one shard, one ciphertext per element
-   * (an element the packing leaves out crosses as an empty part); a cut program's segments
-   * are its jobs, refreshed here between two like a sample shard's.
+   * (an element the packing leaves out crosses as an empty part, which refreshSegmentOutputs
+   * leaves out); a cut program's segments are its jobs, refreshed here between two like a
+   * sample shard's.
    */
   async evaluateBatch(inputs: (Uint8Array | null)[], refresh?: RefreshChannel): Promise<{ outputs: (Uint8Array | null)[]; tensors: Map<number, (Uint8Array | null)[]> }> {
     if (++this.batchPasses > 1) {
       throw new HepolyError(`queue run ${this.opts.runId}: a queued batch-packed run evaluates one pass of up to ${this.client.slots} samples; ask for at most that many (--samples), or run the rest as another run`);
     }
-    const skipEmpty: RefreshChannel | undefined = refresh && (async (label, cts) => {
-      const present = cts.flatMap((b, i) => (b.length ? [i] : []));
-      const back = await refresh(label, present.map((i) => cts[i]));
-      const out: Uint8Array[] = cts.map(() => new Uint8Array(0));
-      present.forEach((i, k) => (out[i] = back[k]));
-      return out;
-    });
-    const r = await this.evaluateSamples([inputs.map((b) => b ?? new Uint8Array(0))], false, skipEmpty);
+    const r = await this.evaluateSamples([inputs.map((b) => b ?? new Uint8Array(0))], false, refresh);
     return { outputs: r.outputs[0].map((b) => (b.length ? b : null)), tensors: new Map() };
   }
 
