@@ -2,9 +2,7 @@ import { calibrate } from '../he/validate.js';
 import { type HeParams, checkParams, chooseParams, levelsOf, loadParamsFile } from '../he/params.js';
 import type { HeProgram } from '../he/program.js';
 import { cutToParams, ringCuts } from '../he/passes/segment-refresh.js';
-import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
-import { planSample } from '../he/packing/sample.js';
-import { refreshedSampleMemory } from '../he/tiles/cost.js';
+import { WASM_HEAP_MAX, sampleCutFit } from '../he/tiles/cost.js';
 import { HepolyError } from '../util/errors.js';
 import { ciphertextBytes } from '../he/packing/batch.js';
 import { programSegments } from '../he/refresh.js';
@@ -37,8 +35,6 @@ export interface ExportRequirement {
   packing?: string;
 }
 
-/** A worker's SEAL heap is wasm32: a cut program whose one segment needs more cannot be served. */
-const WASM_HEAP_MAX = 4 * 2 ** 30;
 
 export function chooseExportProgram(spec: string | undefined, refresh: 'none' | 'client', req: ExportRequirement): ExportChoice {
   const { compiled, x, count } = req;
@@ -81,10 +77,9 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
           continue;
         }
       } else {
-        const plan = planSample(program, N / 2);
-        if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) continue;
-        if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
-          tooBig.push(`N=${N}`);
+        const fit = sampleCutFit(program, params);
+        if ('refused' in fit) {
+          if (fit.refused === 'heap') tooBig.push(`N=${N}`);
           continue;
         }
       }

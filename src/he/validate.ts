@@ -36,13 +36,11 @@ import { size } from './tensor-ops.js';
 import { type ServerPacking, chooseServerPacking, predictSeconds } from './tiles/choose.js';
 import { type PackingPlan, packingOf } from './packing/index.js';
 import { type StackedProgram, stackForSlots, unstackTensor } from './tiles/stacked.js';
-import { refreshedSampleMemory } from './tiles/cost.js';
+import { sampleCutFit } from './tiles/cost.js';
 import { cutToParams, ringCuts } from './passes/segment-refresh.js';
 import { queuePacking, startQueueRun, type QueueOptions, type QueueStats } from '../queue/validate-hook.js';
 import type { QueueServer } from '../queue/server.js';
 
-/** wasm32's memory limit, which caps every SEAL instance's heap */
-const WASM_HEAP_MAX = 4 * 2 ** 30;
 /** --packing auto, stacked or interleaved: the most SEAL heap the memory model may predict for a multi-sample pass (it is within 25%; the rest is the worker's margin) */
 const MULTI_SAMPLE_HEAP_LIMIT = 3 * 2 ** 30;
 
@@ -700,14 +698,13 @@ async function chooseWithRefresh(
         break;
       }
       try {
-        const plan = planSample(program, N / 2);
-        if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET) break;
-        // a worker's SEAL heap is capped by wasm32: an option the memory model already puts
-        // past the cap would end in std::bad_alloc (fewer levels at this ring may still fit)
-        if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) {
+        const fit = sampleCutFit(program, params);
+        if ('refused' in fit && fit.refused === 'keys') break;
+        if ('refused' in fit) {
           tooBig.push(`N=${N} with ${levelsOf(params)} levels`);
           continue;
         }
+        const { plan } = fit;
         const single = { kind: 'sample' as const, program, slots: N / 2, samplesPerPass: 1, sample: plan, stacked: null, rotationSteps: plan.rotationSteps };
         options.push({ params, program, maxAbs, seconds: await predictSeconds(single, params, n, workers) });
       } catch (e) {

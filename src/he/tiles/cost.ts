@@ -1,8 +1,8 @@
 import type { OpCounts } from '../backend.js';
 import type { HeParams } from '../params.js';
 import type { HeProgram } from '../program.js';
-import { galoisKeyBytes, normalizeSteps } from '../client.js';
-import { SampleEvaluator, type SamplePlan } from '../packing/sample.js';
+import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../client.js';
+import { SampleEvaluator, type SamplePlan, planSample } from '../packing/sample.js';
 import { type PackingKind, type PackingPlan, packingOf } from '../packing/index.js';
 import { size } from '../tensor-ops.js';
 import { type Calibration, opMs } from './calibrate.js';
@@ -193,3 +193,21 @@ export function refreshedSampleMemory(program: HeProgram, plan: SamplePlan, para
   return KEY_LOAD_PEAK * evaluationKeyBytes(params, steps) + dry.tally.poolBytes;
 }
 
+
+/** wasm32's memory limit, which caps every SEAL instance's heap */
+export const WASM_HEAP_MAX = 4 * 2 ** 30;
+
+/**
+ * Whether one server worker can run a program cut for client refreshes, sample packed, at
+ * these parameters: its plan, or why not: `keys` (the Galois keys pass the heap's key budget;
+ * fewer levels at the ring do not help) or `heap` (the memory model puts the segments past the
+ * wasm32 cap, which would end in std::bad_alloc; fewer levels may fit). he-validate's and
+ * export's ring searches both ask it. Throws a HepolyError when no sample plan exists.
+ */
+export function sampleCutFit(program: HeProgram, params: HeParams): { plan: SamplePlan } | { refused: 'keys' | 'heap' } {
+  const slots = params.polyModulusDegree / 2;
+  const plan = planSample(program, slots);
+  if (galoisKeyBytes(params, normalizeSteps(plan.rotationSteps, slots).length) > GALOIS_KEY_BUDGET) return { refused: 'keys' };
+  if (refreshedSampleMemory(program, plan, params) > WASM_HEAP_MAX) return { refused: 'heap' };
+  return { plan };
+}
