@@ -5,7 +5,7 @@ import { writeFileAtomic } from '../../util/atomic-file.js';
 import { resolveDataPath } from '../../data/index.js';
 import { toCsv } from '../party-data.js';
 import { JOINED_FILE } from './checkpoint-guard.js';
-import type { LocalColumns } from './common.js';
+import { type LocalColumns, standardize } from './common.js';
 import { readColumns } from './party.js';
 
 /**
@@ -53,12 +53,10 @@ export function writeJoinedTable(recipe: Recipe, recipeFile: string, out?: strin
 
 /** A bank's feature cells by ID (the first row of an ID, as the run's alignment takes it) and its column means. */
 function bankLookup(b: LocalColumns): { cells: Map<string, string[]>; mean: string[] } {
-  const F = b.features.length;
   const cols = b.features.map((f) => b.table.columns.indexOf(f));
   const cells = new Map<string, string[]>();
   for (const row of b.table.rows) if (!cells.has(row[b.keyCol])) cells.set(row[b.keyCol], cols.map((c) => row[c]));
-  const sums = new Float64Array(F);
-  for (let r = 0; r < b.table.rows.length; r++) for (let f = 0; f < F; f++) sums[f] += b.x[r * F + f];
-  // 9 digits: more than the float32 the readers parse it to
-  return { cells, mean: Array.from(sums, (s) => String(+(s / b.table.rows.length).toPrecision(9))) };
+  // the means the bank itself standardizes with in the run (common.ts); 9 digits: more than the float32 the readers parse
+  const { mean } = standardize(b.x, null, b.features.length);
+  return { cells, mean: mean.map((m) => String(+m.toPrecision(9))) };
 }
