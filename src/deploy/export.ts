@@ -129,7 +129,8 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   };
   const digest = sha(digestInput(core));
   const manifest: ServerManifest = { ...core, digest };
-  const client: ClientArtifact = {
+  // as client.json writes it: slot lists as runs where shorter (read back as lists by the schema)
+  const client: z.input<typeof ClientArtifactSchema> = {
     format: CLIENT_FORMAT,
     versions,
     server_digest: digest,
@@ -146,14 +147,13 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
       source: ckpt.recipe.data.source === 'idx' ? 'idx' : 'csv',
       ...(program.inputEncoding ? { input_encoding: program.inputEncoding } : {}),
     },
-    input: packing.input,
-    output: packing.output,
+    input: compactLayout(packing.input),
+    output: compactLayout(packing.output),
   };
-  const written: z.input<typeof ClientArtifactSchema> = { ...client, input: compactLayout(packing.input), output: compactLayout(packing.output) };
   const serverDir = join(out, 'server');
   const clientDir = join(out, 'client');
   const manifestJson = JSON.stringify(manifest, null, 1);
-  const clientJson = JSON.stringify(written);
+  const clientJson = JSON.stringify(client);
   // manifest.json last: its presence marks the folder complete
   writeDirAtomic(serverDir, [['program.json', encoded.json], ['program.bin', encoded.bin], ['manifest.json', manifestJson]], isServerArtifactDir);
   writeDirAtomic(clientDir, [['client.json', clientJson]], isClientArtifactDir);
