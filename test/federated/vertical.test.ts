@@ -219,6 +219,17 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
         ours.rows.forEach((row, i) => expect(Number(row[c]), `${name}, row ${i + 1}`).to.be.closeTo(Number(generated.rows[i][g]), 1e-6 * Math.max(1, Math.abs(Number(row[c])))));
       }
       expect(t.unmatched['bank-a'] + t.unmatched['bank-b']).to.equal(800);
+      // its own earlier output is replaced; any other file is refused and left as it was
+      expect(hepoly(['federate', 'join', join(tmp.path, 'vfl.yaml')]).code).to.equal(0);
+      const foreign = join(tmp.path, 'notes.csv');
+      writeFileSync(foreign, 'a,b\n1,2\n');
+      const refused = hepoly(['federate', 'join', join(tmp.path, 'vfl.yaml'), '--out', foreign]);
+      expect(refused.code).to.equal(1);
+      expect(refused.stderr).to.match(/notes\.csv exists and is not a joined table this command wrote for .*vfl\.yaml \(its columns are a, b\); nothing was written\. Pass --out with another file/);
+      expect(readFileSync(foreign, 'utf8')).to.equal('a,b\n1,2\n');
+      const generatedTable = hepoly(['federate', 'join', join(tmp.path, 'vfl.yaml'), '--out', `${joined}.generated`]);
+      expect(generatedTable.code).to.equal(1);
+      expect(generatedTable.stderr).to.match(/already holds every column a checkpoint of this recipe reads/);
       expect((await evaluate(join(tmp.path, 'ckpt'))).samples).to.be.above(0);
       const horizontal = hepoly(['federate', 'join', 'recipes/cancer-fl.yaml']);
       expect(horizontal.code).to.equal(2);

@@ -82,7 +82,8 @@ function findFile(p: string, roots: string[]): string | null {
 }
 
 /** The first line's column names: read up to the first newline only (a joined table can be large). */
-function csvHeader(file: string): string[] {
+/** A CSV's header cells, read up to the first newline only (joined tables are large). */
+export function csvHeader(file: string): string[] {
   const fd = openSync(file, 'r');
   const chunks: Buffer[] = [];
   try {

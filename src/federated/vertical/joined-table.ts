@@ -1,10 +1,12 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Recipe } from '../../recipe/schema.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { resolveDataPath } from '../../data/index.js';
 import { toCsv } from '../party-data.js';
-import { JOINED_FILE } from './checkpoint-guard.js';
+import { JOINED_FILE, csvHeader } from './checkpoint-guard.js';
+import { HepolyError } from '../../util/errors.js';
+import { shortPath } from '../../util/paths.js';
 import { type LocalColumns, standardize } from './common.js';
 import { readColumns } from './party.js';
 
@@ -46,9 +48,20 @@ export function writeJoinedTable(recipe: Recipe, recipeFile: string, out?: strin
   });
   // beside data.path where it was found: where the guard looks for it (checkpoint-guard.ts)
   const file = out ?? join(dirname(resolveDataPath((recipe.data as { path: string }).path, 'data.path', recipeFile).path), JOINED_FILE);
+  refuseForeignFile(file, header, recipeFile);
   mkdirSync(dirname(file), { recursive: true });
   writeFileAtomic(file, toCsv([header, ...rows]));
   return { file, rows: rows.length, columns: header, unmatched };
+}
+
+/** Only a joined table of exactly these columns (an earlier join) is replaced; any other file stays as it is. */
+function refuseForeignFile(file: string, header: string[], recipeFile: string): void {
+  if (!existsSync(file)) return;
+  const found = statSync(file).isFile() ? csvHeader(file) : null;
+  if (found && found.length === header.length && found.every((c, i) => c === header[i])) return;
+  const usable = found !== null && header.every((c) => found.includes(c));
+  const what = found === null ? 'it is not a file' : usable ? 'it already holds every column a checkpoint of this recipe reads, so eval, he-validate and export can use it as it is' : `its columns are ${found.slice(0, 3).join(', ')}${found.length > 3 ? ', ...' : ''}`;
+  throw new HepolyError(`${shortPath(file)} exists and is not a joined table this command wrote for ${recipeFile} (${what}); nothing was written. Pass --out with another file, or move that one away`);
 }
 
 /** A bank's feature cells by ID (the first row of an ID, as the run's alignment takes it) and its column means. */
