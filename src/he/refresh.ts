@@ -27,9 +27,18 @@ export function refreshCiphertexts(client: RefreshingClient, cts: Uint8Array[]):
 
 /**
  * The server's only way back to the client: ciphertexts out, fresh ciphertexts in. `label`
- * names the tensor (for the report); in a deployment this is a network round trip.
+ * names the tensor (for the report); `at` says which program tensor and which of its elements
+ * the ciphertexts are, for a client that checks what it decrypts (he-validate). In a
+ * deployment this is a network round trip.
  */
-export type RefreshChannel = (label: string, cts: Uint8Array[]) => Promise<Uint8Array[]> | Uint8Array[];
+export type RefreshChannel = (label: string, cts: Uint8Array[], at?: RefreshedPart) => Promise<Uint8Array[]> | Uint8Array[];
+
+/** Where refreshed ciphertexts sit in the program: refresh point, tensor id, and the element each one holds. */
+export interface RefreshedPart {
+  point: number;
+  tensor: number;
+  elements: number[];
+}
 
 /** One sample's tensors at a segment boundary: each tensor's ciphertexts. */
 export type SegmentTensors = { tensor: number; cts: Uint8Array[] }[];
@@ -51,7 +60,7 @@ export async function refreshSegmentOutputs(p: HeProgram, j: number, outputs: Se
       // an empty part (an element batch packing leaves out) crosses neither way
       const present = cts.flatMap((b, i) => (b.length ? [i] : []));
       const sent = present.map((i) => cts[i]);
-      const back = await refresh(p.tensors[src].label, sent);
+      const back = await refresh(p.tensors[src].label, sent, { point: j, tensor: src, elements: present });
       rec.ciphertexts += sent.length;
       rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
       rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);

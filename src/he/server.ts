@@ -359,7 +359,7 @@ export class HEServer {
         const r = refs[i]!;
         return new Uint8Array(buffers[r[0]], r[1], r[2]).slice();
       });
-      const back = await refresh(p.tensors[src].label, sent);
+      const back = await refresh(p.tensors[src].label, sent, { point: j, tensor: src, elements: present });
       rec.ciphertexts += sent.length;
       rec.bytesToClient += sent.reduce((a, b) => a + b.length, 0);
       rec.bytesToServer += back.reduce((a, b) => a + b.length, 0);

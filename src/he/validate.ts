@@ -22,7 +22,8 @@ import {
   loadParamsFile,
   summarize,
 } from './params.js';
-import { type RefreshSummary, refreshCiphertexts, refreshPointName } from './refresh.js';
+import { type RefreshChannel, type RefreshSummary, refreshPointName } from './refresh.js';
+import { RefreshWatch } from './refresh-watch.js';
 import { coreReportJson } from './report-json.js';
 import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
@@ -494,14 +495,22 @@ interface PassContext {
   log: (line: string) => void;
 }
 
-/** A client refresh channel that times the client's part (decrypt and re-encrypt). */
-function timedRefresh(client: ClientLike): { channel: (label: string, cts: Uint8Array[]) => Uint8Array[]; ms: () => number } {
+/**
+ * A client refresh channel that times the client's part (decrypt and re-encrypt); with a
+ * watch, what it decrypts is checked against the plaintext program first.
+ */
+function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null): { channel: RefreshChannel; ms: () => number } {
   let refreshMs = 0;
   return {
-    channel: (_label, cts) => {
+    channel: (_label, cts, at) => {
       const tr = performance.now();
-      const fresh = refreshCiphertexts(client, cts);
+      const values = cts.map((b) => client.decrypt(b));
       refreshMs += performance.now() - tr;
+      const w = watch?.();
+      if (w && at) w.check(at, values);
+      const t1 = performance.now();
+      const fresh = client.encrypt(values);
+      refreshMs += performance.now() - t1;
       return fresh;
     },
     ms: () => refreshMs,
@@ -513,7 +522,9 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log }
   const { n, xp, perIn, classes } = inputs;
   const { slots, packed } = layout;
   const packer = packingOf(packed.kind);
-  const refresh = timedRefresh(client);
+  // the first pass's refreshes are checked against the plaintext program on up to 4 of its samples
+  let watch: RefreshWatch | null = chosen.cut ? new RefreshWatch(chosen.program, xp, Math.min(4, n, slots), perIn, log) : null;
+  const refresh = timedRefresh(client, () => watch);
   const t: PassTotals = { he: new Float64Array(n * classes), encryptMs: 0, evaluateMs: 0, decryptMs: 0, up: 0, down: 0, ctIn: 0, ctOut: 0, perPass: 0, latency: 0, layerErrors: null };
   reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
   for (let start = 0; start < n; start += slots) {
@@ -524,6 +535,7 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log }
     t0 = performance.now();
     const res = await server.evaluateBatch(cts, refresh.channel);
     const ev = performance.now() - t0;
+    watch = null;
     t0 = performance.now();
     const outs = res.outputs.map((b) => (b ? client.decrypt(b) : null));
     const dec = performance.now() - t0;

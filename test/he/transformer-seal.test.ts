@@ -44,8 +44,13 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     // --params auto may pick on a fast-timed calibration, and simulating 16,384 slots is slow
     const params = join(tmp.path, 'refresh-params.json');
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
-    const r = await validate({ checkpoint: out, samples: 6, params, mode: 'simulate', refresh: 'client', workers: 2 });
+    const lines: string[] = [];
+    const r = await validate({ checkpoint: out, samples: 6, params, mode: 'simulate', refresh: 'client', workers: 2, log: (l) => lines.push(l) });
     expect(r.packing).to.equal('batch');
+    // the client checked what it decrypted at every refresh point against the plaintext program
+    const checks = lines.filter((l) => /^ {2}refresh \d+\/\d+ \(/.test(l));
+    expect(new Set(checks.map((l) => l.match(/refresh (\d+)\//)![1])).size).to.equal(r.refreshes!.perPass);
+    for (const l of checks) expect(Number(l.match(/max error (\S+)/)![1])).to.be.below(0.1);
     expect(r.params.polyModulusDegree).to.be.oneOf([4096, 8192]);
     expect(r.params.securityBits).to.equal(128);
     expect(r.depth).to.be.above(r.params.levels);
