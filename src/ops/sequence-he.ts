@@ -11,10 +11,10 @@ import type { HeValue, LevelContext, LowerOps, ProductPairs } from './types.js';
  * reciprocal and poly-layernorm's inverse square root are `product` steps (ciphertext
  * products summed before one rescale):
  *
- *   q, k, v  = x Wqkv + b                   1 level (1/sqrt(dh) folded into q's columns)
+ *   q, k, v  = x Wqkv + b                   1 level (1/sqrt(dh) and sigma^(1/p) folded into q's columns)
  *   s[t][u]  = sum_c q[t][c] k[u][c]        1 level
  *   e        = s^p                          log2 p levels (the compiler's power tree)
- *   D        = eps + sum_u e                (folds into the start y0 = c0 - c1 D)
+ *   D        = sigma eps + sum_u e          (sigma D: O(1) values, see normalizedDivision; folds into y0 = c0 - D)
  *   n, d     = (sum_u e[t][u] v[u][c]) y0, D y0   1 level (the value product runs beside the sum)
  *   n, d     = n (2 - d), d (2 - d), k times      1 level each (Goldschmidt; k fitted to the recorded range of D)
  *   o[t][c]  = n[t][c]                      relabeling (heads back side by side)
@@ -50,6 +50,19 @@ export function chooseReciprocal(node: string, ranges: LevelContext['ranges'], e
   const iterations = reciprocalIterationsFor(lo, hi, RECIPROCAL_TOLERANCE);
   const approx = fitReciprocal(lo, hi, iterations);
   return { approx, choice: { node, lo, hi, iterations, errorBound: approx.errorBound, levels: 1 + iterations } };
+}
+
+/**
+ * The division num / den unchanged when both are multiplied by `scale`, chosen so the start
+ * y0 = c0 - c1 den has c1 = 1: den, y0 and every Goldschmidt iterate are then O(1). Fitted on
+ * the raw range (denominators in the thousands), y0 is ~1e-4 with CKKS's absolute noise
+ * (~2e-5 at a 2^26 scale) on it, so d = den y0 leaves (0, 2) and the iteration diverges: the
+ * start's relative error has to be small, not its absolute one. Iterations and error bound
+ * are scale-invariant. Power-softmax applies the scale as (scale^(1/p)) q, free in q's kernel.
+ */
+export function normalizedDivision(f: NewtonApprox): { scale: number; approx: NewtonApprox } {
+  const scale = Math.sqrt(f.c1);
+  return { scale, approx: fitReciprocal(f.lo * scale, f.hi * scale, f.iterations) };
 }
 
 /** Pairs from a list of [out, a, b] triples (sign +1, or -1 for every pair). */
@@ -145,7 +158,9 @@ export function lowerAttention(L: Seq<'attention'>, node: string, x: HeValue, [T
   if (L.attention.kind !== 'power-softmax') throw new Error(`unreachable: ${node} (softmax attention) is refused before compiling`);
   const H = L.heads;
   const dh = D / H;
-  const scale = 1 / Math.sqrt(dh);
+  const division = normalizedDivision(chooseReciprocal(node, ranges, L.attention.eps).approx);
+  // q's columns carry 1/sqrt(dh) and the p-th root of the denominator's normalization
+  const scale = division.scale ** (1 / L.attention.p) / Math.sqrt(dh);
   const kq = w('qkv_kernel').map((v, i) => ((i % (3 * D)) < D ? v * scale : v));
   const bq = w('qkv_bias').map((v, j) => (j < D ? v * scale : v));
   const qkv = he.weighted(x, tokens(T, D, 3 * D, kq), bq);
@@ -161,8 +176,8 @@ export function lowerAttention(L: Seq<'attention'>, node: string, x: HeValue, [T
   const num = he.product(e, qkv, pairsOf(H * T * dh * T, (push) => {
     for (let h = 0; h < H; h++) for (let t = 0; t < T; t++) for (let c = 0; c < dh; c++) for (let u = 0; u < T; u++) push((h * T + t) * dh + c, (h * T + t) * T + u, at(u, 2 * D + h * dh + c));
   }), [H * T, dh], { role: 'values' });
-  const den = he.weighted(e, tokens(H * T, T, 1, fill(T, 1)), fill(1, L.attention.eps));
-  const quotient = lowerDivision(he, num, den, dh, chooseReciprocal(node, ranges, L.attention.eps).approx);
+  const den = he.weighted(e, tokens(H * T, T, 1, fill(T, 1)), fill(1, division.scale * L.attention.eps));
+  const quotient = lowerDivision(he, num, den, dh, division.approx);
   // heads back side by side: ctx[t][h dh + c] = quotient[h T + t][c] (a relabeling, no operation)
   const back = new Int32Array(T * D);
   for (let t = 0; t < T; t++) for (let h = 0; h < H; h++) for (let c = 0; c < dh; c++) back[t * D + h * dh + c] = (h * T + t) * dh + c;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { fitReciprocal, reciprocalIterationsFor } from '../../src/layers/reciprocal.js';
-import { lowerDivision, lowerReciprocal } from '../../src/ops/sequence-he.js';
+import { lowerDivision, lowerReciprocal, normalizedDivision } from '../../src/ops/sequence-he.js';
 import type { HeValue, LowerOps, ProductPairs } from '../../src/ops/types.js';
 
 /**
@@ -16,7 +16,9 @@ interface Val extends HeValue {
   level: number;
 }
 
-function floatOps(): LowerOps {
+/** With `scale`, an affine map's factors are rounded to multiples of 1/scale, as a CKKS plaintext's are. */
+function floatOps(scale = 0): LowerOps {
+  const quantize = (f: number) => (scale ? Math.round(f * scale) / scale : f);
   const v = (x: HeValue) => x as Val;
   const product = (a: HeValue, b: HeValue, pairs: ProductPairs, outShape: number[], extra?: { plus?: { x: HeValue; factors: Float64Array }; bias?: Float64Array }): HeValue => {
     const n = outShape.reduce((p, q) => p * q, 1);
@@ -35,7 +37,7 @@ function floatOps(): LowerOps {
   };
   return {
     product,
-    affine: (x, factors, shift) => ({ shape: x.shape, data: v(x).data.map((d, i) => factors[i] * d + shift[i]), level: v(x).level }) as Val,
+    affine: (x, factors, shift) => ({ shape: x.shape, data: v(x).data.map((d, i) => quantize(factors[i]) * d + shift[i]), level: v(x).level }) as Val,
     weighted: unsupported,
     polynomial: unsupported,
     struct: unsupported,
@@ -73,5 +75,33 @@ describe('power-softmax division (Goldschmidt)', () => {
     const q = lowerDivision(he, num, den, width, f) as Val;
     expect(k).to.be.above(5);
     expect(newton - q.level).to.equal(k);
+  });
+
+  describe('normalized (both operands times sqrt(c1))', () => {
+    // vit-poly's second attention: denominators observed in [0.60, 50157], fitted on [0.40, 75236]
+    const raw = fitReciprocal(0.4, 75236, reciprocalIterationsFor(0.4, 75236, 1e-3));
+    const dens = Float64Array.from([0.6, 5, 300, 5000, 20000, 50000]);
+    const nums = Float64Array.from({ length: rows * width }, (_, i) => Math.sin(i + 1) * 3 * dens[Math.floor(i / width)]);
+    const at = (a: Float64Array, shape: number[]): Val => ({ shape, data: a, level: 0 });
+    const scaled = (a: Float64Array, s: number) => a.map((x) => x * s);
+    // |quotient| <= 3: the error relative to that
+    const maxError = (q: Val) => Math.max(...Array.from(q.data, (x, i) => Math.abs(x - nums[i] / dens[Math.floor(i / width)]))) / 3;
+
+    it('has a start with c1 = 1, the same iterations and the same error bound', () => {
+      const { scale, approx } = normalizedDivision(raw);
+      expect(scale).to.be.closeTo(Math.sqrt(raw.c1), 1e-15);
+      expect(approx.c1).to.be.closeTo(1, 1e-12);
+      expect(approx.iterations).to.equal(raw.iterations);
+      expect(approx.errorBound).to.be.closeTo(raw.errorBound, 1e-12);
+    });
+
+    it('survives plaintext factors rounded to a 2^26 scale, where the raw start (c1 = 1.4e-9 rounds to 0) diverges', () => {
+      const { scale, approx } = normalizedDivision(raw);
+      const normalized = lowerDivision(floatOps(2 ** 26), at(scaled(nums, scale), [rows, width]), at(scaled(dens, scale), [rows]), width, approx) as Val;
+      const direct = lowerDivision(floatOps(2 ** 26), at(nums, [rows, width]), at(dens, [rows]), width, raw) as Val;
+      expect(raw.c1 * 2 ** 26).to.be.below(0.5);
+      expect(maxError(normalized)).to.be.below(2e-3);
+      expect(maxError(direct)).to.satisfy((e: number) => !(e < 1), 'the raw start should diverge');
+    });
   });
 });
