@@ -14,7 +14,7 @@ import type { HeValue, LevelContext, LowerOps, ProductPairs } from './types.js';
  *   q, k, v  = x Wqkv + b                   1 level (1/sqrt(dh) and sigma^(1/p) folded into q's columns)
  *   s[t][u]  = sum_c q[t][c] k[u][c]        1 level
  *   e        = s^p                          log2 p levels (the compiler's power tree)
- *   D        = sigma eps + sum_u e          (sigma D: O(1) values, see normalizedDivision; folds into y0 = c0 - D)
+ *   D        = sigma eps + sum_u e          (sigma D: values up to ~45, see normalizedDivision; folds into y0)
  *   n, d     = (sum_u e[t][u] v[u][c]) y0, D y0   1 level (the value product runs beside the sum)
  *   n, d     = n (2 - d), d (2 - d), k times      1 level each (Goldschmidt; k fitted to the recorded range of D)
  *   o[t][c]  = n[t][c]                      relabeling (heads back side by side)
@@ -53,15 +53,24 @@ export function chooseReciprocal(node: string, ranges: LevelContext['ranges'], e
 }
 
 /**
+ * How far above O(1) the normalized denominator may reach (normalizedDivision): the start's
+ * slope is 1 / HEADROOM^2 and the largest denominator ~2.8 HEADROOM.
+ */
+export const DIVISION_HEADROOM = 16;
+
+/**
  * The division num / den unchanged when both are multiplied by `scale`, chosen so the start
- * y0 = c0 - c1 den has c1 = 1: den, y0 and every Goldschmidt iterate are then O(1). Fitted on
- * the raw range (denominators in the thousands), y0 is ~1e-4 with CKKS's absolute noise
- * (~2e-5 at a 2^26 scale) on it, so d = den y0 leaves (0, 2) and the iteration diverges: the
- * start's relative error has to be small, not its absolute one. Iterations and error bound
- * are scale-invariant. Power-softmax applies the scale as (scale^(1/p)) q, free in q's kernel.
+ * y0 = c0 - c1 den has c1 = 1 / DIVISION_HEADROOM^2. CKKS noise is absolute, so the scale
+ * trades two failures. Fitted on the raw range (denominators up to 75,000 in vit-poly), c1 is
+ * ~1e-9, below a 2^26 scale's resolution, and y0's noise times den pushes d = den y0 out of
+ * (0, 2), where the iteration diverges. Normalized to O(1) (c1 = 1), the smallest
+ * denominators (the range spans up to 1e6) drop to the noise and d can turn negative. A
+ * headroom of 16 keeps c1 representable, the largest values near 45, and the smallest 16
+ * times above full normalization. Iterations and error bound are scale-invariant.
+ * Power-softmax applies the scale as scale^(1/p) in q's kernel.
  */
 export function normalizedDivision(f: NewtonApprox): { scale: number; approx: NewtonApprox } {
-  const scale = Math.sqrt(f.c1);
+  const scale = Math.sqrt(f.c1) * DIVISION_HEADROOM;
   return { scale, approx: fitReciprocal(f.lo * scale, f.hi * scale, f.iterations) };
 }
 
