@@ -69,8 +69,8 @@ export const DIVISION_HEADROOM = 16;
  * times above full normalization. Iterations and error bound are scale-invariant.
  * Power-softmax applies the scale as scale^(1/p) in q's kernel.
  */
-export function normalizedDivision(f: NewtonApprox): { scale: number; approx: NewtonApprox } {
-  const scale = Math.sqrt(f.c1) * DIVISION_HEADROOM;
+export function normalizedDivision(f: NewtonApprox, headroom = DIVISION_HEADROOM): { scale: number; approx: NewtonApprox } {
+  const scale = Math.sqrt(f.c1) * headroom;
   return { scale, approx: fitReciprocal(f.lo * scale, f.hi * scale, f.iterations) };
 }
 

@@ -103,5 +103,20 @@ describe('power-softmax division (Goldschmidt)', () => {
       expect(maxError(normalized)).to.be.below(2e-3);
       expect(maxError(direct)).to.satisfy((e: number) => !(e < 1), 'the raw start should diverge');
     });
+
+    it('keeps the smallest denominators above CKKS noise, where full normalization (headroom 1) turns them negative', () => {
+      // the served tiny ViT's range: denominators observed in [0.00103, 2449]
+      const tiny = fitReciprocal(0.00103 / 1.5, 2449 * 1.5, reciprocalIterationsFor(0.00103 / 1.5, 2449 * 1.5, 1e-3));
+      const d = Float64Array.from([0.00103, 0.01, 1, 30, 900, 2449]);
+      const n = Float64Array.from({ length: rows * width }, (_, i) => Math.cos(i) * d[Math.floor(i / width)]);
+      const noise = 1.3e-6; // absolute rescale noise at 2^30, N=8192, on the denominator's ciphertext
+      const run = (headroom: number) => {
+        const { scale, approx } = normalizedDivision(tiny, headroom);
+        const q = lowerDivision(floatOps(), at(scaled(n, scale), [rows, width]), at(d.map((x) => x * scale - noise), [rows]), width, approx) as Val;
+        return Math.max(...Array.from(q.data, (x, i) => Math.abs(x - n[i] / d[Math.floor(i / width)])));
+      };
+      expect(run(DIVISION_HEADROOM)).to.be.below(0.2);
+      expect(run(1)).to.satisfy((e: number) => !(e < 1), 'fully normalized, the smallest denominator goes negative and diverges');
+    });
   });
 });
