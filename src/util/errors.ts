@@ -1,3 +1,6 @@
+/** Marks a HepolyError across copies of this module (see `Symbol.hasInstance` below). */
+const BRAND = Symbol.for('hepoly.HepolyError');
+
 /**
  * One error type for everything a user can get wrong. The CLI prints `message` (which
  * already names the file, the field and the fix) and exits with `exitCode`; a stack trace
@@ -9,6 +12,17 @@ export class HepolyError extends Error {
     super(message, { cause: options.cause });
     this.name = 'HepolyError';
     this.exitCode = options.exitCode ?? 1;
+    Object.defineProperty(this, BRAND, { value: true });
+  }
+
+  /**
+   * By brand, not prototype: a module loaded twice (a test's require hook beside a lazy
+   * `import()`, as the queue is loaded) has two HepolyError classes, and a check against the
+   * other one would take a user's error for a crash. Subclasses keep the prototype check.
+   */
+  static override [Symbol.hasInstance](x: unknown): boolean {
+    if (this !== HepolyError) return Function.prototype[Symbol.hasInstance].call(this, x);
+    return typeof x === 'object' && x !== null && (x as Record<symbol, unknown>)[BRAND] === true;
   }
 }
 
