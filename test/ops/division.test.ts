@@ -84,8 +84,10 @@ describe('power-softmax division (Goldschmidt)', () => {
     const nums = Float64Array.from({ length: rows * width }, (_, i) => Math.sin(i + 1) * 3 * dens[Math.floor(i / width)]);
     const at = (a: Float64Array, shape: number[]): Val => ({ shape, data: a, level: 0 });
     const scaled = (a: Float64Array, s: number) => a.map((x) => x * s);
+    /** max |q - n / d| over the rows' quotients */
+    const errorOf = (q: Val, n: Float64Array, d: Float64Array) => Math.max(...Array.from(q.data, (x, i) => Math.abs(x - n[i] / d[Math.floor(i / width)])));
     // |quotient| <= 3: the error relative to that
-    const maxError = (q: Val) => Math.max(...Array.from(q.data, (x, i) => Math.abs(x - nums[i] / dens[Math.floor(i / width)]))) / 3;
+    const maxError = (q: Val) => errorOf(q, nums, dens) / 3;
 
     it('has a start with c1 = 1 / headroom^2, the same iterations and the same error bound', () => {
       const { scale, approx } = normalizedDivision(raw);
@@ -113,7 +115,7 @@ describe('power-softmax division (Goldschmidt)', () => {
       const run = (headroom: number) => {
         const { scale, approx } = normalizedDivision(tiny, headroom);
         const q = lowerDivision(floatOps(), at(scaled(n, scale), [rows, width]), at(d.map((x) => x * scale - noise), [rows]), width, approx) as Val;
-        return Math.max(...Array.from(q.data, (x, i) => Math.abs(x - n[i] / d[Math.floor(i / width)])));
+        return errorOf(q, n, d);
       };
       expect(run(DIVISION_HEADROOM)).to.be.below(0.2);
       expect(run(1)).to.satisfy((e: number) => !(e < 1), 'fully normalized, the smallest denominator goes negative and diverges');
