@@ -7,6 +7,7 @@ import { initBackend } from '../train/backend.js';
 import { compileCheckpoint } from '../he/compile.js';
 import { type HeParams, describeParams } from '../he/params.js';
 import { refreshPointName } from '../he/refresh.js';
+import { roundTripCarried } from '../he/passes/segment-refresh.js';
 import { nextPow2 } from '../he/packing/layout.js';
 import { writeDirAtomic } from '../util/atomic-dir.js';
 import { HepolyError } from '../util/errors.js';
@@ -95,7 +96,10 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   const shape = ckpt.graph.inputShape;
   const minSlots = shape.length === 3 ? nextPow2(shape[0] * shape[1]) : undefined;
   const spec = packingSpec(o.packing, compiled);
-  const { program, params } = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir, packing: spec.split(':')[0] });
+  // a served session holds no ciphertexts between rounds (it survives a restart): carried tensors go through the client too
+  const chosen = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir, packing: spec.split(':')[0] });
+  const { params } = chosen;
+  const program = roundTripCarried(chosen.program);
   const slots = params.polyModulusDegree / 2;
   if (minSlots && slots < minSlots) {
     throw new HepolyError(`--params ${o.params}: an image plane of ${ckpt.dir} needs ${minSlots} slots, N=${params.polyModulusDegree} has ${slots}. Use a larger poly_modulus_degree`);

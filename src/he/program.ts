@@ -114,7 +114,10 @@ export function encodeSample(p: HeProgram, x: ArrayLike<number>): Float64Array {
 
 export interface RefreshPoint {
   before: number;
+  /** each tensor the client refreshes (`src`) and the fresh copy the rest reads (`out`) */
   tensors: { src: number; out: number }[];
+  /** tensors the rest reads that are already at the top level: they cross on the server, no round trip */
+  carried?: number[];
 }
 
 /** Which steps read each tensor (to free ciphertexts after their last use). */

@@ -68,6 +68,7 @@ export async function refreshSegmentOutputs(p: HeProgram, j: number, outputs: Se
       present.forEach((i, k) => (fresh[i] = back[k]));
       next.push({ tensor: out, cts: fresh });
     }
+    for (const t of point.carried ?? []) next.push({ tensor: t, cts: o.find((x) => x.tensor === t)!.cts });
     carry.push(next);
   }
   return carry;
@@ -109,7 +110,7 @@ export interface Segment {
   from: number;
   to: number;
   inputs: number[];
-  /** tensors the next segment needs refreshed (the program output for the last) */
+  /** tensors the next segment needs, refreshed or carried (the program output for the last) */
   outputs: number[];
 }
 
@@ -119,9 +120,10 @@ export function programSegments(p: HeProgram): Segment[] {
   let from = 0;
   let inputs = [p.input];
   for (const r of cuts) {
-    segs.push({ from, to: r.before, inputs, outputs: r.tensors.map((t) => t.src) });
+    const carried = r.carried ?? [];
+    segs.push({ from, to: r.before, inputs, outputs: [...r.tensors.map((t) => t.src), ...carried] });
     from = r.before;
-    inputs = r.tensors.map((t) => t.out);
+    inputs = [...r.tensors.map((t) => t.out), ...carried];
   }
   segs.push({ from, to: p.steps.length, inputs, outputs: [p.output] });
   return segs;

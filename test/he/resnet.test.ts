@@ -20,7 +20,7 @@ import { reportMarkdown } from '../../src/he/report.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { refreshedSampleMemory } from '../../src/he/tiles/cost.js';
 import { RING_DEGREES, levelsOf, maxDepthAtRing, paramsAtRing } from '../../src/he/params.js';
-import { ringCuts } from '../../src/he/passes/segment-refresh.js';
+import { ringCuts, roundTripCarried } from '../../src/he/passes/segment-refresh.js';
 import type { HeProgram } from '../../src/he/program.js';
 import { TEST_PARAMS } from './pipeline.js';
 import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
@@ -51,8 +51,8 @@ function plaintextLogits(g: Graph, w: WeightMap, x: Float32Array, count: number)
 }
 
 /** Client encrypts, server (worker threads, bytes only) evaluates segment by segment, client refreshes and decrypts. */
-async function encryptedWithRefresh(g: Graph, w: WeightMap, x: Float32Array, count: number) {
-  const program = segmentProgram(compileProgram(g, w), TEST_PARAMS.coeffModulusBits.length - 2);
+async function encryptedWithRefresh(g: Graph, w: WeightMap, x: Float32Array, count: number, levels = TEST_PARAMS.coeffModulusBits.length - 2) {
+  const program = segmentProgram(compileProgram(g, w), levels);
   const per = g.inputShape.reduce((a, b) => a * b, 1);
   const client = await HEClient.create(TEST_PARAMS);
   const plan = planSample(program, client.slots);
@@ -102,6 +102,33 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     expect(segs[segs.length - 1].to).to.equal(cut.steps.length);
     const x = Float64Array.from(randomInputs(graph, 1, 5));
     expect(maxAbsDiff(programForward(cut, x)[cut.output], programForward(full, x)[full.output])).to.be.below(1e-9);
+  });
+
+  it('carries a tensor already at the top level across a cut instead of sending it to the client again', () => {
+    const { graph, weights } = tinyResnet('standard', 14);
+    const full = compileProgram(graph, weights);
+    const cut = segmentProgram(full, 1);
+    // a round trip is only for a tensor below the top: it gets its levels back
+    for (const r of cut.refreshes!) for (const { src } of r.tensors) expect(cut.tensors[src].depth).to.be.above(0);
+    // a block's input waits at the top for its residual add while its convolutions are cut
+    const carried = cut.refreshes!.flatMap((r) => r.carried ?? []);
+    expect(carried.length).to.be.above(0);
+    for (const t of carried) expect(cut.tensors[t].depth).to.equal(0);
+    const segs = programSegments(cut);
+    cut.refreshes!.forEach((r, j) => {
+      for (const t of r.carried ?? []) {
+        expect(segs[j].outputs).to.include(t);
+        expect(segs[j + 1].inputs).to.include(t);
+      }
+    });
+    const x = Float64Array.from(randomInputs(graph, 1, 5));
+    expect(maxAbsDiff(programForward(cut, x)[cut.output], programForward(full, x)[full.output])).to.be.below(1e-9);
+    // a served model sends them through the client too (its sessions hold no ciphertexts)
+    const served = roundTripCarried(cut);
+    expect(served.refreshes!.every((r) => !r.carried?.length)).to.equal(true);
+    const pairs = (p: HeProgram) => p.refreshes!.reduce((a, r) => a + r.tensors.length, 0);
+    expect(pairs(served)).to.equal(pairs(cut) + carried.length);
+    expect(maxAbsDiff(programForward(served, x)[served.output], programForward(full, x)[full.output])).to.be.below(1e-9);
   });
 
   it('the ring search (he-validate and export share it): per ring, cuts that fit its parameters, fewer levels only when asked for more', () => {
@@ -158,11 +185,14 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     const { graph, weights } = tinyResnet('standard');
     const x = randomInputs(graph, 3, 21, 0, 1);
     const plain = plaintextLogits(graph, weights, x, 3);
-    const r = await encryptedWithRefresh(graph, weights, x, 3);
+    // 2 levels a segment (of the chain's 5): some block input waits at the top across a cut
+    const r = await encryptedWithRefresh(graph, weights, x, 3, 2);
     expect(compileProgram(graph, weights).depth).to.be.above(5);
     expect(r.program.refreshes!.length).to.be.at.least(2);
     expect(r.server.refreshes.length).to.equal(r.program.refreshes!.length);
     expect(r.sent.length).to.equal(3 * r.server.refreshes.reduce((a, p) => a + p.tensors.length, 0));
+    // and stays on the server: the client never sees it again
+    expect(r.program.refreshes!.some((p) => (p.carried ?? []).length > 0)).to.equal(true);
     expect(argmaxRows(r.logits, 3)).to.deep.equal(argmaxRows(plain, 3));
     expect(maxAbsDiff(r.logits, plain)).to.be.below(1e-2);
     // the worker was handed ciphertexts (refreshed ones in the later segments) and public material only

@@ -86,6 +86,8 @@ function* cutsAtRing(compiled: HeProgram, N: number, search: RingSearch): Genera
  * goes right before the first step that would overflow (moved back over struct steps, so only
  * tensors that own ciphertexts are refreshed), and every tensor still needed after it (the
  * residual sources too) is refreshed there, so all of a segment's inputs start at the top.
+ * A needed tensor already at the top (the input, or one refreshed at an earlier cut and not
+ * used since) is carried across on the server: a round trip would give it nothing.
  */
 export function segmentProgram(p: HeProgram, levels: number): HeProgram {
   if (levels < 1) throw new HepolyError(`--refresh client: the parameters give ${levels} levels; each segment needs at least 1`);
@@ -112,10 +114,15 @@ export function segmentProgram(p: HeProgram, levels: number): HeProgram {
       steps.length = cut;
       const renamed = new Map<number, number>();
       const pairs: { src: number; out: number }[] = [];
+      const carried = new Set<number>();
       for (const s of [...redo, ...p.steps.slice(i)]) {
         for (const o of stepSources(s)) {
           const cur = id(o);
           if (!defined.has(cur)) continue;
+          if (tensors[cur].depth === 0) {
+            carried.add(cur);
+            continue;
+          }
           let out = renamed.get(cur);
           if (out === undefined) {
             out = tensors.length;
@@ -128,7 +135,7 @@ export function segmentProgram(p: HeProgram, levels: number): HeProgram {
           remap.set(o, out);
         }
       }
-      refreshes.push({ before: cut, tensors: pairs });
+      refreshes.push(carried.size ? { before: cut, tensors: pairs, carried: [...carried] } : { before: cut, tensors: pairs });
       for (const s of redo) steps.push(rewire(s, id, tensors, stepDepth));
       if (stepDepth(p.steps[i]) > levels) {
         throw new HepolyError(`--refresh client: step ${p.steps[i].nodes.join(', ')} needs more than ${levels} levels even from fresh ciphertexts`);
@@ -141,6 +148,17 @@ export function segmentProgram(p: HeProgram, levels: number): HeProgram {
 }
 
 const REFRESHED = ' (refreshed by the client)';
+
+/**
+ * The program with every carried tensor sent through the client as well (a pair whose fresh
+ * copy keeps the tensor's id): for a served model, whose sessions hold no ciphertexts between
+ * rounds, so a restarted server can continue them.
+ */
+export function roundTripCarried(p: HeProgram): HeProgram {
+  if (!p.refreshes?.some((r) => r.carried?.length)) return p;
+  const refreshes = p.refreshes.map((r) => ({ before: r.before, tensors: [...r.tensors, ...(r.carried ?? []).map((t) => ({ src: t, out: t }))] }));
+  return { ...p, refreshes };
+}
 
 function rewire(s: Step, id: (t: number) => number, tensors: TensorInfo[], stepDepth: (s: Step) => number): Step {
   const depth = stepDepth(s);
