@@ -4,6 +4,7 @@ import { CkksKeyHolder } from './key-holder.js';
 import type { HeParams } from './params.js';
 import { padTo } from './seal-backend.js';
 import { normalizeSteps } from './key-sizes.js';
+import { RefreshPool } from './refresh-pool.js';
 
 /**
  * What the client hands the server: parameters and public material only, as bytes. This is
@@ -21,7 +22,8 @@ export interface PublicBundle {
 
 /**
  * The data owner: generates the keys, encrypts inputs and decrypts results. The only holder of
- * the secret key, which never leaves this object (no accessor returns it or its bytes). The
+ * the secret key, which never leaves this object (no accessor returns it or its bytes) but for
+ * the client's own refresh threads (`refreshPool`). The
  * key and encode steps are the ones every client shares (key-holder.ts).
  */
 export class HEClient {
@@ -60,6 +62,14 @@ export class HEClient {
 
   decrypt(bytes: Uint8Array): Float64Array {
     return this.#keys.decryptSlots(bytes);
+  }
+
+  /**
+   * `--refresh client` on `threads` of this client's own threads (src/he/refresh-pool.ts):
+   * each gets a copy of the secret key, which stays in this process.
+   */
+  refreshPool(threads: number): RefreshPool {
+    return RefreshPool.start(this.ctx.params, this.#keys.saveSecretKey(), threads);
   }
 
   /** Chain level and log2 scale of a ciphertext, for --trace. */

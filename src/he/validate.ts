@@ -28,6 +28,7 @@ import { coreReportJson } from './report-json.js';
 import { HEClient, GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from './client.js';
 import { type ClientLike, SimClient } from './sim-client.js';
 import { HEServer } from './server.js';
+import type { RefreshPool } from './refresh-pool.js';
 import type { LatencyPart } from './latency-breakdown.js';
 import { type OpCounts, zeroCounts } from './backend.js';
 import { type SamplePlan, planSample, unpackTensor } from './packing/sample.js';
@@ -454,8 +455,10 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
   log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
   let totals: PassTotals;
   let workerHeapMb: number;
+  // the server's workers wait while the client refreshes: the client takes as many threads
+  const refresher = chosen.cut && !queued && ownClient instanceof HEClient ? ownClient.refreshPool(workers) : null;
   try {
-    const pass = { client, server, chosen, layout, inputs, trace: !!opts.trace, log };
+    const pass = { client, server, chosen, layout, inputs, trace: !!opts.trace, log, refresher };
     totals = layout.evaluator === 'batch' ? await runBatches(pass) : await runPasses(pass);
     totals.up += keyBytes;
     for (const r of server.refreshes) {
@@ -465,6 +468,7 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
     workerHeapMb = server.workerHeapBytes / 2 ** 20;
   } finally {
     await server.close();
+    await refresher?.close();
     client.delete();
   }
   const breakdown = server instanceof HEServer ? server.latencyBreakdown : [];
@@ -493,20 +497,29 @@ interface PassContext {
   inputs: HeldOutInputs;
   trace: boolean;
   log: (line: string) => void;
+  /** the client's refresh threads (real SEAL, a cut program, no queue) */
+  refresher: RefreshPool | null;
 }
 
 /**
  * A client refresh channel that times the client's part (decrypt and re-encrypt); with a
  * watch, what it decrypts is checked against the plaintext program first.
  */
-function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null): { channel: RefreshChannel; ms: () => number } {
+function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null, pool?: RefreshPool | null): { channel: RefreshChannel; ms: () => number } {
   let refreshMs = 0;
   return {
-    channel: (_label, cts, at) => {
+    channel: async (_label, cts, at) => {
+      const w = watch?.();
+      if (pool) {
+        const tr = performance.now();
+        const r = await pool.refresh(cts, !!(w && at));
+        refreshMs += performance.now() - tr;
+        if (w && at) w.check(at, r.values!);
+        return r.fresh;
+      }
       const tr = performance.now();
       const values = cts.map((b) => client.decrypt(b));
       refreshMs += performance.now() - tr;
-      const w = watch?.();
       if (w && at) w.check(at, values);
       const t1 = performance.now();
       const fresh = client.encrypt(values);
@@ -518,13 +531,13 @@ function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null): { 
 }
 
 /** Batch packing: up to `slots` samples per pass, one slot each. */
-async function runBatches({ client, server, chosen, layout, inputs, trace, log }: PassContext): Promise<PassTotals> {
+async function runBatches({ client, server, chosen, layout, inputs, trace, log, refresher }: PassContext): Promise<PassTotals> {
   const { n, xp, perIn, classes } = inputs;
   const { slots, packed } = layout;
   const packer = packingOf(packed.kind);
   // the first pass's refreshes are checked against the plaintext program on up to 4 of its samples
   let watch: RefreshWatch | null = chosen.cut ? new RefreshWatch(chosen.program, xp, Math.min(4, n, slots), perIn, log) : null;
-  const refresh = timedRefresh(client, () => watch);
+  const refresh = timedRefresh(client, () => watch, refresher);
   const t: PassTotals = { he: new Float64Array(n * classes), encryptMs: 0, evaluateMs: 0, decryptMs: 0, up: 0, down: 0, ctIn: 0, ctOut: 0, perPass: 0, latency: 0, layerErrors: null };
   reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
   for (let start = 0; start < n; start += slots) {
@@ -558,13 +571,13 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log }
 }
 
 /** Sample, stacked or interleaved packing: one pass per sample, or per M samples in one tensor. */
-async function runPasses({ client, server, chosen, layout, inputs, trace, log }: PassContext): Promise<PassTotals> {
+async function runPasses({ client, server, chosen, layout, inputs, trace, log, refresher }: PassContext): Promise<PassTotals> {
   const { n, xp, perIn, classes } = inputs;
   const { stacked, packed } = layout;
   const packer = packingOf(packed.kind);
   const p = layout.plan!;
   const cut = chosen.cut;
-  const refresh = timedRefresh(client);
+  const refresh = timedRefresh(client, undefined, refresher);
   const m = packed.samplesPerPass;
   const passes = Math.ceil(n / m);
   const countOf = (i: number) => Math.min(m, n - i * m);
