@@ -64,3 +64,15 @@ export function powerSoftmaxTf(scores: tf.Tensor, p: number, eps: number): { y: 
   if (eps > 0) d = tf.add(d, eps);
   return { y: tf.div(pw, d), denominator: d };
 }
+
+/**
+ * mean((log d - log hi)_+^2 + (log lo - log d)_+^2): zero for denominators inside [lo, hi].
+ * On the log so a denominator 10x too large costs what one 10x too small does; power-softmax
+ * is unchanged when a row's scores are scaled, so the network can meet it at no loss of fit.
+ */
+export function denominatorRangePenalty(d: tf.Tensor, [lo, hi]: [number, number]): tf.Scalar {
+  const logD = tf.log(d);
+  const above = tf.relu(tf.sub(logD, Math.log(hi)));
+  const below = tf.relu(tf.sub(Math.log(lo), logD));
+  return tf.mean(tf.add(tf.square(above), tf.square(below)));
+}

@@ -149,10 +149,19 @@ export function countParams(graph: Graph): number {
 // Per-sample sequence tensors are [T, F]: T tokens of F features, token-major (row-major), so
 // a batch is [N, T, F]. Text inputs are [T] character ids (float-coded integers).
 
+/**
+ * Where training keeps power-softmax's denominators: the encrypted division's iterations grow
+ * with the ratio of the largest to the smallest denominator it must serve.
+ */
+export interface DenominatorRange {
+  range: [number, number];
+  weight: number;
+}
+
 /** How attention weights are normalized. */
 export type AttentionSpec =
   /** y = s^p / (eps + sum s^p), p even (layers/power-softmax.ts) */
-  | { kind: 'power-softmax'; p: number; eps: number }
+  | { kind: 'power-softmax'; p: number; eps: number; denominator?: DenominatorRange }
   /** exp(s - max) / sum: the non-polynomial baseline */
   | { kind: 'softmax' };
 

@@ -75,7 +75,7 @@ export function buildTransformer(cfg: TransformerConfig, inputShape: number[], c
   }
   x = seq('pos', { op: 'pos_embedding' }, [x]);
   const hidden = Math.max(1, Math.round(cfg.dim * cfg.mlp_ratio));
-  const attention = cfg.attention.kind === 'softmax' ? { kind: 'softmax' as const } : { kind: 'power-softmax' as const, p: cfg.attention.p, eps: cfg.attention.eps };
+  const attention = cfg.attention.kind === 'softmax' ? { kind: 'softmax' as const } : { kind: 'power-softmax' as const, p: cfg.attention.p, eps: cfg.attention.eps, ...(cfg.attention.denominator ? { denominator: cfg.attention.denominator } : {}) };
   for (let b = 1; b <= cfg.layers; b++) {
     const a = seq(`b${b}_attn`, { op: 'attention', heads: cfg.heads, attention }, [norm(`b${b}_norm1`, x)]);
     x = plain(`b${b}_add1`, { op: 'add' }, [x, a]);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { z } from 'zod';
 import { dense } from '../he/tensor-ops.js';
 import { layerNorm, layerNormTf } from '../layers/norm.js';
-import { powerSoftmax, powerSoftmaxTf } from '../layers/power-softmax.js';
+import { denominatorRangePenalty, powerSoftmax, powerSoftmaxTf } from '../layers/power-softmax.js';
 import { invSqrtDepth, reciprocalIterationsFor } from '../layers/reciprocal.js';
 import type { LayerSpec, SequenceLayerSpec } from '../models/graph.js';
 import type { OpDefOf, PackingKind, ParamDef, Support } from './types.js';
@@ -169,7 +169,12 @@ export const attentionOp: OpDefOf<'attention'> = {
   attributes: z.strictObject({
     heads: z.number().int().positive(),
     attention: z.discriminatedUnion('kind', [
-      z.strictObject({ kind: z.literal('power-softmax'), p: z.number().int().min(2), eps: z.number().min(0) }),
+      z.strictObject({
+        kind: z.literal('power-softmax'),
+        p: z.number().int().min(2),
+        eps: z.number().min(0),
+        denominator: z.strictObject({ range: z.tuple([z.number().positive(), z.number().positive()]), weight: z.number().min(0) }).optional(),
+      }),
       z.strictObject({ kind: z.literal('softmax') }),
     ]),
   }),
@@ -190,6 +195,11 @@ export const attentionOp: OpDefOf<'attention'> = {
   levelCost: (L, ctx) => sequenceOpDepth(L, ctx.ranges?.activations[`${ctx.node}/denominator`] ?? null)?.levels ?? (attentionOp.polynomial(L) === true ? null : Infinity),
   polynomial: (L) => (L.attention.kind === 'power-softmax' ? true : 'attention softmax'),
   rangeProbes: (L) => (L.attention.kind === 'power-softmax' ? ['denominator'] : []),
+  trainingPenalty(L) {
+    const want = L.attention.kind === 'power-softmax' ? L.attention.denominator : undefined;
+    if (!want || want.weight <= 0) return null;
+    return (probed) => tf.mul(denominatorRangePenalty(probed('denominator'), want.range), want.weight) as tf.Scalar;
+  },
   packings: (L) => (L.attention.kind === 'power-softmax' ? TRANSFORMER_PACKINGS : noPacking('softmax is not a polynomial: use power-softmax')),
 };
 

@@ -156,6 +156,11 @@ export interface OpDef<L extends LayerSpec = LayerSpec> {
   polynomial(layer: L): Support;
   /** values whose range ranges.json records: 'input' (the op's input, keyed by node) or an internal value (keyed node/what) */
   rangeProbes(layer: L): string[];
+  /**
+   * a loss term of the layer's own, on a value it probes (`probed(what)`, recorded in
+   * training), that keeps it where its HE lowering is cheap; null: none for this layer
+   */
+  trainingPenalty?(layer: L): ((probed: (what: string) => tf.Tensor) => tf.Scalar) | null;
   /** how the op disappears into a neighbour at inference (null: it is its own HE step) */
   foldsInto: string | null;
   prunable: Prunable<L>;

@@ -127,6 +127,19 @@ const Attention = z.discriminatedUnion('kind', [
       .default(2),
     /** added to the denominator sum x^p (keeps an all-zero row finite) */
     eps: z.number().min(0).default(1e-3),
+    /**
+     * train the denominators into [lo, hi]: a penalty weight x mean of the squared log-excess.
+     * The encrypted division's iterations (CKKS levels) grow with the ratio of the largest
+     * recorded denominator to the smallest, so a narrow range costs fewer client refreshes
+     */
+    denominator: z
+      .strictObject({
+        range: z
+          .tuple([z.number().positive(), z.number().positive()])
+          .refine(([lo, hi]) => lo < hi, 'expected [lo, hi] with 0 < lo < hi, e.g. [1, 100]'),
+        weight: z.number().min(0).default(0.01),
+      })
+      .optional(),
   }),
   z.strictObject({ kind: z.literal('softmax') }),
 ]);

@@ -370,10 +370,16 @@ export class Run {
     this.tBuf = new Float32Array(recipe.train.batch * graph.classes);
     // range regularization keeps each op's recorded input range (activations) where its polynomial fits
     this.actNodes = graph.nodes.filter((n) => opOf(n).rangeProbes(n.layer).includes('input')).map((n) => n.name);
+    this.penalties = graph.nodes.flatMap((n) => {
+      const term = opOf(n).trainingPenalty?.(n.layer);
+      return term ? [{ node: n.name, term }] : [];
+    });
   }
 
   private readonly tBuf: Float32Array;
   private readonly actNodes: string[];
+  /** loss terms of the layers' own (an op's trainingPenalty face) */
+  private readonly penalties: { node: string; term: (probed: (what: string) => tf.Tensor) => tf.Scalar }[];
 
   /**
    * One epoch. It yields to the event loop every ~100 ms so that a signal (Ctrl-C) can abort
@@ -472,7 +478,7 @@ export class Run {
       const yb = tf.tensor1d(y, 'int32');
       const vars = this.trainable.map((t) => t.variable);
       const { value, grads } = tf.variableGrads(() => {
-        const out = forward(this.graph, this.params, xb, { training: true, recordActivationInputs: !!range });
+        const out = forward(this.graph, this.params, xb, { training: true, recordActivationInputs: !!range || this.penalties.length > 0 });
         for (const [name, s] of out.batchStats) captured.set(name, { mean: tf.keep(s.mean), variance: tf.keep(s.variance) });
         correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(out.logits, 1), yb), 'float32')));
         let loss =
@@ -483,6 +489,9 @@ export class Run {
           const acts = this.actNodes.map((a) => out.activationInputs.get(a)!);
           oor = tf.keep(tf.stack(acts.map((a) => outOfRangeFraction(a, range.bound))));
           if (range.weight > 0) loss = tf.add(loss, tf.mul(tf.addN(acts.map((a) => rangePenalty(a, range.bound))), range.weight)) as tf.Scalar;
+        }
+        for (const { node, term } of this.penalties) {
+          loss = tf.add(loss, term((what) => out.activationInputs.get(`${node}/${what}`)!)) as tf.Scalar;
         }
         return loss;
       }, vars);

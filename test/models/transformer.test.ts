@@ -193,6 +193,18 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(again.json!.generated).to.equal(s.json!.generated);
   });
 
+  it('model.attention.denominator trains the denominators into a narrower range: fewer division iterations under HE', () => {
+    const before = JSON.parse(readFileSync(join(out, 'ranges.json'), 'utf8')).activations['b1_attn/denominator'];
+    const mid = Math.sqrt(before.min * before.max);
+    const narrow = join(tmp.path, 'ckpt-narrow');
+    const r = hepoly(['train', recipe, '--out', narrow, '--set', `model.attention.denominator.range=[${mid / 3}, ${mid * 3}]`, '--set', 'model.attention.denominator.weight=1', '--json']);
+    expect(r.code, r.stderr).to.equal(0);
+    const after = JSON.parse(readFileSync(join(narrow, 'ranges.json'), 'utf8')).activations['b1_attn/denominator'];
+    expect(after.max / after.min, `recorded [${after.min}, ${after.max}] against [${before.min}, ${before.max}] without`).to.be.below(before.max / before.min / 4);
+    const attn = layerOf(loadCheckpoint(narrow).graph.nodes.find((n) => n.name === 'b1_attn')!) as SequenceLayerSpec;
+    expect(sequenceOpDepth(attn, after)!.parts.division).to.be.below(sequenceOpDepth(attn, before)!.parts.division);
+  });
+
   it('the trained LM checkpoint agrees under (simulated) CKKS: next-character agreement, per-layer error, levels', async () => {
     await tf.setBackend('cpu');
     // a fixed N=8192 chain (--params auto could pick an uncut N=32768, slow to simulate)
