@@ -10,6 +10,9 @@ import type { HeParams } from './params.js';
  */
 export class RefreshPool {
   private nextId = 0;
+  /** a thread that died: every later refresh fails with it instead of waiting for an answer */
+  private failed: Error | null = null;
+  private closing = false;
   private readonly pending = new Map<number, { resolve: (r: RefreshReply) => void; reject: (e: Error) => void }>();
 
   private constructor(private readonly workers: Worker[]) {
@@ -20,9 +23,14 @@ export class RefreshPool {
         if (m.error) p?.reject(new Error(`client refresh thread: ${m.error}`));
         else p?.resolve(m);
       });
-      w.on('error', (e) => {
+      const fail = (e: Error) => {
+        this.failed ??= e;
         for (const p of this.pending.values()) p.reject(e);
         this.pending.clear();
+      };
+      w.on('error', fail);
+      w.on('exit', (code) => {
+        if (!this.closing) fail(new Error(`client refresh thread exited (code ${code})`));
       });
     }
   }
@@ -42,6 +50,7 @@ export class RefreshPool {
    * threads; with `values`, the decrypted slots too (for a client that checks them).
    */
   async refresh(cts: Uint8Array[], values = false): Promise<RefreshReply> {
+    if (this.failed) throw this.failed;
     const per = Math.ceil(cts.length / this.workers.length);
     const parts = await Promise.all(
       this.workers.map((w, k) => {
@@ -58,6 +67,7 @@ export class RefreshPool {
   }
 
   async close(): Promise<void> {
+    this.closing = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
