@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from '../util/module-worker.js';
 import type { HeParams } from './params.js';
 
 /**
@@ -41,10 +42,6 @@ export class RefreshPool {
     return new RefreshPool(Array.from({ length: n }, () => spawn({ params, secretKey })));
   }
 
-  get threads(): number {
-    return this.workers.length;
-  }
-
   /**
    * Every ciphertext decrypted and encrypted again at the top level, in order, split over the
    * threads; with `values`, the decrypted slots too (for a client that checks them).
@@ -77,9 +74,6 @@ export interface RefreshReply {
   values: Float64Array[] | null;
 }
 
-/** As src/he/server.ts spawns its workers: refresh-worker.js compiled, refresh-worker.ts under tsx. */
 function spawn(workerData: { params: HeParams; secretKey: Uint8Array }): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./refresh-worker.js', import.meta.url), { workerData });
-  const url = new URL('./refresh-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true, workerData });
+  return spawnModuleWorker(import.meta.url, 'refresh-worker', { workerData });
 }

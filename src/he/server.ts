@@ -1,4 +1,5 @@
-import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, type Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from '../util/module-worker.js';
 import { availableParallelism } from 'node:os';
 import { refreshPointName } from './refresh.js';
 import { reportProgress } from '../util/progress-event.js';
@@ -122,16 +123,9 @@ class WorkerHandle {
   }
 }
 
-/**
- * Compiled: worker.js next to this file. Under tsx (tests, benches) the worker is worker.ts
- * and worker threads do not inherit tsx's loader, so a bootstrap registers it first.
- */
 function spawnWorker(tap: WorkerTap | null): Worker {
   const port = tap?.port();
-  const options = port ? { workerData: { tap: port }, transferList: [port] } : {};
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), options);
-  const url = new URL('./worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true, ...options });
+  return spawnModuleWorker(import.meta.url, 'worker', port ? { workerData: { tap: port }, transferList: [port] } : {});
 }
 
 /** A batch worker's heap beyond which it is replaced between stages (see recycleGrownWorkers). */

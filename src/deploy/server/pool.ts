@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from '../../util/module-worker.js';
 import type { HeParams } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
 import type { EvalFromWorker, EvalWork, EvaluationKeyBytes, TensorCts, WorkerPacking } from './eval-protocol.js';
@@ -197,12 +198,6 @@ export class WorkerPool {
   }
 }
 
-/**
- * eval-worker.js beside this file or, under tsx (tests, benches), eval-worker.ts through a
- * bootstrap that registers tsx first: worker threads do not inherit its loader.
- */
 function spawnEvaluationWorker(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./eval-worker.js', import.meta.url));
-  const url = new URL('./eval-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
+  return spawnModuleWorker(import.meta.url, 'eval-worker');
 }

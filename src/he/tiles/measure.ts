@@ -1,4 +1,5 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { spawnModuleWorker } from '../../util/module-worker.js';
 import { type OpCounts, counting, zeroCounts } from '../backend.js';
 import { HEClient, type PublicBundle } from '../client.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from '../keys.js';
@@ -137,11 +138,8 @@ export async function measurePass(r: PassRequest, opts: { inWorker?: boolean } =
   }
 }
 
-/** Compiled: measure-worker.js next to this file; under tsx, a bootstrap registers tsx first (as the server does). */
 function spawn(): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./measure-worker.js', import.meta.url));
-  const url = new URL('./measure-worker.ts', import.meta.url).href;
-  return new Worker(`import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(url)}); });`, { eval: true });
+  return spawnModuleWorker(import.meta.url, 'measure-worker');
 }
 
 function inWorker(r: EvalRequest): Promise<EvalResult> {
