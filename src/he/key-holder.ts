@@ -16,6 +16,17 @@ export interface PublicKeyBytes {
   galoisKeys: Uint8Array | null;
 }
 
+/** A key generator for a stored secret key; SEAL's own error when the bytes do not load with `context`. */
+export function keygenFromSecretKey(seal: Seal, context: Context, secretKey: Uint8Array): KeyGenerator {
+  const sk = seal.SecretKey();
+  try {
+    sk.loadArray(context, secretKey);
+    return seal.KeyGenerator(context, sk);
+  } finally {
+    sk.delete();
+  }
+}
+
 export class CkksKeyHolder {
   #secretKey: SecretKey;
   #keygen: KeyGenerator;

@@ -1,16 +1,13 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { CkksContext, loadSeal } from './seal.js';
-import { CkksKeyHolder } from './key-holder.js';
+import { CkksKeyHolder, keygenFromSecretKey } from './key-holder.js';
 import type { HeParams } from './params.js';
 
 /** One thread of RefreshPool (src/he/refresh-pool.ts): the client's key, decrypt and encrypt again. */
 const { params, secretKey } = workerData as { params: HeParams; secretKey: Uint8Array };
 const seal = await loadSeal();
 const ctx = CkksContext.create(seal, params);
-const sk = seal.SecretKey();
-sk.loadArray(ctx.context, secretKey);
-const keys = new CkksKeyHolder(seal, ctx.context, seal.KeyGenerator(ctx.context, sk), 2 ** params.scaleBits);
-sk.delete();
+const keys = new CkksKeyHolder(seal, ctx.context, keygenFromSecretKey(seal, ctx.context, secretKey), 2 ** params.scaleBits);
 
 parentPort!.on('message', (m: { id: number; cts: Uint8Array[]; values: boolean }) => {
   try {

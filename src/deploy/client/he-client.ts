@@ -1,5 +1,5 @@
 import type { Context, KeyGenerator, Seal } from '../../he/seal.js';
-import { CkksKeyHolder } from '../../he/key-holder.js';
+import { CkksKeyHolder, keygenFromSecretKey } from '../../he/key-holder.js';
 import { HepolyError } from '../../util/errors.js';
 import { encodeInput } from '../../he/input-encoding.js';
 import type { ClientArtifact } from '../artifact-format.js';
@@ -49,18 +49,14 @@ export class HEClient {
     const context = createClientContext(seal, artifact.params);
     let keygen: KeyGenerator;
     if (keys) {
-      const sk = seal.SecretKey();
       try {
-        sk.loadArray(context, keys.secretKey);
+        keygen = keygenFromSecretKey(seal, context, keys.secretKey);
       } catch (e) {
-        sk.delete();
         context.delete();
         throw new HepolyError(
           `client keys: the stored secret key does not load with this artifact's CKKS parameters (${(e as Error).message}): the keys were made for another export. Use another --keys folder or delete this one`,
         );
       }
-      keygen = seal.KeyGenerator(context, sk);
-      sk.delete();
     } else keygen = seal.KeyGenerator(context);
     const client = new HEClient(artifact, seal, context, keygen, keys?.evaluationKeys ?? null, '');
     (client as { keyId: string }).keyId = await sha256Hex(client.evaluationKeys);
