@@ -503,28 +503,25 @@ interface PassContext {
 
 /**
  * A client refresh channel that times the client's part (decrypt and re-encrypt); with a
- * watch, what it decrypts is checked against the plaintext program first.
+ * watch, what it decrypts is checked against the plaintext program.
  */
 function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null, pool?: RefreshPool | null): { channel: RefreshChannel; ms: () => number } {
   let refreshMs = 0;
+  // the client's own threads where it has them, else this thread
+  const reencrypt = pool
+    ? (cts: Uint8Array[], values: boolean) => pool.refresh(cts, values)
+    : async (cts: Uint8Array[]) => {
+        const values = cts.map((b) => client.decrypt(b));
+        return { fresh: client.encrypt(values), values };
+      };
   return {
     channel: async (_label, cts, at) => {
       const w = watch?.();
-      if (pool) {
-        const tr = performance.now();
-        const r = await pool.refresh(cts, !!(w && at));
-        refreshMs += performance.now() - tr;
-        if (w && at) w.check(at, r.values!);
-        return r.fresh;
-      }
       const tr = performance.now();
-      const values = cts.map((b) => client.decrypt(b));
+      const r = await reencrypt(cts, !!(w && at));
       refreshMs += performance.now() - tr;
-      if (w && at) w.check(at, values);
-      const t1 = performance.now();
-      const fresh = client.encrypt(values);
-      refreshMs += performance.now() - t1;
-      return fresh;
+      if (w && at) w.check(at, r.values!);
+      return r.fresh;
     },
     ms: () => refreshMs,
   };
