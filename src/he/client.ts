@@ -1,4 +1,4 @@
-import { CkksContext, loadSeal } from './seal.js';
+import { CkksContext, type Seal, loadSeal } from './seal.js';
 import type { CipherText, KeyGenerator } from './seal.js';
 import { CkksKeyHolder } from './key-holder.js';
 import type { HeParams } from './params.js';
@@ -40,8 +40,12 @@ export class HEClient {
     this.slots = ctx.slots;
   }
 
-  static async create(params: HeParams): Promise<HEClient> {
-    const seal = await loadSeal();
+  /**
+   * `seal`: a SEAL instance of the caller's (from `newSeal()`), for a client whose heap is
+   * dropped with it; by default the thread's shared instance, whose heap only grows.
+   */
+  static async create(params: HeParams, seal?: Seal): Promise<HEClient> {
+    seal ??= await loadSeal();
     const ctx = CkksContext.create(seal, params);
     return new HEClient(ctx, seal.KeyGenerator(ctx.context));
   }

@@ -3,7 +3,7 @@ import { HEClient, type PublicBundle } from '../../src/he/client.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from '../../src/he/keys.js';
 import type { HeParams } from '../../src/he/params.js';
 import type { HeProgram } from '../../src/he/program.js';
-import { CkksContext, loadSeal } from '../../src/he/seal.js';
+import { CkksContext, type Seal, newSeal } from '../../src/he/seal.js';
 import { SealBackend } from '../../src/he/seal-backend.js';
 import { SimBackend } from '../../src/he/sim-backend.js';
 import { type ClientLike, SimClient } from '../../src/he/sim-client.js';
@@ -56,6 +56,16 @@ export async function encryptedPass(p: HeProgram, packing: PackingName, x: Float
 }
 
 /**
+ * The tables run hundreds of passes over many parameter sets, and SEAL's memory pools keep
+ * the peak of every ciphertext size: on the thread's shared instance that grew a mocha
+ * worker's heap by 3.2 GiB, and the next SEAL test file in the same worker ran out of its
+ * 4 GiB. So the passes get a SEAL instance of their own, dropped whole (heap included) by
+ * `releaseSharedSeal`.
+ */
+let ownSeal: Promise<Seal> | undefined;
+const passSeal = () => (ownSeal ??= newSeal());
+
+/**
  * Making a SEAL context costs about a second at N=8192, and Galois keys half a second to make
  * and load, so the table's rows share one client (keys included) and one server-side context
  * per parameter set, and one public bundle and its loaded keys per set of rotation steps.
@@ -78,18 +88,18 @@ function bundleOf(client: ClientLike, steps: number[]): PublicBundle {
 async function sealClient(params: HeParams): Promise<HEClient> {
   const key = JSON.stringify(params);
   let c = clients.get(key);
-  if (!c) clients.set(key, (c = await HEClient.create(params)));
+  if (!c) clients.set(key, (c = await HEClient.create(params, await passSeal())));
   return c;
 }
 
 async function serverContext(params: HeParams): Promise<CkksContext> {
   const key = JSON.stringify(params);
   let c = serverContexts.get(key);
-  if (!c) serverContexts.set(key, (c = CkksContext.create(await loadSeal(), params)));
+  if (!c) serverContexts.set(key, (c = CkksContext.create(await passSeal(), params)));
   return c;
 }
 
-/** Frees the shared clients and contexts (call in `after`). */
+/** Frees the shared clients and contexts, and drops their SEAL instance (call in `after`). */
 export function releaseSharedSeal(): void {
   for (const k of serverKeys.values()) deleteEvaluationKeys(k);
   serverKeys.clear();
@@ -98,6 +108,7 @@ export function releaseSharedSeal(): void {
   for (const c of serverContexts.values()) c.delete();
   clients.clear();
   serverContexts.clear();
+  ownSeal = undefined;
 }
 
 /**
