@@ -11,7 +11,7 @@ import { checkSplitSizes, loadData, type LoadedData, type Split } from '../data/
 import { initBackend } from './backend.js';
 import { learningRate } from './schedule.js';
 import { evaluateSplit, evaluateWithRanges } from './evaluate.js';
-import { refuseInferenceOverflow } from './inference-overflow.js';
+import { inferenceOverflow, refuseInferenceOverflow } from './inference-overflow.js';
 import {
   describeCheckpoint,
   loadCheckpoint,
@@ -52,6 +52,8 @@ export interface TrainOptions {
 let runCounter = 0;
 /** training batches averaged to re-estimate batchnorm statistics after init_from */
 const BN_REESTIMATE_BATCHES = 8;
+/** ...and after an inference overflow at the end of training (the median needs a few more) */
+const BN_REPAIR_BATCHES = 32;
 
 /** Trains a recipe into a checkpoint directory; one epoch = one atomic checkpoint save. */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
@@ -176,7 +178,11 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
     }
     if (stoppedEarly) cb.onMessage?.(`early stopping: validation accuracy has not improved for ${t.early_stopping!.patience} epochs`);
     const epochsDone = metrics.length;
-    const final = await run.save(outDir, data, metrics, { epochs_done: epochsDone, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly, data_root: process.cwd() }, true);
+    const state: TrainState = { epochs_done: epochsDone, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly, data_root: process.cwd() };
+    let final = await run.save(outDir, data, metrics, state, true);
+    const lastValLoss = () => (data.validation.count ? metrics[metrics.length - 1]?.val_loss ?? null : null);
+    const overflow = inferenceOverflow(final.ranges, lastValLoss());
+    if (overflow && run.hasMovingStatistics) final = await reestimateAfterOverflow(run, overflow, outDir, data, metrics, state, cb);
     const result: TrainResult = {
       checkpoint: outDir,
       epochs: epochsDone,
@@ -187,7 +193,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
       backend,
     };
     await reportAfterTraining(outDir, (text) => cb.onMessage?.(text));
-    refuseInferenceOverflow(final.ranges, data.validation.count ? metrics[metrics.length - 1]?.val_loss ?? null : null, result, recipeFile);
+    refuseInferenceOverflow(inferenceOverflow(final.ranges, lastValLoss()), result, recipeFile, overflow !== null && run.hasMovingStatistics);
     cb.onEnd?.(result);
     return result;
   } finally {
@@ -225,6 +231,36 @@ async function startingPoint(recipe: Recipe, recipeFile: string, graph: Graph, w
   const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
   if (fresh && recipe.init_from) reestimateAfterInit(graph, weights, data, recipe.train.batch, cb);
   return teacherLogits;
+}
+
+/**
+ * The network overflowed in eval mode with the moving statistics training left: one late batch
+ * with an outlier sample can inflate a moving variance that stacked quadratics then amplify
+ * (resnet-poly distilled from the full-data teacher, docs/results.md). They are re-estimated for
+ * the final weights, the last epoch's validation figures are measured again so that they
+ * describe the checkpoint written, and the checkpoint is written again.
+ */
+async function reestimateAfterOverflow(
+  run: Run,
+  overflow: string,
+  outDir: string,
+  data: LoadedData,
+  metrics: MetricsRow[],
+  state: TrainState,
+  cb: TrainCallbacks,
+): ReturnType<Run['save']> {
+  const set = run.reestimateMovingStatistics(data.train, BN_REPAIR_BATCHES);
+  const last = metrics[metrics.length - 1];
+  let change = '';
+  if (last && data.validation.count) {
+    const val = evaluateSplit(run.graph, run.params, data.validation);
+    change = `; the last epoch's val_acc ${last.val_accuracy.toFixed(4)} -> ${val.accuracy.toFixed(4)}`;
+    last.val_loss = val.loss;
+    last.val_accuracy = val.accuracy;
+  }
+  const samples = Math.min(data.train.count, BN_REPAIR_BATCHES * run.batch);
+  cb.onMessage?.(`the trained model overflowed at inference (${overflow}): re-estimated the moving statistics of ${set} batchnorm layers on ${samples} training samples (per-channel median over batches)${change}`);
+  return run.save(outDir, data, metrics, state, true);
 }
 
 /** The copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's. */
@@ -342,7 +378,7 @@ export class Run {
   private readonly yBuf: Int32Array;
 
   constructor(
-    private readonly graph: Graph,
+    readonly graph: Graph,
     weights: WeightMap,
     private readonly recipe: Recipe,
     id: number,
@@ -522,6 +558,29 @@ export class Run {
     }
     this.afterStep?.();
     return { loss: lossValue, correct: correct!, oor };
+  }
+
+  get hasMovingStatistics(): boolean {
+    return this.bnNodes.length > 0;
+  }
+
+  get batch(): number {
+    return this.recipe.train.batch;
+  }
+
+  /** Sets the moving statistics to the ones re-estimated on `train` for the weights as they are. */
+  reestimateMovingStatistics(train: Split, batches: number): number {
+    const weights = this.weightMap();
+    const set = reestimateBatchnormStats(this.graph, weights, train, this.batch, batches);
+    tf.tidy(() => {
+      for (const node of this.bnNodes) {
+        for (const key of [weightKey(node.name, node.mean), weightKey(node.name, node.variance)]) {
+          const w = weights.get(key)!;
+          (this.params.get(key) as tf.Variable).assign(tf.tensor(w.data, w.shape));
+        }
+      }
+    });
+    return set;
   }
 
   weightMap(): WeightMap {

@@ -8,7 +8,7 @@ import { RecipeSchema } from '../../src/recipe/schema.js';
 import { reestimateBatchnormStats } from '../../src/train/bn-recalibrate.js';
 import { makeRng } from '../../src/util/rng.js';
 import { loadRecipe } from '../../src/recipe/load.js';
-import { train } from '../../src/train/loop.js';
+import { Run, train } from '../../src/train/loop.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -65,6 +65,40 @@ describe('batchnorm statistics re-estimated after init_from', function () {
     for (const name of bnNames) {
       const mv = weights.get(weightKey(name, 'moving_variance'))!.data;
       expect([...mv].every((v) => Number.isFinite(v) && v > 0 && v !== 0.05)).to.equal(true);
+    }
+  });
+
+  it('one batch with an outlier sample does not set the statistics (per-channel median over batches), and a run takes them into its variables', () => {
+    const graph = buildGraph(quadResnet, [8, 8, 1], 3, 'test');
+    const weights = initWeights(graph, 7);
+    const batch = 32;
+    const rng = makeRng(5, 'bn-outlier');
+    const clean = Float32Array.from({ length: 4 * batch * 64 }, () => rng.next() * 2 - 1);
+    const withOutlier = Float32Array.from(clean);
+    // batch 3 holds one sample 1000x too large, as the late batch that inflated resnet-poly's moving variance
+    for (let i = 0; i < 64; i++) withOutlier[(2 * batch + 5) * 64 + i] *= 1000;
+    const split = (x: Float32Array) => ({ x, y: new Int32Array(4 * batch), count: 4 * batch });
+    const bn = graph.nodes.find((n) => n.layer.op === 'batchnorm')!.name;
+    const variance = (w: WeightMap) => [...w.get(weightKey(bn, 'moving_variance'))!.data];
+
+    const fromClean = new Map([...weights].map(([k, w]) => [k, { shape: w.shape, data: Float32Array.from(w.data) }]));
+    reestimateBatchnormStats(graph, fromClean, split(clean), batch, 4);
+    const fromOutlier = new Map([...weights].map(([k, w]) => [k, { shape: w.shape, data: Float32Array.from(w.data) }]));
+    reestimateBatchnormStats(graph, fromOutlier, split(withOutlier), batch, 4);
+    const ratios = variance(fromOutlier).map((v, c) => v / variance(fromClean)[c]);
+    // a mean over the 4 batches would be ~1000^2 / (4 * 32) ~ 8000x the clean variance in the first layer
+    expect(Math.max(...ratios), `variance ratios ${ratios}`).to.be.lessThan(1.5);
+    expect(Math.min(...ratios)).to.be.greaterThan(0.67);
+
+    const stale = new Map([...weights].map(([k, w]) => [k, { shape: w.shape, data: k.endsWith('/moving_variance') ? new Float32Array(w.data.length).fill(4000) : Float32Array.from(w.data) }]));
+    const recipe = RecipeSchema.parse({ name: 'r', data: { source: 'csv', path: 'x', label: 'y' }, model: quadResnet, train: { batch } });
+    const run = new Run(graph, stale, recipe, 9001);
+    try {
+      expect(run.hasMovingStatistics).to.equal(true);
+      expect(run.reestimateMovingStatistics(split(clean), 4)).to.equal(graph.nodes.filter((n) => n.layer.op === 'batchnorm').length);
+      expect(variance(run.weightMap())).to.deep.equal(variance(fromClean));
+    } finally {
+      run.dispose();
     }
   });
 
