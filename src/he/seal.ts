@@ -31,7 +31,10 @@ export type Decryptor = ReturnType<Seal['Decryptor']>;
 
 let sealPromise: Promise<Seal> | undefined;
 
-/** A SEAL instance of its own, with a heap of its own (see recycling-backend.ts). */
+/**
+ * A SEAL instance of its own, with a heap of its own: SEAL's pools never give memory back, so
+ * work that grows a heap runs on an instance that is dropped whole afterwards.
+ */
 export function newSeal(): Promise<Seal> {
   return SEAL();
 }

@@ -10,7 +10,6 @@ import { compileProgram } from '../../src/he/compile.js';
 import { HEClient, type PublicBundle } from '../../src/he/client.js';
 import { HEServer } from '../../src/he/server.js';
 import type { ToWorker } from '../../src/he/protocol.js';
-import { RecyclingSealBackend } from '../../src/he/recycling-backend.js';
 import { packSample, planSample } from '../../src/he/packing/sample.js';
 import { validate, type PackingChoice } from '../../src/he/validate.js';
 import { randomInputs, randomWeights, tinyMlp } from './fixtures.js';
@@ -26,8 +25,7 @@ import { restoreFastestBackend } from '../helpers/backend.js';
  * The server cannot decrypt: no secret key reaches the evaluating side. Checked on what the
  * worker threads actually received (a tap in each worker copies every message back), on
  * everything the server object holds (private fields, closures and module state included, by
- * V8's inspector), on what the transformer's evaluator is given, and on the import graph of
- * the server and worker code. Each check is first shown to flag a planted secret key.
+ * V8's inspector), and on the import graph of the server and worker code. Each check is first shown to flag a planted secret key.
  */
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -46,24 +44,20 @@ interface ServerSeen {
 interface Observed {
   clients: HEClient[];
   servers: ServerSeen[];
-  evaluators: { backend: RecyclingSealBackend; bundle: PublicBundle; deserialized: Uint8Array[] }[];
-  /** client and evaluator deletions, held back until the checks have read them */
+  /** client deletions, held back until the checks have read them */
   deferred: (() => void)[];
 }
 
 /**
  * Runs a shipped entry point (validate) with every server started with a
- * worker tap, every client and transformer evaluator recorded, and their deletion deferred.
+ * worker tap, every client recorded, and their deletion deferred.
  */
 async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Observed }> {
-  const seen: Observed = { clients: [], servers: [], evaluators: [], deferred: [] };
+  const seen: Observed = { clients: [], servers: [], deferred: [] };
   const create = HEClient.create;
   const deleteClient = HEClient.prototype.delete;
   const start = HEServer.start;
   const close = HEServer.prototype.close;
-  const createEvaluator = RecyclingSealBackend.create;
-  const deserialize = RecyclingSealBackend.prototype.deserialize;
-  const deleteEvaluator = RecyclingSealBackend.prototype.delete;
   HEClient.create = async (params) => {
     const c = await create.call(HEClient, params);
     seen.clients.push(c);
@@ -82,19 +76,6 @@ async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Obs
     await this.tapDrained();
     return close.call(this);
   };
-  RecyclingSealBackend.create = async (bundle) => {
-    const backend = await createEvaluator.call(RecyclingSealBackend, bundle);
-    const rec = { backend, bundle, deserialized: [] as Uint8Array[] };
-    seen.evaluators.push(rec);
-    backend.deserialize = (bytes: Uint8Array) => {
-      rec.deserialized.push(Uint8Array.from(bytes));
-      return deserialize.call(backend, bytes);
-    };
-    return backend;
-  };
-  RecyclingSealBackend.prototype.delete = function (this: RecyclingSealBackend) {
-    seen.deferred.push(() => deleteEvaluator.call(this));
-  };
   try {
     return { result: await run(), seen };
   } catch (e) {
@@ -105,8 +86,6 @@ async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Obs
     HEClient.prototype.delete = deleteClient;
     HEServer.start = start;
     HEServer.prototype.close = close;
-    RecyclingSealBackend.create = createEvaluator;
-    RecyclingSealBackend.prototype.delete = deleteEvaluator;
   }
 }
 
@@ -334,7 +313,7 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     const clientSide = runtimeImportGraph(ROOT, ['src/he/validate.ts']);
     expect(keyCodeModules(ROOT, clientSide.modules)).to.include('src/he/client.ts');
 
-    const evaluating = runtimeImportGraph(ROOT, ['src/he/server.ts', 'src/he/worker.ts', 'src/he/recycling-backend.ts']);
+    const evaluating = runtimeImportGraph(ROOT, ['src/he/server.ts', 'src/he/worker.ts']);
     expect(evaluating.modules.size, 'the walk followed imports').to.be.above(8);
     expect(evaluating.modules.has('src/he/client.ts')).to.equal(false);
     expect(keyCodeModules(ROOT, evaluating.modules), 'modules that make or use a secret key').to.deep.equal([]);
