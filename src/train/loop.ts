@@ -177,23 +177,8 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
       if (done) break;
     }
     if (stoppedEarly) cb.onMessage?.(`early stopping: validation accuracy has not improved for ${t.early_stopping!.patience} epochs`);
-    const epochsDone = metrics.length;
-    const state: TrainState = { epochs_done: epochsDone, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly, data_root: process.cwd() };
-    let final = await run.save(outDir, data, metrics, state, true);
-    const lastValLoss = () => (data.validation.count ? metrics[metrics.length - 1]?.val_loss ?? null : null);
-    const overflow = inferenceOverflow(final.ranges, lastValLoss());
-    if (overflow && run.hasMovingStatistics) final = await reestimateAfterOverflow(run, overflow, outDir, data, metrics, state, cb);
-    const result: TrainResult = {
-      checkpoint: outDir,
-      epochs: epochsDone,
-      train_accuracy: final.trainAccuracy,
-      val_accuracy: metrics[metrics.length - 1]?.val_accuracy ?? NaN,
-      test_accuracy: final.testAccuracy,
-      samples_per_s: mean(metrics.slice(startEpoch).map((m) => m.samples_per_s)),
-      backend,
-    };
-    await reportAfterTraining(outDir, (text) => cb.onMessage?.(text));
-    refuseInferenceOverflow(inferenceOverflow(final.ranges, lastValLoss()), result, recipeFile, overflow !== null && run.hasMovingStatistics);
+    const state: TrainState = { epochs_done: metrics.length, complete: true, backend, seed: recipe.seed, stopped_early: stoppedEarly, data_root: process.cwd() };
+    const result = await finishTraining(run, outDir, data, metrics, state, startEpoch, recipeFile, cb);
     cb.onEnd?.(result);
     return result;
   } finally {
@@ -231,6 +216,39 @@ async function startingPoint(recipe: Recipe, recipeFile: string, graph: Graph, w
   const teacherLogits = recipe.distill ? await distillationTargets(recipe, recipeFile, graph, data, cb) : null;
   if (fresh && recipe.init_from) reestimateAfterInit(graph, weights, data, recipe.train.batch, cb);
   return teacherLogits;
+}
+
+/**
+ * The final checkpoint (ranges and train/test accuracy measured), repaired once if it overflows
+ * in eval mode, and its report; refused (exit 3) if it still overflows.
+ */
+async function finishTraining(
+  run: Run,
+  outDir: string,
+  data: LoadedData,
+  metrics: MetricsRow[],
+  state: TrainState,
+  startEpoch: number,
+  recipeFile: string,
+  cb: TrainCallbacks,
+): Promise<TrainResult> {
+  let final = await run.save(outDir, data, metrics, state, true);
+  const lastValLoss = () => (data.validation.count ? metrics[metrics.length - 1]?.val_loss ?? null : null);
+  const overflow = inferenceOverflow(final.ranges, lastValLoss());
+  const repair = overflow !== null && run.hasMovingStatistics;
+  if (repair) final = await reestimateAfterOverflow(run, overflow, outDir, data, metrics, state, cb);
+  const result: TrainResult = {
+    checkpoint: outDir,
+    epochs: metrics.length,
+    train_accuracy: final.trainAccuracy,
+    val_accuracy: metrics[metrics.length - 1]?.val_accuracy ?? NaN,
+    test_accuracy: final.testAccuracy,
+    samples_per_s: mean(metrics.slice(startEpoch).map((m) => m.samples_per_s)),
+    backend: state.backend,
+  };
+  await reportAfterTraining(outDir, (text) => cb.onMessage?.(text));
+  refuseInferenceOverflow(inferenceOverflow(final.ranges, lastValLoss()), result, recipeFile, repair);
+  return result;
 }
 
 /**
