@@ -4,6 +4,7 @@ import { weightKey } from '../models/graph.js';
 import { opOf } from '../ops/registry.js';
 import { forward, type ParamMap } from '../models/tf-interpreter.js';
 import type { Split } from '../data/index.js';
+import { median } from '../util/stats.js';
 
 /**
  * Re-estimates every batchnorm's moving mean and variance for the weights as they are now.
@@ -56,15 +57,7 @@ export function reestimateBatchnormStats(graph: Graph, weights: WeightMap, train
   return set;
 }
 
-/** Per channel, the median over batches (the mean of the middle two for an even count). */
+/** Per channel, the median over batches. */
 function channelMedians(batches: Float32Array[]): Float32Array {
-  const out = new Float32Array(batches[0].length);
-  const column = new Float64Array(batches.length);
-  for (let c = 0; c < out.length; c++) {
-    batches.forEach((b, i) => (column[i] = b[c]));
-    column.sort();
-    const mid = column.length >> 1;
-    out[c] = column.length % 2 ? column[mid] : (column[mid - 1] + column[mid]) / 2;
-  }
-  return out;
+  return Float32Array.from(batches[0], (_, c) => median(batches.map((b) => b[c])));
 }
