@@ -170,7 +170,7 @@ async function trainInto(outDir: string, existing: boolean, opts: TrainOptions):
         stoppedEarly = sinceBest >= t.early_stopping.patience && epoch + 1 < t.epochs;
       }
       const done = epoch + 1 === t.epochs || stoppedEarly;
-      await run.save(outDir, data, metrics, { epochs_done: epoch + 1, complete: false, backend, seed: recipe.seed, data_root: process.cwd() }, false);
+      await run.save(outDir, data, metrics, { epochs_done: epoch + 1, complete: false, backend, seed: recipe.seed, data_root: process.cwd() }, null);
       cb.onEpoch?.(row);
       // test hook: a real kill -9 right after a checkpoint, to check --resume
       if (Number(process.env.HEPOLY_TEST_KILL_AFTER_EPOCH) === epoch + 1) process.kill(process.pid, 'SIGKILL');
@@ -218,6 +218,12 @@ async function startingPoint(recipe: Recipe, recipeFile: string, graph: Graph, w
   return teacherLogits;
 }
 
+/** What the final checkpoint records of the training split. */
+interface TrainMeasure {
+  ranges: Ranges;
+  trainAccuracy: number;
+}
+
 /**
  * The final checkpoint (ranges and train/test accuracy measured), repaired once if it overflows
  * in eval mode, and its report; refused (exit 3) if it still overflows.
@@ -232,11 +238,12 @@ async function finishTraining(
   recipeFile: string,
   cb: TrainCallbacks,
 ): Promise<TrainResult> {
-  let final = await run.save(outDir, data, metrics, state, true);
+  let measured = run.measureOnTrain(data.train);
   const lastValLoss = () => (data.validation.count ? metrics[metrics.length - 1]?.val_loss ?? null : null);
-  const overflow = inferenceOverflow(final.ranges, lastValLoss());
+  const overflow = inferenceOverflow(measured.ranges, lastValLoss());
   const repair = overflow !== null && run.hasMovingStatistics;
-  if (repair) final = await reestimateAfterOverflow(run, overflow, outDir, data, metrics, state, cb);
+  if (repair) measured = reestimateAfterOverflow(run, overflow, data, metrics, cb);
+  const final = await run.save(outDir, data, metrics, state, measured);
   const result: TrainResult = {
     checkpoint: outDir,
     epochs: metrics.length,
@@ -255,18 +262,10 @@ async function finishTraining(
  * The network overflowed in eval mode with the moving statistics training left: one late batch
  * with an outlier sample can inflate a moving variance that stacked quadratics then amplify
  * (resnet-poly distilled from the full-data teacher, docs/results.md). They are re-estimated for
- * the final weights, the last epoch's validation figures are measured again so that they
- * describe the checkpoint written, and the checkpoint is written again.
+ * the final weights, and the last epoch's validation figures and the training-split figures are
+ * measured again, so that they describe the checkpoint written.
  */
-async function reestimateAfterOverflow(
-  run: Run,
-  overflow: string,
-  outDir: string,
-  data: LoadedData,
-  metrics: MetricsRow[],
-  state: TrainState,
-  cb: TrainCallbacks,
-): ReturnType<Run['save']> {
+function reestimateAfterOverflow(run: Run, overflow: string, data: LoadedData, metrics: MetricsRow[], cb: TrainCallbacks): TrainMeasure {
   const set = run.reestimateMovingStatistics(data.train, BN_REPAIR_BATCHES);
   const last = metrics[metrics.length - 1];
   let change = '';
@@ -278,7 +277,7 @@ async function reestimateAfterOverflow(
   }
   const samples = Math.min(data.train.count, BN_REPAIR_BATCHES * run.batch);
   cb.onMessage?.(`the trained model overflowed at inference (${overflow}): re-estimated the moving statistics of ${set} batchnorm layers on ${samples} training samples (per-channel median over batches)${change}`);
-  return run.save(outDir, data, metrics, state, true);
+  return run.measureOnTrain(data.train);
 }
 
 /** The copied moving statistics are the source network's (e.g. a ReLU teacher's), not this one's. */
@@ -621,17 +620,17 @@ export class Run {
     restoreAdamPowers(this.optimizer);
   }
 
-  /** Writes the checkpoint; the final save also measures ranges and train/test accuracy. */
-  async save(outDir: string, data: LoadedData, metrics: MetricsRow[], state: TrainState, final: boolean): Promise<{ trainAccuracy: number; testAccuracy: number | null; ranges: Ranges | null }> {
-    let ranges: Ranges | null = null;
-    let trainAccuracy = metrics[metrics.length - 1]?.accuracy ?? NaN;
-    let testAccuracy: number | null = null;
-    if (final) {
-      const r = evaluateWithRanges(this.graph, this.params, data.train);
-      ranges = { input: r.input, activations: r.activations };
-      trainAccuracy = r.accuracy;
-      if (data.test) testAccuracy = evaluateSplit(this.graph, this.params, data.test).accuracy;
-    }
+  /** The final checkpoint's activation ranges and accuracy on the training split (eval mode). */
+  measureOnTrain(train: Split): TrainMeasure {
+    const r = evaluateWithRanges(this.graph, this.params, train);
+    return { ranges: { input: r.input, activations: r.activations }, trainAccuracy: r.accuracy };
+  }
+
+  /** Writes the checkpoint; the final save (given `measureOnTrain`'s figures) also measures test accuracy. */
+  async save(outDir: string, data: LoadedData, metrics: MetricsRow[], state: TrainState, final: TrainMeasure | null): Promise<{ trainAccuracy: number; testAccuracy: number | null; ranges: Ranges | null }> {
+    const ranges = final?.ranges ?? null;
+    const trainAccuracy = final ? final.trainAccuracy : metrics[metrics.length - 1]?.accuracy ?? NaN;
+    const testAccuracy = final && data.test ? evaluateSplit(this.graph, this.params, data.test).accuracy : null;
     const summary = {
       ...summarize(this.graph, ranges),
       train_accuracy: trainAccuracy,
