@@ -58,8 +58,8 @@ async function observe<T>(run: () => Promise<T>): Promise<{ result: T; seen: Obs
   const deleteClient = HEClient.prototype.delete;
   const start = HEServer.start;
   const close = HEServer.prototype.close;
-  HEClient.create = async (params) => {
-    const c = await create.call(HEClient, params);
+  HEClient.create = async (params, seal) => {
+    const c = await create.call(HEClient, params, seal);
     seen.clients.push(c);
     return c;
   };
