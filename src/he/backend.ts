@@ -1,3 +1,5 @@
+import type { ScalarSums } from './scalar-sums.js';
+
 /**
  * The CKKS operations the packings need, behind one interface with two implementations:
  * `SealBackend` (real ciphertexts, server side: no secret key) and `SimBackend` (float64
@@ -31,6 +33,12 @@ export interface CkksBackend<C = unknown, P = unknown> {
   mulConst(c: C, value: number, ptScale: number): C;
   /** acc += c * value (same scale rules as mulConst); saves a temporary */
   mulConstAddInPlace(acc: C, c: C, value: number, ptScale: number): void;
+  /**
+   * Optional: sums of scalar products at `level` computed in one pass (scalar-sums.ts); null
+   * where the level's primes do not fit the kernel. Packings call openScalarSums, which falls
+   * back to mulConst / mulConstAddInPlace.
+   */
+  scalarSums?(level: number): ScalarSums<C> | null;
   /** adds the constant `value` to every slot, at the ciphertext's scale */
   addConstInPlace(c: C, value: number): void;
 
@@ -114,6 +122,7 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     negateInPlace: (c) => inner.negateInPlace(c),
     mulConst: (c, v, s) => (counts.ptMults++, inner.mulConst(c, v, s)),
     mulConstAddInPlace: (a, c, v, s) => (counts.ptMults++, counts.additions++, inner.mulConstAddInPlace(a, c, v, s)),
+    scalarSums: inner.scalarSums ? (level) => countingSums(inner.scalarSums!(level), counts) : undefined,
     addConstInPlace: (c, v) => (counts.additions++, inner.addConstInPlace(c, v)),
     encode: (v, s, l) => inner.encode(v, s, l),
     encodeConst: (v, s, l) => inner.encodeConst(v, s, l),
@@ -130,5 +139,20 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     encryptVec: (v, s, l) => inner.encryptVec(v, s, l),
     serialize: (c) => inner.serialize(c),
     deserialize: (b) => inner.deserialize(b),
+  };
+}
+
+/** Counts a fused sum's terms as the products and additions they replace. */
+function countingSums<C>(inner: ScalarSums<C> | null, counts: OpCounts): ScalarSums<C> | null {
+  if (!inner) return null;
+  const seen = new Set<number>();
+  return {
+    add: (o, x, v, s, key) => {
+      counts.ptMults++;
+      if (seen.has(o)) counts.additions++;
+      else seen.add(o);
+      inner.add(o, x, v, s, key);
+    },
+    finish: () => inner.finish(),
   };
 }

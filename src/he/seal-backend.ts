@@ -1,4 +1,6 @@
 import type { CkksBackend } from './backend.js';
+import { ProductSums, type ScalarSums } from './scalar-sums.js';
+import { checkLayout, SealScalarSums } from './seal-scalar-sums.js';
 import type { CipherText, CkksContext, CKKSEncoder, Encryptor, Evaluator, GaloisKeys, PlainText, PublicKey, RelinKeys } from './seal.js';
 
 /** Keys the server may hold: all public. There is deliberately no secret-key field. */
@@ -29,6 +31,7 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
   private readonly encryptor: Encryptor;
   private readonly constTemplates: Uint8Array[] = [];
   private readonly constPlains: PlainText[] = [];
+  private readonly sumTemplates: Uint8Array[] = [];
 
   constructor(
     readonly ctx: CkksContext,
@@ -150,6 +153,20 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     const t = this.mulConst(c, value, ptScale);
     this.addInPlace(acc, t);
     t.delete();
+  }
+
+  /** `budget`: bytes of input residues held before a partial sum (tests make it small) */
+  scalarSums(level: number, budget?: number): ScalarSums<CipherText> | null {
+    if (!SealScalarSums.supports(this.ctx, level)) return null;
+    let template = this.sumTemplates[level];
+    if (!template) {
+      const c = this.encryptVec(new Float64Array(1), this.scale, level);
+      template = this.serialize(c);
+      checkLayout(template, c, this.ctx.params.polyModulusDegree);
+      c.delete();
+      this.sumTemplates[level] = template;
+    }
+    return new SealScalarSums(this.ctx, level, template, () => new ProductSums(this, level), SCALE_TOLERANCE, budget);
   }
 
   /**

@@ -4,6 +4,7 @@ import { stepSources } from '../program.js';
 import { orderByInput, structEntries, weightedEntries } from '../linear-map.js';
 import { convInputPixel, size } from '../tensor-ops.js';
 import { runDot } from './batch-dot.js';
+import { openScalarSums } from '../scalar-sums.js';
 
 /**
  * Batch packing (CryptoNets): slot s of every ciphertext belongs to sample s, and each tensor
@@ -180,10 +181,10 @@ function runLinear<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'linear' }>
   // every term's products land on scale*q so their sum rescales back to exactly `scale`
   const target = be.scale * be.prime(levelIn);
   const acc = new Map<number, C>();
+  const sums = openScalarSums(be, levelIn);
   for (const term of s.terms) {
-    if (term.op.kind === 'conv') {
-      if (isWinograd(term.op)) winogradConvTerm(ctx, term.src, term.op, keep, levelIn, target, acc, read);
-      else convTerm(ctx, term.src, term.op, keep, levelIn, target, acc, read);
+    if (term.op.kind === 'conv' && isWinograd(term.op)) {
+      winogradConvTerm(ctx, term.src, term.op, keep, levelIn, target, acc, read);
       continue;
     }
     const e = weightedEntries(term.op, keep);
@@ -193,25 +194,20 @@ function runLinear<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'linear' }>
     let k = 0;
     while (k < order.length) {
       const i = e.inp[order[k]];
-      const { c, release } = read(term.src, i);
-      let x = c;
-      let tmp: C | null = null;
-      if (x && be.levelOf(x) > levelIn) {
-        tmp = be.clone(x);
-        be.modSwitchInPlace(tmp, levelIn);
-        x = tmp;
-      }
+      const { c: x, release } = read(term.src, i);
       for (; k < order.length && e.inp[order[k]] === i; k++) {
-        if (!x) continue;
         const j = order[k];
-        const o = e.out[j];
-        const ptScale = target / be.scaleOf(x);
-        const a = acc.get(o);
-        if (a) be.mulConstAddInPlace(a, x, e.w[j], ptScale);
-        else acc.set(o, be.mulConst(x, e.w[j], ptScale));
+        if (x) sums.add(e.out[j], x, e.w[j], target / be.scaleOf(x), `${term.src}:${i}`);
       }
-      if (tmp) be.free(tmp);
       release();
+    }
+  }
+  for (const [o, c] of sums.finish()) {
+    const a = acc.get(o);
+    if (!a) acc.set(o, c);
+    else {
+      be.addInPlace(a, c);
+      be.free(c);
     }
   }
   const levelOut = levelIn - 1;
@@ -225,70 +221,6 @@ function runLinear<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'linear' }>
     if (b !== 0) be.addConstInPlace(a, b);
     be.rescaleInPlace(a);
     out.set(o, a);
-  }
-}
-
-/**
- * A convolution term, input channel by input channel: the channel's ciphertexts are read once
- * and each kernel weight becomes one plaintext, reused at every output position.
- */
-function convTerm<C>(
-  ctx: BatchContext<C>,
-  src: number,
-  op: Extract<WeightedOp, { kind: 'conv' }>,
-  keep: (o: number) => boolean,
-  levelIn: number,
-  target: number,
-  acc: Map<number, C>,
-  read: Reader<C>,
-): void {
-  const { be } = ctx;
-  const { inH, inW, cin, cout, kernel: k, outH, outW } = op.geom;
-  const cos: number[] = [];
-  for (let co = 0; co < cout; co++) if (keep(co)) cos.push(co);
-  for (let ci = 0; ci < cin; ci++) {
-    const xs: (C | null)[] = new Array(inH * inW).fill(null);
-    const owned: C[] = [];
-    const releases: (() => void)[] = [];
-    let scale = 0;
-    for (let pos = 0; pos < inH * inW; pos++) {
-      const r = read(src, pos * cin + ci);
-      releases.push(r.release);
-      let x = r.c;
-      if (x && be.levelOf(x) > levelIn) {
-        x = be.clone(x);
-        be.modSwitchInPlace(x, levelIn);
-        owned.push(x);
-      }
-      if (x) scale = be.scaleOf(x);
-      xs[pos] = x;
-    }
-    if (scale) {
-      const ptScale = target / scale;
-      for (const co of cos) {
-        for (let ky = 0; ky < k; ky++) {
-          for (let kx = 0; kx < k; kx++) {
-            const w = op.kernel[((ky * k + kx) * cin + ci) * cout + co];
-            if (w === 0) continue;
-            const pt = be.encodeConst(w, ptScale, levelIn);
-            for (let oy = 0; oy < outH; oy++) {
-              for (let ox = 0; ox < outW; ox++) {
-                const pixel = convInputPixel(op.geom, oy, ox, ky, kx);
-                const x = pixel < 0 ? null : xs[pixel];
-                if (!x) continue;
-                const o = (oy * outW + ox) * cout + co;
-                const a = acc.get(o);
-                if (a) be.mulPlainAddInPlace(a, x, pt);
-                else acc.set(o, be.mulPlain(x, pt));
-              }
-            }
-            be.freePlain(pt);
-          }
-        }
-      }
-    }
-    for (const x of owned) be.free(x);
-    for (const r of releases) r();
   }
 }
 

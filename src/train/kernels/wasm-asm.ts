@@ -162,10 +162,19 @@ export const F32 = {
 
 export const F64 = {
   add: bin(0xa0),
+  sub: bin(0xa1),
   mul: bin(0xa2),
+  floor: un(0x9c),
+  fromU64: un(0xba),
   promote: un(0xbb),
   load: (addr: Code, offset = 0): Code => [addr, 0x2b, ...memarg(3, offset)],
   store: (addr: Code, value: Code, offset = 0): Code => [addr, value, 0x39, ...memarg(3, offset)],
+};
+
+export const I64 = {
+  load: (addr: Code, offset = 0): Code => [addr, 0x29, ...memarg(3, offset)],
+  store: (addr: Code, value: Code, offset = 0): Code => [addr, value, 0x37, ...memarg(3, offset)],
+  truncF64U: un(0xb1),
 };
 
 export const V = {
@@ -180,9 +189,16 @@ export const V = {
   mul: bin(simd(0xe6)),
   div: bin(simd(0xe7)),
   lane: (a: Code, i: number): Code => [a, simd(0x1f, i)],
+  and: bin(simd(0x4e)),
   /** f64x2 ops, for precise accumulators */
   d: {
+    splat: un(simd(0x14)),
     add: bin(simd(0xf0)),
+    sub: bin(simd(0xf1)),
+    mul: bin(simd(0xf2)),
+    floor: un(simd(0x75)),
+    lt: bin(simd(0x49)),
+    ge: bin(simd(0x4c)),
     /** f32x4 lanes 0,1 -> f64x2 */
     promoteLow: un(simd(0x5f)),
     /** f32x4 lanes 2,3 -> f64x2 */

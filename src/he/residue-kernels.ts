@@ -1,0 +1,199 @@
+import { encodeModule, F64, Fn, forLoop, get, I32, i32, I64, set, T, V, type Code } from '../train/kernels/wasm-asm.js';
+
+/**
+ * SIMD kernels for seal-scalar-sums.ts: exact integer arithmetic on RNS residues held as
+ * float64 (every value an integer below 2^52, so f64x2 adds and multiplies are exact). The
+ * module owns its memory; pointers are byte offsets into it and counts are elements (even).
+ */
+
+/** narrow4(table, quads, aH, aL, n): per table entry [x0..x3 i32, wh0..3 f64, wl0..3 f64], aH += sum wh*x, aL += sum wl*x */
+function narrow4Fn(): Fn {
+  const f = new Fn('narrow4', [T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [table, quads, aH, aL, n] = [0, 1, 2, 3, 4];
+  const t = f.local(T.i32);
+  const i = f.local(T.i32);
+  const e = f.local(T.i32);
+  const x = [0, 1, 2, 3].map(() => f.local(T.i32));
+  const wh = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const wl = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const v = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const sum4 = (w: number[]): Code => V.d.add(V.d.add(V.d.mul(get(w[0]), get(v[0])), V.d.mul(get(w[1]), get(v[1]))), V.d.add(V.d.mul(get(w[2]), get(v[2])), V.d.mul(get(w[3]), get(v[3]))));
+  f.body = forLoop(t, i32(0), get(quads), i32(1), [
+    set(e, I32.add(get(table), I32.mul(get(t), i32(80)))),
+    x.map((xl, k) => set(xl, I32.load(get(e), 4 * k))),
+    wh.map((w, k) => set(w, V.d.splat(F64.load(get(e), 16 + 8 * k)))),
+    wl.map((w, k) => set(w, V.d.splat(F64.load(get(e), 48 + 8 * k)))),
+    forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(16), [
+      v.map((vl, k) => set(vl, V.load(I32.add(get(x[k]), get(i))))),
+      V.store(I32.add(get(aH), get(i)), V.d.add(V.load(I32.add(get(aH), get(i))), sum4(wh))),
+      V.store(I32.add(get(aL), get(i)), V.d.add(V.load(I32.add(get(aL), get(i))), sum4(wl))),
+    ]),
+  ]);
+  return f;
+}
+
+/** wide2(table, pairs, aHH, aM, aLL, n): entries [xh0, xl0, xh1, xl1 i32, wh0, wl0, wh1, wl1 f64] */
+function wide2Fn(): Fn {
+  const f = new Fn('wide2', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [table, pairs, aHH, aM, aLL, n] = [0, 1, 2, 3, 4, 5];
+  const t = f.local(T.i32);
+  const i = f.local(T.i32);
+  const e = f.local(T.i32);
+  const ptr = [0, 1, 2, 3].map(() => f.local(T.i32));
+  const w = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const v = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const [h0, l0, h1, l1] = v;
+  const [wh0, wl0, wh1, wl1] = w;
+  const m = (a: number, b: number) => V.d.mul(get(a), get(b));
+  const acc = (a: number, add: Code) => V.store(I32.add(get(a), get(i)), V.d.add(V.load(I32.add(get(a), get(i))), add));
+  f.body = forLoop(t, i32(0), get(pairs), i32(1), [
+    set(e, I32.add(get(table), I32.mul(get(t), i32(48)))),
+    ptr.map((p, k) => set(p, I32.load(get(e), 4 * k))),
+    w.map((wk, k) => set(wk, V.d.splat(F64.load(get(e), 16 + 8 * k)))),
+    forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(16), [
+      v.map((vk, k) => set(vk, V.load(I32.add(get(ptr[k]), get(i))))),
+      acc(aHH, V.d.add(m(wh0, h0), m(wh1, h1))),
+      acc(aM, V.d.add(V.d.add(m(wh0, l0), m(wl0, h0)), V.d.add(m(wh1, l1), m(wl1, h1)))),
+      acc(aLL, V.d.add(m(wl0, l0), m(wl1, l1))),
+    ]),
+  ]);
+  return f;
+}
+
+/** r mod q for 0 <= r < 2^52: floor(r/q) may be off by one either way, so correct both ways. */
+function modq(r: number, q: number, qinv: number, zero: number): Code[] {
+  return [
+    set(r, V.d.sub(get(r), V.d.mul(V.d.floor(V.d.mul(get(r), get(qinv))), get(q)))),
+    set(r, V.d.add(get(r), V.and(V.d.lt(get(r), get(zero)), get(q)))),
+    set(r, V.d.sub(get(r), V.and(V.d.ge(get(r), get(q)), get(q)))),
+  ];
+}
+
+/** mulmod(a, n, factor, q, qinv): a = a * factor mod q (factor 1 reduces) */
+function mulmodFn(): Fn {
+  const f = new Fn('mulmod', [T.i32, T.i32, T.f64, T.f64, T.f64]);
+  const [a, n, factor, qs, qinvs] = [0, 1, 2, 3, 4];
+  const i = f.local(T.i32);
+  const [fv, q, qinv, zero, r] = [0, 1, 2, 3, 4].map(() => f.local(T.v128));
+  f.body = [
+    set(fv, V.d.splat(get(factor))),
+    set(q, V.d.splat(get(qs))),
+    set(qinv, V.d.splat(get(qinvs))),
+    set(zero, V.zero()),
+    forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(16), [
+      set(r, V.d.mul(V.load(I32.add(get(a), get(i))), get(fv))),
+      modq(r, q, qinv, zero),
+      V.store(I32.add(get(a), get(i)), get(r)),
+    ]),
+  ];
+  return f;
+}
+
+/** addmod(a, b, n, q): a = a + b mod q, both already below q */
+function addmodFn(): Fn {
+  const f = new Fn('addmod', [T.i32, T.i32, T.i32, T.f64]);
+  const [a, b, n, qs] = [0, 1, 2, 3];
+  const i = f.local(T.i32);
+  const [q, r] = [0, 1].map(() => f.local(T.v128));
+  f.body = [
+    set(q, V.d.splat(get(qs))),
+    forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(16), [
+      set(r, V.d.add(V.load(I32.add(get(a), get(i))), V.load(I32.add(get(b), get(i))))),
+      V.store(I32.add(get(a), get(i)), V.d.sub(get(r), V.and(V.d.ge(get(r), get(q)), get(q)))),
+    ]),
+  ];
+  return f;
+}
+
+/** split(hi, lo, n, unit, inv): hi = floor(x / unit), lo = x - hi * unit (unit a power of two) */
+function splitFn(): Fn {
+  const f = new Fn('split', [T.i32, T.i32, T.i32, T.f64, T.f64]);
+  const [hi, lo, n, units, invs] = [0, 1, 2, 3, 4];
+  const i = f.local(T.i32);
+  const [unit, inv, x, h] = [0, 1, 2, 3].map(() => f.local(T.v128));
+  f.body = [
+    set(unit, V.d.splat(get(units))),
+    set(inv, V.d.splat(get(invs))),
+    forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(16), [
+      set(x, V.load(I32.add(get(hi), get(i)))),
+      set(h, V.d.floor(V.d.mul(get(x), get(inv)))),
+      V.store(I32.add(get(lo), get(i)), V.d.sub(get(x), V.d.mul(get(h), get(unit)))),
+      V.store(I32.add(get(hi), get(i)), get(h)),
+    ]),
+  ];
+  return f;
+}
+
+/** fromU64(p, n): u64 residues to float64, in place */
+function fromU64Fn(): Fn {
+  const f = new Fn('from_u64', [T.i32, T.i32]);
+  const [p, n] = [0, 1];
+  const i = f.local(T.i32);
+  f.body = forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(8), [F64.store(I32.add(get(p), get(i)), F64.fromU64(I64.load(I32.add(get(p), get(i)))))]);
+  return f;
+}
+
+/** toU64(src, dst, n): float64 residues to u64 */
+function toU64Fn(): Fn {
+  const f = new Fn('to_u64', [T.i32, T.i32, T.i32]);
+  const [src, dst, n] = [0, 1, 2];
+  const i = f.local(T.i32);
+  f.body = forLoop(i, i32(0), I32.shl(get(n), i32(3)), i32(8), [I64.store(I32.add(get(dst), get(i)), I64.truncF64U(F64.load(I32.add(get(src), get(i)))))]);
+  return f;
+}
+
+export interface ResidueExports {
+  narrow4(table: number, quads: number, aH: number, aL: number, n: number): void;
+  wide2(table: number, pairs: number, aHH: number, aM: number, aLL: number, n: number): void;
+  mulmod(a: number, n: number, factor: number, q: number, qinv: number): void;
+  addmod(a: number, b: number, n: number, q: number): void;
+  split(hi: number, lo: number, n: number, unit: number, inv: number): void;
+  from_u64(p: number, n: number): void;
+  to_u64(src: number, dst: number, n: number): void;
+}
+
+let compiled: WebAssembly.Module | null = null;
+
+/** A kernel instance over its own memory, with a bump allocator (freed with the instance). */
+export class ResidueKernels {
+  readonly memory = new WebAssembly.Memory({ initial: 1, maximum: 65536 });
+  readonly k: ResidueExports;
+  private top = 16;
+
+  constructor() {
+    compiled ??= new WebAssembly.Module(encodeModule([narrow4Fn(), wide2Fn(), mulmodFn(), addmodFn(), splitFn(), fromU64Fn(), toU64Fn()], { shared: false }));
+    this.k = new WebAssembly.Instance(compiled, { env: { memory: this.memory } }).exports as unknown as ResidueExports;
+  }
+
+  /** `bytes` of memory, 16-byte aligned; views taken before a call to alloc may be stale after it */
+  alloc(bytes: number): number {
+    const at = this.top;
+    this.top += Math.ceil(bytes / 16) * 16;
+    const have = this.memory.buffer.byteLength;
+    // doubling: each grow commits and zeroes fresh pages, so grow rarely
+    if (this.top > have) this.memory.grow(Math.ceil(Math.min(Math.max(this.top, 2 * have), 2 ** 32 - 65536) / 65536) - have / 65536);
+    return at;
+  }
+
+  /** forgets every allocation (the memory is kept for reuse) */
+  reset(): void {
+    this.top = 16;
+  }
+
+  /** bytes allocated so far */
+  get used(): number {
+    return this.top;
+  }
+
+  f64(ptr: number, n: number): Float64Array {
+    return new Float64Array(this.memory.buffer, ptr, n);
+  }
+
+  i32(ptr: number, n: number): Int32Array {
+    return new Int32Array(this.memory.buffer, ptr, n);
+  }
+
+  bytes(ptr: number, n: number): Uint8Array {
+    return new Uint8Array(this.memory.buffer, ptr, n);
+  }
+}
