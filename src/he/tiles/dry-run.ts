@@ -1,6 +1,8 @@
 import { type CkksBackend, type OpCounts, counting, zeroCounts } from '../backend.js';
 import type { HeParams } from '../params.js';
 import { levelsOf } from '../params.js';
+import type { ScalarSums } from '../scalar-sums.js';
+import { MAX_KERNEL_BITS } from '../seal-scalar-sums.js';
 
 /**
  * A backend that evaluates nothing: a ciphertext is its level and scale. Running an evaluator
@@ -19,9 +21,10 @@ export interface DryCt {
 }
 
 /** Server-side operations, plus the client's encrypt/decrypt, each timed by the calibration. */
-export type OpKind = 'rotate' | 'multiply' | 'mulPlain' | 'mulConst' | 'add' | 'rescale' | 'encode' | 'clone' | 'serialize' | 'deserialize' | 'encrypt' | 'decrypt';
+export type OpKind = 'rotate' | 'multiply' | 'mulPlain' | 'mulConst' | 'add' | 'rescale' | 'encode' | 'clone' | 'serialize' | 'deserialize' | 'encrypt' | 'decrypt' | 'sumTerm' | 'sumInput' | 'sumOutput';
 
-export const OP_KINDS: OpKind[] = ['rotate', 'multiply', 'mulPlain', 'mulConst', 'add', 'rescale', 'encode', 'clone', 'serialize', 'deserialize', 'encrypt', 'decrypt'];
+/** sumTerm / sumInput / sumOutput: a fused scalar sum's terms, inputs read and outputs written (scalar-sums.ts) */
+export const OP_KINDS: OpKind[] = ['rotate', 'multiply', 'mulPlain', 'mulConst', 'add', 'rescale', 'encode', 'clone', 'serialize', 'deserialize', 'encrypt', 'decrypt', 'sumTerm', 'sumInput', 'sumOutput'];
 
 export interface DryTally {
   /** ops[kind][level] = count */
@@ -148,6 +151,29 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
   }
   addConstInPlace(c: DryCt): void {
     this.op('add', c.level);
+  }
+  /** the fused sums where SEAL's backend has them (every data prime within the kernel's width) */
+  scalarSums(level: number): ScalarSums<DryCt> | null {
+    if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
+    const read = new Set<string>();
+    const out = new Map<number, DryCt>();
+    return {
+      add: (o, x, value, ptScale, key) => {
+        if (Math.round(value * ptScale) === 0 && out.has(o)) return;
+        if (!read.has(key)) this.op('sumInput', level);
+        read.add(key);
+        this.op('sumTerm', level);
+        if (!out.has(o)) out.set(o, { level, scale: x.scale * ptScale });
+      },
+      finish: () => {
+        const made = new Map<number, DryCt>();
+        for (const [o, c] of out) {
+          this.op('sumOutput', level);
+          made.set(o, this.ct(level, c.scale));
+        }
+        return made;
+      },
+    };
   }
   encode(_v: Float64Array, scale: number, level: number): DryCt {
     this.op('encode', level);
