@@ -1,3 +1,4 @@
+import type { PairSums } from './pair-sums.js';
 import type { ScalarSums } from './scalar-sums.js';
 
 /**
@@ -63,6 +64,11 @@ export interface CkksBackend<C = unknown, P = unknown> {
    */
   multiplyNoRelin?(a: C, b: C): C;
   relinearizeInPlace?(c: C): void;
+  /**
+   * Optional: sums of products computed in one pass (pair-sums.ts), left unrelinearized; null
+   * where the level's primes do not fit the kernel. Packings call openPairSums.
+   */
+  pairSums?(level: number): PairSums<C> | null;
   rescaleInPlace(c: C): void;
   modSwitchInPlace(c: C, level: number): void;
   /** result[i] = c[i + steps] (cyclic) */
@@ -133,6 +139,10 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     addVecInPlace: (c, v) => (counts.additions++, inner.addVecInPlace(c, v)),
     multiply: (a, b) => (counts.ctCtMults++, inner.multiply(a, b)),
     square: (c) => (counts.ctCtMults++, inner.square(c)),
+    // without these two the dot steps relinearized every product instead of every sum
+    multiplyNoRelin: inner.multiplyNoRelin ? (a, b) => (counts.ctCtMults++, inner.multiplyNoRelin!(a, b)) : undefined,
+    relinearizeInPlace: inner.relinearizeInPlace ? (c) => inner.relinearizeInPlace!(c) : undefined,
+    pairSums: inner.pairSums ? (level) => countingPairs(inner.pairSums!(level), counts) : undefined,
     rescaleInPlace: (c) => (counts.rescales++, inner.rescaleInPlace(c)),
     modSwitchInPlace: (c, l) => inner.modSwitchInPlace(c, l),
     rotate: (c, s) => (counts.rotations++, inner.rotate(c, s)),
@@ -154,5 +164,26 @@ function countingSums<C>(inner: ScalarSums<C> | null, counts: OpCounts): ScalarS
       inner.add(o, x, v, s, key);
     },
     finish: () => inner.finish(),
+  };
+}
+
+/** Counts a fused pair sum's terms as the products and additions they replace. */
+function countingPairs<C>(inner: PairSums<C> | null, counts: OpCounts): PairSums<C> | null {
+  if (!inner) return null;
+  const seen = new Set<number>();
+  return {
+    has: (key) => inner.has(key),
+    load: (key, x) => inner.load(key, x),
+    add: (o, a, b, negate) => {
+      counts.ctCtMults++;
+      if (seen.has(o)) counts.additions++;
+      else seen.add(o);
+      inner.add(o, a, b, negate);
+    },
+    finishEach: (take) => {
+      seen.clear();
+      inner.finishEach(take);
+    },
+    close: () => inner.close(),
   };
 }

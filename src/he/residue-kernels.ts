@@ -60,7 +60,51 @@ function wide2Fn(): Fn {
   return f;
 }
 
-/** r mod q for 0 <= r < 2^52: floor(r/q) may be off by one either way, so correct both ways. */
+/**
+ * pairs(table, terms, accs, n): sum of sign * (a0, a1) x (b0, b1), the three polynomials of a
+ * ciphertext product, every residue split in halves. Entries [a0h a0l a1h a1l b0h b0l b1h b1l i32,
+ * sign f64] (40 bytes); accs holds nine arrays of n: (hi*hi, cross, lo*lo) for c0 = a0 b0,
+ * c1 = a0 b1 + a1 b0 and c2 = a1 b1.
+ */
+function pairsFn(): Fn {
+  const f = new Fn('pairs', [T.i32, T.i32, T.i32, T.i32]);
+  const [table, terms, accs, n] = [0, 1, 2, 3];
+  const t = f.local(T.i32);
+  const i = f.local(T.i32);
+  const e = f.local(T.i32);
+  const stride = f.local(T.i32);
+  const ptr = Array.from({ length: 8 }, () => f.local(T.i32));
+  const v = Array.from({ length: 8 }, () => f.local(T.v128));
+  const sign = f.local(T.v128);
+  const [a0h, a0l, a1h, a1l, b0h, b0l, b1h, b1l] = v;
+  const m = (x: number, y: number) => V.d.mul(get(x), get(y));
+  const sum = (...xs: Code[]): Code => xs.reduce((acc, x) => V.d.add(acc, x));
+  const at = (k: number) => I32.add(I32.add(get(accs), I32.mul(get(stride), i32(k))), get(i));
+  const acc = (k: number, add: Code) => V.store(at(k), V.d.add(V.load(at(k)), add));
+  f.body = [
+    set(stride, I32.shl(get(n), i32(3))),
+    forLoop(t, i32(0), get(terms), i32(1), [
+      set(e, I32.add(get(table), I32.mul(get(t), i32(40)))),
+      ptr.map((p, k) => set(p, I32.load(get(e), 4 * k))),
+      set(sign, V.d.splat(F64.load(get(e), 32))),
+      forLoop(i, i32(0), get(stride), i32(16), [
+        v.map((x, k) => set(x, k < 4 ? V.d.mul(V.load(I32.add(get(ptr[k]), get(i))), get(sign)) : V.load(I32.add(get(ptr[k]), get(i))))),
+        acc(0, m(a0h, b0h)),
+        acc(1, sum(m(a0h, b0l), m(a0l, b0h))),
+        acc(2, m(a0l, b0l)),
+        acc(3, sum(m(a0h, b1h), m(a1h, b0h))),
+        acc(4, sum(m(a0h, b1l), m(a0l, b1h), m(a1h, b0l), m(a1l, b0h))),
+        acc(5, sum(m(a0l, b1l), m(a1l, b0l))),
+        acc(6, m(a1h, b1h)),
+        acc(7, sum(m(a1h, b1l), m(a1l, b1h))),
+        acc(8, m(a1l, b1l)),
+      ]),
+    ]),
+  ];
+  return f;
+}
+
+/** r mod q for |r| < 2^52: floor(r/q) may be off by one either way, so correct both ways. */
 function modq(r: number, q: number, qinv: number, zero: number): Code[] {
   return [
     set(r, V.d.sub(get(r), V.d.mul(V.d.floor(V.d.mul(get(r), get(qinv))), get(q)))),
@@ -145,6 +189,7 @@ function toU64Fn(): Fn {
 export interface ResidueExports {
   narrow4(table: number, quads: number, aH: number, aL: number, n: number): void;
   wide2(table: number, pairs: number, aHH: number, aM: number, aLL: number, n: number): void;
+  pairs(table: number, terms: number, accs: number, n: number): void;
   mulmod(a: number, n: number, factor: number, q: number, qinv: number): void;
   addmod(a: number, b: number, n: number, q: number): void;
   split(hi: number, lo: number, n: number, unit: number, inv: number): void;
@@ -161,7 +206,7 @@ export class ResidueKernels {
   private top = 16;
 
   constructor() {
-    compiled ??= new WebAssembly.Module(encodeModule([narrow4Fn(), wide2Fn(), mulmodFn(), addmodFn(), splitFn(), fromU64Fn(), toU64Fn()], { shared: false }));
+    compiled ??= new WebAssembly.Module(encodeModule([narrow4Fn(), wide2Fn(), pairsFn(), mulmodFn(), addmodFn(), splitFn(), fromU64Fn(), toU64Fn()], { shared: false }));
     this.k = new WebAssembly.Instance(compiled, { env: { memory: this.memory } }).exports as unknown as ResidueExports;
   }
 

@@ -1,6 +1,9 @@
 import type { CkksBackend } from './backend.js';
 import { ProductSums, type ScalarSums } from './scalar-sums.js';
-import { checkLayout, SealScalarSums } from './seal-scalar-sums.js';
+import { checkLayout } from './residue-arena.js';
+import { SealScalarSums } from './seal-scalar-sums.js';
+import { SealPairSums } from './seal-pair-sums.js';
+import type { PairSums } from './pair-sums.js';
 import type { CipherText, CkksContext, CKKSEncoder, Encryptor, Evaluator, GaloisKeys, PlainText, PublicKey, RelinKeys } from './seal.js';
 
 /** Keys the server may hold: all public. There is deliberately no secret-key field. */
@@ -32,6 +35,7 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
   private readonly constTemplates: Uint8Array[] = [];
   private readonly constPlains: PlainText[] = [];
   private readonly sumTemplates: Uint8Array[] = [];
+  private readonly productTemplates: Uint8Array[] = [];
 
   constructor(
     readonly ctx: CkksContext,
@@ -167,6 +171,21 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
       this.sumTemplates[level] = template;
     }
     return new SealScalarSums(this.ctx, level, template, () => new ProductSums(this, level), SCALE_TOLERANCE, budget);
+  }
+
+  pairSums(level: number, budget?: number): PairSums<CipherText> | null {
+    if (!SealPairSums.supports(this.ctx, level)) return null;
+    let template = this.productTemplates[level];
+    if (!template) {
+      const a = this.encryptVec(new Float64Array(1), this.scale, level);
+      const c = this.multiplyNoRelin(a, a);
+      template = this.serialize(c);
+      checkLayout(template, c, this.ctx.params.polyModulusDegree);
+      a.delete();
+      c.delete();
+      this.productTemplates[level] = template;
+    }
+    return new SealPairSums(this.ctx, level, template, SCALE_TOLERANCE, budget);
   }
 
   /**

@@ -1,4 +1,4 @@
-import { ResidueKernels } from './residue-kernels.js';
+import { EXACT, type Limb, limbsAt, RESIDUE_BUDGET, ResidueArena, type Residues } from './residue-arena.js';
 import type { ScalarSums } from './scalar-sums.js';
 import type { CipherText, CkksContext } from './seal.js';
 
@@ -13,54 +13,18 @@ import type { CipherText, CkksContext } from './seal.js';
  * multiply_plain + add sequence gives (the tests compare the bytes); it runs several times
  * faster because wasm SEAL pays an emulated 128-bit Barrett reduction on every product.
  *
- * Ciphertexts go in and out through SEAL's uncompressed serialization (the only way node-seal
- * exposes their residues): each input is read once, each output written once, so the copies
- * cost O(ciphertexts), not O(terms).
+ * Residues come in and go out through residue-arena.ts: each input is read once, each output
+ * written once, so the copies cost O(ciphertexts), not O(terms).
  */
 
-/** SEAL 4.1 serialization, uncompressed: the scale field and where the residues start. */
-const SCALE_OFFSET = 73;
-const DATA_OFFSET = 113;
-/** every float64 intermediate stays below this (exact integers, with room for one residue) */
-const EXACT = 2 ** 52;
-/**
- * Kernel memory for input residues before the terms so far are summed into ciphertexts (a
- * worker thread also holds its SEAL heap; a wide layer's inputs are gigabytes).
- */
-const RESIDUE_BUDGET = 512 * 2 ** 20;
-/** residues wider than this need splits too fine to pay: such terms go to SEAL */
-export const MAX_KERNEL_BITS = 48;
+/** narrow limbs (up to 32 bits) split only the constant; wider ones split the residues too */
+const NARROW_BITS = 32;
+const isWide = (l: Limb) => l.bits > NARROW_BITS;
 
-/** A limb: its prime and how its products are split to stay exact. */
-interface Limb {
-  q: number;
-  qinv: number;
-  /** wide limbs split both x and W into hi/lo halves of `half` bits */
-  wide: boolean;
-  half: number;
-  /** terms summed between two reductions */
-  batch: number;
-}
-
-function limbOf(qBig: bigint): Limb | null {
-  const q = Number(qBig);
-  const bits = Math.ceil(Math.log2(q));
-  if (bits > MAX_KERNEL_BITS) return null;
-  const wide = bits > 32;
-  const half = Math.ceil(bits / 2);
-  // narrow: W = wh*2^half + wl against an unsplit x, each product below 2^(bits+half);
-  // wide: x and W both split, the middle accumulator holds two products of 2^(2*half)
-  const product = wide ? 2 ** (2 * half + 1) : 2 ** (bits + half);
-  const batch = Math.floor((EXACT - q) / product);
-  return { q, qinv: 1 / q, wide, half, batch };
-}
-
-/** An input's residues in kernel memory: limbs 0..level of each polynomial, as exact float64. */
-interface Residues {
-  /** [poly][limb] -> pointer to N values (the hi half for wide limbs) */
-  hi: number[][];
-  /** [poly][limb] -> pointer to the lo half (wide limbs only, else -1) */
-  lo: number[][];
+/** Terms summed between two reductions: narrow, W's halves against x below 2^(bits+half); wide, two products of halves in the cross sum. */
+function batchOf(l: Limb): number {
+  const product = isWide(l) ? 2 ** (2 * l.half + 1) : 2 ** (l.bits + l.half);
+  return Math.floor((EXACT - l.q) / product);
 }
 
 interface Term {
@@ -77,7 +41,7 @@ interface Output {
 export class SealScalarSums implements ScalarSums<CipherText> {
   private readonly N: number;
   private readonly limbs: Limb[];
-  private readonly kern = new ResidueKernels();
+  private readonly arena: ResidueArena;
   /** sums of the terms before a flush, as ciphertexts */
   private readonly partial = new Map<number, CipherText>();
   private readonly inputs: Residues[] = [];
@@ -96,13 +60,13 @@ export class SealScalarSums implements ScalarSums<CipherText> {
     private readonly budget = RESIDUE_BUDGET,
   ) {
     this.N = ctx.params.polyModulusDegree;
-    const primes = ctx.levels[level].primes;
-    this.limbs = primes.map((q) => limbOf(q)!);
+    this.limbs = limbsAt(ctx, level)!;
+    this.arena = new ResidueArena(ctx, level, this.limbs);
   }
 
   /** Whether every limb of `level` fits the kernel (else the caller uses SEAL's products). */
   static supports(ctx: CkksContext, level: number): boolean {
-    return ctx.levels[level].primes.every((q) => limbOf(q) !== null);
+    return limbsAt(ctx, level) !== null;
   }
 
   private sealSums: ScalarSums<CipherText> | null = null;
@@ -144,36 +108,12 @@ export class SealScalarSums implements ScalarSums<CipherText> {
     return w;
   }
 
-  /** Reads x's residues once (limbs above `level` are dropped: CKKS mod switching in NTT form). */
+  /** Reads x's residues once per key. */
   private residuesOf(x: CipherText, key: string): number {
     const known = this.inputIndex.get(key);
     if (known !== undefined) return known;
-    if (x.coeffModulusSize < this.level + 1) throw new Error(`internal: a level-${x.coeffModulusSize - 1} ciphertext in a sum at level ${this.level}`);
-    const { N } = this;
-    const need = 8 * 2 * N * (this.limbs.length + this.limbs.filter((l) => l.wide).length);
-    if (this.outputs.size && this.kern.used + need > this.budget) this.flush();
-    const kern = this.kern;
-    const bytes = x.saveArray(this.ctx.seal.ComprModeType.none);
-    const Lx = x.coeffModulusSize;
-    const L = this.limbs.length;
-    const hi: number[][] = [];
-    const lo: number[][] = [];
-    for (let p = 0; p < 2; p++) {
-      const start = DATA_OFFSET + 8 * p * Lx * N;
-      const at = kern.alloc(8 * L * N);
-      kern.bytes(at, 8 * L * N).set(bytes.subarray(start, start + 8 * L * N));
-      kern.k.from_u64(at, L * N);
-      hi.push(this.limbs.map((_, j) => at + 8 * j * N));
-      lo.push(
-        this.limbs.map((l, j) => {
-          if (!l.wide) return -1;
-          const low = kern.alloc(8 * N);
-          kern.k.split(hi[p][j], low, N, 2 ** l.half, 2 ** -l.half);
-          return low;
-        }),
-      );
-    }
-    this.inputs.push({ hi, lo });
+    if (this.outputs.size && this.arena.used + this.arena.bytesFor(isWide) > this.budget) this.flush();
+    this.inputs.push(this.arena.read(x, isWide));
     this.inputIndex.set(key, this.inputs.length - 1);
     return this.inputs.length - 1;
   }
@@ -205,48 +145,31 @@ export class SealScalarSums implements ScalarSums<CipherText> {
   /** Sums the terms collected so far into `partial` and starts over with empty kernel memory. */
   private flush(): void {
     if (!this.outputs.size) return;
-    const { N, kern } = this;
+    const { N, arena } = this;
     const L = this.limbs.length;
-    const accs = [0, 1, 2].map(() => kern.alloc(8 * N));
-    const data = kern.alloc(8 * 2 * L * N);
-    const bytes = this.template.slice();
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const accs = [0, 1, 2].map(() => arena.alloc(8 * N));
+    const data = arena.alloc(8 * 2 * L * N);
     for (const [o, out] of this.outputs) {
       for (let p = 0; p < 2; p++) {
         this.limbs.forEach((l, j) => {
-          const sum = l.wide ? this.sumWide(out.terms, p, j, l, accs) : this.sumNarrow(out.terms, p, j, l, accs);
-          kern.k.to_u64(sum, data + 8 * (p * L + j) * N, N);
+          const sum = isWide(l) ? this.sumWide(out.terms, p, j, l, accs) : this.sumNarrow(out.terms, p, j, l, accs);
+          arena.kern.k.to_u64(sum, data + 8 * (p * L + j) * N, N);
         });
       }
-      view.setFloat64(SCALE_OFFSET, out.scale, true);
-      bytes.set(kern.bytes(data, 8 * 2 * L * N), DATA_OFFSET);
-      const c = this.ctx.seal.CipherText();
-      c.loadArray(this.ctx.context, bytes);
-      this.addTo(this.partial, o, c);
+      this.addTo(this.partial, o, arena.ciphertext(this.template, data, 2, out.scale));
     }
     this.outputs.clear();
     this.inputs.length = 0;
     this.inputIndex.clear();
-    this.kern.reset();
-    this.tableBytes = 0;
+    arena.reset();
   }
-
-  /** A table of `entries` rows of `bytes` each, in kernel memory, reused while big enough. */
-  private table(bytes: number): number {
-    if (bytes > this.tableBytes) {
-      this.tablePtr = this.kern.alloc(bytes);
-      this.tableBytes = bytes;
-    }
-    return this.tablePtr;
-  }
-  private tablePtr = 0;
-  private tableBytes = 0;
 
   /** q up to 32 bits: W = wh*2^half + wl against the unsplit residues; returns the sum's pointer */
   private sumNarrow(terms: Term[], p: number, j: number, l: Limb, [aH, aL]: number[]): number {
-    const { N, kern } = this;
+    const { N, arena } = this;
+    const kern = arena.kern;
     const quads = Math.ceil(terms.length / 4);
-    const at = this.table(80 * quads);
+    const at = arena.table(80 * quads);
     const ptrs = kern.i32(at, 20 * quads);
     const ws = kern.f64(at, 10 * quads);
     const unit = 2 ** l.half;
@@ -261,24 +184,24 @@ export class SealScalarSums implements ScalarSums<CipherText> {
       ws[10 * row + 2 + lane] = wh;
       ws[10 * row + 6 + lane] = w - wh * unit;
     }
-    kern.f64(aH, N).fill(0);
-    kern.f64(aL, N).fill(0);
-    const perCall = Math.max(1, Math.floor(l.batch / 4));
+    arena.zero(aH, aL);
+    const perCall = Math.max(1, Math.floor(batchOf(l) / 4));
     for (let r = 0; r < quads; r += perCall) {
-      if (r > 0) this.reduce([aH, aL], l);
+      if (r > 0) arena.reduce([aH, aL], l);
       kern.k.narrow4(at + 80 * r, Math.min(perCall, quads - r), aH, aL, N);
     }
-    this.reduce([aH, aL], l);
-    this.shift(aH, l.half, l);
+    arena.reduce([aH, aL], l);
+    arena.shift(aH, l.half, l);
     kern.k.addmod(aH, aL, N, l.q);
     return aH;
   }
 
   /** wider q: x and W both split into halves, three accumulators (hi*hi, cross, lo*lo) */
   private sumWide(terms: Term[], p: number, j: number, l: Limb, [aHH, aM, aLL]: number[]): number {
-    const { N, kern } = this;
+    const { N, arena } = this;
+    const kern = arena.kern;
     const pairs = Math.ceil(terms.length / 2);
-    const at = this.table(48 * pairs);
+    const at = arena.table(48 * pairs);
     const ptrs = kern.i32(at, 12 * pairs);
     const ws = kern.f64(at, 6 * pairs);
     const unit = 2 ** l.half;
@@ -294,37 +217,12 @@ export class SealScalarSums implements ScalarSums<CipherText> {
       ws[6 * row + 2 + 2 * lane] = wh;
       ws[6 * row + 3 + 2 * lane] = w - wh * unit;
     }
-    for (const a of [aHH, aM, aLL]) kern.f64(a, N).fill(0);
-    const perCall = Math.max(1, Math.floor(l.batch / 2));
+    arena.zero(aHH, aM, aLL);
+    const perCall = Math.max(1, Math.floor(batchOf(l) / 2));
     for (let r = 0; r < pairs; r += perCall) {
-      if (r > 0) this.reduce([aHH, aM, aLL], l);
+      if (r > 0) arena.reduce([aHH, aM, aLL], l);
       kern.k.wide2(at + 48 * r, Math.min(perCall, pairs - r), aHH, aM, aLL, N);
     }
-    this.reduce([aHH, aM, aLL], l);
-    this.shift(aHH, l.half, l);
-    kern.k.addmod(aHH, aM, N, l.q);
-    this.shift(aHH, l.half, l);
-    kern.k.addmod(aHH, aLL, N, l.q);
-    return aHH;
-  }
-
-  private reduce(accs: number[], l: Limb): void {
-    for (const a of accs) this.kern.k.mulmod(a, this.N, 1, l.q, l.qinv);
-  }
-
-  /** a = a * 2^bits mod q, in steps small enough to stay exact */
-  private shift(a: number, bits: number, l: Limb): void {
-    const step = Math.floor(Math.log2(EXACT / l.q));
-    for (let k = bits; k > 0; k -= step) this.kern.k.mulmod(a, this.N, 2 ** Math.min(step, k), l.q, l.qinv);
+    return arena.combineHalves([aHH, aM, aLL], l);
   }
 }
-
-/** Checks the serialization layout this module writes against a real ciphertext's bytes. */
-export function checkLayout(template: Uint8Array, c: CipherText, N: number): void {
-  const view = new DataView(template.buffer, template.byteOffset, template.byteLength);
-  const expected = DATA_OFFSET + 8 * 2 * c.coeffModulusSize * N;
-  if (template.length !== expected || view.getFloat64(SCALE_OFFSET, true) !== c.scale) {
-    throw new Error(`internal: SEAL's ciphertext serialization is not the layout seal-scalar-sums.ts expects (${template.length} bytes, expected ${expected})`);
-  }
-}
-

@@ -2,6 +2,7 @@ import type { CkksBackend } from '../backend.js';
 import type { HeProgram, Step } from '../program.js';
 import { weightedEntries } from '../linear-map.js';
 import { size } from '../tensor-ops.js';
+import { openPairSums } from '../pair-sums.js';
 
 /**
  * A `dot` step in batch packing (slot = sample, one ciphertext per element): for each output
@@ -56,6 +57,9 @@ class OperandCache<C> {
   }
 }
 
+/** Outputs whose products are summed before they are relinearized and rescaled (bounds the live three-polynomial sums). */
+const OUTPUT_CHUNK = 64;
+
 export function runDot<C>(
   ctx: { program: HeProgram; be: CkksBackend<C> },
   s: DotStep,
@@ -70,36 +74,62 @@ export function runDot<C>(
   const operands = new OperandCache(be, read, levelIn);
   const { start, order } = groupByOutput(s.pairs.out, n);
   const terms = s.terms.map((t) => ({ src: t.src, e: weightedEntries(t.op, keep) }));
-  const lazy = !!(be.multiplyNoRelin && be.relinearizeInPlace);
+  const sums = openPairSums(be, levelIn);
+  const zeros = new Set<string>();
+  /** the operand's key once it is loaded, null for a known zero */
+  const load = (t: number, i: number): string | null => {
+    const key = `${t}:${i}`;
+    if (zeros.has(key)) return null;
+    if (!sums.has(key)) {
+      const r = read(t, i);
+      if (r.c) sums.load(key, r.c);
+      else zeros.add(key);
+      r.release();
+      if (!r.c) return null;
+    }
+    return key;
+  };
+  const finishOutput = (o: number, acc: C | null) => {
+    if (acc && be.relinearizeInPlace) be.relinearizeInPlace(acc);
+    acc = addPlainTerms(be, terms, o, operands, acc, levelIn);
+    const bias = s.bias ? s.bias[o] : 0;
+    if (!acc) {
+      out.set(o, bias === 0 ? null : be.encryptVec(new Float64Array(be.slots).fill(bias), be.scale, levelOut));
+      return;
+    }
+    if (bias !== 0) be.addConstInPlace(acc, bias);
+    be.rescaleInPlace(acc);
+    out.set(o, acc);
+  };
+  const withoutProducts: number[] = [];
   try {
+    let chunk = 0;
     for (let o = 0; o < n; o++) {
       if (!keep(o)) continue;
-      let acc: C | null = null;
+      let any = false;
       for (let k = start[o]; k < start[o + 1]; k++) {
         const e = order[k];
-        const a = operands.get(s.a, s.pairs.a[e]);
-        const b = operands.get(s.b, s.pairs.b[e]);
-        if (!a || !b) continue;
-        const prod = a === b ? be.square(a) : lazy ? be.multiplyNoRelin!(a, b) : be.multiply(a, b);
-        if (s.pairs.sign && s.pairs.sign[e] < 0) be.negateInPlace(prod);
-        if (!acc) acc = prod;
-        else {
-          be.addInPlace(acc, prod);
-          be.free(prod);
+        // loading b may evict a (the sums ran out of kernel memory): load again until both are in
+        for (let tries = 0; tries < 2; tries++) {
+          const ka = load(s.a, s.pairs.a[e]);
+          const kb = load(s.b, s.pairs.b[e]);
+          if (!ka || !kb) break;
+          if (!sums.has(ka) || !sums.has(kb)) continue;
+          sums.add(o, ka, kb, !!s.pairs.sign && s.pairs.sign[e] < 0);
+          any = true;
+          break;
         }
       }
-      if (acc && lazy) be.relinearizeInPlace!(acc);
-      acc = addPlainTerms(be, terms, o, operands, acc, levelIn);
-      const bias = s.bias ? s.bias[o] : 0;
-      if (!acc) {
-        out.set(o, bias === 0 ? null : be.encryptVec(new Float64Array(be.slots).fill(bias), be.scale, levelOut));
-        continue;
+      if (!any) withoutProducts.push(o);
+      if (++chunk === OUTPUT_CHUNK) {
+        sums.finishEach(finishOutput);
+        chunk = 0;
       }
-      if (bias !== 0) be.addConstInPlace(acc, bias);
-      be.rescaleInPlace(acc);
-      out.set(o, acc);
     }
+    sums.finishEach(finishOutput);
+    for (const o of withoutProducts) finishOutput(o, null);
   } finally {
+    sums.close();
     operands.free();
   }
 }

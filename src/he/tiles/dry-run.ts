@@ -2,7 +2,7 @@ import { type CkksBackend, type OpCounts, counting, zeroCounts } from '../backen
 import type { HeParams } from '../params.js';
 import { levelsOf } from '../params.js';
 import type { ScalarSums } from '../scalar-sums.js';
-import { MAX_KERNEL_BITS } from '../seal-scalar-sums.js';
+import { MAX_KERNEL_BITS } from '../residue-arena.js';
 
 /**
  * A backend that evaluates nothing: a ciphertext is its level and scale. Running an evaluator
