@@ -1,5 +1,5 @@
 import { ResidueKernels } from './residue-kernels.js';
-import type { CipherText, CkksContext } from './seal.js';
+import type { CipherText, CkksContext, Evaluator } from './seal.js';
 
 /**
  * Ciphertext residues in the memory of the SIMD kernels (residue-kernels.ts), for the sums
@@ -51,6 +51,7 @@ export class ResidueArena {
   readonly kern = new ResidueKernels();
   private tablePtr = 0;
   private tableBytes = 0;
+  private ev: Evaluator | null = null;
 
   constructor(
     readonly ctx: CkksContext,
@@ -137,6 +138,20 @@ export class ResidueArena {
     this.shift(hh, l.half, l);
     this.kern.k.addmod(hh, ll, this.N, l.q);
     return hh;
+  }
+
+  /** acc += c (a partial sum of the same output: same level and scale), freeing c */
+  addInto(acc: CipherText, c: CipherText): void {
+    acc.setScale(c.scale);
+    this.ev ??= this.ctx.seal.Evaluator(this.ctx.context);
+    this.ev.add(acc, c, acc);
+    c.delete();
+  }
+
+  /** Frees the evaluator `addInto` made (the kernel memory goes with the arena). */
+  close(): void {
+    this.ev?.delete();
+    this.ev = null;
   }
 
   /** The ciphertext whose residues are at `data` (size polys, limbs of the level), with `scale`. */

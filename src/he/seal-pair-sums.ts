@@ -1,6 +1,6 @@
 import type { PairSums } from './pair-sums.js';
 import { EXACT, type Limb, limbsAt, RESIDUE_BUDGET, ResidueArena, type Residues } from './residue-arena.js';
-import type { CipherText, CkksContext, Evaluator } from './seal.js';
+import type { CipherText, CkksContext } from './seal.js';
 
 /**
  * Sums of ciphertext products computed on the residues. In NTT form a product of (a0, a1) and
@@ -36,7 +36,6 @@ export class SealPairSums implements PairSums<CipherText> {
   private pending = new Map<number, { scale: number; terms: Term[] }>();
   /** sums of terms before a budget flush */
   private readonly partial = new Map<number, CipherText>();
-  private ev: Evaluator | null = null;
 
   constructor(
     private readonly ctx: CkksContext,
@@ -83,7 +82,7 @@ export class SealPairSums implements PairSums<CipherText> {
       const prior = this.partial.get(o);
       if (prior) {
         this.partial.delete(o);
-        this.addInto(prior, c);
+        this.arena.addInto(prior, c);
         take(o, prior);
       } else take(o, c);
     });
@@ -95,8 +94,7 @@ export class SealPairSums implements PairSums<CipherText> {
   close(): void {
     this.operands.clear();
     this.arena.reset();
-    this.ev?.delete();
-    this.ev = null;
+    this.arena.close();
   }
 
   /** Out of kernel memory: the pending terms become partial sums, and every operand is forgotten (the caller reloads). */
@@ -105,18 +103,11 @@ export class SealPairSums implements PairSums<CipherText> {
     this.pending = new Map();
     this.compute(pending, (o, c) => {
       const prior = this.partial.get(o);
-      if (prior) this.addInto(prior, c);
+      if (prior) this.arena.addInto(prior, c);
       else this.partial.set(o, c);
     });
     this.operands.clear();
     this.arena.reset();
-  }
-
-  private addInto(acc: CipherText, c: CipherText): void {
-    acc.setScale(c.scale);
-    this.ev ??= this.ctx.seal.Evaluator(this.ctx.context);
-    this.ev.add(acc, c, acc);
-    c.delete();
   }
 
   private compute(pending: Map<number, { scale: number; terms: Term[] }>, each: (o: number, c: CipherText) => void): void {

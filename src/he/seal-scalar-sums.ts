@@ -123,8 +123,7 @@ export class SealScalarSums implements ScalarSums<CipherText> {
     const result = this.sealSums ? this.sealSums.finish() : new Map<number, CipherText>();
     for (const [o, c] of this.partial) this.addTo(result, o, c);
     this.partial.clear();
-    this.ev?.delete();
-    this.ev = null;
+    this.arena.close();
     return result;
   }
 
@@ -135,12 +134,8 @@ export class SealScalarSums implements ScalarSums<CipherText> {
       result.set(o, c);
       return;
     }
-    prior.setScale(c.scale);
-    this.ev ??= this.ctx.seal.Evaluator(this.ctx.context);
-    this.ev.add(prior, c, prior);
-    c.delete();
+    this.arena.addInto(prior, c);
   }
-  private ev: ReturnType<CkksContext['seal']['Evaluator']> | null = null;
 
   /** Sums the terms collected so far into `partial` and starts over with empty kernel memory. */
   private flush(): void {
