@@ -73,7 +73,16 @@ export class ProductPairSums<C> implements PairSums<C> {
   }
 }
 
-/** The backend's fused pair sums where it has them, products one at a time otherwise. */
-export function openPairSums<C>(be: CkksBackend<C>, level: number): PairSums<C> {
-  return be.pairSums?.(level) ?? new ProductPairSums(be, level);
+/**
+ * Fewest pairs per output (on average over a step) for which the fused sums are used: each
+ * sum is read out of the residues once, and relinearizing it costs most of a product, so
+ * below ~4 pairs SEAL's own multiplies are as fast or faster (`npx tsx bench/pair-sums.ts`:
+ * SEAL / fused 0.83 at 1 pair, 0.97 at 4, 1.06 at 8 at N=4096; 0.88, 1.01, 1.18 at N=8192).
+ */
+export const FUSED_MIN_PAIRS = 4;
+
+/** The backend's fused pair sums where it has them and outputs sum enough pairs, products one at a time otherwise. */
+export function openPairSums<C>(be: CkksBackend<C>, level: number, pairsPerOutput: number): PairSums<C> {
+  const fused = pairsPerOutput >= FUSED_MIN_PAIRS ? be.pairSums?.(level) : undefined;
+  return fused ?? new ProductPairSums(be, level);
 }

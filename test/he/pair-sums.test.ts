@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { HEClient } from '../../src/he/client.js';
 import { deleteEvaluationKeys, loadEvaluationKeys } from '../../src/he/keys.js';
-import { openPairSums, ProductPairSums } from '../../src/he/pair-sums.js';
+import { FUSED_MIN_PAIRS, openPairSums, ProductPairSums } from '../../src/he/pair-sums.js';
 import { SealBackend } from '../../src/he/seal-backend.js';
 import type { HeParams } from '../../src/he/params.js';
 import type { CipherText } from '../../src/he/seal.js';
@@ -84,6 +84,25 @@ describe('pair sums on residues (batch packing dot steps)', function () {
     });
   }
 
+  it('outputs of fewer than FUSED_MIN_PAIRS products go to SEAL; more to the fused sums', async () => {
+    const client = await HEClient.create(cases[0].params);
+    const keys = loadEvaluationKeys(client.ctx, client.publicBundle([]));
+    const be = new SealBackend(client.ctx, keys);
+    try {
+      const level = client.ctx.topLevel;
+      const one = openPairSums(be, level, FUSED_MIN_PAIRS - 1);
+      const two = openPairSums(be, level, FUSED_MIN_PAIRS);
+      expect(one).to.be.instanceOf(ProductPairSums);
+      expect(two).to.not.be.instanceOf(ProductPairSums);
+      one.close();
+      two.close();
+    } finally {
+      be.delete();
+      deleteEvaluationKeys(keys);
+      client.delete();
+    }
+  });
+
   it('primes wider than the kernel takes fall back to SEAL products', async () => {
     const client = await HEClient.create({ polyModulusDegree: 8192, coeffModulusBits: [50, 40, 50], scaleBits: 40 });
     const keys = loadEvaluationKeys(client.ctx, client.publicBundle([]));
@@ -93,7 +112,7 @@ describe('pair sums on residues (batch packing dot steps)', function () {
       const y = be.deserialize(client.encrypt([Float64Array.from([0.5, 4])])[0]);
       const level = be.levelOf(x);
       expect(be.pairSums(level)).to.equal(null);
-      const sums = openPairSums(be, level);
+      const sums = openPairSums(be, level, 2);
       expect(sums).to.be.instanceOf(ProductPairSums);
       sums.load('x', x);
       sums.load('y', y);

@@ -74,7 +74,9 @@ export function runDot<C>(
   const operands = new OperandCache(be, read, levelIn);
   const { start, order } = groupByOutput(s.pairs.out, n);
   const terms = s.terms.map((t) => ({ src: t.src, e: weightedEntries(t.op, keep) }));
-  const sums = openPairSums(be, levelIn);
+  let withPairs = 0;
+  for (let o = 0; o < n; o++) if (start[o + 1] > start[o]) withPairs++;
+  const sums = openPairSums(be, levelIn, s.pairs.out.length / Math.max(1, withPairs));
   const zeros = new Set<string>();
   /** the operand's key once it is loaded, null for a known zero */
   const load = (t: number, i: number): string | null => {

@@ -88,7 +88,7 @@ export function opMs(c: Calibration, kind: OpKind, level: number): number {
 }
 
 /** Bumped when the way operations are timed changes, so older caches are measured again. */
-const METHOD = 'median-seal-probe-sums';
+const METHOD = 'median-seal-probe-sums-pairs';
 
 /**
  * What an operation's cost depends on: the ring and how many primes the chain has, not their
@@ -178,6 +178,8 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
     const r = {} as Record<OpKind, number>;
     r.rotate = timeIt(() => be.free(be.rotate(a, 1)));
     r.multiply = timeIt(() => be.free(be.multiply(a, b)));
+    r.multiplyNoRelin = timeIt(() => be.free(be.multiplyNoRelin(a, b)));
+    r.relinearize = Math.max(0, r.multiply - r.multiplyNoRelin);
     r.mulPlain = timeIt(() => be.free(be.mulPlain(a, pt)));
     r.mulConst = timeIt(() => be.free(be.mulConst(a, 0.37, be.scale)));
     r.add = timeIt(() => be.addInPlace(a, b));
@@ -190,7 +192,7 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
     r.clone = timeIt(() => be.free(be.clone(a)));
     r.serialize = timeIt(() => void be.serialize(a));
     r.deserialize = timeIt(() => be.free(be.deserialize(bytes)));
-    Object.assign(r, sumCosts(be, a, level));
+    Object.assign(r, sumCosts(be, a, level), pairCosts(be, a, level));
     r.encrypt = level === top ? timeIt(() => void client.encrypt([vec])) : 0;
     r.decrypt = timeIt(() => void client.decrypt(bytes));
     be.free(a);
@@ -241,6 +243,27 @@ function sumCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<Op
   const [a, b, c, d] = [run(I, O), run(I, 1), run(1, O), run(1, 1)];
   const term = Math.max(0, (a - b - c + d) / ((I - 1) * (O - 1)));
   return { sumTerm: term, sumInput: Math.max(0, (b - d) / (I - 1) - term), sumOutput: Math.max(0, (c - d) / (O - 1) - term) };
+}
+
+/**
+ * Fused pair sums the same way: I operands loaded, O outputs, each output summing I products
+ * (x_i x_(i+o mod I)), timed at (I, O) = (16, 16), (16, 1), (1, 16) and (1, 1). Relinearizing
+ * the sums is priced apart (`relinearize`), as the evaluator does it after `finishEach`.
+ */
+function pairCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<OpKind, number>, 'pairTerm' | 'pairInput' | 'pairOutput'> {
+  const run = (inputs: number, outputs: number) =>
+    timeIt(() => {
+      const sums = be.pairSums(level);
+      if (!sums) return;
+      for (let i = 0; i < inputs; i++) sums.load(`x${i}`, x);
+      for (let o = 0; o < outputs; o++) for (let i = 0; i < inputs; i++) sums.add(o, `x${i}`, `x${(i + o) % inputs}`, false);
+      sums.finishEach((_o, c) => be.free(c));
+      sums.close();
+    });
+  const [I, O] = [16, 16];
+  const [a, b, c, d] = [run(I, O), run(I, 1), run(1, O), run(1, 1)];
+  const term = Math.max(0, (a - b - c + d) / ((I - 1) * (O - 1)));
+  return { pairTerm: term, pairInput: Math.max(0, (b - d) / (I - 1) - term), pairOutput: Math.max(0, (c - d) / (O - 1) - term) };
 }
 
 function atSpeed(r: Record<OpKind, number>, f: number): Record<OpKind, number> {

@@ -1,6 +1,7 @@
 import { type CkksBackend, type OpCounts, counting, zeroCounts } from '../backend.js';
 import type { HeParams } from '../params.js';
 import { levelsOf } from '../params.js';
+import type { PairSums } from '../pair-sums.js';
 import type { ScalarSums } from '../scalar-sums.js';
 import { MAX_KERNEL_BITS } from '../residue-arena.js';
 
@@ -21,10 +22,18 @@ export interface DryCt {
 }
 
 /** Server-side operations, plus the client's encrypt/decrypt, each timed by the calibration. */
-export type OpKind = 'rotate' | 'multiply' | 'mulPlain' | 'mulConst' | 'add' | 'rescale' | 'encode' | 'clone' | 'serialize' | 'deserialize' | 'encrypt' | 'decrypt' | 'sumTerm' | 'sumInput' | 'sumOutput';
+export type OpKind =
+  | 'rotate' | 'multiply' | 'multiplyNoRelin' | 'relinearize' | 'mulPlain' | 'mulConst' | 'add' | 'rescale' | 'encode' | 'clone' | 'serialize' | 'deserialize' | 'encrypt' | 'decrypt'
+  | 'sumTerm' | 'sumInput' | 'sumOutput' | 'pairTerm' | 'pairInput' | 'pairOutput';
 
-/** sumTerm / sumInput / sumOutput: a fused scalar sum's terms, inputs read and outputs written (scalar-sums.ts) */
-export const OP_KINDS: OpKind[] = ['rotate', 'multiply', 'mulPlain', 'mulConst', 'add', 'rescale', 'encode', 'clone', 'serialize', 'deserialize', 'encrypt', 'decrypt', 'sumTerm', 'sumInput', 'sumOutput'];
+/**
+ * sumTerm / sumInput / sumOutput: a fused scalar sum's terms, inputs read and outputs written
+ * (scalar-sums.ts); pairTerm / pairInput / pairOutput the same for fused pair sums (pair-sums.ts)
+ */
+export const OP_KINDS: OpKind[] = [
+  'rotate', 'multiply', 'multiplyNoRelin', 'relinearize', 'mulPlain', 'mulConst', 'add', 'rescale', 'encode', 'clone', 'serialize', 'deserialize', 'encrypt', 'decrypt',
+  'sumTerm', 'sumInput', 'sumOutput', 'pairTerm', 'pairInput', 'pairOutput',
+];
 
 export interface DryTally {
   /** ops[kind][level] = count */
@@ -174,6 +183,39 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
         return made;
       },
     };
+  }
+  /** the fused pair sums where SEAL's backend has them (as scalarSums) */
+  pairSums(level: number): PairSums<DryCt> | null {
+    if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
+    const loaded = new Map<string, number>();
+    let pending = new Map<number, number>();
+    return {
+      has: (key) => loaded.has(key),
+      load: (key, x) => {
+        this.op('pairInput', level);
+        loaded.set(key, x.scale);
+      },
+      add: (o, a, b) => {
+        this.op('pairTerm', level);
+        if (!pending.has(o)) pending.set(o, loaded.get(a)! * loaded.get(b)!);
+      },
+      finishEach: (take) => {
+        const done = pending;
+        pending = new Map();
+        for (const [o, scale] of done) {
+          this.op('pairOutput', level);
+          take(o, this.ct(level, scale, 3));
+        }
+      },
+      close: () => loaded.clear(),
+    };
+  }
+  multiplyNoRelin(a: DryCt, b: DryCt): DryCt {
+    this.op('multiplyNoRelin', a.level);
+    return this.ct(a.level, a.scale * b.scale, 3);
+  }
+  relinearizeInPlace(c: DryCt): void {
+    this.op('relinearize', c.level);
   }
   encode(_v: Float64Array, scale: number, level: number): DryCt {
     this.op('encode', level);
