@@ -15,9 +15,11 @@ import type { HeValue, LevelContext, LowerOps, ProductPairs } from './types.js';
  *   s[t][u]  = sum_c q[t][c] k[u][c]        1 level
  *   e        = s^p                          log2 p levels (the compiler's power tree)
  *   D        = sigma eps + sum_u e          (sigma D: values up to ~45, see normalizedDivision; folds into y0)
- *   n, d     = (sum_u e[t][u] v[u][c]) y0, D y0   1 level (the value product runs beside the sum)
- *   n, d     = n (2 - d), d (2 - d), k times      1 level each (Goldschmidt; k fitted to the recorded range of D)
- *   o[t][c]  = n[t][c]                      relabeling (heads back side by side)
+ *   n        = sum_u e[t][u] v[u][c]        1 level (the value product, beside the sum)
+ *   d        = D y0                         1 level
+ *   y, d     = y (2 - d), d (2 - d), k times      1 level each (Goldschmidt on the rows; k fitted to the recorded range of D)
+ *   q        = n y                          1 level
+ *   o[t][c]  = q[t][c]                      relabeling (heads back side by side)
  *   out      = o Wout + b                   1 level
  */
 
@@ -121,32 +123,27 @@ export function lowerReciprocal(he: LowerOps, den: HeValue, f: NewtonApprox): He
   return y;
 }
 
-/** out[r * W + i] = 2 a[r * W + i] - a[r * W + i] * b[r]: one Goldschmidt step, as pairs (the 2a is `plus`). */
-function rowScaledNegated(rows: number, width: number): ProductPairs {
-  return pairsOf(rows * width, (push) => {
-    for (let r = 0; r < rows; r++) for (let i = 0; i < width; i++) push(r * width + i, r * width + i, r);
-  }, true);
-}
-
 /**
- * num[r][c] / den[r] by Goldschmidt: with the linear start y0, n = num y0 and d = den y0, then
- * k times z = 2 - d, n <- n z, d <- d z. n_k = num y_k for Newton's iterate y_k (the same error
- * bound), but each step is one level instead of two, because n and d are updated side by side
- * and z = 2 - d folds into the products (2n - n d, 2d - d d): 1 + k levels after den instead of
- * Newton's 1 + 2k plus the product with num. The price: n (rows x width) is multiplied every step.
+ * num[r][c] / den[r] by Goldschmidt on the rows, then one product with the numerator: with the
+ * linear start y0, d = den y0, then k times y <- y (2 - d), d <- d (2 - d) (side by side, one
+ * level per step: z = 2 - d folds into the products as 2y - y d and 2d - d d), and at the end
+ * num y. y_k is Newton's iterate (the same error bound), in 1 + k levels after den instead of
+ * Newton's 2k. Only the rows (heads x tokens) are iterated: updating the numerators beside d
+ * (n <- n (2 - d)) would save the last level but multiplies rows x width ciphertexts every
+ * step, and each product is relinearized on its own (one pair per output), which measured
+ * ~80% of a vit-poly pass's division under SEAL.
  */
 export function lowerDivision(he: LowerOps, num: HeValue, den: HeValue, width: number, f: NewtonApprox): HeValue {
   const rows = den.shape.reduce((a, b) => a * b, 1);
-  const y0 = he.affine(den, fill(rows, -f.c1), fill(rows, f.c0));
-  let n = he.product(num, y0, rowScaled(rows, width), num.shape, { role: 'division' });
-  let d = he.product(den, y0, elementwise(rows), den.shape, { role: 'division' });
+  let y = he.affine(den, fill(rows, -f.c1), fill(rows, f.c0));
+  let d = he.product(den, y, elementwise(rows), den.shape, { role: 'division' });
   for (let k = 0; k < f.iterations; k++) {
-    const next = he.product(n, d, rowScaledNegated(rows, width), num.shape, { plus: { x: n, factors: fill(rows * width, 2) }, role: 'division' });
-    // the last step needs no new denominator
+    const next = he.product(y, d, elementwise(rows, true), den.shape, { plus: { x: y, factors: fill(rows, 2) }, role: 'division' });
+    // the last step needs no new d
     if (k < f.iterations - 1) d = he.product(d, d, elementwise(rows, true), den.shape, { plus: { x: d, factors: fill(rows, 2) }, role: 'division' });
-    n = next;
+    y = next;
   }
-  return n;
+  return he.product(num, y, rowScaled(rows, width), num.shape, { role: 'division' });
 }
 
 /** v^-1/2 by Newton: y <- 1.5 y + (-0.5 v y) y^2, where y^2 and (-0.5 v) y run side by side. */

@@ -339,8 +339,8 @@ export interface SequenceDepth {
  * critical path; additions, rotations and relabelings are free). `denominator` is the observed
  * range of power-softmax's denominator (ranges.json `<node>/denominator`); without it the
  * reciprocal's iterations are unknown and the levels are null.
- *   attention: qkv projection 1, q k^T 1, power log2(p), division 1 + k (Goldschmidt on the
- *   value product s^p v and the denominator side by side, k from the range), output projection 1;
+ *   attention: qkv projection 1, q k^T 1, power log2(p), division 2 + k (d = D y0, k Goldschmidt
+ *   steps on the rows, k from the range, then the product with s^p v), output projection 1;
  *   poly-layernorm: square 1, inverse square root 1 + 2k, (x - mu) x r 1 (gamma folds).
  */
 export function sequenceOpDepth(L: SequenceLayerSpec, denominator?: { min: number; max: number } | null): SequenceDepth | null {
@@ -354,8 +354,8 @@ export function sequenceOpDepth(L: SequenceLayerSpec, denominator?: { min: numbe
     const power = Math.ceil(Math.log2(L.attention.p));
     const lo = Math.max(denominator.min, L.attention.eps, 1e-6);
     const k = reciprocalIterationsFor(lo, Math.max(lo, denominator.max), RECIPROCAL_TOLERANCE);
-    // Goldschmidt division (lowerDivision): n = num y0 and d = den y0, then k steps of one level
-    const division = 1 + k;
+    // Goldschmidt division (lowerDivision): d = den y0, k steps of one level, then num y_k
+    const division = 2 + k;
     const parts = { qkv: 1, scores: 1, power, division, output: 1 };
     return { levels: 1 + 1 + power + division + 1, parts };
   }

@@ -71,10 +71,11 @@ function programLogits(p: HeProgram, xs: Float32Array, count: number): Float64Ar
 }
 
 /**
- * Depth bounds measured from the shared compiler on these seeded networks (2026-12-03); the
+ * Depth bounds measured from the shared compiler on these seeded networks (2026-12-03; +1 each
+ * since 12-07: the division iterates the rows, then multiplies the numerators once); the
  * hand-written transformer evaluator it replaced spent 39 and 61 levels on the same two.
  */
-const MAX_DEPTH = { lm: 21, vit: 48 };
+const MAX_DEPTH = { lm: 22, vit: 49 };
 
 describe('transformers on the shared program IR', function () {
   this.timeout(120000);

@@ -130,10 +130,10 @@ describe('transformer (plaintext)', function () {
     expect(r.activationInputs.has('b1_attn/denominator')).to.equal(true);
     const attn = layerOf(g.nodes.find((n) => n.name === 'b1_attn')!) as SequenceLayerSpec;
     // denominator in [0.5, 50]: start error 0.9245, 0.9245^(2^7) < 1e-3 -> 7 steps; Goldschmidt
-    // division: 1 level (n = num y0, d = den y0) + 1 per step = 8 (Newton took 15 and 1 more for num)
+    // division: 1 level (d = den y0) + 1 per step + 1 (num y) = 9 (Newton took 15 and 1 more for num)
     const d = sequenceOpDepth(attn, { min: 0.5, max: 50 })!;
-    expect(d.parts).to.deep.equal({ qkv: 1, scores: 1, power: 1, division: 8, output: 1 });
-    expect(d.levels).to.equal(12);
+    expect(d.parts).to.deep.equal({ qkv: 1, scores: 1, power: 1, division: 9, output: 1 });
+    expect(d.levels).to.equal(13);
     const ln = layerOf(g.nodes.find((n) => n.name === 'b1_norm1')!) as SequenceLayerSpec;
     expect(sequenceOpDepth(ln)!.levels).to.equal(2 + 11);
   });
