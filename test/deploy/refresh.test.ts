@@ -172,7 +172,8 @@ describe('deploy: a transformer (batch packing) exported with --refresh client a
   it('the default packing is batch; every round of the session goes through the client; decrypted logits match the plaintext model', async () => {
     const checkpoint = trainTinyVit(tmp);
     const params = join(tmp, 'params.json');
-    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    // q0 = 49 bits: this ViT's denominators span [0.001, 2449], so the rows' reciprocals reach ~4e4
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [49, 30, 30, 30, 30, 49], scale_bits: 30 }));
     const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export'), params, refresh: 'client' });
     expect(r.packing).to.equal('batch');
     expect(r.refreshRounds, 'attention deeper than 4 levels is cut').to.be.at.least(2);
