@@ -247,8 +247,9 @@ function sumCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<Op
 
 /**
  * Fused pair sums the same way: I operands loaded, O outputs, each output summing I products
- * (x_i x_(i+o mod I)), timed at (I, O) = (16, 16), (16, 1), (1, 16) and (1, 1). Relinearizing
- * the sums is priced apart (`relinearize`), as the evaluator does it after `finishEach`.
+ * (x_i x_(i+o mod I)), timed at (I, O) = (4, 4), (4, 1), (1, 4) and (1, 1): a product costs ~100
+ * times a scalar term, so 16 of them already take ~100 ms at N=16384. Relinearizing the sums is
+ * priced apart (`relinearize`), as the evaluator does it after `finishEach`.
  */
 function pairCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<OpKind, number>, 'pairTerm' | 'pairInput' | 'pairOutput'> {
   const run = (inputs: number, outputs: number) =>
@@ -260,7 +261,7 @@ function pairCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<O
       sums.finishEach((_o, c) => be.free(c));
       sums.close();
     });
-  const [I, O] = [16, 16];
+  const [I, O] = [4, 4];
   const [a, b, c, d] = [run(I, O), run(I, 1), run(1, O), run(1, 1)];
   const term = Math.max(0, (a - b - c + d) / ((I - 1) * (O - 1)));
   return { pairTerm: term, pairInput: Math.max(0, (b - d) / (I - 1) - term), pairOutput: Math.max(0, (c - d) / (O - 1) - term) };
