@@ -156,7 +156,8 @@ export interface ValidationReport {
   workerHeapMb: number;
   workers: number;
   outOfRange: OutOfRange;
-  estimatedSeconds: { batch: number; sample: number | null };
+  /** the cost model's prediction of this run under SEAL (null in simulate mode: it would calibrate SEAL, seconds to minutes, for a run that takes seconds) */
+  estimatedSeconds: { batch: number; sample: number | null } | null;
   /** --refresh client: the interactive re-encryptions this run needed (null: none allowed) */
   refreshes: RefreshSummary | null;
   /** --queue: shards, per-worker counts and queue overhead */
@@ -187,7 +188,7 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const rssPeak = trackRss();
   const workers = Math.max(1, opts.workers ?? availableParallelism());
   const chosen = await chooseParameters(ckpt, compiled, inputs, checked, opts, workers);
-  const layout = await choosePacking(ckpt, chosen, inputs.n, checked.packingSpec, workers);
+  const layout = await choosePacking(ckpt, chosen, inputs.n, checked.packingSpec, workers, checked.mode);
   logPlan(log, ckpt, compiled, inputs, chosen, layout, checked.mode, !!opts.trace);
   const run = await encryptedRun(opts, checked.mode, chosen, layout, inputs, workers, log);
   const peakRssMb = rssPeak.stop();
@@ -305,7 +306,7 @@ interface ChosenPacking {
   est: ValidationReport['estimatedSeconds'];
 }
 
-async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: number, spec: ReturnType<typeof parsePacking>, workers: number): Promise<ChosenPacking> {
+async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: number, spec: ReturnType<typeof parsePacking>, workers: number, mode: 'encrypt' | 'simulate'): Promise<ChosenPacking> {
   const { params, program, packingOpt } = chosen;
   const slots = params.polyModulusDegree / 2;
   let { plan, planError } = trySamplePlan(chosen, slots);
@@ -314,10 +315,13 @@ async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: numb
   if (multi && !plan) throw new HepolyError(`--packing ${packingOpt} runs on the sample-packing evaluator, which is unavailable here: ${planError}. Use --packing batch or larger --params`);
   if (chosen.cut && !plan && !chosen.batchOnly) throw new HepolyError(`--refresh client needs sample packing, which is unavailable here: ${planError}`);
   // batch and sample packing by the calibrated cost model, the one --packing auto and he-plan use
-  const est = {
-    batch: await predictSeconds(packingOf('batch').plan(program, slots, slots), params, n, workers),
-    sample: plan ? await predictSeconds({ kind: 'sample', program, slots, samplesPerPass: 1, sample: plan, stacked: null, rotationSteps: plan.rotationSteps }, params, n, workers) : null,
-  };
+  const est =
+    mode === 'encrypt'
+      ? {
+          batch: await predictSeconds(packingOf('batch').plan(program, slots, slots), params, n, workers),
+          sample: plan ? await predictSeconds({ kind: 'sample', program, slots, samplesPerPass: 1, sample: plan, stacked: null, rotationSteps: plan.rotationSteps }, params, n, workers) : null,
+        }
+      : null;
   let packing: ServerPacking;
   let packingReason: string;
   let stacked: StackedProgram | null = null;
