@@ -21,6 +21,8 @@ export interface ExportChoice {
   program: HeProgram;
   params: HeParams;
   maxAbs: number;
+  /** --params auto --refresh client: why this ring, and which larger ones were refused */
+  why?: string;
 }
 
 export interface ExportRequirement {
@@ -67,7 +69,7 @@ export function chooseExportProgram(spec: string | undefined, refresh: 'none' | 
 /** Over every ring: the program cut to the most levels it holds; the fewest cuts win, then the smaller ring. */
 function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
   const { compiled, x, count } = req;
-  let best: (ExportChoice & { cuts: number }) | null = null;
+  let best: (ExportChoice & { cuts: number; N: number }) | null = null;
   const tooBig: string[] = [];
   for (const { N, cuts } of ringCuts(compiled, { maxAbs: maxAbs0, calibrate: (p) => calibrate(p, x, count), minSlots: req.minSlots })) {
     for (const { program, params, maxAbs } of cuts) {
@@ -84,7 +86,7 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
         }
       }
       const n = program.refreshes?.length ?? 0;
-      if (!best || n < best.cuts) best = { program, params, maxAbs, cuts: n };
+      if (!best || n < best.cuts) best = { program, params, maxAbs, cuts: n, N };
     }
   }
   if (!best) {
@@ -92,7 +94,9 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
       `${req.source}: --refresh client: no ring holds this network even cut into segments (depth ${req.compiled.depth})${tooBig.length ? `; ${tooBig.join(', ')} would need more than a worker's 4 GiB SEAL heap` : ''}. Export a shallower model or pass --params FILE`,
     );
   }
-  return { program: best.program, params: best.params, maxAbs: best.maxAbs };
+  const refused = tooBig.length ? `; ${tooBig.join(', ')}: ${req.packing === 'batch' ? "a segment's input and output ciphertexts would pass half a worker's 4 GiB SEAL heap" : "a worker's 4 GiB SEAL heap would not hold the keys and diagonals"}` : '';
+  const why = `N=${best.N}, the fewest round trips (${best.cuts} per request) among the rings that fit${refused}`;
+  return { program: best.program, params: best.params, maxAbs: best.maxAbs, why };
 }
 
 /**

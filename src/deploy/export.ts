@@ -111,6 +111,7 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   log(`packing: ${packing.kind}, ${perPass}${packing.input.ciphertexts} input and ${packing.output.ciphertexts} output ciphertexts per pass, ${steps.length} rotation steps`);
   const rounds = program.refreshes?.length ?? 0;
   for (const r of program.refreshes ?? []) log(`client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
+  if (chosen.why) log(`--refresh client: ${chosen.why}`);
   if (rounds) log(`--refresh client: ${rounds} round trip(s) per request: the data owner decrypts and re-encrypts these activations (it sees them; the server still holds no secret key)`);
 
   const versions = currentVersions();
