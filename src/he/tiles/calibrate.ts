@@ -88,7 +88,7 @@ export function opMs(c: Calibration, kind: OpKind, level: number): number {
 }
 
 /** Bumped when the way operations are timed changes, so older caches are measured again. */
-const METHOD = 'median-seal-probe-sums-pairs';
+const METHOD = 'median-seal-probe-sums-pairs4';
 
 /**
  * What an operation's cost depends on: the ring and how many primes the chain has, not their
