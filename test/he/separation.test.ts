@@ -297,9 +297,9 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     const { recipe } = loadRecipe(recipeFile);
     const dir = join(tmp.path, 'lm');
     await train({ recipe, recipeFile, outDir: dir, callbacks: {} });
-    // a fixed N=8192 chain (--params auto could pick an uncut N=32768)
+    // a fixed N=4096 chain, one level per segment (--params auto could pick an uncut N=32768)
     const lmParams = join(tmp.path, 'lm-params.json');
-    writeFileSync(lmParams, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    writeFileSync(lmParams, JSON.stringify({ poly_modulus_degree: 4096, coeff_modulus_bits: [41, 27, 41], scale_bits: 27 }));
     const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, packing: 'batch', params: lmParams, workers: 1, refresh: 'client' }));
     expect(result.packing).to.equal('batch');
     expect(result.agreement, 'it did evaluate: decrypted logits agree with the plaintext model').to.equal(1);
