@@ -162,30 +162,26 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
   /** `budget`: bytes of input residues held before a partial sum (tests make it small) */
   scalarSums(level: number, budget?: number): ScalarSums<CipherText> | null {
     if (!SealScalarSums.supports(this.ctx, level)) return null;
-    let template = this.sumTemplates[level];
-    if (!template) {
-      const c = this.encryptVec(new Float64Array(1), this.scale, level);
-      template = this.serialize(c);
-      checkLayout(template, c, this.ctx.params.polyModulusDegree);
-      c.delete();
-      this.sumTemplates[level] = template;
-    }
+    const template = this.layoutTemplate(this.sumTemplates, level, 2);
     return new SealScalarSums(this.ctx, level, template, () => new ProductSums(this, level), SCALE_TOLERANCE, budget);
   }
 
   pairSums(level: number, budget?: number): PairSums<CipherText> | null {
     if (!SealPairSums.supports(this.ctx, level)) return null;
-    let template = this.productTemplates[level];
-    if (!template) {
-      const a = this.encryptVec(new Float64Array(1), this.scale, level);
-      const c = this.multiplyNoRelin(a, a);
-      template = this.serialize(c);
-      checkLayout(template, c, this.ctx.params.polyModulusDegree);
-      a.delete();
-      c.delete();
-      this.productTemplates[level] = template;
-    }
-    return new SealPairSums(this.ctx, level, template, SCALE_TOLERANCE, budget);
+    return new SealPairSums(this.ctx, level, this.layoutTemplate(this.productTemplates, level, 3), SCALE_TOLERANCE, budget);
+  }
+
+  /** A serialized ciphertext of `size` polynomials at `level` whose header the residue sums write their outputs into (made once per level). */
+  private layoutTemplate(cache: Uint8Array[], level: number, size: 2 | 3): Uint8Array {
+    if (cache[level]) return cache[level];
+    const a = this.encryptVec(new Float64Array(1), this.scale, level);
+    const c = size === 3 ? this.multiplyNoRelin(a, a) : a;
+    const template = this.serialize(c);
+    checkLayout(template, c, this.ctx.params.polyModulusDegree);
+    if (c !== a) c.delete();
+    a.delete();
+    cache[level] = template;
+    return template;
   }
 
   /**
