@@ -36,6 +36,8 @@ export class SealPairSums implements PairSums<CipherText> {
   private pending = new Map<number, { scale: number; terms: Term[] }>();
   /** sums of terms before a budget flush */
   private readonly partial = new Map<number, CipherText>();
+  /** accumulators and output residues, reused by every chunk of outputs until the arena is reset */
+  private work: { accs: number; data: number } | null = null;
 
   constructor(
     private readonly ctx: CkksContext,
@@ -94,6 +96,7 @@ export class SealPairSums implements PairSums<CipherText> {
   close(): void {
     this.operands.clear();
     this.arena.reset();
+    this.work = null;
     this.arena.close();
   }
 
@@ -108,6 +111,7 @@ export class SealPairSums implements PairSums<CipherText> {
     });
     this.operands.clear();
     this.arena.reset();
+    this.work = null;
   }
 
   private compute(pending: Map<number, { scale: number; terms: Term[] }>, each: (o: number, c: CipherText) => void): void {
@@ -116,8 +120,8 @@ export class SealPairSums implements PairSums<CipherText> {
     const { N } = arena;
     const L = this.limbs.length;
     // taken after the operands, so a flush's reset frees them with everything else
-    const accs = arena.alloc(9 * 8 * N);
-    const data = arena.alloc(3 * 8 * L * N);
+    this.work ??= { accs: arena.alloc(9 * 8 * N), data: arena.alloc(3 * 8 * L * N) };
+    const { accs, data } = this.work;
     for (const [o, out] of pending) {
       this.limbs.forEach((l, j) => this.sumLimb(out.terms, j, l, accs, data));
       each(o, arena.ciphertext(this.template, data, 3, out.scale));
