@@ -239,10 +239,18 @@ function sumCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<Op
       for (let i = 0; i < inputs; i++) for (let o = 0; o < outputs; o++) sums.add(o, x, 0.37 + o, be.scale, `x${i}`);
       for (const c of sums.finish().values()) be.free(c);
     });
-  const [I, O] = [48, 16];
+  const { term, input, output } = solveSums(run, 48, 16);
+  return { sumTerm: term, sumInput: input, sumOutput: output };
+}
+
+/**
+ * Per-term, per-input and per-output costs of a fused sum from its times at (I, O), (I, 1),
+ * (1, O) and (1, 1) (I inputs, O outputs, I x O terms; the fixed cost cancels).
+ */
+function solveSums(run: (inputs: number, outputs: number) => number, I: number, O: number): { term: number; input: number; output: number } {
   const [a, b, c, d] = [run(I, O), run(I, 1), run(1, O), run(1, 1)];
   const term = Math.max(0, (a - b - c + d) / ((I - 1) * (O - 1)));
-  return { sumTerm: term, sumInput: Math.max(0, (b - d) / (I - 1) - term), sumOutput: Math.max(0, (c - d) / (O - 1) - term) };
+  return { term, input: Math.max(0, (b - d) / (I - 1) - term), output: Math.max(0, (c - d) / (O - 1) - term) };
 }
 
 /**
@@ -261,10 +269,8 @@ function pairCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<O
       sums.finishEach((_o, c) => be.free(c));
       sums.close();
     });
-  const [I, O] = [4, 4];
-  const [a, b, c, d] = [run(I, O), run(I, 1), run(1, O), run(1, 1)];
-  const term = Math.max(0, (a - b - c + d) / ((I - 1) * (O - 1)));
-  return { pairTerm: term, pairInput: Math.max(0, (b - d) / (I - 1) - term), pairOutput: Math.max(0, (c - d) / (O - 1) - term) };
+  const { term, input, output } = solveSums(run, 4, 4);
+  return { pairTerm: term, pairInput: input, pairOutput: output };
 }
 
 function atSpeed(r: Record<OpKind, number>, f: number): Record<OpKind, number> {
