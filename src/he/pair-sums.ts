@@ -19,7 +19,7 @@ export interface PairSums<C> {
   close(): void;
 }
 
-/** Products one at a time: squares relinearized, other products not (when the backend can). */
+/** Products one at a time, left unrelinearized when the backend can. */
 export class ProductPairSums<C> implements PairSums<C> {
   private readonly operands = new Map<string, C>();
   private pending = new Map<number, { a: string; b: string; negate: boolean }[]>();
@@ -55,7 +55,8 @@ export class ProductPairSums<C> implements PairSums<C> {
       for (const t of terms) {
         const a = this.operands.get(t.a)!;
         const b = this.operands.get(t.b)!;
-        const prod = a === b ? be.square(a) : lazy ? be.multiplyNoRelin!(a, b) : be.multiply(a, b);
+        // squares too stay unrelinearized where they can: the caller relinearizes every sum once
+        const prod = lazy ? be.multiplyNoRelin!(a, b) : a === b ? be.square(a) : be.multiply(a, b);
         if (t.negate) be.negateInPlace(prod);
         if (!acc) acc = prod;
         else {
