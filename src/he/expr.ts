@@ -162,6 +162,8 @@ export function applyStruct(op: StructOp, x: Float64Array, shape: number[]): Flo
       return Float64Array.from(x);
     case 'gather':
       return gatherValues(x, op.index);
+    case 'rotate':
+      throw new Error('internal: rotations exist only in token-folded programs, which are never evaluated on plain values');
   }
 }
 

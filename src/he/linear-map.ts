@@ -113,6 +113,8 @@ export function structEntries(op: StructOp, inShape: number[], keep: (o: number)
     case 'gather':
       for (let i = 0; i < op.index.length; i++) if (keep(i)) b.push(i, op.index[i], 1);
       break;
+    case 'rotate':
+      throw new Error('internal: a rotation has no element matrix (token packing runs it on whole ciphertexts)');
   }
   return b.build();
 }

@@ -26,7 +26,13 @@ export type StructOp =
   | { kind: 'pad'; top: number; bottom: number; left: number; right: number }
   | { kind: 'flatten' }
   /** out[i] = in[index[i]] into a tensor of `shape` (patches, a token row): a relabeling */
-  | { kind: 'gather'; shape: number[]; index: Int32Array };
+  | { kind: 'gather'; shape: number[]; index: Int32Array }
+  /**
+   * out[i] = in[index[i]] with its slots rotated by steps[i] (slot j reads slot j + steps[i],
+   * cyclic; 0 copies): a token-folded program's view of other tokens (token packing,
+   * src/he/packing/token-fold.ts). Rotations cost no level.
+   */
+  | { kind: 'rotate'; shape: number[]; index: Int32Array; steps: Int32Array };
 
 export type WeightedOp =
   /** y = x * kernel, kernel [inSize, units] row-major */
@@ -54,11 +60,19 @@ export interface LinearTerm {
   op: WeightedOp;
 }
 
+/**
+ * A token-folded program's biases that differ between tokens: entry o * tokens + t is output
+ * o's constant in token t's block of slots (`HeProgram.tokenBlocks`). Replaces `bias`.
+ */
+export interface TokenBias {
+  tokenBias?: Float64Array;
+}
+
 export type Step =
-  | { kind: 'linear'; out: number; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] }
+  | ({ kind: 'linear'; out: number; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] } & TokenBias)
   | { kind: 'power'; out: number; a: number; b: number; nodes: string[] }
-  | { kind: 'dot'; out: number; a: number; b: number; pairs: DotPairs; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] }
-  | { kind: 'struct'; out: number; src: number; op: StructOp; bias: Float64Array | null; nodes: string[] };
+  | ({ kind: 'dot'; out: number; a: number; b: number; pairs: DotPairs; terms: LinearTerm[]; bias: Float64Array | null; nodes: string[] } & TokenBias)
+  | ({ kind: 'struct'; out: number; src: number; op: StructOp; bias: Float64Array | null; nodes: string[] } & TokenBias);
 
 export interface TensorInfo {
   id: number;
@@ -105,6 +119,11 @@ export interface HeProgram {
    * plaintext product).
    */
   inputEncoding?: InputEncoding;
+  /**
+   * Token packing: the slots are this many blocks, block t holding token t of every sample
+   * (src/he/packing/token-fold.ts); a step's `tokenBias` fills the blocks. Absent: 1.
+   */
+  tokenBlocks?: number;
 }
 
 /** The vector the client encrypts for one sample (the program's input tensor). */
@@ -148,6 +167,7 @@ export function structOutShape(op: StructOp, inShape: number[]): number[] {
     case 'flatten':
       return [inShape.reduce((a, b) => a * b, 1)];
     case 'gather':
+    case 'rotate':
       return op.shape;
   }
 }

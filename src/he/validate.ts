@@ -37,6 +37,7 @@ import { nextPow2 } from './packing/layout.js';
 import { size } from './tensor-ops.js';
 import { type ServerPacking, chooseServerPacking, predictSeconds } from './tiles/choose.js';
 import { type PackingPlan, packingOf } from './packing/index.js';
+import { tokenFoldProblem } from './packing/token-fold.js';
 import { type StackedProgram, stackForSlots, unstackTensor } from './tiles/stacked.js';
 import { sampleCutFit } from './tiles/cost.js';
 import { cutToParams, ringCuts } from './passes/segment-refresh.js';
@@ -60,16 +61,16 @@ function galoisKeyProblem(params: HeParams, plan: SamplePlan): string | null {
  * report of how far apart they are, what it cost and with which parameters.
  */
 
-export type PackingChoice = 'auto' | 'batch' | 'sample' | 'stacked' | `stacked:${number}` | 'interleaved' | `interleaved:${number}`;
+export type PackingChoice = 'auto' | 'batch' | 'sample' | 'token' | 'stacked' | `stacked:${number}` | 'interleaved' | `interleaved:${number}`;
 
 /** `--packing`: auto, batch, sample, stacked or interleaved (M by the cost model), stacked:M or interleaved:M. */
-export function parsePacking(v: string | undefined): { kind: 'auto' | 'batch' | 'sample' | 'stacked' | 'interleaved'; m: number | null } {
+export function parsePacking(v: string | undefined): { kind: 'auto' | 'batch' | 'sample' | 'token' | 'stacked' | 'interleaved'; m: number | null } {
   const s = v ?? 'auto';
-  if (s === 'auto' || s === 'batch' || s === 'sample' || s === 'stacked' || s === 'interleaved') return { kind: s, m: null };
+  if (s === 'auto' || s === 'batch' || s === 'sample' || s === 'token' || s === 'stacked' || s === 'interleaved') return { kind: s, m: null };
   const m = /^(stacked|interleaved):(\d+)$/.exec(s);
   if (m && Number(m[2]) >= 2) return { kind: m[1] as 'stacked' | 'interleaved', m: Number(m[2]) };
   throw new HepolyError(
-    `--packing: expected auto, batch, sample, stacked, interleaved, stacked:M or interleaved:M (M >= 2 samples per ciphertext), found ${JSON.stringify(s)}. Use --packing stacked or interleaved to let the cost model choose M`,
+    `--packing: expected auto, batch, sample, token, stacked, interleaved, stacked:M or interleaved:M (M >= 2 samples per ciphertext), found ${JSON.stringify(s)}. Use --packing stacked or interleaved to let the cost model choose M`,
   );
 }
 
@@ -329,9 +330,14 @@ async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: numb
     ({ stacked, plan } = stackedAsAsked(ckpt, program, params, packingOpt, spec.m));
     packing = packingOpt as 'stacked' | 'interleaved';
     packingReason = 'chosen with --packing';
-  } else if (packingOpt === 'batch' || packingOpt === 'sample') {
+  } else if (packingOpt === 'batch' || packingOpt === 'sample' || packingOpt === 'token') {
     packing = packingOpt;
-    packingReason = chosen.batchOnly ? 'attention multiplies arbitrary element pairs: batch packing' : 'chosen with --packing';
+    packingReason =
+      spec.kind === 'auto' && packingOpt === 'token'
+        ? 'attention reads other tokens by rotating token blocks: one ciphertext per feature'
+        : chosen.batchOnly && packingOpt === 'batch'
+          ? 'attention multiplies arbitrary element pairs: batch packing'
+          : 'chosen with --packing';
   } else if (chosen.cut) {
     packing = 'sample';
     packingReason = 'client refreshes run per sample';
@@ -347,13 +353,13 @@ async function choosePacking(ckpt: Checkpoint, chosen: ChosenParameters, n: numb
   }
   // the evaluator the registered packing runs on: batch stages, or one pass per request
   const evaluator = packingOf(packing).evaluator;
-  const samplesPerPass = evaluator === 'batch' ? Math.min(n, slots) : stacked ? stacked.samples : 1;
-  const packingName = stacked ? `${packing} x${stacked.samples}` : packing;
-  const served = stacked ? stacked.program : program;
   const packed: PackingPlan =
     evaluator === 'batch'
-      ? packingOf('batch').plan(program, slots, slots)
-      : { kind: packing, program: served, slots, samplesPerPass: stacked ? stacked.samples : 1, sample: plan!, stacked, rotationSteps: plan!.rotationSteps };
+      ? packingOf(packing).plan(program, slots, slots)
+      : { kind: packing, program: stacked ? stacked.program : program, slots, samplesPerPass: stacked ? stacked.samples : 1, sample: plan!, stacked, rotationSteps: plan!.rotationSteps };
+  const samplesPerPass = evaluator === 'batch' ? Math.min(n, packed.samplesPerPass) : packed.samplesPerPass;
+  const packingName = stacked ? `${packing} x${stacked.samples}` : packing;
+  const served = packed.program;
   return { slots, packing, packingReason, packingName, stacked, plan, evaluator, samplesPerPass, served, packed, est };
 }
 
@@ -397,6 +403,7 @@ function logPlan(log: (line: string) => void, ckpt: Checkpoint, compiled: HeProg
   log(`checkpoint ${ckpt.dir}: ${inputs.split.name} split, ${inputs.n} of ${inputs.split.count} samples`);
   log(`program: depth ${compiled.depth}, ${compiled.steps.length} steps`);
   if (chosen.refreshChoice) log(`--refresh client: ${chosen.refreshChoice}`);
+  if (trace && layout.packed.fold) log('--trace: per-layer errors read batch packing\'s layout; run with --packing batch to see them');
   if (cut && trace) log('--trace: not available with client refreshes (the segments run in separate worker calls); the refreshes below show where values return to the client');
   if (cut) {
     for (const r of program.refreshes!) log(`  client refresh before ${refreshPointName(program, r)}: ${r.tensors.map((t) => program.tensors[t.src].label).join('; ')}`);
@@ -444,7 +451,7 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
   const ownClient: ClientLike = mode === 'simulate' ? new SimClient(chosen.params) : await HEClient.create(chosen.params);
   const queued = opts.queue ? startQueueRun(ownClient, opts.queue) : null;
   const client = queued?.client ?? ownClient;
-  const rotationSteps = layout.evaluator === 'sample' ? layout.plan!.rotationSteps : [];
+  const rotationSteps = layout.packed.rotationSteps;
   const bundle = client.publicBundle(rotationSteps);
   const keygenMs = performance.now() - tk;
   const keyBytes = bundle.publicKey.length + bundle.relinKeys.length + (bundle.galoisKeys?.length ?? 0);
@@ -534,10 +541,11 @@ function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null, poo
 /** Batch packing: up to `slots` samples per pass, one slot each. */
 async function runBatches({ client, server, chosen, layout, inputs, trace, log, refresher }: PassContext): Promise<PassTotals> {
   const { n, xp, perIn, classes } = inputs;
-  const { slots, packed } = layout;
+  const { packed } = layout;
+  const slots = packed.samplesPerPass;
   const packer = packingOf(packed.kind);
   // the first pass's refreshes are checked against the plaintext program on up to 4 of its samples
-  let watch: RefreshWatch | null = chosen.cut ? new RefreshWatch(chosen.program, xp, Math.min(4, n, slots), perIn, log) : null;
+  let watch: RefreshWatch | null = chosen.cut ? new RefreshWatch(chosen.program, xp, Math.min(4, n, slots), perIn, log, packed.fold) : null;
   const refresh = timedRefresh(client, () => watch, refresher);
   const t: PassTotals = { he: new Float64Array(n * classes), encryptMs: 0, evaluateMs: 0, decryptMs: 0, up: 0, down: 0, ctIn: 0, ctOut: 0, perPass: 0, latency: 0, layerErrors: null };
   reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
@@ -565,7 +573,7 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log, 
     t.perPass = cts.length + res.outputs.length;
     log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
     reportProgress({ stage: 'batches', done: Math.min(n, start + slots), total: n, unit: 'samples' });
-    if (trace && start === 0) t.layerErrors = traceBatch(chosen.program, client, res.tensors, xp, Math.min(cnt, 16), perIn);
+    if (trace && start === 0 && !packed.fold) t.layerErrors = traceBatch(chosen.program, client, res.tensors, xp, Math.min(cnt, 16), perIn);
   }
   if (chosen.cut) log(`  client refreshes: ${chosen.program.refreshes!.length} round trips per batch, ${fmtMs(refresh.ms())} in all (inside evaluate)`);
   return t;
@@ -670,7 +678,7 @@ function validationReport({ ckpt, training, compiled, inputs, chosen, layout, ru
     workers: run.workerCount,
     outOfRange: inputs.plain.outOfRange,
     estimatedSeconds: layout.est,
-    refreshes: refreshMode === 'client' ? summarizeRefreshes(run.refreshPoints, layout.evaluator === 'batch' ? Math.ceil(n / layout.slots) : n) : null,
+    refreshes: refreshMode === 'client' ? summarizeRefreshes(run.refreshPoints, layout.evaluator === 'batch' ? Math.ceil(n / layout.packed.samplesPerPass) : n) : null,
     latencyBreakdown: run.latencyBreakdown,
   };
   if (run.queueStats) report.queue = run.queueStats;
@@ -714,13 +722,13 @@ async function chooseWithRefresh(
     }
   })();
   if (uncut && packingOpt !== 'sample') {
-    options.push({ params: uncut, program: compiled, maxAbs: maxAbs0, seconds: await predictSeconds(packingOf('batch').plan(compiled, uncut.polyModulusDegree / 2, 1), uncut, n, workers) });
+    options.push({ params: uncut, program: compiled, maxAbs: maxAbs0, seconds: await predictSeconds(batchPlan(compiled, uncut.polyModulusDegree / 2, packingOpt), uncut, n, workers) });
   }
   const search = { maxAbs: maxAbs0, calibrate: (p: HeProgram) => calibrate(p, x, Math.min(n, 32)), minSlots, minScaleBits, fallbackLevels: 2 };
   for (const { N, cuts } of ringCuts(compiled, search)) {
     for (const { program, params, maxAbs } of cuts) {
       if (isBatchOnly(program)) {
-        options.push({ params, program, maxAbs, seconds: await predictSeconds(packingOf('batch').plan(program, N / 2, 1), params, n, workers) });
+        options.push({ params, program, maxAbs, seconds: await predictSeconds(batchPlan(program, N / 2, packingOpt), params, n, workers) });
         break;
       }
       try {
@@ -765,11 +773,20 @@ function isBatchOnly(p: HeProgram): boolean {
 
 /** `--packing` for this program: batch-only programs take auto as batch and refuse the others with the reason. */
 function packingFor(p: HeProgram, asked: ReturnType<typeof parsePacking>['kind']): ReturnType<typeof parsePacking>['kind'] {
+  // slot counts are powers of two: whether the tokens fold does not depend on the ring
+  const fold = tokenFoldProblem(p, 1 << 30);
+  if (asked === 'token' && fold !== true) throw new HepolyError(`--packing token: ${fold}`);
   if (!isBatchOnly(p)) return asked;
-  if (asked !== 'auto' && asked !== 'batch') {
-    throw new HepolyError(`--packing ${asked}: this network's attention multiplies arbitrary pairs of elements (and gathers patches or tokens), which only batch packing (slot = sample, one ciphertext per element) runs without rotations; use --packing batch or auto`);
+  if (asked !== 'auto' && asked !== 'batch' && asked !== 'token') {
+    throw new HepolyError(`--packing ${asked}: this network's attention multiplies arbitrary pairs of elements (and gathers patches or tokens), which only batch and token packing (a ciphertext per element, or per feature with tokens in blocks of slots) run; use --packing token, batch or auto`);
   }
-  return 'batch';
+  if (asked === 'auto') return fold === true ? 'token' : 'batch';
+  return asked;
+}
+
+/** The batch-evaluator plan a program is served with: token packing when asked (or chosen) for it, else batch. */
+function batchPlan(p: HeProgram, slots: number, packingOpt: ReturnType<typeof parsePacking>['kind']): PackingPlan {
+  return packingOf(packingOpt === 'token' ? 'token' : 'batch').plan(p, slots, slots);
 }
 
 /** The samples as the program's input tensor: the client's encoding (one-hot token rows) applied. */

@@ -4,7 +4,7 @@ import { conv2d, convGeometry, expandGroupedKernel } from '../he/tensor-ops.js';
 import type { LayerSpec, WeightMap } from '../models/graph.js';
 import { weightKey } from '../models/weight-key.js';
 import type { OpDefOf } from './types.js';
-import { ALL_PACKINGS, glorot, needImage, ones, posInt, zeros } from './shared.js';
+import { IMAGE_PACKINGS, glorot, needImage, ones, posInt, zeros } from './shared.js';
 
 /** `{type: conv, ...}` in a cnn recipe. */
 export const convRecipe = z.strictObject({
@@ -89,7 +89,7 @@ export const conv2dOp: OpDefOf<'conv2d'> = {
       return null;
     },
   },
-  packings: () => ALL_PACKINGS,
+  packings: () => IMAGE_PACKINGS,
   examples: [
     { layer: { op: 'conv2d', filters: 4, kernel: 3, stride: 1, padding: 'same', bias: true }, ins: [[6, 6, 2]] },
     { layer: { op: 'conv2d', filters: 3, kernel: 3, stride: 2, padding: 'valid', bias: false }, ins: [[7, 7, 2]] },

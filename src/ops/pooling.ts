@@ -4,7 +4,7 @@ import { globalSum, poolShape, sumpool } from '../he/tensor-ops.js';
 import type { LayerSpec } from '../models/graph.js';
 import type { OnnxFace } from './onnx-face.js';
 import type { OpDefOf } from './types.js';
-import { ALL_PACKINGS, needImage, noPacking, posInt } from './shared.js';
+import { IMAGE_PACKINGS, needImage, noPacking, posInt } from './shared.js';
 
 /** `{type: avgpool | maxpool, size, stride}` in a cnn recipe: stride defaults to the size. */
 export const avgpoolRecipe = z.strictObject({ type: z.literal('avgpool'), size: posInt.default(2), stride: posInt.optional() });
@@ -56,7 +56,7 @@ export const avgpoolOp: OpDefOf<'avgpool'> = {
   rangeProbes: () => [],
   foldsInto: AVERAGE_FOLDS,
   prunable: { role: 'passes', params: [] },
-  packings: () => ALL_PACKINGS,
+  packings: () => IMAGE_PACKINGS,
   recipe: {
     type: 'avgpool',
     schema: avgpoolRecipe,
@@ -135,7 +135,7 @@ export const globalAvgpoolOp: OpDefOf<'global_avgpool'> = {
   rangeProbes: () => [],
   foldsInto: AVERAGE_FOLDS,
   prunable: { role: 'passes', params: [] },
-  packings: () => ALL_PACKINGS,
+  packings: () => IMAGE_PACKINGS,
   recipe: { type: 'global_avgpool', schema: globalAvgpoolRecipe, nodeName: 'gap', toLayer: () => ({ op: 'global_avgpool' }), fromLayer: () => ({ type: 'global_avgpool' }) },
   onnx: {
     export({ ins: [x], onnx }) {

@@ -21,6 +21,7 @@ const TRANSFORMER_PACKINGS: Record<PackingKind, Support> = {
   sample: SLOTS_ARE_SAMPLES,
   stacked: SLOTS_ARE_SAMPLES,
   interleaved: SLOTS_ARE_SAMPLES,
+  token: true,
 };
 
 type Seq<K extends SequenceLayerSpec['op']> = Extract<LayerSpec, { op: K }>;

@@ -7,10 +7,13 @@ import { z } from 'zod';
 export const posInt = z.number().int().positive();
 
 /** Every packing runs ops lowered to the program IR (linear, power and struct steps). */
-export const ALL_PACKINGS: Record<PackingKind, Support> = { batch: true, sample: true, stacked: true, interleaved: true };
+export const ALL_PACKINGS: Record<PackingKind, Support> = { batch: true, sample: true, stacked: true, interleaved: true, token: true };
+
+/** Image ops: every packing but token packing, which folds token sequences. */
+export const IMAGE_PACKINGS: Record<PackingKind, Support> = { ...ALL_PACKINGS, token: 'an image op: token packing folds token sequences (transformers)' };
 
 export function noPacking(reason: string): Record<PackingKind, Support> {
-  return { batch: reason, sample: reason, stacked: reason, interleaved: reason };
+  return { batch: reason, sample: reason, stacked: reason, interleaved: reason, token: reason };
 }
 
 export function size(shape: number[]): number {

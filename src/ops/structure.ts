@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { pad } from '../he/tensor-ops.js';
 import type { OpDefOf } from './types.js';
 import { HepolyError } from '../util/errors.js';
-import { ALL_PACKINGS, needImage, posInt, size } from './shared.js';
+import { ALL_PACKINGS, IMAGE_PACKINGS, needImage, posInt, size } from './shared.js';
 
 /** `{type: flatten}` and `{type: pad, to}` (zero-pad H and W to this size, e.g. 28 -> 32) in a cnn recipe. */
 export const flattenRecipe = z.strictObject({ type: z.literal('flatten') });
@@ -32,7 +32,7 @@ export const flattenOp: OpDefOf<'flatten'> = {
   rangeProbes: () => [],
   foldsInto: 'relabeling, no operation',
   prunable: { role: 'passes', params: [], flattens: true },
-  packings: () => ALL_PACKINGS,
+  packings: () => IMAGE_PACKINGS,
   recipe: { type: 'flatten', schema: flattenRecipe, nodeName: 'flatten', toLayer: () => ({ op: 'flatten' }), fromLayer: () => ({ type: 'flatten' }) },
   onnx: {
     export({ ins: [x], onnx }) {
@@ -73,7 +73,7 @@ export const padOp: OpDefOf<'pad'> = {
   rangeProbes: () => [],
   foldsInto: 'relabeling, no operation',
   prunable: { role: 'passes', params: [] },
-  packings: () => ALL_PACKINGS,
+  packings: () => IMAGE_PACKINGS,
   recipe: {
     type: 'pad',
     schema: padRecipe,

@@ -64,7 +64,9 @@ prints the same table. One row per example layer of each op. *levels*: CKKS leve
 consumes, as the compiler spends them (\`from ranges\`: power-softmax's reciprocal is sized
 from the recorded denominator range). *HE lowering*: \`program IR\` ops are compiled by
 \`src/he/compile.ts\`; the packing columns say which packings run them (attention multiplies
-arbitrary element pairs, which only batch packing runs without rotations). How to add an op:
+arbitrary element pairs: batch packing runs it with a ciphertext per element, token packing
+with a ciphertext per feature and rotated token blocks; image ops do not fold into token
+blocks). How to add an op:
 [adding-an-op.md](adding-an-op.md).
 
 `;

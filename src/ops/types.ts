@@ -12,7 +12,7 @@ import type { OnnxFace } from './onnx-face.js';
  */
 
 /** The packings of src/he/packing and src/he/tiles, as the ops table names them. */
-export const PACKING_KINDS = ['batch', 'sample', 'stacked', 'interleaved'] as const;
+export const PACKING_KINDS = ['batch', 'sample', 'stacked', 'interleaved', 'token'] as const;
 export type PackingKind = (typeof PACKING_KINDS)[number];
 
 /** `true`, or why that packing cannot run the op. */

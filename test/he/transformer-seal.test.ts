@@ -7,6 +7,9 @@ import { hepoly } from '../helpers/cli.js';
 import { tempDir } from '../helpers/tmp.js';
 import { validate } from '../../src/he/validate.js';
 import { HepolyError } from '../../src/util/errors.js';
+import { compileCheckpoint } from '../../src/he/compile.js';
+import { loadCheckpoint } from '../../src/train/checkpoint.js';
+import { foldTokens, packTokens, tokenFoldProblem } from '../../src/he/packing/token-fold.js';
 
 /**
  * A tiny character LM (power-softmax attention, batchnorm, quad) through the one compiler and
@@ -37,7 +40,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(r.code, r.stderr).to.equal(0);
   });
 
-  it('simulated CKKS: the compiled program, batch-packed in the server\'s worker threads with client refresh, agrees with plaintext; every refresh is named', async () => {
+  it('simulated CKKS: the compiled program, token-packed (auto) in the server\'s worker threads with client refresh, agrees with plaintext; every refresh is named', async () => {
     // the worker threads, the bytes between them and the client's refreshes are the real ones;
     // the dot, gather and per-token kernels run under SEAL in sequence-ir.test.ts
     // a fixed N=8192 chain: since the Goldschmidt division the tiny LM also fits N=32768 uncut, which
@@ -46,7 +49,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
     const lines: string[] = [];
     const r = await validate({ checkpoint: out, samples: 6, params, mode: 'simulate', refresh: 'client', workers: 2, log: (l) => lines.push(l) });
-    expect(r.packing).to.equal('batch');
+    expect(r.packing).to.equal('token');
     // the client checked what it decrypted at every refresh point against the plaintext program
     const checks = lines.filter((l) => /^ {2}refresh \d+\/\d+ \(/.test(l));
     expect(new Set(checks.map((l) => l.match(/refresh (\d+)\//)![1])).size).to.equal(r.refreshes!.perPass);
@@ -66,15 +69,58 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(r.latencyBreakdown.every((p) => p.ms > 0)).to.equal(true);
   });
 
-  it('real SEAL: encrypted on the client, evaluated on ciphertexts by the worker threads with client refresh, decrypted: agrees with plaintext', async () => {
+  it('real SEAL, token and batch packing: encrypted on the client, evaluated on ciphertexts by the worker threads with client refresh, decrypted: both agree with plaintext, token packing refreshing T times fewer ciphertexts', async () => {
     const params = join(tmp.path, 'seal-params.json');
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
-    const r = await validate({ checkpoint: out, samples: 6, params, mode: 'encrypt', refresh: 'client', workers: 2 });
-    expect(r.mode).to.equal('encrypt');
-    expect(r.refreshes!.perPass).to.be.above(0);
-    expect(r.agreement).to.equal(1);
-    expect(r.maxAbsError).to.be.below(1e-2);
-    expect(r.ops.ctCtMults).to.be.above(0);
+    const run = (packing: 'token' | 'batch') => validate({ checkpoint: out, samples: 6, params, packing, mode: 'encrypt', refresh: 'client', workers: 2 });
+    const token = await run('token');
+    const batch = await run('batch');
+    for (const r of [token, batch]) {
+      expect(r.mode).to.equal('encrypt');
+      expect(r.refreshes!.perPass).to.be.above(0);
+      expect(r.agreement).to.equal(1);
+      expect(r.maxAbsError).to.be.below(1e-2);
+      expect(r.ops.ctCtMults).to.be.above(0);
+    }
+    expect(token.packing).to.equal('token');
+    // the same cut, each refresh carrying one ciphertext per feature instead of per element (4 tokens)
+    expect(token.refreshes!.perPass).to.equal(batch.refreshes!.perPass);
+    const sent = (r: typeof token) => r.refreshes!.points.reduce((a, p) => a + p.ciphertexts, 0);
+    expect(sent(token) * 4).to.be.at.most(sent(batch) * 1.25);
+    // the other tokens are read by rotating whole token blocks: the server got Galois keys for them
+    expect(token.ops.rotations).to.be.above(0);
+    expect(batch.ops.rotations).to.equal(0);
+  });
+
+  it('token packing folds the per-token tensors onto token blocks: a ciphertext per feature, rotations by whole blocks, and the client packs each input element into its block', () => {
+    const program = compileCheckpoint(loadCheckpoint(out));
+    const slots = 4096;
+    const fold = foldTokens(program, slots);
+    const T = fold.tokens;
+    expect(T).to.equal(4);
+    expect(fold.stride).to.equal(slots / T);
+    // every [T, F] tensor of the batch program is F ciphertexts here
+    program.tensors.forEach((t, id) => {
+      if (t.shape.length !== 2 || t.shape[0] !== T || id === program.input) return;
+      const folded = fold.origin.indexOf(id);
+      expect(folded, t.label).to.be.at.least(0);
+      expect(fold.program.tensors[folded].shape, t.label).to.deep.equal([t.shape[1]]);
+    });
+    expect(fold.rotationSteps.length).to.be.within(1, T - 1);
+    for (const s of fold.rotationSteps) expect(s % fold.stride === 0 && s > 0 && s < slots, String(s)).to.equal(true);
+    // sample 2's element e lands in slot token(e) * S + 2 of ciphertext feature(e)
+    const per = fold.input.token.length;
+    const x = Float64Array.from({ length: 3 * per }, (_, i) => i + 1);
+    const vecs = packTokens(fold, x, 3, slots);
+    for (let e = 0; e < per; e++) expect(vecs[fold.input.feature[e]][fold.input.token[e] * fold.stride + 2]).to.equal(x[2 * per + e]);
+  });
+
+  it('token packing refuses a sequence length that does not divide the slots, naming it and the fix', () => {
+    const program = compileCheckpoint(loadCheckpoint(out));
+    // 4 tokens divide every ring's slots; 3 (say) would not
+    expect(tokenFoldProblem(program, 4096)).to.equal(true);
+    expect(tokenFoldProblem(program, 4094)).to.match(/the 4 tokens must divide the 4094 slots .*use batch packing, or a sequence length that divides them/);
+    expect(() => foldTokens(program, 4094)).to.throw(HepolyError, /must divide/);
   });
 
   it('without refresh, a network deeper than the chain is refused with depth needed vs available and the options', async () => {
@@ -98,7 +144,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
       } catch (e) {
         err = e;
       }
-      expect((err as Error).message, packing).to.match(/attention multiplies arbitrary pairs of elements.*use --packing batch or auto/);
+      expect((err as Error).message, packing).to.match(/attention multiplies arbitrary pairs of elements.*use --packing token, batch or auto/);
     }
   });
 

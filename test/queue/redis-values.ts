@@ -9,7 +9,11 @@ export async function allRedisValues(r: Redis): Promise<{ path: string; bytes: B
     cursor = next;
     for (const key of batch) {
       const type = await r.type(key);
-      if (type === 'string') out.push({ path: key, bytes: (await r.getBuffer(key))! });
+      if (type === 'string') {
+        // a key the queue deleted between the scan and the read holds nothing any more
+        const v = await r.getBuffer(key);
+        if (v) out.push({ path: key, bytes: v });
+      }
       else if (type === 'hash') {
         const h = await r.hgetallBuffer(key);
         for (const [f, v] of Object.entries(h)) out.push({ path: `${key}#${f}`, bytes: v });

@@ -62,7 +62,7 @@ describe('he-validate --queue --refresh client: a ResNet cut into segments', fun
  * A transformer through the queue: attention runs only batch packed, so the run's one pass is
  * its shard, and with --refresh client each segment of it a job. Real SEAL throughout.
  */
-describe('he-validate --queue: a transformer (batch packing) with --refresh client', function () {
+describe('he-validate --queue: a transformer (token packing) with --refresh client', function () {
   this.timeout(300_000);
   const data = join(process.cwd(), 'datasets/breast-cancer-wisconsin.csv');
   const run = queuedCheckpoint(
@@ -80,7 +80,7 @@ describe('he-validate --queue: a transformer (batch packing) with --refresh clie
 
   it('the pass agrees with the plaintext model; each segment is a job of the one shard, each cut a round trip', async () => {
     const queued: ValidationReport = await validate({ checkpoint: run.ckpt, samples: 6, params: run.params, refresh: 'client', queue: { url: run.redis.url } });
-    expect(queued.packing).to.equal('batch');
+    expect(queued.packing).to.equal('token');
     expect(queued.agreement).to.equal(1);
     expect(queued.maxAbsError).to.be.below(2e-2 * Math.max(1, queued.logitRange));
     const cuts = queued.refreshes!.perPass;

@@ -3,6 +3,7 @@ import type { HeProgram, Step } from '../program.js';
 import { weightedEntries } from '../linear-map.js';
 import { size } from '../tensor-ops.js';
 import { openPairSums } from '../pair-sums.js';
+import { addBias, constant } from './batch.js';
 
 /**
  * A `dot` step in batch packing (slot = sample, one ciphertext per element): for each output
@@ -94,12 +95,11 @@ export function runDot<C>(
   const finishOutput = (o: number, acc: C | null) => {
     if (acc && be.relinearizeInPlace) be.relinearizeInPlace(acc);
     acc = addPlainTerms(be, terms, o, operands, acc, levelIn);
-    const bias = s.bias ? s.bias[o] : 0;
     if (!acc) {
-      out.set(o, bias === 0 ? null : be.encryptVec(new Float64Array(be.slots).fill(bias), be.scale, levelOut));
+      out.set(o, constant(be, p, s, o, be.scale, levelOut));
       return;
     }
-    if (bias !== 0) be.addConstInPlace(acc, bias);
+    addBias(be, p, s, o, acc);
     be.rescaleInPlace(acc);
     out.set(o, acc);
   };

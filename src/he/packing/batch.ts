@@ -1,5 +1,5 @@
 import type { CkksBackend } from '../backend.js';
-import type { HeProgram, Step, WeightedOp } from '../program.js';
+import type { HeProgram, Step, StructOp, TokenBias, WeightedOp } from '../program.js';
 import { stepSources } from '../program.js';
 import { orderByInput, structEntries, weightedEntries } from '../linear-map.js';
 import { convInputPixel, size } from '../tensor-ops.js';
@@ -41,8 +41,8 @@ export function planStages(p: HeProgram, keepAll = false): Stage[] {
   };
   p.steps.forEach((s, idx) => {
     let joins = false;
-    // a dot step or a gather reads elements of other channels: it starts a stage of its own
-    if (cur && s.kind !== 'linear' && s.kind !== 'dot' && !(s.kind === 'struct' && s.op.kind === 'gather')) {
+    // a dot step, a gather or a rotation reads elements of other channels: it starts a stage of its own
+    if (cur && s.kind !== 'linear' && s.kind !== 'dot' && !(s.kind === 'struct' && (s.op.kind === 'gather' || s.op.kind === 'rotate'))) {
       const C = cur.channels;
       const srcs = stepSources(s);
       const outOk = s.kind === 'struct' && s.op.kind === 'flatten' ? size(p.tensors[s.out].shape) % C === 0 : lastDim(s.out) === C;
@@ -170,9 +170,35 @@ function elementsOf(n: number, keep: (o: number) => boolean): number[] {
   return r;
 }
 
+type Biased = { bias: Float64Array | null } & TokenBias;
+
+/** Output o's constant in every slot: one value, or one per token block (token packing); null when zero. */
+function biasVector(p: HeProgram, s: Biased, o: number, slots: number): Float64Array | null {
+  if (s.tokenBias) {
+    const T = p.tokenBlocks ?? 1;
+    const per = slots / T;
+    const v = new Float64Array(slots);
+    for (let t = 0; t < T; t++) v.fill(s.tokenBias[o * T + t], t * per, (t + 1) * per);
+    return v;
+  }
+  const b = s.bias ? s.bias[o] : 0;
+  return b === 0 ? null : new Float64Array(slots).fill(b);
+}
+
+/** Adds output o's constant to `acc`, at its scale. */
+export function addBias<C>(be: CkksBackend<C>, p: HeProgram, s: Biased, o: number, acc: C): void {
+  if (s.tokenBias) {
+    be.addVecInPlace(acc, biasVector(p, s, o, be.slots)!);
+    return;
+  }
+  const b = s.bias ? s.bias[o] : 0;
+  if (b !== 0) be.addConstInPlace(acc, b);
+}
+
 /** A constant tensor element: encrypted with the public key (only for outputs no input reaches). */
-function constant<C>(be: CkksBackend<C>, value: number, scale: number, level: number): C | null {
-  return value === 0 ? null : be.encryptVec(new Float64Array(be.slots).fill(value), scale, level);
+export function constant<C>(be: CkksBackend<C>, p: HeProgram, s: Biased, o: number, scale: number, level: number): C | null {
+  const v = biasVector(p, s, o, be.slots);
+  return v ? be.encryptVec(v, scale, level) : null;
 }
 
 function runLinear<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'linear' }>, keep: (o: number) => boolean, out: Map<number, C | null>, read: Reader<C>): void {
@@ -213,12 +239,11 @@ function runLinear<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'linear' }>
   const levelOut = levelIn - 1;
   for (const o of elementsOf(size(p.tensors[s.out].shape), keep)) {
     const a = acc.get(o);
-    const b = s.bias ? s.bias[o] : 0;
     if (!a) {
-      out.set(o, constant(be, b, be.scale, levelOut));
+      out.set(o, constant(be, p, s, o, be.scale, levelOut));
       continue;
     }
-    if (b !== 0) be.addConstInPlace(a, b);
+    addBias(be, p, s, o, a);
     be.rescaleInPlace(a);
     out.set(o, a);
   }
@@ -424,6 +449,10 @@ function runPower<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'power' }>, 
 
 function runStruct<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'struct' }>, keep: (o: number) => boolean, out: Map<number, C | null>, read: Reader<C>): void {
   const { program: p, be } = ctx;
+  if (s.op.kind === 'rotate') {
+    runRotate(ctx, s, s.op, keep, out, read);
+    return;
+  }
   const e = structEntries(s.op, p.tensors[s.src].shape, keep);
   const sums = new Map<number, C>();
   let scale = be.scale;
@@ -441,12 +470,31 @@ function runStruct<C>(ctx: BatchContext<C>, s: Extract<Step, { kind: 'struct' }>
   const level = levelOfTensor(p, be.topLevel, s.out);
   for (const o of elementsOf(size(p.tensors[s.out].shape), keep)) {
     const a = sums.get(o) ?? null;
-    const b = s.bias ? s.bias[o] : 0;
-    if (!a) out.set(o, constant(be, b, scale, level));
+    if (!a) out.set(o, constant(be, p, s, o, scale, level));
     else {
-      if (b !== 0) be.addConstInPlace(a, b);
+      addBias(be, p, s, o, a);
       out.set(o, a);
     }
+  }
+}
+
+/** Token packing's view of other tokens: each output a rotated copy of one input ciphertext. */
+function runRotate<C>(
+  ctx: BatchContext<C>,
+  s: Extract<Step, { kind: 'struct' }>,
+  op: Extract<StructOp, { kind: 'rotate' }>,
+  keep: (o: number) => boolean,
+  out: Map<number, C | null>,
+  read: Reader<C>,
+): void {
+  const { program: p, be } = ctx;
+  const level = levelOfTensor(p, be.topLevel, s.out);
+  for (const o of elementsOf(op.index.length, keep)) {
+    const { c, release } = read(s.src, op.index[o]);
+    const r = c ? (op.steps[o] ? be.rotate(c, op.steps[o]) : be.clone(c)) : null;
+    release();
+    if (r) addBias(be, p, s, o, r);
+    out.set(o, r ?? constant(be, p, s, o, be.scale, level));
   }
 }
 

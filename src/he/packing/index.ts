@@ -2,12 +2,13 @@ import type { Packing, PackingKind } from './packing.js';
 import { batchPacking } from './batch-packing.js';
 import { samplePacking } from './sample-packing.js';
 import { interleavedPacking, stackedPacking } from './stacked-packing.js';
+import { tokenPacking } from './token-packing.js';
 
 /**
  * Every packing, in the order the search lists them (ties keep this order). Adding one:
  * docs/packings.md.
  */
-export const PACKINGS: readonly Packing[] = [batchPacking, samplePacking, stackedPacking, interleavedPacking];
+export const PACKINGS: readonly Packing[] = [batchPacking, samplePacking, stackedPacking, interleavedPacking, tokenPacking];
 
 export function packingOf(kind: PackingKind): Packing {
   const p = PACKINGS.find((x) => x.kind === kind);

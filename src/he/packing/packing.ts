@@ -4,6 +4,7 @@ import type { PackingKind } from '../../ops/types.js';
 import type { SamplePlan } from './sample.js';
 import type { StackedProgram } from '../tiles/stacked.js';
 import type { TileLayout } from '../tiles/tile-tensor.js';
+import type { TokenFold } from './token-fold.js';
 import { HepolyError } from '../../util/errors.js';
 
 /**
@@ -36,6 +37,8 @@ export interface PackingPlan {
   stacked: StackedProgram | null;
   /** the rotations the server needs Galois keys for */
   rotationSteps: number[];
+  /** token packing: the folded program's layout (what the client packs by) */
+  fold?: TokenFold;
 }
 
 export interface RunOptions {

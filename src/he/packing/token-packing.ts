@@ -1,0 +1,36 @@
+import type { Packing, PackingPlan } from './packing.js';
+import { runBatchGrouped } from '../tiles/batch-pass.js';
+import { tileLayout } from '../tiles/tile-tensor.js';
+import { foldTokens, packTokens, tokenCount, tokenFoldProblem, unpackTokens } from './token-fold.js';
+
+/**
+ * Token packing: a transformer's batch program folded onto token blocks (slot t*S + s holds
+ * token t of sample s, one ciphertext per feature), evaluated by the batch evaluator; other
+ * tokens are read through rotations by multiples of S (src/he/packing/token-fold.ts).
+ */
+export const tokenPacking: Packing = {
+  kind: 'token',
+  evaluator: 'batch',
+  layout: 'slot t*S + s holds token t of sample s (S = slots / tokens); one ciphertext per feature, other tokens by rotation',
+  heapGrowsWithM: false,
+  supports(step, program) {
+    const whole = tokenFoldProblem(program, 1 << 30);
+    if (whole !== true) return whole;
+    if (step.kind === 'struct' && step.op.kind !== 'gather') return `a ${step.op.kind} (an image op)`;
+    return true;
+  },
+  sizes: (program, slots) => (slots % tokenCount(program) ? [] : [slots / tokenCount(program)]),
+  plan(program, slots): PackingPlan {
+    const fold = foldTokens(program, slots);
+    return { kind: 'token', program: fold.program, slots, samplesPerPass: fold.stride, sample: null, stacked: null, rotationSteps: fold.rotationSteps, fold };
+  },
+  run(plan, be, opts = {}) {
+    return {
+      run: (inputs) => runBatchGrouped(plan.program, be, inputs, { workers: opts.workers ?? 1, N: plan.slots * 2, memoryBudget: opts.memoryBudget }),
+      delete: () => {},
+    };
+  },
+  pack: (plan, x, count) => packTokens(plan.fold!, x, count, plan.slots),
+  unpack: (plan, outputs, count) => unpackTokens(plan.fold!, outputs, plan.program.classes, count),
+  tiles: (plan) => tileLayout([plan.fold!.stride, plan.fold!.tokens, plan.program.inputShape[0]], [plan.fold!.stride, plan.fold!.tokens, 1]),
+};
