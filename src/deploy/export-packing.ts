@@ -7,6 +7,7 @@ import type { SlotLayout } from './artifact-format.js';
 import type { Layout } from '../he/packing/layout.js';
 import { passLayouts } from './packing-layout.js';
 import { size } from '../he/tensor-ops.js';
+import { tokenFoldProblem } from '../he/packing/token-fold.js';
 
 /**
  * `hepoly export --packing KIND[:M]`: any packing of the registry (src/he/packing/index.ts)
@@ -43,6 +44,7 @@ export function exportPacking(spec: string, program: HeProgram, params: HeParams
   }
   const kind = name as PackingKind;
   const packing = packingOf(kind);
+  if (kind === 'token') refuseTokenServing(program, params);
   if (program.refreshes?.length && kind !== 'sample' && kind !== 'batch') {
     throw new HepolyError(`--packing ${spec}: a model cut for --refresh client is served by sample packing (one sample per round trip) or batch packing (a batch per round trip); use --packing sample or batch`);
   }
@@ -62,6 +64,15 @@ export function exportPacking(spec: string, program: HeProgram, params: HeParams
       ? { input: slotLayout(plan.sample!.layouts[program.input]!), output: slotLayout(plan.sample!.layouts[program.output]!) }
       : passLayouts(packing, plan, size(program.inputShape), program.classes);
   return { kind, samplesPerPass: plan.samplesPerPass, plan, rotationSteps: steps, ...layouts };
+}
+
+/** The server's segments and sessions are laid out on batch packing's tensors: token packing is he-validate's for now. */
+function refuseTokenServing(program: HeProgram, params: HeParams): never {
+  const fold = tokenFoldProblem(program, params.polyModulusDegree / 2);
+  throw new HepolyError(
+    fold !== true ? `--packing token: ${fold}` : '--packing token: hepoly serve does not run token packing yet (its refresh segments are laid out on batch packing\'s tensors); export with --packing batch. he-validate runs token packing',
+    { exitCode: 2 },
+  );
 }
 
 function planOrExplain(packing: Packing, program: HeProgram, slots: number, m: number, spec: string, source: string): PackingPlan {

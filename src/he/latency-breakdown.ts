@@ -25,6 +25,8 @@ export function componentOf(program: HeProgram, stepIndex: number): string {
   if (step.kind === 'power') return `${op} power`;
   if (step.kind === 'dot' && role && role !== 'products') return `${op} ${role}`;
   if (step.kind === 'linear') return `${op} (linear)`;
+  // token packing's view of other tokens (keys, values, the token mean)
+  if (step.kind === 'struct' && step.op.kind === 'rotate') return `${op} rotations`;
   return op;
 }
 

@@ -301,7 +301,7 @@ export class HEServer {
       }
       // a refresh is a client round trip: the count tells a waiting user where the run is
       const detail = refreshAt.size ? `${refreshed} client refreshes` : undefined;
-      reportProgress({ stage: 'evaluate (batch packing)', done: k + 1, total: stages.length, unit: 'layer stages', detail });
+      reportProgress({ stage: 'evaluate (batch evaluator)', done: k + 1, total: stages.length, unit: 'layer stages', detail });
       if (k < stages.length - 1) await this.recycleGrownWorkers();
     }
   }

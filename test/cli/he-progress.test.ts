@@ -172,7 +172,7 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
       const events = await eventsOf(async () => {
         report = await validate({ checkpoint: out, samples: 2, params, mode: 'simulate', refresh: 'client' });
       });
-      const layers = events.filter((e) => e.stage === 'evaluate (batch packing)');
+      const layers = events.filter((e) => e.stage === 'evaluate (batch evaluator)');
       expect(layers.map((e) => e.done)).to.deep.equal(layers.map((_, i) => i + 1));
       expect(layers.at(-1)!.done).to.equal(layers[0].total);
       const refreshes = layers.map((e) => Number(/^(\d+) client refreshes$/.exec(e.detail ?? '')![1]));
