@@ -1,6 +1,6 @@
 import { decodeFrames } from '../../src/deploy/framing.js';
 import type { HeParams } from '../../src/he/params.js';
-import { CkksContext, newSeal, type Seal } from '../../src/he/seal.js';
+import { type Context, newSeal, type Seal } from '../../src/he/seal.js';
 
 /**
  * Is a byte string a SEAL SecretKey for these parameters? Each candidate (the value, and each
@@ -9,10 +9,13 @@ import { CkksContext, newSeal, type Seal } from '../../src/he/seal.js';
  * candidate gets a fresh SEAL instance with a heap of its own. SEAL's loader rejects anything
  * that does not open with its header magic (0xA15E) before reading further, so such candidates
  * are counted as rejected without a load (a fresh SEAL instance per JSON field costs seconds).
+ * A SecretKey is read and checked against the key level of the context only, so each fresh
+ * instance builds its context without the modulus-switching chain below it (half the cost of
+ * a full CKKS context, paid once per failed load).
  */
 export class SecretKeyLoader {
   private seal: Seal | null = null;
-  private ctx: CkksContext | null = null;
+  private ctx: Context | null = null;
   /** byte strings checked, and of them those loaded into SEAL (they carry SEAL's header) */
   candidates = 0;
   loads = 0;
@@ -38,12 +41,12 @@ export class SecretKeyLoader {
   private async loads_(bytes: Uint8Array): Promise<boolean> {
     if (!this.seal || !this.ctx) {
       this.seal = await newSeal();
-      this.ctx = CkksContext.create(this.seal, this.params);
+      this.ctx = keyLevelContext(this.seal, this.params);
     }
     this.loads++;
     const sk = this.seal.SecretKey();
     try {
-      sk.loadArray(this.ctx.context, Uint8Array.from(bytes));
+      sk.loadArray(this.ctx, Uint8Array.from(bytes));
       sk.delete();
       return true;
     } catch {
@@ -52,4 +55,17 @@ export class SecretKeyLoader {
       return false;
     }
   }
+}
+
+/** A CKKS context for `params` with its key level and first data level only (no modulus-switching chain). */
+function keyLevelContext(seal: Seal, params: HeParams): Context {
+  const parms = seal.EncryptionParameters(seal.SchemeType.ckks);
+  parms.setPolyModulusDegree(params.polyModulusDegree);
+  const coeff = seal.CoeffModulus.Create(params.polyModulusDegree, Int32Array.from(params.coeffModulusBits));
+  parms.setCoeffModulus(coeff);
+  coeff.delete();
+  const context = seal.Context(parms, false, seal.SecurityLevel.tc128);
+  parms.delete();
+  if (!context.parametersSet()) throw new Error(`SEAL rejects the CKKS parameters ${JSON.stringify(params)}`);
+  return context;
 }
