@@ -26,7 +26,8 @@ describe('he-validate --queue: no secret key in Redis', function () {
 
   before(async () => {
     redis = await startRedis();
-    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--out', ckpt]);
+    // one hidden layer: depth 3, a 5-prime chain (keys, contexts and the scan's loads all cheaper)
+    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--set', 'model.hidden=[16]', '--out', ckpt]);
     expect(t.code, t.stderr).to.equal(0);
     worker = await startWorker(redis.url);
   });
