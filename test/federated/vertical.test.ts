@@ -6,6 +6,7 @@ import { tempDir } from '../helpers/tmp.js';
 import { blockSize, GradientEvaluator, GradientKeyHolder, gradientParams, MASK_BOUND } from '../../src/federated/vertical/he-gradient.js';
 import { decodeMessage } from '../../src/federated/wire.js';
 import { CkksContext, newSeal } from '../../src/he/seal.js';
+import { keyLevelContext } from '../queue/secret-key-check.js';
 import { alignment, hashId, PsiKey, psiAnswer, psiRows, PsiSender } from '../../src/federated/vertical/psi.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
 import { HepolyError } from '../../src/util/errors.js';
@@ -274,21 +275,25 @@ describe('federated/vertical: hepoly federate (network + 2 banks as processes)',
   it("the coordinator relayed the label holder's ciphertexts and public keys, never its secret key", async function () {
     this.timeout(600000);
     // a failed load can leave SEAL's wasm heap inconsistent, so a probe that fails retires its
-    // instance; one that loads leaves it clean for the next
-    let clean: { seal: Awaited<ReturnType<typeof newSeal>>; ctx: CkksContext } | null = null;
+    // instance; one that loads leaves it clean for the next. Each kind has instances of its own:
+    // SecretKey probes (nearly all fail) on a context of the key level only, the cheapest SEAL
+    // checks a secret key against; CipherText probes (nearly all load) on a full context
+    type Instance = { seal: Awaited<ReturnType<typeof newSeal>>; context: ReturnType<typeof keyLevelContext> };
+    const clean: Record<'SecretKey' | 'CipherText', Instance | null> = { SecretKey: null, CipherText: null };
+    const fresh = async (kind: 'SecretKey' | 'CipherText'): Promise<Instance> => {
+      const seal = await newSeal();
+      return { seal, context: kind === 'SecretKey' ? keyLevelContext(seal, gradientParams()) : CkksContext.create(seal, gradientParams()).context };
+    };
     const probe = async (b: Uint8Array, kind: 'SecretKey' | 'CipherText') => {
       // SEAL refuses anything without its header magic 0xA15E before parsing further
       if (b.length < 16 || b[0] !== 0x5e || b[1] !== 0xa1) return false;
-      const { seal, ctx } = clean ?? (await (async () => {
-        const fresh = await newSeal();
-        return { seal: fresh, ctx: CkksContext.create(fresh, gradientParams()) };
-      })());
-      clean = null;
+      const { seal, context } = clean[kind] ?? (await fresh(kind));
+      clean[kind] = null;
       try {
         const loaded = kind === 'SecretKey' ? seal.SecretKey() : seal.CipherText();
-        loaded.loadArray(ctx.context, b);
+        loaded.loadArray(context, b);
         loaded.delete();
-        clean = { seal, ctx };
+        clean[kind] = { seal, context };
         return true;
       } catch {
         return false;

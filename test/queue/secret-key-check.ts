@@ -57,8 +57,11 @@ export class SecretKeyLoader {
   }
 }
 
-/** A CKKS context for `params` with its key level and first data level only (no modulus-switching chain). */
-function keyLevelContext(seal: Seal, params: HeParams): Context {
+/**
+ * A CKKS context for `params` with its key level and first data level only (no modulus-switching
+ * chain): all a SecretKey load reads and checks against, at half the cost of a full context.
+ */
+export function keyLevelContext(seal: Seal, params: HeParams): Context {
   const parms = seal.EncryptionParameters(seal.SchemeType.ckks);
   parms.setPolyModulusDegree(params.polyModulusDegree);
   const coeff = seal.CoeffModulus.Create(params.polyModulusDegree, Int32Array.from(params.coeffModulusBits));
