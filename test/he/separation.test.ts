@@ -269,9 +269,10 @@ describe('he: the server cannot decrypt (secret key separation)', function () {
     it(`he-validate --packing ${r.name} under SEAL: no message a worker received and nothing the server holds is a secret key`, async () => {
       let params: string | undefined;
       if (r.refresh) {
-        // 2 levels for a depth-3 network: the program is cut into segments with client refreshes
+        // 1 level for a depth-3 network: the program is cut into segments with client refreshes
+        // (the transformer test's N=4096 chain, so the file calibrates one ring less)
         params = join(tmp.path, 'refresh-params.json');
-        writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [45, 30, 30, 45], scale_bits: 30 }));
+        writeFileSync(params, JSON.stringify({ poly_modulus_degree: 4096, coeff_modulus_bits: [41, 27, 41], scale_bits: 27 }));
       }
       const { result, seen } = await observe(() => validate({ checkpoint: mlp, samples: r.samples, packing: r.packing, workers: 1, params, refresh: r.refresh ? 'client' : 'none' }));
       expect(result.agreement, 'it did evaluate: decrypted logits agree with the plaintext model').to.equal(1);
