@@ -7,7 +7,8 @@ import { tempDir } from '../helpers/tmp.js';
 /**
  * The library API in-process against the CLI's --json for the same run: `train`, `evaluate`,
  * `heValidate`, `plan` and `prune` must resolve to the objects the CLI prints. Tiny runs: the
- * quickstart MLP (breast cancer, 455 training samples) for 2 epochs.
+ * quickstart MLP (breast cancer, 455 training samples) with one hidden layer of 8 (depth 3: a
+ * 5-prime chain for the encrypted checks) for 2 epochs.
  */
 
 /** figures that legitimately differ between two runs of the same thing: times, memory, compressed sizes */
@@ -29,9 +30,9 @@ describe('library API (src/index.ts) = the CLI --json', function () {
 
   it('train: same figures as `hepoly train --json`, onEpoch called once per epoch', async () => {
     const rows: MetricsRow[] = [];
-    const r = await train(recipe, { set: { 'train.epochs': 2 }, out: apiOut, onEpoch: (row) => rows.push(row) });
+    const r = await train(recipe, { set: { 'train.epochs': 2, 'model.hidden': [8] }, out: apiOut, onEpoch: (row) => rows.push(row) });
     expect(rows.map((x) => x.epoch)).to.deep.equal([1, 2]);
-    const cli = hepoly(['train', recipe, '--set', 'train.epochs=2', '--out', cliOut, '--json']);
+    const cli = hepoly(['train', recipe, '--set', 'train.epochs=2', '--set', 'model.hidden=[8]', '--out', cliOut, '--json']);
     expect(cli.code, cli.stderr).to.equal(0);
     expect(Object.keys(r).sort()).to.deep.equal(Object.keys(cli.json!).sort());
     expect(r.checkpoint).to.equal(apiOut);
