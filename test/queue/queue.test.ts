@@ -27,7 +27,8 @@ describe('he-validate --queue (BullMQ on Redis, 2 worker processes)', function (
 
   before(async () => {
     redis = await startRedis(); // throws "redis-server is not installed ... apt-get install" when absent
-    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--out', ckpt]);
+    // one hidden layer: depth 3, a 5-prime chain (keys, worker setup and every shard cheaper)
+    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--set', 'model.hidden=[16]', '--out', ckpt]);
     expect(t.code, t.stderr).to.equal(0);
     workers = await Promise.all([startWorker(redis.url, ['--lock-ms', '2000']), startWorker(redis.url, ['--lock-ms', '2000'])]);
   });
