@@ -39,7 +39,8 @@ describe('he-validate --queue: faults', function () {
 
   before(async () => {
     redis = await startRedis();
-    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--out', ckpt]);
+    // one hidden layer: depth 3, a 5-prime chain (keys, worker setup and every shard cheaper)
+    const t = hepoly(['train', 'recipes/quickstart.yaml', '--set', 'train.epochs=1', '--set', 'model.hidden=[16]', '--out', ckpt]);
     expect(t.code, t.stderr).to.equal(0);
   });
 
