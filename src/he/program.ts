@@ -62,7 +62,7 @@ export interface LinearTerm {
 
 /**
  * A token-folded program's biases that differ between tokens: entry o * tokens + t is output
- * o's constant in token t's block of slots (`HeProgram.tokenBlocks`). Replaces `bias`.
+ * o's constant in the blocks of slots that hold token t (`HeProgram.tokenBlocks`). Replaces `bias`.
  */
 export interface TokenBias {
   tokenBias?: Float64Array;
@@ -120,10 +120,10 @@ export interface HeProgram {
    */
   inputEncoding?: InputEncoding;
   /**
-   * Token packing: the slots are this many blocks, block t holding token t of every sample
-   * (src/he/packing/token-fold.ts); a step's `tokenBias` fills the blocks. Absent: 1.
+   * Token packing: the slots are `blocks` blocks, block b holding token b mod `tokens` of every
+   * sample (src/he/packing/token-fold.ts); a step's `tokenBias` fills the blocks.
    */
-  tokenBlocks?: number;
+  tokenBlocks?: { tokens: number; blocks: number };
 }
 
 /** The vector the client encrypts for one sample (the program's input tensor). */

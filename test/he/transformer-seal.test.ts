@@ -9,7 +9,7 @@ import { validate } from '../../src/he/validate.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { compileCheckpoint } from '../../src/he/compile.js';
 import { loadCheckpoint } from '../../src/train/checkpoint.js';
-import { foldTokens, packTokens, tokenFoldProblem } from '../../src/he/packing/token-fold.js';
+import { blocksFor, foldTokens, packTokens, tokenFoldProblem } from '../../src/he/packing/token-fold.js';
 
 /**
  * A tiny character LM (power-softmax attention, batchnorm, quad) through the one compiler and
@@ -22,22 +22,26 @@ describe('transformer he-validate through the shared compiler and server', funct
   const tmp = tempDir();
   after(() => tmp.cleanup());
   const out = join(tmp.path, 'ckpt');
+  // 3 tokens do not divide any ring's slots: token packing keeps copies of the tokens
+  const out3 = join(tmp.path, 'ckpt3');
 
   before(async () => {
     await tf.setBackend('cpu');
     const text = join(tmp.path, 'tiny.txt');
     writeFileSync(text, 'the cat sat on the mat. the dog sat on the log.\n'.repeat(40));
-    const recipe = join(tmp.path, 'lm.yaml');
-    writeFileSync(
-      recipe,
-      `name: tiny-lm
-data: {source: text, path: ${JSON.stringify(text)}, context: 4, split: {validation: 0.1, test: 0.1}}
+    for (const [context, dir] of [[4, out], [3, out3]] as const) {
+      const recipe = join(tmp.path, `lm${context}.yaml`);
+      writeFileSync(
+        recipe,
+        `name: tiny-lm
+data: {source: text, path: ${JSON.stringify(text)}, context: ${context}, split: {validation: 0.1, test: 0.1}}
 model: {kind: transformer, task: lm, layers: 1, dim: 8, heads: 2, mlp_ratio: 1, attention: {kind: power-softmax, p: 2}, norm: batchnorm}
 train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
 `,
-    );
-    const r = hepoly(['train', recipe, '--out', out, '--json']);
-    expect(r.code, r.stderr).to.equal(0);
+      );
+      const r = hepoly(['train', recipe, '--out', dir, '--json']);
+      expect(r.code, r.stderr).to.equal(0);
+    }
   });
 
   it('simulated CKKS: the compiled program, token-packed (auto) in the server\'s worker threads with client refresh, agrees with plaintext; every refresh is named', async () => {
@@ -115,12 +119,39 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     for (let e = 0; e < per; e++) expect(vecs[fold.input.feature[e]][fold.input.token[e] * fold.stride + 2]).to.equal(x[2 * per + e]);
   });
 
-  it('token packing refuses a sequence length that does not divide the slots, naming it and the fix', () => {
+  it('token packing with 3 tokens (no power of two): block b holds token b mod 3, enough blocks that the first 3 stay right after the rotations; real SEAL agrees with plaintext', async () => {
+    const program = compileCheckpoint(loadCheckpoint(out3));
+    const fold = foldTokens(program, 4096);
+    expect(fold.tokens).to.equal(3);
+    // one attention reads offsets up to 2 after the 3 tokens: 3 + 2 -> 8 blocks
+    expect(fold.blocks).to.equal(blocksFor(3, 2));
+    expect(fold.blocks).to.equal(8);
+    expect(fold.stride).to.equal(4096 / 8);
+    const per = fold.input.token.length;
+    const x = Float64Array.from({ length: 2 * per }, (_, i) => i + 1);
+    const vecs = packTokens(fold, x, 2, 4096);
+    // sample 1's element e sits in every block holding its token: 3 blocks for tokens 0 and 1, 2 for token 2
+    for (let e = 0; e < per; e++) {
+      const blocks = [0, 1, 2, 3, 4, 5, 6, 7].filter((b) => b % 3 === fold.input.token[e]);
+      expect(blocks.length).to.equal(fold.input.token[e] < 2 ? 3 : 2);
+      for (const b of blocks) expect(vecs[fold.input.feature[e]][b * fold.stride + 1], `element ${e}, block ${b}`).to.equal(x[per + e]);
+    }
+    const params = join(tmp.path, 'seal-params3.json');
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    const r = await validate({ checkpoint: out3, samples: 4, params, packing: 'token', mode: 'encrypt', refresh: 'client', workers: 2 });
+    expect(r.packing).to.equal('token');
+    expect(r.agreement).to.equal(1);
+    expect(r.maxAbsError).to.be.below(1e-2);
+    expect(r.ops.rotations).to.be.above(0);
+  });
+
+  it('token packing refuses a sequence longer than the slots, naming it and the fix', () => {
     const program = compileCheckpoint(loadCheckpoint(out));
-    // 4 tokens divide every ring's slots; 3 (say) would not
     expect(tokenFoldProblem(program, 4096)).to.equal(true);
-    expect(tokenFoldProblem(program, 4094)).to.match(/the 4 tokens must divide the 4094 slots .*use batch packing, or a sequence length that divides them/);
-    expect(() => foldTokens(program, 4094)).to.throw(HepolyError, /must divide/);
+    expect(tokenFoldProblem(program, 2)).to.match(/a block of slots per token: 4 tokens, 2 slots; use batch packing or larger --params/);
+    expect(() => foldTokens(program, 2)).to.throw(HepolyError, /block of slots per token/);
+    expect(blocksFor(16, 30)).to.equal(16);
+    expect(blocksFor(24, 46)).to.equal(128);
   });
 
   it('without refresh, a network deeper than the chain is refused with depth needed vs available and the options', async () => {

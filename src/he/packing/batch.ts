@@ -175,10 +175,10 @@ type Biased = { bias: Float64Array | null } & TokenBias;
 /** Output o's constant in every slot: one value, or one per token block (token packing); null when zero. */
 function biasVector(p: HeProgram, s: Biased, o: number, slots: number): Float64Array | null {
   if (s.tokenBias) {
-    const T = p.tokenBlocks ?? 1;
-    const per = slots / T;
+    const { tokens: T, blocks: B } = p.tokenBlocks ?? { tokens: 1, blocks: 1 };
+    const per = slots / B;
     const v = new Float64Array(slots);
-    for (let t = 0; t < T; t++) v.fill(s.tokenBias[o * T + t], t * per, (t + 1) * per);
+    for (let b = 0; b < B; b++) v.fill(s.tokenBias[o * T + (b % T)], b * per, (b + 1) * per);
     return v;
   }
   const b = s.bias ? s.bias[o] : 0;
@@ -491,7 +491,14 @@ function runRotate<C>(
   const level = levelOfTensor(p, be.topLevel, s.out);
   for (const o of elementsOf(op.index.length, keep)) {
     const { c, release } = read(s.src, op.index[o]);
-    const r = c ? (op.steps[o] ? be.rotate(c, op.steps[o]) : be.clone(c)) : null;
+    let r: C | null = null;
+    if (c) {
+      // dropped to the level the next step reads first: fewer primes to key-switch
+      const low = be.levelOf(c) > level ? be.clone(c) : null;
+      if (low) be.modSwitchInPlace(low, level);
+      r = op.steps[o] ? be.rotate(low ?? c, op.steps[o]) : (low ?? be.clone(c));
+      if (low && op.steps[o]) be.free(low);
+    }
     release();
     if (r) addBias(be, p, s, o, r);
     out.set(o, r ?? constant(be, p, s, o, be.scale, level));

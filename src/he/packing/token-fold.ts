@@ -12,11 +12,18 @@ import { HepolyError } from '../../util/errors.js';
  * per kernel entry instead of T, and a client refresh carries T times fewer ciphertexts.
  *
  * An element that reads another token (attention's keys and values, the token mean) reads a
- * rotated copy: rotating by d*S brings token t + d into block t for every t at once. The fold
- * is generic: each output element gets its token (where its first operand sits), and elements
- * whose reads are the same relative to their token, (feature, token offset, weight), become
- * one folded feature. Biases that differ between tokens (positions) become per-block
+ * rotated copy: rotating by d*S brings token t + d (mod T) into block t for every t at once. The
+ * fold is generic: each output element gets its token (where its first operand sits), and
+ * elements whose reads are the same relative to their token, (feature, token offset, weight),
+ * become one folded feature. Biases that differ between tokens (positions) become per-block
  * constants. Levels, rescale points and values are those of the batch program.
+ *
+ * The slots are B blocks (a power of two), block b holding token b mod T. When T divides B the
+ * rotations wrap exactly. When it does not (charlm-poly's 24 tokens), block b + d holds token
+ * (b + d) mod T only while b + d is below B: every read at offset d leaves the last d blocks
+ * stale. The fold counts, along every path, the offsets read in a row (`shrink`) and takes B
+ * large enough that the first T blocks stay right to the end: B >= T + shrink (2 layers of
+ * 24 tokens: 24 + 2 x 23 -> B = 128, S = N/256 samples per pass). No mask, no level.
  */
 
 /** Where each element of an unfolded tensor sits: token block and folded feature. */
@@ -27,9 +34,11 @@ export interface TokenMap {
 }
 
 export interface TokenFold {
-  /** the folded program (slots in `tokens` blocks) */
+  /** the folded program (slots in `blocks` blocks) */
   program: HeProgram;
   tokens: number;
+  /** token blocks (a power of two): block b holds token b mod tokens */
+  blocks: number;
   /** samples per pass: the slots of one token block */
   stride: number;
   /** per unfolded input element: its ciphertext (feature) and token block (the client packs by it) */
@@ -55,7 +64,7 @@ export function tokenCount(p: HeProgram): number {
 export function tokenFoldProblem(p: HeProgram, slots: number): true | string {
   const T = tokenCount(p);
   if (T < 2) return 'token packing folds token sequences (transformers); this program has no per-token layer: use batch packing';
-  if (slots % T) return `token packing rotates whole token blocks, so the ${T} tokens must divide the ${slots} slots (a power of two); use batch packing, or a sequence length that divides them`;
+  if (T > slots) return `token packing needs a block of slots per token: ${T} tokens, ${slots} slots; use batch packing or larger --params`;
   for (const s of p.steps) {
     if (s.kind === 'struct' && s.op.kind !== 'gather') return `token packing folds gathers, not ${s.op.kind} (an image op): use batch packing`;
     if (s.kind === 'linear' && s.terms.some((t) => t.op.kind === 'conv')) return 'token packing folds token sequences, not convolutions: use batch packing';
@@ -135,18 +144,19 @@ class Folder {
   readonly maps = new Map<number, TokenMap>();
   readonly origin: number[] = [];
   readonly foldedMaps: (TokenMap | null)[] = [];
-  private rotations = new Set<number>();
+  /** per folded tensor: the token offsets read in a row on the way to it (its stale blocks when T does not divide B) */
+  readonly shrink: number[] = [];
 
   constructor(
     private p: HeProgram,
     readonly T: number,
-    readonly S: number,
   ) {}
 
-  /** A folded tensor for unfolded `t` with map `m`. */
-  place(t: number, m: TokenMap): number {
+  /** A folded tensor for unfolded `t` with map `m`, `shrink` blocks stale. */
+  place(t: number, m: TokenMap, shrink: number): number {
     const info = this.p.tensors[t];
     const id = this.tensors.length;
+    this.shrink.push(shrink);
     this.tensors.push({ id, shape: [m.features], depth: info.depth, label: info.label });
     this.folded.set(t, id);
     this.maps.set(t, m);
@@ -187,22 +197,24 @@ class Folder {
    * a rotated-copy tensor holding each (feature, offset) the step reads. Returns the index of
    * (feature, offset) in the tensor the step reads.
    */
-  operand(t: number, needs: Set<string>, nodes: string[]): { tensor: number; index: (f: number, d: number) => number } {
+  operand(t: number, needs: Set<string>, nodes: string[], readDepth: number): { tensor: number; index: (f: number, d: number) => number } {
     const id = this.foldedId(t);
     if ([...needs].every((k) => k.endsWith(':0'))) return { tensor: id, index: (f) => f };
     const keys = [...needs];
     const at = new Map(keys.map((k, i) => [k, i]));
     const index = new Int32Array(keys.length);
+    // in blocks until the block count is known (scaled by `result`)
     const steps = new Int32Array(keys.length);
     keys.forEach((k, i) => {
       const [f, d] = k.split(':').map(Number);
       index[i] = f;
-      steps[i] = d * this.S;
-      if (d) this.rotations.add(d * this.S);
+      steps[i] = d;
     });
     const info = this.tensors[id];
     const out = this.tensors.length;
-    this.tensors.push({ id: out, shape: [keys.length], depth: info.depth, label: `${info.label} (other tokens)` });
+    this.shrink.push(this.shrink[id] + Math.max(...steps));
+    // rotated at the level the step reads them: a key switch costs less with fewer primes
+    this.tensors.push({ id: out, shape: [keys.length], depth: Math.max(info.depth, readDepth), label: `${info.label} (other tokens)` });
     this.origin.push(-1);
     this.foldedMaps.push(null);
     this.steps.push({ kind: 'struct', out, src: id, op: { kind: 'rotate', shape: [keys.length], index, steps }, bias: null, nodes });
@@ -213,8 +225,20 @@ class Folder {
     this.steps.push(s);
   }
 
-  result(): { tensors: TensorInfo[]; steps: Step[]; rotationSteps: number[] } {
-    return { tensors: this.tensors, steps: this.steps, rotationSteps: [...this.rotations].sort((a, b) => a - b) };
+  shrinkOf(id: number): number {
+    return this.shrink[id];
+  }
+
+  /** The folded tensors and steps, rotations scaled from blocks to `S` slots per block. */
+  result(S: number): { tensors: TensorInfo[]; steps: Step[]; rotationSteps: number[] } {
+    const rotations = new Set<number>();
+    const steps = this.steps.map((s) => {
+      if (s.kind !== 'struct' || s.op.kind !== 'rotate') return s;
+      const scaled = s.op.steps.map((d) => d * S);
+      for (const r of scaled) if (r) rotations.add(r);
+      return { ...s, op: { ...s.op, steps: scaled } };
+    });
+    return { tensors: this.tensors, steps, rotationSteps: [...rotations].sort((a, b) => a - b) };
   }
 }
 
@@ -293,13 +317,16 @@ function foldStep(f: Folder, p: HeProgram, s: Step): void {
   // one operand per unfolded tensor (dot's a and b are often the same q, k, v tensor)
   const byTensor = new Map<number, Set<string>>();
   r.roles.forEach((t, i) => byTensor.set(t, new Set([...(byTensor.get(t) ?? []), ...needs[i]])));
-  const ops = new Map([...byTensor].map(([t, need]) => [t, f.operand(t, need, s.nodes)]));
+  // the level a step reads its operands at: one above its output (struct steps: its own)
+  const readDepth = s.kind === 'struct' ? p.tensors[s.out].depth : p.tensors[s.out].depth - 1;
+  const ops = new Map([...byTensor].map(([t, need]) => [t, f.operand(t, need, s.nodes, readDepth)]));
   const at = (t: number, e: number, tok: number) => {
     const op = ops.get(t)!;
     return op.index(f.featureOf(t, e), f.delta(t, e, tok));
   };
   const biases = foldBiases(s, n, token, feature, F, f.T);
-  const out = f.place(s.out, { token, feature, features: F });
+  const shrink = Math.max(0, ...[...ops.values()].map((o) => f.shrinkOf(o.tensor)));
+  const out = f.place(s.out, { token, feature, features: F }, shrink);
   const nodes = s.nodes;
   const terms = (first: number, count: number): LinearTerm[] =>
     Array.from({ length: count }, (_, k) => {
@@ -368,22 +395,27 @@ export function foldTokens(p: HeProgram, slots: number): TokenFold {
   const ok = tokenFoldProblem(p, slots);
   if (ok !== true) throw new HepolyError(ok);
   const T = tokenCount(p);
-  const f = new Folder(p, T, slots / T);
+  const f = new Folder(p, T);
   const input = inputMap(p, T);
-  const inputId = f.place(p.input, input);
+  const inputId = f.place(p.input, input, 0);
   const refreshAt = new Map((p.refreshes ?? []).map((r) => [r.before, r]));
   const refreshes: RefreshPoint[] = [];
   p.steps.forEach((s, i) => {
     const r = refreshAt.get(i);
     if (r) {
       const before = f.stepCount;
-      const tensors = r.tensors.map(({ src, out }) => ({ src: f.foldedId(src), out: f.place(out, f.maps.get(src)!) }));
+      const tensors = r.tensors.map(({ src, out }) => ({ src: f.foldedId(src), out: f.place(out, f.maps.get(src)!, f.shrinkOf(f.foldedId(src))) }));
       refreshes.push({ before, tensors, ...(r.carried ? { carried: r.carried.map((t) => f.foldedId(t)) } : {}) });
     }
     foldStep(f, p, s);
   });
   // a refresh point's `before` names the first step after it, rotated copies included
-  const { tensors, steps, rotationSteps } = f.result();
+  const B = blocksFor(T, Math.max(...f.shrink));
+  if (B > slots) {
+    throw new HepolyError(`token packing: ${T} tokens read ${Math.max(...f.shrink)} token offsets in a row, which needs ${B} blocks of slots (block b holds token b mod ${T}); N=${slots * 2} has ${slots} slots. Use batch packing or larger --params`);
+  }
+  const S = slots / B;
+  const { tensors, steps, rotationSteps } = f.result(S);
   const outMap = f.maps.get(p.output)!;
   const program: HeProgram = {
     ...p,
@@ -392,14 +424,15 @@ export function foldTokens(p: HeProgram, slots: number): TokenFold {
     steps,
     input: inputId,
     output: f.foldedId(p.output),
-    tokenBlocks: T,
+    tokenBlocks: { tokens: T, blocks: B },
     ...(refreshes.length ? { refreshes } : {}),
   };
   if (!refreshes.length) delete program.refreshes;
   return {
     program,
     tokens: T,
-    stride: slots / T,
+    blocks: B,
+    stride: S,
     input: { token: input.token, feature: input.feature },
     output: { token: outMap.token, feature: outMap.feature },
     origin: f.origin,
@@ -408,13 +441,28 @@ export function foldTokens(p: HeProgram, slots: number): TokenFold {
   };
 }
 
-/** Client side: sample s's element e goes to slot token(e) * S + s of ciphertext feature(e). */
+/**
+ * The fewest blocks (a power of two) that keep the first T blocks right after `shrink` offsets
+ * read in a row: T itself when it is a power of two (the rotations wrap exactly).
+ */
+export function blocksFor(T: number, shrink: number): number {
+  let B = 1;
+  while (B < T) B *= 2;
+  if (B === T) return B;
+  while (B < T + shrink) B *= 2;
+  return B;
+}
+
+/** Client side: sample s's element e goes to slot b * S + s of ciphertext feature(e), for every block b holding token(e). */
 export function packTokens(fold: TokenFold, x: ArrayLike<number>, count: number, slots: number): Float64Array[] {
   const per = fold.input.token.length;
   const F = fold.program.inputShape[0];
   const vecs = Array.from({ length: F }, () => new Float64Array(slots));
   for (let s = 0; s < count; s++) {
-    for (let e = 0; e < per; e++) vecs[fold.input.feature[e]][fold.input.token[e] * fold.stride + s] = x[s * per + e];
+    for (let e = 0; e < per; e++) {
+      const v = vecs[fold.input.feature[e]];
+      for (let b = fold.input.token[e]; b < fold.blocks; b += fold.tokens) v[b * fold.stride + s] = x[s * per + e];
+    }
   }
   return vecs;
 }
