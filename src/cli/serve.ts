@@ -39,7 +39,7 @@ export async function runServe(a: ServeArgs): Promise<void> {
     keyTtlMs: (positive(a.keyTtl, '--key-ttl') ?? 7 * 24 * 3600) * 1000,
     timeoutMs: (positive(a.timeout, '--timeout') ?? 600) * 1000,
     maxKeyBytes: (positive(a.maxKeyMb, '--max-key-mb') ?? 512) * 2 ** 20,
-    maxRequestBytes: (positive(a.maxRequestMb, '--max-request-mb') ?? 64) * 2 ** 20,
+    maxRequestBytes: a.maxRequestMb === undefined ? undefined : positive(a.maxRequestMb, '--max-request-mb')! * 2 ** 20,
     corsOrigin: a.cors,
     sessionTtlMs: (positive(a.sessionTtl, '--session-ttl') ?? 600) * 1000,
     queue: a.queue,
@@ -69,7 +69,7 @@ export const serveCommand = defineCommand(
       .option('key-ttl', { type: 'number', describe: 'seconds an uploaded key set stays valid (default 7 days)' })
       .option('timeout', { type: 'number', describe: 'seconds one evaluation may take before its worker is replaced (default 600)' })
       .option('max-key-mb', { type: 'number', describe: 'largest key upload (default 512)' })
-      .option('max-request-mb', { type: 'number', describe: 'largest prediction request (default 64)' })
+      .option('max-request-mb', { type: 'number', describe: "largest prediction or refresh request (default 64, or twice the model's largest refresh round of one pass)" })
       .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' })
       .option('session-ttl', { type: 'number', describe: 'seconds a client has to send back a refresh round (--refresh client exports; default 600)' })
       .option('queue', { type: 'string', describe: 'redis://HOST:PORT: hand evaluations to hepoly workers on this BullMQ queue instead of local threads (sample packing)' }),

@@ -30,11 +30,14 @@ export interface ExportPacking {
 const DEFAULT_MAX_M = 8;
 
 /**
- * `--packing` as given, or the default: sample (latency), batch for a program only batch
- * packing runs (attention's products of element pairs).
+ * `--packing` as given, or the default: sample (latency); for a program sample packing cannot
+ * lay out (attention's products of element pairs), token packing where the program has token
+ * rows, else batch.
  */
 export function packingSpec(spec: string | undefined, program: HeProgram): string {
-  return spec ?? (firstUnsupported(packingOf('sample'), program) ? 'batch' : 'sample');
+  if (spec) return spec;
+  if (!firstUnsupported(packingOf('sample'), program)) return 'sample';
+  return tokenFoldProblem(program, 1 << 30) === true ? 'token' : 'batch';
 }
 
 export function exportPacking(spec: string, program: HeProgram, params: HeParams, source: string): ExportPacking {
@@ -44,9 +47,12 @@ export function exportPacking(spec: string, program: HeProgram, params: HeParams
   }
   const kind = name as PackingKind;
   const packing = packingOf(kind);
-  if (kind === 'token') refuseTokenServing(program, params);
-  if (program.refreshes?.length && kind !== 'sample' && kind !== 'batch') {
-    throw new HepolyError(`--packing ${spec}: a model cut for --refresh client is served by sample packing (one sample per round trip) or batch packing (a batch per round trip); use --packing sample or batch`);
+  if (program.refreshes?.length && kind !== 'sample' && kind !== 'batch' && kind !== 'token') {
+    throw new HepolyError(`--packing ${spec}: a model cut for --refresh client is served by sample packing (one sample per round trip), or batch or token packing (a batch per round trip); use --packing sample, batch or token`);
+  }
+  if (kind === 'token') {
+    const fold = tokenFoldProblem(program, params.polyModulusDegree / 2);
+    if (fold !== true) throw new HepolyError(`--packing token: ${fold}`, { exitCode: 2 });
   }
   const slots = params.polyModulusDegree / 2;
   const m = mText === undefined ? null : Number(mText);
@@ -64,15 +70,6 @@ export function exportPacking(spec: string, program: HeProgram, params: HeParams
       ? { input: slotLayout(plan.sample!.layouts[program.input]!), output: slotLayout(plan.sample!.layouts[program.output]!) }
       : passLayouts(packing, plan, size(program.inputShape), program.classes);
   return { kind, samplesPerPass: plan.samplesPerPass, plan, rotationSteps: steps, ...layouts };
-}
-
-/** The server's segments and sessions are laid out on batch packing's tensors: token packing is he-validate's for now. */
-function refuseTokenServing(program: HeProgram, params: HeParams): never {
-  const fold = tokenFoldProblem(program, params.polyModulusDegree / 2);
-  throw new HepolyError(
-    fold !== true ? `--packing token: ${fold}` : '--packing token: hepoly serve does not run token packing yet (its refresh segments are laid out on batch packing\'s tensors); export with --packing batch. he-validate runs token packing',
-    { exitCode: 2 },
-  );
 }
 
 function planOrExplain(packing: Packing, program: HeProgram, slots: number, m: number, spec: string, source: string): PackingPlan {

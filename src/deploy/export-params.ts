@@ -7,6 +7,7 @@ import { HepolyError } from '../util/errors.js';
 import { ciphertextBytes } from '../he/packing/batch.js';
 import { programSegments } from '../he/refresh.js';
 import { size } from '../he/tensor-ops.js';
+import { foldTokens } from '../he/packing/token-fold.js';
 
 /**
  * The program and CKKS parameters an export serves. Without `--refresh client` the whole
@@ -73,8 +74,9 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
   const tooBig: string[] = [];
   for (const { N, cuts } of ringCuts(compiled, { maxAbs: maxAbs0, calibrate: (p) => calibrate(p, x, count), minSlots: req.minSlots })) {
     for (const { program, params, maxAbs } of cuts) {
-      if (req.packing === 'batch') {
-        if (batchSegmentBytes(program, params) > WASM_HEAP_MAX / 2) {
+      if (req.packing === 'batch' || req.packing === 'token') {
+        const served = req.packing === 'token' ? foldTokens(program, N / 2).program : program;
+        if (batchSegmentBytes(served, params) > WASM_HEAP_MAX / 2) {
           tooBig.push(`N=${N}`);
           continue;
         }
@@ -94,7 +96,7 @@ function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
       `${req.source}: --refresh client: no ring holds this network even cut into segments (depth ${req.compiled.depth})${tooBig.length ? `; ${tooBig.join(', ')} would need more than a worker's 4 GiB SEAL heap` : ''}. Export a shallower model or pass --params FILE`,
     );
   }
-  const refused = tooBig.length ? `; ${tooBig.join(', ')}: ${req.packing === 'batch' ? "a segment's input and output ciphertexts would pass half a worker's 4 GiB SEAL heap" : "a worker's 4 GiB SEAL heap would not hold the keys and diagonals"}` : '';
+  const refused = tooBig.length ? `; ${tooBig.join(', ')}: ${req.packing === 'batch' || req.packing === 'token' ? "a segment's input and output ciphertexts would pass half a worker's 4 GiB SEAL heap" : "a worker's 4 GiB SEAL heap would not hold the keys and diagonals"}` : '';
   const why = `N=${best.N}, the fewest round trips (${best.cuts} per request) among the rings that fit${refused}`;
   return { program: best.program, params: best.params, maxAbs: best.maxAbs, why };
 }

@@ -159,7 +159,7 @@ describe('deploy: --refresh client exports, served with refresh sessions', funct
   });
 });
 
-describe('deploy: a transformer (batch packing) exported with --refresh client and served', function () {
+describe('deploy: transformers (token and batch packing) exported with --refresh client and served', function () {
   after(restoreFastestBackend);
   this.timeout(600000);
   let tmp: string;
@@ -169,15 +169,18 @@ describe('deploy: a transformer (batch packing) exported with --refresh client a
   });
   after(() => rmSync(tmp, { recursive: true, force: true }));
 
-  it('the default packing is batch; every round of the session goes through the client; decrypted logits match the plaintext model', async () => {
+  it('the default packing is token (one ciphertext per feature, Galois keys for whole token blocks); every round of the session goes through the client; decrypted logits match the plaintext model', async () => {
     const checkpoint = trainTinyVit(tmp);
     const params = join(tmp, 'params.json');
     // q0 = 49 bits: this ViT's denominators span [0.001, 2449], so the rows' reciprocals reach ~4e4
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [49, 30, 30, 30, 30, 49], scale_bits: 30 }));
     const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export'), params, refresh: 'client' });
-    expect(r.packing).to.equal('batch');
+    expect(r.packing).to.equal('token');
+    expect(r.rotationSteps.length, 'other tokens are read by rotating token blocks').to.be.above(0);
     expect(r.refreshRounds, 'attention deeper than 4 levels is cut').to.be.at.least(2);
     const artifact = loadClientArtifact(r.clientDir);
+    // the patches' features, one ciphertext each (batch packing: one per pixel)
+    expect(artifact.input.ciphertexts).to.be.below(artifact.preprocess.input_shape.reduce((a, b) => a * b, 1));
     const server = await DeployServer.start({ artifactDir: r.serverDir, port: 0, workers: 1, keysDir: join(tmp, 'keys'), maxRequestBytes: 256 * 2 ** 20 });
     const client = await HEClient.create(artifact);
     try {
@@ -204,7 +207,7 @@ describe('deploy: a transformer (batch packing) exported with --refresh client a
     }
   });
 
-  it('a character LM: the client turns token ids into one-hot rows as the artifact says; decrypted logits match the plaintext model', async () => {
+  it('a character LM, batch-packed: the client turns token ids into one-hot rows as the artifact says; decrypted logits match the plaintext model', async () => {
     const text = join(tmp, 'tiny.txt');
     writeFileSync(text, 'the cat sat on the mat. the dog sat on the log.\n'.repeat(20));
     const recipe = join(tmp, 'lm.yaml');
@@ -218,7 +221,8 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     expect(t.code, t.stderr).to.equal(0);
     const params = join(tmp, 'params-lm.json');
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
-    const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export-lm'), params, refresh: 'client' });
+    const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export-lm'), params, refresh: 'client', packing: 'batch' });
+    expect(r.packing).to.equal('batch');
     const artifact = loadClientArtifact(r.clientDir);
     const vocab = artifact.preprocess.labels.length;
     expect(artifact.preprocess.input_encoding).to.deep.equal({ kind: 'one-hot', vocab });

@@ -123,10 +123,12 @@ port.on('message', (msg: EvalToWorker) => {
         maxKeySets = msg.maxKeySets;
         useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
-        if (msg.packing.kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
-        else if (msg.packing.kind === 'batch' && msg.program.refreshes?.length) batchProgram = msg.program;
+        // token packing's program arrives folded (server.ts): the batch evaluator runs it as it is
+        const kind = msg.packing.kind === 'token' ? 'batch' : msg.packing.kind;
+        if (kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
+        else if (kind === 'batch' && msg.program.refreshes?.length) batchProgram = msg.program;
         else {
-          const packing = packingOf(msg.packing.kind);
+          const packing = packingOf(kind);
           runner = packing.run(packing.plan(msg.program, ctx.slots, msg.packing.samplesPerPass), forwarding);
         }
         send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });

@@ -6,6 +6,11 @@ import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { galoisKeyBytes } from '../../he/key-sizes.js';
+import { foldTokens } from '../../he/packing/token-fold.js';
+import { ciphertextBytes } from '../../he/packing/batch.js';
+import { type HeParams, levelsOf } from '../../he/params.js';
+import type { HeProgram } from '../../he/program.js';
+import { size } from '../../he/tensor-ops.js';
 import { HepolyError } from '../../util/errors.js';
 import { ARTIFACT_FORMAT_VERSION } from '../artifact-format.js';
 import { type ServerArtifact, loadServerArtifact } from '../artifact-load.js';
@@ -68,6 +73,16 @@ const PredictMeta = z.object({
   samples: z.number().int().min(1).max(65536),
 });
 
+/**
+ * 64 MiB, or twice the largest client refresh round of one pass where that is more: a server
+ * must take back what its own model hands out (vit-poly at N=8192 returns ~110 MB a round).
+ */
+function defaultRequestLimit(p: HeProgram, params: HeParams): number {
+  const top = ciphertextBytes(params.polyModulusDegree, levelsOf(params));
+  const round = Math.max(0, ...(p.refreshes ?? []).map((r) => r.tensors.reduce((a, t) => a + size(p.tensors[t.src].shape), 0)));
+  return Math.max(DEFAULT_MAX_REQUEST_BYTES, 2 * round * top);
+}
+
 export class DeployServer {
   readonly metrics = new Metrics();
   private constructor(
@@ -94,7 +109,9 @@ export class DeployServer {
     const keys = new KeyStore(o.keysDir ?? `${o.artifactDir.replace(/\/+$/, '')}-keys`, o.keyTtlMs ?? DEFAULT_KEY_TTL_MS);
     const checks = await WireChecks.create(m.params, m.rotation_steps, m.input_ciphertexts);
     const packing = { kind: m.packing.kind, samplesPerPass: m.packing.samples_per_pass ?? 1 };
-    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, artifact.program, packing, keySetsPerWorker(m.params, m.rotation_steps.length));
+    // token packing serves the program folded onto token blocks: its segments, sessions and workers all use the folded tensors
+    const served = m.packing.kind === 'token' ? foldTokens(artifact.program, m.params.polyModulusDegree / 2).program : artifact.program;
+    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, served, packing, keySetsPerWorker(m.params, m.rotation_steps.length));
     const http = createServer();
     // a client encrypts (seconds, keygen a minute for large models) between two requests on one
     // keep-alive connection: Node's 5 s default closed it under the client mid-reuse (ECONNRESET)
@@ -111,9 +128,9 @@ export class DeployServer {
     const queued = o.queue ? await openQueueRunner(o.queue, m, artifact.program, o.timeoutMs ?? 600_000) : null;
     // refresh sessions beside the keys: a restarted server on the same --keys folder continues them
     const persist = { files: new SessionFiles(join(keys.dir, 'sessions')), keysFor: (keyId: string) => storedKeys(keys, keyId) };
-    const evaluation = new Evaluation(artifact.program, queued ?? pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS, persist);
+    const evaluation = new Evaluation(served, queued ?? pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS, persist);
     const server = new DeployServer(artifact, keys, pool, checks, evaluation, queued, http, `http://${host}:${addr.port}`);
-    const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? DEFAULT_MAX_REQUEST_BYTES };
+    const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? defaultRequestLimit(served, m.params) };
     http.on('request', (req, res) => {
       if (o.corsOrigin && allowCors(req, res, o.corsOrigin)) return;
       void server.handle(req, res, o.token, limits);

@@ -1,7 +1,8 @@
 import type { Packing, PackingPlan } from './packing.js';
 import { runBatchGrouped } from '../tiles/batch-pass.js';
 import { tileLayout } from '../tiles/tile-tensor.js';
-import { foldTokens, packTokens, tokenCount, tokenFoldProblem, unpackTokens } from './token-fold.js';
+import { foldTokens, packTokens, tokenFoldProblem, unpackTokens } from './token-fold.js';
+import { HepolyError } from '../../util/errors.js';
 
 /**
  * Token packing: a transformer's batch program folded onto token blocks (slot t*S + s holds
@@ -19,7 +20,14 @@ export const tokenPacking: Packing = {
     if (step.kind === 'struct' && step.op.kind !== 'gather') return `a ${step.op.kind} (an image op)`;
     return true;
   },
-  sizes: (program, slots) => (slots % tokenCount(program) ? [] : [slots / tokenCount(program)]),
+  sizes(program, slots) {
+    try {
+      return [foldTokens(program, slots).stride];
+    } catch (e) {
+      if (e instanceof HepolyError) return [];
+      throw e;
+    }
+  },
   plan(program, slots): PackingPlan {
     const fold = foldTokens(program, slots);
     return { kind: 'token', program: fold.program, slots, samplesPerPass: fold.stride, sample: null, stacked: null, rotationSteps: fold.rotationSteps, fold };
