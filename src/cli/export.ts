@@ -60,7 +60,7 @@ export const exportCommand = defineCommand(
       .positional('checkpoint', { type: 'string', demandOption: true })
       .option('format', { type: 'string', default: 'he', describe: 'he: encrypted-inference artifacts for hepoly serve / hepoly predict; onnx: the plaintext network as MODEL.onnx (--out MODEL.onnx)' })
       .option('out', { type: 'string', describe: 'output folder (gets server/ and client/)' })
-      .option('packing', { type: 'string', describe: 'sample (default: one sample per request, latency; batch for attention models), batch (a sample per slot, no rotations: throughput), stacked[:M] or interleaved[:M] (M samples per pass)' })
+      .option('packing', { type: 'string', describe: 'sample (default: one sample per request, latency; token for attention models), batch (a sample per slot, no rotations: throughput), token (transformers: a ciphertext per feature, tokens in blocks of slots), stacked[:M] or interleaved[:M] (M samples per pass)' })
       .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
       .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: a model deeper than one CKKS chain is cut into segments; per request the data owner re-encrypts between them (round trips, counted)' })
       .option('overwrite', { type: 'boolean', default: false, describe: 'replace an existing hepoly export at --out' })

@@ -97,7 +97,7 @@ export const heValidateCommand = defineCommand(
     y
       .positional('checkpoint', { type: 'string', demandOption: true })
       .option('samples', { type: 'string', describe: 'held-out samples to encrypt (a number or "all")' })
-      .option('packing', { type: 'string', default: 'auto', describe: 'auto (the cost model), batch (samples across slots), sample (one sample per pass: latency), stacked or stacked:M (M samples per ciphertext, in blocks), interleaved or interleaved:M (M samples innermost: every diagonal filled by all M)' })
+      .option('packing', { type: 'string', default: 'auto', describe: 'auto (the cost model), batch (samples across slots), sample (one sample per pass: latency), token (transformers: a ciphertext per feature, token blocks; their default), stacked or stacked:M (M samples per ciphertext, in blocks), interleaved or interleaved:M (M samples innermost: every diagonal filled by all M)' })
       .option('params', { type: 'string', default: 'auto', describe: 'auto, or a JSON file {poly_modulus_degree, coeff_modulus_bits, scale_bits}' })
       .option('scale-bits', { type: 'number', describe: 'with --params auto: at least this CKKS scale in bits (20-40; more precision, maybe a larger ring)' })
       .option('mode', { type: 'string', default: 'encrypt', choices: ['encrypt', 'simulate'], describe: 'simulate: float64 with the same packing and rescale points, no encryption' })

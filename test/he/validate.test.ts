@@ -103,7 +103,7 @@ describe('he/validate: the he-validate pipeline', function () {
     expect(r.packingReason).to.match(/cost model/);
     expect(r.agreement).to.equal(1);
     for (const bad of ['stacked:1', 'stacked:x', 'interleaved:0', 'diagonal']) {
-      await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: bad as 'auto' }), /--packing: expected auto, batch, sample, stacked, interleaved, stacked:M or interleaved:M/);
+      await expectRefusal(validate({ checkpoint: ckpt, samples: 2, packing: bad as 'auto' }), /--packing: expected auto, batch, sample, token, stacked, interleaved, stacked:M or interleaved:M/);
     }
     const traced = await validate({ checkpoint: ckpt, samples: 5, packing: 'stacked:2', mode: 'simulate', trace: true });
     expect(traced.layerErrors!.length).to.be.above(3);

@@ -210,7 +210,8 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     // a fixed N=8192 chain (--params auto could pick an uncut N=32768, slow to simulate)
     const params = join(tmp.path, 'refresh-params.json');
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
-    const v = await validate({ checkpoint: out, samples: 8, params, trace: true, mode: 'simulate', refresh: 'client' });
+    // --trace reads batch packing's layout (token packing, the default, says so and skips it)
+    const v = await validate({ checkpoint: out, samples: 8, params, trace: true, packing: 'batch', mode: 'simulate', refresh: 'client' });
     expect(v.samples).to.equal(8);
     expect(v.packing).to.equal('batch');
     expect(v.agreement).to.equal(1);
