@@ -74,9 +74,10 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
   });
 
   it('real SEAL, token and batch packing: encrypted on the client, evaluated on ciphertexts by the worker threads with client refresh, decrypted: both agree with plaintext, token packing refreshing T times fewer ciphertexts', async () => {
+    // N=4096, one level per segment (the separation check's chain): small ciphertexts, many refreshes
     const params = join(tmp.path, 'seal-params.json');
-    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
-    const run = (packing: 'token' | 'batch') => validate({ checkpoint: out, samples: 6, params, packing, mode: 'encrypt', refresh: 'client', workers: 2 });
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 4096, coeff_modulus_bits: [41, 27, 41], scale_bits: 27 }));
+    const run = (packing: 'token' | 'batch') => validate({ checkpoint: out, samples: 4, params, packing, mode: 'encrypt', refresh: 'client', workers: 2 });
     const token = await run('token');
     const batch = await run('batch');
     for (const r of [token, batch]) {
@@ -137,7 +138,7 @@ train: {epochs: 2, batch: 64, optimizer: {kind: adam, lr: 0.01}}
       for (const b of blocks) expect(vecs[fold.input.feature[e]][b * fold.stride + 1], `element ${e}, block ${b}`).to.equal(x[per + e]);
     }
     const params = join(tmp.path, 'seal-params3.json');
-    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
+    writeFileSync(params, JSON.stringify({ poly_modulus_degree: 4096, coeff_modulus_bits: [41, 27, 41], scale_bits: 27 }));
     const r = await validate({ checkpoint: out3, samples: 4, params, packing: 'token', mode: 'encrypt', refresh: 'client', workers: 2 });
     expect(r.packing).to.equal('token');
     expect(r.agreement).to.equal(1);
