@@ -274,16 +274,21 @@ function rowMap(T: number, F: number): TokenMap {
   return { token, feature, features: F };
 }
 
-/** Folds one step: output tokens, features by read pattern, operands (rotated where needed), the folded step. */
-function foldStep(f: Folder, p: HeProgram, s: Step): void {
-  const n = size(p.tensors[s.out].shape);
-  const r = readsOf(s, n);
-  // each output's token: where its first operand sits
+/** Each output's token: where its first operand sits (the most common, for sums over tokens). */
+function outputTokens(f: Folder, r: StepReads, n: number): Int32Array {
   const token = new Int32Array(n);
   for (let o = 0; o < n; o++) {
     const firsts = r.pairs[o].length ? r.pairs[o].map((q) => f.tokenOf(r.roles[0], q.a)) : r.single[o].map((q) => f.tokenOf(q.tensor, q.element));
     token[o] = mode(firsts);
   }
+  return token;
+}
+
+/**
+ * Outputs whose reads are the same relative to their token share a folded feature: returns
+ * each output's feature and one representative output per feature.
+ */
+function featuresByPattern(f: Folder, r: StepReads, token: Int32Array): { feature: Int32Array; rep: number[] } {
   const signature = (o: number): string => {
     const t = token[o];
     const parts = r.single[o].map((q) => `${q.role}|${f.featureOf(q.tensor, q.element)}|${f.delta(q.tensor, q.element, t)}|${q.w}`);
@@ -291,9 +296,9 @@ function foldStep(f: Folder, p: HeProgram, s: Step): void {
     return parts.sort().join(',');
   };
   const featureOfSig = new Map<string, number>();
-  const feature = new Int32Array(n);
+  const feature = new Int32Array(token.length);
   const rep: number[] = [];
-  for (let o = 0; o < n; o++) {
+  for (let o = 0; o < token.length; o++) {
     const sig = signature(o);
     let k = featureOfSig.get(sig);
     if (k === undefined) {
@@ -303,52 +308,61 @@ function foldStep(f: Folder, p: HeProgram, s: Step): void {
     }
     feature[o] = k;
   }
-  const F = rep.length;
-  // operands: the (feature, offset) each role reads, over the representatives
+  return { feature, rep };
+}
+
+type Operand = ReturnType<Folder['operand']>;
+
+/** One operand per unfolded tensor the step reads (dot's a and b are often the same q, k, v tensor), rotated where it reads other tokens. */
+function stepOperands(f: Folder, p: HeProgram, s: Step, r: StepReads, token: Int32Array, rep: number[]): Map<number, Operand> {
   const needs = r.roles.map(() => new Set<string>());
   const key = (t: number, e: number, tok: number) => `${f.featureOf(t, e)}:${f.delta(t, e, tok)}`;
-  rep.forEach((o) => {
+  for (const o of rep) {
     for (const q of r.single[o]) needs[q.role].add(key(q.tensor, q.element, token[o]));
     for (const q of r.pairs[o]) {
       needs[0].add(key(r.roles[0], q.a, token[o]));
       needs[1].add(key(r.roles[1], q.b, token[o]));
     }
-  });
-  // one operand per unfolded tensor (dot's a and b are often the same q, k, v tensor)
+  }
   const byTensor = new Map<number, Set<string>>();
   r.roles.forEach((t, i) => byTensor.set(t, new Set([...(byTensor.get(t) ?? []), ...needs[i]])));
   // the level a step reads its operands at: one above its output (struct steps: its own)
   const readDepth = s.kind === 'struct' ? p.tensors[s.out].depth : p.tensors[s.out].depth - 1;
-  const ops = new Map([...byTensor].map(([t, need]) => [t, f.operand(t, need, s.nodes, readDepth)]));
-  const at = (t: number, e: number, tok: number) => {
-    const op = ops.get(t)!;
-    return op.index(f.featureOf(t, e), f.delta(t, e, tok));
-  };
+  return new Map([...byTensor].map(([t, need]) => [t, f.operand(t, need, s.nodes, readDepth)]));
+}
+
+/** Folds one step: output tokens, features by read pattern, operands (rotated where needed), the folded step. */
+function foldStep(f: Folder, p: HeProgram, s: Step): void {
+  const n = size(p.tensors[s.out].shape);
+  const r = readsOf(s, n);
+  const token = outputTokens(f, r, n);
+  const { feature, rep } = featuresByPattern(f, r, token);
+  const F = rep.length;
+  const ops = stepOperands(f, p, s, r, token, rep);
+  const at = (t: number, e: number, o: number) => ops.get(t)!.index(f.featureOf(t, e), f.delta(t, e, token[o]));
   const biases = foldBiases(s, n, token, feature, F, f.T);
   const shrink = Math.max(0, ...[...ops.values()].map((o) => f.shrinkOf(o.tensor)));
   const out = f.place(s.out, { token, feature, features: F }, shrink);
   const nodes = s.nodes;
   const terms = (first: number, count: number): LinearTerm[] =>
     Array.from({ length: count }, (_, k) => {
-      const t = r.roles[first + k];
-      const src = ops.get(t)!.tensor;
+      const src = ops.get(r.roles[first + k])!.tensor;
       const inSize = f.shapeOf(src)[0];
       const kernel = new Float64Array(inSize * F);
       rep.forEach((o, j) => {
-        for (const q of r.single[o]) if (q.role === first + k) kernel[at(q.tensor, q.element, token[o]) * F + j] += q.w;
+        for (const q of r.single[o]) if (q.role === first + k) kernel[at(q.tensor, q.element, o) * F + j] += q.w;
       });
       return { src, op: { kind: 'dense', inSize, units: F, kernel } };
     });
   if (s.kind === 'linear') f.push({ kind: 'linear', out, terms: terms(0, s.terms.length), ...biases, nodes });
   else if (s.kind === 'struct') {
-    const src = ops.get(r.roles[0])!.tensor;
-    const index = Int32Array.from(rep, (o) => at(r.roles[0], r.single[o][0].element, token[o]));
-    f.push({ kind: 'struct', out, src, op: { kind: 'gather', shape: [F], index }, ...biases, nodes });
+    const index = Int32Array.from(rep, (o) => at(r.roles[0], r.single[o][0].element, o));
+    f.push({ kind: 'struct', out, src: ops.get(r.roles[0])!.tensor, op: { kind: 'gather', shape: [F], index }, ...biases, nodes });
   } else {
-    const pairs = foldPairs(r, rep, (t, e, o) => at(t, e, token[o]));
+    const pairs = foldPairs(r, rep, at);
     const a = ops.get(r.roles[0])!.tensor;
     const b = ops.get(r.roles[1])!.tensor;
-    const identity = s.kind === 'power' && pairs.out.every((o, k) => pairs.a[k] === o && pairs.b[k] === o) && pairs.out.length === F;
+    const identity = s.kind === 'power' && pairs.out.length === F && pairs.out.every((o, k) => pairs.a[k] === o && pairs.b[k] === o);
     if (identity) f.push({ kind: 'power', out, a, b, nodes });
     else f.push({ kind: 'dot', out, a, b, pairs, terms: s.kind === 'dot' ? terms(2, s.terms.length) : [], ...biases, nodes });
   }
