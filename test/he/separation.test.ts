@@ -283,7 +283,7 @@ describe('he: the server cannot decrypt (secret key separation)', function () {
     });
   }
 
-  it('a transformer (SEAL, batch packing, --refresh client): the server is given only public keys and ciphertexts and holds no secret-key object', async () => {
+  it('a transformer (SEAL, batch and token packing, --refresh client): the server is given only public, relinearization and Galois keys and ciphertexts, and holds no secret-key object', async () => {
     const text = join(tmp.path, 'tiny.txt');
     writeFileSync(text, 'the cat sat on the mat. the dog sat on the log.\n'.repeat(20));
     const recipeFile = join(tmp.path, 'lm.yaml');
@@ -301,12 +301,16 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     // a fixed N=4096 chain, one level per segment (--params auto could pick an uncut N=32768)
     const lmParams = join(tmp.path, 'lm-params.json');
     writeFileSync(lmParams, JSON.stringify({ poly_modulus_degree: 4096, coeff_modulus_bits: [41, 27, 41], scale_bits: 27 }));
-    const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, packing: 'batch', params: lmParams, workers: 1, refresh: 'client' }));
-    expect(result.packing).to.equal('batch');
-    expect(result.agreement, 'it did evaluate: decrypted logits agree with the plaintext model').to.equal(1);
-    expect(result.refreshes!.total, 'the refresh path ran').to.be.above(0);
-    const scanned = await expectServerHeldNoSecret(seen);
-    expect(scanned.bytes).to.be.above(0);
+    // batch packing, and token packing (the default: Galois keys go to the batch evaluator too)
+    for (const packing of ['batch', 'token'] as const) {
+      const { result, seen } = await observe(() => validate({ checkpoint: dir, samples: 2, packing, params: lmParams, workers: 1, refresh: 'client' }));
+      expect(result.packing).to.equal(packing);
+      expect(result.agreement, `${packing}: it did evaluate: decrypted logits agree with the plaintext model`).to.equal(1);
+      expect(result.refreshes!.total, `${packing}: the refresh path ran`).to.be.above(0);
+      if (packing === 'token') expect(result.ops.rotations, 'token packing rotated whole token blocks').to.be.above(0);
+      const scanned = await expectServerHeldNoSecret(seen);
+      expect(scanned.bytes).to.be.above(0);
+    }
   });
 
   it('server and worker code cannot load the key-generation code (runtime import graph)', () => {
