@@ -82,14 +82,23 @@ function evaluate(ev: SampleEvaluator<CipherText, PlainText>, work: EvalWork): T
   const keep = whole ? [p.output] : work.keep;
   const inputs = new Map(given.map((t) => [t.tensor, t.cts.map((b) => forwarding.deserialize(b))]));
   const kept = ev.runRange(inputs, from, to, keep);
-  const outputs = keep.map((t) => ({ tensor: t, cts: kept.get(t)!.map((c) => forwarding.serialize(c)) }));
+  const outputs = keep.map((t) => ({ tensor: t, cts: kept.get(t)!.map((c) => toBytes(c)) }));
   for (const cts of [...kept.values(), ...inputs.values()]) for (const c of cts) forwarding.free(c);
   return outputs;
 }
 
-/** A ciphertext the packing leaves out (null) travels as an empty part. */
+/**
+ * What a worker answers goes to the client, which only decrypts it (outputs, and the
+ * tensors it re-encrypts at a refresh): sent at the last level, whose one prime still holds
+ * every value (the q0 check), it is a fraction of the bytes. A ciphertext the packing leaves
+ * out (null) travels as an empty part.
+ */
+const toBytes = (c: CipherText | null): Uint8Array => {
+  if (!c) return new Uint8Array(0);
+  if (forwarding.levelOf(c) > 0) forwarding.modSwitchInPlace(c, 0);
+  return forwarding.serialize(c);
+};
 const fromBytes = (b: Uint8Array): CipherText | null => (b.length ? forwarding.deserialize(b) : null);
-const toBytes = (c: CipherText | null): Uint8Array => (c ? forwarding.serialize(c) : new Uint8Array(0));
 
 /** One segment of a batch-packed program cut for client refreshes: its kept tensors, element by element. */
 function runBatchSegment(p: HeProgram, work: EvalWork): TensorCts[] {
