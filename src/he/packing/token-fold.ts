@@ -6,9 +6,9 @@ import { HepolyError } from '../../util/errors.js';
 /**
  * Token packing: a transformer's batch program folded onto token blocks. Batch packing gives
  * every element of every tensor its own ciphertext (a [16, 64] activation is 1,024
- * ciphertexts, each serving up to N/2 samples). Here the slots are T blocks of S = N/(2T),
- * slot t*S + s holding token t of sample s, and a ciphertext holds one *feature* of every
- * token: the same activation is 64 ciphertexts. A per-token layer is then one scalar product
+ * ciphertexts, each serving up to N/2 samples). Here the slots are blocks of S slots, slot
+ * t*S + s holding token t of sample s (B = T blocks when T is a power of two; below), and a
+ * ciphertext holds one *feature* of every token: the same activation is 64 ciphertexts. A per-token layer is then one scalar product
  * per kernel entry instead of T, and a client refresh carries T times fewer ciphertexts.
  *
  * An element that reads another token (attention's keys and values, the token mean) reads a
