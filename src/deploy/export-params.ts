@@ -8,6 +8,7 @@ import { ciphertextBytes } from '../he/packing/batch.js';
 import { programSegments } from '../he/refresh.js';
 import { size } from '../he/tensor-ops.js';
 import { foldTokens } from '../he/packing/token-fold.js';
+import { GALOIS_KEY_BUDGET, galoisKeyBytes, normalizeSteps } from '../he/key-sizes.js';
 
 /**
  * The program and CKKS parameters an export serves. Without `--refresh client` the whole
@@ -67,36 +68,53 @@ export function chooseExportProgram(spec: string | undefined, refresh: 'none' | 
   return cheapestCut(req, maxAbs0);
 }
 
-/** Over every ring: the program cut to the most levels it holds; the fewest cuts win, then the smaller ring. */
+/**
+ * Over every ring: the program cut to the most levels it holds (or up to 2 fewer, where the
+ * values need a larger q0 than the most levels leave room for, as he-validate's search does);
+ * the fewest cuts win, then the smaller ring.
+ */
 function cheapestCut(req: ExportRequirement, maxAbs0: number): ExportChoice {
   const { compiled, x, count } = req;
   let best: (ExportChoice & { cuts: number; N: number }) | null = null;
-  const tooBig: string[] = [];
-  for (const { N, cuts } of ringCuts(compiled, { maxAbs: maxAbs0, calibrate: (p) => calibrate(p, x, count), minSlots: req.minSlots })) {
+  const tooBig = new Set<string>();
+  for (const { N, cuts } of ringCuts(compiled, { maxAbs: maxAbs0, calibrate: (p) => calibrate(p, x, count), minSlots: req.minSlots, fallbackLevels: 2 })) {
     for (const { program, params, maxAbs } of cuts) {
-      if (req.packing === 'batch' || req.packing === 'token') {
-        const served = req.packing === 'token' ? foldTokens(program, N / 2).program : program;
-        if (batchSegmentBytes(served, params) > WASM_HEAP_MAX / 2) {
-          tooBig.push(`N=${N}`);
+      if (req.packing === 'token') {
+        const fold = foldTokens(program, N / 2);
+        if (galoisKeyBytes(params, normalizeSteps(fold.rotationSteps, N / 2).length) > GALOIS_KEY_BUDGET || batchSegmentBytes(fold.program, params) > WASM_HEAP_MAX / 2) {
+          tooBig.add(`N=${N}`);
+          continue;
+        }
+      } else if (req.packing === 'batch') {
+        if (batchSegmentBytes(program, params) > WASM_HEAP_MAX / 2) {
+          tooBig.add(`N=${N}`);
           continue;
         }
       } else {
         const fit = sampleCutFit(program, params);
         if ('refused' in fit) {
-          if (fit.refused === 'heap') tooBig.push(`N=${N}`);
+          if (fit.refused === 'heap') tooBig.add(`N=${N}`);
           continue;
         }
       }
       const n = program.refreshes?.length ?? 0;
       if (!best || n < best.cuts) best = { program, params, maxAbs, cuts: n, N };
+      // the most levels that fit this ring: fewer would only cut more
+      break;
     }
   }
   if (!best) {
     throw new HepolyError(
-      `${req.source}: --refresh client: no ring holds this network even cut into segments (depth ${req.compiled.depth})${tooBig.length ? `; ${tooBig.join(', ')} would need more than a worker's 4 GiB SEAL heap` : ''}. Export a shallower model or pass --params FILE`,
+      `${req.source}: --refresh client: no ring holds this network even cut into segments (depth ${req.compiled.depth})${tooBig.size ? `; ${[...tooBig].join(', ')} would need more than a worker's 4 GiB SEAL heap` : ''}. Export a shallower model or pass --params FILE`,
     );
   }
-  const refused = tooBig.length ? `; ${tooBig.join(', ')}: ${req.packing === 'batch' || req.packing === 'token' ? "a segment's input and output ciphertexts would pass half a worker's 4 GiB SEAL heap" : "a worker's 4 GiB SEAL heap would not hold the keys and diagonals"}` : '';
+  const heapWhy =
+    req.packing === 'batch'
+      ? "a segment's input and output ciphertexts would pass half a worker's 4 GiB SEAL heap"
+      : req.packing === 'token'
+        ? "the Galois keys, or a segment's input and output ciphertexts, would not fit a worker's 4 GiB SEAL heap"
+        : "a worker's 4 GiB SEAL heap would not hold the keys and diagonals";
+  const refused = tooBig.size ? `; ${[...tooBig].join(', ')}: ${heapWhy}` : '';
   const why = `N=${best.N}, the fewest round trips (${best.cuts} per request) among the rings that fit${refused}`;
   return { program: best.program, params: best.params, maxAbs: best.maxAbs, why };
 }

@@ -25,6 +25,7 @@ import {
 import { isClientArtifactDir, isServerArtifactDir } from './artifact-load.js';
 import { claimOutputDir } from '../util/output-guard.js';
 import { chooseExportProgram } from './export-params.js';
+import { encodeSamples } from '../he/program.js';
 import { refuseVerticalCheckpoint } from '../federated/vertical/checkpoint-guard.js';
 import { type ExportPacking, exportPacking, packingSpec } from './export-packing.js';
 
@@ -97,7 +98,9 @@ async function exportInto(out: string, o: HeExportOptions): Promise<HeExportResu
   const minSlots = shape.length === 3 ? nextPow2(shape[0] * shape[1]) : undefined;
   const spec = packingSpec(o.packing, compiled);
   // a served session holds no ciphertexts between rounds (it survives a restart): carried tensors go through the client too
-  const chosen = chooseExportProgram(o.params, refresh, { compiled, x: split.x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir, packing: spec.split(':')[0] });
+  // the value ranges are calibrated on the program's own inputs (a language model's one-hot rows, not its token ids)
+  const x = encodeSamples(compiled, split.x, split.count);
+  const chosen = chooseExportProgram(o.params, refresh, { compiled, x, count: Math.min(split.count, 32), minSlots, source: ckpt.dir, packing: spec.split(':')[0] });
   const { params } = chosen;
   const program = roundTripCarried(chosen.program);
   const slots = params.polyModulusDegree / 2;

@@ -131,6 +131,16 @@ export function encodeSample(p: HeProgram, x: ArrayLike<number>): Float64Array {
   return encodeInput(p.inputEncoding, x);
 }
 
+/** `n` samples as the program's input tensors (token ids become one-hot rows): what calibration and the client see. */
+export function encodeSamples(p: HeProgram, x: Float32Array, n: number): Float32Array {
+  if (!p.inputEncoding) return x;
+  const per = x.length / n;
+  const perIn = p.inputShape.reduce((a, b) => a * b, 1);
+  const out = new Float32Array(n * perIn);
+  for (let s = 0; s < n; s++) out.set(encodeSample(p, x.subarray(s * per, (s + 1) * per)), s * perIn);
+  return out;
+}
+
 export interface RefreshPoint {
   before: number;
   /** each tensor the client refreshes (`src`) and the fresh copy the rest reads (`out`) */

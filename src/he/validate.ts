@@ -9,7 +9,7 @@ import { forward } from '../models/tf-interpreter.js';
 import { HepolyError } from '../util/errors.js';
 import { compileCheckpoint } from './compile.js';
 import { programForward } from './reference.js';
-import { type HeProgram, type LayerBudget, encodeSample } from './program.js';
+import { type HeProgram, type LayerBudget, encodeSample, encodeSamples } from './program.js';
 import {
   type HeParams,
   type ParamsSummary,
@@ -232,7 +232,7 @@ async function heldOutInputs(ckpt: Checkpoint, compiled: HeProgram, opts: Valida
   const split = await heldOutSplit(ckpt, opts.data);
   const n = sampleCount(opts.samples, split.count);
   const x = split.x.subarray(0, n * size(ckpt.graph.inputShape));
-  const xp = programInputs(compiled, x, n);
+  const xp = encodeSamples(compiled, x, n);
   return { split, n, xp, perIn: size(compiled.inputShape), y: split.y.subarray(0, n), classes: ckpt.graph.classes, plain: plaintextPass(ckpt, x, n) };
 }
 
@@ -787,16 +787,6 @@ function packingFor(p: HeProgram, asked: ReturnType<typeof parsePacking>['kind']
 /** The batch-evaluator plan a program is served with: token packing when asked (or chosen) for it, else batch. */
 function batchPlan(p: HeProgram, slots: number, packingOpt: ReturnType<typeof parsePacking>['kind']): PackingPlan {
   return packingOf(packingOpt === 'token' ? 'token' : 'batch').plan(p, slots, slots);
-}
-
-/** The samples as the program's input tensor: the client's encoding (one-hot token rows) applied. */
-function programInputs(p: HeProgram, x: Float32Array, n: number): Float32Array {
-  if (!p.inputEncoding) return x;
-  const per = x.length / n;
-  const perIn = size(p.inputShape);
-  const out = new Float32Array(n * perIn);
-  for (let s = 0; s < n; s++) out.set(encodeSample(p, x.subarray(s * per, (s + 1) * per)), s * perIn);
-  return out;
 }
 
 function sampleCount(samples: number | 'all' | undefined, available: number): number {

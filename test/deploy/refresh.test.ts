@@ -219,6 +219,11 @@ train: {epochs: 1, batch: 64, optimizer: {kind: adam, lr: 0.01}}
     const checkpoint = join(tmp, 'ck-lm');
     const t = hepoly(['train', recipe, '--out', checkpoint]);
     expect(t.code, t.stderr).to.equal(0);
+    // --params auto calibrates the value ranges on the one-hot rows the client encrypts (on the
+    // token ids it found no ring); token packing is the default
+    const auto = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export-lm-auto'), refresh: 'client' });
+    expect(auto.packing).to.equal('token');
+    expect(auto.params.polyModulusDegree).to.be.oneOf([4096, 8192, 16384, 32768]);
     const params = join(tmp, 'params-lm.json');
     writeFileSync(params, JSON.stringify({ poly_modulus_degree: 8192, coeff_modulus_bits: [44, 30, 30, 30, 30, 44], scale_bits: 30 }));
     const r = await exportHeArtifacts({ checkpoint, out: join(tmp, 'export-lm'), params, refresh: 'client', packing: 'batch' });
