@@ -538,19 +538,19 @@ function timedRefresh(client: ClientLike, watch?: () => RefreshWatch | null, poo
   };
 }
 
-/** Batch packing: up to `slots` samples per pass, one slot each. */
+/** Batch and token packing (the batch evaluator): up to `perPass` samples a pass (batch: one slot each; token: one slot per token block). */
 async function runBatches({ client, server, chosen, layout, inputs, trace, log, refresher }: PassContext): Promise<PassTotals> {
   const { n, xp, perIn, classes } = inputs;
   const { packed } = layout;
-  const slots = packed.samplesPerPass;
+  const perPass = packed.samplesPerPass;
   const packer = packingOf(packed.kind);
   // the first pass's refreshes are checked against the plaintext program on up to 4 of its samples
-  let watch: RefreshWatch | null = chosen.cut ? new RefreshWatch(chosen.program, xp, Math.min(4, n, slots), perIn, log, packed.fold) : null;
+  let watch: RefreshWatch | null = chosen.cut ? new RefreshWatch(chosen.program, xp, Math.min(4, n, perPass), perIn, log, packed.fold) : null;
   const refresh = timedRefresh(client, () => watch, refresher);
   const t: PassTotals = { he: new Float64Array(n * classes), encryptMs: 0, evaluateMs: 0, decryptMs: 0, up: 0, down: 0, ctIn: 0, ctOut: 0, perPass: 0, latency: 0, layerErrors: null };
   reportProgress({ stage: 'batches', done: 0, total: n, unit: 'samples' });
-  for (let start = 0; start < n; start += slots) {
-    const cnt = Math.min(slots, n - start);
+  for (let start = 0; start < n; start += perPass) {
+    const cnt = Math.min(perPass, n - start);
     let t0 = performance.now();
     const cts = client.encrypt(packer.pack(packed, xp.subarray(start * perIn, (start + cnt) * perIn), cnt));
     const enc = performance.now() - t0;
@@ -572,7 +572,7 @@ async function runBatches({ client, server, chosen, layout, inputs, trace, log, 
     t.ctOut += res.outputs.length;
     t.perPass = cts.length + res.outputs.length;
     log(`  batch of ${cnt}: encrypt ${fmtMs(enc)}, evaluate ${fmtMs(ev)}, decrypt ${fmtMs(dec)}`);
-    reportProgress({ stage: 'batches', done: Math.min(n, start + slots), total: n, unit: 'samples' });
+    reportProgress({ stage: 'batches', done: Math.min(n, start + perPass), total: n, unit: 'samples' });
     if (trace && start === 0 && !packed.fold) t.layerErrors = traceBatch(chosen.program, client, res.tensors, xp, Math.min(cnt, 16), perIn);
   }
   if (chosen.cut) log(`  client refreshes: ${chosen.program.refreshes!.length} round trips per batch, ${fmtMs(refresh.ms())} in all (inside evaluate)`);

@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { galoisKeyBytes } from '../../he/key-sizes.js';
 import { foldTokens } from '../../he/packing/token-fold.js';
+import { type PackingKind, packingOf } from '../../he/packing/index.js';
 import { ciphertextBytes } from '../../he/packing/batch.js';
 import { type HeParams, levelsOf } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
@@ -76,8 +77,12 @@ const PredictMeta = z.object({
 /**
  * 64 MiB, or twice the largest client refresh round of one pass where that is more: a server
  * must take back what its own model hands out (vit-poly at N=8192 returns ~110 MB a round).
+ * Counted for the batch evaluator's packings only, where each element of a refreshed tensor
+ * is one ciphertext; sample-packed rounds are a few ciphertexts a sample, and counting their
+ * elements would raise the bound to gigabytes.
  */
-function defaultRequestLimit(p: HeProgram, params: HeParams): number {
+function defaultRequestLimit(p: HeProgram, params: HeParams, packing: PackingKind): number {
+  if (packingOf(packing).evaluator !== 'batch') return DEFAULT_MAX_REQUEST_BYTES;
   const top = ciphertextBytes(params.polyModulusDegree, levelsOf(params));
   const round = Math.max(0, ...(p.refreshes ?? []).map((r) => r.tensors.reduce((a, t) => a + size(p.tensors[t.src].shape), 0)));
   return Math.max(DEFAULT_MAX_REQUEST_BYTES, 2 * round * top);
@@ -130,7 +135,7 @@ export class DeployServer {
     const persist = { files: new SessionFiles(join(keys.dir, 'sessions')), keysFor: (keyId: string) => storedKeys(keys, keyId) };
     const evaluation = new Evaluation(served, queued ?? pool, o.sessionTtlMs ?? DEFAULT_SESSION_TTL_MS, persist);
     const server = new DeployServer(artifact, keys, pool, checks, evaluation, queued, http, `http://${host}:${addr.port}`);
-    const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? defaultRequestLimit(served, m.params) };
+    const limits = { key: o.maxKeyBytes ?? DEFAULT_MAX_KEY_BYTES, request: o.maxRequestBytes ?? defaultRequestLimit(served, m.params, m.packing.kind) };
     http.on('request', (req, res) => {
       if (o.corsOrigin && allowCors(req, res, o.corsOrigin)) return;
       void server.handle(req, res, o.token, limits);

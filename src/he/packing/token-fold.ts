@@ -143,7 +143,6 @@ class Folder {
   private folded = new Map<number, number>();
   readonly maps = new Map<number, TokenMap>();
   readonly origin: number[] = [];
-  readonly foldedMaps: (TokenMap | null)[] = [];
   /** per folded tensor: the token offsets read in a row on the way to it (its stale blocks when T does not divide B) */
   readonly shrink: number[] = [];
 
@@ -161,7 +160,6 @@ class Folder {
     this.folded.set(t, id);
     this.maps.set(t, m);
     this.origin.push(t);
-    this.foldedMaps.push(m);
     return id;
   }
 
@@ -216,7 +214,6 @@ class Folder {
     // rotated at the level the step reads them: a key switch costs less with fewer primes
     this.tensors.push({ id: out, shape: [keys.length], depth: Math.max(info.depth, readDepth), label: `${info.label} (other tokens)` });
     this.origin.push(-1);
-    this.foldedMaps.push(null);
     this.steps.push({ kind: 'struct', out, src: id, op: { kind: 'rotate', shape: [keys.length], index, steps }, bias: null, nodes });
     return { tensor: out, index: (f, d) => at.get(`${f}:${d}`)! };
   }
@@ -450,7 +447,7 @@ export function foldTokens(p: HeProgram, slots: number): TokenFold {
     input: { token: input.token, feature: input.feature },
     output: { token: outMap.token, feature: outMap.feature },
     origin: f.origin,
-    maps: f.foldedMaps,
+    maps: f.origin.map((t) => (t >= 0 ? f.maps.get(t)! : null)),
     rotationSteps,
   };
 }
