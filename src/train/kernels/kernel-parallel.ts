@@ -17,12 +17,12 @@ const WIDE_BLOCK = 16;
 /** Rows per part below which a row map is not worth waking a helper for. */
 const MIN_ROWS_PER_PART = 256;
 
-function runParts(simd: Simd, fn: KernelName, parts: number[][]): void {
+export function runParts(simd: Simd, fn: KernelName, parts: number[][]): void {
   if (simd.pool && parts.length > 1) simd.pool.run(fn, parts);
   else (simd.k[fn] as (...args: number[]) => void)(...parts[0]);
 }
 
-const threadsOf = (simd: Simd) => simd.pool?.threads ?? 1;
+export const threadsOf = (simd: Simd) => simd.pool?.threads ?? 1;
 
 /** conv_fwd(x, w, y, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all samples. */
 export function convForward(simd: Simd, args: number[]): void {

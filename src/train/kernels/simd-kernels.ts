@@ -37,6 +37,7 @@ import {
   set,
   when,
 } from './wasm-asm.js';
+import { winogradFns } from './winograd-kernels.js';
 
 /** Elements per partial-sum block (f32 lanes), then added in f64. */
 const BLOCK = 1024;
@@ -681,11 +682,13 @@ export interface SimdExports {
   bn_apply(x: number, params: number, y: number, rows: number, C: number): void;
   bn_grad_sums(dy: number, x: number, params: number, out: number, rows: number, C: number, unused: number): void;
   bn_grad_dx(dy: number, x: number, params: number, dx: number, rows: number, C: number): void;
+  wino_fwd(...args: number[]): void;
+  wino_dw(...args: number[]): void;
 }
 
 /** The compiled module for a memory that is (threaded wasm build) or is not shared. */
 export function compileSimdModule(shared: boolean): WebAssembly.Module {
-  const bytes = encodeModule([quadForwardFn(), polyForwardFn(), quadBackwardFn(), polyBackwardFn(), colSumFn(), avgPoolGradFn(), convFilterGradFn(), convInputGradFn(), convForwardFn(), ...batchNormFns()], {
+  const bytes = encodeModule([quadForwardFn(), polyForwardFn(), quadBackwardFn(), polyBackwardFn(), colSumFn(), avgPoolGradFn(), convFilterGradFn(), convInputGradFn(), convForwardFn(), ...batchNormFns(), ...winogradFns()], {
     shared,
     maxPages: 65536,
   });

@@ -188,6 +188,7 @@ export const V = {
   sub: bin(simd(0xe5)),
   mul: bin(simd(0xe6)),
   div: bin(simd(0xe7)),
+  neg: un(simd(0xe1)),
   lane: (a: Code, i: number): Code => [a, simd(0x1f, i)],
   and: bin(simd(0x4e)),
   /** f64x2 ops, for precise accumulators */
@@ -224,6 +225,11 @@ export function forLoop(i: number, from: Code, to: Code, step: Code, ...body: Co
     0x0b, // end loop
     0x0b, // end block
   ];
+}
+
+/** `cond ? a : b` for i32 (or f32, f64) operands; both are evaluated */
+export function select(cond: Code, a: Code, b: Code): Code {
+  return [a, b, cond, 0x1b];
 }
 
 /** `if (cond) then` */

@@ -13,7 +13,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
-import { addr, simdFor } from './fused-kernels.js';
+import { addr, simdFor, type WasmBackendInternals } from './fused-kernels.js';
+import { winogradApplies, winogradConv2D, winogradShape } from './winograd.js';
 import { convForward } from './kernel-parallel.js';
 import { writeColumnRanges } from './wasm-grad-kernels.js';
 
@@ -35,6 +36,7 @@ const conv2DWasm: KernelFunc = (args) => {
   const dataFormat = tf.backend_util.convertConv2DDataFormat(a.dataFormat);
   const info = tf.backend_util.computeConv2DInfo(x.shape as Shape4, filter.shape as Shape4, a.strides, a.dilations, a.pad, a.dimRoundingMode, false, dataFormat);
   const simd = simdFor(args.backend);
+  if (simd && x.dtype === 'float32' && winogradApplies(info)) return winogradConv2D(simd, args.backend as unknown as WasmBackendInternals, x, filter, winogradShape(info));
   const direct = simd && dataFormat === 'channelsLast' && info.dilationHeight === 1 && info.dilationWidth === 1 && info.outChannels % 4 === 0 && info.inChannels * info.filterHeight * info.filterWidth >= MIN_PATCH && x.dtype === 'float32';
   if (!direct) return native!(args);
   const b = args.backend as unknown as WasmBackendLike;

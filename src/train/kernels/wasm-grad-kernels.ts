@@ -104,7 +104,8 @@ import type {
   TensorInfo,
 } from '@tensorflow/tfjs-core';
 
-import { addr, simdFor } from './fused-kernels.js';
+import { addr, simdFor, type WasmBackendInternals } from './fused-kernels.js';
+import { winogradApplies, winogradFilterGrad, winogradInputGrad, winogradShape } from './winograd.js';
 import { convFilterGrad, convInputGrad } from './kernel-parallel.js';
 
 const BACKEND = 'wasm';
@@ -339,6 +340,8 @@ export const conv2DBackpropFilterWasm: KernelFunc = ({ inputs, backend, attrs })
   if (!tf.util.arraysEqual(dy.shape, expectDy)) {
     throw new Error(`Conv2DBackpropFilter(wasm): dy shape ${dy.shape} != expected ${expectDy}`);
   }
+  const simd = simdFor(backend);
+  if (simd && x.dtype === 'float32' && winogradApplies(info)) return winogradFilterGrad(simd, backend as WasmBackendInternals, x, dy, winogradShape(info));
   if (channelsLast && info.outChannels % 4 === 0 && info.dilationHeight === 1 && info.dilationWidth === 1) {
     const direct = filterGradDirect(backend, x, dy, info);
     if (direct) return direct;
@@ -718,6 +721,7 @@ function inputGradDirect(args: Parameters<KernelFunc>[0]): TensorInfo | null {
   if (ci % 4 !== 0 || !tf.util.arraysEqual(dy.shape, [n, oh, ow, co])) return null;
   const simd = simdFor(args.backend);
   if (!simd) return null;
+  if (dy.dtype === 'float32' && winogradApplies(info)) return winogradInputGrad(simd, args.backend as unknown as WasmBackendInternals, dy, filter, winogradShape(info));
   const b = args.backend as WasmBackendLike;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = info;
   const { top: pt, left: pl } = info.padInfo;
