@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { buildSimdModule, compileSimdModule, isSharedMemory, type SimdExports } from './simd-kernels.js';
 import { createKernelPool, type KernelPool } from './kernel-pool.js';
-import { bnApply, bnGradDx } from './kernel-parallel.js';
+import { bnApply, bnGradDx, polyForward } from './kernel-parallel.js';
 
 export const POLYNOMIAL = 'HepolyPolynomial';
 export const POLYNOMIAL_GRAD = 'HepolyPolynomialGrad';
@@ -110,8 +110,7 @@ const polynomialWasm: KernelFunc = ({ inputs, backend }) => {
   const ca = addr(b, coeffs);
   const n4 = n & ~3;
   const c = Array.from(f32View(simd.memory, ca, deg + 1));
-  if (deg === 2) simd.k.quad_fwd(xa, oa, n4, c[0], c[1], c[2]);
-  else if (deg > 0) simd.k.poly_fwd(xa, oa, n4, ca, deg);
+  if (deg > 0) polyForward(simd, xa, oa, n4, ca, c);
   const xs = f32View(simd.memory, xa, n);
   const ys = f32View(simd.memory, oa, n);
   for (let i = deg > 0 ? n4 : 0; i < n; i++) ys[i] = hornerF32(c, xs[i]);

@@ -41,14 +41,27 @@ export function convInputGrad(simd: Simd, args: number[]): void {
 /** conv_filter_grad(x, dy, dw, N, H, W, Ci, OH, OW, Co, KH, KW, sh, sw, pt, owRange) over all output channels. */
 export function convFilterGrad(simd: Simd, args: number[]): void {
   const co = args[9];
-  const threads = threadsOf(simd);
-  // keep the kernel's 16-wide channel blocks where every part still gets whole blocks
-  const align = co >= WIDE_BLOCK * threads ? WIDE_BLOCK : 4;
-  runParts(simd, 'conv_filter_grad', splitRange(co, threads, align).map(([lo, hi]) => [...args, lo, hi]));
+  // the kernel's 16-wide channel blocks only: 4-wide parts measured slower on two threads
+  // than the whole on one (e.g. a first layer's 3 -> 16 channels: 5.3 against 3.5 ms)
+  const threads = co >= WIDE_BLOCK * threadsOf(simd) ? threadsOf(simd) : 1;
+  runParts(simd, 'conv_filter_grad', splitRange(co, threads, WIDE_BLOCK).map(([lo, hi]) => [...args, lo, hi]));
 }
 
 function rowRanges(simd: Simd, rows: number): [number, number][] {
   return splitRange(rows, rows >= 2 * MIN_ROWS_PER_PART ? threadsOf(simd) : 1);
+}
+
+/**
+ * The polynomial with coefficients c (also at `coef` in memory) over n4 elements (n4 % 4 == 0):
+ * quad_fwd on one thread, else poly_fwd split by element ranges (the pool passes integer
+ * arguments only, and poly_fwd reads its coefficients from memory; both are the same Horner
+ * steps, so the bits agree).
+ */
+export function polyForward(simd: Simd, x: number, out: number, n4: number, coef: number, c: number[]): void {
+  const parts = splitRange(n4, n4 >= 2 * MIN_ROWS_PER_PART * 16 ? threadsOf(simd) : 1, 4);
+  const deg = c.length - 1;
+  if (parts.length === 1 && deg === 2) simd.k.quad_fwd(x, out, n4, c[0], c[1], c[2]);
+  else runParts(simd, 'poly_fwd', parts.map(([lo, hi]) => [x + lo * 4, out + lo * 4, hi - lo, coef, deg]));
 }
 
 /** bn_apply(x, params, y, rows, C) over all rows. */

@@ -682,8 +682,11 @@ export interface SimdExports {
   bn_apply(x: number, params: number, y: number, rows: number, C: number): void;
   bn_grad_sums(dy: number, x: number, params: number, out: number, rows: number, C: number, unused: number): void;
   bn_grad_dx(dy: number, x: number, params: number, dx: number, rows: number, C: number): void;
-  wino_fwd(...args: number[]): void;
-  wino_dw(...args: number[]): void;
+  wino_fwd2(...args: number[]): void;
+  wino_dw2(...args: number[]): void;
+  wino_fwd4(...args: number[]): void;
+  wino_dw4(...args: number[]): void;
+  lincomb(...args: number[]): void;
 }
 
 /** The compiled module for a memory that is (threaded wasm build) or is not shared. */

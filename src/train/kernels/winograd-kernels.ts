@@ -15,37 +15,84 @@
  *             chunks [cLo, cHi) of `chunk` samples each: fixed chunks, so that any thread
  *             count sums in the same order (winograd.ts adds the chunks).
  */
-import { type Code, Fn, I32, T, V, forLoop, get, i32, select, set, when } from './wasm-asm.js';
+import { type Code, Fn, I32, T, V, f32, forLoop, get, i32, select, set, when } from './wasm-asm.js';
 
-/** B^T, A^T of F(2x2, 3x3) (Lavin and Gray, 2016). */
-const B_T = [
-  [1, 0, -1, 0],
-  [0, 1, 1, 0],
-  [0, -1, 1, 0],
-  [0, 1, 0, -1],
-];
-const AT = [
-  [1, 1, 1, 0],
-  [0, 1, -1, -1],
-];
-const A = AT[0].map((_, i) => AT.map((row) => row[i]));
+/**
+ * F(m x m, 3x3): output tiles of m x m from input tiles of m + 2, with B^T (input), A^T
+ * (output) and G (filter) of Lavin and Gray (2016). winograd.ts holds G.
+ */
+export interface Variant {
+  m: 2 | 4;
+  BT: number[][];
+  AT: number[][];
+}
 
-/** sum of coef * term for coefficients in {-1, 0, 1}, at least one non-zero. */
-function combine(coefs: number[], terms: Code[]): Code {
-  const used = coefs.map((c, k) => [c, terms[k]] as const).filter(([c]) => c !== 0);
+export const F2: Variant = {
+  m: 2,
+  BT: [
+    [1, 0, -1, 0],
+    [0, 1, 1, 0],
+    [0, -1, 1, 0],
+    [0, 1, 0, -1],
+  ],
+  AT: [
+    [1, 1, 1, 0],
+    [0, 1, -1, -1],
+  ],
+};
+
+export const F4: Variant = {
+  m: 4,
+  BT: [
+    [4, 0, -5, 0, 1, 0],
+    [0, -4, -4, 1, 1, 0],
+    [0, 4, -4, -1, 1, 0],
+    [0, -2, -1, 2, 1, 0],
+    [0, 2, -1, -2, 1, 0],
+    [0, 4, 0, -5, 0, 1],
+  ],
+  AT: [
+    [1, 1, 1, 1, 1, 0],
+    [0, 1, -1, 2, -2, 0],
+    [0, 1, 1, 4, 4, 0],
+    [0, 1, -1, 8, -8, 1],
+  ],
+};
+
+const transpose = (m: number[][]) => m[0].map((_, i) => m.map((row) => row[i]));
+
+/** v128 locals holding splats of the constants (other than 0 and +-1) a function multiplies by. */
+class Constants {
+  private readonly locals = new Map<number, number>();
+  constructor(private readonly f: Fn) {}
+  get(c: number): number {
+    let l = this.locals.get(c);
+    if (l === undefined) this.locals.set(c, (l = this.f.local(T.v128)));
+    return l;
+  }
+  /** set them all: at the start of the function, after every get */
+  init(): Code {
+    return [...this.locals].map(([c, l]) => set(l, V.splat(f32(c))));
+  }
+}
+
+/** sum of coef * term, at least one coefficient non-zero */
+function combine(k: Constants, coefs: number[], terms: Code[]): Code {
+  const used = coefs.map((c, i) => [c, terms[i]] as const).filter(([c]) => c !== 0);
   used.sort((p, q) => q[0] - p[0]); // a positive term first, when there is one
-  let expr: Code = used[0][0] > 0 ? used[0][1] : V.neg(used[0][1]);
-  for (const [c, t] of used.slice(1)) expr = c > 0 ? V.add(expr, t) : V.sub(expr, t);
+  const scaled = (c: number, t: Code) => (Math.abs(c) === 1 ? t : V.mul(get(k.get(Math.abs(c))), t));
+  let expr: Code = used[0][0] > 0 ? scaled(used[0][0], used[0][1]) : V.neg(scaled(used[0][0], used[0][1]));
+  for (const [c, t] of used.slice(1)) expr = c > 0 ? V.add(expr, scaled(c, t)) : V.sub(expr, scaled(c, t));
   return expr;
 }
 
 /** out = L X R^T for a grid of v128 locals X; L, R as coefficient rows. */
-function transform(f: Fn, L: number[][], R: number[][], x: number[][], store: (i: number, l: number, v: Code) => Code): Code {
+function transform(f: Fn, k: Constants, L: number[][], R: number[][], x: number[][], store: (i: number, l: number, v: Code) => Code): Code {
   const e = x[0].map(() => f.local(T.v128));
   const code: Code[] = [];
   for (let i = 0; i < L.length; i++) {
-    x[0].forEach((_, j) => code.push(set(e[j], combine(L[i], x.map((row) => get(row[j]))))));
-    for (let l = 0; l < R.length; l++) code.push(store(i, l, combine(R[l], e.map((v) => get(v)))));
+    x[0].forEach((_, j) => code.push(set(e[j], combine(k, L[i], x.map((row) => get(row[j]))))));
+    for (let l = 0; l < R.length; l++) code.push(store(i, l, combine(k, R[l], e.map((v) => get(v)))));
   }
   return code;
 }
@@ -55,6 +102,8 @@ const locals = (f: Fn, count: number, t: T = T.i32) => Array.from({ length: coun
 /** The sizes and pointers every kernel here reads: parameters or locals of its Fn. */
 interface Ctx {
   f: Fn;
+  k: Constants;
+  m: number;
   n: number;
   ty: number;
   tx: number;
@@ -75,14 +124,14 @@ function advance(c: Ctx): Code {
   ];
 }
 
-/** Addresses of the rows x cols window at (2 ty - pt, 2 tx - pl) of NHWC `img`, or `fallback` outside H x W. */
+/** Addresses of the rows x cols window at (m ty - pt, m tx - pl) of NHWC `img`, or `fallback` outside H x W. */
 function windowAt(c: Ctx, rows: number, cols: number, img: number, H: number, W: number, cBytes: number, pt: number | null, pl: number | null, fallback: number): { at: number[][]; code: Code } {
-  const { f, n, ty, tx } = c;
+  const { f, n, ty, tx, m } = c;
   const [r0, c0] = locals(f, 2);
   const at = Array.from({ length: rows }, () => locals(f, cols));
   const code: Code[] = [
-    set(r0, pt === null ? I32.shl(get(ty), i32(1)) : I32.sub(I32.shl(get(ty), i32(1)), get(pt))),
-    set(c0, pl === null ? I32.shl(get(tx), i32(1)) : I32.sub(I32.shl(get(tx), i32(1)), get(pl))),
+    set(r0, pt === null ? I32.mul(get(ty), i32(m)) : I32.sub(I32.mul(get(ty), i32(m)), get(pt))),
+    set(c0, pl === null ? I32.mul(get(tx), i32(m)) : I32.sub(I32.mul(get(tx), i32(m)), get(pl))),
   ];
   for (let i = 0; i < rows; i++)
     for (let j = 0; j < cols; j++) {
@@ -95,9 +144,9 @@ function windowAt(c: Ctx, rows: number, cols: number, img: number, H: number, W:
   return { at, code };
 }
 
-/** byte offsets xi * stride of the 16 xi planes of a block */
-function planeOffsets(f: Fn, stride: number): { offs: number[]; code: Code } {
-  const offs = locals(f, 16);
+/** byte offsets xi * stride of the `planes` xi planes of a block */
+function planeOffsets(f: Fn, stride: number, planes: number): { offs: number[]; code: Code } {
+  const offs = locals(f, planes);
   return { offs, code: offs.map((o, xi) => set(o, I32.mul(i32(xi), get(stride)))) };
 }
 
@@ -105,10 +154,11 @@ function planeOffsets(f: Fn, stride: number): { offs: number[]; code: Code } {
  * One tile transformed: `rows x cols` source vectors per 4 channels (loaded from `src`),
  * L X R^T stored to the 16 (or 4) destinations `dst`; channels [0, cBytes) in steps of 16.
  */
-function tileChannels(f: Fn, cBytes: number, L: number[][], R: number[][], load: (i: number, j: number, c: number) => Code, store: (i: number, l: number, c: number, v: Code) => Code): Code {
+function tileChannels(ctx: Ctx, cBytes: number, L: number[][], R: number[][], load: (i: number, j: number, c: number) => Code, store: (i: number, l: number, c: number, v: Code) => Code): Code {
+  const { f, k } = ctx;
   const c = f.local(T.i32);
   const x = L[0].map(() => locals(f, R[0].length, T.v128));
-  return forLoop(c, i32(0), get(cBytes), i32(16), [x.map((row, i) => row.map((l, j) => set(l, load(i, j, c)))), transform(f, L, R, x, (i, l, v) => store(i, l, c, v))]);
+  return forLoop(c, i32(0), get(cBytes), i32(16), [x.map((row, i) => row.map((l, j) => set(l, load(i, j, c)))), transform(f, k, L, R, x, (i, l, v) => store(i, l, c, v))]);
 }
 
 interface Gemm {
@@ -129,10 +179,11 @@ interface Gemm {
   N: number;
   /** C += A B (dW), else C = A B */
   accumulate: boolean;
+  planes: number;
 }
 
-/** for xi < 16: C_xi (=|+=) A_xi B_xi, register blocks of 2 rows x 16 columns */
-function gemm16(f: Fn, g: Gemm): Code {
+/** for every plane xi: C_xi (=|+=) A_xi B_xi, register blocks of 2 rows x 16 columns */
+function gemmPlanes(f: Fn, g: Gemm): Code {
   const [xi, aXi, bXi, cXi, i, j, k, pa, pb, pc, mPairs, n16, nBytes] = locals(f, 13);
   const acc = locals(f, 8, T.v128);
   const wv = locals(f, 4, T.v128);
@@ -162,7 +213,7 @@ function gemm16(f: Fn, g: Gemm): Code {
     set(mPairs, I32.and(get(g.M), i32(-2))),
     set(nBytes, I32.shl(get(g.N), i32(2))),
     set(n16, I32.shl(I32.and(get(g.N), i32(-16)), i32(2))),
-    forLoop(xi, i32(0), i32(16), i32(1), [
+    forLoop(xi, i32(0), i32(g.planes), i32(1), [
       set(aXi, I32.add(get(g.a), I32.mul(get(xi), get(g.planeA)))),
       set(bXi, I32.add(get(g.b), I32.mul(get(xi), get(g.planeB)))),
       set(cXi, I32.add(get(g.c), I32.mul(get(xi), get(g.planeC)))),
@@ -196,23 +247,39 @@ function perTile(c: Ctx, count: number, tl: number, body: Code): Code {
   return forLoop(tl, i32(0), get(count), i32(1), [body, advance(c)]);
 }
 
-/** wino_fwd(x, u, y, nLo, nHi, H, W, Ci, OH, OW, Co, TH, TW, pt, pl, zeros, sink, sv, sm, BT) */
-function winoForwardFn(): Fn {
-  const f = new Fn('wino_fwd', Array(20).fill(T.i32));
+/** The input tile transform of wino_fwd and wino_dw: x's window at tile (n, ty, tx) into block slot tl. */
+function inputTile(c: Ctx, v: Variant, x: number, H: number, W: number, ciB: number, pt: number, pl: number, zeros: number, sv: number, tl: number, planeV: number): { setup: Code; tile: Code } {
+  const { f } = c;
+  const a = v.m + 2;
+  const win = windowAt(c, a, a, x, H, W, ciB, pt, pl, zeros);
+  const off = planeOffsets(f, planeV, a * a);
+  const dst = f.local(T.i32);
+  const tile = [
+    win.code,
+    set(dst, I32.add(get(sv), I32.mul(get(tl), get(ciB)))),
+    tileChannels(c, ciB, v.BT, v.BT, (i, j, ch) => V.load(I32.add(get(win.at[i][j]), get(ch))), (i, l, ch, val) => V.store(I32.add(I32.add(get(dst), get(ch)), get(off.offs[i * a + l])), val)),
+  ];
+  return { setup: off.code, tile };
+}
+
+/** wino_fwd{m}(x, u, y, nLo, nHi, H, W, Ci, OH, OW, Co, TH, TW, pt, pl, zeros, sink, sv, sm, BT) */
+function winoForwardFn(v: Variant): Fn {
+  const f = new Fn(`wino_fwd${v.m}`, Array(20).fill(T.i32));
   const [x, u, y, nLo, nHi, H, W, Ci, OH, OW, Co, TH, TW, pt, pl, zeros, sink, sv, sm, BT] = Array.from({ length: 20 }, (_, i) => i);
-  const [n, ty, tx, tl, count, t0, t1, ciB, coB, planeV, planeM, planeU, saveN, saveTy, saveTx, dst] = locals(f, 16);
-  const four = f.local(T.i32);
-  const c: Ctx = { f, n, ty, tx, TH, TW };
-  const input = inputTile(c, x, H, W, ciB, pt, pl, zeros, sv, tl, planeV);
-  const outWin = windowAt(c, 2, 2, y, OH, OW, coB, null, null, sink);
-  const offM = planeOffsets(f, planeM);
+  const [n, ty, tx, tl, count, t0, t1, ciB, coB, planeV, planeM, planeU, saveN, saveTy, saveTx, dst, four] = locals(f, 17);
+  const a = v.m + 2;
+  const c: Ctx = { f, k: new Constants(f), m: v.m, n, ty, tx, TH, TW };
+  const input = inputTile(c, v, x, H, W, ciB, pt, pl, zeros, sv, tl, planeV);
+  const outWin = windowAt(c, v.m, v.m, y, OH, OW, coB, null, null, sink);
+  const offM = planeOffsets(f, planeM, a * a);
   const outTile = [
     outWin.code,
     set(dst, I32.add(get(sm), I32.mul(get(tl), get(coB)))),
-    tileChannels(f, coB, AT, AT, (i, j, ch) => V.load(I32.add(I32.add(get(dst), get(ch)), get(offM.offs[i * 4 + j]))), (a, b, ch, v) => V.store(I32.add(get(outWin.at[a][b]), get(ch)), v)),
+    tileChannels(c, coB, v.AT, v.AT, (i, j, ch) => V.load(I32.add(I32.add(get(dst), get(ch)), get(offM.offs[i * a + j]))), (p, q, ch, val) => V.store(I32.add(get(outWin.at[p][q]), get(ch)), val)),
   ];
-  const product = gemm16(f, { a: sv, b: u, c: sm, planeA: planeV, planeB: planeU, planeC: planeM, rowA: ciB, stepA: four, stepB: coB, rowC: coB, M: count, K: Ci, N: Co, accumulate: false });
+  const product = gemmPlanes(f, { a: sv, b: u, c: sm, planeA: planeV, planeB: planeU, planeC: planeM, rowA: ciB, stepA: four, stepB: coB, rowC: coB, M: count, K: Ci, N: Co, accumulate: false, planes: a * a });
   f.body = [
+    c.k.init(),
     set(four, i32(4)),
     set(ciB, I32.shl(get(Ci), i32(2))),
     set(coB, I32.shl(get(Co), i32(2))),
@@ -238,36 +305,25 @@ function winoForwardFn(): Fn {
   return f;
 }
 
-/** The input tile transform of wino_fwd and wino_dw: x's window at tile (n, ty, tx) into block slot tl. */
-function inputTile(c: Ctx, x: number, H: number, W: number, ciB: number, pt: number, pl: number, zeros: number, sv: number, tl: number, planeV: number): { setup: Code; tile: Code } {
-  const { f } = c;
-  const win = windowAt(c, 4, 4, x, H, W, ciB, pt, pl, zeros);
-  const off = planeOffsets(f, planeV);
-  const dst = f.local(T.i32);
-  const tile = [
-    win.code,
-    set(dst, I32.add(get(sv), I32.mul(get(tl), get(ciB)))),
-    tileChannels(f, ciB, B_T, B_T, (i, j, ch) => V.load(I32.add(get(win.at[i][j]), get(ch))), (i, l, ch, v) => V.store(I32.add(I32.add(get(dst), get(ch)), get(off.offs[i * 4 + l])), v)),
-  ];
-  return { setup: off.code, tile };
-}
-
-/** wino_dw(x, dy, du, cLo, cHi, chunk, N, H, W, Ci, OH, OW, Co, TH, TW, pt, pl, zeros, sv, sm, BT) */
-function winoFilterGradFn(): Fn {
-  const f = new Fn('wino_dw', Array(21).fill(T.i32));
+/** wino_dw{m}(x, dy, du, cLo, cHi, chunk, N, H, W, Ci, OH, OW, Co, TH, TW, pt, pl, zeros, sv, sm, BT) */
+function winoFilterGradFn(v: Variant): Fn {
+  const f = new Fn(`wino_dw${v.m}`, Array(21).fill(T.i32));
   const [x, dy, du, cLo, cHi, chunk, N, H, W, Ci, OH, OW, Co, TH, TW, pt, pl, zeros, sv, sm, BT] = Array.from({ length: 21 }, (_, i) => i);
   const [n, ty, tx, tl, count, t0, t1, ciB, coB, planeV, planeM, planeU, ch, duC, nEnd, z, four, dst] = locals(f, 18);
-  const c: Ctx = { f, n, ty, tx, TH, TW };
-  const input = inputTile(c, x, H, W, ciB, pt, pl, zeros, sv, tl, planeV);
-  const dyWin = windowAt(c, 2, 2, dy, OH, OW, coB, null, null, zeros);
-  const offM = planeOffsets(f, planeM);
+  const a = v.m + 2;
+  const A = transpose(v.AT);
+  const c: Ctx = { f, k: new Constants(f), m: v.m, n, ty, tx, TH, TW };
+  const input = inputTile(c, v, x, H, W, ciB, pt, pl, zeros, sv, tl, planeV);
+  const dyWin = windowAt(c, v.m, v.m, dy, OH, OW, coB, null, null, zeros);
+  const offM = planeOffsets(f, planeM, a * a);
   const dyTile = [
     dyWin.code,
     set(dst, I32.add(get(sm), I32.mul(get(tl), get(coB)))),
-    tileChannels(f, coB, A, A, (a, b, cc) => V.load(I32.add(get(dyWin.at[a][b]), get(cc))), (i, j, cc, v) => V.store(I32.add(I32.add(get(dst), get(cc)), get(offM.offs[i * 4 + j])), v)),
+    tileChannels(c, coB, A, A, (p, q, cc) => V.load(I32.add(get(dyWin.at[p][q]), get(cc))), (i, j, cc, val) => V.store(I32.add(I32.add(get(dst), get(cc)), get(offM.offs[i * a + j])), val)),
   ];
-  const product = gemm16(f, { a: sv, b: sm, c: duC, planeA: planeV, planeB: planeM, planeC: planeU, rowA: four, stepA: ciB, stepB: coB, rowC: coB, M: Ci, K: count, N: Co, accumulate: true });
+  const product = gemmPlanes(f, { a: sv, b: sm, c: duC, planeA: planeV, planeB: planeM, planeC: planeU, rowA: four, stepA: ciB, stepB: coB, rowC: coB, M: Ci, K: count, N: Co, accumulate: true, planes: a * a });
   f.body = [
+    c.k.init(),
     set(four, i32(4)),
     set(ciB, I32.shl(get(Ci), i32(2))),
     set(coB, I32.shl(get(Co), i32(2))),
@@ -277,14 +333,41 @@ function winoFilterGradFn(): Fn {
     input.setup,
     offM.code,
     forLoop(ch, get(cLo), get(cHi), i32(1), [
-      set(duC, I32.add(get(du), I32.mul(I32.mul(get(ch), i32(16)), get(planeU)))),
-      forLoop(z, i32(0), I32.mul(i32(16), get(planeU)), i32(16), [V.store(I32.add(get(duC), get(z)), V.zero())]),
+      set(duC, I32.add(get(du), I32.mul(I32.mul(get(ch), i32(a * a)), get(planeU)))),
+      forLoop(z, i32(0), I32.mul(i32(a * a), get(planeU)), i32(16), [V.store(I32.add(get(duC), get(z)), V.zero())]),
       set(nEnd, I32.mul(I32.add(get(ch), i32(1)), get(chunk))),
       set(t0, I32.mul(I32.mul(I32.mul(get(ch), get(chunk)), get(TH)), get(TW))),
       set(t1, I32.mul(I32.mul(select(I32.ltS(get(nEnd), get(N)), get(nEnd), get(N)), get(TH)), get(TW))),
-      blocks(c, t0, t1, BT, count, [
-        perTile(c, count, tl, [input.tile, dyTile]),
-        product,
+      blocks(c, t0, t1, BT, count, [perTile(c, count, tl, [input.tile, dyTile]), product]),
+    ]),
+  ];
+  return f;
+}
+
+/**
+ * lincomb(src, srcStride, nSrc, dst, dstStride, nDst, coef, lo, hi): for d < nDst,
+ * dst_d[e] = sum over s < nSrc of coef[d nSrc + s] * src_s[e] for e in [lo, hi) (multiples
+ * of 4), where X_i = x + i xStride (strides in floats) and coef is f32: the filter
+ * transforms and dW's sum over chunks, split by element range over threads.
+ */
+function lincombFn(): Fn {
+  const f = new Fn('lincomb', Array(9).fill(T.i32));
+  const [src, srcStride, nSrc, dst, dstStride, nDst, coef, lo, hi] = Array.from({ length: 9 }, (_, i) => i);
+  const [d, sIdx, e, ps, pc, eEnd] = locals(f, 6);
+  const acc = f.local(T.v128);
+  f.body = [
+    set(eEnd, I32.shl(get(hi), i32(2))),
+    forLoop(d, i32(0), get(nDst), i32(1), [
+      forLoop(e, I32.shl(get(lo), i32(2)), get(eEnd), i32(16), [
+        set(acc, V.zero()),
+        set(ps, I32.add(get(src), get(e))),
+        set(pc, I32.add(get(coef), I32.shl(I32.mul(get(d), get(nSrc)), i32(2)))),
+        forLoop(sIdx, i32(0), get(nSrc), i32(1), [
+          set(acc, V.add(get(acc), V.mul(V.loadSplat(get(pc)), V.load(get(ps))))),
+          set(ps, I32.add(get(ps), I32.shl(get(srcStride), i32(2)))),
+          set(pc, I32.add(get(pc), i32(4))),
+        ]),
+        V.store(I32.add(I32.add(get(dst), I32.shl(I32.mul(get(d), get(dstStride)), i32(2))), get(e)), get(acc)),
       ]),
     ]),
   ];
@@ -292,5 +375,5 @@ function winoFilterGradFn(): Fn {
 }
 
 export function winogradFns(): Fn[] {
-  return [winoForwardFn(), winoFilterGradFn()];
+  return [...[F2, F4].flatMap((v) => [winoForwardFn(v), winoFilterGradFn(v)]), lincombFn()];
 }

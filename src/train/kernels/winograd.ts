@@ -1,32 +1,59 @@
 /**
- * 3x3 stride-1 convolutions by Winograd's F(2x2, 3x3) on the wasm backend: forward, input
- * gradient and filter gradient, each a transform, 16 channel products (wino_gemm) and a
- * transform back (winograd-kernels.ts). 2.25x fewer multiplications than the direct
- * kernels of simd-kernels.ts, which stay for every other convolution.
+ * 3x3 stride-1 convolutions by Winograd's F(m x m, 3x3) on the wasm backend (m = 4 by
+ * default, 2 on request): forward, input gradient and filter gradient, each an input
+ * transform, (m + 2)^2 channel products and a transform back, per block of tiles
+ * (winograd-kernels.ts). F(4x4) does 36 multiplications per 16 outputs and channel pair
+ * where a direct convolution does 144 (F(2x2): 16 per 4). The direct kernels of
+ * simd-kernels.ts stay for every other convolution.
  *
  *   forward  Y  = A^T [ (G g G^T) (.) (B^T d B) ] A, summed over input channels;
  *   dx       the forward on dy with the filter turned by 180 degrees and its channels
  *            swapped, padded by 2 - pad;
  *   dW       G^T [ sum over tiles (B^T d B) (.) (A dY A^T) ] G (the forward is linear in g).
  *
- * The filter transforms are small (16 x Ci x Co) and done here in JS. Threads split the
- * tiles by sample and the products by xi, never a sum, so every thread count gives the same
- * bits (kernel-parallel.ts).
+ * The filter transforms and dW's sum over chunks are the kernel `lincomb`. Threads split
+ * tiles by sample, dW by fixed chunks of samples and lincomb by elements, never one sum, so
+ * every thread count gives the same bits (kernel-parallel.ts). F(4x4)'s error is ~30x
+ * F(2x2)'s (relative 6e-6 against 5e-7 at 64 channels, test/train/winograd.test.ts), well
+ * inside what f32 training tolerates.
  */
 import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { addr, type Simd, type WasmBackendInternals } from './fused-kernels.js';
 import { runParts, threadsOf } from './kernel-parallel.js';
 import { splitRange } from './kernel-pool.js';
 
-/** G of F(2x2, 3x3): U = G g G^T. */
-const G = [
+/** An F(m x m, 3x3) as the driver sees it: its kernels and G (U = G g G^T). */
+interface Variant {
+  m: 2 | 4;
+  G: number[][];
+  forward: 'wino_fwd2' | 'wino_fwd4';
+  filterGrad: 'wino_dw2' | 'wino_dw4';
+  /** COEF[xi][tap] = G[i][a] G[j][b] for xi = (m + 2) i + j, tap = 3 a + b */
+  coef: number[][];
+  /** coefT[tap][xi] = coef[xi][tap]: dW = G^T dU G */
+  coefT: number[][];
+}
+
+function variant(m: 2 | 4, G: number[][]): Variant {
+  const a = m + 2;
+  const coef = Array.from({ length: a * a }, (_, xi) => Array.from({ length: 9 }, (_, tap) => G[Math.floor(xi / a)][Math.floor(tap / 3)] * G[xi % a][tap % 3]));
+  return { m, G, forward: `wino_fwd${m}`, filterGrad: `wino_dw${m}`, coef, coefT: coef[0].map((_, tap) => coef.map((row) => row[tap])) };
+}
+
+const F2 = variant(2, [
   [1, 0, 0],
-  [0.5, 0.5, 0.5],
-  [0.5, -0.5, 0.5],
+  [1 / 2, 1 / 2, 1 / 2],
+  [1 / 2, -1 / 2, 1 / 2],
   [0, 0, 1],
-];
-/** COEF[xi][tap] = G[i][a] G[j][b] for xi = 4 i + j, tap = 3 a + b. */
-const COEF = Array.from({ length: 16 }, (_, xi) => Array.from({ length: 9 }, (_, tap) => G[xi >> 2][Math.floor(tap / 3)] * G[xi & 3][tap % 3]));
+]);
+const F4 = variant(4, [
+  [1 / 4, 0, 0],
+  [-1 / 6, -1 / 6, -1 / 6],
+  [-1 / 6, 1 / 6, -1 / 6],
+  [1 / 24, 1 / 12, 1 / 6],
+  [1 / 24, -1 / 12, 1 / 6],
+  [0, 0, 1],
+]);
 /** Input channels below which the transforms cost more than the products save. */
 const MIN_CHANNELS = 8;
 /** Samples per partial sum of dW: fixed, so that every thread count adds in the same order. */
@@ -60,17 +87,19 @@ interface ConvLike {
   dataFormat: string;
 }
 
-let enabled = process.env.HEPOLY_WINOGRAD !== '0';
+/** Which Winograd convolutions run: F(4x4, 3x3) unless HEPOLY_WINOGRAD says 2 or 0 (off). */
+export type WinogradMode = 0 | 2 | 4;
+let mode: WinogradMode = process.env.HEPOLY_WINOGRAD === '0' ? 0 : process.env.HEPOLY_WINOGRAD === '2' ? 2 : 4;
 
-/** Turns the Winograd path on or off (benchmarks and tests compare it with the direct kernels). */
-export function setWinograd(on: boolean): void {
-  enabled = on;
+/** Benchmarks and tests compare the variants and the direct kernels in one process. */
+export function setWinograd(m: WinogradMode): void {
+  mode = m;
 }
 
 /** Whether a convolution goes to Winograd here: NHWC 3x3, stride and dilation 1, channels % 4. */
 export function winogradApplies(info: ConvLike): boolean {
   return (
-    enabled &&
+    mode !== 0 &&
     info.dataFormat === 'channelsLast' &&
     info.filterHeight === 3 &&
     info.filterWidth === 3 &&
@@ -120,57 +149,63 @@ class Heap {
   }
 }
 
-const tilesOf = (s: WinogradShape) => ({ th: Math.ceil(s.oh / 2), tw: Math.ceil(s.ow / 2) });
+const planesOf = (v: Variant) => (v.m + 2) * (v.m + 2);
+const tilesOf = (s: WinogradShape, v: Variant) => ({ th: Math.ceil(s.oh / v.m), tw: Math.ceil(s.ow / v.m) });
 
-/** Tiles per block: a block's transformed tiles and products (16 x BT x (Ci + Co) floats) stay in L2. */
-function blockTiles(ci: number, co: number): number {
-  return Math.max(2, Math.floor(BLOCK_FLOATS / (16 * (ci + co)) / 2) * 2);
+function variantFor(): Variant {
+  return mode === 2 ? F2 : F4;
+}
+
+/** Tiles per block: a block's transformed tiles and products (planes x BT x (Ci + Co) floats) stay in L2. */
+function blockTiles(v: Variant, ci: number, co: number): number {
+  return Math.max(2, Math.floor(BLOCK_FLOATS / (planesOf(v) * (ci + co)) / 2) * 2);
 }
 
 /** A block's scratch per thread: transformed tiles, then products (or transformed dy). */
-function scratch(heap: Heap, parts: number, bt: number, s: WinogradShape): [number, number][] {
-  return Array.from({ length: parts }, () => [heap.at(heap.alloc([16 * bt * s.ci])), heap.at(heap.alloc([16 * bt * s.co]))]);
+function scratch(heap: Heap, v: Variant, parts: number, bt: number, s: WinogradShape): [number, number][] {
+  const planes = planesOf(v);
+  return Array.from({ length: parts }, () => [heap.at(heap.alloc([planes * bt * s.ci])), heap.at(heap.alloc([planes * bt * s.co]))]);
 }
 
-/** The forward convolution of x (NHWC at `x`) by the transformed filter u ([16][ci][co]). */
-function forwardTiles(heap: Heap, x: number, u: TensorInfo, s: WinogradShape): TensorInfo {
-  const { th, tw } = tilesOf(s);
-  const bt = blockTiles(s.ci, s.co);
+/** The forward convolution of x (NHWC at `x`) by the transformed filter u ([planes][ci][co]). */
+function forwardTiles(heap: Heap, v: Variant, x: number, u: TensorInfo, s: WinogradShape): TensorInfo {
+  const { th, tw } = tilesOf(s, v);
+  const bt = blockTiles(v, s.ci, s.co);
   const parts = splitRange(s.n, threadsOf(heap.simd));
   const zeros = heap.alloc([s.ci], true);
   const sink = heap.alloc([s.co]);
   const y = heap.alloc([s.n, s.oh, s.ow, s.co]);
-  const buffers = scratch(heap, parts.length, bt, s);
+  const buffers = scratch(heap, v, parts.length, bt, s);
   const args = parts.map(([lo, hi], p) => [x, heap.at(u), heap.at(y), lo, hi, s.h, s.w, s.ci, s.oh, s.ow, s.co, th, tw, s.pt, s.pl, heap.at(zeros), heap.at(sink), ...buffers[p], bt]);
-  runParts(heap.simd, 'wino_fwd', args);
+  runParts(heap.simd, v.forward, args);
   return y;
 }
 
 /**
- * u[xi][p][q] = sum over taps of COEF[xi][tap] * tap(tap)[p][q], where tap(k) is the filter's
- * [P][Q] slice for tap k: the filter transform, for the forward and (turned) for dx.
+ * dst_d = sum over s of coef[d][s] * src_s, vectors of `len` floats at `stride` apart, in
+ * the kernel `lincomb`, split by element range over the threads.
  */
-function transformFilter(u: Float32Array, taps: Float32Array[], pq: number): void {
-  for (let xi = 0; xi < 16; xi++) {
-    const dst = u.subarray(xi * pq, (xi + 1) * pq);
-    dst.fill(0);
-    COEF[xi].forEach((c, tap) => {
-      if (c === 0) return;
-      const src = taps[tap];
-      for (let e = 0; e < pq; e++) dst[e] += c * src[e];
-    });
-  }
+function lincomb(heap: Heap, src: number, srcStride: number, dst: number, dstStride: number, coef: number[][], len: number): void {
+  const table = heap.alloc([coef.length * coef[0].length]);
+  heap.f32(table).set(coef.flat());
+  const parts = splitRange(len, threadsOf(heap.simd), 4).map(([lo, hi]) => [src, srcStride, coef[0].length, dst, dstStride, coef.length, heap.at(table), lo, hi]);
+  runParts(heap.simd, 'lincomb', parts);
+}
+
+/** u = G g G^T per channel pair ([planes][P][Q]) from 9 taps of [P][Q] at `taps`. */
+function transformFilter(heap: Heap, v: Variant, taps: number, u: TensorInfo, pq: number): void {
+  lincomb(heap, taps, pq, heap.at(u), pq, v.coef, pq);
 }
 
 /** Conv2D of x by filter ([3, 3, ci, co]), both tensors in the wasm heap. */
 export function winogradConv2D(simd: Simd, b: WasmBackendInternals, x: TensorInfo, filter: TensorInfo, s: WinogradShape): TensorInfo {
   const heap = new Heap(simd, b);
+  const v = variantFor();
   try {
     const pq = s.ci * s.co;
-    const u = heap.alloc([16, s.ci, s.co]);
-    const g = heap.f32(filter);
-    transformFilter(heap.f32(u), Array.from({ length: 9 }, (_, tap) => g.subarray(tap * pq, (tap + 1) * pq)), pq);
-    return heap.keep(forwardTiles(heap, heap.at(x), u, s));
+    const u = heap.alloc([planesOf(v), s.ci, s.co]);
+    transformFilter(heap, v, heap.at(filter), u, pq);
+    return heap.keep(forwardTiles(heap, v, heap.at(x), u, s));
   } finally {
     heap.dispose();
   }
@@ -179,20 +214,21 @@ export function winogradConv2D(simd: Simd, b: WasmBackendInternals, x: TensorInf
 /** Conv2DBackpropInput: dx ([n, h, w, ci]) from dy ([n, oh, ow, co]) and filter ([3, 3, ci, co]). */
 export function winogradInputGrad(simd: Simd, b: WasmBackendInternals, dy: TensorInfo, filter: TensorInfo, s: WinogradShape): TensorInfo {
   const heap = new Heap(simd, b);
+  const v = variantFor();
   try {
     const pq = s.ci * s.co;
-    const u = heap.alloc([16, s.co, s.ci]);
+    const u = heap.alloc([planesOf(v), s.co, s.ci]);
+    const turned = heap.alloc([9, s.co, s.ci]);
     const g = heap.f32(filter);
+    const t = heap.f32(turned);
     // tap k of the turned filter is tap 8 - k of g with its [ci][co] slice transposed
-    const taps = Array.from({ length: 9 }, (_, tap) => {
-      const src = g.subarray((8 - tap) * pq, (9 - tap) * pq);
-      const out = new Float32Array(pq);
-      for (let p = 0; p < s.ci; p++) for (let q = 0; q < s.co; q++) out[q * s.ci + p] = src[p * s.co + q];
-      return out;
-    });
-    transformFilter(heap.f32(u), taps, pq);
-    const turned: WinogradShape = { n: s.n, h: s.oh, w: s.ow, ci: s.co, oh: s.h, ow: s.w, co: s.ci, pt: 2 - s.pt, pl: 2 - s.pl };
-    return heap.keep(forwardTiles(heap, heap.at(dy), u, turned));
+    for (let tap = 0; tap < 9; tap++) {
+      const from = (8 - tap) * pq;
+      for (let p = 0; p < s.ci; p++) for (let q = 0; q < s.co; q++) t[tap * pq + q * s.ci + p] = g[from + p * s.co + q];
+    }
+    transformFilter(heap, v, heap.at(turned), u, pq);
+    const shape: WinogradShape = { n: s.n, h: s.oh, w: s.ow, ci: s.co, oh: s.h, ow: s.w, co: s.ci, pt: 2 - s.pt, pl: 2 - s.pl };
+    return heap.keep(forwardTiles(heap, v, heap.at(dy), u, shape));
   } finally {
     heap.dispose();
   }
@@ -201,38 +237,25 @@ export function winogradInputGrad(simd: Simd, b: WasmBackendInternals, dy: Tenso
 /** Conv2DBackpropFilter: dW ([3, 3, ci, co]) from x ([n, h, w, ci]) and dy ([n, oh, ow, co]). */
 export function winogradFilterGrad(simd: Simd, b: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, s: WinogradShape): TensorInfo {
   const heap = new Heap(simd, b);
+  const v = variantFor();
   try {
-    const { th, tw } = tilesOf(s);
-    const bt = blockTiles(s.ci, s.co);
+    const { th, tw } = tilesOf(s, v);
+    const bt = blockTiles(v, s.ci, s.co);
     const chunks = Math.ceil(s.n / DW_CHUNK);
     const parts = splitRange(chunks, threadsOf(simd));
-    const du = heap.alloc([chunks, 16, s.ci, s.co]);
+    const du = heap.alloc([chunks, planesOf(v), s.ci, s.co]);
     const zeros = heap.alloc([Math.max(s.ci, s.co)], true);
-    const buffers = scratch(heap, parts.length, bt, s);
+    const buffers = scratch(heap, v, parts.length, bt, s);
     const args = parts.map(([lo, hi], p) => [heap.at(x), heap.at(dy), heap.at(du), lo, hi, DW_CHUNK, s.n, s.h, s.w, s.ci, s.oh, s.ow, s.co, th, tw, s.pt, s.pl, heap.at(zeros), ...buffers[p], bt]);
-    runParts(simd, 'wino_dw', args);
-    const dw = heap.alloc([3, 3, s.ci, s.co], true);
-    filterFromTiles(heap.f32(du), chunks, heap.f32(dw), s.ci * s.co);
+    runParts(simd, v.filterGrad, args);
+    const pq = s.ci * s.co;
+    const planes = planesOf(v);
+    const sum = heap.alloc([planes, pq]);
+    lincomb(heap, heap.at(du), planes * pq, heap.at(sum), 0, [new Array(chunks).fill(1)], planes * pq);
+    const dw = heap.alloc([3, 3, s.ci, s.co]);
+    lincomb(heap, heap.at(sum), pq, heap.at(dw), pq, v.coefT, pq);
     return heap.keep(dw);
   } finally {
     heap.dispose();
-  }
-}
-
-/** dw[tap] = sum over xi of COEF[xi][tap] * (sum over chunks, in order, of du[chunk][xi]). */
-function filterFromTiles(du: Float32Array, chunks: number, dw: Float32Array, pq: number): void {
-  const sum = du.subarray(0, 16 * pq);
-  for (let c = 1; c < chunks; c++) {
-    const part = du.subarray(c * 16 * pq, (c + 1) * 16 * pq);
-    for (let e = 0; e < 16 * pq; e++) sum[e] += part[e];
-  }
-  for (let tap = 0; tap < 9; tap++) {
-    const dst = dw.subarray(tap * pq, (tap + 1) * pq);
-    for (let xi = 0; xi < 16; xi++) {
-      const c = COEF[xi][tap];
-      if (c === 0) continue;
-      const src = sum.subarray(xi * pq, (xi + 1) * pq);
-      for (let e = 0; e < pq; e++) dst[e] += c * src[e];
-    }
   }
 }

@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'node:crypto';
 import { initBackend } from '../../../src/train/backend.js';
 import { kernelThreads } from '../../../src/train/kernels/index.js';
-import { setWinograd } from '../../../src/train/kernels/winograd.js';
+import { setWinograd, type WinogradMode } from '../../../src/train/kernels/winograd.js';
 
 interface Case {
   n: number;
@@ -97,5 +97,5 @@ function run(c: Case) {
 }
 
 await initBackend('wasm');
-setWinograd(process.env.HEPOLY_WINOGRAD !== '0');
+setWinograd(Number(process.env.HEPOLY_WINOGRAD ?? '4') as WinogradMode);
 console.log(JSON.stringify({ threads: kernelThreads(tf.backend()), cases: CASES.map(run) }));
