@@ -20,7 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { KernelFunc, TensorInfo } from '@tensorflow/tfjs-core';
 import { buildSimdModule, compileSimdModule, isSharedMemory, type SimdExports } from './simd-kernels.js';
 import { createKernelPool, type KernelPool } from './kernel-pool.js';
-import { bnApply, bnGradDx, polyForward } from './kernel-parallel.js';
+import { bnApply, bnGradDx, columnReduce, polyForward, REDUCE_CHUNKS } from './kernel-parallel.js';
 
 export const POLYNOMIAL = 'HepolyPolynomial';
 export const POLYNOMIAL_GRAD = 'HepolyPolynomialGrad';
@@ -315,14 +315,20 @@ const batchNormWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   const variance = b.makeOutput([c], 'float32');
   const y = b.makeOutput(x.shape, 'float32');
   const xa = addr(b, x);
-  simd.k.col_sum(xa, addr(b, mean), rows, c, 1 / rows);
-  simd.k.col_sqdev(xa, addr(b, mean), addr(b, variance), rows, c, 1 / rows);
-  const view = (t: TensorInfo) => f32View(simd.memory, addr(b, t), c).slice();
-  const p = params(b, simd, c, [view(mean), invStd(view(variance), epsilon), view(gamma), view(beta)]);
+  const scratch = b.makeOutput([REDUCE_CHUNKS * c], 'float32');
+  let p: TensorInfo | null = null;
   try {
+    const sa = addr(b, scratch);
+    const sum = columnReduce(simd, 'col_sum', (lo, n, out) => [xa + lo * c * 4, out, n, c, 1], rows, c, sa);
+    f32View(simd.memory, addr(b, mean), c).set(sum.map((v) => v / rows));
+    const sq = columnReduce(simd, 'col_sqdev', (lo, n, out) => [xa + lo * c * 4, addr(b, mean), out, n, c, 1], rows, c, sa);
+    f32View(simd.memory, addr(b, variance), c).set(sq.map((v) => v / rows));
+    const view = (t: TensorInfo) => f32View(simd.memory, addr(b, t), c).slice();
+    p = params(b, simd, c, [view(mean), invStd(view(variance), epsilon), view(gamma), view(beta)]);
     bnApply(simd, xa, addr(b, p), addr(b, y), rows, c);
   } finally {
-    b.disposeData(p.dataId);
+    b.disposeData(scratch.dataId);
+    if (p) b.disposeData(p.dataId);
   }
   return [y, mean, variance];
 };
@@ -348,11 +354,11 @@ const batchNormGradWasm: KernelFunc = ({ inputs, backend, attrs }) => {
   const dgamma = b.makeOutput(gamma.shape, 'float32');
   const dbeta = b.makeOutput(gamma.shape, 'float32');
   const p1 = params(b, simd, c, [m, s]);
-  const sums = b.makeOutput([2 * c], 'float32');
+  const sums = b.makeOutput([REDUCE_CHUNKS * 2 * c], 'float32');
   let p2: TensorInfo | null = null;
   try {
-    simd.k.bn_grad_sums(addr(b, dy), addr(b, x), addr(b, p1), addr(b, sums), rows, c, 1);
-    const sv = f32View(simd.memory, addr(b, sums), 2 * c).slice();
+    const [dya, xa] = [addr(b, dy), addr(b, x)];
+    const sv = Float32Array.from(columnReduce(simd, 'bn_grad_sums', (lo, n, out) => [dya + lo * c * 4, xa + lo * c * 4, addr(b, p1), out, n, c, 1], rows, 2 * c, addr(b, sums)));
     const db = sv.subarray(0, c);
     const dg = sv.subarray(c, 2 * c);
     f32View(simd.memory, addr(b, dbeta), c).set(db);

@@ -64,6 +64,28 @@ export function polyForward(simd: Simd, x: number, out: number, n4: number, coef
   else runParts(simd, 'poly_fwd', parts.map(([lo, hi]) => [x + lo * 4, out + lo * 4, hi - lo, coef, deg]));
 }
 
+/** Fixed chunks of rows of a column reduction: the partial sums, hence the bits, do not depend on the threads. */
+export const REDUCE_CHUNKS = 4;
+
+/**
+ * A column reduction (col_sum, col_sqdev, bn_grad_sums) over all rows as REDUCE_CHUNKS fixed
+ * chunks of rows (one where there are few rows), whose partial sums are added in f64 in chunk
+ * order. `call(rowLo, rowCount, out)` gives one chunk's arguments (with scale 1); each
+ * partial is `width` floats, REDUCE_CHUNKS of them at `scratch`. Returns the f64 totals.
+ */
+export function columnReduce(simd: Simd, fn: 'col_sum' | 'col_sqdev' | 'bn_grad_sums', call: (lo: number, count: number, out: number) => number[], rows: number, width: number, scratch: number): Float64Array {
+  const chunks = splitRange(rows, rows >= REDUCE_CHUNKS * MIN_ROWS_PER_PART ? REDUCE_CHUNKS : 1);
+  const calls = chunks.map(([lo, hi], k) => call(lo, hi - lo, scratch + k * width * 4));
+  const threads = threadsOf(simd);
+  for (let i = 0; i < calls.length; i += threads) runParts(simd, fn, calls.slice(i, i + threads));
+  const total = new Float64Array(width);
+  chunks.forEach((_, k) => {
+    const part = new Float32Array(simd.memory.buffer, scratch + k * width * 4, width);
+    for (let e = 0; e < width; e++) total[e] += part[e];
+  });
+  return total;
+}
+
 /** bn_apply(x, params, y, rows, C) over all rows. */
 export function bnApply(simd: Simd, x: number, params: number, y: number, rows: number, c: number): void {
   runParts(simd, 'bn_apply', rowRanges(simd, rows).map(([lo, hi]) => [x + lo * c * 4, params, y + lo * c * 4, hi - lo, c]));

@@ -173,10 +173,11 @@ function forwardTiles(heap: Heap, v: Variant, x: number, u: TensorInfo, s: Winog
   const bt = blockTiles(v, s.ci, s.co);
   const parts = splitRange(s.n, threadsOf(heap.simd));
   const zeros = heap.alloc([s.ci], true);
-  const sink = heap.alloc([s.co]);
   const y = heap.alloc([s.n, s.oh, s.ow, s.co]);
   const buffers = scratch(heap, v, parts.length, bt, s);
-  const args = parts.map(([lo, hi], p) => [x, heap.at(u), heap.at(y), lo, hi, s.h, s.w, s.ci, s.oh, s.ow, s.co, th, tw, s.pt, s.pl, heap.at(zeros), heap.at(sink), ...buffers[p], bt]);
+  // a sink per thread, so that threads never write the same cache lines
+  const sinks = parts.map(() => heap.at(heap.alloc([s.co])));
+  const args = parts.map(([lo, hi], p) => [x, heap.at(u), heap.at(y), lo, hi, s.h, s.w, s.ci, s.oh, s.ow, s.co, th, tw, s.pt, s.pl, heap.at(zeros), sinks[p], ...buffers[p], bt]);
   runParts(heap.simd, v.forward, args);
   return y;
 }
