@@ -4,6 +4,7 @@ import { createKernelPool, splitRange, type KernelPool } from '../../src/train/k
 import { bnApply, bnGradDx, convFilterGrad, convForward, convInputGrad } from '../../src/train/kernels/kernel-parallel.js';
 import { writeColumnRanges } from '../../src/train/kernels/wasm-grad-kernels.js';
 import type { Simd } from '../../src/train/kernels/fused-kernels.js';
+import { random } from '../helpers/random.js';
 
 /**
  * The multi-threaded convolution kernels (kernel-pool.ts, kernel-parallel.ts: forward, filter
@@ -29,15 +30,6 @@ const CASES: Conv[] = [
   { n: 4, h: 6, w: 6, ci: 12, co: 16, k: 1, s: 2, pad: 0 },
 ];
 
-function random(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 /** Lays a conv's tensors out in `memory` and runs `kernel` over them with `pool` (null: no pool). */
 class Layout {

@@ -247,6 +247,18 @@ function perTile(c: Ctx, count: number, tl: number, body: Code): Code {
   return forLoop(tl, i32(0), get(count), i32(1), [body, advance(c)]);
 }
 
+/** The byte sizes both kernels start from: channel rows, block planes, filter planes. */
+function strides(l: Record<'four' | 'Ci' | 'Co' | 'ciB' | 'coB' | 'BT' | 'planeV' | 'planeM' | 'planeU', number>): Code {
+  return [
+    set(l.four, i32(4)),
+    set(l.ciB, I32.shl(get(l.Ci), i32(2))),
+    set(l.coB, I32.shl(get(l.Co), i32(2))),
+    set(l.planeV, I32.mul(get(l.BT), get(l.ciB))),
+    set(l.planeM, I32.mul(get(l.BT), get(l.coB))),
+    set(l.planeU, I32.mul(get(l.Ci), get(l.coB))),
+  ];
+}
+
 /** The input tile transform of wino_fwd and wino_dw: x's window at tile (n, ty, tx) into block slot tl. */
 function inputTile(c: Ctx, v: Variant, x: number, H: number, W: number, ciB: number, pt: number, pl: number, zeros: number, sv: number, tl: number, planeV: number): { setup: Code; tile: Code } {
   const { f } = c;
@@ -280,12 +292,7 @@ function winoForwardFn(v: Variant): Fn {
   const product = gemmPlanes(f, { a: sv, b: u, c: sm, planeA: planeV, planeB: planeU, planeC: planeM, rowA: ciB, stepA: four, stepB: coB, rowC: coB, M: count, K: Ci, N: Co, accumulate: false, planes: a * a });
   f.body = [
     c.k.init(),
-    set(four, i32(4)),
-    set(ciB, I32.shl(get(Ci), i32(2))),
-    set(coB, I32.shl(get(Co), i32(2))),
-    set(planeV, I32.mul(get(BT), get(ciB))),
-    set(planeM, I32.mul(get(BT), get(coB))),
-    set(planeU, I32.mul(get(Ci), get(coB))),
+    strides({ four, Ci, Co, ciB, coB, BT, planeV, planeM, planeU }),
     input.setup,
     offM.code,
     set(t0, I32.mul(I32.mul(get(nLo), get(TH)), get(TW))),
@@ -324,12 +331,7 @@ function winoFilterGradFn(v: Variant): Fn {
   const product = gemmPlanes(f, { a: sv, b: sm, c: duC, planeA: planeV, planeB: planeM, planeC: planeU, rowA: four, stepA: ciB, stepB: coB, rowC: coB, M: Ci, K: count, N: Co, accumulate: true, planes: a * a });
   f.body = [
     c.k.init(),
-    set(four, i32(4)),
-    set(ciB, I32.shl(get(Ci), i32(2))),
-    set(coB, I32.shl(get(Co), i32(2))),
-    set(planeV, I32.mul(get(BT), get(ciB))),
-    set(planeM, I32.mul(get(BT), get(coB))),
-    set(planeU, I32.mul(get(Ci), get(coB))),
+    strides({ four, Ci, Co, ciB, coB, BT, planeV, planeM, planeU }),
     input.setup,
     offM.code,
     forLoop(ch, get(cLo), get(cHi), i32(1), [

@@ -149,6 +149,16 @@ class Heap {
   }
 }
 
+/** fn with a Heap of temporaries, freed after it; fn returns a tensor it kept. */
+function withHeap(simd: Simd, b: WasmBackendInternals, fn: (heap: Heap, v: Variant) => TensorInfo): TensorInfo {
+  const heap = new Heap(simd, b);
+  try {
+    return heap.keep(fn(heap, variantFor()));
+  } finally {
+    heap.dispose();
+  }
+}
+
 const planesOf = (v: Variant) => (v.m + 2) * (v.m + 2);
 const tilesOf = (s: WinogradShape, v: Variant) => ({ th: Math.ceil(s.oh / v.m), tw: Math.ceil(s.ow / v.m) });
 
@@ -200,23 +210,16 @@ function transformFilter(heap: Heap, v: Variant, taps: number, u: TensorInfo, pq
 
 /** Conv2D of x by filter ([3, 3, ci, co]), both tensors in the wasm heap. */
 export function winogradConv2D(simd: Simd, b: WasmBackendInternals, x: TensorInfo, filter: TensorInfo, s: WinogradShape): TensorInfo {
-  const heap = new Heap(simd, b);
-  const v = variantFor();
-  try {
-    const pq = s.ci * s.co;
+  return withHeap(simd, b, (heap, v) => {
     const u = heap.alloc([planesOf(v), s.ci, s.co]);
-    transformFilter(heap, v, heap.at(filter), u, pq);
-    return heap.keep(forwardTiles(heap, v, heap.at(x), u, s));
-  } finally {
-    heap.dispose();
-  }
+    transformFilter(heap, v, heap.at(filter), u, s.ci * s.co);
+    return forwardTiles(heap, v, heap.at(x), u, s);
+  });
 }
 
 /** Conv2DBackpropInput: dx ([n, h, w, ci]) from dy ([n, oh, ow, co]) and filter ([3, 3, ci, co]). */
 export function winogradInputGrad(simd: Simd, b: WasmBackendInternals, dy: TensorInfo, filter: TensorInfo, s: WinogradShape): TensorInfo {
-  const heap = new Heap(simd, b);
-  const v = variantFor();
-  try {
+  return withHeap(simd, b, (heap, v) => {
     const pq = s.ci * s.co;
     const u = heap.alloc([planesOf(v), s.co, s.ci]);
     const turned = heap.alloc([9, s.co, s.ci]);
@@ -229,17 +232,13 @@ export function winogradInputGrad(simd: Simd, b: WasmBackendInternals, dy: Tenso
     }
     transformFilter(heap, v, heap.at(turned), u, pq);
     const shape: WinogradShape = { n: s.n, h: s.oh, w: s.ow, ci: s.co, oh: s.h, ow: s.w, co: s.ci, pt: 2 - s.pt, pl: 2 - s.pl };
-    return heap.keep(forwardTiles(heap, v, heap.at(dy), u, shape));
-  } finally {
-    heap.dispose();
-  }
+    return forwardTiles(heap, v, heap.at(dy), u, shape);
+  });
 }
 
 /** Conv2DBackpropFilter: dW ([3, 3, ci, co]) from x ([n, h, w, ci]) and dy ([n, oh, ow, co]). */
 export function winogradFilterGrad(simd: Simd, b: WasmBackendInternals, x: TensorInfo, dy: TensorInfo, s: WinogradShape): TensorInfo {
-  const heap = new Heap(simd, b);
-  const v = variantFor();
-  try {
+  return withHeap(simd, b, (heap, v) => {
     const { th, tw } = tilesOf(s, v);
     const bt = blockTiles(v, s.ci, s.co);
     const chunks = Math.ceil(s.n / DW_CHUNK);
@@ -255,8 +254,6 @@ export function winogradFilterGrad(simd: Simd, b: WasmBackendInternals, x: Tenso
     lincomb(heap, heap.at(du), planes * pq, heap.at(sum), 0, [new Array(chunks).fill(1)], planes * pq);
     const dw = heap.alloc([3, 3, s.ci, s.co]);
     lincomb(heap, heap.at(sum), pq, heap.at(dw), pq, v.coefT, pq);
-    return heap.keep(dw);
-  } finally {
-    heap.dispose();
-  }
+    return dw;
+  });
 }

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { initBackend } from '../../../src/train/backend.js';
 import { kernelThreads } from '../../../src/train/kernels/index.js';
 import { setWinograd, type WinogradMode } from '../../../src/train/kernels/winograd.js';
+import { random } from '../../helpers/random.js';
 
 interface Case {
   n: number;
@@ -28,15 +29,6 @@ export const CASES: Case[] = [
   { n: 34, h: 5, w: 5, ci: 64, co: 32, pad: [1, 1, 1, 1] },
 ];
 
-function random(n: number, seed: number): Float32Array {
-  let s = seed >>> 0 || 1;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    out[i] = s / 2 ** 31 - 1;
-  }
-  return out;
-}
 
 /** y, and the gradients of sum(y * r) (so dy = r) by direct float64 sums */
 function reference(c: Case, x: Float32Array, g: Float32Array, r: Float32Array, oh: number, ow: number) {
