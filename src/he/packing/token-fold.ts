@@ -63,11 +63,11 @@ export function tokenCount(p: HeProgram): number {
 /** true, or why token packing cannot fold this program at `slots`. */
 export function tokenFoldProblem(p: HeProgram, slots: number): true | string {
   const T = tokenCount(p);
-  if (T < 2) return 'token packing folds token sequences (transformers); this program has no per-token layer: use batch packing';
+  if (T < 2) return 'token packing folds token sequences (transformers); this program has no per-token layer; drop --packing token (the default picks a packing for this program)';
   if (T > slots) return `token packing needs a block of slots per token: ${T} tokens, ${slots} slots; use batch packing or larger --params`;
   for (const s of p.steps) {
-    if (s.kind === 'struct' && s.op.kind !== 'gather') return `token packing folds gathers, not ${s.op.kind} (an image op): use batch packing`;
-    if (s.kind === 'linear' && s.terms.some((t) => t.op.kind === 'conv')) return 'token packing folds token sequences, not convolutions: use batch packing';
+    if (s.kind === 'struct' && s.op.kind !== 'gather') return `token packing folds gathers, not ${s.op.kind} (an image op); drop --packing token (the default picks a packing for this program)`;
+    if (s.kind === 'linear' && s.terms.some((t) => t.op.kind === 'conv')) return 'token packing folds token sequences, not convolutions; drop --packing token (the default picks a packing for this program)';
   }
   return true;
 }
