@@ -19,12 +19,13 @@ import { type Code, Fn, I32, T, V, f32, forLoop, get, i32, select, set, when } f
 
 /**
  * F(m x m, 3x3): output tiles of m x m from input tiles of m + 2, with B^T (input), A^T
- * (output) and G (filter) of Lavin and Gray (2016). winograd.ts holds G.
+ * (output) and G (filter: U = G g G^T, applied in winograd.ts) of Lavin and Gray (2016).
  */
 export interface Variant {
   m: 2 | 4;
   BT: number[][];
   AT: number[][];
+  G: number[][];
 }
 
 export const F2: Variant = {
@@ -38,6 +39,12 @@ export const F2: Variant = {
   AT: [
     [1, 1, 1, 0],
     [0, 1, -1, -1],
+  ],
+  G: [
+    [1, 0, 0],
+    [1 / 2, 1 / 2, 1 / 2],
+    [1 / 2, -1 / 2, 1 / 2],
+    [0, 0, 1],
   ],
 };
 
@@ -56,6 +63,14 @@ export const F4: Variant = {
     [0, 1, -1, 2, -2, 0],
     [0, 1, 1, 4, 4, 0],
     [0, 1, -1, 8, -8, 1],
+  ],
+  G: [
+    [1 / 4, 0, 0],
+    [-1 / 6, -1 / 6, -1 / 6],
+    [-1 / 6, 1 / 6, -1 / 6],
+    [1 / 24, 1 / 12, 1 / 6],
+    [1 / 24, -1 / 12, 1 / 6],
+    [0, 0, 1],
   ],
 };
 

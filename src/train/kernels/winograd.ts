@@ -21,39 +21,27 @@ import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { addr, type Simd, type WasmBackendInternals } from './fused-kernels.js';
 import { runParts, threadsOf } from './kernel-parallel.js';
 import { splitRange } from './kernel-pool.js';
+import { F2 as KERNEL_F2, F4 as KERNEL_F4, type Variant as KernelVariant } from './winograd-kernels.js';
 
-/** An F(m x m, 3x3) as the driver sees it: its kernels and G (U = G g G^T). */
+/** An F(m x m, 3x3) as the driver sees it: its kernels and the filter transform's coefficients. */
 interface Variant {
   m: 2 | 4;
-  G: number[][];
   forward: 'wino_fwd2' | 'wino_fwd4';
   filterGrad: 'wino_dw2' | 'wino_dw4';
-  /** COEF[xi][tap] = G[i][a] G[j][b] for xi = (m + 2) i + j, tap = 3 a + b */
+  /** coef[xi][tap] = G[i][a] G[j][b] for xi = (m + 2) i + j, tap = 3 a + b: U = G g G^T */
   coef: number[][];
   /** coefT[tap][xi] = coef[xi][tap]: dW = G^T dU G */
   coefT: number[][];
 }
 
-function variant(m: 2 | 4, G: number[][]): Variant {
+function variant({ m, G }: KernelVariant): Variant {
   const a = m + 2;
   const coef = Array.from({ length: a * a }, (_, xi) => Array.from({ length: 9 }, (_, tap) => G[Math.floor(xi / a)][Math.floor(tap / 3)] * G[xi % a][tap % 3]));
-  return { m, G, forward: `wino_fwd${m}`, filterGrad: `wino_dw${m}`, coef, coefT: coef[0].map((_, tap) => coef.map((row) => row[tap])) };
+  return { m, forward: `wino_fwd${m}`, filterGrad: `wino_dw${m}`, coef, coefT: coef[0].map((_, tap) => coef.map((row) => row[tap])) };
 }
 
-const F2 = variant(2, [
-  [1, 0, 0],
-  [1 / 2, 1 / 2, 1 / 2],
-  [1 / 2, -1 / 2, 1 / 2],
-  [0, 0, 1],
-]);
-const F4 = variant(4, [
-  [1 / 4, 0, 0],
-  [-1 / 6, -1 / 6, -1 / 6],
-  [-1 / 6, 1 / 6, -1 / 6],
-  [1 / 24, 1 / 12, 1 / 6],
-  [1 / 24, -1 / 12, 1 / 6],
-  [0, 0, 1],
-]);
+const F2 = variant(KERNEL_F2);
+const F4 = variant(KERNEL_F4);
 /** Input channels below which the transforms cost more than the products save. */
 const MIN_CHANNELS = 8;
 /** Samples per partial sum of dW: fixed, so that every thread count adds in the same order. */
