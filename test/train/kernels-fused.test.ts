@@ -104,7 +104,8 @@ describe('fused / SIMD training kernels match the reference tfjs ops', function 
 
   describe('polynomial activation (HepolyPolynomial + gradient)', () => {
     const cases: Array<[number[], number]> = [
-      [[7], 2], // fewer than 4 elements: the JS tail only
+      [[3], 2], // fewer than 4 elements: the JS tail only, no SIMD call
+      [[7], 2], // one SIMD vector + a 3-element tail
       [[4099], 2], // SIMD body + 3-element tail, blocks of 1024
       [[3, 5, 7, 2], 2],
       [[64, 33], 1],

@@ -18,6 +18,7 @@ const WIDE_BLOCK = 16;
 const MIN_ROWS_PER_PART = 256;
 
 export function runParts(simd: Simd, fn: KernelName, parts: number[][]): void {
+  if (parts.length === 0) return; // nothing to do: an empty range split into no parts
   if (simd.pool && parts.length > 1) simd.pool.run(fn, parts);
   else (simd.k[fn] as (...args: number[]) => void)(...parts[0]);
 }

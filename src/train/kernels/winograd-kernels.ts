@@ -1,19 +1,21 @@
 /**
- * WebAssembly SIMD kernels of Winograd's F(2x2, 3x3) convolution (winograd.ts drives them):
- * a 3x3 stride-1 convolution computed per 2x2 output tile as Y = A^T [ U (.) D ] A, where
- * D = B^T d B is the 4x4 input tile transformed and U = G g G^T the filter transformed. The
- * 16 element-wise products become 16 matrix products over channels: 16 multiplications per
- * tile and channel pair where a direct convolution does 36.
+ * WebAssembly SIMD kernels of Winograd's F(m x m, 3x3) convolutions, m = 2 or 4 (winograd.ts
+ * drives them): a 3x3 stride-1 convolution computed per m x m output tile as
+ * Y = A^T [ U (.) D ] A, where D = B^T d B is the (m+2) x (m+2) input tile transformed and
+ * U = G g G^T the filter transformed. The (m+2)^2 element-wise products become as many
+ * matrix products over channels: for F(4x4), 36 multiplications per 16 outputs and channel
+ * pair where a direct convolution does 144.
  *
  * Tensors are NHWC with C % 4 == 0; SIMD runs over 4 channels. Tiles t = (n TH + ty) TW + tx
- * are processed in blocks of BT: a block's transformed tiles, [16][BT][C] (xi = 4 i + j
- * major), stay in cache between the transform and the 16 products, which is what makes the
- * 4x larger transformed tiles cheap.
+ * are processed in blocks of BT: a block's transformed tiles, [planes][BT][C] (xi =
+ * (m+2) i + j major), stay in cache between the transform and the products, which is what
+ * makes the larger transformed tiles cheap.
  *
- *   wino_fwd  y = conv(x, g) for the samples [nLo, nHi), from u = G g G^T ([16][Ci][Co]);
- *   wino_dw   du_c = sum over the tiles of chunk c of (B^T d B)^T (A dY A^T), per xi, for the
- *             chunks [cLo, cHi) of `chunk` samples each: fixed chunks, so that any thread
- *             count sums in the same order (winograd.ts adds the chunks).
+ *   wino_fwd{m}  y = conv(x, g) for the samples [nLo, nHi), from u = G g G^T ([planes][Ci][Co]);
+ *   wino_dw{m}   du_c = sum over the tiles of chunk c of (B^T d B)^T (A dY A^T), per xi, for
+ *                the chunks [cLo, cHi) of `chunk` samples each: fixed chunks, so that any
+ *                thread count sums in the same order (winograd.ts adds the chunks);
+ *   lincomb      dst_d = sum_s coef[d][s] src_s over vectors (filter transforms, chunk sums).
  */
 import { type Code, Fn, I32, T, V, f32, forLoop, get, i32, select, set, when } from './wasm-asm.js';
 

@@ -44,8 +44,12 @@ const F2 = variant(KERNEL_F2);
 const F4 = variant(KERNEL_F4);
 /** Input channels below which the transforms cost more than the products save. */
 const MIN_CHANNELS = 8;
-/** Samples per partial sum of dW: fixed, so that every thread count adds in the same order. */
-const DW_CHUNK = 16;
+/**
+ * Samples per partial sum of dW: at least 16, and at most 8 partials (their memory is
+ * planes x Ci x Co floats each). It depends on the batch only, so every thread count adds
+ * in the same order.
+ */
+const dwChunk = (n: number) => Math.max(16, Math.ceil(n / 8));
 /** Floats of one block's scratch (192 KiB): about what stays in a core's L2 beside the filter. */
 const BLOCK_FLOATS = 48 * 1024;
 
@@ -229,12 +233,13 @@ export function winogradFilterGrad(simd: Simd, b: WasmBackendInternals, x: Tenso
   return withHeap(simd, b, (heap, v) => {
     const { th, tw } = tilesOf(s, v);
     const bt = blockTiles(v, s.ci, s.co);
-    const chunks = Math.ceil(s.n / DW_CHUNK);
+    const chunk = dwChunk(s.n);
+    const chunks = Math.ceil(s.n / chunk);
     const parts = splitRange(chunks, threadsOf(simd));
     const du = heap.alloc([chunks, planesOf(v), s.ci, s.co]);
     const zeros = heap.alloc([Math.max(s.ci, s.co)], true);
     const buffers = scratch(heap, v, parts.length, bt, s);
-    const args = parts.map(([lo, hi], p) => [heap.at(x), heap.at(dy), heap.at(du), lo, hi, DW_CHUNK, s.n, s.h, s.w, s.ci, s.oh, s.ow, s.co, th, tw, s.pt, s.pl, heap.at(zeros), ...buffers[p], bt]);
+    const args = parts.map(([lo, hi], p) => [heap.at(x), heap.at(dy), heap.at(du), lo, hi, chunk, s.n, s.h, s.w, s.ci, s.oh, s.ow, s.co, th, tw, s.pt, s.pl, heap.at(zeros), ...buffers[p], bt]);
     runParts(simd, v.filterGrad, args);
     const pq = s.ci * s.co;
     const planes = planesOf(v);

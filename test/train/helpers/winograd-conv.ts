@@ -1,7 +1,7 @@
 /**
  * Child process of winograd.test.ts: on the wasm backend with the threads HEPOLY_WASM_THREADS
  * asks for, runs 3x3 stride-1 convolutions (forward, dx, dW through tf.grads) that go to
- * Winograd F(2x2, 3x3), and prints one JSON line: per case the worst error of each against a
+ * Winograd (HEPOLY_WINOGRAD: 4, 2, or 0 for the direct kernels), and prints one JSON line: per case the worst error of each against a
  * float64 direct sum (relative to the largest reference value) and a SHA-256 of the bits.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -27,6 +27,8 @@ export const CASES: Case[] = [
   { n: 3, h: 8, w: 8, ci: 16, co: 8, pad: [0, 0, 0, 0] },
   { n: 2, h: 7, w: 6, ci: 12, co: 20, pad: [0, 2, 1, 0] },
   { n: 34, h: 5, w: 5, ci: 64, co: 32, pad: [1, 1, 1, 1] },
+  { n: 1, h: 6, w: 9, ci: 8, co: 8, pad: [2, 2, 2, 2] }, // pads of 2 (dx pads by 0), one sample
+  { n: 12, h: 10, w: 6, ci: 8, co: 12, pad: [1, 1, 1, 1] }, // one dW chunk, split over nothing
 ];
 
 
