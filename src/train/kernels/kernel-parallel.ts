@@ -16,6 +16,8 @@ import { splitRange, type KernelName } from './kernel-pool.js';
 const WIDE_BLOCK = 16;
 /** Rows per part below which a row map is not worth waking a helper for. */
 const MIN_ROWS_PER_PART = 256;
+/** Elements per part below which an element map is not worth waking a helper for. */
+const MIN_ELEMENTS_PER_PART = 16 * MIN_ROWS_PER_PART;
 
 export function runParts(simd: Simd, fn: KernelName, parts: number[][]): void {
   if (parts.length === 0) return; // nothing to do: an empty range split into no parts
@@ -59,7 +61,7 @@ function rowRanges(simd: Simd, rows: number): [number, number][] {
  * steps, so the bits agree).
  */
 export function polyForward(simd: Simd, x: number, out: number, n4: number, coef: number, c: number[]): void {
-  const parts = splitRange(n4, n4 >= 2 * MIN_ROWS_PER_PART * 16 ? threadsOf(simd) : 1, 4);
+  const parts = splitRange(n4, n4 >= 2 * MIN_ELEMENTS_PER_PART ? threadsOf(simd) : 1, 4);
   const deg = c.length - 1;
   if (parts.length === 1 && deg === 2) simd.k.quad_fwd(x, out, n4, c[0], c[1], c[2]);
   else runParts(simd, 'poly_fwd', parts.map(([lo, hi]) => [x + lo * 4, out + lo * 4, hi - lo, coef, deg]));

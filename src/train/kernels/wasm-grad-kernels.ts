@@ -100,13 +100,13 @@ import type {
   KernelConfig,
   KernelFunc,
   NamedAttrMap,
-  NamedTensorInfoMap,
   TensorInfo,
 } from '@tensorflow/tfjs-core';
 
 import { addr, simdFor, type WasmBackendInternals } from './fused-kernels.js';
 import { winogradApplies, winogradFilterGrad, winogradInputGrad, winogradShape } from './winograd.js';
 import { convFilterGrad, convInputGrad } from './kernel-parallel.js';
+import { KernelScope } from './kernel-scope.js';
 
 const BACKEND = 'wasm';
 
@@ -119,60 +119,6 @@ interface WasmBackendLike {
 
 type Pair = [number, number];
 type Shape4 = [number, number, number, number];
-
-/**
- * Runs the wasm backend's registered kernels and remembers every result so
- * intermediates can be released at the end.
- */
-class KernelScope {
-  private readonly temps: TensorInfo[] = [];
-
-  constructor(private readonly backend: WasmBackendLike) {}
-
-  run(kernelName: string, inputs: NamedTensorInfoMap, attrs: NamedAttrMap = {}): TensorInfo {
-    const config = tf.getKernel(kernelName, BACKEND);
-    if (config == null) {
-      throw new Error(`wasm-grad-kernels: kernel '${kernelName}' is not registered for '${BACKEND}'`);
-    }
-    const out = config.kernelFunc({ inputs, backend: this.backend, attrs });
-    if (Array.isArray(out)) {
-      throw new Error(`wasm-grad-kernels: kernel '${kernelName}' returned several outputs`);
-    }
-    this.temps.push(out);
-    return out;
-  }
-
-  transpose(x: TensorInfo, perm: number[]): TensorInfo {
-    return this.run(tf.Transpose, { x }, { perm });
-  }
-
-  reshape(x: TensorInfo, shape: number[]): TensorInfo {
-    return this.run(tf.Reshape, { x }, { shape });
-  }
-
-  slice(x: TensorInfo, begin: number[], size: number[]): TensorInfo {
-    return this.run(tf.Slice, { x }, { begin, size });
-  }
-
-  /** Tracks a tensor made outside run() (e.g. backend.makeOutput) for release. */
-  adopt(t: TensorInfo): TensorInfo {
-    this.temps.push(t);
-    return t;
-  }
-
-  /** Returns `t` as the kernel's output: it is not released by dispose(). */
-  keep(t: TensorInfo): TensorInfo {
-    const i = this.temps.lastIndexOf(t);
-    if (i >= 0) this.temps.splice(i, 1);
-    return t;
-  }
-
-  /** Releases every intermediate (reshapes share data via refCount). */
-  dispose(): void {
-    for (const t of this.temps) this.backend.disposeData(t.dataId);
-    this.temps.length = 0;
-  }
-}
 
 /**
  * Crops or zero-pads an NHWC tensor so that a stride-`stride`, dilation

@@ -21,6 +21,7 @@ import type { TensorInfo } from '@tensorflow/tfjs-core';
 import { addr, type Simd, type WasmBackendInternals } from './fused-kernels.js';
 import { runParts, threadsOf } from './kernel-parallel.js';
 import { splitRange } from './kernel-pool.js';
+import { KernelScope } from './kernel-scope.js';
 import { F2 as KERNEL_F2, F4 as KERNEL_F4, type Variant as KernelVariant } from './winograd-kernels.js';
 
 /** An F(m x m, 3x3) as the driver sees it: its kernels and the filter transform's coefficients. */
@@ -32,12 +33,15 @@ interface Variant {
   coef: number[][];
   /** coefT[tap][xi] = coef[xi][tap]: dW = G^T dU G */
   coefT: number[][];
+  /** coefTurned[xi][tap] = coef[xi][8 - tap]: U of the filter turned by 180 degrees (dx) */
+  coefTurned: number[][];
 }
 
 function variant({ m, G }: KernelVariant): Variant {
   const a = m + 2;
   const coef = Array.from({ length: a * a }, (_, xi) => Array.from({ length: 9 }, (_, tap) => G[Math.floor(xi / a)][Math.floor(tap / 3)] * G[xi % a][tap % 3]));
-  return { m, forward: `wino_fwd${m}`, filterGrad: `wino_dw${m}`, coef, coefT: coef[0].map((_, tap) => coef.map((row) => row[tap])) };
+  const coefT = coef[0].map((_, tap) => coef.map((row) => row[tap]));
+  return { m, forward: `wino_fwd${m}`, filterGrad: `wino_dw${m}`, coef, coefT, coefTurned: coef.map((row) => [...row].reverse()) };
 }
 
 const F2 = variant(KERNEL_F2);
@@ -111,16 +115,16 @@ export function winogradShape(info: ConvLike & { batchSize: number; inHeight: nu
   return { n, h, w, ci, oh, ow, co, pt: info.padInfo.top, pl: info.padInfo.left };
 }
 
-/** Temporaries in the wasm heap, freed together. */
-class Heap {
-  private readonly temps: TensorInfo[] = [];
+/** A kernel scope that also allocates float32 temporaries and views them in the wasm heap. */
+class Heap extends KernelScope {
   constructor(
     readonly simd: Simd,
     readonly b: WasmBackendInternals,
-  ) {}
+  ) {
+    super(b);
+  }
   alloc(shape: number[], zero = false): TensorInfo {
-    const t = this.b.makeOutput(shape, 'float32');
-    this.temps.push(t);
+    const t = this.adopt(this.b.makeOutput(shape, 'float32'));
     if (zero) this.f32(t).fill(0);
     return t;
   }
@@ -130,14 +134,6 @@ class Heap {
   }
   at(t: TensorInfo): number {
     return addr(this.b, t);
-  }
-  /** keeps t as a result */
-  keep(t: TensorInfo): TensorInfo {
-    this.temps.splice(this.temps.indexOf(t), 1);
-    return t;
-  }
-  dispose(): void {
-    for (const t of this.temps) this.b.disposeData(t.dataId);
   }
 }
 
@@ -195,16 +191,16 @@ function lincomb(heap: Heap, src: number, srcStride: number, dst: number, dstStr
   runParts(heap.simd, 'lincomb', parts);
 }
 
-/** u = G g G^T per channel pair ([planes][P][Q]) from 9 taps of [P][Q] at `taps`. */
-function transformFilter(heap: Heap, v: Variant, taps: number, u: TensorInfo, pq: number): void {
-  lincomb(heap, taps, pq, heap.at(u), pq, v.coef, pq);
+/** u = G g G^T per channel pair ([planes][P][Q]) from 9 taps of [P][Q] at `taps`, by `coef` (v.coef or v.coefTurned). */
+function transformFilter(heap: Heap, coef: number[][], taps: number, u: TensorInfo, pq: number): void {
+  lincomb(heap, taps, pq, heap.at(u), pq, coef, pq);
 }
 
 /** Conv2D of x by filter ([3, 3, ci, co]), both tensors in the wasm heap. */
 export function winogradConv2D(simd: Simd, b: WasmBackendInternals, x: TensorInfo, filter: TensorInfo, s: WinogradShape): TensorInfo {
   return withHeap(simd, b, (heap, v) => {
     const u = heap.alloc([planesOf(v), s.ci, s.co]);
-    transformFilter(heap, v, heap.at(filter), u, s.ci * s.co);
+    transformFilter(heap, v.coef, heap.at(filter), u, s.ci * s.co);
     return forwardTiles(heap, v, heap.at(x), u, s);
   });
 }
@@ -212,17 +208,11 @@ export function winogradConv2D(simd: Simd, b: WasmBackendInternals, x: TensorInf
 /** Conv2DBackpropInput: dx ([n, h, w, ci]) from dy ([n, oh, ow, co]) and filter ([3, 3, ci, co]). */
 export function winogradInputGrad(simd: Simd, b: WasmBackendInternals, dy: TensorInfo, filter: TensorInfo, s: WinogradShape): TensorInfo {
   return withHeap(simd, b, (heap, v) => {
-    const pq = s.ci * s.co;
     const u = heap.alloc([planesOf(v), s.co, s.ci]);
-    const turned = heap.alloc([9, s.co, s.ci]);
-    const g = heap.f32(filter);
-    const t = heap.f32(turned);
-    // tap k of the turned filter is tap 8 - k of g with its [ci][co] slice transposed
-    for (let tap = 0; tap < 9; tap++) {
-      const from = (8 - tap) * pq;
-      for (let p = 0; p < s.ci; p++) for (let q = 0; q < s.co; q++) t[tap * pq + q * s.ci + p] = g[from + p * s.co + q];
-    }
-    transformFilter(heap, v, heap.at(turned), u, pq);
+    // the turned filter's tap k is g's tap 8 - k with [ci][co] swapped: swap here, and
+    // coefTurned reads the taps backwards
+    const swapped = heap.transpose(filter, [0, 1, 3, 2]);
+    transformFilter(heap, v.coefTurned, heap.at(swapped), u, s.ci * s.co);
     const shape: WinogradShape = { n: s.n, h: s.oh, w: s.ow, ci: s.co, oh: s.h, ow: s.w, co: s.ci, pt: 2 - s.pt, pl: 2 - s.pl };
     return forwardTiles(heap, v, heap.at(dy), u, shape);
   });
