@@ -1,5 +1,6 @@
 import type { PairSums } from './pair-sums.js';
 import type { ScalarSums } from './scalar-sums.js';
+import type { PlainSums, ResiduePlain } from './plain-sums.js';
 
 /**
  * The CKKS operations the packings need, behind one interface with two implementations:
@@ -40,6 +41,13 @@ export interface CkksBackend<C = unknown, P = unknown> {
    * back to mulConst / mulConstAddInPlace.
    */
   scalarSums?(level: number): ScalarSums<C> | null;
+  /**
+   * Optional, together: plaintexts held as residues outside the backend's heap, and sums of
+   * ciphertext x plaintext products on them (plain-sums.ts; sample packing's inner sums). null
+   * where the level's primes do not fit the kernel; the evaluator then uses encode + mulPlain.
+   */
+  encodeResidues?(values: Float64Array, scale: number, level: number): ResiduePlain | null;
+  plainSums?(level: number): PlainSums<C> | null;
   /** adds the constant `value` to every slot, at the ciphertext's scale */
   addConstInPlace(c: C, value: number): void;
 
@@ -129,6 +137,8 @@ export function counting<C, P>(inner: CkksBackend<C, P>, counts: OpCounts): Ckks
     mulConst: (c, v, s) => (counts.ptMults++, inner.mulConst(c, v, s)),
     mulConstAddInPlace: (a, c, v, s) => (counts.ptMults++, counts.additions++, inner.mulConstAddInPlace(a, c, v, s)),
     scalarSums: inner.scalarSums ? (level) => countingSums(inner.scalarSums!(level), counts) : undefined,
+    encodeResidues: inner.encodeResidues ? (v, s, l) => inner.encodeResidues!(v, s, l) : undefined,
+    plainSums: inner.plainSums ? (level) => countingPlains(inner.plainSums!(level), counts) : undefined,
     addConstInPlace: (c, v) => (counts.additions++, inner.addConstInPlace(c, v)),
     encode: (v, s, l) => inner.encode(v, s, l),
     encodeConst: (v, s, l) => inner.encodeConst(v, s, l),
@@ -164,6 +174,21 @@ function countingSums<C>(inner: ScalarSums<C> | null, counts: OpCounts): ScalarS
       inner.add(o, x, v, s, key);
     },
     finish: () => inner.finish(),
+  };
+}
+
+/** Counts a plaintext sum's terms as the products and additions they replace. */
+function countingPlains<C>(inner: PlainSums<C> | null, counts: OpCounts): PlainSums<C> | null {
+  if (!inner) return null;
+  return {
+    has: (key) => inner.has(key),
+    load: (key, x) => inner.load(key, x),
+    sum: (terms) => {
+      counts.ptMults += terms.length;
+      counts.additions += terms.length - 1;
+      return inner.sum(terms);
+    },
+    close: () => inner.close(),
   };
 }
 

@@ -107,6 +107,12 @@ export class ResidueArena {
     return this.kern.alloc(bytes);
   }
 
+  /** Frees every allocation made since `mark` (a value of `used` taken before them). */
+  release(mark: number): void {
+    if (this.tablePtr >= mark) this.tableBytes = 0;
+    this.kern.releaseTo(mark);
+  }
+
   /** A term table of at least `bytes`, reused while big enough. */
   table(bytes: number): number {
     if (bytes > this.tableBytes) {

@@ -1,7 +1,7 @@
-import { encodeModule, F64, Fn, forLoop, get, I32, i32, I64, set, T, V, type Code } from '../train/kernels/wasm-asm.js';
+import { encodeModule, F64, Fn, forLoop, get, I32, i32, I64, select, set, T, V, type Code } from '../train/kernels/wasm-asm.js';
 
 /**
- * SIMD kernels for seal-scalar-sums.ts: exact integer arithmetic on RNS residues held as
+ * SIMD kernels for seal-scalar-sums.ts, seal-pair-sums.ts and seal-plain-sums.ts: exact integer arithmetic on RNS residues held as
  * float64 (every value an integer below 2^52, so f64x2 adds and multiplies are exact). The
  * module owns its memory; pointers are byte offsets into it and counts are elements (even).
  */
@@ -104,6 +104,98 @@ function pairsFn(): Fn {
   return f;
 }
 
+/** Element bytes per block of a vector sum: the accumulators of one block stay in L1 while every term streams past. */
+const VEC_BLOCK_BYTES = 4096;
+
+/**
+ * The loop nest of the vector sums: for each block of elements, for each term (entries of
+ * `entryBytes` at `table`), `inner(e, i)` on byte offset i of the block.
+ */
+function blockedTerms(f: Fn, table: number, terms: number, n: number, entryBytes: number, inner: (e: number, i: number) => Code[]): Code {
+  const blk = f.local(T.i32);
+  const end = f.local(T.i32);
+  const total = f.local(T.i32);
+  const t = f.local(T.i32);
+  const e = f.local(T.i32);
+  const i = f.local(T.i32);
+  return [
+    set(total, I32.shl(get(n), i32(3))),
+    forLoop(blk, i32(0), get(total), i32(VEC_BLOCK_BYTES), [
+      set(end, select(I32.ltS(I32.add(get(blk), i32(VEC_BLOCK_BYTES)), get(total)), I32.add(get(blk), i32(VEC_BLOCK_BYTES)), get(total))),
+      forLoop(t, i32(0), get(terms), i32(1), [
+        set(e, I32.add(get(table), I32.mul(get(t), i32(entryBytes)))),
+        forLoop(i, get(blk), get(end), i32(16), inner(e, i)),
+      ]),
+    ]),
+  ];
+}
+
+/**
+ * vnarrow(table, terms, accs, n, unit, inv): sums of plaintext-vector x ciphertext products on
+ * one narrow limb. Entries [x0, x1, w i32, pad] (16 bytes): the two polynomials of an input and
+ * the plaintext's residues, which are split here into w = wh*unit + wl. accs holds four arrays
+ * of n: wh.x0, wl.x0, wh.x1, wl.x1.
+ */
+function vnarrowFn(): Fn {
+  const f = new Fn('vnarrow', [T.i32, T.i32, T.i32, T.i32, T.f64, T.f64]);
+  const [table, terms, accs, n, units, invs] = [0, 1, 2, 3, 4, 5];
+  const [unit, inv, w, wh, wl, a, b] = [0, 1, 2, 3, 4, 5, 6].map(() => f.local(T.v128));
+  const stride = f.local(T.i32);
+  const at = (k: number, i: number) => I32.add(I32.add(get(accs), I32.mul(get(stride), i32(k))), get(i));
+  const acc = (k: number, i: number, add: Code) => V.store(at(k, i), V.d.add(V.load(at(k, i)), add));
+  f.body = [
+    set(stride, I32.shl(get(n), i32(3))),
+    set(unit, V.d.splat(get(units))),
+    set(inv, V.d.splat(get(invs))),
+    blockedTerms(f, table, terms, n, 16, (e, i) => [
+      set(w, V.load(I32.add(I32.load(get(e), 8), get(i)))),
+      set(wh, V.d.floor(V.d.mul(get(w), get(inv)))),
+      set(wl, V.d.sub(get(w), V.d.mul(get(wh), get(unit)))),
+      set(a, V.load(I32.add(I32.load(get(e), 0), get(i)))),
+      set(b, V.load(I32.add(I32.load(get(e), 4), get(i)))),
+      acc(0, i, V.d.mul(get(wh), get(a))),
+      acc(1, i, V.d.mul(get(wl), get(a))),
+      acc(2, i, V.d.mul(get(wh), get(b))),
+      acc(3, i, V.d.mul(get(wl), get(b))),
+    ]),
+  ];
+  return f;
+}
+
+/**
+ * vwide(table, terms, accs, n, unit, inv): as vnarrow on a wide limb, whose input residues are
+ * split too. Entries [x0h, x0l, x1h, x1l, w i32, pad x3] (32 bytes); accs holds six arrays of n:
+ * (hi*hi, cross, lo*lo) for each polynomial.
+ */
+function vwideFn(): Fn {
+  const f = new Fn('vwide', [T.i32, T.i32, T.i32, T.i32, T.f64, T.f64]);
+  const [table, terms, accs, n, units, invs] = [0, 1, 2, 3, 4, 5];
+  const [unit, inv, w, wh, wl, xh, xl] = [0, 1, 2, 3, 4, 5, 6].map(() => f.local(T.v128));
+  const stride = f.local(T.i32);
+  const at = (k: number, i: number) => I32.add(I32.add(get(accs), I32.mul(get(stride), i32(k))), get(i));
+  const acc = (k: number, i: number, add: Code) => V.store(at(k, i), V.d.add(V.load(at(k, i)), add));
+  const poly = (p: number, e: number, i: number): Code[] => [
+    set(xh, V.load(I32.add(I32.load(get(e), 8 * p), get(i)))),
+    set(xl, V.load(I32.add(I32.load(get(e), 8 * p + 4), get(i)))),
+    acc(3 * p, i, V.d.mul(get(wh), get(xh))),
+    acc(3 * p + 1, i, V.d.add(V.d.mul(get(wh), get(xl)), V.d.mul(get(wl), get(xh)))),
+    acc(3 * p + 2, i, V.d.mul(get(wl), get(xl))),
+  ];
+  f.body = [
+    set(stride, I32.shl(get(n), i32(3))),
+    set(unit, V.d.splat(get(units))),
+    set(inv, V.d.splat(get(invs))),
+    blockedTerms(f, table, terms, n, 32, (e, i) => [
+      set(w, V.load(I32.add(I32.load(get(e), 16), get(i)))),
+      set(wh, V.d.floor(V.d.mul(get(w), get(inv)))),
+      set(wl, V.d.sub(get(w), V.d.mul(get(wh), get(unit)))),
+      poly(0, e, i),
+      poly(1, e, i),
+    ]),
+  ];
+  return f;
+}
+
 /** r mod q for |r| < 2^52: floor(r/q) may be off by one either way, so correct both ways. */
 function modq(r: number, q: number, qinv: number, zero: number): Code[] {
   return [
@@ -190,6 +282,8 @@ export interface ResidueExports {
   narrow4(table: number, quads: number, aH: number, aL: number, n: number): void;
   wide2(table: number, pairs: number, aHH: number, aM: number, aLL: number, n: number): void;
   pairs(table: number, terms: number, accs: number, n: number): void;
+  vnarrow(table: number, terms: number, accs: number, n: number, unit: number, inv: number): void;
+  vwide(table: number, terms: number, accs: number, n: number, unit: number, inv: number): void;
   mulmod(a: number, n: number, factor: number, q: number, qinv: number): void;
   addmod(a: number, b: number, n: number, q: number): void;
   split(hi: number, lo: number, n: number, unit: number, inv: number): void;
@@ -206,7 +300,7 @@ export class ResidueKernels {
   private top = 16;
 
   constructor() {
-    compiled ??= new WebAssembly.Module(encodeModule([narrow4Fn(), wide2Fn(), pairsFn(), mulmodFn(), addmodFn(), splitFn(), fromU64Fn(), toU64Fn()], { shared: false }));
+    compiled ??= new WebAssembly.Module(encodeModule([narrow4Fn(), wide2Fn(), pairsFn(), vnarrowFn(), vwideFn(), mulmodFn(), addmodFn(), splitFn(), fromU64Fn(), toU64Fn()], { shared: false }));
     this.k = new WebAssembly.Instance(compiled, { env: { memory: this.memory } }).exports as unknown as ResidueExports;
   }
 
@@ -223,6 +317,11 @@ export class ResidueKernels {
   /** forgets every allocation (the memory is kept for reuse) */
   reset(): void {
     this.top = 16;
+  }
+
+  /** frees the allocations above `top` (a value of `used`) */
+  releaseTo(top: number): void {
+    if (top < this.top) this.top = Math.max(16, top);
   }
 
   /** bytes allocated so far */

@@ -4,6 +4,8 @@ import { checkLayout } from './residue-arena.js';
 import { SealScalarSums } from './seal-scalar-sums.js';
 import { SealPairSums } from './seal-pair-sums.js';
 import type { PairSums } from './pair-sums.js';
+import type { PlainSums, ResiduePlain } from './plain-sums.js';
+import { SealPlainSums } from './seal-plain-sums.js';
 import type { CipherText, CkksContext, CKKSEncoder, Encryptor, Evaluator, GaloisKeys, PlainText, PublicKey, RelinKeys } from './seal.js';
 
 /** Keys the server may hold: all public. There is deliberately no secret-key field. */
@@ -18,6 +20,9 @@ export interface EvaluationKeys {
  * order) are the same scale; anything further apart is a scheduling bug.
  */
 const SCALE_TOLERANCE = 1e-9;
+
+/** SEAL 4.1 plaintext serialization, uncompressed: where the residues start (limb-major, N per limb). */
+const PLAIN_DATA_OFFSET = 88;
 
 /**
  * CKKS on real SEAL ciphertexts. Constants (batch packing multiplies by one scalar weight per
@@ -164,6 +169,28 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     if (!SealScalarSums.supports(this.ctx, level)) return null;
     const template = this.layoutTemplate(this.sumTemplates, level, 2);
     return new SealScalarSums(this.ctx, level, template, () => new ProductSums(this, level), SCALE_TOLERANCE, budget);
+  }
+
+  plainSums(level: number): PlainSums<CipherText> | null {
+    if (!SealPlainSums.supports(this.ctx, level)) return null;
+    return new SealPlainSums(this.ctx, level, this.layoutTemplate(this.sumTemplates, level, 2), SCALE_TOLERANCE, (scale) => this.encryptVec(new Float64Array(1), scale, level));
+  }
+
+  /** The plaintext as residues in JS memory (SEAL's encoding, its SEAL object freed); null where the level's primes do not fit the kernel. */
+  encodeResidues(values: Float64Array, scale: number, level: number): ResiduePlain | null {
+    if (!SealPlainSums.supports(this.ctx, level)) return null;
+    const pt = this.encode(values, scale, level);
+    const n = this.ctx.params.polyModulusDegree * (level + 1);
+    const bytes = pt.saveArray(this.ctx.seal.ComprModeType.none);
+    const zero = pt.isZero;
+    const ptScale = pt.scale;
+    pt.delete();
+    if (bytes.length !== PLAIN_DATA_OFFSET + 8 * n) throw new Error(`internal: SEAL's plaintext serialization is not the layout seal-backend.ts expects (${bytes.length} bytes, expected ${PLAIN_DATA_OFFSET + 8 * n})`);
+    // residues are below 2^48 (the kernel's limit): two 32-bit halves, no BigInt per residue
+    const u32 = new Uint32Array(bytes.buffer.slice(bytes.byteOffset + PLAIN_DATA_OFFSET, bytes.byteOffset + bytes.length));
+    const residues = new Float64Array(n);
+    for (let i = 0; i < n; i++) residues[i] = u32[2 * i] + u32[2 * i + 1] * 2 ** 32;
+    return { level, scale: ptScale, residues, zero };
   }
 
   pairSums(level: number, budget?: number): PairSums<CipherText> | null {

@@ -9,7 +9,11 @@
  * k*S = slots, rotating by a multiple of S moves every channel block cyclically, so a
  * convolution's diagonals are (channel offset mod k) x (kernel tap): few rotations. Pooling
  * and stride-2 convolutions keep the grid and double the strides ("gapped" planes) instead of
- * compacting, which would cost a level.
+ * compacting, which would cost a level. A strided convolution fills the gaps with other channels
+ * instead of leaving them empty (multiplexed planes, as in Lee et al.'s multiplexed parallel
+ * convolutions): channel c sits at one of `subs` offsets inside its block's grid cell, so a
+ * ciphertext holds stride^2 times more channels and the next layers visit that many fewer
+ * ciphertext pairs. Every (output channel, input channel, tap) still has one offset.
  *
  * Interleaved samples (`run` > 1): every position holds a run of `run` consecutive slots, one
  * per sample (sample s of element e at position + s), and the strides are multiples of the
@@ -30,6 +34,11 @@ export interface PlaneInfo {
   offset: number;
   /** interleaved samples per position (1 when absent) */
   run?: number;
+  /**
+   * multiplexed planes: slot offsets inside a grid cell, one per channel sub-position (channel
+   * c at subs[c mod subs.length], its block and ciphertext from c / subs.length); absent: [0]
+   */
+  subs?: number[];
 }
 
 export interface Layout {
@@ -78,18 +87,21 @@ export function elementCount(shape: number[]): number {
 /** Plane layout positions; `replicate` copies the channels into unused blocks of each ciphertext. */
 export function planeLayout(plane: PlaneInfo, slots: number, replicate = false): Layout {
   const { H, W, C, S, k, rowStride, colStride, offset } = plane;
+  const subs = plane.subs ?? [0];
   const n = H * W * C;
-  const cts = Math.ceil(C / k);
-  const copies = replicate && C <= k ? Math.floor(k / C) : 1;
+  const cts = Math.ceil(C / (k * subs.length));
+  const copies = replicate && C <= k && subs.length === 1 ? Math.floor(k / C) : 1;
   const replicas: Int32Array[] = [];
   for (let r = 0; r < copies; r++) {
     const pos = new Int32Array(n);
     for (let h = 0; h < H; h++) {
       for (let w = 0; w < W; w++) {
         for (let c = 0; c < C; c++) {
-          const block = (c % k) + r * C;
-          const ct = Math.floor(c / k);
-          pos[(h * W + w) * C + c] = ct * slots + block * S + offset + h * rowStride + w * colStride;
+          const sub = subs[c % subs.length];
+          const cb = Math.floor(c / subs.length);
+          const block = (cb % k) + r * C;
+          const ct = Math.floor(cb / k);
+          pos[(h * W + w) * C + c] = ct * slots + block * S + offset + sub + h * rowStride + w * colStride;
         }
       }
     }

@@ -1,11 +1,12 @@
 import type { CkksBackend } from '../backend.js';
 import type { HeProgram, Step, StructOp, WeightedOp } from '../program.js';
 import { lastUses, stepSources } from '../program.js';
+import type { PlainSums, ResiduePlain } from '../plain-sums.js';
 import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
 import { applyWeighted } from '../compile.js';
 import { applyStructOp } from '../reference.js';
 import { HepolyError } from '../../util/errors.js';
-import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs, runsAligned } from './diagonals.js';
+import { type BsgsPlan, DiagSet, type GiantBlock, addFolded, addPlaced, planBsgs, runsAligned } from './diagonals.js';
 import {
   type Layout,
   type PlaneInfo,
@@ -263,19 +264,33 @@ function pooledLayout(src: Layout, op: Extract<StructOp, { kind: 'sumpool' }>, s
   };
 }
 
-/** Output grid of a convolution: the input's grid, strides multiplied by the conv stride. */
+/**
+ * Output grid of a convolution: the input's grid, strides multiplied by the conv stride. A
+ * strided convolution whose channels span several ciphertexts multiplexes them into the gaps
+ * it leaves (layout.ts), when they fit in the block.
+ */
 function convOutLayout(inPlane: PlaneInfo, op: Extract<WeightedOp, { kind: 'conv' }>, slots: number): Layout {
   const g = op.geom;
   const rowStride = inPlane.rowStride * g.stride;
   const colStride = inPlane.colStride * g.stride;
   const run = inPlane.run ?? 1;
+  const inSubs = inPlane.subs ?? [0];
+  const subs = g.stride > 1 && g.cout > inPlane.k * inSubs.length ? multiplexedSubs(inPlane, g.stride) : inSubs;
   // the last pixel's run of samples must end inside the block
-  const span = (g.outH - 1) * rowStride + (g.outW - 1) * colStride + run;
-  if (span <= inPlane.S) {
-    const offset = Math.min(Math.max(inPlane.offset, 0), inPlane.S - span);
-    return planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset, run }, slots);
+  const span = (subs: number[]) => (g.outH - 1) * rowStride + (g.outW - 1) * colStride + Math.max(...subs) + run;
+  for (const s of subs === inSubs ? [inSubs] : [subs, inSubs]) {
+    if (span(s) > inPlane.S) continue;
+    const offset = Math.min(Math.max(inPlane.offset, 0), inPlane.S - span(s));
+    return planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset, run, ...(s.length > 1 ? { subs: s } : {}) }, slots);
   }
   return planeLayout(compactPlane([g.outH, g.outW, g.cout], slots, run)!, slots);
+}
+
+/** The input cell's sub-positions, each split into the stride x stride cells of the strided grid. */
+function multiplexedSubs(inPlane: PlaneInfo, stride: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < stride; i++) for (let j = 0; j < stride; j++) for (const s of inPlane.subs ?? [0]) out.push(s + i * inPlane.rowStride + j * inPlane.colStride);
+  return out;
 }
 
 function composeVirtual(op: StructOp, inShape: number[], src: number, virtuals: Map<number, VirtualTensor>, bias: Float64Array | null): VirtualTensor {
@@ -416,8 +431,12 @@ export function unpackTensor(plan: SamplePlan, tensor: number, decrypted: Float6
 interface PreparedLinear<P> {
   levelIn: number;
   target: number;
-  /** plaintexts parallel to bsgs.outputs blocks' items */
-  plains: Map<number, P[][]>;
+  /**
+   * plaintexts parallel to bsgs.outputs blocks' items: as residues for the backend's plaintext
+   * sums where it has them at this level (outside its heap), else the backend's own
+   */
+  plains: Map<number, P[][]> | null;
+  residues: Map<number, ResiduePlain[][]> | null;
   bias: Map<number, P>;
 }
 
@@ -452,7 +471,7 @@ export class SampleEvaluator<C, P> {
   }
 
   private freePrepared(prep: PreparedLinear<P>): void {
-    for (const blocks of prep.plains.values()) for (const b of blocks) for (const pt of b) this.be.freePlain(pt);
+    for (const blocks of prep.plains?.values() ?? []) for (const b of blocks) for (const pt of b) this.be.freePlain(pt);
     for (const pt of prep.bias.values()) this.be.freePlain(pt);
   }
 
@@ -487,13 +506,9 @@ export class SampleEvaluator<C, P> {
     const s = p.steps[st.step] as Extract<Step, { kind: 'linear' }>;
     const levelIn = this.level(s.out) + 1;
     const target = be.scale * be.prime(levelIn);
-    const plains = new Map<number, P[][]>();
-    for (const [ct, blocks] of st.bsgs.outputs) {
-      plains.set(
-        ct,
-        blocks.map((bl) => bl.items.map((it) => be.encode(it.v, target / this.scales[this.baseOf(st.inputs[it.input].tensor)], levelIn))),
-      );
-    }
+    const scaleOf = (input: number) => target / this.scales[this.baseOf(st.inputs[input].tensor)];
+    const residues = this.residuesOf(st, scaleOf, levelIn);
+    const plains = residues ? null : new Map([...st.bsgs.outputs].map(([ct, blocks]) => [ct, blocks.map((bl) => bl.items.map((it) => be.encode(it.v, scaleOf(it.input), levelIn)))]));
     const bias = new Map<number, P>();
     if (st.bias) {
       const out = plan.layouts[s.out]!;
@@ -502,7 +517,28 @@ export class SampleEvaluator<C, P> {
         if (v) bias.set(ct, be.encode(v, target, levelIn));
       }
     }
-    this.prepared.set(st.step, { levelIn, target, plains, bias });
+    this.prepared.set(st.step, { levelIn, target, plains, residues, bias });
+  }
+
+  /** The step's diagonals as residues for the backend's plaintext sums; null where it has none at this level (its first answer tells). */
+  private residuesOf(st: Extract<SampleStep, { kind: 'linear' }>, scaleOf: (input: number) => number, levelIn: number): Map<number, ResiduePlain[][]> | null {
+    const be = this.be;
+    if (!be.plainSums || !be.encodeResidues) return null;
+    const out = new Map<number, ResiduePlain[][]>();
+    for (const [ct, blocks] of st.bsgs.outputs) {
+      const enc: ResiduePlain[][] = [];
+      for (const bl of blocks) {
+        const row: ResiduePlain[] = [];
+        for (const it of bl.items) {
+          const r = be.encodeResidues(it.v, scaleOf(it.input), levelIn);
+          if (!r) return null;
+          row.push(r);
+        }
+        enc.push(row);
+      }
+      out.set(ct, enc);
+    }
+    return out;
   }
 
   /** Evaluates one sample: input ciphertexts in, output ciphertexts out (caller frees both). */
@@ -587,53 +623,28 @@ export class SampleEvaluator<C, P> {
     const be = this.be;
     const prep = this.prepared.get(st.step)!;
     const outLayout = this.plan.layouts[this.program.steps[st.step].out]!;
-    // inputs at the step's level, then their baby-step rotations
-    const babies = new Map<number, Map<number, C>>();
     const temps: C[] = [];
-    for (const [input, bs] of st.bsgs.babies) {
-      const ref = st.inputs[input];
-      let x = vals.get(ref.tensor)![ref.ct];
-      if (be.levelOf(x) > prep.levelIn) {
-        x = be.clone(x);
-        be.modSwitchInPlace(x, prep.levelIn);
-        temps.push(x);
-      }
-      const m = new Map<number, C>();
-      for (const b of bs) {
-        if (b === 0) m.set(0, x);
-        else {
-          const r = be.rotate(x, b);
-          temps.push(r);
-          m.set(b, r);
-        }
-      }
-      babies.set(input, m);
+    const babies = this.babySteps(st, vals, prep.levelIn, temps);
+    // the plaintext sums read each baby's residues once; SEAL's copies can go at once
+    const sums = prep.residues ? be.plainSums!(prep.levelIn) : null;
+    if (sums) {
+      for (const [input, m] of babies) for (const [b, c] of m) sums.load(`${input}:${b}`, c);
+      for (const t of temps.splice(0)) be.free(t);
     }
     const outs: C[] = [];
     for (let ct = 0; ct < outLayout.cts; ct++) {
       const blocks = st.bsgs.outputs.get(ct) ?? [];
-      const plains = prep.plains.get(ct) ?? [];
       let acc: C | null = null;
       for (let bi = 0; bi < blocks.length; bi++) {
         const bl = blocks[bi];
-        let inner: C | null = null;
-        for (let ii = 0; ii < bl.items.length; ii++) {
-          const it = bl.items[ii];
-          const x = babies.get(it.input)!.get(it.b)!;
-          const pt = plains[bi][ii];
-          if (inner) be.mulPlainAddInPlace(inner, x, pt);
-          else inner = be.mulPlain(x, pt);
-        }
+        const inner = this.innerSum(st.step, ct, bi, bl, babies, sums);
         if (!inner) continue;
-        if (bl.g !== 0) {
-          const r = be.rotate(inner, bl.g);
-          be.free(inner);
-          inner = r;
-        }
+        const rotated = bl.g !== 0 ? be.rotate(inner, bl.g) : inner;
+        if (rotated !== inner) be.free(inner);
         if (acc) {
-          be.addInPlace(acc, inner);
-          be.free(inner);
-        } else acc = inner;
+          be.addInPlace(acc, rotated);
+          be.free(rotated);
+        } else acc = rotated;
       }
       if (!acc) {
         // no input reaches this ciphertext: it holds only the bias (or zeros)
@@ -652,8 +663,53 @@ export class SampleEvaluator<C, P> {
       be.rescaleInPlace(a);
       outs.push(a);
     }
+    sums?.close();
     for (const t of temps) be.free(t);
     return outs;
+  }
+
+  /** One giant step's sum over its items, diagonal x baby: on the residues where the step's plaintexts are (null: no items). */
+  private innerSum(step: number, ct: number, bi: number, bl: GiantBlock, babies: Map<number, Map<number, C>>, sums: PlainSums<C> | null): C | null {
+    if (!bl.items.length) return null;
+    const prep = this.prepared.get(step)!;
+    if (sums) {
+      const ps = prep.residues!.get(ct)![bi];
+      return sums.sum(bl.items.map((it, ii) => ({ key: `${it.input}:${it.b}`, p: ps[ii] })));
+    }
+    const plains = prep.plains!.get(ct)![bi];
+    let inner: C | null = null;
+    bl.items.forEach((it, ii) => {
+      const x = babies.get(it.input)!.get(it.b)!;
+      if (inner) this.be.mulPlainAddInPlace(inner, x, plains[ii]);
+      else inner = this.be.mulPlain(x, plains[ii]);
+    });
+    return inner;
+  }
+
+  /** Each input at the step's level, then its baby-step rotations (new ciphertexts go to `temps`). */
+  private babySteps(st: Extract<SampleStep, { kind: 'linear' }>, vals: Map<number, C[]>, levelIn: number, temps: C[]): Map<number, Map<number, C>> {
+    const be = this.be;
+    const babies = new Map<number, Map<number, C>>();
+    for (const [input, bs] of st.bsgs.babies) {
+      const ref = st.inputs[input];
+      let x = vals.get(ref.tensor)![ref.ct];
+      if (be.levelOf(x) > levelIn) {
+        x = be.clone(x);
+        be.modSwitchInPlace(x, levelIn);
+        temps.push(x);
+      }
+      const m = new Map<number, C>();
+      for (const b of bs) {
+        if (b === 0) m.set(0, x);
+        else {
+          const r = be.rotate(x, b);
+          temps.push(r);
+          m.set(b, r);
+        }
+      }
+      babies.set(input, m);
+    }
+    return babies;
   }
 
   private power(s: Extract<Step, { kind: 'power' }>, vals: Map<number, C[]>): C[] {

@@ -88,7 +88,7 @@ export function opMs(c: Calibration, kind: OpKind, level: number): number {
 }
 
 /** Bumped when the way operations are timed changes, so older caches are measured again. */
-const METHOD = 'median-seal-probe-sums-pairs4';
+const METHOD = 'median-seal-probe-sums-pairs4-plains';
 
 /**
  * What an operation's cost depends on: the ring and how many primes the chain has, not their
@@ -192,7 +192,7 @@ async function microBenchmark(p: HeParams): Promise<Calibration> {
     r.clone = timeIt(() => be.free(be.clone(a)));
     r.serialize = timeIt(() => void be.serialize(a));
     r.deserialize = timeIt(() => be.free(be.deserialize(bytes)));
-    Object.assign(r, sumCosts(be, a, level), pairCosts(be, a, level));
+    Object.assign(r, sumCosts(be, a, level), pairCosts(be, a, level), plainCosts(be, a, level));
     r.encrypt = level === top ? timeIt(() => void client.encrypt([vec])) : 0;
     r.decrypt = timeIt(() => void client.decrypt(bytes));
     be.free(a);
@@ -271,6 +271,25 @@ function pairCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<O
     });
   const { term, input, output } = solveSums(run, 4, 4);
   return { pairTerm: term, pairInput: input, pairOutput: output };
+}
+
+/**
+ * A plaintext sum's term: sums of 32 and of 1 distinct plaintexts over 8 loaded inputs, the
+ * difference per term (loads and the output's write cancel; they cost as a scalar sum's).
+ * Distinct plaintexts, as a convolution's diagonals are: each term streams its own from memory.
+ */
+function plainCosts(be: SealBackend, x: CipherText, level: number): Pick<Record<OpKind, number>, 'plainTerm'> {
+  const vec = Float64Array.from({ length: be.slots }, (_, i) => Math.cos(0.3 * i));
+  const plains = Array.from({ length: 32 }, (_, k) => be.encodeResidues(vec.map((v) => v * (k + 1)), be.scale, level));
+  if (plains.some((p) => !p)) return { plainTerm: 0 };
+  const run = (terms: number) =>
+    timeIt(() => {
+      const sums = be.plainSums(level)!;
+      for (let i = 0; i < 8; i++) sums.load(`x${i}`, x);
+      be.free(sums.sum(plains.slice(0, terms).map((p, k) => ({ key: `x${k % 8}`, p: p! }))));
+      sums.close();
+    });
+  return { plainTerm: Math.max(0, (run(32) - run(1)) / 31) };
 }
 
 function atSpeed(r: Record<OpKind, number>, f: number): Record<OpKind, number> {

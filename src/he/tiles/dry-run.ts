@@ -2,6 +2,7 @@ import { type CkksBackend, type OpCounts, counting, zeroCounts } from '../backen
 import type { HeParams } from '../params.js';
 import { levelsOf } from '../params.js';
 import type { PairSums } from '../pair-sums.js';
+import type { PlainSums, ResiduePlain } from '../plain-sums.js';
 import type { ScalarSums } from '../scalar-sums.js';
 import { MAX_KERNEL_BITS } from '../residue-arena.js';
 
@@ -24,15 +25,17 @@ export interface DryCt {
 /** Server-side operations, plus the client's encrypt/decrypt, each timed by the calibration. */
 export type OpKind =
   | 'rotate' | 'multiply' | 'multiplyNoRelin' | 'relinearize' | 'mulPlain' | 'mulConst' | 'add' | 'rescale' | 'encode' | 'clone' | 'serialize' | 'deserialize' | 'encrypt' | 'decrypt'
-  | 'sumTerm' | 'sumInput' | 'sumOutput' | 'pairTerm' | 'pairInput' | 'pairOutput';
+  | 'sumTerm' | 'sumInput' | 'sumOutput' | 'pairTerm' | 'pairInput' | 'pairOutput' | 'plainTerm';
 
 /**
  * sumTerm / sumInput / sumOutput: a fused scalar sum's terms, inputs read and outputs written
- * (scalar-sums.ts); pairTerm / pairInput / pairOutput the same for fused pair sums (pair-sums.ts)
+ * (scalar-sums.ts); pairTerm / pairInput / pairOutput the same for fused pair sums (pair-sums.ts);
+ * plainTerm a term of a plaintext sum (plain-sums.ts), whose inputs and outputs cost as a
+ * scalar sum's
  */
 export const OP_KINDS: OpKind[] = [
   'rotate', 'multiply', 'multiplyNoRelin', 'relinearize', 'mulPlain', 'mulConst', 'add', 'rescale', 'encode', 'clone', 'serialize', 'deserialize', 'encrypt', 'decrypt',
-  'sumTerm', 'sumInput', 'sumOutput', 'pairTerm', 'pairInput', 'pairOutput',
+  'sumTerm', 'sumInput', 'sumOutput', 'pairTerm', 'pairInput', 'pairOutput', 'plainTerm',
 ];
 
 export interface DryTally {
@@ -182,6 +185,30 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
         }
         return made;
       },
+    };
+  }
+  /** plaintexts as residues where SEAL's backend keeps them so: outside its heap, so no allocation here */
+  encodeResidues(_v: Float64Array, scale: number, level: number): ResiduePlain | null {
+    if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
+    this.op('encode', level);
+    return { level, scale, residues: null, zero: false };
+  }
+  /** the plaintext sums where SEAL's backend has them (as scalarSums) */
+  plainSums(level: number): PlainSums<DryCt> | null {
+    if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
+    const loaded = new Map<string, number>();
+    return {
+      has: (key) => loaded.has(key),
+      load: (key, x) => {
+        this.op('sumInput', level);
+        loaded.set(key, x.scale);
+      },
+      sum: (terms) => {
+        for (let k = 0; k < terms.length; k++) this.op('plainTerm', level);
+        this.op('sumOutput', level);
+        return this.ct(level, loaded.get(terms[0].key)! * terms[0].p.scale);
+      },
+      close: () => loaded.clear(),
     };
   }
   /** the fused pair sums where SEAL's backend has them (as scalarSums) */
