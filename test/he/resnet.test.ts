@@ -40,6 +40,12 @@ function tinyResnet(skip: Skip, depth = 8): { graph: Graph; weights: WeightMap }
   return { graph, weights };
 }
 
+function maxAbs(v: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
+  return m;
+}
+
 /** The trainer's tfjs interpreter: what "plaintext" means in the report. */
 function plaintextLogits(g: Graph, w: WeightMap, x: Float32Array, count: number): Float32Array {
   const params = toParams(w);
@@ -198,6 +204,28 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     // the worker was handed ciphertexts (refreshed ones in the later segments) and public material only
     expect(r.messages.filter((m) => m.type === 'segment').length).to.equal(3 * (r.program.refreshes!.length + 1));
     expect(r.secretsSent).to.deep.equal([]);
+  });
+
+  it('a ResNet whose channels outgrow a ciphertext multiplexes them after each stride (4, then 16 per cell) and agrees with plaintext under encryption', async () => {
+    // 28x28 padded to 32: 4 channel planes per ciphertext at N=8192, so stage 2's 8 channels and
+    // stage 3's 32 only fit by filling the gaps the strides leave
+    const graph = buildResnet({ kind: 'resnet', depth: 8, widths: [4, 8, 32], skip: 'standard', post_add_bn: true, pad_to: 32, activation: { kind: 'quad' } }, [28, 28, 1], 3);
+    const weights = randomWeights(graph, 12);
+    const x = randomInputs(graph, 2, 23, 0, 1);
+    const plain = plaintextLogits(graph, weights, x, 2);
+    const r = await encryptedWithRefresh(graph, weights, x, 2);
+    const plan = planSample(r.program, TEST_PARAMS.polyModulusDegree / 2);
+    const subs = new Set(plan.layouts.map((l) => l?.plane?.subs?.length ?? 1));
+    expect([...subs].sort((a, b) => a - b)).to.deep.equal([1, 4, 16]);
+    for (const l of plan.layouts) {
+      if (!l?.plane?.subs) continue;
+      // every channel of every pixel in a slot of its own, one ciphertext for each stage
+      const slots = l.replicas[0].filter((g) => g >= 0);
+      expect(new Set(slots).size).to.equal(slots.length);
+      expect(l.cts).to.equal(1);
+    }
+    expect(argmaxRows(r.logits, 2)).to.deep.equal(argmaxRows(plain, 2));
+    expect(maxAbsDiff(r.logits, plain)).to.be.below(1e-2 * Math.max(1, maxAbs(plain)));
   });
 
   for (const skip of ['dirac', 'shared-source'] as const) {
