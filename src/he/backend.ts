@@ -181,8 +181,10 @@ function countingSums<C>(inner: ScalarSums<C> | null, counts: OpCounts): ScalarS
 function countingPlains<C>(inner: PlainSums<C> | null, counts: OpCounts): PlainSums<C> | null {
   if (!inner) return null;
   return {
+    capacity: inner.capacity,
     has: (key) => inner.has(key),
     load: (key, x) => inner.load(key, x),
+    reset: () => inner.reset(),
     sum: (terms) => {
       counts.ptMults += terms.length;
       counts.additions += terms.length - 1;

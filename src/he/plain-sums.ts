@@ -17,11 +17,15 @@ export interface ResiduePlain {
 }
 
 export interface PlainSums<C> {
+  /** inputs it holds at once (its memory budget); a caller with more loads them in groups, with `reset` between */
+  readonly capacity: number;
   has(key: string): boolean;
   /** input `key` is x (x may be freed once this returns) */
   load(key: string, x: C): void;
   /** sum over terms of input[key] * p: a new ciphertext, the caller's */
   sum(terms: readonly { key: string; p: ResiduePlain }[]): C;
-  /** forgets the inputs */
+  /** forgets the inputs (the next group follows) */
+  reset(): void;
+  /** forgets the inputs, done */
   close(): void;
 }

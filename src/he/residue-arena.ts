@@ -40,6 +40,24 @@ export function limbsAt(ctx: CkksContext, level: number): Limb[] | null {
   return limbs;
 }
 
+/**
+ * Limbs up to 32 bits split only the constant (or plaintext) operand; wider ones split the
+ * ciphertext residues too, so every product of halves stays below 2^(2 half).
+ */
+export const NARROW_BITS = 32;
+export const isWideLimb = (l: Limb) => l.bits > NARROW_BITS;
+
+/** Terms of a product by a constant or plaintext summed between two reductions: narrow, one half of w times x; wide, two products of halves in the cross sum. */
+export function termsBetweenReductions(l: Limb): number {
+  const product = isWideLimb(l) ? 2 ** (2 * l.half + 1) : 2 ** (l.bits + l.half);
+  return Math.max(1, Math.floor((EXACT - l.q) / product));
+}
+
+/** Bytes one ciphertext's residues take in an arena at these limbs (halves where wide). */
+export function residueBytes(N: number, limbs: { bits: number }[]): number {
+  return 8 * 2 * N * (limbs.length + limbs.filter((l) => l.bits > NARROW_BITS).length);
+}
+
 /** An input's residues: [poly][limb] pointers to N values (the hi half where split), lo halves or -1. */
 export interface Residues {
   hi: number[][];
@@ -48,7 +66,7 @@ export interface Residues {
 
 export class ResidueArena {
   readonly N: number;
-  readonly kern = new ResidueKernels();
+  readonly kern: ResidueKernels;
   private tablePtr = 0;
   private tableBytes = 0;
   private ev: Evaluator | null = null;
@@ -57,8 +75,11 @@ export class ResidueArena {
     readonly ctx: CkksContext,
     readonly level: number,
     readonly limbs: Limb[],
+    /** kernel memory to work in (a backend reuses one across steps); a fresh one when absent */
+    kern?: ResidueKernels,
   ) {
     this.N = ctx.params.polyModulusDegree;
+    this.kern = kern ?? new ResidueKernels();
   }
 
   get used(): number {
@@ -134,6 +155,26 @@ export class ResidueArena {
   shift(a: number, bits: number, l: Limb): void {
     const step = Math.floor(Math.log2(EXACT / l.q));
     for (let k = bits; k > 0; k -= step) this.kern.k.mulmod(a, this.N, 2 ** Math.min(step, k), l.q, l.qinv);
+  }
+
+  /**
+   * Zeroes `accs`, then runs `call(first, count)` over `total` terms in calls of at most
+   * `perCall`, reducing the accumulators between calls so they stay exact.
+   */
+  batched(accs: number[], l: Limb, total: number, perCall: number, call: (first: number, count: number) => void): void {
+    this.zero(...accs);
+    for (let r = 0; r < total; r += perCall) {
+      if (r > 0) this.reduce(accs, l);
+      call(r, Math.min(perCall, total - r));
+    }
+  }
+
+  /** (wh.x, wl.x) of a narrow limb -> wh.x*2^half + wl.x mod q, in h */
+  combineNarrow(h: number, lo: number, l: Limb): number {
+    this.reduce([h, lo], l);
+    this.shift(h, l.half, l);
+    this.kern.k.addmod(h, lo, this.N, l.q);
+    return h;
   }
 
   /** (hh, cross, ll) of products of halves -> hh*2^(2 half) + cross*2^half + ll mod q, in hh */

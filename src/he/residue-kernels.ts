@@ -106,6 +106,7 @@ function pairsFn(): Fn {
 
 /** Element bytes per block of a vector sum: the accumulators of one block stay in L1 while every term streams past. */
 const VEC_BLOCK_BYTES = 4096;
+const VECTOR_SUM_PARAMS = [T.i32, T.i32, T.i32, T.i32, T.f64, T.f64];
 
 /**
  * The loop nest of the vector sums: for each block of elements, for each term (entries of
@@ -131,69 +132,62 @@ function blockedTerms(f: Fn, table: number, terms: number, n: number, entryBytes
 }
 
 /**
- * vnarrow(table, terms, accs, n, unit, inv): sums of plaintext-vector x ciphertext products on
- * one narrow limb. Entries [x0, x1, w i32, pad] (16 bytes): the two polynomials of an input and
- * the plaintext's residues, which are split here into w = wh*unit + wl. accs holds four arrays
- * of n: wh.x0, wl.x0, wh.x1, wl.x1.
+ * A sum of plaintext-vector x ciphertext products on one limb, f(table, terms, accs, n, unit,
+ * inv) (f made by the caller with those parameters and its own locals): per term, the entry at `wAt` of its `entryBytes`-byte table entry points at the
+ * plaintext's residues, split here into w = wh*unit + wl, and `perTerm` adds its products to
+ * the accumulators (arrays of n at accs + k*8n) through `acc`.
  */
-function vnarrowFn(): Fn {
-  const f = new Fn('vnarrow', [T.i32, T.i32, T.i32, T.i32, T.f64, T.f64]);
+function vectorSumFn(f: Fn, entryBytes: number, wAt: number, perTerm: (e: number, i: number, wh: number, wl: number, acc: (k: number, add: Code) => Code) => Code[]): Fn {
   const [table, terms, accs, n, units, invs] = [0, 1, 2, 3, 4, 5];
-  const [unit, inv, w, wh, wl, a, b] = [0, 1, 2, 3, 4, 5, 6].map(() => f.local(T.v128));
+  const [unit, inv, w, wh, wl] = [0, 1, 2, 3, 4].map(() => f.local(T.v128));
   const stride = f.local(T.i32);
   const at = (k: number, i: number) => I32.add(I32.add(get(accs), I32.mul(get(stride), i32(k))), get(i));
-  const acc = (k: number, i: number, add: Code) => V.store(at(k, i), V.d.add(V.load(at(k, i)), add));
   f.body = [
     set(stride, I32.shl(get(n), i32(3))),
     set(unit, V.d.splat(get(units))),
     set(inv, V.d.splat(get(invs))),
-    blockedTerms(f, table, terms, n, 16, (e, i) => [
-      set(w, V.load(I32.add(I32.load(get(e), 8), get(i)))),
+    blockedTerms(f, table, terms, n, entryBytes, (e, i) => [
+      set(w, V.load(I32.add(I32.load(get(e), wAt), get(i)))),
       set(wh, V.d.floor(V.d.mul(get(w), get(inv)))),
       set(wl, V.d.sub(get(w), V.d.mul(get(wh), get(unit)))),
-      set(a, V.load(I32.add(I32.load(get(e), 0), get(i)))),
-      set(b, V.load(I32.add(I32.load(get(e), 4), get(i)))),
-      acc(0, i, V.d.mul(get(wh), get(a))),
-      acc(1, i, V.d.mul(get(wl), get(a))),
-      acc(2, i, V.d.mul(get(wh), get(b))),
-      acc(3, i, V.d.mul(get(wl), get(b))),
+      perTerm(e, i, wh, wl, (k, add) => V.store(at(k, i), V.d.add(V.load(at(k, i)), add))),
     ]),
   ];
   return f;
 }
 
 /**
- * vwide(table, terms, accs, n, unit, inv): as vnarrow on a wide limb, whose input residues are
- * split too. Entries [x0h, x0l, x1h, x1l, w i32, pad x3] (32 bytes); accs holds six arrays of n:
- * (hi*hi, cross, lo*lo) for each polynomial.
+ * vnarrow: a narrow limb. Entries [x0, x1, w i32, pad] (16 bytes): the two polynomials of an
+ * input and the plaintext. accs holds four arrays: wh.x0, wl.x0, wh.x1, wl.x1.
+ */
+function vnarrowFn(): Fn {
+  const f = new Fn('vnarrow', VECTOR_SUM_PARAMS);
+  const [a, b] = [0, 1].map(() => f.local(T.v128));
+  return vectorSumFn(f, 16, 8, (e, i, wh, wl, acc) => [
+    set(a, V.load(I32.add(I32.load(get(e), 0), get(i)))),
+    set(b, V.load(I32.add(I32.load(get(e), 4), get(i)))),
+    acc(0, V.d.mul(get(wh), get(a))),
+    acc(1, V.d.mul(get(wl), get(a))),
+    acc(2, V.d.mul(get(wh), get(b))),
+    acc(3, V.d.mul(get(wl), get(b))),
+  ]);
+}
+
+/**
+ * vwide: a wide limb, whose input residues are split too. Entries [x0h, x0l, x1h, x1l, w i32,
+ * pad x3] (32 bytes); accs holds six arrays: (hi*hi, cross, lo*lo) for each polynomial.
  */
 function vwideFn(): Fn {
-  const f = new Fn('vwide', [T.i32, T.i32, T.i32, T.i32, T.f64, T.f64]);
-  const [table, terms, accs, n, units, invs] = [0, 1, 2, 3, 4, 5];
-  const [unit, inv, w, wh, wl, xh, xl] = [0, 1, 2, 3, 4, 5, 6].map(() => f.local(T.v128));
-  const stride = f.local(T.i32);
-  const at = (k: number, i: number) => I32.add(I32.add(get(accs), I32.mul(get(stride), i32(k))), get(i));
-  const acc = (k: number, i: number, add: Code) => V.store(at(k, i), V.d.add(V.load(at(k, i)), add));
-  const poly = (p: number, e: number, i: number): Code[] => [
+  const f = new Fn('vwide', VECTOR_SUM_PARAMS);
+  const [xh, xl] = [0, 1].map(() => f.local(T.v128));
+  const poly = (p: number, e: number, i: number, wh: number, wl: number, acc: (k: number, add: Code) => Code): Code[] => [
     set(xh, V.load(I32.add(I32.load(get(e), 8 * p), get(i)))),
     set(xl, V.load(I32.add(I32.load(get(e), 8 * p + 4), get(i)))),
-    acc(3 * p, i, V.d.mul(get(wh), get(xh))),
-    acc(3 * p + 1, i, V.d.add(V.d.mul(get(wh), get(xl)), V.d.mul(get(wl), get(xh)))),
-    acc(3 * p + 2, i, V.d.mul(get(wl), get(xl))),
+    acc(3 * p, V.d.mul(get(wh), get(xh))),
+    acc(3 * p + 1, V.d.add(V.d.mul(get(wh), get(xl)), V.d.mul(get(wl), get(xh)))),
+    acc(3 * p + 2, V.d.mul(get(wl), get(xl))),
   ];
-  f.body = [
-    set(stride, I32.shl(get(n), i32(3))),
-    set(unit, V.d.splat(get(units))),
-    set(inv, V.d.splat(get(invs))),
-    blockedTerms(f, table, terms, n, 32, (e, i) => [
-      set(w, V.load(I32.add(I32.load(get(e), 16), get(i)))),
-      set(wh, V.d.floor(V.d.mul(get(w), get(inv)))),
-      set(wl, V.d.sub(get(w), V.d.mul(get(wh), get(unit)))),
-      poly(0, e, i),
-      poly(1, e, i),
-    ]),
-  ];
-  return f;
+  return vectorSumFn(f, 32, 16, (e, i, wh, wl, acc) => [poly(0, e, i, wh, wl, acc), poly(1, e, i, wh, wl, acc)]);
 }
 
 /** r mod q for |r| < 2^52: floor(r/q) may be off by one either way, so correct both ways. */

@@ -6,6 +6,7 @@ import { SealPairSums } from './seal-pair-sums.js';
 import type { PairSums } from './pair-sums.js';
 import type { PlainSums, ResiduePlain } from './plain-sums.js';
 import { SealPlainSums } from './seal-plain-sums.js';
+import { ResidueKernels } from './residue-kernels.js';
 import type { CipherText, CkksContext, CKKSEncoder, Encryptor, Evaluator, GaloisKeys, PlainText, PublicKey, RelinKeys } from './seal.js';
 
 /** Keys the server may hold: all public. There is deliberately no secret-key field. */
@@ -171,9 +172,14 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     return new SealScalarSums(this.ctx, level, template, () => new ProductSums(this, level), SCALE_TOLERANCE, budget);
   }
 
-  plainSums(level: number): PlainSums<CipherText> | null {
+  /** kernel memory the plaintext sums reuse step after step (a fresh wasm memory per step would zero new pages each time) */
+  private plainKernels: ResidueKernels | null = null;
+
+  /** One open at a time: they share one kernel memory. `budget`: bytes of input residues held at once (tests make it small). */
+  plainSums(level: number, budget?: number): PlainSums<CipherText> | null {
     if (!SealPlainSums.supports(this.ctx, level)) return null;
-    return new SealPlainSums(this.ctx, level, this.layoutTemplate(this.sumTemplates, level, 2), SCALE_TOLERANCE, (scale) => this.encryptVec(new Float64Array(1), scale, level));
+    this.plainKernels ??= new ResidueKernels();
+    return new SealPlainSums(this.ctx, level, this.layoutTemplate(this.sumTemplates, level, 2), SCALE_TOLERANCE, (scale) => this.encryptVec(new Float64Array(1), scale, level), this.plainKernels, budget);
   }
 
   /** The plaintext as residues in JS memory (SEAL's encoding, its SEAL object freed); null where the level's primes do not fit the kernel. */

@@ -1,5 +1,6 @@
 import type { PlainSums, ResiduePlain } from './plain-sums.js';
-import { EXACT, type Limb, limbsAt, ResidueArena, type Residues } from './residue-arena.js';
+import { isWideLimb as isWide, type Limb, limbsAt, RESIDUE_BUDGET, residueBytes, ResidueArena, type Residues, termsBetweenReductions as batchOf } from './residue-arena.js';
+import type { ResidueKernels } from './residue-kernels.js';
 import type { CipherText, CkksContext } from './seal.js';
 
 /**
@@ -13,13 +14,9 @@ import type { CipherText, CkksContext } from './seal.js';
  * 4 GiB.
  */
 
-const NARROW_BITS = 32;
-const isWide = (l: Limb) => l.bits > NARROW_BITS;
-
-/** Terms between two reductions: narrow, one half of w times x; wide, two products of halves in the cross sum. */
-function batchOf(l: Limb): number {
-  const product = isWide(l) ? 2 ** (2 * l.half + 1) : 2 ** (l.bits + l.half);
-  return Math.max(1, Math.floor((EXACT - l.q) / product));
+/** Inputs a plaintext sum holds at these limbs within the residue budget (the dry run splits the same way). */
+export function plainSumCapacity(N: number, limbs: { bits: number }[], budget = RESIDUE_BUDGET): number {
+  return Math.max(1, Math.floor(budget / residueBytes(N, limbs)));
 }
 
 export class SealPlainSums implements PlainSums<CipherText> {
@@ -27,6 +24,7 @@ export class SealPlainSums implements PlainSums<CipherText> {
   private readonly arena: ResidueArena;
   private readonly inputs = new Map<string, { residues: Residues; scale: number }>();
   private readonly N: number;
+  readonly capacity: number;
 
   constructor(
     private readonly ctx: CkksContext,
@@ -36,10 +34,14 @@ export class SealPlainSums implements PlainSums<CipherText> {
     private readonly tolerance: number,
     /** an encryption of zero at `level` and `scale` (a sum whose plaintexts are all zero) */
     private readonly zeroAt: (scale: number) => CipherText,
+    kern: ResidueKernels,
+    budget = RESIDUE_BUDGET,
   ) {
     this.N = ctx.params.polyModulusDegree;
     this.limbs = limbsAt(ctx, level)!;
-    this.arena = new ResidueArena(ctx, level, this.limbs);
+    this.arena = new ResidueArena(ctx, level, this.limbs, kern);
+    this.arena.reset();
+    this.capacity = plainSumCapacity(this.N, this.limbs, budget);
   }
 
   static supports(ctx: CkksContext, level: number): boolean {
@@ -52,6 +54,7 @@ export class SealPlainSums implements PlainSums<CipherText> {
 
   load(key: string, x: CipherText): void {
     if (x.size !== 2) throw new Error(`internal: a size-${x.size} input in a plaintext sum`);
+    if (this.inputs.size >= this.capacity) throw new Error(`internal: more than ${this.capacity} inputs in a plaintext sum without a reset`);
     this.inputs.set(key, { residues: this.arena.read(x, isWide), scale: x.scale });
   }
 
@@ -92,18 +95,8 @@ export class SealPlainSums implements PlainSums<CipherText> {
       ptrs.set([x.hi[0][j], x.hi[1][j], plains + 8 * k * N, 0], 4 * k);
     });
     const acc = [0, 1, 2, 3].map((k) => accs + 8 * k * N);
-    arena.zero(...acc);
-    const perCall = batchOf(l);
-    for (let r = 0; r < terms.length; r += perCall) {
-      if (r > 0) arena.reduce(acc, l);
-      arena.kern.k.vnarrow(at + 16 * r, Math.min(perCall, terms.length - r), accs, N, 2 ** l.half, 2 ** -l.half);
-    }
-    arena.reduce(acc, l);
-    for (const [h, lo] of [[acc[0], acc[1]], [acc[2], acc[3]]]) {
-      arena.shift(h, l.half, l);
-      arena.kern.k.addmod(h, lo, N, l.q);
-    }
-    return [acc[0], acc[2]];
+    arena.batched(acc, l, terms.length, batchOf(l), (r, count) => arena.kern.k.vnarrow(at + 16 * r, count, accs, N, 2 ** l.half, 2 ** -l.half));
+    return [arena.combineNarrow(acc[0], acc[1], l), arena.combineNarrow(acc[2], acc[3], l)];
   }
 
   /** wider q: the inputs' halves too, accumulators (hi*hi, cross, lo*lo) per polynomial */
@@ -116,17 +109,17 @@ export class SealPlainSums implements PlainSums<CipherText> {
       ptrs.set([x.hi[0][j], x.lo[0][j], x.hi[1][j], x.lo[1][j], plains + 8 * k * N, 0, 0, 0], 8 * k);
     });
     const acc = [0, 1, 2, 3, 4, 5].map((k) => accs + 8 * k * N);
-    arena.zero(...acc);
-    const perCall = batchOf(l);
-    for (let r = 0; r < terms.length; r += perCall) {
-      if (r > 0) arena.reduce(acc, l);
-      arena.kern.k.vwide(at + 32 * r, Math.min(perCall, terms.length - r), accs, N, 2 ** l.half, 2 ** -l.half);
-    }
+    arena.batched(acc, l, terms.length, batchOf(l), (r, count) => arena.kern.k.vwide(at + 32 * r, count, accs, N, 2 ** l.half, 2 ** -l.half));
     return [arena.combineHalves(acc.slice(0, 3), l), arena.combineHalves(acc.slice(3), l)];
   }
 
-  close(): void {
+  reset(): void {
     this.inputs.clear();
+    this.arena.reset();
+  }
+
+  close(): void {
+    this.reset();
     this.arena.close();
   }
 }

@@ -1,4 +1,4 @@
-import { EXACT, type Limb, limbsAt, RESIDUE_BUDGET, ResidueArena, type Residues } from './residue-arena.js';
+import { isWideLimb as isWide, type Limb, limbsAt, RESIDUE_BUDGET, ResidueArena, type Residues, termsBetweenReductions as batchOf } from './residue-arena.js';
 import type { ScalarSums } from './scalar-sums.js';
 import type { CipherText, CkksContext } from './seal.js';
 
@@ -16,16 +16,6 @@ import type { CipherText, CkksContext } from './seal.js';
  * Residues come in and go out through residue-arena.ts: each input is read once, each output
  * written once, so the copies cost O(ciphertexts), not O(terms).
  */
-
-/** narrow limbs (up to 32 bits) split only the constant; wider ones split the residues too */
-const NARROW_BITS = 32;
-const isWide = (l: Limb) => l.bits > NARROW_BITS;
-
-/** Terms summed between two reductions: narrow, W's halves against x below 2^(bits+half); wide, two products of halves in the cross sum. */
-function batchOf(l: Limb): number {
-  const product = isWide(l) ? 2 ** (2 * l.half + 1) : 2 ** (l.bits + l.half);
-  return Math.floor((EXACT - l.q) / product);
-}
 
 interface Term {
   input: number;
@@ -179,16 +169,8 @@ export class SealScalarSums implements ScalarSums<CipherText> {
       ws[10 * row + 2 + lane] = wh;
       ws[10 * row + 6 + lane] = w - wh * unit;
     }
-    arena.zero(aH, aL);
-    const perCall = Math.max(1, Math.floor(batchOf(l) / 4));
-    for (let r = 0; r < quads; r += perCall) {
-      if (r > 0) arena.reduce([aH, aL], l);
-      kern.k.narrow4(at + 80 * r, Math.min(perCall, quads - r), aH, aL, N);
-    }
-    arena.reduce([aH, aL], l);
-    arena.shift(aH, l.half, l);
-    kern.k.addmod(aH, aL, N, l.q);
-    return aH;
+    arena.batched([aH, aL], l, quads, Math.max(1, Math.floor(batchOf(l) / 4)), (r, count) => kern.k.narrow4(at + 80 * r, count, aH, aL, N));
+    return arena.combineNarrow(aH, aL, l);
   }
 
   /** wider q: x and W both split into halves, three accumulators (hi*hi, cross, lo*lo) */
@@ -212,12 +194,7 @@ export class SealScalarSums implements ScalarSums<CipherText> {
       ws[6 * row + 2 + 2 * lane] = wh;
       ws[6 * row + 3 + 2 * lane] = w - wh * unit;
     }
-    arena.zero(aHH, aM, aLL);
-    const perCall = Math.max(1, Math.floor(batchOf(l) / 2));
-    for (let r = 0; r < pairs; r += perCall) {
-      if (r > 0) arena.reduce([aHH, aM, aLL], l);
-      kern.k.wide2(at + 48 * r, Math.min(perCall, pairs - r), aHH, aM, aLL, N);
-    }
+    arena.batched([aHH, aM, aLL], l, pairs, Math.max(1, Math.floor(batchOf(l) / 2)), (r, count) => kern.k.wide2(at + 48 * r, count, aHH, aM, aLL, N));
     return arena.combineHalves([aHH, aM, aLL], l);
   }
 }

@@ -14,7 +14,8 @@ import { programForward } from '../../src/he/reference.js';
 import { programSegments, refreshCiphertexts, segmentProgram } from '../../src/he/refresh.js';
 import { HEClient } from '../../src/he/client.js';
 import { HEServer } from '../../src/he/server.js';
-import { packSample, planSample, unpackTensor } from '../../src/he/packing/sample.js';
+import { SampleEvaluator, packSample, planSample, unpackTensor } from '../../src/he/packing/sample.js';
+import { SimBackend } from '../../src/he/sim-backend.js';
 import { validate, reportJson } from '../../src/he/validate.js';
 import { reportMarkdown } from '../../src/he/report.js';
 import { HepolyError } from '../../src/util/errors.js';
@@ -226,6 +227,26 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     }
     expect(argmaxRows(r.logits, 2)).to.deep.equal(argmaxRows(plain, 2));
     expect(maxAbsDiff(r.logits, plain)).to.be.below(1e-2 * Math.max(1, maxAbs(plain)));
+  });
+
+  it('on an odd-sized grid (28 -> 14 -> 7 -> 4) a multiplexed layout that would put two channels in one slot is not taken: one slot per element, and the pass equals the float64 reference', () => {
+    // at 7 -> 4 the last column (3 x 8) plus a 16-way cell's column offset (up to 7) passes the
+    // 28-wide base row: 16 sub-positions would collide, so the stride keeps 4
+    const graph = buildResnet({ kind: 'resnet', depth: 8, widths: [4, 8, 16, 64], skip: 'standard', post_add_bn: true, activation: { kind: 'quad' } }, [28, 28, 1], 3);
+    const program = compileProgram(graph, randomWeights(graph, 3));
+    const plan = planSample(program, 4096);
+    for (const l of plan.layouts) {
+      if (!l?.plane) continue;
+      const slots = l.replicas[0].filter((g) => g >= 0);
+      expect(new Set(slots).size, `${l.shape.join('x')} one slot per element`).to.equal(slots.length);
+    }
+    const last = plan.layouts.find((l) => l?.plane && l.shape[0] === 4)!;
+    expect(last.plane!.subs!.length).to.equal(4);
+    const be = new SimBackend({ polyModulusDegree: 8192, coeffModulusBits: [60, ...Array(program.depth).fill(40), 60], scaleBits: 40 }, { noise: false });
+    const x = randomInputs(graph, 1, 5, 0, 1);
+    const outs = new SampleEvaluator(program, plan, be).run(packSample(plan, program, x).map((v) => be.encryptInput(v)));
+    const got = unpackTensor(plan, program.output, outs.map((c) => c.v));
+    expect(maxAbsDiff(got, programForward(program, Float64Array.from(x))[program.output])).to.be.below(1e-6);
   });
 
   for (const skip of ['dirac', 'shared-source'] as const) {

@@ -1,8 +1,6 @@
 import { expect } from 'chai';
-import { HEClient } from '../../src/he/client.js';
-import { deleteEvaluationKeys, loadEvaluationKeys } from '../../src/he/keys.js';
 import { openScalarSums, ProductSums, type ScalarSums } from '../../src/he/scalar-sums.js';
-import { SealBackend } from '../../src/he/seal-backend.js';
+import { withSealBackend } from './seal-fixture.js';
 import type { HeParams } from '../../src/he/params.js';
 import type { CipherText } from '../../src/he/seal.js';
 
@@ -32,10 +30,7 @@ describe('scalar sums on residues (batch packing linear layers)', function () {
 
   for (const c of cases) {
     it(`${c.name}: the same bytes as multiply_plain + add, and the right sums`, async () => {
-      const client = await HEClient.create(c.params);
-      const keys = loadEvaluationKeys(client.ctx, client.publicBundle([]));
-      const be = new SealBackend(client.ctx, keys);
-      try {
+      await withSealBackend(c.params, (client, be) => {
         const values = Array.from({ length: c.inputs }, (_, i) => Float64Array.from({ length: 16 }, (_, s) => Math.sin(1 + i * 0.7 + s * 1.3)));
         const xs = values.map((v) => be.deserialize(client.encrypt([v])[0]));
         const level = be.levelOf(xs[0]) - c.above;
@@ -68,19 +63,12 @@ describe('scalar sums on residues (batch packing linear layers)', function () {
           be.free(b);
         }
         xs.forEach((x) => be.free(x));
-      } finally {
-        be.delete();
-        deleteEvaluationKeys(keys);
-        client.delete();
-      }
+      });
     });
   }
 
   it('a prime wider than the kernel takes (50 bits) falls back to SEAL products', async () => {
-    const client = await HEClient.create({ polyModulusDegree: 8192, coeffModulusBits: [50, 40, 50], scaleBits: 40 });
-    const keys = loadEvaluationKeys(client.ctx, client.publicBundle([]));
-    const be = new SealBackend(client.ctx, keys);
-    try {
+    await withSealBackend({ polyModulusDegree: 8192, coeffModulusBits: [50, 40, 50], scaleBits: 40 }, (client, be) => {
       const x = be.deserialize(client.encrypt([Float64Array.from([2, -3])])[0]);
       const level = be.levelOf(x);
       expect(be.scalarSums(level)).to.equal(null);
@@ -94,10 +82,6 @@ describe('scalar sums on residues (batch packing linear layers)', function () {
       expect(dec[1]).to.be.closeTo(-2.25, 1e-4);
       be.free(out);
       be.free(x);
-    } finally {
-      be.delete();
-      deleteEvaluationKeys(keys);
-      client.delete();
-    }
+    });
   });
 });

@@ -1,12 +1,12 @@
 import type { CkksBackend } from '../backend.js';
 import type { HeProgram, Step, StructOp, WeightedOp } from '../program.js';
 import { lastUses, stepSources } from '../program.js';
-import type { PlainSums, ResiduePlain } from '../plain-sums.js';
+import type { ResiduePlain } from '../plain-sums.js';
 import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
 import { applyWeighted } from '../compile.js';
 import { applyStructOp } from '../reference.js';
 import { HepolyError } from '../../util/errors.js';
-import { type BsgsPlan, DiagSet, type GiantBlock, addFolded, addPlaced, planBsgs, runsAligned } from './diagonals.js';
+import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs, runsAligned } from './diagonals.js';
 import {
   type Layout,
   type PlaneInfo,
@@ -281,9 +281,21 @@ function convOutLayout(inPlane: PlaneInfo, op: Extract<WeightedOp, { kind: 'conv
   for (const s of subs === inSubs ? [inSubs] : [subs, inSubs]) {
     if (span(s) > inPlane.S) continue;
     const offset = Math.min(Math.max(inPlane.offset, 0), inPlane.S - span(s));
-    return planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset, run, ...(s.length > 1 ? { subs: s } : {}) }, slots);
+    const l = planeLayout({ H: g.outH, W: g.outW, C: g.cout, S: inPlane.S, k: inPlane.k, rowStride, colStride, offset, run, ...(s.length > 1 ? { subs: s } : {}) }, slots);
+    // an odd-sized grid's last column plus a sub-position can reach the next row's first
+    if (distinctSlots(l)) return l;
   }
   return planeLayout(compactPlane([g.outH, g.outW, g.cout], slots, run)!, slots);
+}
+
+function distinctSlots(l: Layout): boolean {
+  const seen = new Set<number>();
+  for (const g of l.replicas[0]) {
+    if (g < 0) continue;
+    if (seen.has(g)) return false;
+    seen.add(g);
+  }
+  return true;
 }
 
 /** The input cell's sub-positions, each split into the stride x stride cells of the strided grid. */
@@ -623,71 +635,110 @@ export class SampleEvaluator<C, P> {
     const be = this.be;
     const prep = this.prepared.get(st.step)!;
     const outLayout = this.plan.layouts[this.program.steps[st.step].out]!;
-    const temps: C[] = [];
+    const temps = new Set<C>();
     const babies = this.babySteps(st, vals, prep.levelIn, temps);
-    // the plaintext sums read each baby's residues once; SEAL's copies can go at once
-    const sums = prep.residues ? be.plainSums!(prep.levelIn) : null;
-    if (sums) {
-      for (const [input, m] of babies) for (const [b, c] of m) sums.load(`${input}:${b}`, c);
-      for (const t of temps.splice(0)) be.free(t);
-    }
+    const inners = prep.residues ? this.residueInnerSums(st, prep, babies, temps) : this.plainInnerSums(st, prep, babies);
+    for (const t of temps) be.free(t);
     const outs: C[] = [];
     for (let ct = 0; ct < outLayout.cts; ct++) {
       const blocks = st.bsgs.outputs.get(ct) ?? [];
+      const row = inners.get(ct) ?? [];
       let acc: C | null = null;
       for (let bi = 0; bi < blocks.length; bi++) {
-        const bl = blocks[bi];
-        const inner = this.innerSum(st.step, ct, bi, bl, babies, sums);
+        const inner = row[bi];
         if (!inner) continue;
-        const rotated = bl.g !== 0 ? be.rotate(inner, bl.g) : inner;
+        const g = blocks[bi].g;
+        const rotated = g !== 0 ? be.rotate(inner, g) : inner;
         if (rotated !== inner) be.free(inner);
         if (acc) {
           be.addInPlace(acc, rotated);
           be.free(rotated);
         } else acc = rotated;
       }
-      if (!acc) {
-        // no input reaches this ciphertext: it holds only the bias (or zeros)
-        const v = st.bias ? placeValues(outLayout, st.bias, this.plan.slots, ct) : null;
-        outs.push(be.encryptVec(v ?? new Float64Array(this.plan.slots), be.scale, prep.levelIn - 1));
-        continue;
-      }
-      const a: C = acc;
-      for (const f of st.fold) {
-        const r = be.rotate(a, f);
-        be.addInPlace(a, r);
-        be.free(r);
-      }
-      const bp = prep.bias.get(ct);
-      if (bp) be.addPlainInPlace(a, bp);
-      be.rescaleInPlace(a);
-      outs.push(a);
+      outs.push(acc ? this.finishOutput(st, prep, ct, acc) : this.biasOnly(st, outLayout, prep.levelIn, ct));
     }
-    sums?.close();
-    for (const t of temps) be.free(t);
     return outs;
   }
 
-  /** One giant step's sum over its items, diagonal x baby: on the residues where the step's plaintexts are (null: no items). */
-  private innerSum(step: number, ct: number, bi: number, bl: GiantBlock, babies: Map<number, Map<number, C>>, sums: PlainSums<C> | null): C | null {
-    if (!bl.items.length) return null;
-    const prep = this.prepared.get(step)!;
-    if (sums) {
-      const ps = prep.residues!.get(ct)![bi];
-      return sums.sum(bl.items.map((it, ii) => ({ key: `${it.input}:${it.b}`, p: ps[ii] })));
+  /** The folded dense outputs' rotate-and-add, the bias and the rescale of one output ciphertext. */
+  private finishOutput(st: Extract<SampleStep, { kind: 'linear' }>, prep: PreparedLinear<P>, ct: number, a: C): C {
+    const be = this.be;
+    for (const f of st.fold) {
+      const r = be.rotate(a, f);
+      be.addInPlace(a, r);
+      be.free(r);
     }
-    const plains = prep.plains!.get(ct)![bi];
-    let inner: C | null = null;
-    bl.items.forEach((it, ii) => {
-      const x = babies.get(it.input)!.get(it.b)!;
-      if (inner) this.be.mulPlainAddInPlace(inner, x, plains[ii]);
-      else inner = this.be.mulPlain(x, plains[ii]);
-    });
-    return inner;
+    const bp = prep.bias.get(ct);
+    if (bp) be.addPlainInPlace(a, bp);
+    be.rescaleInPlace(a);
+    return a;
+  }
+
+  /** An output ciphertext no input reaches: it holds only the bias (or zeros). */
+  private biasOnly(st: Extract<SampleStep, { kind: 'linear' }>, outLayout: Layout, levelIn: number, ct: number): C {
+    const v = st.bias ? placeValues(outLayout, st.bias, this.plan.slots, ct) : null;
+    return this.be.encryptVec(v ?? new Float64Array(this.plan.slots), this.be.scale, levelIn - 1);
+  }
+
+  /** Every giant step's sum of diagonal x baby, by SEAL's plaintext products. */
+  private plainInnerSums(st: Extract<SampleStep, { kind: 'linear' }>, prep: PreparedLinear<P>, babies: Map<number, Map<number, C>>): Map<number, (C | null)[]> {
+    const out = new Map<number, (C | null)[]>();
+    for (const [ct, blocks] of st.bsgs.outputs) {
+      const plains = prep.plains!.get(ct)!;
+      out.set(
+        ct,
+        blocks.map((bl, bi) => {
+          let inner: C | null = null;
+          bl.items.forEach((it, ii) => {
+            const x = babies.get(it.input)!.get(it.b)!;
+            if (inner) this.be.mulPlainAddInPlace(inner, x, plains[bi][ii]);
+            else inner = this.be.mulPlain(x, plains[bi][ii]);
+          });
+          return inner;
+        }),
+      );
+    }
+    return out;
+  }
+
+  /**
+   * The same sums on the residues: babies loaded in groups the backend's memory budget holds
+   * (each group's partial sums added up), each one freed from SEAL's heap once read.
+   */
+  private residueInnerSums(st: Extract<SampleStep, { kind: 'linear' }>, prep: PreparedLinear<P>, babies: Map<number, Map<number, C>>, temps: Set<C>): Map<number, (C | null)[]> {
+    const be = this.be;
+    const sums = be.plainSums?.(prep.levelIn);
+    if (!sums) throw new Error(`internal: diagonals encoded as residues for a backend without plaintext sums at level ${prep.levelIn}`);
+    const loads = [...babies].flatMap(([input, m]) => [...m].map(([b, c]) => ({ key: `${input}:${b}`, c })));
+    const out = new Map([...st.bsgs.outputs].map(([ct, blocks]) => [ct, blocks.map((): C | null => null)]));
+    for (let g = 0; g < loads.length; g += sums.capacity) {
+      for (const { key, c } of loads.slice(g, g + sums.capacity)) {
+        sums.load(key, c);
+        if (temps.delete(c)) be.free(c);
+      }
+      for (const [ct, blocks] of st.bsgs.outputs) {
+        const row = out.get(ct)!;
+        blocks.forEach((bl, bi) => {
+          const ps = prep.residues!.get(ct)![bi];
+          const terms = bl.items.map((it, ii) => ({ key: `${it.input}:${it.b}`, p: ps[ii] })).filter((t) => sums.has(t.key));
+          if (!terms.length) return;
+          const part = sums.sum(terms);
+          const prior = row[bi];
+          if (!prior) row[bi] = part;
+          else {
+            be.addInPlace(prior, part);
+            be.free(part);
+          }
+        });
+      }
+      sums.reset();
+    }
+    sums.close();
+    return out;
   }
 
   /** Each input at the step's level, then its baby-step rotations (new ciphertexts go to `temps`). */
-  private babySteps(st: Extract<SampleStep, { kind: 'linear' }>, vals: Map<number, C[]>, levelIn: number, temps: C[]): Map<number, Map<number, C>> {
+  private babySteps(st: Extract<SampleStep, { kind: 'linear' }>, vals: Map<number, C[]>, levelIn: number, temps: Set<C>): Map<number, Map<number, C>> {
     const be = this.be;
     const babies = new Map<number, Map<number, C>>();
     for (const [input, bs] of st.bsgs.babies) {
@@ -696,14 +747,14 @@ export class SampleEvaluator<C, P> {
       if (be.levelOf(x) > levelIn) {
         x = be.clone(x);
         be.modSwitchInPlace(x, levelIn);
-        temps.push(x);
+        temps.add(x);
       }
       const m = new Map<number, C>();
       for (const b of bs) {
         if (b === 0) m.set(0, x);
         else {
           const r = be.rotate(x, b);
-          temps.push(r);
+          temps.add(r);
           m.set(b, r);
         }
       }

@@ -3,6 +3,7 @@ import type { HeParams } from '../params.js';
 import { levelsOf } from '../params.js';
 import type { PairSums } from '../pair-sums.js';
 import type { PlainSums, ResiduePlain } from '../plain-sums.js';
+import { plainSumCapacity } from '../seal-plain-sums.js';
 import type { ScalarSums } from '../scalar-sums.js';
 import { MAX_KERNEL_BITS } from '../residue-arena.js';
 
@@ -187,7 +188,10 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
       },
     };
   }
-  /** plaintexts as residues where SEAL's backend keeps them so: outside its heap, so no allocation here */
+  /**
+   * plaintexts as residues where SEAL's backend keeps them so: outside its heap, so no
+   * allocation here (poolBytes models SEAL's heap; the residues are JS memory)
+   */
   encodeResidues(_v: Float64Array, scale: number, level: number): ResiduePlain | null {
     if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
     this.op('encode', level);
@@ -198,6 +202,7 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
     if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
     const loaded = new Map<string, number>();
     return {
+      capacity: plainSumCapacity(this.N, this.bits.slice(0, level + 1).map((bits) => ({ bits }))),
       has: (key) => loaded.has(key),
       load: (key, x) => {
         this.op('sumInput', level);
@@ -208,6 +213,7 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
         this.op('sumOutput', level);
         return this.ct(level, loaded.get(terms[0].key)! * terms[0].p.scale);
       },
+      reset: () => loaded.clear(),
       close: () => loaded.clear(),
     };
   }
