@@ -16,6 +16,7 @@ export interface ServeArgs {
   cors?: string;
   sessionTtl?: number;
   queue?: string;
+  diagonalCache?: string;
 }
 
 /**
@@ -29,6 +30,7 @@ export async function runServe(a: ServeArgs): Promise<void> {
   };
   if (a.port !== undefined && !(Number.isInteger(a.port) && a.port >= 0 && a.port < 65536)) throw new HepolyError(`--port: expected 0-65535, found ${a.port}`, { exitCode: 2 });
   const { DeployServer } = await import('../deploy/server/server.js');
+  const { parseMemory } = await import('../he/tiles/optimizer.js');
   const server = await DeployServer.start({
     artifactDir: a.dir,
     host: a.host,
@@ -43,6 +45,7 @@ export async function runServe(a: ServeArgs): Promise<void> {
     corsOrigin: a.cors,
     sessionTtlMs: (positive(a.sessionTtl, '--session-ttl') ?? 600) * 1000,
     queue: a.queue,
+    keptDiagonalBytes: a.diagonalCache === undefined ? undefined : parseMemory(a.diagonalCache, undefined, '--diagonal-cache'),
   });
   const m = server.artifact.manifest;
   console.log(`serving ${a.dir} on ${server.url}`);
@@ -72,7 +75,8 @@ export const serveCommand = defineCommand(
       .option('max-request-mb', { type: 'number', describe: "largest prediction or refresh request (default 64, or twice the model's largest refresh round of one pass)" })
       .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' })
       .option('session-ttl', { type: 'number', describe: 'seconds a client has to send back a refresh round (--refresh client exports; default 600)' })
-      .option('queue', { type: 'string', describe: 'redis://HOST:PORT: hand evaluations to hepoly workers on this BullMQ queue instead of local threads (sample packing)' }),
+      .option('queue', { type: 'string', describe: 'redis://HOST:PORT: hand evaluations to hepoly workers on this BullMQ queue instead of local threads (sample packing)' })
+      .option('diagonal-cache', { type: 'string', describe: "per worker: memory for a --refresh client model's encoded diagonals kept between requests, e.g. 1GiB (default 3GiB, which holds resnet-poly's; past it, a segment's are encoded again each request)" }),
   (a) =>
-    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl, queue: a.queue }),
+    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl, queue: a.queue, diagonalCache: a.diagonalCache }),
 );

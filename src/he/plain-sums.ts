@@ -10,8 +10,13 @@
 export interface ResiduePlain {
   readonly level: number;
   readonly scale: number;
-  /** limb-major residues (NTT form), N per limb; null on backends that only count (the dry run) */
-  readonly residues: Float64Array | null;
+  /**
+   * residues (NTT form) per limb, N each: 32-bit words where the prime fits them, float64
+   * where wider; null on backends that only count (the dry run)
+   */
+  readonly limbs: (Uint32Array | Float64Array)[] | null;
+  /** bytes the residues hold (what the dry run reports too) */
+  readonly bytes: number;
   /** every residue is zero: the product adds nothing */
   readonly zero: boolean;
 }

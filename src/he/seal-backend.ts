@@ -192,11 +192,14 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     const ptScale = pt.scale;
     pt.delete();
     if (bytes.length !== PLAIN_DATA_OFFSET + 8 * n) throw new Error(`internal: SEAL's plaintext serialization is not the layout seal-backend.ts expects (${bytes.length} bytes, expected ${PLAIN_DATA_OFFSET + 8 * n})`);
-    // residues are below 2^48 (the kernel's limit): two 32-bit halves, no BigInt per residue
+    // residues are below 2^48 (the kernel's limit): 32-bit words, a second one where the prime is wider
     const u32 = new Uint32Array(bytes.buffer.slice(bytes.byteOffset + PLAIN_DATA_OFFSET, bytes.byteOffset + bytes.length));
-    const residues = new Float64Array(n);
-    for (let i = 0; i < n; i++) residues[i] = u32[2 * i] + u32[2 * i + 1] * 2 ** 32;
-    return { level, scale: ptScale, residues, zero };
+    const N = this.ctx.params.polyModulusDegree;
+    const limbs = this.ctx.levels[level].primes.map((q, j) => {
+      if (Number(q) < 2 ** 32) return Uint32Array.from({ length: N }, (_, i) => u32[2 * (j * N + i)]);
+      return Float64Array.from({ length: N }, (_, i) => u32[2 * (j * N + i)] + u32[2 * (j * N + i) + 1] * 2 ** 32);
+    });
+    return { level, scale: ptScale, limbs, bytes: limbs.reduce((a, l) => a + l.byteLength, 0), zero };
   }
 
   pairSums(level: number, budget?: number): PairSums<CipherText> | null {

@@ -75,7 +75,7 @@ export class SealPlainSums implements PlainSums<CipherText> {
     const data = arena.alloc(8 * 2 * L * N);
     this.limbs.forEach((l, j) => {
       const staged = arena.kern.f64(plains, live.length * N);
-      live.forEach((t, k) => staged.set(t.p.residues!.subarray(j * N, (j + 1) * N), k * N));
+      live.forEach((t, k) => staged.set(t.p.limbs![j], k * N));
       const [r0, r1] = isWide(l) ? this.sumWide(live, j, l, plains, accs) : this.sumNarrow(live, j, l, plains, accs);
       arena.kern.k.to_u64(r0, data + 8 * j * N, N);
       arena.kern.k.to_u64(r1, data + 8 * (L + j) * N, N);

@@ -20,6 +20,7 @@ import { validate, reportJson } from '../../src/he/validate.js';
 import { reportMarkdown } from '../../src/he/report.js';
 import { HepolyError } from '../../src/util/errors.js';
 import { refreshedSampleMemory } from '../../src/he/tiles/cost.js';
+import { dryBackend } from '../../src/he/tiles/dry-run.js';
 import { RING_DEGREES, levelsOf, maxDepthAtRing, paramsAtRing } from '../../src/he/params.js';
 import { ringCuts, roundTripCarried } from '../../src/he/passes/segment-refresh.js';
 import type { HeProgram } from '../../src/he/program.js';
@@ -247,6 +248,34 @@ describe('he/resnet: residual networks under encryption and --refresh client', f
     const outs = new SampleEvaluator(program, plan, be).run(packSample(plan, program, x).map((v) => be.encryptInput(v)));
     const got = unpackTensor(plan, program.output, outs.map((c) => c.v));
     expect(maxAbsDiff(got, programForward(program, Float64Array.from(x))[program.output])).to.be.below(1e-6);
+  });
+
+  it("keeps a cut program's residue diagonals encoded across passes up to its budget: a server taking request after request encodes them once", () => {
+    const { graph, weights } = tinyResnet('standard');
+    const program = segmentProgram(compileProgram(graph, weights), 2);
+    const plan = planSample(program, TEST_PARAMS.polyModulusDegree / 2);
+    const encodesPerPass = (keptDiagonalBytes: number) => {
+      const { be, dry } = dryBackend(TEST_PARAMS);
+      const ev = new SampleEvaluator(program, plan, be, { keptDiagonalBytes });
+      const encodes = () => dry.tally.ops.encode.reduce((a, b) => a + b, 0);
+      const pass = () => {
+        const before = encodes();
+        for (const seg of programSegments(program)) {
+          const given = new Map(seg.inputs.map((t) => [t, Array.from({ length: plan.layouts[t]!.cts }, () => dry.input())]));
+          for (const cts of [...ev.runRange(given, seg.from, seg.to, seg.outputs).values(), ...given.values()]) for (const c of cts) be.free(c);
+        }
+        return encodes() - before;
+      };
+      return [pass(), pass()];
+    };
+    const [first, again] = encodesPerPass(0);
+    expect(first).to.be.above(0);
+    expect(again, 'nothing kept: every segment encoded again').to.equal(first);
+    const [firstAll, none] = encodesPerPass(Infinity);
+    expect(firstAll).to.equal(first);
+    expect(none, 'all kept: the second pass encodes nothing').to.equal(0);
+    const [, some] = encodesPerPass(2 ** 20);
+    expect(some).to.be.above(0).and.below(first);
   });
 
   for (const skip of ['dirac', 'shared-source'] as const) {

@@ -32,7 +32,7 @@ export interface WorkerPacking {
 }
 
 export type EvalToWorker =
-  | { type: 'init'; params: HeParams; program: HeProgram; packing: WorkerPacking; maxKeySets: number; keyId: string; keys: EvaluationKeyBytes }
+  | { type: 'init'; params: HeParams; program: HeProgram; packing: WorkerPacking; maxKeySets: number; keptDiagonalBytes: number; keyId: string; keys: EvaluationKeyBytes }
   | { type: 'eval'; id: number; keyId: string; keys: EvaluationKeyBytes | null; work: EvalWork };
 
 export type EvalFromWorker =

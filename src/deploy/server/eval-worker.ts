@@ -134,7 +134,7 @@ port.on('message', (msg: EvalToWorker) => {
         const t0 = performance.now();
         // token packing's program arrives folded (server.ts): the batch evaluator runs it as it is
         const kind = msg.packing.kind === 'token' ? 'batch' : msg.packing.kind;
-        if (kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding);
+        if (kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding, { keptDiagonalBytes: msg.keptDiagonalBytes });
         else if (kind === 'batch' && msg.program.refreshes?.length) batchProgram = msg.program;
         else {
           const packing = packingOf(kind);

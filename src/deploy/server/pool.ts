@@ -59,6 +59,8 @@ export class WorkerPool {
     private readonly program: HeProgram,
     private readonly packing: WorkerPacking,
     private readonly maxKeySets: number,
+    /** per worker: a cut program's diagonals kept encoded across requests (SampleEvaluator) */
+    private readonly keptDiagonalBytes = 0,
   ) {
     this.slots = Array.from({ length: Math.max(1, size) }, () => ({ worker: null, keyIds: [], busy: false, lastUsed: 0, heapBytes: 0, onMessage: null, onExit: null }));
   }
@@ -138,7 +140,7 @@ export class WorkerPool {
           if ('heapBytes' in m) slot.heapBytes = Math.max(slot.heapBytes, m.heapBytes);
           slot.onMessage?.(m);
         });
-        w.postMessage({ type: 'init', params: this.params, program: this.program, packing: this.packing, maxKeySets: this.maxKeySets, keyId: job.keyId, keys: job.keys() });
+        w.postMessage({ type: 'init', params: this.params, program: this.program, packing: this.packing, maxKeySets: this.maxKeySets, keptDiagonalBytes: this.keptDiagonalBytes, keyId: job.keyId, keys: job.keys() });
         this.keyLoads++;
         await this.await(slot, -1, 'ready');
         sendKeys = false;

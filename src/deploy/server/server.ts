@@ -60,7 +60,14 @@ export interface ServeOptions {
   sessionTtlMs?: number;
   /** answer CORS preflights and allow this origin ('*': any), for browser clients on another origin */
   corsOrigin?: string;
+  /**
+   * per worker: bytes of a `--refresh client` program's diagonals kept encoded between requests
+   * (default 3 GiB, which holds resnet-poly's; past it a segment's are encoded again when it comes)
+   */
+  keptDiagonalBytes?: number;
 }
+
+export const DEFAULT_KEPT_DIAGONAL_BYTES = 3 * 2 ** 30;
 
 export const DEFAULT_KEY_TTL_MS = 7 * 24 * 3600 * 1000;
 const DEFAULT_MAX_KEY_BYTES = 512 * 2 ** 20;
@@ -116,7 +123,7 @@ export class DeployServer {
     const packing = { kind: m.packing.kind, samplesPerPass: m.packing.samples_per_pass ?? 1 };
     // token packing serves the program folded onto token blocks: its segments, sessions and workers all use the folded tensors
     const served = m.packing.kind === 'token' ? foldTokens(artifact.program, m.params.polyModulusDegree / 2).program : artifact.program;
-    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, served, packing, keySetsPerWorker(m.params, m.rotation_steps.length));
+    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, served, packing, keySetsPerWorker(m.params, m.rotation_steps.length), o.keptDiagonalBytes ?? DEFAULT_KEPT_DIAGONAL_BYTES);
     const http = createServer();
     // a client encrypts (seconds, keygen a minute for large models) between two requests on one
     // keep-alive connection: Node's 5 s default closed it under the client mid-reuse (ECONNRESET)

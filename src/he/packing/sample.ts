@@ -460,10 +460,22 @@ export class SampleEvaluator<C, P> {
   private prepared = new Map<number, PreparedLinear<P>>();
   private scales: number[] = [];
 
+  /** steps whose residue diagonals stay encoded across segments (`keptDiagonalBytes`) */
+  private readonly pinned = new Set<number>();
+  private pinnedBytes = 0;
+
   constructor(
     readonly program: HeProgram,
     readonly plan: SamplePlan,
     readonly be: CkksBackend<C, P>,
+    /**
+     * keptDiagonalBytes: a program cut for client refreshes encodes each segment's diagonals when
+     * the segment comes; a server taking request after request would encode them all again for
+     * each. Diagonals held as residues (JS memory, not SEAL's heap) up to this many bytes are
+     * kept instead, the first steps that fit (a fixed set: segments come round in order, so an
+     * LRU would evict each just before its turn). Default 0.
+     */
+    private readonly opts: { keptDiagonalBytes?: number } = {},
   ) {
     if (plan.clientOnly) throw new Error('internal: a client-only plan (no diagonals) given to an evaluator');
     this.predictScales();
@@ -475,7 +487,7 @@ export class SampleEvaluator<C, P> {
   /** Keeps the encoded diagonals of steps [from, to) only (server setup work, not per sample). */
   prepareRange(from: number, to: number): void {
     for (const [step, prep] of this.prepared) {
-      if (step >= from && step < to) continue;
+      if ((step >= from && step < to) || this.pinned.has(step)) continue;
       this.freePrepared(prep);
       this.prepared.delete(step);
     }
@@ -530,6 +542,15 @@ export class SampleEvaluator<C, P> {
       }
     }
     this.prepared.set(st.step, { levelIn, target, plains, residues, bias });
+    if (residues) this.pinIfRoom(st.step, residues);
+  }
+
+  private pinIfRoom(step: number, residues: Map<number, ResiduePlain[][]>): void {
+    let bytes = 0;
+    for (const blocks of residues.values()) for (const b of blocks) for (const r of b) bytes += r.bytes;
+    if (this.pinnedBytes + bytes > (this.opts.keptDiagonalBytes ?? 0)) return;
+    this.pinned.add(step);
+    this.pinnedBytes += bytes;
   }
 
   /** The step's diagonals as residues for the backend's plaintext sums; null where it has none at this level (its first answer tells). */

@@ -195,7 +195,8 @@ export class DryBackend implements CkksBackend<DryCt, DryCt> {
   encodeResidues(_v: Float64Array, scale: number, level: number): ResiduePlain | null {
     if (this.bits.some((b) => b > MAX_KERNEL_BITS)) return null;
     this.op('encode', level);
-    return { level, scale, residues: null, zero: false };
+    const bytes = this.bits.slice(0, level + 1).reduce((a, b) => a + (b > 32 ? 8 : 4) * this.N, 0);
+    return { level, scale, limbs: null, bytes, zero: false };
   }
   /** the plaintext sums where SEAL's backend has them (as scalarSums) */
   plainSums(level: number): PlainSums<DryCt> | null {

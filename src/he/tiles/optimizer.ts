@@ -134,12 +134,12 @@ export function parseGoal(v: string | undefined): Goal {
 const UNITS: Record<string, number> = { '': 1, b: 1, k: 2 ** 10, kb: 1e3, kib: 2 ** 10, m: 2 ** 20, mb: 1e6, mib: 2 ** 20, g: 2 ** 30, gb: 1e9, gib: 2 ** 30, t: 2 ** 40, tb: 1e12, tib: 2 ** 40 };
 
 /** "8GiB", "512MB", "1.5g", "4000000000" -> bytes. */
-export function parseMemory(v: string | number | undefined, fallback = 8 * 2 ** 30): number {
+export function parseMemory(v: string | number | undefined, fallback = 8 * 2 ** 30, flag = '--memory'): number {
   if (v === undefined) return fallback;
   const m = /^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$/.exec(String(v));
   const unit = m ? UNITS[m[2].toLowerCase()] : undefined;
   if (!m || unit === undefined || !(Number(m[1]) > 0)) {
-    throw new HepolyError(`--memory: cannot read ${JSON.stringify(String(v))}. Use a positive number with an optional unit, e.g. --memory 8GiB, 512MiB or 2GB`);
+    throw new HepolyError(`${flag}: cannot read ${JSON.stringify(String(v))}. Use a positive number with an optional unit, e.g. ${flag} 8GiB, 512MiB or 2GB`, { exitCode: 2 });
   }
   return Number(m[1]) * unit;
 }
