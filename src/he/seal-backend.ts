@@ -192,12 +192,15 @@ export class SealBackend implements CkksBackend<CipherText, PlainText> {
     const ptScale = pt.scale;
     pt.delete();
     if (bytes.length !== PLAIN_DATA_OFFSET + 8 * n) throw new Error(`internal: SEAL's plaintext serialization is not the layout seal-backend.ts expects (${bytes.length} bytes, expected ${PLAIN_DATA_OFFSET + 8 * n})`);
-    // residues are below 2^48 (the kernel's limit): 32-bit words, a second one where the prime is wider
-    const u32 = new Uint32Array(bytes.buffer.slice(bytes.byteOffset + PLAIN_DATA_OFFSET, bytes.byteOffset + bytes.length));
+    // residues are below 2^48 (the kernel's limit): the low 32-bit word of each, and the high one where the prime is wider
+    const start = bytes.byteOffset + PLAIN_DATA_OFFSET;
+    const words = start % 4 ? new Uint32Array(bytes.slice(PLAIN_DATA_OFFSET).buffer) : new Uint32Array(bytes.buffer, start, 2 * n);
     const N = this.ctx.params.polyModulusDegree;
     const limbs = this.ctx.levels[level].primes.map((q, j) => {
-      if (Number(q) < 2 ** 32) return Uint32Array.from({ length: N }, (_, i) => u32[2 * (j * N + i)]);
-      return Float64Array.from({ length: N }, (_, i) => u32[2 * (j * N + i)] + u32[2 * (j * N + i) + 1] * 2 ** 32);
+      const narrow = Number(q) < 2 ** 32;
+      const limb = narrow ? new Uint32Array(N) : new Float64Array(N);
+      for (let i = 0, k = 2 * j * N; i < N; i++, k += 2) limb[i] = narrow ? words[k] : words[k] + words[k + 1] * 2 ** 32;
+      return limb;
     });
     return { level, scale: ptScale, limbs, bytes: limbs.reduce((a, l) => a + l.byteLength, 0), zero };
   }

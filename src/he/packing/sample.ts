@@ -275,7 +275,7 @@ function convOutLayout(inPlane: PlaneInfo, op: Extract<WeightedOp, { kind: 'conv
   const colStride = inPlane.colStride * g.stride;
   const run = inPlane.run ?? 1;
   const inSubs = inPlane.subs ?? [0];
-  const subs = g.stride > 1 && g.cout > inPlane.k * inSubs.length ? multiplexedSubs(inPlane, g.stride) : inSubs;
+  const subs = g.stride > 1 && g.cout > inPlane.k * inSubs.length ? multiplexedSubs(inPlane, inSubs, g.stride) : inSubs;
   // the last pixel's run of samples must end inside the block
   const span = (subs: number[]) => (g.outH - 1) * rowStride + (g.outW - 1) * colStride + Math.max(...subs) + run;
   for (const s of subs === inSubs ? [inSubs] : [subs, inSubs]) {
@@ -299,9 +299,9 @@ function distinctSlots(l: Layout): boolean {
 }
 
 /** The input cell's sub-positions, each split into the stride x stride cells of the strided grid. */
-function multiplexedSubs(inPlane: PlaneInfo, stride: number): number[] {
+function multiplexedSubs(inPlane: PlaneInfo, inSubs: number[], stride: number): number[] {
   const out: number[] = [];
-  for (let i = 0; i < stride; i++) for (let j = 0; j < stride; j++) for (const s of inPlane.subs ?? [0]) out.push(s + i * inPlane.rowStride + j * inPlane.colStride);
+  for (let i = 0; i < stride; i++) for (let j = 0; j < stride; j++) for (const s of inSubs) out.push(s + i * inPlane.rowStride + j * inPlane.colStride);
   return out;
 }
 
