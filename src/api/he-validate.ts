@@ -18,6 +18,8 @@ export interface HeValidateOptions {
   refresh?: 'none' | 'client';
   /** server worker threads (default one per core) */
   workers?: number;
+  /** sample packing: threads that evaluate each sample together (latency); must divide workers */
+  workersPerSample?: number;
   /** decrypt every layer's output and report its error (debug only) */
   trace?: boolean;
   /** progress lines (stages, parameter choice) as the run goes */
@@ -77,6 +79,7 @@ export async function heValidateReport(checkpoint: string, o: HeValidateOptions)
     trace: !!o.trace,
     mode: o.mode ?? 'encrypt',
     workers: o.workers,
+    workersPerSample: o.workersPerSample,
     refresh: o.refresh ?? 'none',
     log: o.log,
     data: o.data,

@@ -58,6 +58,7 @@ export async function runHeValidate(a: HeValidateArgs): Promise<void> {
       trace: a.trace,
       mode: a.mode as 'encrypt' | 'simulate' | undefined,
       workers: workersFlag(a.workers),
+      workersPerSample: a.workersPerSample === undefined ? undefined : integerFlag('--workers-per-sample', a.workersPerSample, { min: 1, max: 1024 }),
       refresh: a.refresh as 'none' | 'client' | undefined,
       log,
       data: a.data,
@@ -104,6 +105,7 @@ export const heValidateCommand = defineCommand(
       .option('trace', { type: 'boolean', default: false, describe: 'decrypt every layer (debug only) and report its error, level and scale' })
       .option('refresh', { type: 'string', choices: ['none', 'client'], describe: 'client: where the depth exceeds the chain, the client decrypts and re-encrypts at a fresh level (each refresh reported)' })
       .option('workers', { type: 'number', describe: 'server worker threads (default: one per core)' })
+      .option('workers-per-sample', { type: 'number', describe: 'sample packing: threads that evaluate each sample together, for latency (a divisor of --workers; default 1: one sample per thread, for throughput)' })
       .option('data', { type: 'string', describe: "folder the checkpoint's relative data paths are read from (a moved checkpoint or data set)" })
       .option('report', { type: 'string', describe: 'write a markdown report to this file' })
       .option('queue', { type: 'string', describe: 'redis://[:PASSWORD@]HOST:PORT: shard the samples into BullMQ jobs for `hepoly worker`s (docs/queue.md)' })
@@ -123,6 +125,7 @@ export const heValidateCommand = defineCommand(
       mode: a.mode,
       trace: a.trace,
       workers: a.workers,
+      workersPerSample: a.workersPerSample,
       refresh: a.refresh,
       report: a.report,
       json: a.json,

@@ -2,6 +2,7 @@ import type { HeParams } from './params.js';
 import type { HeProgram } from './program.js';
 import type { OpCounts } from './backend.js';
 import type { EvaluatorKind } from './packing/packing.js';
+import type { TeamInit } from './team.js';
 
 /**
  * Messages between the server's main thread and its worker threads. Everything a worker
@@ -37,11 +38,13 @@ export interface TensorRefs {
 }
 
 export type ToWorker =
-  | { type: 'init'; init: WorkerInit }
+  /** team: this thread evaluates each sample with peers (sample packing, --workers-per-sample) */
+  | { type: 'init'; init: WorkerInit; team?: TeamInit }
   | { type: 'stage'; id: number; stage: number; group: number[]; buffers: SharedArrayBuffer[]; sources: TensorRefs[] }
-  | { type: 'sample'; id: number; inputs: Uint8Array[]; trace: boolean }
+  /** epoch: with a team, the request's number, the same for every member */
+  | { type: 'sample'; id: number; inputs: Uint8Array[]; trace: boolean; epoch?: number }
   /** sample packing with client refreshes: one segment [from, to) of one sample's pass */
-  | { type: 'segment'; id: number; from: number; to: number; tensors: { tensor: number; cts: Uint8Array[] }[]; keep: number[] }
+  | { type: 'segment'; id: number; from: number; to: number; tensors: { tensor: number; cts: Uint8Array[] }[]; keep: number[]; epoch?: number }
   | { type: 'close' };
 
 /** heapBytes: the worker isolate's external memory, i.e. its SEAL wasm heap (it only grows). */

@@ -73,7 +73,7 @@ export function reportText(r: ValidationReport): string[] {
     `accuracy: plaintext ${pct(r.plaintextAccuracy)}, encrypted ${pct(r.encryptedAccuracy)}; argmax agreement ${pct(r.agreement)} (${r.disagreements} of ${r.samples} differ)`,
     ...(r.disagreements ? [disagreementLine(r)] : []),
     `logit error: max ${r.maxAbsError.toExponential(2)} (${r.relativeError.toExponential(2)} of the range ${r.logitRange.toFixed(3)}), mean ${r.meanAbsError.toExponential(2)}`,
-    `latency ${fmtMs(r.latencyMsPerSample)} per sample${r.samplesPerPass > 1 ? ` (a pass serves ${r.samplesPerPass})` : ''}, amortized ${fmtMs(r.amortizedMsPerSample)} per sample (${r.packing} packing, ${r.workers} workers)`,
+    `latency ${fmtMs(r.latencyMsPerSample)} per sample${r.samplesPerPass > 1 ? ` (a pass serves ${r.samplesPerPass})` : ''}, amortized ${fmtMs(r.amortizedMsPerSample)} per sample (${r.packing} packing, ${r.workers} workers${(r.workersPerSample ?? 1) > 1 ? `, ${r.workersPerSample} on each sample` : ''})`,
     `time: keygen ${fmtMs(r.timings.keygenMs)}, encrypt ${fmtMs(r.timings.encryptMs)}, evaluate ${fmtMs(r.timings.evaluateMs)}, decrypt ${fmtMs(r.timings.decryptMs)}`,
     `bytes: client->server ${fmtBytes(r.bytes.clientToServer)}, server->client ${fmtBytes(r.bytes.serverToClient)}; ciphertexts ${r.ciphertexts.input} in, ${r.ciphertexts.output} out`,
     `ops: ${r.ops.rotations} rotations, ${r.ops.ctCtMults} ct-ct mults, ${r.ops.ptMults} plaintext mults, ${r.ops.rescales} rescales; levels ${r.depth} of ${r.params.levels}`,

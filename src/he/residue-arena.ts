@@ -70,6 +70,8 @@ export class ResidueArena {
   private tablePtr = 0;
   private tableBytes = 0;
   private ev: Evaluator | null = null;
+  /** the bytes `ciphertext` writes each output into before SEAL loads (copies) them: one buffer, not one per output */
+  private scratch: Uint8Array | null = null;
 
   constructor(
     readonly ctx: CkksContext,
@@ -203,7 +205,10 @@ export class ResidueArena {
 
   /** The ciphertext whose residues are at `data` (size polys, limbs of the level), with `scale`. */
   ciphertext(template: Uint8Array, data: number, size: number, scale: number): CipherText {
-    const bytes = template.slice();
+    if (this.scratch?.length !== template.length) this.scratch = new Uint8Array(template.length);
+    const bytes = this.scratch;
+    // the residues fill everything after the header (checkLayout)
+    bytes.set(template.subarray(0, DATA_OFFSET));
     new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setFloat64(SCALE_OFFSET, scale, true);
     bytes.set(this.kern.bytes(data, 8 * size * this.limbs.length * this.N), DATA_OFFSET);
     const c = this.ctx.seal.CipherText();

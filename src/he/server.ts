@@ -11,6 +11,8 @@ import { channelGroups, planStages, type Stage } from './packing/batch.js';
 import { type LatencyPart, latencyBreakdown } from './latency-breakdown.js';
 import { levelsOf } from './params.js';
 import type { FromWorker, Packing, Ref, TensorRefs, ToWorker, WorkerInit } from './protocol.js';
+import { type TeamInit, teamInits } from './team.js';
+import { HepolyError } from '../util/errors.js';
 import { type RefreshChannel, type RefreshRecord, type SegmentTensors, programSegments, refreshSegmentOutputs } from './refresh.js';
 
 /**
@@ -28,6 +30,11 @@ export interface ServerOptions {
   memoryBudget?: number;
   /** batch packing: replace a worker between stages once its heap reaches this (see recycleGrownWorkers) */
   recycleHeapBytes?: number;
+  /**
+   * sample packing: threads that evaluate each sample together (src/he/team.ts), for latency;
+   * must divide `workers`. Default 1: each sample on one thread, for throughput.
+   */
+  workersPerSample?: number;
   /**
    * Test hook (test/he/separation.test.ts): each worker thread copies every message it
    * receives to this callback, as it received it and before acting on it, so a test checks
@@ -82,6 +89,7 @@ class WorkerHandle {
     readonly worker: Worker,
     init: WorkerInit,
     private readonly tap: WorkerTap | null,
+    team?: TeamInit,
   ) {
     this.ready = new Promise((resolve, reject) => {
       const onMsg = (m: FromWorker) => {
@@ -103,16 +111,16 @@ class WorkerHandle {
         this.pending.clear();
       });
     });
-    this.post({ type: 'init', init });
+    this.post({ type: 'init', init, team }, team ? team.ports.filter((p) => p !== null) : []);
   }
 
   whenReady(): Promise<number> {
     return this.ready;
   }
 
-  post(msg: ToWorker): void {
+  post(msg: ToWorker, transfer: MessagePort[] = []): void {
     this.tap?.countPost();
-    this.worker.postMessage(msg);
+    this.worker.postMessage(msg, transfer);
   }
 
   request(msg: ToWorker & { id: number }): Promise<FromWorker> {
@@ -153,6 +161,8 @@ export class HEServer {
     readonly packing: Packing,
     private readonly init: WorkerInit,
     private readonly tap: WorkerTap | null,
+    /** threads per team: each sample's pass runs on one team */
+    readonly workersPerSample = 1,
   ) {
     this.retiredHeapBytes = handles.map(() => 0);
   }
@@ -170,9 +180,11 @@ export class HEServer {
       mode: opts.mode ?? 'seal',
     };
     const n = Math.max(1, opts.workers ?? availableParallelism());
+    const perSample = checkWorkersPerSample(opts.workersPerSample ?? 1, n, packing);
     const tap = opts.tap ? new WorkerTap(opts.tap) : null;
-    const handles = Array.from({ length: n }, () => new WorkerHandle(spawnWorker(tap), init, tap));
-    const server = new HEServer(handles, program, packing, init, tap);
+    const teams = Array.from({ length: n / perSample }, () => (perSample > 1 ? teamInits(perSample) : [undefined]));
+    const handles = teams.flatMap((members) => members.map((team) => new WorkerHandle(spawnWorker(tap), init, tap, team)));
+    const server = new HEServer(handles, program, packing, init, tap, perSample);
     if (opts.recycleHeapBytes !== undefined) server.recycleHeapBytes = opts.recycleHeapBytes;
     try {
       const times = await Promise.all(handles.map((h) => h.whenReady()));
@@ -219,21 +231,46 @@ export class HEServer {
     return this.handles.length;
   }
 
-  /** Runs `jobs` on whichever worker is free next. */
-  /** Runs jobs on the workers, each taking the next as it finishes; with `stage`, reports each job done. */
-  private async schedule<T>(jobs: ((h: WorkerHandle) => Promise<T>)[], stage?: string): Promise<T[]> {
+  /** The workers in teams of `workersPerSample` (one each without teams). */
+  private teams(): WorkerHandle[][] {
+    const k = this.workersPerSample;
+    return Array.from({ length: this.handles.length / k }, (_, t) => this.handles.slice(t * k, t * k + k));
+  }
+
+  /**
+   * One request to every member of a team, the same epoch for all; the first member's reply
+   * (every member ends with the same tensors), with the team's counts summed and its slowest time.
+   */
+  private async teamRequest(team: WorkerHandle[], msg: (id: number) => Extract<ToWorker, { type: 'sample' | 'segment' }>): Promise<FromWorker> {
+    if (team.length === 1) return team[0].request(msg(this.nextId++));
+    const epoch = this.nextId;
+    const replies = await Promise.all(team.map((h) => h.request({ ...msg(this.nextId++), epoch })));
+    const first = replies[0];
+    if (first.type !== 'sampleDone' && first.type !== 'segmentDone') return first;
+    let counts = zeroCounts();
+    let ms = 0;
+    for (const r of replies) {
+      if (r.type !== first.type) throw new Error('internal: team members replied differently');
+      counts = addCounts(counts, r.counts);
+      ms = Math.max(ms, r.ms);
+    }
+    return { ...first, counts, ms };
+  }
+
+  /** Runs jobs on the teams (single workers without teams), each taking the next as it finishes; with `stage`, reports each job done. */
+  private async schedule<T>(jobs: ((team: WorkerHandle[]) => Promise<T>)[], stage?: string): Promise<T[]> {
     const results: T[] = new Array(jobs.length);
     let next = 0;
     let done = 0;
     if (stage) reportProgress({ stage, done, total: jobs.length, unit: 'passes' });
-    const loop = async (h: WorkerHandle) => {
+    const loop = async (team: WorkerHandle[]) => {
       while (next < jobs.length) {
         const k = next++;
-        results[k] = await jobs[k](h);
+        results[k] = await jobs[k](team);
         if (stage) reportProgress({ stage, done: ++done, total: jobs.length, unit: 'passes' });
       }
     };
-    await Promise.all(this.handles.map(loop));
+    await Promise.all(this.teams().map(loop));
     return results;
   }
 
@@ -321,7 +358,7 @@ export class HEServer {
     });
     const groups = channelGroups(p, st, top, N, this.init.memoryBudget, this.handles.length);
     for (const t of st.exports) store.set(t, new Array(p.tensors[t].shape.reduce((a, b) => a * b, 1)).fill(null));
-    const results = await this.schedule(groups.map((group) => (h: WorkerHandle) => h.request({ type: 'stage', id: this.nextId++, stage: k, group, buffers, sources })));
+    const results = await this.schedule(groups.map((group) => ([h]: WorkerHandle[]) => h.request({ type: 'stage', id: this.nextId++, stage: k, group, buffers, sources })));
     this.stageMs[k] = (this.stageMs[k] ?? 0) + performance.now() - ts;
     for (const r of results) {
       if (r.type !== 'stageDone') continue;
@@ -387,7 +424,7 @@ export class HEServer {
       const runs = await this.runSegmented(samples, refresh);
       return { outputs: runs.outputs, trace: runs.outputs.map(() => []), ms: runs.ms };
     }
-    const results = await this.schedule(samples.map((inputs) => (h: WorkerHandle) => h.request({ type: 'sample', id: this.nextId++, inputs, trace })), 'evaluate');
+    const results = await this.schedule(samples.map((inputs) => (team: WorkerHandle[]) => this.teamRequest(team, (id) => ({ type: 'sample', id, inputs, trace }))), 'evaluate');
     const outputs: Uint8Array[][] = [];
     const traces: { tensor: number; cts: Uint8Array[] }[][] = [];
     const ms: number[] = [];
@@ -434,7 +471,7 @@ export class HEServer {
     const seg = segs[j];
     if (!seg) throw new Error(`internal: segment ${j} of a program with ${segs.length}`);
     const results = await this.schedule(
-      carry.map((tensors) => (h: WorkerHandle) => h.request({ type: 'segment', id: this.nextId++, from: seg.from, to: seg.to, tensors, keep: seg.outputs })),
+      carry.map((tensors) => (team: WorkerHandle[]) => this.teamRequest(team, (id) => ({ type: 'segment', id, from: seg.from, to: seg.to, tensors, keep: seg.outputs }))),
       `evaluate segment ${j + 1}/${segs.length}`,
     );
     const ms: number[] = [];
@@ -493,4 +530,13 @@ export function releaseUnreferenced(buffers: SharedArrayBuffer[], store: Map<num
   const live = new Set<number>();
   for (const refs of store.values()) for (const r of refs) if (r) live.add(r[0]);
   for (let i = 0; i < buffers.length; i++) if (!live.has(i)) buffers[i] = RELEASED;
+}
+
+/** --workers-per-sample K: a divisor of the workers, for sample packing (batch packing spreads each layer over every worker already). */
+function checkWorkersPerSample(k: number, workers: number, packing: Packing): number {
+  if (!Number.isInteger(k) || k < 1) throw new HepolyError(`--workers-per-sample ${k}: expected a positive integer`, { exitCode: 2 });
+  if (k === 1) return 1;
+  if (packing === 'batch') throw new HepolyError(`--workers-per-sample ${k}: only sample packing splits one sample over several workers (batch packing already spreads each layer over all of them). Use --packing sample, or leave the flag out.`, { exitCode: 2 });
+  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.round(workers / k))}`, { exitCode: 2 });
+  return k;
 }

@@ -87,6 +87,11 @@ export interface ValidateOptions {
   trace?: boolean;
   mode?: 'encrypt' | 'simulate';
   workers?: number;
+  /**
+   * sample packing: worker threads that evaluate each sample together (teams, src/he/team.ts):
+   * lower latency per sample for the same total work. Default 1.
+   */
+  workersPerSample?: number;
   /** 'client': where the chain runs out of levels, the client decrypts and re-encrypts (interactive) */
   refresh?: 'none' | 'client';
   log?: (line: string) => void;
@@ -156,6 +161,8 @@ export interface ValidationReport {
   /** sum over worker threads of their SEAL wasm heap (each is capped at 4 GiB by wasm32) */
   workerHeapMb: number;
   workers: number;
+  /** threads per sample (--workers-per-sample): 1, or a team of that many on each sample */
+  workersPerSample: number;
   outOfRange: OutOfRange;
   /** the cost model's prediction of this run under SEAL (null in simulate mode: it would calibrate SEAL, seconds to minutes, for a run that takes seconds) */
   estimatedSeconds: { batch: number; sample: number | null } | null;
@@ -190,6 +197,9 @@ export async function validate(opts: ValidateOptions): Promise<ValidationReport>
   const workers = Math.max(1, opts.workers ?? availableParallelism());
   const chosen = await chooseParameters(ckpt, compiled, inputs, checked, opts, workers);
   const layout = await choosePacking(ckpt, chosen, inputs.n, checked.packingSpec, workers, checked.mode);
+  if (checked.workersPerSample > 1 && layout.evaluator !== 'sample') {
+    throw new HepolyError(`--workers-per-sample ${checked.workersPerSample}: only sample packing splits one sample over several workers, and this run chose ${layout.packed.kind} packing. Add --packing sample, or leave the flag out.`, { exitCode: 2 });
+  }
   logPlan(log, ckpt, compiled, inputs, chosen, layout, checked.mode, !!opts.trace);
   const run = await encryptedRun(opts, checked.mode, chosen, layout, inputs, workers, log);
   const peakRssMb = rssPeak.stop();
@@ -202,6 +212,7 @@ interface CheckedOptions {
   mode: 'encrypt' | 'simulate';
   packingSpec: ReturnType<typeof parsePacking>;
   refreshMode: 'none' | 'client';
+  workersPerSample: number;
 }
 
 function checkOptions(opts: ValidateOptions): CheckedOptions {
@@ -212,7 +223,12 @@ function checkOptions(opts: ValidateOptions): CheckedOptions {
   if (opts.scaleBits !== undefined && !(Number.isInteger(opts.scaleBits) && opts.scaleBits >= MIN_SCALE_BITS && opts.scaleBits <= MAX_USEFUL_SCALE_BITS)) {
     throw new HepolyError(`--scale-bits: expected a whole number from ${MIN_SCALE_BITS} to ${MAX_USEFUL_SCALE_BITS}, found ${opts.scaleBits}`);
   }
-  return { mode, packingSpec, refreshMode };
+  const workersPerSample = opts.workersPerSample ?? 1;
+  if (!Number.isInteger(workersPerSample) || workersPerSample < 1) throw new HepolyError(`--workers-per-sample: expected a positive whole number, found ${workersPerSample}`, { exitCode: 2 });
+  if (workersPerSample > 1 && opts.queue) throw new HepolyError(`--workers-per-sample ${workersPerSample} with --queue: a queue worker runs each job on its own threads; use one or the other`, { exitCode: 2 });
+  const workers = opts.workers ?? availableParallelism();
+  if (workers % workersPerSample !== 0) throw new HepolyError(`--workers-per-sample ${workersPerSample} does not divide --workers ${workers}: use a divisor, e.g. --workers ${workersPerSample * Math.max(1, Math.round(workers / workersPerSample))}`, { exitCode: 2 });
+  return { mode, packingSpec, refreshMode, workersPerSample };
 }
 
 /** The held-out samples, as the plaintext model sees them and as the client encrypts them. */
@@ -438,6 +454,7 @@ interface EncryptedRun extends PassTotals {
   counts: OpCounts;
   workerHeapMb: number;
   workerCount: number;
+  workersPerSample: number;
   refreshPoints: RefreshSummary['points'];
   queueStats: QueueStats | undefined;
   latencyBreakdown: LatencyPart[];
@@ -461,9 +478,10 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
   const engine = mode === 'simulate' ? 'simulate' : 'seal';
   const server: RunServer = queued
     ? await queued.start(bundle, layout.served, engine, layout.evaluator)
-    : await HEServer.start(bundle, layout.served, layout.evaluator, { workers, mode: engine, keepAll: !!opts.trace && layout.evaluator === 'batch' });
+    : await HEServer.start(bundle, layout.served, layout.evaluator, { workers, workersPerSample: opts.workersPerSample, mode: engine, keepAll: !!opts.trace && layout.evaluator === 'batch' });
   const serverSetupMs = performance.now() - ts;
-  log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}`);
+  const perSample = opts.workersPerSample ?? 1;
+  log(`server: ${server.workerCount} worker threads ready in ${fmtMs(serverSetupMs)}${perSample > 1 ? ` (teams of ${perSample}: each sample on ${perSample} threads)` : ''}`);
   let totals: PassTotals;
   let workerHeapMb: number;
   // the server's workers wait while the client refreshes: the client takes as many threads
@@ -494,6 +512,7 @@ async function encryptedRun(opts: ValidateOptions, mode: 'encrypt' | 'simulate',
     counts: server.counts,
     workerHeapMb,
     workerCount: server.workerCount,
+    workersPerSample: opts.workersPerSample ?? 1,
     refreshPoints: server.refreshes,
     queueStats: queued ? queued.stats() : undefined,
     latencyBreakdown: breakdown,
@@ -676,6 +695,7 @@ function validationReport({ ckpt, training, compiled, inputs, chosen, layout, ru
     peakRssMb,
     workerHeapMb: run.workerHeapMb,
     workers: run.workerCount,
+    workersPerSample: run.workersPerSample,
     outOfRange: inputs.plain.outOfRange,
     estimatedSeconds: layout.est,
     refreshes: refreshMode === 'client' ? summarizeRefreshes(run.refreshPoints, layout.evaluator === 'batch' ? Math.ceil(n / layout.packed.samplesPerPass) : n) : null,
@@ -990,6 +1010,7 @@ export function reportJson(r: ValidationReport): Record<string, unknown> {
     peak_rss_mb: r.peakRssMb,
     worker_heap_mb: r.workerHeapMb,
     workers: r.workers,
+    workers_per_sample: r.workersPerSample,
     out_of_range_input_samples: r.outOfRange.inputSamples,
     out_of_range_activation_samples: r.outOfRange.activationSamples,
     // client round trips per pass for every model (0: the chain held the whole depth), --mode simulate too

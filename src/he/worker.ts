@@ -8,6 +8,7 @@ import { loadEvaluationKeys } from './keys.js';
 import { planStages, runStageGroup, type Stage, type TensorStore } from './packing/batch.js';
 import { SampleEvaluator, planSample } from './packing/sample.js';
 import type { FromWorker, Ref, ToWorker, WorkerInit } from './protocol.js';
+import { PortTeam, type Team, type TeamInit } from './team.js';
 
 /**
  * One evaluation thread of the server, with its own SEAL instance (a wasm32 heap of up to
@@ -24,6 +25,7 @@ interface State {
   counts: ReturnType<typeof zeroCounts>;
   stages: Stage[] | null;
   sample: SampleEvaluator<unknown, unknown> | null;
+  team: Team<unknown> | null;
 }
 
 let state: State | null = null;
@@ -31,7 +33,7 @@ let state: State | null = null;
 /** Test hook (ServerOptions.tap): a port that gets a copy of every message this thread receives. */
 const tap = (workerData as { tap?: MessagePort } | null)?.tap ?? null;
 
-async function setup(init: WorkerInit): Promise<State> {
+async function setup(init: WorkerInit, teamInit?: TeamInit): Promise<State> {
   const counts = zeroCounts();
   let base: CkksBackend<unknown, unknown>;
   if (init.mode === 'simulate') base = new SimBackend(init.params, { noise: true }) as CkksBackend<unknown, unknown>;
@@ -41,9 +43,10 @@ async function setup(init: WorkerInit): Promise<State> {
     base = new SealBackend(ctx, loadEvaluationKeys(ctx, init)) as CkksBackend<unknown, unknown>;
   }
   const be = counting(base, counts);
-  const st: State = { init, be, counts, stages: null, sample: null };
+  const team = teamInit ? new PortTeam(teamInit, be) : null;
+  const st: State = { init, be, counts, stages: null, sample: null, team };
   if (init.packing === 'batch') st.stages = planStages(init.program, init.keepAll);
-  else st.sample = new SampleEvaluator(init.program, planSample(init.program, be.slots), be);
+  else st.sample = new SampleEvaluator(init.program, planSample(init.program, be.slots), be, { team: team ?? undefined });
   return st;
 }
 
@@ -118,6 +121,8 @@ function runSample(s: State, msg: Extract<ToWorker, { type: 'sample' }>): void {
 function runSegment(s: State, msg: Extract<ToWorker, { type: 'segment' }>): void {
   // diagonals are encoded once per segment and worker: setup, kept out of the sample's time
   s.sample!.prepareRange(msg.from, msg.to);
+  // members encode their own shares, at their own pace: the pass starts together
+  s.team?.exchange(`segment ${msg.from} prepared`, []);
   const t0 = performance.now();
   const be = s.be;
   const given = new Map(msg.tensors.map((t) => [t.tensor, t.cts.map((b) => be.deserialize(b))]));
@@ -129,23 +134,29 @@ function runSegment(s: State, msg: Extract<ToWorker, { type: 'segment' }>): void
 }
 
 port.on('message', (msg: ToWorker) => {
-  tap?.postMessage(msg);
+  // a team's ports moved here with the message and cannot be copied on: the tap gets the rest
+  tap?.postMessage(msg.type === 'init' && msg.team ? { ...msg, team: { ...msg.team, ports: [] } } : msg);
   void (async () => {
     const id = 'id' in msg ? msg.id : -1;
     try {
       if (msg.type === 'init') {
         const t0 = performance.now();
-        state = await setup(msg.init);
+        state = await setup(msg.init, msg.team);
         send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
       } else if (msg.type === 'close') {
         port.close();
       } else if (!state) {
         throw new Error('worker used before init');
       } else if (msg.type === 'stage') runStage(state, msg);
-      else if (msg.type === 'sample') runSample(state, msg);
-      else if (msg.type === 'segment') runSegment(state, msg);
+      else if (msg.type === 'sample' || msg.type === 'segment') {
+        state.team?.begin(msg.epoch ?? 0);
+        if (msg.type === 'sample') runSample(state, msg);
+        else runSegment(state, msg);
+      }
     } catch (e) {
       const err = e as Error;
+      // peers blocked on this member's next message would otherwise wait for their timeout
+      state?.team?.abort(err?.message ?? String(e));
       send({ type: 'error', id, message: err?.message ?? String(e), stack: err?.stack });
     }
   })();

@@ -6,6 +6,8 @@ import { type Entries, structEntries, weightedEntries } from '../linear-map.js';
 import { applyWeighted } from '../compile.js';
 import { applyStructOp } from '../reference.js';
 import { HepolyError } from '../../util/errors.js';
+import type { Team } from '../team.js';
+import { babyKey, collectPartials, othersFirst, sendPartials, type StepShares, stepShares, sumOutputs } from './sample-team.js';
 import { type BsgsPlan, DiagSet, addFolded, addPlaced, planBsgs, runsAligned } from './diagonals.js';
 import {
   type Layout,
@@ -447,8 +449,8 @@ interface PreparedLinear<P> {
    * plaintexts parallel to bsgs.outputs blocks' items: as residues for the backend's plaintext
    * sums where it has them at this level (outside its heap), else the backend's own
    */
-  plains: Map<number, P[][]> | null;
-  residues: Map<number, ResiduePlain[][]> | null;
+  plains: Map<number, (P | null)[][]> | null;
+  residues: Map<number, (ResiduePlain | null)[][]> | null;
   bias: Map<number, P>;
 }
 
@@ -463,6 +465,7 @@ export class SampleEvaluator<C, P> {
   /** steps whose residue diagonals stay encoded across segments (`keptDiagonalBytes`) */
   private readonly pinned = new Set<number>();
   private pinnedBytes = 0;
+  private readonly shares = new Map<number, StepShares>();
 
   constructor(
     readonly program: HeProgram,
@@ -475,7 +478,14 @@ export class SampleEvaluator<C, P> {
      * kept instead, the first steps that fit (a fixed set: segments come round in order, so an
      * LRU would evict each just before its turn). Default 0.
      */
-    private readonly opts: { keptDiagonalBytes?: number } = {},
+    private readonly opts: {
+      keptDiagonalBytes?: number;
+      /**
+       * a team of threads evaluating each sample together (src/he/team.ts): this member
+       * encodes and computes only its share of every linear step
+       */
+      team?: Team<C>;
+    } = {},
   ) {
     if (plan.clientOnly) throw new Error('internal: a client-only plan (no diagonals) given to an evaluator');
     this.predictScales();
@@ -495,8 +505,19 @@ export class SampleEvaluator<C, P> {
   }
 
   private freePrepared(prep: PreparedLinear<P>): void {
-    for (const blocks of prep.plains?.values() ?? []) for (const b of blocks) for (const pt of b) this.be.freePlain(pt);
+    for (const blocks of prep.plains?.values() ?? []) for (const b of blocks) for (const pt of b) if (pt) this.be.freePlain(pt);
     for (const pt of prep.bias.values()) this.be.freePlain(pt);
+  }
+
+  /** This member's share of a linear step (everything, without a team). */
+  private sharesOf(st: Extract<SampleStep, { kind: 'linear' }>): StepShares {
+    let sh = this.shares.get(st.step);
+    if (!sh) this.shares.set(st.step, (sh = stepShares(st.bsgs, this.opts.team?.size ?? 1, st.step)));
+    return sh;
+  }
+
+  private ownsBaby(st: Extract<SampleStep, { kind: 'linear' }>, input: number, b: number): boolean {
+    return this.sharesOf(st).baby.get(babyKey(input, b)) === (this.opts.team?.rank ?? 0);
   }
 
   private level(t: number): number {
@@ -532,7 +553,7 @@ export class SampleEvaluator<C, P> {
     const target = be.scale * be.prime(levelIn);
     const scaleOf = (input: number) => target / this.scales[this.baseOf(st.inputs[input].tensor)];
     const residues = this.residuesOf(st, scaleOf, levelIn);
-    const plains = residues ? null : new Map([...st.bsgs.outputs].map(([ct, blocks]) => [ct, blocks.map((bl) => bl.items.map((it) => be.encode(it.v, scaleOf(it.input), levelIn)))]));
+    const plains = residues ? null : new Map([...st.bsgs.outputs].map(([ct, blocks]) => [ct, blocks.map((bl) => bl.items.map((it) => (this.ownsBaby(st, it.input, it.b) ? be.encode(it.v, scaleOf(it.input), levelIn) : null)))]));
     const bias = new Map<number, P>();
     if (st.bias) {
       const out = plan.layouts[s.out]!;
@@ -545,24 +566,28 @@ export class SampleEvaluator<C, P> {
     if (residues) this.pinIfRoom(st.step, residues);
   }
 
-  private pinIfRoom(step: number, residues: Map<number, ResiduePlain[][]>): void {
+  private pinIfRoom(step: number, residues: Map<number, (ResiduePlain | null)[][]>): void {
     let bytes = 0;
-    for (const blocks of residues.values()) for (const b of blocks) for (const r of b) bytes += r.bytes;
+    for (const blocks of residues.values()) for (const b of blocks) for (const r of b) bytes += r?.bytes ?? 0;
     if (this.pinnedBytes + bytes > (this.opts.keptDiagonalBytes ?? 0)) return;
     this.pinned.add(step);
     this.pinnedBytes += bytes;
   }
 
   /** The step's diagonals as residues for the backend's plaintext sums; null where it has none at this level (its first answer tells). */
-  private residuesOf(st: Extract<SampleStep, { kind: 'linear' }>, scaleOf: (input: number) => number, levelIn: number): Map<number, ResiduePlain[][]> | null {
+  private residuesOf(st: Extract<SampleStep, { kind: 'linear' }>, scaleOf: (input: number) => number, levelIn: number): Map<number, (ResiduePlain | null)[][]> | null {
     const be = this.be;
     if (!be.plainSums || !be.encodeResidues) return null;
-    const out = new Map<number, ResiduePlain[][]>();
+    const out = new Map<number, (ResiduePlain | null)[][]>();
     for (const [ct, blocks] of st.bsgs.outputs) {
-      const enc: ResiduePlain[][] = [];
+      const enc: (ResiduePlain | null)[][] = [];
       for (const bl of blocks) {
-        const row: ResiduePlain[] = [];
+        const row: (ResiduePlain | null)[] = [];
         for (const it of bl.items) {
+          if (!this.ownsBaby(st, it.input, it.b)) {
+            row.push(null);
+            continue;
+          }
           const r = be.encodeResidues(it.v, scaleOf(it.input), levelIn);
           if (!r) return null;
           row.push(r);
@@ -658,9 +683,19 @@ export class SampleEvaluator<C, P> {
     const outLayout = this.plan.layouts[this.program.steps[st.step].out]!;
     const temps = new Set<C>();
     const babies = this.babySteps(st, vals, prep.levelIn, temps);
-    const inners = prep.residues ? this.residueInnerSums(st, prep, babies, temps) : this.plainInnerSums(st, prep, babies);
+    const team = this.opts.team;
+    const shares = this.sharesOf(st);
+    const { order, others } = othersFirst(team, shares);
+    let sent = !team;
+    const send = (inners: Map<number, (C | null)[]>) => {
+      sendPartials(team!, be, st.step, shares, inners);
+      sent = true;
+    };
+    const inners = prep.residues ? this.residueInnerSums(st, prep, babies, temps, order, team ? { after: others, run: send } : undefined) : this.plainInnerSums(st, prep, babies);
     for (const t of temps) be.free(t);
-    const outs: C[] = [];
+    if (!sent) send(inners);
+    if (team) collectPartials(team, be, st.step, shares, inners);
+    const accs: (C | null)[] = [];
     for (let ct = 0; ct < outLayout.cts; ct++) {
       const blocks = st.bsgs.outputs.get(ct) ?? [];
       const row = inners.get(ct) ?? [];
@@ -676,9 +711,10 @@ export class SampleEvaluator<C, P> {
           be.free(rotated);
         } else acc = rotated;
       }
-      outs.push(acc ? this.finishOutput(st, prep, ct, acc) : this.biasOnly(st, outLayout, prep.levelIn, ct));
+      accs.push(acc);
     }
-    return outs;
+    if (team) sumOutputs(team, be, st.step, accs);
+    return accs.map((acc, ct) => (acc ? this.finishOutput(st, prep, ct, acc) : this.biasOnly(st, outLayout, prep.levelIn, ct)));
   }
 
   /** The folded dense outputs' rotate-and-add, the bias and the rescale of one output ciphertext. */
@@ -711,9 +747,12 @@ export class SampleEvaluator<C, P> {
         blocks.map((bl, bi) => {
           let inner: C | null = null;
           bl.items.forEach((it, ii) => {
-            const x = babies.get(it.input)!.get(it.b)!;
-            if (inner) this.be.mulPlainAddInPlace(inner, x, plains[bi][ii]);
-            else inner = this.be.mulPlain(x, plains[bi][ii]);
+            const x = babies.get(it.input)?.get(it.b);
+            const pt = plains[bi][ii];
+            // a team member has only its own babies' products
+            if (!x || !pt) return;
+            if (inner) this.be.mulPlainAddInPlace(inner, x, pt);
+            else inner = this.be.mulPlain(x, pt);
           });
           return inner;
         }),
@@ -726,32 +765,46 @@ export class SampleEvaluator<C, P> {
    * The same sums on the residues: babies loaded in groups the backend's memory budget holds
    * (each group's partial sums added up), each one freed from SEAL's heap once read.
    */
-  private residueInnerSums(st: Extract<SampleStep, { kind: 'linear' }>, prep: PreparedLinear<P>, babies: Map<number, Map<number, C>>, temps: Set<C>): Map<number, (C | null)[]> {
+  private residueInnerSums(
+    st: Extract<SampleStep, { kind: 'linear' }>,
+    prep: PreparedLinear<P>,
+    babies: Map<number, Map<number, C>>,
+    temps: Set<C>,
+    /** the blocks in the order to sum them */
+    order: readonly { ct: number; bi: number }[],
+    /** once the first `after` blocks are whole (in the last group), `run` (a team member sends them) */
+    partway?: { after: number; run: (inners: Map<number, (C | null)[]>) => void },
+  ): Map<number, (C | null)[]> {
     const be = this.be;
     const sums = be.plainSums?.(prep.levelIn);
     if (!sums) throw new Error(`internal: diagonals encoded as residues for a backend without plaintext sums at level ${prep.levelIn}`);
-    const loads = [...babies].flatMap(([input, m]) => [...m].map(([b, c]) => ({ key: `${input}:${b}`, c })));
+    const loads = [...babies].flatMap(([input, m]) => [...m].map(([b, c]) => ({ key: babyKey(input, b), c })));
     const out = new Map([...st.bsgs.outputs].map(([ct, blocks]) => [ct, blocks.map((): C | null => null)]));
-    for (let g = 0; g < loads.length; g += sums.capacity) {
+    const last = Math.max(0, Math.ceil(loads.length / sums.capacity) - 1) * sums.capacity;
+    for (let g = 0; g < Math.max(1, loads.length); g += sums.capacity) {
       for (const { key, c } of loads.slice(g, g + sums.capacity)) {
         sums.load(key, c);
         if (temps.delete(c)) be.free(c);
       }
-      for (const [ct, blocks] of st.bsgs.outputs) {
+      order.forEach(({ ct, bi }, k) => {
+        if (g === last && k === partway?.after) partway.run(out);
         const row = out.get(ct)!;
-        blocks.forEach((bl, bi) => {
-          const ps = prep.residues!.get(ct)![bi];
-          const terms = bl.items.map((it, ii) => ({ key: `${it.input}:${it.b}`, p: ps[ii] })).filter((t) => sums.has(t.key));
-          if (!terms.length) return;
-          const part = sums.sum(terms);
-          const prior = row[bi];
-          if (!prior) row[bi] = part;
-          else {
-            be.addInPlace(prior, part);
-            be.free(part);
-          }
+        const bl = st.bsgs.outputs.get(ct)![bi];
+        const ps = prep.residues!.get(ct)![bi];
+        const terms = bl.items.flatMap((it, ii) => {
+          const key = babyKey(it.input, it.b);
+          return sums.has(key) ? [{ key, p: ps[ii]! }] : [];
         });
-      }
+        if (!terms.length) return;
+        const part = sums.sum(terms);
+        const prior = row[bi];
+        if (!prior) row[bi] = part;
+        else {
+          be.addInPlace(prior, part);
+          be.free(part);
+        }
+      });
+      if (g === last && order.length === partway?.after) partway.run(out);
       sums.reset();
     }
     sums.close();
@@ -762,7 +815,9 @@ export class SampleEvaluator<C, P> {
   private babySteps(st: Extract<SampleStep, { kind: 'linear' }>, vals: Map<number, C[]>, levelIn: number, temps: Set<C>): Map<number, Map<number, C>> {
     const be = this.be;
     const babies = new Map<number, Map<number, C>>();
-    for (const [input, bs] of st.bsgs.babies) {
+    for (const [input, all] of st.bsgs.babies) {
+      const bs = all.filter((b) => this.ownsBaby(st, input, b));
+      if (!bs.length) continue;
       const ref = st.inputs[input];
       let x = vals.get(ref.tensor)![ref.ct];
       if (be.levelOf(x) > levelIn) {
