@@ -17,6 +17,7 @@ export interface ServeArgs {
   sessionTtl?: number;
   queue?: string;
   diagonalCache?: string;
+  workersPerSample?: number;
 }
 
 /**
@@ -46,10 +47,11 @@ export async function runServe(a: ServeArgs): Promise<void> {
     sessionTtlMs: (positive(a.sessionTtl, '--session-ttl') ?? 600) * 1000,
     queue: a.queue,
     keptDiagonalBytes: a.diagonalCache === undefined ? undefined : parseMemory(a.diagonalCache, undefined, '--diagonal-cache'),
+    workersPerSample: positive(a.workersPerSample, '--workers-per-sample'),
   });
   const m = server.artifact.manifest;
   console.log(`serving ${a.dir} on ${server.url}`);
-  console.log(`model ${m.digest.slice(0, 12)}: input [${m.input_shape.join(', ')}], ${m.classes} classes, N=${m.params.polyModulusDegree}, ${m.rotation_steps.length} rotation steps${m.refresh_rounds ? `, ${m.refresh_rounds} client refresh round(s) per request` : ''}; keys in ${server.keys.dir}; ${a.queue ? 'evaluated by hepoly workers on the queue' : `${server.pool.size} workers`}${a.token ? '; bearer token required' : ''}`);
+  console.log(`model ${m.digest.slice(0, 12)}: input [${m.input_shape.join(', ')}], ${m.classes} classes, N=${m.params.polyModulusDegree}, ${m.rotation_steps.length} rotation steps${m.refresh_rounds ? `, ${m.refresh_rounds} client refresh round(s) per request` : ''}; keys in ${server.keys.dir}; ${a.queue ? 'evaluated by hepoly workers on the queue' : `${server.pool.size} workers${(a.workersPerSample ?? 1) > 1 ? `, ${a.workersPerSample} on each request` : ''}`}${a.token ? '; bearer token required' : ''}`);
   await new Promise<void>((resolve) => {
     const stop = () => resolve();
     process.once('SIGINT', stop);
@@ -76,7 +78,8 @@ export const serveCommand = defineCommand(
       .option('cors', { type: 'string', describe: 'allow browser pages of this origin (* for any) to call the server' })
       .option('session-ttl', { type: 'number', describe: 'seconds a client has to send back a refresh round (--refresh client exports; default 600)' })
       .option('queue', { type: 'string', describe: 'redis://HOST:PORT: hand evaluations to hepoly workers on this BullMQ queue instead of local threads (sample packing)' })
+      .option('workers-per-sample', { type: 'number', describe: 'sample packing: threads that evaluate each request together, for latency (a divisor of --workers; default 1: one request per thread, for throughput)' })
       .option('diagonal-cache', { type: 'string', describe: "per worker: memory for a --refresh client model's encoded diagonals kept between requests, e.g. 1GiB (default 3GiB, which holds resnet-poly's; past it, a segment's are encoded again each request)" }),
   (a) =>
-    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl, queue: a.queue, diagonalCache: a.diagonalCache }),
+    runServe({ dir: a.dir, host: a.host, port: a.port, keys: a.keys, workers: a.workers, token: a.token, keyTtl: a.keyTtl, timeout: a.timeout, maxKeyMb: a.maxKeyMb, maxRequestMb: a.maxRequestMb, cors: a.cors, sessionTtl: a.sessionTtl, queue: a.queue, diagonalCache: a.diagonalCache, workersPerSample: a.workersPerSample }),
 );

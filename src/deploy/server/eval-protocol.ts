@@ -1,6 +1,7 @@
 import type { HeParams } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
 import type { PackingKind } from '../../he/packing/index.js';
+import type { TeamInit } from '../../he/team.js';
 
 /**
  * Messages between `hepoly serve`'s main thread and its evaluation workers (eval-worker.ts):
@@ -32,7 +33,9 @@ export interface WorkerPacking {
 }
 
 export type EvalToWorker =
-  | { type: 'init'; params: HeParams; program: HeProgram; packing: WorkerPacking; maxKeySets: number; keptDiagonalBytes: number; keyId: string; keys: EvaluationKeyBytes }
+  /** team: this thread evaluates each request with peers (`--workers-per-sample`, sample packing) */
+  | { type: 'init'; params: HeParams; program: HeProgram; packing: WorkerPacking; maxKeySets: number; keptDiagonalBytes: number; keyId: string; keys: EvaluationKeyBytes; team?: TeamInit }
+  /** id: the request's number, the same on every member of a team (its epoch) */
   | { type: 'eval'; id: number; keyId: string; keys: EvaluationKeyBytes | null; work: EvalWork };
 
 export type EvalFromWorker =

@@ -8,6 +8,7 @@ import { type PassRunner, packingOf } from '../../he/packing/index.js';
 import type { EvalFromWorker, EvalToWorker, EvalWork, TensorCts } from './eval-protocol.js';
 import type { HeProgram } from '../../he/program.js';
 import { runBatchRange } from '../../he/tiles/batch-pass.js';
+import { PortTeam } from '../../he/team.js';
 
 /**
  * One evaluation thread of `hepoly serve`, serving many clients: the program's diagonals are
@@ -35,6 +36,8 @@ let runner: PassRunner<CipherText> | null = null;
 let batchProgram: HeProgram | null = null;
 let current: SealBackend | null = null;
 let maxKeySets = 4;
+/** --workers-per-sample: the peers this thread evaluates each request with */
+let team: PortTeam<CipherText> | null = null;
 const keySets = new Map<string, KeySet>();
 
 /** Every call goes to the backend of the request being evaluated. */
@@ -134,7 +137,8 @@ port.on('message', (msg: EvalToWorker) => {
         const t0 = performance.now();
         // token packing's program arrives folded (server.ts): the batch evaluator runs it as it is
         const kind = msg.packing.kind === 'token' ? 'batch' : msg.packing.kind;
-        if (kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding, { keptDiagonalBytes: msg.keptDiagonalBytes });
+        if (msg.team) team = new PortTeam(msg.team, forwarding);
+        if (kind === 'sample') evaluator = new SampleEvaluator(msg.program, planSample(msg.program, ctx.slots), forwarding, { keptDiagonalBytes: msg.keptDiagonalBytes, team: team ?? undefined });
         else if (kind === 'batch' && msg.program.refreshes?.length) batchProgram = msg.program;
         else {
           const packing = packingOf(kind);
@@ -144,11 +148,14 @@ port.on('message', (msg: EvalToWorker) => {
       } else if (msg.type === 'eval') {
         if (!evaluator && !runner && !batchProgram) throw new Error('worker used before init');
         useKeys(msg.keyId, msg.keys);
+        team?.begin(msg.id);
         const t0 = performance.now();
         const outputs = evaluator ? evaluate(evaluator, msg.work) : batchProgram ? runBatchSegment(batchProgram, msg.work) : [{ tensor: -1, cts: runPass(runner!, msg.work) }];
         send({ type: 'evalDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });
       }
     } catch (e) {
+      // peers blocked on this thread's next message would otherwise wait for their timeout
+      team?.abort((e as Error)?.message ?? String(e));
       send({ type: 'error', id, message: (e as Error)?.message ?? String(e) });
     }
   })();

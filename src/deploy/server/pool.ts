@@ -4,6 +4,7 @@ import type { HeParams } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
 import type { EvalFromWorker, EvalWork, EvaluationKeyBytes, TensorCts, WorkerPacking } from './eval-protocol.js';
 import { HttpError } from './http-util.js';
+import { teamInits } from '../../he/team.js';
 
 /**
  * The server's worker threads (eval-worker.ts: one SEAL instance each, the program's
@@ -11,7 +12,9 @@ import { HttpError } from './http-util.js';
  * its last `maxKeySets` clients; a request goes preferably to an idle worker that already
  * holds its key id, otherwise to the least recently used idle one, which loads the keys (sent
  * with the request). A worker that dies or runs past the timeout is dropped (its request gets
- * a 5xx) and a fresh one takes its place on the next request.
+ * a 5xx) and a fresh one takes its place on the next request. With `--workers-per-sample K`
+ * a slot is a team of K threads that evaluate each request together (src/he/team.ts); the
+ * team is started, fed and dropped as one.
  */
 
 interface Job {
@@ -29,14 +32,16 @@ export interface EvalResult {
 }
 
 interface Slot {
-  worker: Worker | null;
-  /** key ids the worker holds, least recently used first (the worker evicts the same way) */
+  /** the slot's threads (one, or a team), null before its first request and after a drop */
+  team: Worker[] | null;
+  /** key ids the threads hold, least recently used first (they evict the same way) */
   keyIds: string[];
   busy: boolean;
   lastUsed: number;
-  heapBytes: number;
-  /** the one request in flight on this worker */
-  onMessage: ((m: EvalFromWorker) => void) | null;
+  /** per thread of the team */
+  heapBytes: number[];
+  /** the one request in flight on this slot; `member` says which thread answered */
+  onMessage: ((m: EvalFromWorker, member: number) => void) | null;
   onExit: ((code: number) => void) | null;
 }
 
@@ -61,12 +66,15 @@ export class WorkerPool {
     private readonly maxKeySets: number,
     /** per worker: a cut program's diagonals kept encoded across requests (SampleEvaluator) */
     private readonly keptDiagonalBytes = 0,
+    /** threads per slot: a team that evaluates each sample together (a divisor of `size`) */
+    private readonly perSample = 1,
   ) {
-    this.slots = Array.from({ length: Math.max(1, size) }, () => ({ worker: null, keyIds: [], busy: false, lastUsed: 0, heapBytes: 0, onMessage: null, onExit: null }));
+    this.slots = Array.from({ length: Math.max(1, Math.floor(size / perSample)) }, () => ({ team: null, keyIds: [], busy: false, lastUsed: 0, heapBytes: [], onMessage: null, onExit: null }));
   }
 
+  /** worker threads, over all slots */
   get size(): number {
-    return this.slots.length;
+    return this.slots.length * this.perSample;
   }
 
   get queueDepth(): number {
@@ -74,17 +82,17 @@ export class WorkerPool {
   }
 
   get busyWorkers(): number {
-    return this.slots.filter((s) => s.busy).length;
+    return this.slots.filter((s) => s.busy).length * this.perSample;
   }
 
   /** SEAL wasm heap of each worker (the isolate's external memory; it only grows) */
   get heapBytes(): number[] {
-    return this.slots.map((s) => s.heapBytes);
+    return this.slots.flatMap((s) => Array.from({ length: this.perSample }, (_, k) => s.heapBytes[k] ?? 0));
   }
 
   /** Test hook: the live worker threads (a test terminates one to check it is replaced). */
   liveWorkers(): Worker[] {
-    return this.slots.flatMap((s) => (s.worker ? [s.worker] : []));
+    return this.slots.flatMap((s) => s.team ?? []);
   }
 
   /** One sample's pass, or one segment of it (`--refresh client` exports), on the next fitting idle worker. */
@@ -100,7 +108,7 @@ export class WorkerPool {
     for (;;) {
       const idle = this.slots.filter((s) => !s.busy);
       if (!idle.length || !this.queue.length) return;
-      const holds = (sl: Slot, j: Job) => !!sl.worker && sl.keyIds.includes(j.keyId);
+      const holds = (sl: Slot, j: Job) => !!sl.team && sl.keyIds.includes(j.keyId);
       let jobIdx = -1;
       let slot: Slot | undefined;
       if (Date.now() - this.queue[0].enqueued < MAX_AFFINITY_WAIT_MS) {
@@ -124,29 +132,15 @@ export class WorkerPool {
   private async execute(slot: Slot, job: Job): Promise<void> {
     try {
       let sendKeys = !slot.keyIds.includes(job.keyId);
-      if (!slot.worker) {
-        const w = spawnEvaluationWorker();
-        slot.worker = w;
-        slot.keyIds = [job.keyId];
-        w.on('exit', (code) => {
-          if (slot.worker !== w) return; // dropped on purpose
-          slot.worker = null;
-          slot.keyIds = [];
-          this.replaced++;
-          slot.onExit?.(code);
-        });
-        w.on('error', () => {}); // 'exit' follows and answers the request
-        w.on('message', (m: EvalFromWorker) => {
-          if ('heapBytes' in m) slot.heapBytes = Math.max(slot.heapBytes, m.heapBytes);
-          slot.onMessage?.(m);
-        });
-        w.postMessage({ type: 'init', params: this.params, program: this.program, packing: this.packing, maxKeySets: this.maxKeySets, keptDiagonalBytes: this.keptDiagonalBytes, keyId: job.keyId, keys: job.keys() });
-        this.keyLoads++;
+      if (!slot.team) {
+        this.startTeam(slot, job);
         await this.await(slot, -1, 'ready');
         sendKeys = false;
       }
       const id = this.nextId++;
-      slot.worker!.postMessage({ type: 'eval', id, keyId: job.keyId, keys: sendKeys ? job.keys() : null, work: job.work });
+      const keys = sendKeys ? job.keys() : null;
+      // the id is also the team's epoch: the same on every member
+      for (const w of slot.team!) w.postMessage({ type: 'eval', id, keyId: job.keyId, keys, work: job.work });
       if (sendKeys) this.keyLoads++;
       // mirror the worker's least-recently-used order and eviction
       slot.keyIds = [...slot.keyIds.filter((k) => k !== job.keyId), job.keyId].slice(-this.maxKeySets);
@@ -158,8 +152,43 @@ export class WorkerPool {
     }
   }
 
-  /** The worker's next reply of `type` for request `id`; a death, an error or the timeout reject. */
+  /** The slot's threads, started with the job's keys (and, for a team, the ports between them). */
+  private startTeam(slot: Slot, job: Job): void {
+    const inits = this.perSample > 1 ? teamInits(this.perSample) : [undefined];
+    const team: Worker[] = [];
+    slot.team = team;
+    slot.keyIds = [job.keyId];
+    const keys = job.keys();
+    inits.forEach((teamInit, member) => {
+      const w = spawnEvaluationWorker();
+      team.push(w);
+      w.on('exit', (code) => {
+        if (slot.team !== team) return; // dropped on purpose
+        // a team cannot go on without one of its threads: the rest go too
+        const answer = slot.onExit;
+        void this.drop(slot);
+        this.replaced++;
+        answer?.(code);
+      });
+      w.on('error', () => {}); // 'exit' follows and answers the request
+      w.on('message', (m: EvalFromWorker) => {
+        if ('heapBytes' in m) slot.heapBytes[member] = Math.max(slot.heapBytes[member] ?? 0, m.heapBytes);
+        slot.onMessage?.(m, member);
+      });
+      const init = { type: 'init' as const, params: this.params, program: this.program, packing: this.packing, maxKeySets: this.maxKeySets, keptDiagonalBytes: this.keptDiagonalBytes, keyId: job.keyId, keys, team: teamInit };
+      w.postMessage(init, teamInit ? teamInit.ports.filter((p) => p !== null) : []);
+    });
+    this.keyLoads++;
+  }
+
+  /**
+   * Every thread's next reply of `type` for request `id` (the first thread's outputs, the
+   * slowest one's time); a death, an error or the timeout reject.
+   */
   private await(slot: Slot, id: number, type: 'ready' | 'evalDone'): Promise<EvalFromWorker> {
+    const replies: EvalFromWorker[] = [];
+    let got = 0;
+    const size = slot.team?.length ?? 1;
     return new Promise((resolve, reject) => {
       const finish = (err: Error | null, m?: EvalFromWorker) => {
         clearTimeout(timer);
@@ -173,9 +202,12 @@ export class WorkerPool {
         void this.drop(slot);
         this.replaced++;
       }, this.timeoutMs);
-      slot.onMessage = (m) => {
-        if (m.type === type && (type === 'ready' || ('id' in m && m.id === id))) finish(null, m);
-        else if (m.type === 'error' && (m.id === id || m.id === -1)) {
+      slot.onMessage = (m, member) => {
+        if (m.type === type && (type === 'ready' || ('id' in m && m.id === id))) {
+          if (!replies[member]) got++;
+          replies[member] = m;
+          if (got === size) finish(null, merged(replies));
+        } else if (m.type === 'error' && (m.id === id || m.id === -1)) {
           finish(new HttpError(500, `the evaluation failed in the server's worker: ${m.message}`));
           void this.drop(slot);
         }
@@ -186,11 +218,11 @@ export class WorkerPool {
   }
 
   private async drop(slot: Slot): Promise<void> {
-    const w = slot.worker;
-    slot.worker = null;
+    const team = slot.team;
+    slot.team = null;
     slot.keyIds = [];
     slot.onExit = null;
-    if (w) await w.terminate();
+    if (team) await Promise.all(team.map((w) => w.terminate()));
   }
 
   async close(): Promise<void> {
@@ -198,6 +230,13 @@ export class WorkerPool {
     for (const j of this.queue.splice(0)) j.reject(new HttpError(503, 'the server is shutting down'));
     await Promise.all(this.slots.map((s) => this.drop(s)));
   }
+}
+
+/** A team's replies as one: the first member's (all end with the same outputs), with the slowest member's time. */
+function merged(replies: EvalFromWorker[]): EvalFromWorker {
+  const first = replies[0];
+  if (first.type !== 'evalDone') return first;
+  return { ...first, ms: Math.max(...replies.map((r) => (r.type === 'evalDone' ? r.ms : 0))) };
 }
 
 function spawnEvaluationWorker(): Worker {

@@ -65,6 +65,8 @@ export interface ServeOptions {
    * (default 3 GiB, which holds resnet-poly's; past it a segment's are encoded again when it comes)
    */
   keptDiagonalBytes?: number;
+  /** sample packing: threads that evaluate each request together, for latency (a divisor of `workers`; default 1) */
+  workersPerSample?: number;
 }
 
 export const DEFAULT_KEPT_DIAGONAL_BYTES = 3 * 2 ** 30;
@@ -123,7 +125,9 @@ export class DeployServer {
     const packing = { kind: m.packing.kind, samplesPerPass: m.packing.samples_per_pass ?? 1 };
     // token packing serves the program folded onto token blocks: its segments, sessions and workers all use the folded tensors
     const served = m.packing.kind === 'token' ? foldTokens(artifact.program, m.params.polyModulusDegree / 2).program : artifact.program;
-    const pool = new WorkerPool(o.workers ?? availableParallelism(), o.timeoutMs ?? 600_000, m.params, served, packing, keySetsPerWorker(m.params, m.rotation_steps.length), o.keptDiagonalBytes ?? DEFAULT_KEPT_DIAGONAL_BYTES);
+    const workers = o.workers ?? availableParallelism();
+    const perSample = checkWorkersPerSample(o, workers, m.packing.kind);
+    const pool = new WorkerPool(workers, o.timeoutMs ?? 600_000, m.params, served, packing, keySetsPerWorker(m.params, m.rotation_steps.length), o.keptDiagonalBytes ?? DEFAULT_KEPT_DIAGONAL_BYTES, perSample);
     const http = createServer();
     // a client encrypts (seconds, keygen a minute for large models) between two requests on one
     // keep-alive connection: Node's 5 s default closed it under the client mid-reuse (ECONNRESET)
@@ -398,4 +402,15 @@ function requireOctets(req: IncomingMessage): void {
   if (type !== 'application/octet-stream') {
     throw new HttpError(415, `Content-Type ${JSON.stringify(type)}: send application/octet-stream (framed bytes, see src/deploy/framing.ts), never base64 JSON`);
   }
+}
+
+/** --workers-per-sample: a divisor of the workers, for a sample-packed export evaluated on this server's own threads. */
+function checkWorkersPerSample(o: ServeOptions, workers: number, packing: string): number {
+  const k = o.workersPerSample ?? 1;
+  if (!Number.isInteger(k) || k < 1) throw new HepolyError(`--workers-per-sample: expected a positive whole number, found ${k}`, { exitCode: 2 });
+  if (k === 1) return 1;
+  if (o.queue) throw new HepolyError(`--workers-per-sample ${k} with --queue: the queue's workers evaluate each job on their own threads; use one or the other`, { exitCode: 2 });
+  if (packing !== 'sample') throw new HepolyError(`--workers-per-sample ${k}: ${o.artifactDir} was exported with ${packing} packing; only sample packing splits one sample over several threads. Export it with --packing sample, or leave the flag out`, { exitCode: 2 });
+  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.round(workers / k))}`, { exitCode: 2 });
+  return k;
 }

@@ -578,6 +578,10 @@ export class SampleEvaluator<C, P> {
   private residuesOf(st: Extract<SampleStep, { kind: 'linear' }>, scaleOf: (input: number) => number, levelIn: number): Map<number, (ResiduePlain | null)[][]> | null {
     const be = this.be;
     if (!be.plainSums || !be.encodeResidues) return null;
+    // the step's first diagonal asks the backend, so every team member decides alike, even one with no diagonal of its own here
+    const first = [...st.bsgs.outputs.values()].flat()[0]?.items[0];
+    let probe = first ? be.encodeResidues(first.v, scaleOf(first.input), levelIn) : null;
+    if (first && !probe) return null;
     const out = new Map<number, (ResiduePlain | null)[][]>();
     for (const [ct, blocks] of st.bsgs.outputs) {
       const enc: (ResiduePlain | null)[][] = [];
@@ -588,7 +592,8 @@ export class SampleEvaluator<C, P> {
             row.push(null);
             continue;
           }
-          const r = be.encodeResidues(it.v, scaleOf(it.input), levelIn);
+          const r = it === first && probe ? probe : be.encodeResidues(it.v, scaleOf(it.input), levelIn);
+          probe = null;
           if (!r) return null;
           row.push(r);
         }
