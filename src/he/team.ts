@@ -6,7 +6,8 @@ import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:wor
  * baby rotations and their plaintext products are dealt out among members, then each giant
  * step's partial sums go to the member that rotates it, and the members' partial outputs are
  * summed by all. Sums of ciphertexts are exact, so a team's result has the same bytes as one
- * worker's. The evaluator is synchronous (SEAL is), so members block on each other: messages
+ * worker's (but for an output ciphertext no input reaches, which holds only the bias: each
+ * member encrypts that one itself). The evaluator is synchronous (SEAL is), so members block on each other: messages
  * on MessagePorts, read with receiveMessageOnPort, and a shared doorbell per member to sleep
  * on with Atomics.wait.
  */

@@ -225,9 +225,12 @@ function checkOptions(opts: ValidateOptions): CheckedOptions {
   }
   const workersPerSample = opts.workersPerSample ?? 1;
   if (!Number.isInteger(workersPerSample) || workersPerSample < 1) throw new HepolyError(`--workers-per-sample: expected a positive whole number, found ${workersPerSample}`, { exitCode: 2 });
+  if (workersPerSample > 1 && (packingSpec.kind === 'batch' || packingSpec.kind === 'token')) {
+    throw new HepolyError(`--workers-per-sample ${workersPerSample}: only sample packing splits one sample over several workers, and --packing ${packingSpec.kind} spreads each layer over all of them already. Use --packing sample, or leave the flag out.`, { exitCode: 2 });
+  }
   if (workersPerSample > 1 && opts.queue) throw new HepolyError(`--workers-per-sample ${workersPerSample} with --queue: a queue worker runs each job on its own threads; use one or the other`, { exitCode: 2 });
   const workers = opts.workers ?? availableParallelism();
-  if (workers % workersPerSample !== 0) throw new HepolyError(`--workers-per-sample ${workersPerSample} does not divide --workers ${workers}: use a divisor, e.g. --workers ${workersPerSample * Math.max(1, Math.round(workers / workersPerSample))}`, { exitCode: 2 });
+  if (workers % workersPerSample !== 0) throw new HepolyError(`--workers-per-sample ${workersPerSample} does not divide --workers ${workers}: use a divisor, e.g. --workers ${workersPerSample * Math.max(1, Math.floor(workers / workersPerSample))}`, { exitCode: 2 });
   return { mode, packingSpec, refreshMode, workersPerSample };
 }
 

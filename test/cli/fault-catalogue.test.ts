@@ -160,7 +160,7 @@ function flagCases(): Case[] {
     usage('he-validate --workers 1000', (t) => ['he-validate', trained(t), '--workers', '1000'], /--workers: expected an integer from 1 to \d+, found 1000/),
     usage('he-validate --workers-per-sample 0', (t) => ['he-validate', trained(t), '--workers-per-sample', '0'], /--workers-per-sample: expected an integer from 1 to 1024, found 0/),
     usage('he-validate --workers-per-sample that does not divide --workers', (t) => ['he-validate', trained(t), '--workers', '1', '--workers-per-sample', '2'], /--workers-per-sample 2 does not divide --workers 1: use a divisor/),
-    usage('he-validate --workers-per-sample with batch packing', (t) => ['he-validate', trained(t), '--samples', '2', '--packing', 'batch', '--workers', '2', '--workers-per-sample', '2'], /--workers-per-sample 2: only sample packing splits one sample over several workers, and this run chose batch packing\. Add --packing sample/),
+    usage('he-validate --workers-per-sample with batch packing', (t) => ['he-validate', trained(t), '--samples', '2', '--packing', 'batch', '--workers', '2', '--workers-per-sample', '2'], /--workers-per-sample 2: only sample packing splits one sample over several workers, and --packing batch spreads each layer over all of them already\. Use --packing sample/),
     usage('prune --epochs -1', (t) => ['prune', trained(t), '--sparsity', '0.5', '--epochs', '-1'], /--epochs: expected an integer from 0 to 10000, found -1/),
     usage('a malformed --set', () => ['train', 'recipes/quickstart.yaml', '--set', 'notakey'], /--set notakey: expected key\.path=value/),
     usage('a bare hepoly lists every command', () => [], /name a command: train, eval, summary, he-validate, he-plan, prune/),

@@ -81,7 +81,7 @@ describe('deploy: a team of threads per request (--workers-per-sample)', functio
       const refused = (o: Parameters<typeof DeployServer.start>[0]) => DeployServer.start(o).then(async (s) => (await s.close(), null), (e: unknown) => e);
       const odd = await refused({ artifactDir: art.cnn.server, port: 0, workers: 3, workersPerSample: 2, keysDir: join(tmp, 'k') });
       expect(odd).to.be.instanceOf(HepolyError);
-      expect(String(odd)).to.match(/--workers-per-sample 2 does not divide --workers 3: use a divisor, e.g. --workers 4/);
+      expect(String(odd)).to.match(/--workers-per-sample 2 does not divide --workers 3: use a divisor, e.g. --workers 2/);
       const batch = await exportHeArtifacts({ checkpoint: art.mlp.checkpoint, out: join(tmp, 'batch'), packing: 'batch' });
       const refusedBatch = await refused({ artifactDir: batch.serverDir, port: 0, workers: 2, workersPerSample: 2, keysDir: join(tmp, 'k') });
       expect(refusedBatch).to.be.instanceOf(HepolyError);

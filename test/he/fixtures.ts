@@ -1,6 +1,9 @@
 import type { Graph, GraphNode, LayerSpec, WeightMap } from '../../src/models/graph.js';
 import { INPUT, inferShapes, paramShapes, weightKey } from '../../src/models/graph.js';
 import { makeRng } from '../../src/util/rng.js';
+import * as tf from '@tensorflow/tfjs-core';
+import { forward } from '../../src/models/tf-interpreter.js';
+import { toParams } from '../../src/train/evaluate.js';
 
 /**
  * Tiny graphs with random (seeded) weights for the HE tests: small enough that encrypting,
@@ -96,4 +99,14 @@ export function argmaxRows(logits: ArrayLike<number>, classes: number): number[]
     out.push(best);
   }
   return out;
+}
+
+/** The trainer's tfjs interpreter: what "plaintext" means in the report. */
+export function plaintextLogits(g: Graph, w: WeightMap, x: Float32Array, count: number): Float32Array {
+  const params = toParams(w);
+  try {
+    return tf.tidy(() => forward(g, params, tf.tensor(x, [count, ...g.inputShape]), { training: false }).logits.dataSync() as Float32Array);
+  } finally {
+    for (const t of params.values()) t.dispose();
+  }
 }

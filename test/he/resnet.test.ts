@@ -1,11 +1,8 @@
 import { expect } from 'chai';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as tf from '@tensorflow/tfjs-core';
 import type { Graph, WeightMap } from '../../src/models/graph.js';
 import { buildResnet } from '../../src/models/resnet.js';
-import { forward } from '../../src/models/tf-interpreter.js';
-import { toParams } from '../../src/train/evaluate.js';
 import { initBackend } from '../../src/train/backend.js';
 import { loadRecipe } from '../../src/recipe/load.js';
 import { train } from '../../src/train/loop.js';
@@ -25,7 +22,7 @@ import { RING_DEGREES, levelsOf, maxDepthAtRing, paramsAtRing } from '../../src/
 import { ringCuts, roundTripCarried } from '../../src/he/passes/segment-refresh.js';
 import type { HeProgram } from '../../src/he/program.js';
 import { TEST_PARAMS } from './pipeline.js';
-import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
+import { argmaxRows, maxAbsDiff, plaintextLogits, randomInputs, randomWeights } from './fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
 import type { ToWorker } from '../../src/he/protocol.js';
 import { SecretKeyDetector, byteStringsOf, clientSecretKey } from '../helpers/secret-scan.js';
@@ -46,16 +43,6 @@ function maxAbs(v: ArrayLike<number>): number {
   let m = 0;
   for (let i = 0; i < v.length; i++) m = Math.max(m, Math.abs(v[i]));
   return m;
-}
-
-/** The trainer's tfjs interpreter: what "plaintext" means in the report. */
-function plaintextLogits(g: Graph, w: WeightMap, x: Float32Array, count: number): Float32Array {
-  const params = toParams(w);
-  try {
-    return tf.tidy(() => forward(g, params, tf.tensor(x, [count, ...g.inputShape]), { training: false }).logits.dataSync() as Float32Array);
-  } finally {
-    for (const t of params.values()) t.dispose();
-  }
 }
 
 /** Client encrypts, server (worker threads, bytes only) evaluates segment by segment, client refreshes and decrypts. */

@@ -1,10 +1,7 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import * as tf from '@tensorflow/tfjs-core';
 import type { Graph, WeightMap } from '../../src/models/graph.js';
 import { buildResnet } from '../../src/models/resnet.js';
-import { forward } from '../../src/models/tf-interpreter.js';
-import { toParams } from '../../src/train/evaluate.js';
 import { initBackend } from '../../src/train/backend.js';
 import { compileProgram } from '../../src/he/compile.js';
 import { refreshCiphertexts, segmentProgram } from '../../src/he/refresh.js';
@@ -15,7 +12,7 @@ import { PortTeam, teamInits } from '../../src/he/team.js';
 import type { HeProgram } from '../../src/he/program.js';
 import type { ToWorker } from '../../src/he/protocol.js';
 import { TEST_PARAMS } from './pipeline.js';
-import { argmaxRows, maxAbsDiff, randomInputs, randomWeights } from './fixtures.js';
+import { argmaxRows, maxAbsDiff, plaintextLogits, randomInputs, randomWeights } from './fixtures.js';
 import { SecretKeyDetector, byteStringsOf, clientSecretKey } from '../helpers/secret-scan.js';
 import { restoreFastestBackend } from '../helpers/backend.js';
 import { HepolyError } from '../../src/util/errors.js';
@@ -24,15 +21,6 @@ import { HepolyError } from '../../src/util/errors.js';
 function resnet(): { graph: Graph; weights: WeightMap } {
   const graph = buildResnet({ kind: 'resnet', depth: 8, widths: [4, 8, 32], skip: 'standard', post_add_bn: true, pad_to: 32, activation: { kind: 'quad' } }, [28, 28, 1], 3);
   return { graph, weights: randomWeights(graph, 12) };
-}
-
-function plaintextLogits(g: Graph, w: WeightMap, x: Float32Array, count: number): Float32Array {
-  const params = toParams(w);
-  try {
-    return tf.tidy(() => forward(g, params, tf.tensor(x, [count, ...g.inputShape]), { training: false }).logits.dataSync() as Float32Array);
-  } finally {
-    for (const t of params.values()) t.dispose();
-  }
 }
 
 const digest = (cts: Uint8Array[]) => createHash('sha256').update(Buffer.concat(cts)).digest('hex');
@@ -85,17 +73,21 @@ describe('he/team: one sample evaluated by several worker threads (--workers-per
     await initBackend('cpu');
   });
 
-  it('a team of 2 splits the rotations and plaintext products between its threads and returns the bytes one thread returns, through client refreshes, agreeing with plaintext', async () => {
+  it('a team of 2 (and of 3) splits the rotations and plaintext products between its threads and returns the bytes one thread returns, through client refreshes, agreeing with plaintext', async () => {
     const { graph, weights } = resnet();
     const program = segmentProgram(compileProgram(graph, weights), TEST_PARAMS.coeffModulusBits.length - 2);
     expect(program.refreshes!.length).to.be.above(0);
-    const x = randomInputs(graph, 2, 23, 0, 1);
-    const [one, team] = await passes(program, graph, x, 2, [
+    const x = randomInputs(graph, 1, 23, 0, 1);
+    const [one, team, three] = await passes(program, graph, x, 1, [
       { workers: 1, perSample: 1 },
       { workers: 2, perSample: 2 },
+      // three threads: each member's doorbell rung by two peers
+      { workers: 3, perSample: 3 },
     ]);
     // exact sums: the team's result is the single thread's, ciphertext byte for ciphertext byte
     expect(team.outputs).to.deep.equal(one.outputs);
+    expect(three.outputs).to.deep.equal(one.outputs);
+    expect(three.counts.ptMults).to.equal(one.counts.ptMults);
     // each baby and giant rotation done once in the team, not once per thread; every product too.
     // Pooling's and the dense fold's rotations, and the squares, are done by every member
     const plan = planSample(program, TEST_PARAMS.polyModulusDegree / 2);
@@ -106,10 +98,12 @@ describe('he/team: one sample evaluated by several worker threads (--workers-per
       if (st.kind === 'rotsum') shared += st.passes.flat().length * plan.layouts[(program.steps[st.step] as { src: number }).src]!.cts;
     }
     expect(team.counts.ptMults).to.equal(one.counts.ptMults);
-    expect(team.counts.rotations).to.equal(one.counts.rotations + 2 * shared);
+    // one sample; the second member repeats the shared ones, the third member twice over
+    expect(team.counts.rotations).to.equal(one.counts.rotations + shared);
+    expect(three.counts.rotations).to.equal(one.counts.rotations + 2 * shared);
     expect(team.counts.ctCtMults).to.equal(2 * one.counts.ctCtMults);
-    const plain = plaintextLogits(graph, weights, x, 2);
-    expect(argmaxRows(team.logits, 2)).to.deep.equal(argmaxRows(plain, 2));
+    const plain = plaintextLogits(graph, weights, x, 1);
+    expect(argmaxRows(team.logits, 1)).to.deep.equal(argmaxRows(plain, 1));
     expect(maxAbsDiff(team.logits, plain)).to.be.below(1e-2 * Math.max(1, ...Array.from(plain, Math.abs)));
     // the threads were given public material and ciphertexts only
     expect(team.secretsSent).to.deep.equal([]);

@@ -147,8 +147,8 @@ port.on('message', (msg: EvalToWorker) => {
         send({ type: 'ready', prepareMs: performance.now() - t0, heapBytes: process.memoryUsage().external });
       } else if (msg.type === 'eval') {
         if (!evaluator && !runner && !batchProgram) throw new Error('worker used before init');
-        useKeys(msg.keyId, msg.keys);
         team?.begin(msg.id);
+        useKeys(msg.keyId, msg.keys);
         const t0 = performance.now();
         const outputs = evaluator ? evaluate(evaluator, msg.work) : batchProgram ? runBatchSegment(batchProgram, msg.work) : [{ tensor: -1, cts: runPass(runner!, msg.work) }];
         send({ type: 'evalDone', id, outputs, ms: performance.now() - t0, heapBytes: process.memoryUsage().external });

@@ -172,6 +172,8 @@ export class WorkerPool {
       });
       w.on('error', () => {}); // 'exit' follows and answers the request
       w.on('message', (m: EvalFromWorker) => {
+        // a thread of a team already dropped must not answer for the slot's next one
+        if (slot.team !== team) return;
         if ('heapBytes' in m) slot.heapBytes[member] = Math.max(slot.heapBytes[member] ?? 0, m.heapBytes);
         slot.onMessage?.(m, member);
       });

@@ -411,6 +411,6 @@ function checkWorkersPerSample(o: ServeOptions, workers: number, packing: string
   if (k === 1) return 1;
   if (o.queue) throw new HepolyError(`--workers-per-sample ${k} with --queue: the queue's workers evaluate each job on their own threads; use one or the other`, { exitCode: 2 });
   if (packing !== 'sample') throw new HepolyError(`--workers-per-sample ${k}: ${o.artifactDir} was exported with ${packing} packing; only sample packing splits one sample over several threads. Export it with --packing sample, or leave the flag out`, { exitCode: 2 });
-  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.round(workers / k))}`, { exitCode: 2 });
+  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.floor(workers / k))}`, { exitCode: 2 });
   return k;
 }

@@ -796,9 +796,11 @@ export class SampleEvaluator<C, P> {
         const row = out.get(ct)!;
         const bl = st.bsgs.outputs.get(ct)![bi];
         const ps = prep.residues!.get(ct)![bi];
+        // a zero diagonal adds nothing: leaving it out spares an encryption of zero where a
+        // (team member's) block has only such terms
         const terms = bl.items.flatMap((it, ii) => {
           const key = babyKey(it.input, it.b);
-          return sums.has(key) ? [{ key, p: ps[ii]! }] : [];
+          return sums.has(key) && !ps[ii]!.zero ? [{ key, p: ps[ii]! }] : [];
         });
         if (!terms.length) return;
         const part = sums.sum(terms);
