@@ -11,7 +11,7 @@ import { channelGroups, planStages, type Stage } from './packing/batch.js';
 import { type LatencyPart, latencyBreakdown } from './latency-breakdown.js';
 import { levelsOf } from './params.js';
 import type { FromWorker, Packing, Ref, TensorRefs, ToWorker, WorkerInit } from './protocol.js';
-import { type TeamInit, teamInits } from './team.js';
+import { checkTeamSize, type TeamInit, teamInits } from './team.js';
 import { HepolyError } from '../util/errors.js';
 import { type RefreshChannel, type RefreshRecord, type SegmentTensors, programSegments, refreshSegmentOutputs } from './refresh.js';
 
@@ -534,9 +534,7 @@ export function releaseUnreferenced(buffers: SharedArrayBuffer[], store: Map<num
 
 /** --workers-per-sample K: a divisor of the workers, for sample packing (batch packing spreads each layer over every worker already). */
 function checkWorkersPerSample(k: number, workers: number, packing: Packing): number {
-  if (!Number.isInteger(k) || k < 1) throw new HepolyError(`--workers-per-sample ${k}: expected a positive whole number`, { exitCode: 2 });
-  if (k === 1) return 1;
+  if (checkTeamSize(k, workers) === 1) return 1;
   if (packing === 'batch') throw new HepolyError(`--workers-per-sample ${k}: only sample packing splits one sample over several workers (batch packing already spreads each layer over all of them). Use --packing sample, or leave the flag out.`, { exitCode: 2 });
-  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.floor(workers / k))}`, { exitCode: 2 });
   return k;
 }

@@ -1,4 +1,5 @@
 import { MessageChannel, type MessagePort, receiveMessageOnPort } from 'node:worker_threads';
+import { HepolyError } from '../util/errors.js';
 
 /**
  * A team: several worker threads evaluating one sample together (`--workers-per-sample`), for
@@ -38,25 +39,6 @@ export interface Team<C> {
   begin(epoch: number): void;
 }
 
-/** Who does which part of a step: work dealt round robin, rotations and the rest counted apart so each member gets its share of both. */
-export class Dealer {
-  private rotations: number;
-  private others: number;
-
-  /** `first`: the member dealt the first item of each kind (vary it, or member 0 gets every odd one out) */
-  constructor(
-    private readonly size: number,
-    first = 0,
-  ) {
-    this.rotations = first;
-    this.others = first;
-  }
-
-  next(rotates: boolean): number {
-    return rotates ? this.rotations++ % this.size : this.others++ % this.size;
-  }
-}
-
 /** What a team member's thread is given: its rank, a port to each peer (null at its own rank), the team's doorbells. */
 export interface TeamInit {
   rank: number;
@@ -78,6 +60,17 @@ export function teamInits(size: number): TeamInit[] {
     }
   }
   return ports.map((p, rank) => ({ rank, size, ports: p, bells }));
+}
+
+/**
+ * `--workers-per-sample K` for `workers` threads: a positive whole number that divides them.
+ * Every entry point (he-validate, HEServer, serve) checks it here; each adds what its own
+ * packing or queue allows.
+ */
+export function checkTeamSize(k: number, workers: number): number {
+  if (!Number.isInteger(k) || k < 1) throw new HepolyError(`--workers-per-sample: expected a positive whole number, found ${k}`, { exitCode: 2 });
+  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.floor(workers / k))}`, { exitCode: 2 });
+  return k;
 }
 
 /** A member waits this long for a peer before it gives up (a peer thread that died without a word). */

@@ -7,6 +7,7 @@ import { compareLogits } from './compare.js';
 import { initBackend } from '../train/backend.js';
 import { forward } from '../models/tf-interpreter.js';
 import { HepolyError } from '../util/errors.js';
+import { checkTeamSize } from './team.js';
 import { compileCheckpoint } from './compile.js';
 import { programForward } from './reference.js';
 import { type HeProgram, type LayerBudget, encodeSample, encodeSamples } from './program.js';
@@ -223,14 +224,11 @@ function checkOptions(opts: ValidateOptions): CheckedOptions {
   if (opts.scaleBits !== undefined && !(Number.isInteger(opts.scaleBits) && opts.scaleBits >= MIN_SCALE_BITS && opts.scaleBits <= MAX_USEFUL_SCALE_BITS)) {
     throw new HepolyError(`--scale-bits: expected a whole number from ${MIN_SCALE_BITS} to ${MAX_USEFUL_SCALE_BITS}, found ${opts.scaleBits}`);
   }
-  const workersPerSample = opts.workersPerSample ?? 1;
-  if (!Number.isInteger(workersPerSample) || workersPerSample < 1) throw new HepolyError(`--workers-per-sample: expected a positive whole number, found ${workersPerSample}`, { exitCode: 2 });
+  const workersPerSample = checkTeamSize(opts.workersPerSample ?? 1, opts.workers ?? availableParallelism());
   if (workersPerSample > 1 && (packingSpec.kind === 'batch' || packingSpec.kind === 'token')) {
     throw new HepolyError(`--workers-per-sample ${workersPerSample}: only sample packing splits one sample over several workers, and --packing ${packingSpec.kind} spreads each layer over all of them already. Use --packing sample, or leave the flag out.`, { exitCode: 2 });
   }
   if (workersPerSample > 1 && opts.queue) throw new HepolyError(`--workers-per-sample ${workersPerSample} with --queue: a queue worker runs each job on its own threads; use one or the other`, { exitCode: 2 });
-  const workers = opts.workers ?? availableParallelism();
-  if (workers % workersPerSample !== 0) throw new HepolyError(`--workers-per-sample ${workersPerSample} does not divide --workers ${workers}: use a divisor, e.g. --workers ${workersPerSample * Math.max(1, Math.floor(workers / workersPerSample))}`, { exitCode: 2 });
   return { mode, packingSpec, refreshMode, workersPerSample };
 }
 

@@ -13,6 +13,7 @@ import { type HeParams, levelsOf } from '../../he/params.js';
 import type { HeProgram } from '../../he/program.js';
 import { size } from '../../he/tensor-ops.js';
 import { HepolyError } from '../../util/errors.js';
+import { checkTeamSize } from '../../he/team.js';
 import { ARTIFACT_FORMAT_VERSION } from '../artifact-format.js';
 import { type ServerArtifact, loadServerArtifact } from '../artifact-load.js';
 import { decodeFrames, encodeFrames, jsonPart, parseJsonPart } from '../framing.js';
@@ -406,11 +407,9 @@ function requireOctets(req: IncomingMessage): void {
 
 /** --workers-per-sample: a divisor of the workers, for a sample-packed export evaluated on this server's own threads. */
 function checkWorkersPerSample(o: ServeOptions, workers: number, packing: string): number {
-  const k = o.workersPerSample ?? 1;
-  if (!Number.isInteger(k) || k < 1) throw new HepolyError(`--workers-per-sample: expected a positive whole number, found ${k}`, { exitCode: 2 });
+  const k = checkTeamSize(o.workersPerSample ?? 1, workers);
   if (k === 1) return 1;
   if (o.queue) throw new HepolyError(`--workers-per-sample ${k} with --queue: the queue's workers evaluate each job on their own threads; use one or the other`, { exitCode: 2 });
   if (packing !== 'sample') throw new HepolyError(`--workers-per-sample ${k}: ${o.artifactDir} was exported with ${packing} packing; only sample packing splits one sample over several threads. Export it with --packing sample, or leave the flag out`, { exitCode: 2 });
-  if (workers % k !== 0) throw new HepolyError(`--workers-per-sample ${k} does not divide --workers ${workers}: use a divisor, e.g. --workers ${k * Math.max(1, Math.floor(workers / k))}`, { exitCode: 2 });
   return k;
 }

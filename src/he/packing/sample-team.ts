@@ -1,5 +1,5 @@
 import type { CkksBackend } from '../backend.js';
-import { Dealer, type Keyed, type Team } from '../team.js';
+import type { Keyed, Team } from '../team.js';
 import type { BsgsPlan } from './diagonals.js';
 
 /**
@@ -14,6 +14,25 @@ export interface StepShares {
   baby: Map<string, number>;
   /** every giant block in order (outputs by ciphertext, blocks by index) with the member that rotates it */
   blocks: { ct: number; bi: number; owner: number }[];
+}
+
+/** Who does which part of a step: work dealt round robin, rotations and the rest counted apart so each member gets its share of both. */
+class Dealer {
+  private rotations: number;
+  private others: number;
+
+  /** `first`: the member dealt the first item of each kind (vary it, or member 0 gets every odd one out) */
+  constructor(
+    private readonly size: number,
+    first = 0,
+  ) {
+    this.rotations = first;
+    this.others = first;
+  }
+
+  next(rotates: boolean): number {
+    return rotates ? this.rotations++ % this.size : this.others++ % this.size;
+  }
 }
 
 export const babyKey = (input: number, b: number) => `${input}:${b}`;
@@ -32,7 +51,14 @@ const READ_TERMS = 7;
  */
 export function stepShares(bsgs: BsgsPlan, size: number, step: number): StepShares {
   const terms = new Map<string, number>();
-  for (const blocks of bsgs.outputs.values()) for (const bl of blocks) for (const it of bl.items) terms.set(babyKey(it.input, it.b), (terms.get(babyKey(it.input, it.b)) ?? 0) + 1);
+  for (const blocks of bsgs.outputs.values()) {
+    for (const bl of blocks) {
+      for (const it of bl.items) {
+        const key = babyKey(it.input, it.b);
+        terms.set(key, (terms.get(key) ?? 0) + 1);
+      }
+    }
+  }
   const work = [...bsgs.babies].flatMap(([input, bs]) => bs.map((b) => ({ key: babyKey(input, b), cost: (b !== 0 ? ROTATION_TERMS : 0) + READ_TERMS + (terms.get(babyKey(input, b)) ?? 0) })));
   // a stable sort: every member computes the same shares
   work.sort((x, y) => y.cost - x.cost);

@@ -580,7 +580,7 @@ export class SampleEvaluator<C, P> {
     if (!be.plainSums || !be.encodeResidues) return null;
     // the step's first diagonal asks the backend, so every team member decides alike, even one with no diagonal of its own here
     const first = [...st.bsgs.outputs.values()].flat()[0]?.items[0];
-    let probe = first ? be.encodeResidues(first.v, scaleOf(first.input), levelIn) : null;
+    const probe = first ? be.encodeResidues(first.v, scaleOf(first.input), levelIn) : null;
     if (first && !probe) return null;
     const out = new Map<number, (ResiduePlain | null)[][]>();
     for (const [ct, blocks] of st.bsgs.outputs) {
@@ -592,8 +592,7 @@ export class SampleEvaluator<C, P> {
             row.push(null);
             continue;
           }
-          const r = it === first && probe ? probe : be.encodeResidues(it.v, scaleOf(it.input), levelIn);
-          probe = null;
+          const r = it === first ? probe : be.encodeResidues(it.v, scaleOf(it.input), levelIn);
           if (!r) return null;
           row.push(r);
         }
